@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ComplianceConfig(AppConfig):
+    name = "compliance"
+    verbose_name = _("Compliance")
+
+    def ready(self) -> None:
+        from compliance import signals  # noqa: F401  (connects the login/logout receivers)

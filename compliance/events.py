@@ -1,0 +1,71 @@
+"""The enumerated audit event types and outcomes (AU-1, AU-2).
+
+Event types are dotted strings grouped by subsystem; add new ones here, never free text.
+"""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", _("Success")
+    FAILURE = "failure", _("Failure")
+    DENIED = "denied", _("Denied")
+
+
+class ActorType(models.TextChoices):
+    USER = "user", _("User")
+    API_KEY = "api_key", _("API key")
+    SYSTEM = "system", _("System")
+    ANONYMOUS = "anonymous", _("Anonymous")
+
+
+class EventType(models.TextChoices):
+    # Authentication and sessions
+    LOGIN = "auth.login", _("Login")
+    LOGIN_FAILED = "auth.login_failed", _("Failed login")
+    LOGOUT = "auth.logout", _("Logout")
+    LOCKOUT = "auth.lockout", _("Account or address locked")
+    UNLOCK = "auth.unlock", _("Lock lifted")
+    SESSION_EXPIRED = "auth.session_expired", _("Session expired")
+    PASSWORD_CHANGE = "auth.password_change", _("Password changed")
+    TOTP_ENROL = "auth.totp_enrol", _("Two-factor device enrolled")
+    TOTP_VERIFY = "auth.totp_verify", _("Two-factor verification")
+    # Accounts, departments, roles and policy
+    USER_CREATE = "user.create", _("User created")
+    USER_UPDATE = "user.update", _("User changed")
+    USER_DISABLE = "user.disable", _("User disabled")
+    ROLE_CHANGE = "user.role_change", _("Administrator role changed")
+    MEMBERSHIP_ADD = "membership.add", _("Membership added")
+    MEMBERSHIP_CHANGE = "membership.change", _("Membership changed")
+    MEMBERSHIP_REMOVE = "membership.remove", _("Membership removed")
+    DEPARTMENT_CREATE = "department.create", _("Department created")
+    DEPARTMENT_UPDATE = "department.update", _("Department changed")
+    GROUP_MAPPING_CHANGE = "policy.group_mapping", _("Directory group mapping changed")
+    RETENTION_POLICY_CHANGE = "policy.retention", _("Retention policy changed")
+    SECURITY_SETTING_CHANGE = "policy.security_setting", _("Security setting changed")
+    ADMIN_CHANGE = "admin.change", _("Administration console change")
+    DIRECTORY_SYNC = "directory.sync", _("Directory synchronisation")
+    # Business objects
+    ASSET_UPLOAD = "asset.upload", _("File uploaded")
+    ASSET_VIEW = "asset.view", _("File viewed")
+    ASSET_DOWNLOAD = "asset.download", _("File downloaded")
+    ASSET_DELETE = "asset.delete", _("File deleted")
+    CONVERSATION_CREATE = "conversation.create", _("Conversation created")
+    CONVERSATION_UPDATE = "conversation.update", _("Conversation changed")
+    CONVERSATION_DELETE = "conversation.delete", _("Conversation deleted")
+    CONVERSATION_VIEW = "conversation.view", _("Conversation content viewed")
+    INFERENCE = "inference.call", _("Model call")
+    EXTRACTION = "inference.extraction", _("Structured extraction")
+    MODEL_LOAD = "model.load", _("Model loaded")
+    API_KEY_CREATE = "api_key.create", _("API key created")
+    API_KEY_REVOKE = "api_key.revoke", _("API key revoked")
+    # Audit trail and retention
+    AUDIT_VIEW = "audit.view", _("Audit trail viewed")
+    AUDIT_EXPORT = "audit.export", _("Audit trail exported")
+    AUDIT_CHECKPOINT = "audit.checkpoint", _("Audit checkpoint signed")
+    AUDIT_PURGE = "audit.purge", _("Expired audit entries purged")
+    RETENTION_PURGE = "retention.purge", _("Expired business data purged")
+    COMPLIANCE_REPORT = "compliance.report", _("Compliance report produced")
+    # Denials of every kind (AU-1): 404s for other departments' objects included
+    ACCESS_DENIED = "access.denied", _("Access denied")

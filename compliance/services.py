@@ -1,0 +1,118 @@
+"""The one way to write the audit trail: ``audit_record``.
+
+Call it inside the transaction of the action it records: the action and its entry commit
+together or not at all, and if the audit write fails the action fails with it (AU-4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from compliance.chain import canonical_json, chain_hash
+from compliance.context import current_request_context, normalise_ip
+from compliance.events import ActorType, EventType, Outcome
+from compliance.models import AuditChainHead, AuditEntry
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system"
+_MAX_REPR = 255
+_MAX_USER_AGENT = 512
+
+
+class AuditWriteError(RuntimeError):
+    """The entry could not be written; the surrounding action must not go ahead."""
+
+
+def _actor_fields(actor: Any, context) -> tuple[str, str, str]:
+    """(actor_type, actor_id, actor_name) for an explicit actor or the request's identity."""
+    if actor is None and context is not None:
+        actor = context.api_key or context.user
+    if actor is None or actor == SYSTEM_ACTOR:
+        if context is not None and actor is None:
+            return ActorType.ANONYMOUS, "", ""
+        return ActorType.SYSTEM, "", SYSTEM_ACTOR
+    if getattr(actor, "is_authenticated", None) is False:  # AnonymousUser
+        return ActorType.ANONYMOUS, "", ""
+    if hasattr(actor, "get_username"):
+        return ActorType.USER, str(actor.pk), actor.get_username()
+    # Anything else that authenticates (an API key) names itself through these attributes.
+    return ActorType.API_KEY, str(actor.pk), str(getattr(actor, "audit_name", actor))
+
+
+def _details(details: dict[str, Any] | None) -> dict[str, Any]:
+    if not details:
+        return {}
+    if not isinstance(details, dict):
+        raise AuditWriteError("audit details must be a JSON object")
+    try:
+        # Round-trip through the canonical form: what is stored is exactly what is hashed.
+        return json.loads(canonical_json(details))
+    except (TypeError, ValueError) as exc:
+        raise AuditWriteError(f"audit details are not canonical JSON: {exc}") from exc
+
+
+def audit_record(
+    *,
+    event_type: EventType | str,
+    outcome: Outcome | str = Outcome.SUCCESS,
+    actor: Any = None,
+    department: Any = None,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    object_repr: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry to the chain and return it.
+
+    ``actor`` is a user, an API key, the string ``"system"``, or None for whoever the current
+    request context names. ``department`` is a Department, its id, or None for platform events.
+    """
+    if event_type not in EventType.values:
+        raise AuditWriteError(f"unknown audit event type {event_type!r}")
+    if outcome not in Outcome.values:
+        raise AuditWriteError(f"unknown audit outcome {outcome!r}")
+    context = current_request_context()
+    actor_type, actor_id, actor_name = _actor_fields(actor, context)
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or str(obj.pk)
+        object_repr = object_repr or str(obj)
+    department_id, department_slug = None, ""
+    if department is not None:
+        if isinstance(department, int):
+            department_id = department
+        else:
+            department_id, department_slug = department.pk, department.slug
+
+    with transaction.atomic():
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        entry = AuditEntry(
+            sequence=head.sequence + 1,
+            timestamp=timezone.now(),
+            actor_type=actor_type,
+            actor_id=actor_id,
+            actor_name=actor_name[:150],
+            department_id=department_id,
+            department_slug=department_slug,
+            event_type=str(event_type),
+            outcome=str(outcome),
+            object_type=object_type[:64],
+            object_id=str(object_id)[:64],
+            object_repr=object_repr[:_MAX_REPR],
+            source_ip=normalise_ip(context.source_ip) if context else None,
+            user_agent=(context.user_agent if context else "")[:_MAX_USER_AGENT],
+            request_id=context.request_id if context else "",
+            details=_details(details),
+            prev_hash=head.hash,
+        )
+        entry.hash = chain_hash(entry.prev_hash, entry)
+        entry.save(_from_audit_record=True)
+        AuditChainHead.objects.filter(pk=1).update(sequence=entry.sequence, hash=entry.hash)
+    return entry

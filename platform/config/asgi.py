@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Run with the repository's ``asgi.py`` launcher (which puts ``platform/`` on the import path),
+e.g. ``uvicorn asgi:application`` or ``daphne asgi:application`` from the repository root.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from config.websocket import websocket_application  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(websocket_application),
+    }
+)

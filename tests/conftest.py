@@ -1,0 +1,83 @@
+"""Shared fixtures: the three personas of every access test, and the throw-away services.
+
+Personas (after Healthchecks' alice/bob/charlie): ``admin`` administers department A,
+``member`` is an ordinary member of A, ``outsider`` belongs to department B only and must see
+nothing of A.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from compliance.context import RequestContext, request_context
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_service_url(variable: str, what: str) -> str:
+    """The URL of a throw-away service started by scripts/testenv.py.
+
+    Outside CI a missing service skips the test (a quick local loop on SQLite); in CI it fails,
+    because CI must prove the real thing.
+    """
+    url = os.environ.get(variable)
+    if url:
+        return url
+    message = f"{variable} is not set: {what} is started by scripts/testenv.py (make test)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Personas:
+    department_a: object
+    department_b: object
+    admin: object
+    member: object
+    outsider: object
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    counter = {"n": 0}
+
+    def make(username: str | None = None, **fields):
+        counter["n"] += 1
+        user = django_user_model(username=username or f"user{counter['n']}", **fields)
+        user.set_password("Correct-Horse-9")
+        user.save()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def personas(db, make_user) -> Personas:
+    from departments.models import MembershipRole
+    from departments.services import department_create, membership_add
+
+    department_a = department_create(slug="finance", name="财务部 Finance", acting_user="system")
+    department_b = department_create(slug="quality", name="质量部 Quality", acting_user="system")
+    admin = make_user("alice")
+    member = make_user("bob")
+    outsider = make_user("charlie")
+    membership_add(user=admin, department=department_a, role=MembershipRole.ADMIN, acting_user="system")
+    membership_add(user=member, department=department_a, acting_user="system")
+    membership_add(user=outsider, department=department_b, acting_user="system")
+    return Personas(department_a, department_b, admin, member, outsider)
+
+
+@pytest.fixture
+def system_context():
+    """An audit context like a request's, for services called outside a request in tests."""
+    with request_context(RequestContext(request_id="test-request-0001", source_ip="127.0.0.1", user_agent="pytest")):
+        yield
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return require_service_url("TEST_REDIS_URL", "Redis")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TenancyProbeConfig(AppConfig):
+    name = "tests.tenancyprobe"
+    label = "tenancyprobe"
