@@ -123,7 +123,7 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+DATABASE_URL = env_secret("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")  # may hold a password: _FILE allowed
 try:
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
 except ValueError as exc:

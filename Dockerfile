@@ -1,0 +1,27 @@
+# The application image. Model weights are mounted read-only at run time (MODEL_PATH), never
+# baked in, and nothing is downloaded when the container starts.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PLATFORM_PROFILE=production DATA_DIR=/var/lib/platform STATIC_ROOT=/app/staticfiles \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential libldap2-dev libsasl2-dev gettext curl \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt && apt-get purge -y build-essential && apt-get autoremove -y
+
+COPY . .
+RUN find locale -name '*.po' -exec sh -c 'msgfmt --check -o "${1%.po}.mo" "$1"' _ {} \; \
+ && SECRET_KEY=build-only-not-a-secret-build-only-not-a-secret-0000 ALLOWED_HOSTS=build \
+    python manage.py collectstatic --noinput \
+ && useradd --system --uid 10001 --home-dir /var/lib/platform platform \
+ && mkdir -p /var/lib/platform && chown platform /var/lib/platform
+
+USER platform
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec uvicorn asgi:application --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips '*' --no-server-header"]

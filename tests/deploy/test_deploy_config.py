@@ -1,0 +1,72 @@
+"""deploy/ is validated with the real tools: nginx -t and Debian's docker-compose config."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.deploy.conftest import DEPLOY, require_binary
+from tests.deploy.nginx_harness import render_nginx
+
+
+@pytest.mark.parametrize("tls12", [False, True])
+def test_nginx_accepts_the_rendered_configuration(tmp_path, tls_pair, tls12):
+    nginx = require_binary("nginx")
+    cert, key = tls_pair
+    conf = render_nginx(
+        tmp_path,
+        cert=cert,
+        key=key,
+        upstreams="127.0.0.1:8001,127.0.0.1:8002",
+        http_port=18080,
+        https_port=18443,
+        tls12=tls12,
+    )
+    result = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    site = (tmp_path / "platform.conf").read_text()
+    assert ("ssl_protocols TLSv1.2 TLSv1.3;" if tls12 else "ssl_protocols TLSv1.3;") in site
+    assert "server 127.0.0.1:8002 max_fails=3" in site
+    assert "client_max_body_size 102m;" in site
+
+
+def test_render_refuses_malformed_values(tmp_path):
+    for variable, value in [
+        ("PLATFORM_UPSTREAMS", "no-port"),
+        ("ADMIN_ALLOWED_NETWORKS", "10.0.0.0/99"),
+        ("MAX_UPLOAD_MB", "big"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, str(DEPLOY / "render-nginx"), "--out", str(tmp_path / "x.conf")],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", variable: value},
+        )
+        assert result.returncode != 0, variable
+        assert variable in result.stderr
+
+
+def test_compose_file_is_valid_for_docker_compose(tmp_path):
+    compose = shutil.which("docker-compose")
+    if not compose:
+        message = "Debian's docker-compose is not installed (scripts/system-packages test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
+    shutil.copy(DEPLOY / ".env.example", copy / ".env")
+    result = subprocess.run(
+        [compose, "-f", str(copy / "compose.yaml"), "config"], capture_output=True, text=True, cwd=copy
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = result.stdout
+    # The app network has no egress, the model is read-only, secrets come from files.
+    assert "internal: true" in rendered
+    assert ":/models:ro" in rendered
+    assert "SECRET_KEY_FILE: /run/secrets/secret_key" in rendered
+    assert "capabilities:\n              - gpu" in rendered or "- gpu" in rendered
