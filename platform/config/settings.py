@@ -88,6 +88,7 @@ if PROFILE == "test":
     INSTALLED_APPS.append("tests.tenancyprobe")
 
 MIDDLEWARE = [
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "compliance.middleware.RequestContextMiddleware",
@@ -180,6 +181,9 @@ ADMIN_ALLOWED_NETWORKS = env_networks(
 # Proxies whose X-Forwarded-For is believed for the client address (nginx in deploy/).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
 
+# /metrics: from the admin networks, or anywhere with this bearer token (for a scraper).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+
 # --- HTTPS and browser hardening --------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -230,6 +234,21 @@ MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 100, minimum=1, maximum=10240)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
+# --- Assets (issue 5: encrypted uploads; see docs/assets.md) -------------------------------------
+# Encrypted blobs live here; nothing in this directory is ever plaintext.
+ASSET_STORAGE_DIR = env_path("ASSET_STORAGE_DIR", DATA_DIR / "assets")
+# The master key ring (key id + key per line, the first one active) that wraps every file's data
+# key. Outside production it is generated on first use; production refuses to start without it.
+ASSET_MASTER_KEY_FILE = env_path("ASSET_MASTER_KEY_FILE", DATA_DIR / "asset_master_keys")
+if IS_PRODUCTION and not env_str("ASSET_MASTER_KEY_FILE"):
+    raise ImproperlyConfigured(
+        "ASSET_MASTER_KEY_FILE is required in production (create one with: manage.py assets_rotate_master_key --init)"
+    )
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1, maximum=1_000_000_000)
+MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, minimum=1, maximum=100_000)
+DEPARTMENT_QUOTA_MB = env_int("DEPARTMENT_QUOTA_MB", 0, minimum=0)  # 0 = no quota
+# --- end of assets ------------------------------------------------------------------------------
+
 # --- Model ------------------------------------------------------------------------------------
 MODEL_PATH = env_path("MODEL_PATH", DATA_DIR / "demo-model")
 MODEL_QUANTIZATION = env_choice("MODEL_QUANTIZATION", "auto", ("auto", "nf4", "int8", "bf16", "fp16", "fp32"))
@@ -260,9 +279,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging ----------------------------------------------------------------------------------
+LOG_FORMAT = env_choice("LOG_FORMAT", "json" if IS_PRODUCTION else "text", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr}},
+    "formatters": {
+        "json": {"()": "config.logging_json.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
 }

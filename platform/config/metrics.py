@@ -1,0 +1,97 @@
+"""Prometheus metrics: ``GET /metrics``, restricted to the admin networks or a bearer token.
+
+Each app process exposes its own figures (scrape every process, e.g. 127.0.0.1:800N); figures
+that must agree across processes (audit entries, failed logins) are read from the database at
+scrape time. Apps add their own metrics with prometheus_client's default registry.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+
+from accounts.permissions import admin_network_allowed
+
+REQUEST_LATENCY = Histogram(
+    "platform_http_request_duration_seconds",
+    "Time to produce an HTTP response, by route.",
+    ["route", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+METRICS_NOT_FOUND = "Not found."
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern (not the concrete path) so that label values stay few; Django's handler
+    has already resolved it by the time the response comes back."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unmatched"
+    return match.route or match.view_name or "unnamed"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        REQUEST_LATENCY.labels(route_of(request), request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+
+class AuditFiguresCollector:
+    """Counts read from the audit trail, the same whichever process is scraped."""
+
+    def collect(self):
+        from compliance.events import EventType
+        from compliance.models import AuditChainHead, AuditEntry
+
+        head = AuditChainHead.objects.filter(pk=1).values_list("sequence", flat=True).first() or 0
+        written = CounterMetricFamily("platform_audit_entries_written", "Audit entries written (chain length).")
+        written.add_metric([], head)
+        yield written
+        failed = CounterMetricFamily("platform_logins_failed", "Failed logins recorded in the audit trail.")
+        failed.add_metric([], AuditEntry.objects.filter(event_type=EventType.LOGIN_FAILED).count())
+        yield failed
+
+
+_audit_collector = AuditFiguresCollector()
+
+
+def _authorised(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
+    return admin_network_allowed(getattr(request, "source_ip", None))
+
+
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _authorised(request):
+        raise Http404(METRICS_NOT_FOUND)
+    body = generate_latest(REGISTRY)
+    for family in _audit_collector.collect():
+        body += generate_latest(_SingleFamilyRegistry(family))
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class _SingleFamilyRegistry:
+    """Lets generate_latest print one family computed on demand (not kept in the registry,
+    so a scrape that fails to reach the database fails alone instead of breaking registration)."""
+
+    def __init__(self, family):
+        self._family = family
+
+    def collect(self):
+        yield self._family
