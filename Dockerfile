@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential libldap2-dev libsasl2-dev gettext curl \
+ && apt-get install -y --no-install-recommends build-essential libldap2-dev libsasl2-dev gettext curl postgresql-client \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

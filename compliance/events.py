@@ -67,5 +67,7 @@ class EventType(models.TextChoices):
     AUDIT_PURGE = "audit.purge", _("Expired audit entries purged")
     RETENTION_PURGE = "retention.purge", _("Expired business data purged")
     COMPLIANCE_REPORT = "compliance.report", _("Compliance report produced")
+    BACKUP = "operations.backup", _("Backup taken")
+    RESTORE = "operations.restore", _("Backup restored")
     # Denials of every kind (AU-1): 404s for other departments' objects included
     ACCESS_DENIED = "access.denied", _("Access denied")
