@@ -19,6 +19,7 @@ run: setup messages
 
 test: setup-dev messages
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/dependency_audit.py
 	$(PY) scripts/testenv.py -- $(PY) -m pytest $(PYTEST_ARGS)
 
 # The quick local loop: SQLite instead of PostgreSQL (Redis is still started).
