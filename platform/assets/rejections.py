@@ -1,0 +1,83 @@
+"""Why an upload is refused: one exception carrying a stable code, an HTTP status and a message.
+
+The messages are module constants that tests import; views (portal and API) answer with
+``status`` and ``message`` so every refusal is a clear 400/413, never a 500.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+TOO_LARGE = _("The file is larger than the limit of {limit_mb} MB.")
+QUOTA_EXCEEDED = _("The department's storage quota of {quota_mb} MB would be exceeded.")
+EMPTY_FILE = _("The file is empty.")
+UNSUPPORTED_TYPE = _("Unsupported file type: only JPEG, PNG, BMP, WebP, TIFF, GIF and PDF files are accepted.")
+AMBIGUOUS_CONTENT = _("The file's content is ambiguous (it looks like more than one format) and is refused.")
+UNREADABLE_IMAGE = _("The image could not be decoded: it is damaged or truncated.")
+TOO_MANY_PIXELS = _("The image has too many pixels ({pixels}); the limit is {limit}.")
+UNREADABLE_PDF = _("The PDF could not be opened: it is damaged, truncated or encrypted.")
+TOO_MANY_PAGES = _("The PDF has {pages} pages; the limit is {limit}.")
+INCOMPLETE_UPLOAD = _("The upload was interrupted before the file was complete.")
+NO_FILE = _("No file was sent.")
+BAD_NAME = _("The file name is missing or invalid.")
+
+
+class AssetRejected(Exception):
+    """An upload refused for a reason the uploader can act on; nothing of it is stored."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = str(message)
+        self.status = status
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "detail": self.message}
+
+
+def too_large(limit_bytes: int) -> AssetRejected:
+    return AssetRejected("too_large", TOO_LARGE.format(limit_mb=limit_bytes // (1024 * 1024)), status=413)
+
+
+def quota_exceeded(quota_bytes: int) -> AssetRejected:
+    return AssetRejected("quota_exceeded", QUOTA_EXCEEDED.format(quota_mb=quota_bytes // (1024 * 1024)), status=413)
+
+
+def empty_file() -> AssetRejected:
+    return AssetRejected("empty", EMPTY_FILE)
+
+
+def unsupported_type() -> AssetRejected:
+    return AssetRejected("unsupported_type", UNSUPPORTED_TYPE)
+
+
+def ambiguous_content() -> AssetRejected:
+    return AssetRejected("ambiguous", AMBIGUOUS_CONTENT)
+
+
+def unreadable_image() -> AssetRejected:
+    return AssetRejected("unreadable_image", UNREADABLE_IMAGE)
+
+
+def too_many_pixels(pixels: int, limit: int) -> AssetRejected:
+    return AssetRejected("too_many_pixels", TOO_MANY_PIXELS.format(pixels=pixels, limit=limit), status=413)
+
+
+def unreadable_pdf() -> AssetRejected:
+    return AssetRejected("unreadable_pdf", UNREADABLE_PDF)
+
+
+def too_many_pages(pages: int, limit: int) -> AssetRejected:
+    return AssetRejected("too_many_pages", TOO_MANY_PAGES.format(pages=pages, limit=limit), status=413)
+
+
+def incomplete_upload() -> AssetRejected:
+    return AssetRejected("incomplete", INCOMPLETE_UPLOAD)
+
+
+def no_file() -> AssetRejected:
+    return AssetRejected("no_file", NO_FILE)
+
+
+def bad_name() -> AssetRejected:
+    return AssetRejected("bad_name", BAD_NAME)

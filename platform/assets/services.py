@@ -1,0 +1,300 @@
+"""Writes to assets: upload, classification change, delete (crypto-shredding), retention purge,
+master key rotation. Each records its audit entry in the same transaction as the change.
+
+``asset_upload`` is the one entry point for every upload path (portal, REST API, tests): it
+takes a file-like object, an iterator of byte chunks, or a blob already staged by
+``assets.upload_handlers.EncryptingUploadHandler``. It either stores everything (encrypted
+blob, wrapped key, row, audit entry) or nothing, and answers a refusal with ``AssetRejected``
+(a clear 400/413 for the view), audited as a failed upload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Sum
+from django.utils.translation import gettext_lazy as _
+
+from assets import content, keyring, rejections
+from assets.models import Asset
+from assets.names import original_name_clean
+from assets.rejections import AssetRejected
+from assets.storage import StagedBlob, blob_delete, stage_stream
+from compliance.events import EventType, Outcome
+from compliance.services import audit_record
+from departments.models import Classification, Department, Membership, MembershipRole
+from departments.tenancy import all_departments, department_scope
+
+logger = logging.getLogger(__name__)
+
+DELETE_NOT_ALLOWED = _("Only the uploader or a department administrator can delete this file.")
+CLASSIFICATION_NOT_ALLOWED = _("Only a department administrator can change a file's classification.")
+
+
+def max_upload_bytes() -> int:
+    return settings.MAX_UPLOAD_MB * 1024 * 1024
+
+
+def department_usage_bytes(department: Department) -> int:
+    with department_scope(department):
+        return Asset.objects.aggregate(total=Sum("size"))["total"] or 0
+
+
+def _is_department_admin(user: Any, department: Department) -> bool:
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return Membership.objects.filter(user=user, department=department, role=MembershipRole.ADMIN).exists()
+
+
+def asset_user_may_delete(*, asset: Asset, user: Any) -> bool:
+    """The uploader, or an administrator of the asset's department."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return asset.uploaded_by_id == user.pk or _is_department_admin(user, asset.department)
+
+
+def asset_upload_refused(
+    *, department: Department, acting_user: Any, original_name: str, rejection: AssetRejected, size: int | None = None
+) -> None:
+    """Audit an upload refused before it reached ``asset_upload`` (e.g. by the upload handler
+    while streaming), exactly as ``asset_upload`` audits its own refusals."""
+    name = "".join(char for char in str(original_name) if char.isprintable())
+    audit_record(
+        event_type=EventType.ASSET_UPLOAD,
+        outcome=Outcome.FAILURE,
+        actor=acting_user,
+        department=department,
+        object_type="assets.asset",
+        object_repr=name[:255],
+        details={"reason": rejection.code, "size": size},
+    )
+
+
+def asset_upload(
+    *,
+    department: Department,
+    uploaded_by: Any,
+    stream: StagedBlob | BinaryIO | Iterable[bytes],
+    original_name: str,
+    acting_user: Any = None,
+    expected_size: int | None = None,
+) -> Asset:
+    """Validate, hash, encrypt and store one file in ``department``; returns the asset (the
+    existing one when the department already holds the same bytes)."""
+    acting_user = acting_user if acting_user is not None else uploaded_by
+    staged: StagedBlob | None = stream if isinstance(stream, StagedBlob) else None
+    safe_name = original_name if isinstance(original_name, str) else ""
+    try:
+        name = original_name_clean(original_name)
+        if staged is None:
+            staged = stage_stream(stream, max_bytes=max_upload_bytes(), expected_size=expected_size)
+        with staged.open_reader() as reader:
+            info = content.inspect_content(staged.kind, reader, staged.size)
+        return _store(
+            department=department, uploaded_by=uploaded_by, staged=staged, name=name, info=info, acting_user=acting_user
+        )
+    except AssetRejected as rejection:
+        if staged is not None:
+            staged.discard()
+        asset_upload_refused(
+            department=department,
+            acting_user=acting_user,
+            original_name=safe_name,
+            rejection=rejection,
+            size=staged.size if staged is not None else None,
+        )
+        raise
+    except BaseException:
+        if staged is not None:
+            staged.uncommit()
+            staged.discard()
+        raise
+
+
+def _store(
+    *,
+    department: Department,
+    uploaded_by: Any,
+    staged: StagedBlob,
+    name: str,
+    info: content.ContentInfo,
+    acting_user: Any,
+) -> Asset:
+    try:
+        with transaction.atomic(), department_scope(department):
+            # One upload at a time per department reaches this point: the quota sum and the
+            # duplicate look-up below then see every committed file.
+            Department.objects.select_for_update().filter(pk=department.pk).first()
+            existing = Asset.objects.filter(sha256=staged.sha256).first()
+            if existing is not None:
+                audit_record(
+                    event_type=EventType.ASSET_UPLOAD,
+                    actor=acting_user,
+                    department=department,
+                    obj=existing,
+                    details={"deduplicated": True, "name": name, "sha256": staged.sha256, "size": staged.size},
+                )
+                staged.discard()
+                return existing
+            quota = settings.DEPARTMENT_QUOTA_MB * 1024 * 1024
+            if quota and department_usage_bytes(department) + staged.size > quota:
+                raise rejections.quota_exceeded(quota)
+            key_id, wrapped = keyring.keyring_load().wrap(staged.data_key, binding=staged.storage_name)
+            asset = Asset(
+                department=department,
+                uploaded_by=uploaded_by if getattr(uploaded_by, "is_authenticated", False) else None,
+                uploaded_by_name=uploaded_by.get_username() if hasattr(uploaded_by, "get_username") else "",
+                storage_name=staged.storage_name,
+                original_name=name,
+                size=staged.size,
+                content_type=info.kind.mime,
+                sha256=staged.sha256,
+                page_count=info.page_count,
+                width=info.width,
+                height=info.height,
+                classification=department.classification,
+                key_id=key_id,
+                wrapped_key=wrapped,
+            )
+            asset.full_clean()
+            asset.save()
+            audit_record(
+                event_type=EventType.ASSET_UPLOAD,
+                actor=acting_user,
+                department=department,
+                obj=asset,
+                details={
+                    "name": name,
+                    "sha256": staged.sha256,
+                    "size": staged.size,
+                    "type": info.kind.mime,
+                    "pages": info.page_count,
+                    "classification": asset.classification,
+                },
+            )
+            # Last step inside the transaction: if the rename fails, the row rolls back.
+            staged.commit()
+            return asset
+    except BaseException:
+        # The row did not commit (or the commit itself failed): the blob must not stay behind.
+        staged.uncommit()
+        staged.discard()
+        raise
+
+
+@transaction.atomic
+def asset_classification_update(*, asset: Asset, classification: int, acting_user: Any) -> Asset:
+    if acting_user != "system" and not _is_department_admin(acting_user, asset.department):
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            actor=acting_user,
+            department=asset.department,
+            obj=asset,
+            details={"action": "asset.update", "reason": "not a department administrator"},
+        )
+        raise PermissionDenied(CLASSIFICATION_NOT_ALLOWED)
+    before = asset.classification
+    asset.classification = Classification(classification)
+    asset.full_clean()
+    asset.save(update_fields=["classification"])
+    audit_record(
+        event_type=EventType.ASSET_UPDATE,
+        actor=acting_user,
+        department=asset.department,
+        obj=asset,
+        details={"before": {"classification": before}, "after": {"classification": int(classification)}},
+    )
+    return asset
+
+
+def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
+    """Delete the row (the wrapped key with it) and, once that committed, the blob."""
+    storage_name = asset.storage_name
+    audit_record(
+        event_type=EventType.ASSET_DELETE,
+        actor=acting_user,
+        department=asset.department_id,
+        obj=asset,
+        details={"reason": reason, "sha256": asset.sha256, "size": asset.size, "crypto_shredded": True},
+    )
+    Asset.objects.filter(pk=asset.pk).delete()
+
+    def remove_blob() -> None:
+        try:
+            blob_delete(storage_name)
+        except OSError:
+            # The key is gone, so what remains is unreadable; the sweep removes it later.
+            logger.exception("could not remove blob %s after deleting its key", storage_name)
+
+    transaction.on_commit(remove_blob)
+
+
+def asset_delete(*, asset: Asset, acting_user: Any) -> None:
+    """Crypto-shredding delete by its uploader or a department administrator."""
+    if acting_user != "system" and not asset_user_may_delete(asset=asset, user=acting_user):
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            actor=acting_user,
+            department=asset.department_id,
+            obj=asset,
+            details={"action": "asset.delete", "reason": "neither uploader nor department administrator"},
+        )
+        raise PermissionDenied(DELETE_NOT_ALLOWED)
+    with transaction.atomic(), department_scope(asset.department_id):
+        _shred(asset, acting_user=acting_user, reason="deleted by user")
+
+
+def asset_purge_expired(*, department: Department, cutoff: datetime, dry_run: bool = False) -> int:
+    """Crypto-shred the department's files uploaded before ``cutoff``; returns how many (would
+    be) removed. Called by the retention purge (``purge_expired``), which decides the cutoff."""
+    with department_scope(department):
+        expired = list(Asset.objects.filter(created_at__lt=cutoff).order_by("created_at"))
+        if dry_run:
+            return len(expired)
+        for asset in expired:
+            with transaction.atomic():
+                _shred(asset, acting_user="system", reason="retention")
+    return len(expired)
+
+
+def asset_master_key_rotate(*, acting_user: Any = "system", batch_size: int = 500) -> dict[str, int]:
+    """Re-wrap every data key not wrapped by the active master key. Content is untouched.
+
+    Returns ``{"rewrapped": n, "remaining": m}``; ``remaining`` counts keys that could not be
+    unwrapped (their master key is missing from the ring) and is 0 after a good run.
+    """
+    ring = keyring.keyring_load()
+    rewrapped = failed = 0
+    with all_departments(reason="master key rotation re-wraps every file's data key"):
+        pending = Asset.objects.exclude(key_id=ring.active_id).order_by("pk").values_list("pk", flat=True)
+        ids = list(pending)
+        for start in range(0, len(ids), batch_size):
+            with transaction.atomic():
+                for asset in Asset.objects.select_for_update().filter(pk__in=ids[start : start + batch_size]):
+                    try:
+                        data_key = ring.unwrap(asset.key_id, asset.wrapped_key, binding=asset.storage_name)
+                    except keyring.KeyRingError:
+                        failed += 1
+                        logger.error("asset %s: data key does not unwrap with the key ring", asset.pk)
+                        continue
+                    asset.key_id, asset.wrapped_key = ring.wrap(data_key, binding=asset.storage_name)
+                    asset.save(update_fields=["key_id", "wrapped_key"])
+                    rewrapped += 1
+        with transaction.atomic():
+            audit_record(
+                event_type=EventType.ASSET_KEY_ROTATE,
+                outcome=Outcome.SUCCESS if failed == 0 else Outcome.FAILURE,
+                actor=acting_user,
+                object_type="assets.keyring",
+                object_repr=ring.active_id,
+                details={"active_key_id": ring.active_id, "rewrapped": rewrapped, "failed": failed},
+            )
+    return {"rewrapped": rewrapped, "remaining": failed}

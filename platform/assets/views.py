@@ -1,0 +1,218 @@
+"""The portal's file pages under ``/d/<slug>/files/``: thin views over services and selectors.
+
+``DepartmentScopeMiddleware`` has already answered 404 to non-members and opened the scope;
+every view that names an asset fetches it with ``asset_get_for_request`` (the one access
+helper), so a foreign id is a 404 with an audited denial on every path.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+
+from assets import rejections
+from assets.content import KINDS
+from assets.models import Asset
+from assets.names import content_disposition, download_name
+from assets.reading import asset_plaintext_chunks, asset_thumbnail_png
+from assets.rejections import AssetRejected
+from assets.selectors import asset_get_for_request, asset_list
+from assets.services import (
+    asset_classification_update,
+    asset_delete,
+    asset_upload,
+    asset_upload_refused,
+    asset_user_may_delete,
+    department_usage_bytes,
+)
+from assets.upload_handlers import EncryptingUploadHandler, StagedUpload
+from compliance.events import EventType
+from compliance.services import audit_record
+from departments.models import Classification
+
+UPLOAD_FIELD = "file"
+# Served bytes are never interpreted by the browser: no scripts, no plugins, no framing.
+_LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _asset_url(request: HttpRequest, name: str, asset: Asset) -> str:
+    return reverse(f"assets:{name}", args=[request.department.slug, asset.pk])
+
+
+@login_required
+@require_GET
+def file_list(request: HttpRequest, department_slug: str) -> HttpResponse:
+    department = request.department
+    return render(
+        request,
+        "assets/list.html",
+        {
+            "department": department,
+            "membership": request.membership,
+            "assets": asset_list(department=department).select_related("uploaded_by"),
+            "usage_bytes": department_usage_bytes(department),
+            "max_upload_mb": settings.MAX_UPLOAD_MB,
+            "accept": ",".join(sorted(KINDS)),
+        },
+    )
+
+
+def _upload_response(request: HttpRequest, status: int, payload: dict) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(payload, status=status, json_dumps_params={"ensure_ascii": False})
+    for item in payload.get("files", []):
+        if "detail" in item:
+            messages.error(request, f"{item.get('name', '')}: {item['detail']}")
+        else:
+            messages.success(request, _("Uploaded %(name)s.") % {"name": item["name"]})
+    if "detail" in payload:
+        messages.error(request, payload["detail"])
+    return redirect("assets:list", department_slug=request.department.slug)
+
+
+@csrf_protect
+def _file_upload(request: HttpRequest, handler: EncryptingUploadHandler) -> HttpResponse:
+    uploads = request.FILES.getlist(UPLOAD_FIELD)  # parsing happens here, through our handler
+    if handler.request_rejection is not None:
+        rejection = handler.request_rejection
+        return _upload_response(request, rejection.status, rejection.as_dict())
+    results: list[dict] = []
+    status = 200
+    for rejected in handler.rejections:
+        # Refused while streaming (type, size, empty, interrupted): audited like the others.
+        asset_upload_refused(
+            department=request.department,
+            acting_user=request.user,
+            original_name=rejected.file_name,
+            rejection=rejected.rejection,
+        )
+        results.append({"name": rejected.file_name, **rejected.rejection.as_dict()})
+        status = max(status, rejected.rejection.status)
+    for upload in uploads:
+        if not isinstance(upload, StagedUpload):  # pragma: no cover - our handler is the only one
+            continue
+        try:
+            asset = asset_upload(
+                department=request.department,
+                uploaded_by=request.user,
+                stream=upload.staged,
+                original_name=upload.client_name,
+            )
+        except AssetRejected as rejection:
+            results.append({"name": upload.client_name, **rejection.as_dict()})
+            status = max(status, rejection.status)
+            continue
+        results.append(
+            {
+                "name": asset.original_name,
+                "id": str(asset.pk),
+                "url": _asset_url(request, "detail", asset),
+                "sha256": asset.sha256,
+                "deduplicated": asset.storage_name != upload.staged.storage_name,
+            }
+        )
+    if not results:
+        rejection = rejections.no_file()
+        return _upload_response(request, rejection.status, rejection.as_dict())
+    if status != 200 and len(results) == 1:
+        return _upload_response(request, status, {**results[0], "files": results})
+    return _upload_response(request, status, {"files": results})
+
+
+@csrf_exempt  # CSRF is checked by _file_upload, after our upload handler is in place
+@login_required
+def file_upload(request: HttpRequest, department_slug: str) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    # Must happen before anything reads request.POST (the CSRF check would, with Django's
+    # spooling handlers): from here on the body only ever reaches the encrypting stager.
+    handler = EncryptingUploadHandler(request)
+    request.upload_handlers = [handler]
+    try:
+        return _file_upload(request, handler)
+    finally:
+        handler.discard_all()
+
+
+@login_required
+def file_detail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
+    asset = asset_get_for_request(request, asset_id, purpose="view")
+    if request.method == "POST":
+        try:
+            classification = Classification(int(request.POST.get("classification", "")))
+        except ValueError:
+            messages.error(request, _("Choose a valid classification."))
+        else:
+            asset_classification_update(asset=asset, classification=classification, acting_user=request.user)
+            messages.success(request, _("Classification changed."))
+        return redirect("assets:detail", department_slug=department_slug, asset_id=asset.pk)
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "detail"})
+    return render(
+        request,
+        "assets/detail.html",
+        {
+            "department": request.department,
+            "membership": request.membership,
+            "asset": asset,
+            "may_delete": asset_user_may_delete(asset=asset, user=request.user),
+            "classifications": Classification.choices,
+        },
+    )
+
+
+@login_required
+@require_GET
+def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
+    asset = asset_get_for_request(request, asset_id, purpose="download")
+    audit_record(
+        event_type=EventType.ASSET_DOWNLOAD, department=asset.department, obj=asset, details={"size": asset.size}
+    )
+    response = StreamingHttpResponse(asset_plaintext_chunks(asset), content_type=asset.content_type)
+    response["Content-Length"] = str(asset.size)
+    response["Content-Disposition"] = content_disposition(download_name(asset.original_name, KINDS[asset.content_type]))
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_GET
+def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
+    asset = asset_get_for_request(request, asset_id, purpose="thumbnail")
+    response = HttpResponse(asset_thumbnail_png(asset), content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def file_delete(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
+    asset = asset_get_for_request(request, asset_id, purpose="delete")
+    name = asset.original_name
+    try:
+        asset_delete(asset=asset, acting_user=request.user)
+    except PermissionDenied:
+        if _wants_json(request):
+            return JsonResponse({"code": "forbidden", "detail": _("You may not delete this file.")}, status=403)
+        raise
+    if _wants_json(request):
+        return JsonResponse({"deleted": str(asset_id)})
+    messages.success(request, _("Deleted %(name)s.") % {"name": name})
+    return redirect("assets:list", department_slug=department_slug)
