@@ -51,6 +51,8 @@ class EventType(models.TextChoices):
     ASSET_VIEW = "asset.view", _("File viewed")
     ASSET_DOWNLOAD = "asset.download", _("File downloaded")
     ASSET_DELETE = "asset.delete", _("File deleted")
+    ASSET_UPDATE = "asset.update", _("File details changed")
+    ASSET_KEY_ROTATE = "asset.key_rotate", _("File master key rotated")
     CONVERSATION_CREATE = "conversation.create", _("Conversation created")
     CONVERSATION_UPDATE = "conversation.update", _("Conversation changed")
     CONVERSATION_DELETE = "conversation.delete", _("Conversation deleted")

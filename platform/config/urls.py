@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("d/<slug:department_slug>/files/", include("assets.urls")),
     path("d/", include("departments.urls")),
     path("", RedirectView.as_view(pattern_name="departments:picker", permanent=False)),
 ]

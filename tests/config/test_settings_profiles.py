@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -17,6 +18,11 @@ def run_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "DEBUG", "AUDIT_", "ALLOWED_HOSTS"))}
     base.update({"DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
     base.update(env)
+    if base.get("PLATFORM_PROFILE") == "production" and "ASSET_MASTER_KEY_FILE" not in env:
+        # Production requires the asset master key ring (docs/assets.md); give every case one.
+        key_ring = tmp_path / "asset_master_keys"
+        key_ring.write_text("prod-test-1:" + base64.urlsafe_b64encode(b"k" * 32).decode() + "\n")
+        base["ASSET_MASTER_KEY_FILE"] = str(key_ring)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True, env=base, timeout=180
     )
