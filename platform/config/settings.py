@@ -9,6 +9,7 @@ Profiles (``PLATFORM_PROFILE``):
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -252,6 +253,26 @@ DEPARTMENT_QUOTA_MB = env_int("DEPARTMENT_QUOTA_MB", 0, minimum=0)  # 0 = no quo
 # --- Model ------------------------------------------------------------------------------------
 MODEL_PATH = env_path("MODEL_PATH", DATA_DIR / "demo-model")
 MODEL_QUANTIZATION = env_choice("MODEL_QUANTIZATION", "auto", ("auto", "nf4", "int8", "bf16", "fp16", "fp32"))
+# --- Inference engine (inference/; see docs/inference.md) -------------------------------------
+# No hub, ever: the same switches inference/offline.py sets, here too so that whichever module
+# imports transformers first, it starts offline.
+os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
+MODEL_NAME = env_str("MODEL_NAME", "")  # shown in UIs and /v1/models; default: the directory name
+MODEL_TRUST_REMOTE_CODE = env_bool("MODEL_TRUST_REMOTE_CODE", False)
+MODEL_MANIFEST_SHA256 = (env_str("MODEL_MANIFEST_SHA256", "") or "").lower()
+if MODEL_TRUST_REMOTE_CODE and len(MODEL_MANIFEST_SHA256) != 64:
+    raise ImproperlyConfigured("MODEL_TRUST_REMOTE_CODE=true requires MODEL_MANIFEST_SHA256 (64 hex digits)")
+MAX_CONCURRENT_GENERATIONS = env_int("MAX_CONCURRENT_GENERATIONS", 8, minimum=1, maximum=256)
+MAX_BATCH_SIZE = env_int("MAX_BATCH_SIZE", 8, minimum=1, maximum=256)
+MAX_QUEUE = env_int("MAX_QUEUE", 32, minimum=0, maximum=10000)
+MAX_NEW_TOKENS_CAP = env_int("MAX_NEW_TOKENS_CAP", 2048, minimum=1, maximum=131072)
+DEFAULT_MAX_NEW_TOKENS = env_int("DEFAULT_MAX_NEW_TOKENS", 512, minimum=1, maximum=131072)
+GENERATION_TIMEOUT_SECONDS = env_int("GENERATION_TIMEOUT_SECONDS", 300, minimum=1, maximum=3600)
+BATCH_WINDOW_MS = env_int("BATCH_WINDOW_MS", 15, minimum=0, maximum=1000)
+INFERENCE_WORKERS = env_int("INFERENCE_WORKERS", 1, minimum=1, maximum=16)
+# /readyz includes "model" (and its first poll starts the load); off in the test profile, whose
+# tests load their own small models.
+MODEL_READINESS_CHECK = env_bool("MODEL_READINESS_CHECK", PROFILE != "test")
 
 # --- Audit ------------------------------------------------------------------------------------
 AUDIT_RETENTION_FLOOR_DAYS = 180  # Cybersecurity Law art. 21: six months, never configurable lower
