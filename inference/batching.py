@@ -88,8 +88,8 @@ class RowTracker:
             self.finish(row, "cancelled", now)
             return
         if handle.timed_out(now):
-            self.finish(row, None, now)
             handle.fail_timeout()
+            self.finish(row, None, now)
             return
         if token in self.eos:
             self.finish(row, "stop", now)
@@ -186,8 +186,8 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
         ]
         if too_long:
             for row, n in too_long:
-                tracker.finish(row, None)
                 row.handle.fail(PROMPT_TOO_LONG.format(tokens=n, limit=loaded.max_positions), "prompt_too_long")
+                tracker.finish(row, None)
             remaining = [row for row in live if not row.finished]
             tracker.rows = remaining
             return run_batch(loaded, remaining) if remaining else 0
@@ -226,8 +226,8 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
         logger.warning("out of memory in a batch of %d", len(rows))
         for row in rows:
             if not row.finished:
-                tracker.finish(row, None)
                 row.handle.fail(OUT_OF_MEMORY, "out_of_memory")
+                tracker.finish(row, None)
         _free_memory(torch)
         return tracker.steps
     except Exception as exc:  # one bad batch must not take the engine down
@@ -235,8 +235,8 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
         message = GENERATION_FAILED.format(error=type(exc).__name__)
         for row in rows:
             if not row.finished:
-                tracker.finish(row, None)
                 row.handle.fail(message, "generation_failed")
+                tracker.finish(row, None)
         _free_memory(torch)
         return tracker.steps
 

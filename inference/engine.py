@@ -217,7 +217,7 @@ _engine_lock = threading.Lock()
 _loading_thread: threading.Thread | None = None
 
 
-def record_model_load(loaded: LoadedModel, *, outcome: str = "success", error: str = "") -> None:
+def record_model_load(loaded: LoadedModel) -> None:
     """The audit entry for a model load (identity + manifest hash), attributed to the system."""
     from django.db import transaction
 
@@ -235,12 +235,10 @@ def record_model_load(loaded: LoadedModel, *, outcome: str = "success", error: s
         "parameter_count": loaded.parameter_count,
         "load_seconds": round(loaded.load_seconds, 3),
     }
-    if error:
-        details["error"] = error
     with transaction.atomic():
         audit_record(
             event_type=EventType.MODEL_LOAD,
-            outcome=Outcome.SUCCESS if outcome == "success" else Outcome.FAILURE,
+            outcome=Outcome.SUCCESS,
             actor="system",
             object_type="model",
             object_id=loaded.manifest_sha256,
@@ -366,3 +364,15 @@ def require_engine() -> Engine:
     if ready and _engine is not None:
         return _engine
     raise ModelUnavailable(detail)
+
+
+def reset_engine() -> None:
+    """Shut the process's engine down and forget it (a reload after the model changed; tests)."""
+    global _engine, _engine_error, _loading_thread
+    with _engine_lock:
+        engine, _engine, _engine_error = _engine, None, None
+        thread, _loading_thread = _loading_thread, None
+    if thread is not None:
+        thread.join(60)
+    if engine is not None:
+        engine.shutdown()

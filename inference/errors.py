@@ -26,7 +26,7 @@ TOO_MANY_IMAGES = "a request may carry at most {limit} images"
 PROMPT_TOO_LONG = "the prompt is {tokens} tokens long; this model accepts at most {limit}"
 # Scheduling and generation
 ENGINE_BUSY = "the model is busy ({queued} requests waiting); retry after {retry_after} s"
-GENERATION_TIMEOUT = "generation took longer than the limit of {seconds} s and was stopped"
+GENERATION_TIMEOUT = "generation took longer than the limit of {seconds:g} s and was stopped"
 GENERATION_FAILED = "generation failed ({error}); the model is still serving other requests"
 OUT_OF_MEMORY = "the model ran out of memory for this request; try a shorter prompt, fewer images or fewer tokens"
 ENGINE_STOPPED = "the inference engine has been shut down"

@@ -118,7 +118,7 @@ class GenerationHandle:
         return (now or time.perf_counter()) >= self.deadline
 
     def fail_timeout(self) -> None:
-        self._push(Error(GENERATION_TIMEOUT.format(seconds=round(self.timeout)), "timeout"))
+        self._push(Error(GENERATION_TIMEOUT.format(seconds=self.timeout), "timeout"))
 
     def fail(self, error: InferenceError | str, code: str = "generation_failed") -> None:
         if isinstance(error, InferenceError):

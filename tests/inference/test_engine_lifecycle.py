@@ -1,0 +1,96 @@
+"""The process-wide engine: lazy thread-safe load, audit entry, readiness, stats and metrics."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from compliance.events import EventType, Outcome
+from compliance.models import AuditEntry
+from inference import engine as engine_module
+from inference.engine import DEMO_LABEL, get_engine, model_readiness, reset_engine
+from inference.errors import MANIFEST_MISMATCH, ManifestError
+from inference.requests import Message
+
+
+@pytest.fixture
+def configured(settings, demo_model_dir):
+    settings.MODEL_PATH = demo_model_dir
+    settings.MODEL_QUANTIZATION = "auto"
+    settings.MODEL_NAME = ""
+    reset_engine()
+    yield settings
+    reset_engine()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engine_is_loaded_once_shared_and_audited(configured, demo_model_dir):
+    engines = []
+    threads = [threading.Thread(target=lambda: engines.append(get_engine())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(engines) == 3 and len({id(e) for e in engines}) == 1
+    engine = engines[0]
+    info = engine.info()
+    assert info.is_demo and info.label == DEMO_LABEL and info.device == "cpu"
+    assert info.quantization == "fp32" and "no CUDA GPU" in info.quantization_reason
+    entries = list(AuditEntry.objects.filter(event_type=EventType.MODEL_LOAD))
+    assert len(entries) == 1  # three callers, one load
+    entry = entries[0]
+    assert entry.outcome == Outcome.SUCCESS
+    assert entry.object_id == info.manifest_sha256
+    assert entry.details["manifest_sha256"] == info.manifest_sha256
+    assert entry.details["quantization"] == "fp32" and entry.details["is_demo"] is True
+    assert engine.generate([Message("user", "hi")], max_new_tokens=2, min_new_tokens=2).usage.completion_tokens == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readiness_reports_loading_then_the_model(configured, rf, monkeypatch):
+    import json
+
+    from config import health
+
+    monkeypatch.setitem(health._readiness_checks, "model", model_readiness)
+    ok, detail = model_readiness()  # the first poll starts the background load
+    assert (ok, detail) == (False, "the model is still loading")
+    engine_module._loading_thread.join(120)
+    response = health.readyz(rf.get("/readyz"))
+    assert response.status_code == 200
+    assert json.loads(response.content)["checks"]["model"] == {"ok": True, "detail": "demo-qwen2_5_vl (fp32 on cpu)"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tampered_model_is_refused_audited_and_not_ready(configured, demo_model_dir, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(demo_model_dir, copy)
+    (copy / "generation_config.json").write_text('{"do_sample": true}')
+    configured.MODEL_PATH = copy
+    with pytest.raises(ManifestError):
+        get_engine()
+    with pytest.raises(ManifestError):  # remembered, not retried on every request
+        get_engine()
+    ok, detail = model_readiness()
+    assert not ok and detail == "load failed: " + MANIFEST_MISMATCH.format(name="generation_config.json")
+    entry = AuditEntry.objects.get(event_type=EventType.MODEL_LOAD)
+    assert entry.outcome == Outcome.FAILURE and entry.details["code"] == "manifest_mismatch"
+
+
+def test_stats_and_prometheus_metrics(engine, monkeypatch):
+    from prometheus_client import REGISTRY, generate_latest
+
+    engine.generate([Message("user", "hi")], max_new_tokens=3, min_new_tokens=3)
+    stats = engine.stats()
+    assert stats["model"]["name"] == "demo-qwen2_5_vl"
+    assert stats["queue_depth"] == 0 and stats["completion_tokens_total"] == 3
+    assert stats["tokens_per_second"] > 0
+    assert stats["device"]["source"] == "host"  # no GPU here: host CPU and RAM instead
+    assert stats["device"]["host"]["memory_total_bytes"] > 0
+    monkeypatch.setattr(engine_module, "_engine", engine)
+    text = generate_latest(REGISTRY).decode()
+    assert 'platform_model_info{demo="true",device="cpu",family="qwen2_5_vl"' in text
+    assert "platform_inference_completion_tokens_total 3.0" in text
+    assert "platform_inference_queue_depth 0.0" in text
