@@ -100,20 +100,24 @@ class ChunkEncryptor:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._finished:
             raise ValueError("write after finish")
-        self._buffer += data
         size = self._chunk_size
-        # Keep at least one byte back: a full chunk is sealed as non-final only once we know
-        # more follows, so the last chunk can always be sealed as final in finish().
-        if len(self._buffer) <= size:
-            return
-        full = (len(self._buffer) - 1) // size
-        view = memoryview(self._buffer)
-        try:
-            for n in range(full):
-                self._seal(view[n * size : (n + 1) * size], final=False)
-        finally:
-            view.release()
-        del self._buffer[: full * size]
+        view = memoryview(data).cast("B")
+        # Invariant: the buffer holds at most one chunk. A full chunk is sealed as non-final only
+        # once we know more bytes follow, so the last chunk can always be sealed as final in
+        # finish(). Whole chunks inside ``data`` are sealed straight from it, without a copy.
+        if self._buffer:
+            need = size - len(self._buffer)
+            if len(view) <= need:
+                self._buffer += view
+                return
+            self._buffer += view[:need]
+            self._seal(self._buffer, final=False)
+            self._buffer = bytearray()
+            view = view[need:]
+        while len(view) > size:
+            self._seal(view[:size], final=False)
+            view = view[size:]
+        self._buffer += view
 
     def finish(self) -> None:
         if self._finished:

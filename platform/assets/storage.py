@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,66 @@ class StagedBlob:
             self.committed = False
 
 
+class _Sha256Worker:
+    """SHA-256 on a thread of its own, fed through a short queue.
+
+    hashlib releases the GIL while it hashes, so the digest is computed while this thread
+    encrypts and writes: the upload runs at about the speed of hashing alone, instead of the sum
+    of the two. The queue is bounded, so memory stays at a few chunks.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="asset-sha256", daemon=True)
+        self._thread.start()
+        self._done = False
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._hash.update(item)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        # The worker reads the bytes later: hand it something the caller cannot change meanwhile.
+        self._queue.put(data if memoryview(data).readonly else bytes(data))
+
+    def _stop(self) -> None:
+        if not self._done:
+            self._done = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self._stop()
+        return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        self._stop()
+
+
+class _TempFile:
+    """The temp file's descriptor, written without a userspace buffer: the encryptor already
+    hands over whole sealed chunks, and a buffer would only add a copy of every byte."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def close(self, *, sync: bool) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class BlobStager:
     """Write side of staging: ``write()`` as bytes arrive, then ``finish()`` or ``abort()``."""
 
@@ -107,9 +169,9 @@ class BlobStager:
         self.temp_path = temp_dir() / f"{self.storage_name}.part"
         self._data_key = new_data_key()
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "wb", buffering=READ_SIZE)
+        self._file = _TempFile(fd)
         self._encryptor = ChunkEncryptor(self._data_key, self._file, chunk_size=chunk_size)
-        self._hash = hashlib.sha256()
+        self._hash = _Sha256Worker()
         self._head = bytearray()
         self._tail = bytearray()
         self.kind: content.Kind | None = None
@@ -154,9 +216,8 @@ class BlobStager:
                 self.kind = content.sniff_prefix(bytes(self._head))
             content.check_tail(self.kind, bytes(self._tail))
             self._encryptor.finish()
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._file.close(sync=True)
+            sha256 = self._hash.hexdigest()
             self.closed = True
         except BaseException:
             self.abort()
@@ -166,14 +227,15 @@ class BlobStager:
             temp_path=self.temp_path,
             data_key=self._data_key,
             size=self.size,
-            sha256=self._hash.hexdigest(),
+            sha256=sha256,
             kind=self.kind,
         )
 
     def abort(self) -> None:
         self.closed = True
+        self._hash.abort()
         with contextlib.suppress(OSError):
-            self._file.close()
+            self._file.close(sync=False)
         self.temp_path.unlink(missing_ok=True)
 
 
