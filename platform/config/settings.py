@@ -18,6 +18,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from accounts.directory_settings import ldap_settings_from_env
 from config.env import (
     env_bool,
     env_choice,
@@ -68,7 +69,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",  # ASGI runserver with websocket support; must precede staticfiles
-    "django.contrib.admin",
+    "accounts.admin_config.PlatformAdminConfig",  # Django's admin with the role-checked console site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -78,6 +79,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "departments",
     "assets",
@@ -93,11 +97,14 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "compliance.middleware.RequestContextMiddleware",
+    "accounts.middleware.AdminNetworkMiddleware",  # /admin/ answers 404 outside ADMIN_ALLOWED_NETWORKS
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.SessionTimeoutMiddleware",  # idle and absolute session timeouts
     "compliance.middleware.RequestUserContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -154,7 +161,7 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "departments:picker"
 LOGOUT_REDIRECT_URL = "login"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["accounts.backends.LocalAccountBackend"]  # + the directory, below
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -167,6 +174,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.passwords.CharacterClassValidator", "OPTIONS": {"min_classes": 3}},
 ]
 
 SESSION_IDLE_SECONDS = env_int("SESSION_IDLE_SECONDS", 1800, minimum=60, maximum=1800)
@@ -174,6 +182,25 @@ SESSION_COOKIE_AGE = env_int("SESSION_ABSOLUTE_SECONDS", 8 * 3600, minimum=300)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# --- Identity and access (issue 4; see docs/identity.md) --------------------------------------
+# Defaults; the security administrator may tighten them in the console (accounts.SecurityPolicy),
+# whose database constraints keep the same MLPS bounds.
+LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1, maximum=5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 1800, minimum=1800)
+PASSWORD_MAX_AGE_DAYS = env_int("PASSWORD_MAX_AGE_DAYS", 90, minimum=1, maximum=90)
+# Every refused sign-in takes at least this long, so timing does not tell which check failed.
+LOGIN_FAILURE_MIN_SECONDS = env_int("LOGIN_FAILURE_MIN_MS", 50 if PROFILE == "test" else 400, minimum=0) / 1000
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Multimodal AI platform")
+OTP_TOTP_THROTTLE_FACTOR = 0  # failures are counted by the platform's own lockout instead
+OTP_STATIC_THROTTLE_FACTOR = 0
+_directory = ldap_settings_from_env(is_production=IS_PRODUCTION)  # LDAP_* variables; off without LDAP_SERVER_URI
+LDAP_ENABLED = _directory.pop("LDAP_ENABLED")
+LDAP_GROUP_MAPPINGS = _directory.pop("LDAP_GROUP_MAPPINGS")
+globals().update(_directory)  # the AUTH_LDAP_* settings of django-auth-ldap
+if LDAP_ENABLED:
+    AUTHENTICATION_BACKENDS = ["accounts.backends.DirectoryBackend", *AUTHENTICATION_BACKENDS]
+# --- end of identity and access ----------------------------------------------------------------
 
 # Administration (the Django admin, the auditor console) only from these networks.
 ADMIN_ALLOWED_NETWORKS = env_networks(

@@ -15,6 +15,8 @@ class DepartmentAdmin(AuditedModelAdmin):
     list_display = ("slug", "name", "classification", "is_active", "created_at")
     list_filter = ("is_active", "classification")
     search_fields = ("slug", "name")
+    # Labels (AC-7) belong to the security administrator (accounts.DepartmentLabel).
+    readonly_fields = ("classification", "created_at")
 
 
 @admin.register(Membership)
@@ -23,3 +25,4 @@ class MembershipAdmin(AuditedModelAdmin):
     list_filter = ("role", "source", "department")
     search_fields = ("user__username", "department__slug")
     autocomplete_fields = ["user", "department"]
+    readonly_fields = ("source",)  # added here = manual; directory ones come from group mappings

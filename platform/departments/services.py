@@ -60,3 +60,19 @@ def membership_remove(*, membership: Membership, acting_user=None) -> None:
         details=details,
     )
     membership.delete()
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str, acting_user=None) -> Membership:
+    before = membership.role
+    membership.role = role
+    membership.full_clean()
+    membership.save(update_fields=["role"])
+    audit_record(
+        event_type=EventType.MEMBERSHIP_CHANGE,
+        actor=acting_user,
+        department=membership.department,
+        obj=membership,
+        details={"user": membership.user.get_username(), "before": {"role": before}, "after": {"role": role}},
+    )
+    return membership

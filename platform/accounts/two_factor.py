@@ -1,0 +1,97 @@
+"""TOTP with recovery codes (IA-4), on django-otp; the QR code is drawn here, never fetched."""
+
+from __future__ import annotations
+
+import segno
+from django.db import transaction
+from django_otp import match_token
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from compliance.events import EventType, Outcome
+from compliance.services import audit_record
+
+TOTP_DEVICE_NAME = "authenticator"
+RECOVERY_DEVICE_NAME = "recovery codes"
+RECOVERY_CODE_COUNT = 10
+TWO_FACTOR_REQUIRED_FOR_ADMINS = "Administrators cannot switch two-factor authentication off."
+
+
+def two_factor_enrolled(user) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def two_factor_required(user) -> bool:
+    """Mandatory for the three administrator roles; for everyone else once they enrolled."""
+    return bool(user.admin_role) or two_factor_enrolled(user)
+
+
+def totp_device_pending(user) -> TOTPDevice:
+    """The unconfirmed device being enrolled (one at a time), created on first call."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+def totp_qr_svg(device: TOTPDevice) -> str:
+    """An inline SVG of the otpauth:// URL for the authenticator app."""
+    return segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#000", light="#fff")
+
+
+@transaction.atomic
+def totp_enrol_confirm(*, user, device: TOTPDevice, token: str) -> list[str] | None:
+    """Confirm the pending device with a first code; returns fresh recovery codes, or None."""
+    device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
+    if not device.verify_token(token):
+        audit_record(
+            event_type=EventType.TOTP_ENROL, outcome=Outcome.FAILURE, actor=user, obj=user, details={"step": "confirm"}
+        )
+        return None
+    TOTPDevice.objects.filter(user=user, confirmed=True).delete()  # one authenticator per user
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    codes = recovery_codes_regenerate(user=user)
+    audit_record(event_type=EventType.TOTP_ENROL, actor=user, obj=user, details={"recovery_codes": len(codes)})
+    return codes
+
+
+@transaction.atomic
+def recovery_codes_regenerate(*, user) -> list[str]:
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def two_factor_verify(*, user, token: str):
+    """The device that accepts ``token`` (TOTP or a one-time recovery code), or None; audited."""
+    token = (token or "").strip().replace(" ", "")
+    device = match_token(user, token) if token else None
+    details = {"device": type(device).__name__ if device else None}
+    if isinstance(device, StaticDevice):
+        details["recovery_codes_left"] = device.token_set.count()
+    audit_record(
+        event_type=EventType.TOTP_VERIFY,
+        outcome=Outcome.SUCCESS if device else Outcome.FAILURE,
+        actor=user,
+        obj=user,
+        details=details,
+    )
+    return device
+
+
+@transaction.atomic
+def two_factor_remove(*, user, acting_user) -> None:
+    """Members may switch it off themselves; an administrator's is only reset by the system admin."""
+    if user.admin_role and acting_user == user:
+        raise PermissionError(TWO_FACTOR_REQUIRED_FOR_ADMINS)
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    audit_record(
+        event_type=EventType.TOTP_ENROL,
+        actor=acting_user,
+        obj=user,
+        details={"action": "removed", "by_administrator": acting_user != user},
+    )

@@ -1,0 +1,17 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounts import views
+
+# No namespace: "login" and "logout" are the names Django's settings (LOGIN_URL) refer to.
+urlpatterns = [
+    path("login/", views.login_view, name="login"),
+    path("login/verify/", views.login_verify, name="login-verify"),
+    path("login/enrol/", views.login_enrol, name="login-enrol"),
+    path("login/password/", views.login_password, name="login-password"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("two-factor/", views.two_factor_settings, name="two-factor"),
+    path("two-factor/recovery-codes/", views.recovery_codes, name="recovery-codes"),
+    path("password/", views.password_change, name="password-change"),
+    path("api/login/", views.api_login, name="api-login"),
+]

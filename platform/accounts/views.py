@@ -1,0 +1,264 @@
+"""Sign-in (password → second factor or its enrolment → password renewal), 2FA settings, API login."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+
+from accounts import login as pipeline
+from accounts.forms import LoginForm, PasswordRenewForm, TokenForm
+from accounts.login import LOGIN_REFUSED, PENDING_LOGIN_EXPIRED, LoginRefused, Stage
+from accounts.two_factor import (
+    TWO_FACTOR_REQUIRED_FOR_ADMINS,
+    recovery_codes_regenerate,
+    totp_device_pending,
+    totp_enrol_confirm,
+    totp_qr_svg,
+    two_factor_enrolled,
+    two_factor_remove,
+    two_factor_verify,
+)
+
+RECOVERY_CODES_SESSION_KEY = "accounts.recovery_codes"
+STAGE_URL_NAMES = {Stage.VERIFY: "login-verify", Stage.ENROL: "login-enrol", Stage.PASSWORD: "login-password"}
+
+
+def _safe_next(request: HttpRequest, candidate: str | None) -> str:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return reverse(settings.LOGIN_REDIRECT_URL)
+
+
+def _after_stage(request: HttpRequest, stage: Stage, pending_next: str) -> HttpResponse:
+    if stage == Stage.DONE:
+        if request.session.get(RECOVERY_CODES_SESSION_KEY):
+            return redirect("recovery-codes")
+        return redirect(_safe_next(request, pending_next))
+    return redirect(STAGE_URL_NAMES[stage])
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if request.user.is_authenticated:
+        return redirect(_safe_next(request, next_url))
+    form = LoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = pipeline.credentials_check(
+                request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]
+            )
+        except LoginRefused:
+            form.add_error(None, LOGIN_REFUSED)
+        else:
+            stage = pipeline.login_begin(request, user, next_url=next_url)
+            return _after_stage(request, stage, next_url)
+    return render(
+        request,
+        "registration/login.html",
+        {"form": form, "next": next_url, "session_expired": request.GET.get("expired") == "1"},
+    )
+
+
+def _pending_or_restart(request: HttpRequest):
+    user, pending = pipeline.pending_login(request)
+    if user is None:
+        messages.error(request, PENDING_LOGIN_EXPIRED)
+    return user, pending
+
+
+@sensitive_post_parameters("token")
+@csrf_protect
+@never_cache
+def login_verify(request: HttpRequest) -> HttpResponse:
+    user, pending = _pending_or_restart(request)
+    if user is None:
+        return redirect("login")
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if pipeline.lock_active(username=user.username, source_ip=getattr(request, "source_ip", None)):
+            pipeline.pending_cancel(request)
+            messages.error(request, LOGIN_REFUSED)
+            return redirect("login")
+        device = two_factor_verify(user=user, token=form.cleaned_data["token"])
+        if device is not None:
+            stage = pipeline.second_factor_accept(request, user, pending, device)
+            return _after_stage(request, stage, pending["next"])
+        if pipeline.second_factor_reject(request, user):
+            messages.error(request, LOGIN_REFUSED)
+            return redirect("login")
+        form.add_error("token", _("That code is not valid. Try again."))
+    return render(request, "accounts/login_verify.html", {"form": form})
+
+
+@sensitive_post_parameters("token")
+@csrf_protect
+@never_cache
+def login_enrol(request: HttpRequest) -> HttpResponse:
+    """An administrator's first sign-in: set up the authenticator before anything else."""
+    user, pending = _pending_or_restart(request)
+    if user is None:
+        return redirect("login")
+    device = totp_device_pending(user)
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        codes = totp_enrol_confirm(user=user, device=device, token=form.cleaned_data["token"])
+        if codes is not None:
+            request.session[RECOVERY_CODES_SESSION_KEY] = codes
+            stage = pipeline.second_factor_accept(request, user, pending, device)
+            return _after_stage(request, stage, pending["next"])
+        if pipeline.second_factor_reject(request, user):
+            messages.error(request, LOGIN_REFUSED)
+            return redirect("login")
+        form.add_error("token", _("That code is not valid. Try again."))
+    return render(
+        request,
+        "accounts/two_factor_enrol.html",
+        {"form": form, "qr_svg": totp_qr_svg(device), "secret": _b32_secret(device), "mandatory": True},
+    )
+
+
+@sensitive_post_parameters("new_password1", "new_password2")
+@csrf_protect
+@never_cache
+def login_password(request: HttpRequest) -> HttpResponse:
+    """A password that expired or that an administrator set must be replaced before signing in."""
+    user, pending = _pending_or_restart(request)
+    if user is None:
+        return redirect("login")
+    form = PasswordRenewForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        stage = pipeline.password_changed(request, user, pending)
+        return _after_stage(request, stage, pending["next"])
+    return render(request, "accounts/password_renew.html", {"form": form})
+
+
+def _b32_secret(device) -> str:
+    from base64 import b32encode
+
+    secret = b32encode(device.bin_key).decode("ascii").rstrip("=")
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+@login_required
+@never_cache
+def recovery_codes(request: HttpRequest) -> HttpResponse:
+    """Shown once, straight after enrolment or regeneration."""
+    codes = request.session.pop(RECOVERY_CODES_SESSION_KEY, None)
+    if not codes:
+        return redirect("two-factor")
+    return render(request, "accounts/recovery_codes.html", {"codes": codes})
+
+
+@login_required
+@csrf_protect
+@never_cache
+def two_factor_settings(request: HttpRequest) -> HttpResponse:
+    """Members enrol here if they wish; anyone enrolled can renew recovery codes."""
+    user = request.user
+    enrolled = two_factor_enrolled(user)
+    form = TokenForm(request.POST or None)
+    action = request.POST.get("action")
+    if request.method == "POST":
+        if action == "enrol" and not enrolled and form.is_valid():
+            codes = totp_enrol_confirm(user=user, device=totp_device_pending(user), token=form.cleaned_data["token"])
+            if codes is not None:
+                request.session[RECOVERY_CODES_SESSION_KEY] = codes
+                return redirect("recovery-codes")
+            form.add_error("token", _("That code is not valid. Try again."))
+        elif action == "regenerate" and enrolled:
+            request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_regenerate(user=user)
+            return redirect("recovery-codes")
+        elif action == "remove" and enrolled:
+            try:
+                two_factor_remove(user=user, acting_user=user)
+            except PermissionError:
+                messages.error(request, _(TWO_FACTOR_REQUIRED_FOR_ADMINS))
+            return redirect("two-factor")
+    context = {"enrolled": enrolled, "form": form, "mandatory": bool(user.admin_role)}
+    if not enrolled:
+        device = totp_device_pending(user)
+        context.update(qr_svg=totp_qr_svg(device), secret=_b32_secret(device))
+    return render(request, "accounts/two_factor.html", context)
+
+
+@login_required
+@sensitive_post_parameters("new_password1", "new_password2")
+@csrf_protect
+@never_cache
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordRenewForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        # Keep this session, end the others (a stolen session must not outlive the new password).
+        from django.contrib.auth import update_session_auth_hash
+
+        from accounts.sessions import sessions_end_for_user
+
+        update_session_auth_hash(request, request.user)
+        sessions_end_for_user(user=request.user, reason="password_change", keep_session_key=request.session.session_key)
+        messages.success(request, _("Your password was changed."))
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/password_renew.html", {"form": form, "self_service": True})
+
+
+API_LOGIN_SECOND_FACTOR_NEEDED = "second_factor_required"
+API_LOGIN_ENROLMENT_NEEDED = "enrolment_required"
+API_LOGIN_PASSWORD_EXPIRED = "password_expired"  # noqa: S105  (a code, not a password)
+
+
+@require_POST
+@csrf_protect
+@never_cache
+def api_login(request: HttpRequest) -> JsonResponse:
+    """JSON sign-in for scripts and single-page clients: the same pipeline, one request.
+
+    Body: {"username", "password", "otp"?}. Answers 200 with the session cookie, or 401 with
+    {"error": ...}: "invalid" for every credential failure (locked accounts included), or a
+    stage the browser sign-in must complete first.
+    """
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse({"error": "invalid"}, status=400)
+    if not isinstance(body, dict):
+        return JsonResponse({"error": "invalid"}, status=400)
+    username, password = str(body.get("username", "")), str(body.get("password", ""))
+    try:
+        user = pipeline.credentials_check(request, username=username, password=password)
+    except LoginRefused:
+        return JsonResponse({"error": "invalid", "detail": str(LOGIN_REFUSED)}, status=401)
+    pending = {"user_id": user.pk, "backend": user.backend, "otp_device": None, "next": ""}
+    stage = pipeline.next_stage(user, pending)
+    if stage == Stage.VERIFY:
+        otp = str(body.get("otp", ""))
+        device = two_factor_verify(user=user, token=otp) if otp else None
+        if device is None:
+            if otp:
+                pipeline.second_factor_reject(request, user)
+            return JsonResponse({"error": API_LOGIN_SECOND_FACTOR_NEEDED}, status=401)
+        pending["otp_device"] = device.persistent_id
+        stage = pipeline.next_stage(user, pending)
+    if stage == Stage.ENROL:
+        return JsonResponse({"error": API_LOGIN_ENROLMENT_NEEDED}, status=401)
+    if stage == Stage.PASSWORD:
+        return JsonResponse({"error": API_LOGIN_PASSWORD_EXPIRED}, status=401)
+    pipeline.login_complete(request, user, pending)
+    return JsonResponse({"username": user.get_username()})
