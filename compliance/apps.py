@@ -1,5 +1,13 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
+
+
+def _ensure_chain_head(sender, using, **kwargs) -> None:
+    """The chain head row must exist; ``flush`` (tests) empties it, post_migrate puts it back."""
+    from compliance.models import GENESIS_HASH, AuditChainHead
+
+    AuditChainHead.objects.using(using).get_or_create(pk=1, defaults={"sequence": 0, "hash": GENESIS_HASH})
 
 
 class ComplianceConfig(AppConfig):
@@ -8,3 +16,5 @@ class ComplianceConfig(AppConfig):
 
     def ready(self) -> None:
         from compliance import signals  # noqa: F401  (connects the login/logout receivers)
+
+        post_migrate.connect(_ensure_chain_head, sender=self, dispatch_uid="compliance_chain_head")

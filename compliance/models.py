@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from compliance.events import ActorType, EventType, Outcome
+from departments.tenancy import DepartmentScopedManager
 
 GENESIS_HASH = "0" * 64
 
@@ -31,7 +33,9 @@ class AuditEntry(models.Model):
     actor_name = models.CharField(_("actor"), max_length=150, blank=True)
     department_id = models.BigIntegerField(_("department id"), null=True, blank=True)
     department_slug = models.CharField(_("department"), max_length=50, blank=True)
-    event_type = models.CharField(_("event type"), max_length=64, choices=EventType.choices)
+    # No ``choices`` here on purpose: features append event types to the enum all the time, and
+    # audit_record() already refuses unknown ones; the enum stays the single list (event_label).
+    event_type = models.CharField(_("event type"), max_length=64)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
     object_type = models.CharField(_("object type"), max_length=64, blank=True)
     object_id = models.CharField(_("object id"), max_length=64, blank=True)
@@ -68,6 +72,13 @@ class AuditEntry(models.Model):
     def delete(self, *args, **kwargs):
         raise PermissionError("Audit entries are append-only: delete() is refused")
 
+    @property
+    def event_label(self) -> str:
+        try:
+            return str(EventType(self.event_type).label)
+        except ValueError:
+            return self.event_type
+
 
 class AuditChainHead(models.Model):
     """The single row that holds the newest link; locked by every writer so the chain never forks."""
@@ -81,3 +92,86 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.sequence}"
+
+
+class AuditArchive(models.Model):
+    """One export of the trail: what it covered and the digest of the file written.
+
+    Append-only (database triggers). The retention purge may only remove entries that a
+    *complete* archive (every sequence of its range present, no department filter) covers.
+    """
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    actor_name = models.CharField(_("exported by"), max_length=150, blank=True)
+    format = models.CharField(_("format"), max_length=8)
+    file_name = models.CharField(_("file"), max_length=255)
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    entry_count = models.PositiveBigIntegerField(_("entries"))
+    first_sequence = models.PositiveBigIntegerField(_("first sequence"), null=True, blank=True)
+    last_sequence = models.PositiveBigIntegerField(_("last sequence"), null=True, blank=True)
+    last_hash = models.CharField(_("hash of the last entry"), max_length=64, blank=True)
+    complete = models.BooleanField(_("complete range"), default=False)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("audit archive")
+        verbose_name_plural = _("audit archives")
+
+    def __str__(self) -> str:
+        return f"archive {self.first_sequence}..{self.last_sequence} ({self.sha256[:12]})"
+
+
+class AuditAnchor(models.Model):
+    """Where a retention purge cut the chain: verification of what remains starts here.
+
+    ``sequence``/``hash`` are those of the last purged entry, so the first remaining entry has
+    ``prev_hash == hash``. Append-only; the same anchor is also signed into the checkpoint log.
+    """
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    sequence = models.PositiveBigIntegerField(_("last purged sequence"), unique=True)
+    hash = models.CharField(_("hash of the last purged entry"), max_length=64)
+    archive = models.ForeignKey(AuditArchive, on_delete=models.PROTECT, related_name="anchors")
+    removed = models.PositiveBigIntegerField(_("entries removed"))
+
+    class Meta:
+        ordering = ["-sequence"]
+        verbose_name = _("audit purge anchor")
+        verbose_name_plural = _("audit purge anchors")
+
+    def __str__(self) -> str:
+        return f"anchor #{self.sequence}"
+
+
+class RetentionPolicy(models.Model):
+    """How long a department keeps its business data (RI-2); edited by the security administrator."""
+
+    department = models.OneToOneField(
+        "departments.Department", on_delete=models.CASCADE, related_name="retention_policy"
+    )
+    conversation_days = models.PositiveIntegerField(
+        _("keep conversations (days)"), null=True, blank=True, help_text=_("Empty: keep forever.")
+    )
+    file_days = models.PositiveIntegerField(
+        _("keep files (days)"), null=True, blank=True, help_text=_("Empty: keep forever.")
+    )
+    legal_hold = models.BooleanField(
+        _("legal hold"), default=False, help_text=_("While set, nothing of this department is purged.")
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        verbose_name = _("retention policy")
+        verbose_name_plural = _("retention policies")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(conversation_days__gte=1), name="retention_conversation_days_min"
+            ),
+            models.CheckConstraint(condition=models.Q(file_days__gte=1), name="retention_file_days_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"retention policy of {self.department.slug}"

@@ -308,6 +308,17 @@ if AUDIT_RETENTION_DAYS < AUDIT_RETENTION_FLOOR_DAYS:
     raise ImproperlyConfigured(
         f"AUDIT_RETENTION_DAYS={AUDIT_RETENTION_DAYS} is below the legal floor of {AUDIT_RETENTION_FLOOR_DAYS} days"
     )
+# Checkpoints are signed with an Ed25519 key that never enters the database (docs/audit.md).
+# Outside production it is generated on first use; in production it must be provided.
+AUDIT_SIGNING_KEY_FILE = env_path("AUDIT_SIGNING_KEY_FILE", DATA_DIR / "audit" / "signing_key.pem")
+if IS_PRODUCTION and not env_str("AUDIT_SIGNING_KEY_FILE"):
+    raise ImproperlyConfigured("AUDIT_SIGNING_KEY_FILE (an Ed25519 private key, PEM) is required in production")
+if IS_PRODUCTION and not AUDIT_SIGNING_KEY_FILE.is_file():
+    raise ImproperlyConfigured(f"AUDIT_SIGNING_KEY_FILE={str(AUDIT_SIGNING_KEY_FILE)!r} does not exist")
+AUDIT_CHECKPOINT_LOG = env_path("AUDIT_CHECKPOINT_LOG", DATA_DIR / "audit" / "checkpoints.jsonl")
+AUDIT_EXPORT_DIR = env_path("AUDIT_EXPORT_DIR", DATA_DIR / "audit" / "exports")
+# Optional SIEM forwarding: udp://host:port, tcp://host:port or a unix socket path (/dev/log).
+AUDIT_SYSLOG_ADDRESS = env_str("AUDIT_SYSLOG_ADDRESS", "")
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

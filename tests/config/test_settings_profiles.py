@@ -23,6 +23,18 @@ def run_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
         key_ring = tmp_path / "asset_master_keys"
         key_ring.write_text("prod-test-1:" + base64.urlsafe_b64encode(b"k" * 32).decode() + "\n")
         base["ASSET_MASTER_KEY_FILE"] = str(key_ring)
+    if base.get("PLATFORM_PROFILE") == "production" and "AUDIT_SIGNING_KEY_FILE" not in env:
+        # Production requires the checkpoint signing key (docs/audit.md); give every case one.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        signing_key = tmp_path / "audit_signing_key.pem"
+        signing_key.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        base["AUDIT_SIGNING_KEY_FILE"] = str(signing_key)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True, env=base, timeout=180
     )

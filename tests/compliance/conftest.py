@@ -1,0 +1,47 @@
+"""Fixtures of the compliance tests: a private key, checkpoint log and export folder per test,
+and a way to lift the audit triggers for the raw-SQL attacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from compliance.triggers import GUARDED_TABLES, triggers_install, triggers_remove
+
+
+@pytest.fixture(autouse=True)
+def audit_files(settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "keys" / "audit_signing_key.pem"
+    settings.AUDIT_CHECKPOINT_LOG = tmp_path / "audit" / "checkpoints.jsonl"
+    settings.AUDIT_EXPORT_DIR = tmp_path / "audit" / "exports"
+    settings.AUDIT_SYSLOG_ADDRESS = ""
+    return tmp_path
+
+
+@contextlib.contextmanager
+def triggers_lifted() -> Iterator[None]:
+    """What an attacker with the table owner's rights does first (inside the test's transaction)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            for table in GUARDED_TABLES:
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        else:
+            triggers_remove(connection)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                for table in GUARDED_TABLES:
+                    cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+            else:
+                triggers_install(connection)
+
+
+def raw_sql(sql: str, params: list | tuple = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []

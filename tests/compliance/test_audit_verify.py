@@ -1,0 +1,247 @@
+"""audit_verify against every attack of the issue, each performed with raw SQL.
+
+Each test builds a small chain through audit_record, signs a checkpoint of its head, lifts the
+triggers the way an attacker with the table owner's rights would, tampers, and expects
+audit_verify to name the first bad sequence number and the kind of break.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from compliance.chain import CANONICAL_FIELDS, canonical, chain_hash
+from compliance.checkpoints import checkpoint_sign, checkpoints_read, log_path
+from compliance.events import EventType, Outcome
+from compliance.models import AuditChainHead, AuditEntry
+from compliance.services import audit_record
+from compliance.verification import BreakKind, audit_chain_verify, entry_rows
+from tests.compliance.conftest import raw_sql, triggers_lifted
+
+pytestmark = pytest.mark.django_db
+LENGTH = 8
+
+
+@pytest.fixture
+def chain(system_context, personas):
+    """Entries 1..LENGTH (personas wrote the first ones), the head signed by a checkpoint."""
+    while AuditChainHead.objects.get().sequence < LENGTH:
+        audit_record(
+            event_type=EventType.INFERENCE,
+            actor=personas.member,
+            department=personas.department_a,
+            object_type="inference.conversation",
+            object_id="42",
+            details={"prompt_sha256": "ab" * 32, "preview": "你好 ***", "tokens": 17, "latency_ms": 12.5},
+        )
+    head = AuditChainHead.objects.get()
+    checkpoint_sign(sequence=head.sequence, hash=head.hash)
+    return personas
+
+
+def expect_break(kind: BreakKind, sequence: int) -> None:
+    result = audit_chain_verify()
+    assert (result.ok, result.break_kind, result.break_sequence) == (False, kind, sequence), result.message
+    with pytest.raises(CommandError, match=f"BROKEN at entry {sequence}: {kind}") as raised:
+        call_command("audit_verify")
+    assert raised.value.returncode == 1
+
+
+def entry_as_row(sequence: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        **{name: getattr(AuditEntry.objects.get(sequence=sequence), name) for name in CANONICAL_FIELDS}
+    )
+
+
+def test_intact_chain_verifies_and_prints_its_range(chain, capsys):
+    result = audit_chain_verify()
+    assert result.ok, result.message
+    assert (result.first_sequence, result.last_sequence, result.entries) == (1, LENGTH, LENGTH)
+    assert result.checkpoints_matched == 1 and result.latest_checkpoint.sequence == LENGTH
+    call_command("audit_verify")
+    assert f"entries 1..{LENGTH} verified" in capsys.readouterr().out
+
+
+def test_verifier_rows_encode_exactly_like_audit_record(chain):
+    """The verifier formats rows itself (SQL on PostgreSQL); it must give audit_record's bytes."""
+    audit_record(
+        event_type=EventType.LOGIN_FAILED,
+        outcome=Outcome.FAILURE,
+        object_repr="名字 with ünïcode",
+        details={"z": [1, 2.5, None, True], "a": {"b": "身份证"}, "empty": ""},
+    )
+    for sequence, canonical_bytes, _prev, stored_hash in entry_rows(0):
+        assert canonical_bytes == canonical(AuditEntry.objects.get(sequence=sequence))
+        assert stored_hash == AuditEntry.objects.get(sequence=sequence).hash
+
+
+def test_modified_field(chain):
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 4")
+    expect_break(BreakKind.HASH_MISMATCH, 4)
+
+
+def test_modified_row_with_its_hash_recomputed(chain):
+    row = entry_as_row(4)
+    row.actor_name = "mallory"
+    new_hash = chain_hash(AuditEntry.objects.get(sequence=4).prev_hash, row)
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET actor_name = 'mallory', hash = %s WHERE sequence = 4", (new_hash,))
+    expect_break(BreakKind.REHASHED, 4)
+
+
+def test_deleted_middle_row(chain):
+    with triggers_lifted():
+        raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 5")
+    expect_break(BreakKind.MISSING, 5)
+
+
+def test_deleted_middle_row_with_the_rest_renumbered(chain):
+    with triggers_lifted():
+        raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 5")
+        raw_sql("UPDATE compliance_auditentry SET sequence = sequence + 1000000 WHERE sequence > 5")
+        raw_sql("UPDATE compliance_auditentry SET sequence = sequence - 1000001 WHERE sequence > 1000000")
+        raw_sql("UPDATE compliance_auditchainhead SET sequence = sequence - 1")
+    expect_break(BreakKind.REORDERED, 5)
+
+
+def test_truncation_of_the_newest_rows(chain):
+    with triggers_lifted():
+        raw_sql("DELETE FROM compliance_auditentry WHERE sequence >= 6")
+    expect_break(BreakKind.TRUNCATED, 6)
+
+
+def test_swapped_rows(chain):
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET sequence = 1000003 WHERE sequence = 3")
+        raw_sql("UPDATE compliance_auditentry SET sequence = 3 WHERE sequence = 4")
+        raw_sql("UPDATE compliance_auditentry SET sequence = 4 WHERE sequence = 1000003")
+    expect_break(BreakKind.REORDERED, 3)
+
+
+def test_swapped_contents(chain):
+    columns = "actor_name, department_id, department_slug, event_type, outcome, object_repr"
+    (three,) = raw_sql(f"SELECT {columns} FROM compliance_auditentry WHERE sequence = 3")  # noqa: S608  (test SQL from constants)
+    (four,) = raw_sql(f"SELECT {columns} FROM compliance_auditentry WHERE sequence = 4")  # noqa: S608  (test SQL from constants)
+    assignments = ", ".join(f"{name.strip()} = %s" for name in columns.split(","))
+    with triggers_lifted():
+        raw_sql(f"UPDATE compliance_auditentry SET {assignments} WHERE sequence = 3", four)  # noqa: S608  (test SQL from constants)
+        raw_sql(f"UPDATE compliance_auditentry SET {assignments} WHERE sequence = 4", three)  # noqa: S608  (test SQL from constants)
+    expect_break(BreakKind.HASH_MISMATCH, 3)
+
+
+def test_inserted_row(chain):
+    """Renumber the tail up by one and slip a well-formed, correctly hashed entry in at 5."""
+    forged = entry_as_row(5)
+    forged.sequence, forged.actor_name = 5, "mallory"
+    prev_hash = AuditEntry.objects.get(sequence=4).hash
+    forged_hash = chain_hash(prev_hash, forged)
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET sequence = sequence + 1000000 WHERE sequence >= 5")
+        raw_sql("UPDATE compliance_auditentry SET sequence = sequence - 999999 WHERE sequence >= 1000000")
+        # The displaced entry must now link to the forged one (prev_hash is unique).
+        raw_sql("UPDATE compliance_auditentry SET prev_hash = %s WHERE sequence = 6", (forged_hash,))
+        raw_sql(
+            "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
+            "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
+            "request_id, details, prev_hash, hash) SELECT 5, timestamp, actor_type, actor_id, 'mallory', "
+            "department_id, department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, "
+            "user_agent, request_id, details, %s, %s FROM compliance_auditentry WHERE sequence = 6",
+            (prev_hash, forged_hash),
+        )
+    expect_break(BreakKind.INSERTED, 5)
+
+
+def test_fully_rehashed_rewritten_chain(chain):
+    """Every link is consistent again; only the signed checkpoint can tell."""
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET outcome = 'denied' WHERE sequence = 3")
+        prev_hash = AuditEntry.objects.get(sequence=2).hash
+        for sequence in range(3, LENGTH + 1):
+            row = entry_as_row(sequence)
+            new_hash = chain_hash(prev_hash, row)
+            raw_sql(
+                "UPDATE compliance_auditentry SET prev_hash = %s, hash = %s WHERE sequence = %s",
+                (prev_hash, new_hash, sequence),
+            )
+            prev_hash = new_hash
+        raw_sql("UPDATE compliance_auditchainhead SET hash = %s", (prev_hash,))
+    expect_break(BreakKind.CHECKPOINT_MISMATCH, LENGTH)
+
+
+def test_rollback_to_an_older_backup(chain):
+    """A consistent older state: head and entries agree, but a checkpoint was signed later."""
+    (older_hash,) = AuditEntry.objects.filter(sequence=5).values_list("hash", flat=True)
+    with triggers_lifted():
+        raw_sql("DELETE FROM compliance_auditentry WHERE sequence > 5")
+        raw_sql("UPDATE compliance_auditchainhead SET sequence = 5, hash = %s", (older_hash,))
+    expect_break(BreakKind.ROLLED_BACK, 6)
+
+
+def test_entry_moved_to_another_department(chain):
+    department_b = chain.department_b
+    target = AuditEntry.objects.filter(department_id=chain.department_a.pk).order_by("-sequence").first()
+    with triggers_lifted():
+        raw_sql(
+            "UPDATE compliance_auditentry SET department_id = %s, department_slug = %s WHERE sequence = %s",
+            (department_b.pk, department_b.slug, target.sequence),
+        )
+    expect_break(BreakKind.HASH_MISMATCH, target.sequence)
+
+
+def test_checkpoint_with_a_bad_signature(chain):
+    lines = log_path().read_text().splitlines()
+    forged = json.loads(lines[-1])
+    forged["sequence"] = 3  # claims another entry, keeps the old signature
+    forged["hash"] = AuditEntry.objects.get(sequence=3).hash
+    log_path().write_text("\n".join([*lines, json.dumps(forged)]) + "\n")
+    expect_break(BreakKind.BAD_SIGNATURE, 3)
+
+
+def test_checkpoint_signed_with_another_key(chain):
+    other_key = Ed25519PrivateKey.generate()
+    (good,) = list(checkpoints_read())
+    forged = good.as_json() | {"sequence": 2, "hash": AuditEntry.objects.get(sequence=2).hash}
+    import base64
+
+    from compliance.checkpoints import Checkpoint
+
+    message = Checkpoint(**forged).signed_message()
+    forged["signature"] = base64.b64encode(other_key.sign(message)).decode()
+    with log_path().open("a") as handle:
+        handle.write(json.dumps(forged) + "\n")
+    expect_break(BreakKind.BAD_SIGNATURE, 2)
+    assert other_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def test_entry_appended_around_audit_record(chain):
+    """Correctly hashed but the head was not moved: it lies beyond the head."""
+    head = AuditChainHead.objects.get()
+    row = entry_as_row(head.sequence)
+    row.sequence = head.sequence + 1
+    forged_hash = chain_hash(head.hash, row)
+    with triggers_lifted():
+        raw_sql(
+            "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
+            "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
+            "request_id, details, prev_hash, hash) SELECT %s, timestamp, actor_type, actor_id, actor_name, "
+            "department_id, department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, "
+            "user_agent, request_id, details, %s, %s FROM compliance_auditentry WHERE sequence = %s",
+            (head.sequence + 1, head.hash, forged_hash, head.sequence),
+        )
+    expect_break(BreakKind.BEYOND_HEAD, head.sequence + 1)
+
+
+def test_checkpoint_command_signs_the_head_and_covers_its_own_entry(chain, capsys):
+    call_command("audit_checkpoint")
+    head = AuditChainHead.objects.get()
+    latest = list(checkpoints_read())[-1]
+    assert (latest.sequence, latest.hash, latest.valid) == (head.sequence, head.hash, True)
+    assert AuditEntry.objects.get(sequence=head.sequence).event_type == EventType.AUDIT_CHECKPOINT
+    assert audit_chain_verify().checkpoints_matched == 2
