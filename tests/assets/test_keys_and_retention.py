@@ -155,3 +155,14 @@ def test_retention_purge_crypto_shreds_only_expired_files_of_the_department(
     assert old.storage_name not in names and {new.storage_name, other.storage_name} <= names
     entry = AuditEntry.objects.filter(event_type=EventType.ASSET_DELETE).get()
     assert entry.object_id == str(old.pk) and entry.details["reason"] == "retention" and entry.actor_name == "system"
+
+
+def test_init_creates_the_ring_in_production_and_refuses_to_overwrite_it(settings):
+    from django.core.management.base import CommandError
+
+    settings.IS_PRODUCTION = True
+    call_command("assets_rotate_master_key", "--init", stdout=io.StringIO())
+    path = Path(settings.ASSET_MASTER_KEY_FILE)
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and len(keyring.keyring_load().keys) == 1
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("assets_rotate_master_key", "--init", stdout=io.StringIO())

@@ -427,3 +427,11 @@ def test_large_portal_upload_never_writes_plaintext_anywhere(client, personas, s
     assert os.listdir(tmp_path / "spool") == []
     for path in stored_files(asset_storage):
         assert samples.MARKER not in path.read_bytes()
+
+
+def test_file_pages_speak_chinese_by_default_and_english_on_request(client, personas, stored):
+    client.force_login(personas.member)
+    chinese = client.get(url("list", personas.department_a)).content.decode()
+    assert "选择文件" in chinese and "上传者" in chinese
+    english = client.get(url("list", personas.department_a), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "choose files" in english and "Uploaded by" in english
