@@ -94,6 +94,22 @@ def baseline(pieces) -> tuple[float, str]:
     return time.perf_counter() - started, digest.hexdigest()
 
 
+def raw_write(pieces, directory: str) -> float:
+    """Calibration: the same bytes written to the same directory, fsync'd, nothing else."""
+    path = Path(directory) / "raw-write.bin"
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for piece in pieces():
+            os.write(fd, piece)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    return elapsed
+
+
 def full_path(pieces, size: int) -> tuple[float, str, int]:
     from assets.storage import BlobStager
 
@@ -115,9 +131,11 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--chunk-kb", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--storage-dir", help="where the blobs go (default: a temp dir under var/)")
     args = parser.parse_args()
 
-    storage = tempfile.mkdtemp(prefix="bench-assets-", dir=ROOT / "var" if (ROOT / "var").exists() else None)
+    parent = args.storage_dir or (ROOT / "var" if (ROOT / "var").exists() else None)
+    storage = tempfile.mkdtemp(prefix="bench-assets-", dir=parent)
     # Only the storage layer runs here: settings without the app registry keep the benchmark
     # independent of the rest of the project (and of its database).
     from django.conf import settings
@@ -129,6 +147,7 @@ def main() -> int:
     ratios, peaks, rows = [], [], []
     for round_number in range(1, args.rounds + 1):
         base_time, base_digest = baseline(pieces)
+        disk_time = raw_write(pieces, storage)
         full_time, full_digest, peak = full_path(pieces, size)
         assert base_digest == full_digest, "the stored file's SHA-256 differs from hashlib's"
         ratio = base_time / full_time  # throughput(full) / throughput(baseline)
@@ -137,7 +156,7 @@ def main() -> int:
         rows.append(
             f"round {round_number}: sha256 {size / base_time / 1e6:8.1f} MB/s | "
             f"hash+encrypt+store {size / full_time / 1e6:8.1f} MB/s | ratio {ratio:.2f} | "
-            f"peak RSS +{peak / 1e6:.1f} MB"
+            f"peak RSS +{peak / 1e6:.1f} MB | (raw write+fsync alone {size / disk_time / 1e6:7.1f} MB/s)"
         )
         print(rows[-1], flush=True)
     shutil.rmtree(storage, ignore_errors=True)
