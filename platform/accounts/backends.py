@@ -75,7 +75,7 @@ class DirectoryBackend(LDAPBackend):
         user = ldap_user.populate_user()
         if user is None:
             raise ldap.SERVER_DOWN({"desc": f"the directory stopped answering while reading {username}"})
-        return user, memberships_apply(user=user, group_dns=ldap_user.group_dns)
+        return user, memberships_apply(user=user, group_dns=ldap_user.group_dns, acting_user="system")
 
     # Permissions come from the role matrix, not from directory groups.
     def get_all_permissions(self, user, obj=None):

@@ -145,6 +145,13 @@ class DirectoryGroupMapping(models.Model):
         if "=" not in self.group_dn:
             raise ValidationError({"group_dn": _("Enter a distinguished name, e.g. cn=finance,ou=groups,dc=example")})
 
+    def save(self, *args, **kwargs):
+        from accounts.group_mapping import normalise_dn
+
+        # Stored normalised however it was written, so that look-ups by DN compare like with like.
+        self.group_dn = normalise_dn(self.group_dn)
+        super().save(*args, **kwargs)
+
 
 class LoginThrottle(models.Model):
     """Consecutive failures of one account name or one source address (IA-2).

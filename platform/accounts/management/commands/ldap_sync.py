@@ -47,14 +47,16 @@ class Command(BaseCommand):
                 summary["checked"] += 1
                 synced, changes = backend.sync_user(user.username)
                 if synced is None:
-                    user_disable(user=user, reason="not in the directory (or excluded by LDAP_USER_FILTER)")
+                    user_disable(
+                        user=user, reason="not in the directory (or excluded by LDAP_USER_FILTER)", acting_user="system"
+                    )
                     summary["disabled"].append(user.username)
                     continue
                 summary["added"] += len(changes.added)
                 summary["removed"] += len(changes.removed)
                 summary["changed"] += len(changes.changed)
                 if not synced.memberships.exists():
-                    user_disable(user=synced, reason="no mapped directory group")
+                    user_disable(user=synced, reason="no mapped directory group", acting_user="system")
                     summary["disabled"].append(user.username)
         except ldap.LDAPError as exc:
             error = exc.args[0].get("desc", str(exc)) if exc.args and isinstance(exc.args[0], dict) else str(exc)
