@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
-logger = logging.getLogger(__name__)
+
+def retention_purger(department, policy, cutoff, dry_run: bool) -> int:
+    """The shape ``compliance.retention`` calls: crypto-shred files older than ``cutoff``."""
+    from assets.services import asset_purge_expired
+
+    return asset_purge_expired(department=department, cutoff=cutoff, dry_run=dry_run)
 
 
 class AssetsConfig(AppConfig):
@@ -16,13 +20,9 @@ class AssetsConfig(AppConfig):
     def ready(self) -> None:
         from assets import checks  # noqa: F401  (registers the system checks)
 
-        # The retention purge (compliance) calls every registered purger; register ours if the
-        # registry exists in this build. See docs/assets.md, "Retention".
+        # purge_expired (compliance) calls every registered purger per department policy,
+        # skipping departments under legal hold; files follow the policy's file_days.
         if importlib.util.find_spec("compliance.retention") is not None:
-            from compliance import retention
+            from compliance.retention import register_purger
 
-            register = getattr(retention, "register_purger", None)
-            if register is not None:
-                from assets.services import asset_purge_expired
-
-                register("assets", asset_purge_expired)
+            register_purger("assets.files", retention_purger, days_field="file_days")

@@ -166,3 +166,23 @@ def test_init_creates_the_ring_in_production_and_refuses_to_overwrite_it(setting
     assert oct(path.stat().st_mode & 0o777) == "0o600" and len(keyring.keyring_load().keys) == 1
     with pytest.raises(CommandError, match="already exists"):
         call_command("assets_rotate_master_key", "--init", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("legal_hold", [False, True])
+def test_purge_expired_shreds_files_per_department_policy(
+    upload, personas, asset_storage, django_capture_on_commit_callbacks, legal_hold
+):
+    from compliance.models import RetentionPolicy
+    from compliance.retention import purge_expired
+
+    old = upload(samples.image_bytes("PNG", (14, 14)), "old.png")
+    with all_departments(reason="test"):
+        Asset.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=40))
+    with department_scope(personas.department_a):
+        RetentionPolicy.objects.create(department=personas.department_a, file_days=30, legal_hold=legal_hold)
+    with django_capture_on_commit_callbacks(execute=True):
+        report = purge_expired(include_audit=False)
+    with all_departments(reason="test"):
+        assert Asset.objects.filter(pk=old.pk).exists() is legal_hold
+    assert (old.storage_name in {path.name for path in stored_files(asset_storage)}) is legal_hold
+    assert report.business == ({} if legal_hold else {"finance": {"assets.files": 1}})
