@@ -10,12 +10,14 @@ import json
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
 from compliance.chain import canonical_json, chain_hash
 from compliance.context import current_request_context, normalise_ip
 from compliance.events import ActorType, EventType, Outcome
+from compliance.forwarding import entry_as_dict, forward_entry
 from compliance.models import AuditChainHead, AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -115,4 +117,7 @@ def audit_record(
         entry.hash = chain_hash(entry.prev_hash, entry)
         entry.save(_from_audit_record=True)
         AuditChainHead.objects.filter(pk=1).update(sequence=entry.sequence, hash=entry.hash)
+        if settings.AUDIT_SYSLOG_ADDRESS:
+            payload = entry_as_dict(entry)
+            transaction.on_commit(lambda: forward_entry(payload))
     return entry
