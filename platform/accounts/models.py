@@ -138,19 +138,19 @@ class DirectoryGroupMapping(models.Model):
     def __str__(self) -> str:
         return f"{self.group_dn} → {self.department.slug} ({self.role})"
 
-    def clean(self) -> None:
-        from accounts.group_mapping import normalise_dn
-
-        self.group_dn = normalise_dn(self.group_dn)
-        if "=" not in self.group_dn:
-            raise ValidationError({"group_dn": _("Enter a distinguished name, e.g. cn=finance,ou=groups,dc=example")})
-
     def save(self, *args, **kwargs):
         from accounts.group_mapping import normalise_dn
 
         # Stored normalised however it was written, so that look-ups by DN compare like with like.
         self.group_dn = normalise_dn(self.group_dn)
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from accounts.group_mapping import normalise_dn
+
+        self.group_dn = normalise_dn(self.group_dn)
+        if "=" not in self.group_dn:
+            raise ValidationError({"group_dn": _("Enter a distinguished name, e.g. cn=finance,ou=groups,dc=example")})
 
 
 class LoginThrottle(models.Model):

@@ -280,7 +280,7 @@ access to * by dn.exact="{SERVICE_DN}" read by self read by * none
         encoding="utf-8",
     )
     uri = f"ldap://127.0.0.1:{port}"
-    log = open(root / "slapd.log", "wb")  # noqa: SIM115  (closed in the finally below)
+    log = open(root / "slapd.log", "wb")  # closed in the finally below
     process = subprocess.Popen(
         [SLAPD, "-f", str(root / "slapd.conf"), "-h", uri + "/", "-d", "0"], stdout=log, stderr=subprocess.STDOUT
     )
@@ -333,7 +333,7 @@ def directory_settings(slapd: Slapd, monkeypatch, **overrides: str) -> dict:
 
 @pytest.fixture
 def directory(slapd, settings, monkeypatch):
-    """Django configured against the test slapd (plain LDAP on loopback, as LDAP_REQUIRE_TLS allows outside production)."""
+    """Django configured against the test slapd (plain LDAP on loopback: allowed outside production)."""
     values = directory_settings(slapd, monkeypatch)
     for name, value in values.items():
         setattr(settings, name, value)
@@ -376,7 +376,10 @@ def make_admin(make_user):
     return make
 
 
-def sign_in_with_totp(client, user, device, *, password: str = "Correct-Horse-9", **extra):
+TEST_PASSWORD = "Correct-Horse-9"  # the make_user fixture's
+
+
+def sign_in_with_totp(client, user, device, *, password: str = TEST_PASSWORD, **extra):
     """The real two-step sign-in: password, then the authenticator's code."""
     from django.urls import reverse
 
