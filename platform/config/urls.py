@@ -11,6 +11,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("accounts.urls")),  # login, logout, two-factor, API login
     path("admin/", admin.site.urls),
+    path("audit/", include("compliance.urls")),  # the auditor console (audit administrator only)
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     path("d/", include("departments.urls")),
     path("", RedirectView.as_view(pattern_name="departments:picker", permanent=False)),

@@ -1,0 +1,111 @@
+"""The trail in the administrators' console: read-only, and only for the audit administrator.
+
+Self-contained permission methods (on top of the console's role matrix): nobody may add, change
+or delete an entry, an archive or an anchor; only ``admin_role == "audit"`` may view them. The
+retention policies belong to the security administrator, and each change is audited with
+before/after through ``AuditedModelAdmin``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from compliance.admin_audit import AuditedModelAdmin
+from compliance.events import EventType
+from compliance.models import AuditAnchor, AuditArchive, AuditEntry, RetentionPolicy
+from departments.tenancy import all_departments
+
+AUDIT_ROLE = "audit"
+SECURITY_ROLE = "security"
+
+
+def _role_is(request, role: str) -> bool:
+    user = request.user
+    return bool(user.is_authenticated and user.is_active and getattr(user, "admin_role", "") == role)
+
+
+class ReadOnlyForAuditorAdmin(admin.ModelAdmin):
+    def has_view_permission(self, request, obj=None) -> bool:
+        return _role_is(request, AUDIT_ROLE)
+
+    def has_module_permission(self, request) -> bool:
+        return _role_is(request, AUDIT_ROLE)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        return {}  # not even "delete selected"
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyForAuditorAdmin):
+    list_display = ("sequence", "timestamp", "actor_name", "department_slug", "event_type", "outcome", "object_repr")
+    list_filter = ("outcome", "actor_type")
+    search_fields = ("=sequence", "actor_name", "=department_slug", "=event_type", "=request_id", "object_repr")
+    date_hierarchy = "timestamp"
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is pointless
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+
+@admin.register(AuditArchive)
+class AuditArchiveAdmin(ReadOnlyForAuditorAdmin):
+    list_display = ("created_at", "actor_name", "format", "first_sequence", "last_sequence", "complete", "sha256")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+
+@admin.register(AuditAnchor)
+class AuditAnchorAdmin(ReadOnlyForAuditorAdmin):
+    list_display = ("sequence", "hash", "removed", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(AuditedModelAdmin):
+    audit_event_type = EventType.RETENTION_POLICY_CHANGE
+    list_display = ("department", "conversation_days", "file_days", "legal_hold", "updated_at")
+    list_filter = ("legal_hold",)
+
+    def get_queryset(self, request):
+        with all_departments(reason="the security administrator reviews every department's retention policy"):
+            return RetentionPolicy.objects.get_queryset().select_related("department")
+
+    def _is_security(self, request) -> bool:
+        return _role_is(request, SECURITY_ROLE)
+
+    def has_module_permission(self, request) -> bool:
+        return self._is_security(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._is_security(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self._is_security(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._is_security(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._is_security(request)
+
+    # The console works across departments: form validation (unique department) and saving
+    # query the department-scoped manager, so the views run with every department visible.
+    def changeform_view(self, request, *args, **kwargs):
+        with all_departments(reason="the security administrator edits a retention policy"):
+            return super().changeform_view(request, *args, **kwargs)
+
+    def delete_view(self, request, *args, **kwargs):
+        with all_departments(reason="the security administrator deletes a retention policy"):
+            return super().delete_view(request, *args, **kwargs)

@@ -1,0 +1,148 @@
+"""The auditor console (/audit/): the audit administrator reviews, filters and exports (SM-3).
+
+Every route is behind ``admin_role_required(AdminRole.AUDIT)`` (admin networks only: 404
+elsewhere; other roles: 403; both audited). Viewing and exporting are audited too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.models import AdminRole
+from accounts.permissions import admin_role_required
+from compliance.chain import canonical_json
+from compliance.events import EventType
+from compliance.export import audit_export
+from compliance.forms import AuditExportForm, AuditFilterForm
+from compliance.masking import masked_preview
+from compliance.models import AuditArchive
+from compliance.selectors import audit_archive_list, audit_chain_status, audit_entry_get, audit_entry_list
+from compliance.services import audit_record
+from departments.models import Department
+
+PAGE_SIZE = 50
+ENTRY_NOT_FOUND = "No audit entry with this sequence number (it may have been purged after export)."
+ARCHIVE_FILE_MISSING = "The archive file is no longer on this server."
+
+audit_role_required = admin_role_required(AdminRole.AUDIT)
+
+
+def _plain_filters(filters: dict) -> dict:
+    return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in filters.items()}
+
+
+@audit_role_required
+@require_http_methods(["GET"])
+def entry_list(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    filters = form.active_filters() if request.GET else {}
+    page = Paginator(audit_entry_list(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    audit_record(
+        event_type=EventType.AUDIT_VIEW,
+        actor=request.user,
+        object_type="compliance.auditentry",
+        object_repr="audit trail list",
+        details={"filters": _plain_filters(filters), "page": page.number},
+    )
+    for entry in page.object_list:
+        entry.details_preview = masked_preview(canonical_json(entry.details), 120)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "compliance/entry_list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "status": audit_chain_status(),
+            "export_form": AuditExportForm(initial={"format": "jsonl"}),
+        },
+    )
+
+
+@audit_role_required
+@require_http_methods(["GET"])
+def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
+    entry = audit_entry_get(sequence=sequence)
+    if entry is None:
+        raise Http404(ENTRY_NOT_FOUND)
+    audit_record(
+        event_type=EventType.AUDIT_VIEW,
+        actor=request.user,
+        object_type="compliance.auditentry",
+        object_id=str(entry.sequence),
+        object_repr=str(entry),
+        details={"view": "detail"},
+    )
+    return render(request, "compliance/entry_detail.html", {"entry": entry})
+
+
+@audit_role_required
+@require_POST
+def export_create(request: HttpRequest) -> HttpResponse:
+    form = AuditExportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The export filters are not valid."))
+        return redirect("compliance:entry_list")
+    department = None
+    if form.cleaned_data["department"]:
+        department = Department.objects.filter(slug=form.cleaned_data["department"]).first()
+        if department is None:
+            messages.error(request, _("No such department."))
+            return redirect("compliance:entry_list")
+    name = f"audit-{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.{form.cleaned_data['format']}"
+    result = audit_export(
+        output=Path(settings.AUDIT_EXPORT_DIR) / name,
+        format=form.cleaned_data["format"],
+        since=form.cleaned_data["since"],
+        until=form.cleaned_data["until"],
+        department=department,
+        acting_user=request.user,
+    )
+    messages.success(request, _("Exported %(count)d entries.") % {"count": result.entries})
+    return redirect("compliance:archive_list")
+
+
+@audit_role_required
+@require_http_methods(["GET"])
+def archive_list(request: HttpRequest) -> HttpResponse:
+    audit_record(
+        event_type=EventType.AUDIT_VIEW,
+        actor=request.user,
+        object_type="compliance.auditarchive",
+        object_repr="archive list",
+    )
+    return render(request, "compliance/archive_list.html", {"archives": audit_archive_list()[:200]})
+
+
+@audit_role_required
+@require_http_methods(["GET"])
+def archive_download(request: HttpRequest, pk: int, part: str) -> FileResponse:
+    archive = AuditArchive.objects.filter(pk=pk).first()
+    if archive is None or part not in ("file", "manifest"):
+        raise Http404(ARCHIVE_FILE_MISSING)
+    path = Path(archive.file_name)
+    if part == "manifest":
+        path = path.with_name(path.name + ".manifest.json")
+    # Only files this platform wrote into the export folder are served.
+    export_dir = Path(settings.AUDIT_EXPORT_DIR).resolve()
+    if not path.resolve().is_relative_to(export_dir) or not path.is_file():
+        raise Http404(ARCHIVE_FILE_MISSING)
+    audit_record(
+        event_type=EventType.AUDIT_EXPORT,
+        actor=request.user,
+        obj=archive,
+        details={"action": "download", "part": part, "sha256": archive.sha256},
+    )
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
