@@ -1,0 +1,141 @@
+"""TOTP and recovery codes (IA-4): mandatory for administrators, optional for members."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.login import PENDING_MAX_SECONDS, PENDING_SESSION_KEY
+from accounts.models import AdminRole
+from compliance.events import EventType, Outcome
+from compliance.models import AuditEntry
+from tests.accounts.conftest import TEST_PASSWORD, totp_next, totp_now
+
+pytestmark = pytest.mark.django_db
+
+
+def password_step(client, username, address="10.0.0.20"):
+    return client.post(reverse("login"), {"username": username, "password": TEST_PASSWORD}, REMOTE_ADDR=address)
+
+
+def is_signed_in(client) -> bool:
+    return client.get(reverse("departments:picker")).status_code == 200
+
+
+def test_administrator_without_authenticator_must_enrol_before_signing_in(client, make_user):
+    make_user("secadmin", admin_role=AdminRole.SECURITY)
+    response = password_step(client, "secadmin")
+    assert response["Location"] == reverse("login-enrol")
+    assert not is_signed_in(client)  # the password alone authenticates nothing
+
+    page = client.get(reverse("login-enrol"))
+    assert page.status_code == 200
+    svg = page.context["qr_svg"]
+    assert svg.startswith("<svg") and "<path" in svg  # drawn locally, no image from anywhere
+    assert "http" not in svg.split("xmlns")[0]
+    device = TOTPDevice.objects.get(user__username="secadmin", confirmed=False)
+
+    wrong = client.post(reverse("login-enrol"), {"token": "000000" if totp_now(device) != "000000" else "111111"})
+    assert wrong.status_code == 200 and not is_signed_in(client)
+
+    response = client.post(reverse("login-enrol"), {"token": totp_now(device)})
+    assert response["Location"] == reverse("recovery-codes")
+    codes_page = client.get(reverse("recovery-codes"))
+    codes = codes_page.context["codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert client.get(reverse("recovery-codes")).status_code == 302  # shown once only
+    device.refresh_from_db()
+    assert device.confirmed
+    assert client.session.get("otp_device_id") == device.persistent_id  # the session is verified
+    enrolments = AuditEntry.objects.filter(event_type=EventType.TOTP_ENROL).order_by("sequence")
+    assert [e.outcome for e in enrolments] == [Outcome.FAILURE, Outcome.SUCCESS]
+
+
+def test_enrolled_administrator_needs_the_code(client, make_admin):
+    user, device = make_admin(AdminRole.AUDIT)
+    assert password_step(client, user.username)["Location"] == reverse("login-verify")
+    assert not is_signed_in(client)
+    response = client.post(reverse("login-verify"), {"token": totp_now(device)})
+    assert response.status_code == 302 and is_signed_in(client)
+    entry = AuditEntry.objects.filter(event_type=EventType.TOTP_VERIFY).get()
+    assert entry.outcome == Outcome.SUCCESS and entry.actor_name == user.username
+
+
+def test_wrong_codes_count_toward_the_lockout(client, make_admin):
+    user, device = make_admin(AdminRole.SYSTEM)
+    password_step(client, user.username)
+    bad = "000000" if totp_now(device) != "000000" else "111111"
+    for _ in range(4):
+        assert client.post(reverse("login-verify"), {"token": bad}).status_code == 200
+    response = client.post(reverse("login-verify"), {"token": bad})
+    assert response["Location"] == reverse("login")  # locked: the pending sign-in is gone
+    assert PENDING_SESSION_KEY not in client.session
+    # Even the password and a right code no longer get in.
+    assert password_step(client, user.username, address="10.0.0.21").status_code == 200
+    assert AuditEntry.objects.filter(event_type=EventType.LOCKOUT, details__kind="account").exists()
+
+
+def test_recovery_code_signs_in_once(client, make_admin):
+    from accounts.two_factor import recovery_codes_regenerate
+
+    user, _ = make_admin(AdminRole.SECURITY)
+    code = recovery_codes_regenerate(user=user)[0]
+    password_step(client, user.username)
+    assert client.post(reverse("login-verify"), {"token": code}).status_code == 302
+    assert is_signed_in(client)
+    assert not StaticToken.objects.filter(token=code).exists()
+    other = Client()
+    password_step(other, user.username, address="10.0.0.22")
+    assert other.post(reverse("login-verify"), {"token": code}).status_code == 200  # spent
+
+
+def test_pending_sign_in_expires(client, make_admin):
+    user, device = make_admin(AdminRole.AUDIT)
+    password_step(client, user.username)
+    session = client.session
+    session[PENDING_SESSION_KEY] = {**session[PENDING_SESSION_KEY], "at": time.time() - PENDING_MAX_SECONDS - 1}
+    session.save()
+    response = client.post(reverse("login-verify"), {"token": totp_now(device)})
+    assert response["Location"] == reverse("login") and not is_signed_in(client)
+
+
+def test_member_may_sign_in_without_then_enrol_and_then_needs_it(client, personas):
+    assert password_step(client, "bob")["Location"] == reverse("departments:picker")
+    page = client.get(reverse("two-factor"))
+    assert page.status_code == 200 and not page.context["enrolled"]
+    device = TOTPDevice.objects.get(user=personas.member, confirmed=False)
+    response = client.post(reverse("two-factor"), {"action": "enrol", "token": totp_now(device)})
+    assert response["Location"] == reverse("recovery-codes")
+    client.post(reverse("logout"))
+
+    assert password_step(client, "bob")["Location"] == reverse("login-verify")
+    assert client.post(reverse("login-verify"), {"token": totp_next(device)}).status_code == 302
+    assert is_signed_in(client)
+
+    # A member may switch it off again.
+    client.post(reverse("two-factor"), {"action": "remove"})
+    assert not TOTPDevice.objects.filter(user=personas.member).exists()
+
+
+def test_administrator_cannot_switch_two_factor_off(client, make_admin):
+    user, device = make_admin(AdminRole.SECURITY)
+    password_step(client, user.username)
+    client.post(reverse("login-verify"), {"token": totp_now(device)})
+    client.post(reverse("two-factor"), {"action": "remove"})
+    assert TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def test_api_login_takes_the_code_in_the_same_request(client, make_admin):
+    user, device = make_admin(AdminRole.AUDIT)
+    url = reverse("api-login")
+    body = {"username": user.username, "password": TEST_PASSWORD}
+    response = client.post(url, body, content_type="application/json")
+    assert response.status_code == 401 and response.json()["error"] == "second_factor_required"
+    response = client.post(url, {**body, "otp": totp_now(device)}, content_type="application/json")
+    assert response.status_code == 200
+    assert client.session.get("otp_device_id") == device.persistent_id
