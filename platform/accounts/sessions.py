@@ -33,7 +33,7 @@ def user_group_name(user_id: int) -> str:
     return f"user.{int(user_id)}"
 
 
-def _session_store():
+def session_store():
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 
@@ -73,7 +73,7 @@ def websocket_terminate(*, user_id: int, reason: str) -> None:
 
 def sessions_end_for_user(*, user, reason: str, keep_session_key: str | None = None) -> int:
     """Delete every recorded session of ``user`` (except ``keep_session_key``) and kick websockets."""
-    store = _session_store()
+    store = session_store()
     ended = 0
     for record in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
         store(session_key=record.session_key).delete()
