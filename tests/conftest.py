@@ -78,6 +78,35 @@ def system_context():
         yield
 
 
+@pytest.fixture(scope="session")
+def shared_demo_model_dir(tmp_path_factory):
+    """A tiny demo model (Qwen2.5-VL family) with its manifest, built once per test session."""
+    import inference  # noqa: F401  (sets the offline switches before transformers loads)
+    from inference.demo_model import DemoModelSpec, build_demo_model
+    from inference.manifest import manifest_write
+
+    path = build_demo_model(tmp_path_factory.mktemp("shared-model") / "qwen2_5_vl", DemoModelSpec())
+    manifest_write(path)
+    return path
+
+
+@pytest.fixture
+def live_server_factory(tmp_path):
+    """Start the platform on loopback (tests/live_server.py); every server is stopped afterwards."""
+    from tests.live_server import LiveServer
+
+    servers = []
+
+    def start(**kwargs) -> LiveServer:
+        server = LiveServer(tmp_path / f"server{len(servers)}", **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 @pytest.fixture
 def redis_url() -> str:
     return require_service_url("TEST_REDIS_URL", "Redis")

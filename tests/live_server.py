@@ -1,0 +1,150 @@
+"""The platform served for real on loopback, for browser, API-client and deployment tests.
+
+``LiveServer`` gives the app its own database (a new database on the throw-away PostgreSQL
+cluster of scripts/testenv.py, else an SQLite file), its own DATA_DIR, migrates it, and runs
+``uvicorn asgi:application`` (HTTP + websockets) in a subprocess on a free port. Tests prepare
+data with ``server.shell(code)`` / ``server.manage(...)``, which run against the same database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from throwaway_services import free_port  # noqa: E402
+
+
+class LiveServerError(RuntimeError):
+    pass
+
+
+class LiveServer:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        model_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        profile: str = "test",
+    ) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self._database_name: str | None = None
+        self._server_url = os.environ.get("DATABASE_URL", "")
+        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATA_DIR", "REDIS_URL"}}
+        self.env.update(
+            PLATFORM_PROFILE=profile,
+            DATA_DIR=str(directory / "data"),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            PYTHONUNBUFFERED="1",
+        )
+        if model_path is not None:
+            self.env["MODEL_PATH"] = str(model_path)
+        self.env.update(env or {})
+        self._process: subprocess.Popen | None = None
+        self.log_path = directory / "server.log"
+
+    # --- database -------------------------------------------------------------------------------
+    def _create_database(self) -> None:
+        if self._server_url.startswith("postgres"):
+            import psycopg
+
+            self._database_name = f"live_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(self._server_url, autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{self._database_name}"')
+            self.env["DATABASE_URL"] = self._server_url.rsplit("/", 1)[0] + "/" + self._database_name
+        else:
+            self.env["DATABASE_URL"] = f"sqlite:///{self.directory / 'data' / 'db.sqlite3'}"
+
+    def _drop_database(self) -> None:
+        if self._database_name:
+            import psycopg
+
+            with psycopg.connect(self._server_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{self._database_name}" WITH (FORCE)')
+
+    # --- commands against the same database -------------------------------------------------------
+    def manage(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise LiveServerError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def shell(self, code: str) -> str:
+        """Run Python in the app's context (Django set up) and return what it printed."""
+        return self.manage("shell", "--no-imports", "-c", code).stdout.strip()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self, *, timeout: float = 120) -> LiveServer:
+        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        self._create_database()
+        self.manage("migrate", "--noinput")
+        log = self.log_path.open("w")
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-server-header",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise LiveServerError(f"the server exited:\n{self.log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return self
+            time.sleep(0.2)
+        self.stop()
+        raise LiveServerError(f"the server did not answer /healthz within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        self._drop_database()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
