@@ -37,8 +37,12 @@ CANONICAL_FIELDS = (
 FORMAT_VERSION = b"audit-v1"
 
 
+# One encoder, built once: json.dumps() with options builds a new encoder on every call.
+_canonical_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _canonical_encoder.encode(value)
 
 
 def format_timestamp(value: datetime) -> str:

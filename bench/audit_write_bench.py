@@ -1,0 +1,116 @@
+"""Chained audit writes with 1, 4 and 16 concurrent writers on a durable throw-away PostgreSQL.
+
+    .venv/bin/python bench/audit_write_bench.py [--seconds 10] [--writers 1,4,16]
+
+Each writer is a process calling audit_record() in a loop, one transaction (one commit) per
+entry, as an action would. The baseline, measured in the same run with the same writers, inserts
+the same rows into a copy of the table without the chain (no head lock, no hash, no triggers),
+one commit per row. Prints entries/s and the ratio chained/plain; the chain is verified after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+
+from audit_bench_support import django_setup, durable_database
+
+DETAILS = {
+    "model": "qwen2.5-vl-7b",
+    "prompt_sha256": "ab" * 32,
+    "preview": "请识别发票中的金额，电话 138****5678",
+    "tokens": {"prompt": 812, "completion": 96},
+    "latency_ms": 1234,
+}
+
+
+def _writer(mode: str, seconds: float, start_at: float, counter) -> None:
+    django_setup()
+    from django.db import connection
+
+    from compliance.chain import canonical_json
+    from compliance.services import audit_record
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    deadline = start_at + seconds
+    written = 0
+    details_text = canonical_json(DETAILS)
+    with connection.cursor() as cursor:
+        while time.time() < deadline:
+            if mode == "chained":
+                audit_record(
+                    event_type="inference.call",
+                    actor="system",
+                    department=1,
+                    object_type="inference.conversation",
+                    object_id="42",
+                    object_repr="对话 42",
+                    details=DETAILS,
+                )
+            else:
+                # The same row, written the simplest way: one INSERT, one commit (autocommit).
+                cursor.execute(
+                    "INSERT INTO bench_plain_entry (timestamp, actor_type, actor_id, actor_name, department_id, "
+                    "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
+                    "request_id, details, prev_hash, hash) VALUES (now(), 'system', '', 'system', 1, '', "
+                    "'inference.call', 'success', 'inference.conversation', '42', '对话 42', NULL, '', '', %s, %s, %s)",
+                    [details_text, os.urandom(32).hex(), os.urandom(32).hex()],
+                )
+            written += 1
+    with counter.get_lock():
+        counter.value += written
+
+
+def run(mode: str, writers: int, seconds: float) -> float:
+    counter = multiprocessing.Value("q", 0)
+    start_at = time.time() + 3.0  # every process has started Django and connected by then
+    processes = [
+        multiprocessing.Process(target=_writer, args=(mode, seconds, start_at, counter)) for _ in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a {mode} writer failed")
+    return counter.value / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--writers", default="1,4,16")
+    args = parser.parse_args()
+    with durable_database():
+        django_setup()
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE bench_plain_entry (LIKE compliance_auditentry INCLUDING DEFAULTS); "
+                "ALTER TABLE bench_plain_entry ADD PRIMARY KEY (sequence); "
+                "CREATE SEQUENCE bench_plain_seq OWNED BY bench_plain_entry.sequence; "
+                "ALTER TABLE bench_plain_entry ALTER sequence SET DEFAULT nextval('bench_plain_seq')"
+            )
+            cursor.execute("SHOW fsync")
+            fsync = cursor.fetchone()[0]
+            cursor.execute("SHOW synchronous_commit")
+            synchronous = cursor.fetchone()[0]
+        connection.close()
+        print(f"PostgreSQL fsync={fsync} synchronous_commit={synchronous}; {args.seconds:.0f}s per run")
+        print(f"{'writers':>7}  {'chained/s':>10}  {'plain/s':>10}  {'ratio':>6}")
+        for writers in (int(value) for value in args.writers.split(",")):
+            plain = run("plain", writers, args.seconds)
+            chained = run("chained", writers, args.seconds)
+            print(f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}")
+        from compliance.verification import audit_chain_verify
+
+        result = audit_chain_verify()
+        print(f"audit_verify after the runs: {'intact' if result.ok else 'BROKEN'}: {result.message}")
+
+
+if __name__ == "__main__":
+    main()
