@@ -97,10 +97,10 @@ def live_server_factory(tmp_path):
 
     servers = []
 
-    def start(**kwargs) -> LiveServer:
+    def start(*, prepare=None, behind_proxy: bool = False, **kwargs) -> LiveServer:
         server = LiveServer(tmp_path / f"server{len(servers)}", **kwargs)
         servers.append(server)
-        return server.start()
+        return server.start(prepare=prepare, behind_proxy=behind_proxy)
 
     yield start
     for server in servers:

@@ -93,30 +93,22 @@ class LiveServer:
         return self.manage("shell", "--no-imports", "-c", code).stdout.strip()
 
     # --- lifecycle --------------------------------------------------------------------------------
-    def start(self, *, timeout: float = 120) -> LiveServer:
+    def start(self, *, timeout: float = 120, prepare=None, behind_proxy: bool = False) -> LiveServer:
+        """Create the database, migrate, run ``prepare(self)`` if given, then serve.
+
+        ``behind_proxy`` makes uvicorn believe X-Forwarded-* from loopback, as behind nginx.
+        """
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         self._create_database()
         self.manage("migrate", "--noinput")
+        if prepare is not None:
+            prepare(self)
+        command = [sys.executable, "-m", "uvicorn", "asgi:application", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--no-server-header", "--log-level", "warning"]
+        if behind_proxy:
+            command += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
         log = self.log_path.open("w")
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-server-header",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self._process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

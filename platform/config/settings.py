@@ -220,6 +220,8 @@ X_FRAME_OPTIONS = "DENY"
 if IS_PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers talk to each process directly over loopback, not through nginx.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
@@ -301,6 +303,14 @@ INFERENCE_WORKERS = env_int("INFERENCE_WORKERS", 1, minimum=1, maximum=16)
 # tests load their own small models.
 MODEL_READINESS_CHECK = env_bool("MODEL_READINESS_CHECK", PROFILE != "test")
 
+# --- Portal chat (issue 7; see docs/chat.md) ---------------------------------------------------
+# Turns a user may start per minute, over all departments and all server processes (counted in
+# the database, so several workers share one budget).
+CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=1, maximum=10000)
+# Earlier turns sent back to the model with each new one (the conversation's memory).
+CHAT_HISTORY_TURNS = env_int("CHAT_HISTORY_TURNS", 10, minimum=0, maximum=100)
+# --- end of portal chat ------------------------------------------------------------------------
+
 # --- Audit ------------------------------------------------------------------------------------
 AUDIT_RETENTION_FLOOR_DAYS = 180  # Cybersecurity Law art. 21: six months, never configurable lower
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365)
@@ -332,10 +342,26 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Multimodal AI platform API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,  # separate request/response components (multipart uploads)
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- API keys, OpenAI-compatible API, extraction (issue 8; see docs/api.md) --------------------
+API_KEY_RATE_PER_MINUTE = env_int("API_KEY_RATE_PER_MINUTE", 600, minimum=1, maximum=1_000_000)
+API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
+# Inline (data: URL) images in chat requests: at most this many MiB each, decoded.
+API_INLINE_IMAGE_MB = env_int("API_INLINE_IMAGE_MB", 20, minimum=1, maximum=1024)
+# response_format / extraction: how many times the model may answer before we give up.
+STRUCTURED_OUTPUT_ATTEMPTS = env_int("STRUCTURED_OUTPUT_ATTEMPTS", 3, minimum=1, maximum=10)
+# The per-key rate counters live in the cache: Redis when REDIS_URL is set (shared by every
+# process), else this process's memory.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# --- end of API ---------------------------------------------------------------------------------
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_FORMAT = env_choice("LOG_FORMAT", "json" if IS_PRODUCTION else "text", ("json", "text"))

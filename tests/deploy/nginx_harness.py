@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
@@ -63,3 +65,32 @@ http {{
 """
     )
     return main
+
+
+class NginxServer:
+    """A throw-away nginx (the real production site configuration) on loopback ports."""
+
+    def __init__(self, directory: Path, **render_kwargs) -> None:
+        import shutil
+
+        self.directory = directory
+        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.conf = render_nginx(directory, **render_kwargs)
+        self.http_port = render_kwargs["http_port"]
+        self.https_port = render_kwargs["https_port"]
+
+    def __enter__(self) -> NginxServer:
+        subprocess.run([self.binary, "-c", str(self.conf), "-p", str(self.directory)], check=True, capture_output=True)
+        from throwaway_services import wait_for_port
+
+        wait_for_port(self.https_port)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(
+            [self.binary, "-c", str(self.conf), "-p", str(self.directory), "-s", "stop"], capture_output=True
+        )
+
+    def error_log(self) -> str:
+        path = self.directory / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
