@@ -22,3 +22,33 @@ def test_readyz_answers_503_when_a_check_fails(client, db, monkeypatch):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broken"] == {"ok": False, "detail": "ConnectionError"}
+
+
+def test_readyz_reports_every_dependency(client, db):
+    checks = client.get("/readyz").json()["checks"]
+    assert checks["channel_layer"] == {"ok": True, "detail": "InMemoryChannelLayer"}
+    assert checks["storage"]["ok"] is True
+    assert checks["audit_signing_key"]["ok"] is True
+
+
+def test_readyz_channel_layer_on_real_redis(client, db, redis_url, settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}
+    }
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    try:
+        assert client.get("/readyz").json()["checks"]["channel_layer"] == {"ok": True, "detail": "RedisChannelLayer"}
+    finally:
+        channel_layers.backends.clear()
+
+
+def test_readyz_fails_when_storage_is_unusable(client, db, settings, tmp_path):
+    # A path below a regular file can never be created, whoever runs the test (root included).
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    settings.ASSET_STORAGE_DIR = blocker / "assets"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"] == {"ok": False, "detail": "NotADirectoryError"}

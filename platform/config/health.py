@@ -7,9 +7,14 @@ readiness check (database first; apps add theirs with ``register_readiness_check
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -33,7 +38,50 @@ def database_ready() -> tuple[bool, str]:
     return True, connection.vendor
 
 
+def channel_layer_ready() -> tuple[bool, str]:
+    """A message through the channel layer and back (Redis across processes, or in-memory)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def round_trip() -> bool:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "readiness.ping"})
+        message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+        return message.get("type") == "readiness.ping"
+
+    return async_to_sync(round_trip)(), type(layer).__name__
+
+
+def storage_ready() -> tuple[bool, str]:
+    """DATA_DIR and the asset store accept writes (a full or read-only disk is not ready)."""
+    directories = [Path(settings.DATA_DIR)]
+    if getattr(settings, "ASSET_STORAGE_DIR", None):
+        directories.append(Path(settings.ASSET_STORAGE_DIR))
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".readyz-"):
+            pass
+    return True, "writable"
+
+
+def audit_signing_key_ready() -> tuple[bool, str]:
+    """The checkpoint signing key is there (outside production it is generated on first use)."""
+    path = getattr(settings, "AUDIT_SIGNING_KEY_FILE", None)
+    if path is None:
+        return False, "AUDIT_SIGNING_KEY_FILE is not configured"
+    if Path(path).is_file() and os.access(path, os.R_OK):
+        return True, "present"
+    if settings.IS_PRODUCTION:
+        return False, "missing or unreadable"
+    return True, "generated on first use"
+
+
 register_readiness_check("database", database_ready)
+register_readiness_check("channel_layer", channel_layer_ready)
+register_readiness_check("storage", storage_ready)
+register_readiness_check("audit_signing_key", audit_signing_key_ready)
 
 
 @never_cache
