@@ -53,9 +53,12 @@ def _is_department_admin(user: Any, department: Department) -> bool:
 
 
 def asset_user_may_delete(*, asset: Asset, user: Any) -> bool:
-    """The uploader, or an administrator of the asset's department."""
+    """The uploader, or an administrator of the asset's department (or, through the REST API,
+    an API key of that department with the assets:write scope)."""
     if not getattr(user, "is_authenticated", False):
         return False
+    if getattr(user, "is_api_key", False):  # never compare a key's pk with a user's
+        return user.department_id == asset.department_id and user.has_scope("assets:write")
     return asset.uploaded_by_id == user.pk or _is_department_admin(user, asset.department)
 
 

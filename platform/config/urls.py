@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from config import health, metrics
+from config import api_urls, health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -12,6 +12,9 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),  # login, logout, two-factor, API login
     path("admin/", admin.site.urls),
     path("audit/", include("compliance.urls")),  # the auditor console (audit administrator only)
+    path("v1/", include(api_urls.openai_urlpatterns)),  # OpenAI-compatible (issue 8)
+    path("api/v1/", include(api_urls.platform_urlpatterns)),
+    path("api/", include(api_urls.schema_urlpatterns)),
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     path("d/", include("departments.urls")),
     path("", RedirectView.as_view(pattern_name="departments:picker", permanent=False)),

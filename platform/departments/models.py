@@ -71,3 +71,7 @@ class Membership(models.Model):
     @property
     def is_department_admin(self) -> bool:
         return self.role == MembershipRole.ADMIN
+
+
+# API keys live in their own module (issue 8); imported here so Django registers the model.
+from departments.api_keys import ApiKey  # noqa: E402, F401

@@ -1,0 +1,104 @@
+"""Images in API requests: ``data:`` URLs (decoded and validated here) and ``asset://<id>``
+references to the department's files. Remote ``http(s)://`` URLs are refused: the platform
+never fetches anything from the network on a caller's behalf (no egress, no SSRF).
+
+A ``data:`` image gets the same checks as an upload, by content: the format from its magic bytes
+(polyglots refused), the pixel and page limits, a real decode. Nothing touches disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from PIL import Image
+
+from assets import content
+from assets.reading import asset_page_images
+from assets.rejections import AssetRejected
+from assets.selectors import asset_get
+
+# What the model sees of a PDF: its first pages, each one image.
+MAX_PDF_PAGES_PER_IMAGE = 4
+MODEL_IMAGE_SIDE = 1600
+
+REMOTE_URL_REFUSED = (
+    "Remote image URLs are not fetched (the platform has no internet access). Send the image inline as a "
+    "data: URL (data:image/png;base64,...) or upload it to /api/v1/assets and refer to it as asset://<id>."
+)
+URL_UNSUPPORTED = "Unsupported image URL: use a data: URL or asset://<id>."
+DATA_URL_MALFORMED = "Malformed data: URL: expected data:<type>;base64,<base64 data>."
+DATA_URL_TOO_LARGE = "The inline image is larger than {limit} MiB; upload it to /api/v1/assets instead."
+IMAGE_REFUSED = "The inline image was refused ({code}): {detail}"
+
+_DATA_URL = re.compile(r"\Adata:([\w.+/-]*)(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
+
+
+class ImageRefused(ValueError):
+    """A caller's image reference that cannot be used; ``str()`` is safe to return."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass
+class DecodedImages:
+    images: list[Image.Image] = field(default_factory=list)
+    sha256: list[str] = field(default_factory=list)  # of each source (for the audit entry)
+    asset_ids: list[str] = field(default_factory=list)
+
+
+def _decode_data_url(url: str) -> tuple[list[Image.Image], str]:
+    match = _DATA_URL.match(url)
+    if not match:
+        raise ImageRefused(DATA_URL_MALFORMED, code="invalid_image_url")
+    limit = settings.API_INLINE_IMAGE_MB * 1024 * 1024
+    encoded = url[match.end() :]
+    if len(encoded) * 3 // 4 > limit + 3:
+        raise ImageRefused(DATA_URL_TOO_LARGE.format(limit=settings.API_INLINE_IMAGE_MB), code="image_too_large", status=413)
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageRefused(DATA_URL_MALFORMED, code="invalid_image_url") from None
+    try:
+        kind = content.sniff_prefix(data[: content.PREFIX_SIZE])
+        content.check_tail(kind, data[-content.TAIL_SIZE :])
+        reader = io.BytesIO(data)
+        content.inspect_content(kind, reader, len(data))
+        images = content.page_images(kind, reader, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE)
+    except AssetRejected as rejection:
+        raise ImageRefused(
+            IMAGE_REFUSED.format(code=rejection.code, detail=rejection.message),
+            code="invalid_image",
+            status=rejection.status,
+        ) from None
+    return images, hashlib.sha256(data).hexdigest()
+
+
+def images_resolve(url: Any, *, department, actor, into: DecodedImages) -> None:
+    """Decode one image reference into ``into`` (raising ImageRefused, or 404 for a foreign asset)."""
+    if not isinstance(url, str) or not url:
+        raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("http", "https", "ftp", "file", "ws", "wss"):
+        raise ImageRefused(REMOTE_URL_REFUSED, code="remote_image_url_refused")
+    if scheme == "data":
+        images, digest = _decode_data_url(url)
+        into.images.extend(images)
+        into.sha256.append(digest)
+        return
+    if url.startswith("asset://"):
+        asset = asset_get(department=department, asset_id=url[len("asset://") :], actor=actor, purpose="chat")
+        into.images.extend(asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE))
+        into.sha256.append(asset.sha256)
+        into.asset_ids.append(str(asset.pk))
+        return
+    raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")

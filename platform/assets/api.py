@@ -1,0 +1,216 @@
+"""``/api/v1/assets``: upload (multipart), list (filter, paginate), detail, download, delete.
+
+Thin views over the assets services and THE access helper ``asset_get`` (foreign ids → 404,
+audited). Uploads go through ``EncryptingUploadHandler`` only: no plaintext temp file exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from asgiref.sync import sync_to_async
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from assets import rejections
+from assets.content import KINDS
+from assets.models import Asset
+from assets.names import content_disposition, download_name
+from assets.reading import asset_plaintext_chunks
+from assets.rejections import AssetRejected
+from assets.selectors import asset_get, asset_list
+from assets.services import asset_delete, asset_upload, asset_upload_refused
+from assets.upload_handlers import EncryptingUploadHandler, StagedUpload
+from compliance.events import EventType
+from compliance.services import audit_record
+from departments.api_access import ApiKeyView
+from departments.api_keys import Scope
+
+UPLOAD_FIELD = "file"
+_LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
+
+
+async def chunks_async(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """A sync chunk iterator as an async one: under ASGI, Django would otherwise collect a sync
+    streaming body in memory before sending it (decryption runs on a worker thread)."""
+    iterator = iter(chunks)
+    step = sync_to_async(next, thread_sensitive=False)
+    while (chunk := await step(iterator, None)) is not None:
+        yield chunk
+
+
+class AssetSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="original_name")
+    pages = serializers.IntegerField(source="page_count")
+    uploaded_by = serializers.CharField(source="uploaded_by_name")
+
+    class Meta:
+        model = Asset
+        fields = [
+            "id",
+            "name",
+            "size",
+            "content_type",
+            "sha256",
+            "pages",
+            "width",
+            "height",
+            "classification",
+            "uploaded_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AssetUploadedSerializer(AssetSerializer):
+    deduplicated = serializers.BooleanField()
+
+    class Meta(AssetSerializer.Meta):
+        fields = [*AssetSerializer.Meta.fields, "deduplicated"]
+        read_only_fields = fields
+
+
+class AssetUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="An image (JPEG, PNG, BMP, WebP, TIFF, GIF) or a PDF; type decided by content.")
+
+
+class RejectionSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class AssetListPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+def _asset_response_data(asset: Asset, *, deduplicated: bool | None = None) -> dict:
+    data = AssetSerializer(asset).data
+    if deduplicated is not None:
+        data["deduplicated"] = deduplicated
+    return data
+
+
+class AssetListView(ApiKeyView):
+    required_scope = {"GET": Scope.ASSETS_READ, "POST": Scope.ASSETS_WRITE}
+    parser_classes = [MultiPartParser]
+    pagination_class = AssetListPagination
+
+    def _filtered(self, request) -> QuerySet[Asset]:
+        queryset = asset_list(department=self.department)
+        params = request.query_params
+        if params.get("content_type"):
+            queryset = queryset.filter(content_type=params["content_type"])
+        if params.get("name"):
+            queryset = queryset.filter(original_name__icontains=params["name"][:255])
+        if params.get("sha256"):
+            queryset = queryset.filter(sha256=params["sha256"].lower()[:64])
+        for param, lookup in (("created_after", "created_at__gte"), ("created_before", "created_at__lt")):
+            if params.get(param):
+                value = serializers.DateTimeField().to_internal_value(params[param])
+                queryset = queryset.filter(**{lookup: value})
+        return queryset
+
+    @extend_schema(
+        summary="List the department's files",
+        parameters=[
+            OpenApiParameter("content_type", str, enum=sorted(KINDS)),
+            OpenApiParameter("name", str, description="Part of the file name (case-insensitive)."),
+            OpenApiParameter("sha256", str, description="Exact SHA-256 of the content."),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+        ],
+        responses={200: AssetSerializer(many=True)},
+    )
+    def get(self, request):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(self._filtered(request), request, view=self)
+        return paginator.get_paginated_response(AssetSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Upload a file (multipart/form-data, field 'file')",
+        request={"multipart/form-data": AssetUploadSerializer},
+        responses={201: AssetUploadedSerializer, 400: RejectionSerializer, 413: RejectionSerializer},
+    )
+    def post(self, request):
+        handler = EncryptingUploadHandler(request._request)
+        request._request.upload_handlers = [handler]
+        try:
+            return self._upload(request, handler)
+        finally:
+            handler.discard_all()
+
+    def _refuse(self, rejection: AssetRejected, name: str = "") -> Response:
+        asset_upload_refused(department=self.department, acting_user=self.api_key, original_name=name, rejection=rejection)
+        return Response(rejection.as_dict(), status=rejection.status)
+
+    def _upload(self, request, handler: EncryptingUploadHandler) -> Response:
+        files = request.FILES.getlist(UPLOAD_FIELD)  # parsed here, through the encrypting handler
+        if handler.request_rejection is not None:
+            return self._refuse(handler.request_rejection)
+        if handler.rejections:
+            rejected = handler.rejections[0]
+            return self._refuse(rejected.rejection, rejected.file_name)
+        uploads = [upload for upload in files if isinstance(upload, StagedUpload)]
+        if len(uploads) != 1:
+            return self._refuse(rejections.no_file())
+        upload = uploads[0]
+        key = self.api_key
+        try:
+            asset = asset_upload(
+                department=self.department,
+                uploaded_by=key.created_by,
+                stream=upload.staged,
+                original_name=upload.client_name,
+                acting_user=key,
+            )
+        except AssetRejected as rejection:  # audited by asset_upload
+            return Response(rejection.as_dict(), status=rejection.status)
+        deduplicated = asset.storage_name != upload.staged.storage_name
+        return Response(_asset_response_data(asset, deduplicated=deduplicated), status=status.HTTP_201_CREATED)
+
+
+class AssetDetailView(ApiKeyView):
+    required_scope = {"GET": Scope.ASSETS_READ, "DELETE": Scope.ASSETS_WRITE}
+
+    @extend_schema(summary="A file's metadata", responses={200: AssetSerializer})
+    def get(self, request, asset_id):
+        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.view")
+        audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "api"})
+        return Response(_asset_response_data(asset))
+
+    @extend_schema(summary="Delete a file (crypto-shredding)", responses={204: None})
+    def delete(self, request, asset_id):
+        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.delete")
+        asset_delete(asset=asset, acting_user=self.api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AssetContentView(ApiKeyView):
+    required_scope = Scope.ASSETS_READ
+
+    @extend_schema(
+        summary="Download a file's content",
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")},
+    )
+    def get(self, request, asset_id):
+        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.download")
+        audit_record(
+            event_type=EventType.ASSET_DOWNLOAD,
+            department=asset.department,
+            obj=asset,
+            details={"size": asset.size, "via": "api"},
+        )
+        response = StreamingHttpResponse(chunks_async(asset_plaintext_chunks(asset)), content_type=asset.content_type)
+        response["Content-Length"] = str(asset.size)
+        response["Content-Disposition"] = content_disposition(download_name(asset.original_name, KINDS[asset.content_type]))
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
+        response["Cache-Control"] = "private, no-store"
+        return response

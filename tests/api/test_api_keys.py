@@ -1,0 +1,132 @@
+"""API key authentication: hashed storage, expiry, revocation, networks, lockout, throttling."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from compliance.models import AuditEntry
+from departments.api_access import (
+    ADDRESS_LOCKED,
+    KEY_EXPIRED,
+    KEY_INVALID,
+    KEY_MISSING,
+    KEY_NETWORK_REFUSED,
+    KEY_REVOKED,
+)
+from departments.api_key_services import api_key_create, api_key_revoke
+from departments.api_keys import AUDIT_SCOPE_ONLY_FOR_AUDITOR, KEY_PREFIX, key_hash
+from departments.tenancy import all_departments
+
+pytestmark = pytest.mark.django_db
+
+ASSETS = "/api/v1/assets"
+
+
+def test_the_key_is_stored_only_as_a_hash_with_a_recognisable_prefix(key_a):
+    raw, key = key_a
+    assert raw.startswith(KEY_PREFIX) and len(raw) > 40
+    assert key.secret_hash == key_hash(raw) and raw not in key.secret_hash
+    assert raw.startswith(key.prefix)
+    with all_departments(reason="test"):
+        row = type(key).objects.values().get(pk=key.pk)
+    assert raw not in str(row)
+    entry = AuditEntry.objects.filter(event_type="api_key.create").latest("sequence")
+    assert raw not in str(entry.details) and entry.details["prefix"] == key.prefix
+
+
+def test_a_valid_key_lists_files_and_names_itself_and_its_creator_in_the_trail(key_a, client_for):
+    raw, key = key_a
+    response = client_for(raw).get(ASSETS)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+    key.refresh_from_db()
+    assert key.last_used_at is not None and key.last_used_ip == "127.0.0.1"
+    assert key.audit_name == f"key:{key.prefix} (alice)"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [(None, KEY_MISSING), ("Bearer mmk_not-a-real-key", KEY_INVALID), ("Bearer sk-foreign", KEY_INVALID)],
+)
+def test_missing_or_unknown_keys_answer_401(client_for, personas, header, message):
+    client = client_for(None)
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get(ASSETS)
+    assert response.status_code == 401
+    assert response.json()["detail"] == message
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_unknown_keys_are_audited_and_lock_the_source_address(client_for, personas, settings):
+    client = client_for("mmk_guess-0000000000000000000000000000000")
+    for _ in range(5):
+        assert client.get(ASSETS).status_code == 401
+    failures = AuditEntry.objects.filter(event_type="auth.login_failed", details__method="api_key")
+    assert failures.count() == 5
+    assert AuditEntry.objects.filter(event_type="auth.lockout").exists()
+    # Locked: even a good key from the same address is refused now.
+    raw = api_key_create(
+        department=personas.department_a, name="x", scopes=["assets:read"], created_by=personas.admin
+    ).raw_key
+    response = client_for(raw).get(ASSETS)
+    assert response.status_code == 401 and response.json()["detail"] == ADDRESS_LOCKED
+
+
+def test_expired_and_revoked_keys_are_refused(make_key, client_for, personas):
+    raw, key = make_key()
+    type(key)._base_manager.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = client_for(raw).get(ASSETS)
+    assert response.status_code == 401 and response.json()["detail"] == KEY_EXPIRED
+    raw2, key2 = make_key()
+    assert client_for(raw2).get(ASSETS).status_code == 200
+    api_key_revoke(key=key2, acting_user=personas.admin)
+    response = client_for(raw2).get(ASSETS)
+    assert response.status_code == 401 and response.json()["detail"] == KEY_REVOKED
+    reasons = set(
+        AuditEntry.objects.filter(event_type="auth.login_failed").values_list("details__reason", flat=True)
+    )
+    assert {"expired key", "revoked key"} <= reasons
+    assert AuditEntry.objects.filter(event_type="api_key.revoke", object_id=str(key2.pk)).exists()
+
+
+def test_a_key_limited_to_other_networks_is_refused_and_audited(make_key, client_for):
+    raw, key = make_key(allowed_networks=["10.20.0.0/16"])
+    response = client_for(raw).get(ASSETS)  # the test client comes from 127.0.0.1
+    assert response.status_code == 401 and response.json()["detail"] == KEY_NETWORK_REFUSED
+    denial = AuditEntry.objects.filter(event_type="access.denied").latest("sequence")
+    assert denial.actor_type == "api_key" and denial.actor_name == key.audit_name
+    raw_ok, _ = make_key(allowed_networks=["127.0.0.0/8"])
+    assert client_for(raw_ok).get(ASSETS).status_code == 200
+
+
+def test_throttling_per_key_answers_429_with_retry_after(make_key, client_for, settings):
+    settings.API_KEY_RATE_PER_MINUTE = 3
+    raw, key = make_key()
+    other, _ = make_key()
+    client = client_for(raw)
+    if time.time() % 60 > 55:  # the window is the clock minute: do not straddle its end
+        time.sleep(60 - time.time() % 60 + 0.1)
+    statuses = [client.get(ASSETS).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    response = client.get(ASSETS)
+    assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
+    assert client_for(other).get(ASSETS).status_code == 200  # per key, not global
+    denials = AuditEntry.objects.filter(event_type="access.denied", details__reason="rate limit exceeded")
+    assert denials.count() == 1  # one entry per key and minute, not one per refused call
+
+
+def test_audit_scope_is_only_for_the_audit_administrator(personas, make_user, system_context):
+    auditor = make_user("auditor", admin_role="audit")
+    with pytest.raises(ValidationError) as error:
+        api_key_create(department=personas.department_a, name="x", scopes=["audit:read"], created_by=personas.admin)
+    assert str(AUDIT_SCOPE_ONLY_FOR_AUDITOR) in str(error.value)
+    with pytest.raises(ValidationError):
+        api_key_create(department=None, name="x", scopes=["audit:read", "chat"], created_by=auditor)
+    created = api_key_create(department=None, name="SIEM", scopes=["audit:read"], created_by=auditor)
+    assert created.key.is_audit_key and created.key.department is None
