@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from compliance.report_views import compliance_report_view
 from config import api_urls, health, metrics
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("accounts.urls")),  # login, logout, two-factor, API login
     path("admin/", admin.site.urls),
+    path("compliance/report/", compliance_report_view, name="compliance-report"),
     path("audit/", include("compliance.urls")),  # the auditor console (audit administrator only)
     path("v1/", include(api_urls.openai_urlpatterns)),  # OpenAI-compatible (issue 8)
     path("api/v1/", include(api_urls.platform_urlpatterns)),
