@@ -63,7 +63,9 @@ def _decode_data_url(url: str) -> tuple[list[Image.Image], str]:
     limit = settings.API_INLINE_IMAGE_MB * 1024 * 1024
     encoded = url[match.end() :]
     if len(encoded) * 3 // 4 > limit + 3:
-        raise ImageRefused(DATA_URL_TOO_LARGE.format(limit=settings.API_INLINE_IMAGE_MB), code="image_too_large", status=413)
+        raise ImageRefused(
+            DATA_URL_TOO_LARGE.format(limit=settings.API_INLINE_IMAGE_MB), code="image_too_large", status=413
+        )
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):

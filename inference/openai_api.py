@@ -58,7 +58,7 @@ class OpenAIError(Exception):
         message: str,
         *,
         status: int = 400,
-        type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field name
+        type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
@@ -79,12 +79,18 @@ def openai_error_from(exc: Exception) -> OpenAIError | None:
         return OpenAIError(str(exc), status=exc.status, param="messages", code=exc.code)
     if isinstance(exc, EngineBusy):
         return OpenAIError(
-            str(exc), status=429, type="rate_limit_error", code="engine_busy", headers={"Retry-After": str(exc.retry_after)}
+            str(exc),
+            status=429,
+            type="rate_limit_error",
+            code="engine_busy",
+            headers={"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, InvalidRequest):
         return OpenAIError(str(exc), status=400, code="invalid_request")
     if isinstance(exc, ModelUnavailable):
-        return OpenAIError(str(exc), status=503, type="server_error", code="model_unavailable", headers={"Retry-After": "5"})
+        return OpenAIError(
+            str(exc), status=503, type="server_error", code="model_unavailable", headers={"Retry-After": "5"}
+        )
     if isinstance(exc, GenerationFailed):
         status = {"prompt_too_long": 400, "timeout": 504}.get(exc.code, 503)
         kind = "invalid_request_error" if status == 400 else "server_error"
@@ -210,7 +216,11 @@ def _model_object(info) -> dict[str, Any]:
 class ModelListView(OpenAIView):
     required_scope = Scope.CHAT
 
-    @extend_schema(operation_id="listModels", summary="The served model (OpenAI format)", responses={200: ModelListSerializer, **_ERRORS})
+    @extend_schema(
+        operation_id="listModels",
+        summary="The served model (OpenAI format)",
+        responses={200: ModelListSerializer, **_ERRORS},
+    )
     def get(self, request):
         return Response({"object": "list", "data": [_model_object(require_engine().info())]})
 
@@ -218,7 +228,9 @@ class ModelListView(OpenAIView):
 class ModelDetailView(OpenAIView):
     required_scope = Scope.CHAT
 
-    @extend_schema(operation_id="retrieveModel", summary="One model (OpenAI format)", responses={200: ModelSerializer, **_ERRORS})
+    @extend_schema(
+        operation_id="retrieveModel", summary="One model (OpenAI format)", responses={200: ModelSerializer, **_ERRORS}
+    )
     def get(self, request, model_id: str):
         info = require_engine().info()
         if model_id != info.name:
@@ -401,7 +413,9 @@ class ChatCompletionsView(OpenAIView):
                 outcome = self._structured(engine, chat, submit, audit)
                 text, finish, prompt_tokens, completion_tokens = outcome
                 if chat.stream:
-                    return self._stream_text(completion_id, created, chat, text, finish, prompt_tokens, completion_tokens)
+                    return self._stream_text(
+                        completion_id, created, chat, text, finish, prompt_tokens, completion_tokens
+                    )
                 return Response(
                     _completion_body(completion_id, created, chat.model, text, finish, prompt_tokens, completion_tokens)
                 )
@@ -598,7 +612,11 @@ class _AuditDraft:
         if finish:
             details["finish_reason"] = finish
         if error is not None:
-            details["error"] = {"type": type(error).__name__, "code": getattr(error, "code", ""), "message": str(error)[:300]}
+            details["error"] = {
+                "type": type(error).__name__,
+                "code": getattr(error, "code", ""),
+                "message": str(error)[:300],
+            }
         details["latency"] = round(time.perf_counter() - self.started, 4)
         if self.context is not None and current_request_context() is None:
             with request_context(self.context):

@@ -77,7 +77,9 @@ class AssetUploadedSerializer(AssetSerializer):
 
 
 class AssetUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="An image (JPEG, PNG, BMP, WebP, TIFF, GIF) or a PDF; type decided by content.")
+    file = serializers.FileField(
+        help_text="An image (JPEG, PNG, BMP, WebP, TIFF, GIF) or a PDF; type decided by content."
+    )
 
 
 class RejectionSerializer(serializers.Serializer):
@@ -147,7 +149,9 @@ class AssetListView(ApiKeyView):
             handler.discard_all()
 
     def _refuse(self, rejection: AssetRejected, name: str = "") -> Response:
-        asset_upload_refused(department=self.department, acting_user=self.api_key, original_name=name, rejection=rejection)
+        asset_upload_refused(
+            department=self.department, acting_user=self.api_key, original_name=name, rejection=rejection
+        )
         return Response(rejection.as_dict(), status=rejection.status)
 
     def _upload(self, request, handler: EncryptingUploadHandler) -> Response:
@@ -209,7 +213,9 @@ class AssetContentView(ApiKeyView):
         )
         response = StreamingHttpResponse(chunks_async(asset_plaintext_chunks(asset)), content_type=asset.content_type)
         response["Content-Length"] = str(asset.size)
-        response["Content-Disposition"] = content_disposition(download_name(asset.original_name, KINDS[asset.content_type]))
+        response["Content-Disposition"] = content_disposition(
+            download_name(asset.original_name, KINDS[asset.content_type])
+        )
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
         response["Cache-Control"] = "private, no-store"

@@ -94,3 +94,64 @@ def api_engine(api_loaded_model, monkeypatch, settings):
     monkeypatch.setattr(engine_module, "_engine", engine)
     yield engine
     engine.shutdown()
+
+
+LIVE_PREPARE = r"""
+import json
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import User
+from departments.services import department_create, membership_add
+from departments.api_key_services import api_key_create
+finance = department_create(slug="finance", name="Finance", acting_user="system")
+quality = department_create(slug="quality", name="Quality", acting_user="system")
+alice = User.objects.create_user("alice", password="Correct-Horse-9")
+auditor = User.objects.create_user("auditor", password="Correct-Horse-9", admin_role="audit")
+membership_add(user=alice, department=finance, role="admin", acting_user="system")
+expires = timezone.now() + timedelta(days=1)
+keys = {
+    "finance": api_key_create(department=finance, name="ERP", scopes=["chat", "assets:read", "assets:write", "extract"],
+                              created_by=alice, expires_at=expires).raw_key,
+    "quality": api_key_create(department=quality, name="MES", scopes=["chat", "assets:read", "assets:write", "extract"],
+                              created_by=alice, expires_at=expires).raw_key,
+    "audit": api_key_create(department=None, name="SIEM", scopes=["audit:read"], created_by=auditor,
+                            expires_at=expires).raw_key,
+}
+print(json.dumps(keys))
+"""
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory, shared_demo_model_dir):
+    """One loopback server per test module with the demo model loaded and three keys."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.live_server import LiveServer
+
+    server = LiveServer(
+        tmp_path_factory.mktemp("live-api"),
+        model_path=shared_demo_model_dir,
+        env={"API_KEY_RATE_PER_MINUTE": "100000", "MAX_NEW_TOKENS_CAP": "64", "BATCH_WINDOW_MS": "0"},
+    )
+    server.start()
+    try:
+        server.keys = json.loads(server.shell(LIVE_PREPARE).splitlines()[-1])
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{server.base_url}/v1/models", headers={"Authorization": f"Bearer {server.keys['finance']}"}
+        )
+        deadline = time.monotonic() + 120
+        while True:  # the first call starts the model load; 503 until it is ready
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                    server.model = json.loads(response.read())["data"][0]["id"]
+                    break
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.3)
+        yield server
+    finally:
+        server.stop()

@@ -88,9 +88,7 @@ def test_expired_and_revoked_keys_are_refused(make_key, client_for, personas):
     api_key_revoke(key=key2, acting_user=personas.admin)
     response = client_for(raw2).get(ASSETS)
     assert response.status_code == 401 and response.json()["detail"] == KEY_REVOKED
-    reasons = set(
-        AuditEntry.objects.filter(event_type="auth.login_failed").values_list("details__reason", flat=True)
-    )
+    reasons = set(AuditEntry.objects.filter(event_type="auth.login_failed").values_list("details__reason", flat=True))
     assert {"expired key", "revoked key"} <= reasons
     assert AuditEntry.objects.filter(event_type="api_key.revoke", object_id=str(key2.pk)).exists()
 
