@@ -94,3 +94,60 @@ class TaskTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ChatPolicy(models.Model):
+    """A department's chat policy, set by the security administrator (not by the department's
+    own administrator, who is the person it restrains)."""
+
+    department = models.OneToOneField("departments.Department", on_delete=models.CASCADE, related_name="chat_policy")
+    # Off by default: a department administrator sees who chatted when, not what was said.
+    admin_may_read_content = models.BooleanField(_("department administrators may read message content"), default=False)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        verbose_name = _("chat policy")
+        verbose_name_plural = _("chat policies")
+
+    def __str__(self) -> str:
+        return f"chat policy of department {self.department_id}"
+
+
+class ChatUpload(models.Model):
+    """Marks a file uploaded from the chat pane for a conversation: the retention purge and the
+    deletion of a conversation shred such files with it, unless another conversation uses them."""
+
+    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
+    asset = models.OneToOneField("assets.Asset", on_delete=models.CASCADE, related_name="chat_upload")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        verbose_name = _("chat upload")
+        verbose_name_plural = _("chat uploads")
+
+    def __str__(self) -> str:
+        return f"chat upload {self.asset_id}"
+
+
+class ChatTurnStamp(models.Model):
+    """One started chat turn, for the per-user rate limit. Not department-scoped: the limit is
+    per person across departments, and the database makes it hold across server processes."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField(_("started at"))
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "started_at"], name="chat_turn_stamp_user_time")]
+        verbose_name = _("chat turn stamp")
+        verbose_name_plural = _("chat turn stamps")
+
+    def __str__(self) -> str:
+        return f"chat turn of user {self.user_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+# Structured extraction results and batch jobs (issue 8) live in their own module.
+from inference.extraction_models import BatchJob, Extraction  # noqa: E402, F401
