@@ -62,6 +62,7 @@ class EventType(models.TextChoices):
     MODEL_LOAD = "model.load", _("Model loaded")
     API_KEY_CREATE = "api_key.create", _("API key created")
     API_KEY_REVOKE = "api_key.revoke", _("API key revoked")
+    TASK_TEMPLATE_CHANGE = "task_template.change", _("Task template changed")
     BATCH_CREATE = "inference.batch_create", _("Batch job created")
     BATCH_CANCEL = "inference.batch_cancel", _("Batch job cancelled")
     BATCH_FINISH = "inference.batch_finish", _("Batch job finished")
