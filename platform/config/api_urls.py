@@ -6,7 +6,8 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from assets import api as assets_api
-from inference import openai_api
+from compliance import api as compliance_api
+from inference import extraction_api, openai_api
 
 openai_urlpatterns = [
     path("models", openai_api.ModelListView.as_view(), name="openai-models"),
@@ -18,6 +19,16 @@ platform_urlpatterns = [
     path("assets", assets_api.AssetListView.as_view(), name="api-assets"),
     path("assets/<str:asset_id>", assets_api.AssetDetailView.as_view(), name="api-asset"),
     path("assets/<str:asset_id>/content", assets_api.AssetContentView.as_view(), name="api-asset-content"),
+    path("templates", extraction_api.TemplateListView.as_view(), name="api-templates"),
+    path("templates/<str:slug>", extraction_api.TemplateDetailView.as_view(), name="api-template"),
+    path("extractions", extraction_api.ExtractionListView.as_view(), name="api-extractions"),
+    path("extractions/<str:extraction_id>", extraction_api.ExtractionDetailView.as_view(), name="api-extraction"),
+    path("batches", extraction_api.BatchListView.as_view(), name="api-batches"),
+    path("batches/<str:batch_id>", extraction_api.BatchDetailView.as_view(), name="api-batch"),
+    path("batches/<str:batch_id>/cancel", extraction_api.BatchCancelView.as_view(), name="api-batch-cancel"),
+    path("batches/<str:batch_id>/results", extraction_api.BatchResultsView.as_view(), name="api-batch-results"),
+    path("audit/entries", compliance_api.AuditEntryListView.as_view(), name="api-audit-entries"),
+    path("audit/export", compliance_api.AuditExportView.as_view(), name="api-audit-export"),
 ]
 
 schema_urlpatterns = [
