@@ -151,7 +151,3 @@ class ChatTurnStamp(models.Model):
 
 # Structured extraction results and batch jobs (issue 8) live in their own module.
 from inference.extraction_models import BatchJob, Extraction  # noqa: E402, F401
-
-
-# Structured extraction results and batch jobs (issue 8) live in their own module.
-from inference.extraction_models import BatchJob, Extraction  # noqa: E402, F401
