@@ -355,6 +355,7 @@ API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90, minimum=1, maximum=36
 API_INLINE_IMAGE_MB = env_int("API_INLINE_IMAGE_MB", 20, minimum=1, maximum=1024)
 # response_format / extraction: how many times the model may answer before we give up.
 STRUCTURED_OUTPUT_ATTEMPTS = env_int("STRUCTURED_OUTPUT_ATTEMPTS", 3, minimum=1, maximum=10)
+EXTRACTION_MAX_NEW_TOKENS = env_int("EXTRACTION_MAX_NEW_TOKENS", 512, minimum=16, maximum=131072)
 # The per-key rate counters live in the cache: Redis when REDIS_URL is set (shared by every
 # process), else this process's memory.
 if REDIS_URL:
