@@ -35,6 +35,7 @@ class LiveServer:
         model_path: Path | None = None,
         env: dict[str, str] | None = None,
         profile: str = "test",
+        database_url: str | None = None,
     ) -> None:
         self.directory = directory
         self.port = free_port()
@@ -52,11 +53,16 @@ class LiveServer:
         if model_path is not None:
             self.env["MODEL_PATH"] = str(model_path)
         self.env.update(env or {})
+        self._shared_database_url = database_url
         self._process: subprocess.Popen | None = None
         self.log_path = directory / "server.log"
 
     # --- database -------------------------------------------------------------------------------
     def _create_database(self) -> None:
+        if self._shared_database_url:
+            # Another process of the same installation (scale-out): same database, nothing to create.
+            self.env["DATABASE_URL"] = self._shared_database_url
+            return
         if self._server_url.startswith("postgres"):
             import psycopg
 
