@@ -2,6 +2,13 @@ from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
 
+def conversation_retention_purger(department, cutoff, dry_run: bool) -> int:
+    """Conversations untouched for the policy's conversation_days, with their chat-only files."""
+    from inference.conversations import conversation_purge_expired
+
+    return conversation_purge_expired(department=department, cutoff=cutoff, dry_run=dry_run)
+
+
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = _("Inference")
@@ -16,3 +23,7 @@ class InferenceConfig(AppConfig):
         if settings.MODEL_READINESS_CHECK:
             register_readiness_check("model", model_readiness)
         register_metrics()
+
+        from compliance.retention import register_purger
+
+        register_purger("inference.conversations", conversation_retention_purger, days_field="conversation_days")
