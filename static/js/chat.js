@@ -352,6 +352,9 @@
       window.cancelAnimationFrame(turn.pendingRender);
     }
     showMarkdown(turn.body, turn.text);
+    if (turn.waiting) {
+      turn.waiting.remove();
+    }
     if (statusText) {
       addStatus(turn.article, statusText, className);
     }
@@ -385,8 +388,8 @@
         }
         break;
       case "queued":
-        if (turn && !turn.text) {
-          turn.body.textContent = format(texts.queued, frame);
+        if (turn && turn.waiting) {
+          turn.waiting.textContent = format(texts.queued, frame);
         }
         break;
       case "token":
@@ -394,6 +397,10 @@
           break;
         }
         turn.text += frame.text;
+        if (turn.waiting) {
+          turn.waiting.remove();
+          turn.waiting = null;
+        }
         if (!turn.pendingRender) {
           // Re-render at most once per frame: long answers stay smooth.
           turn.pendingRender = window.requestAnimationFrame(function () {
@@ -456,10 +463,13 @@
       params: params,
     };
     addMessage("user", text, state.attachments.slice());
-    var answer = addMessage("assistant", texts.thinking);
+    var answer = addMessage("assistant", "");
     answer.article.classList.add("streaming");
     answer.body.setAttribute("data-markdown", "");
-    state.turn = { ref: ref, article: answer.article, body: answer.body, text: "", started: performance.now() };
+    var waiting = addStatus(answer.article, texts.thinking, "msg-status msg-waiting");
+    state.turn = {
+      ref: ref, article: answer.article, body: answer.body, waiting: waiting, text: "", started: performance.now(),
+    };
     state.attachments = [];
     renderAttachments();
     promptBox.value = "";

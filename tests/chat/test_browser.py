@@ -1,0 +1,146 @@
+"""A real browser (Debian's Chromium, headless, driven by the playwright package) against the
+platform served by uvicorn on loopback: sign in, upload an image, ask, watch tokens arrive before
+the answer is complete, stop, reload and find the conversation, and find the audit entries.
+Screenshots of the chat page (laptop and tablet widths) go to test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.chat.conftest import png_bytes
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+SET_UP = """
+from accounts.models import User
+from departments.services import department_create, membership_add
+finance = department_create(slug="finance", name="财务部 Finance", acting_user="system")
+bob = User(username="bob")
+bob.set_password("Correct-Horse-9")
+bob.save()
+membership_add(user=bob, department=finance, acting_user="system")
+print("ok")
+"""
+
+AUDIT_QUERY = """
+import json
+from compliance.models import AuditEntry
+rows = AuditEntry.objects.filter(actor_name="bob").order_by("sequence")
+print(json.dumps([[e.event_type, e.outcome, e.details] for e in rows], ensure_ascii=False))
+"""
+
+
+def wait_ready(base_url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the model did not load")
+
+
+def test_chat_in_a_real_browser(live_server_factory, shared_demo_model_dir, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    server = live_server_factory(model_path=shared_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
+    assert server.shell(SET_UP) == "ok"
+    wait_ready(server.base_url)
+    image = tmp_path / "red-invoice.png"
+    image.write_bytes(png_bytes((210, 40, 40), (120, 90)))
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
+            page = context.new_page()
+            console_errors = []
+            page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+            page.goto(f"{server.base_url}/accounts/login/")
+            page.fill("#id_username", "bob")
+            page.fill("#id_password", "Correct-Horse-9")
+            page.click("main button[type=submit]")
+            page.wait_for_load_state()
+            assert "/accounts/login/" not in page.url, page.text_content("main")
+            page.goto(f"{server.base_url}/d/finance/")
+            page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open
+            assert page.is_visible("#demo-banner")
+
+            # Upload an image: it comes back as a pending attachment with its thumbnail.
+            page.set_input_files("#file-input", str(image))
+            page.wait_for_selector("#pending-attachments .attachment img", timeout=20000)
+
+            page.fill("#max-tokens", "1500")
+            page.fill("#prompt", "What is on this invoice? **bold** <img src=x onerror=alert(1)>")
+            page.click("#send")
+            body = page.locator(".msg-assistant.streaming .msg-body")
+            # Tokens arrive while the answer is still streaming (the stop button is showing).
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
+                " return b && b.textContent.length > 0; }",
+                timeout=30000,
+            )
+            first = body.text_content()
+            page.wait_for_function(
+                "(n) => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
+                " return b && b.textContent.length > n; }",
+                arg=len(first),
+                timeout=30000,
+            )
+            assert page.is_visible("#stop")
+            page.screenshot(path=str(ARTIFACTS / "chat-streaming.png"), full_page=True)
+            page.click("#stop")
+            page.wait_for_selector(".msg-assistant .msg-usage", timeout=30000)
+            usage_line = page.text_content(".msg-assistant .msg-usage")
+            assert usage_line.startswith("Stopped"), usage_line
+            assert not page.is_visible("#stop")
+            # The user's text was shown as text, never as markup.
+            assert page.locator(".msg-user img[src=x]").count() == 0
+            assert "<img src=x" in page.text_content(".msg-user .msg-body")
+            page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
+
+            # Reload: the address names the conversation; it is in the list with both messages.
+            assert "?c=" in page.url
+            page.reload()
+            page.wait_for_selector("#conversation-list li.current a")
+            assert "What is on this invoice?" in page.text_content("#conversation-list li.current a")
+            assert page.locator("#messages .msg-user .attachments img.thumb").count() == 1
+            assert page.text_content("#messages .msg-assistant .msg-status").strip() == "Stopped"
+            assert len(page.text_content("#messages .msg-assistant .msg-body")) > 0
+
+            # A tablet.
+            page.set_viewport_size({"width": 820, "height": 1180})
+            page.screenshot(path=str(ARTIFACTS / "chat-page-tablet.png"), full_page=True)
+            assert not console_errors, console_errors
+        finally:
+            browser.close()
+
+    trail = json.loads(server.shell(AUDIT_QUERY))
+    kinds = [(event, outcome) for event, outcome, _details in trail]
+    assert ("asset.upload", "success") in kinds
+    assert ("conversation.create", "success") in kinds
+    calls = [details for event, _outcome, details in trail if event == "inference.call"]
+    assert len(calls) == 1 and calls[0]["status"] == "stopped" and len(calls[0]["assets"]) == 1
+    assert 0 < calls[0]["completion_tokens"] < 1500
