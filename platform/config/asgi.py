@@ -13,8 +13,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from config.websocket import websocket_application  # noqa: E402
+
+if settings.MODEL_LOAD_AT_STARTUP:
+    from inference.engine import start_loading
+
+    start_loading()
 
 application = ProtocolTypeRouter(
     {

@@ -302,6 +302,9 @@ INFERENCE_WORKERS = env_int("INFERENCE_WORKERS", 1, minimum=1, maximum=16)
 # /readyz includes "model" (and its first poll starts the load); off in the test profile, whose
 # tests load their own small models.
 MODEL_READINESS_CHECK = env_bool("MODEL_READINESS_CHECK", PROFILE != "test")
+# Start loading the model in the background as soon as the ASGI server starts, so the first chat
+# does not wait for it (off in tests, which load their own small models).
+MODEL_LOAD_AT_STARTUP = env_bool("MODEL_LOAD_AT_STARTUP", PROFILE != "test")
 
 # --- Portal chat (issue 7; see docs/chat.md) ---------------------------------------------------
 # Turns a user may start per minute, over all departments and all server processes (counted in
