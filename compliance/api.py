@@ -21,6 +21,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -92,6 +93,8 @@ def _plain(filters: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditEntryListView(AuditView):
+    pagination_class = AuditPagination
+
     @extend_schema(
         operation_id="listAuditEntries",
         summary="Query the audit trail (newest first)",
@@ -100,7 +103,7 @@ class AuditEntryListView(AuditView):
     )
     def get(self, request):
         filters = self.filters()
-        paginator = AuditPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(audit_entry_list(filters=filters), request, view=self)
         audit_record(
             event_type=EventType.AUDIT_VIEW,
@@ -144,7 +147,16 @@ async def _export_stream(queryset, format: str) -> AsyncIterator[bytes]:
         after = last
 
 
+class _FormatIsOurs(DefaultContentNegotiation):
+    """``?format=jsonl|csv`` names the export format (as in the console), not a DRF renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class AuditExportView(AuditView):
+    content_negotiation_class = _FormatIsOurs
+
     @extend_schema(
         operation_id="exportAuditEntries",
         summary="Stream the trail in the export format of audit_export (JSON lines or CSV), oldest first",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from assets.selectors import asset_get
@@ -192,7 +192,6 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
         _update(job, status=BatchStatus.RUNNING, started_at=job.started_at or timezone.now())
         done = set(Extraction.objects.filter(batch=job).values_list("asset_ref", flat=True))
         for asset_id in job.asset_ids:
-            close_old_connections()
             if BatchJob._base_manager.filter(pk=job.pk, cancel_requested=True).exists():
                 _finish(job, BatchStatus.CANCELLED)
                 return job

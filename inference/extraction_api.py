@@ -63,7 +63,7 @@ class ExtractionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ExtractionRequestSerializer(serializers.Serializer):
+class ExtractionCreateSerializer(serializers.Serializer):
     asset = serializers.UUIDField(help_text="The file's id (from /api/v1/assets).")
     template = serializers.SlugField(help_text="The template's identifier, e.g. vat-invoice.")
 
@@ -91,13 +91,19 @@ class BatchSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BatchRequestSerializer(serializers.Serializer):
+class BatchCreateSerializer(serializers.Serializer):
     assets = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=1000)
     template = serializers.SlugField()
 
 
 class ErrorDetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+# 400: {"detail": "..."} or, for invalid fields, {"<field>": ["message", ...], ...}
+VALIDATION_ERROR = OpenApiResponse(
+    OpenApiTypes.OBJECT, description='{"detail": "…"} or {"<field>": ["message", …]} for invalid fields'
+)
 
 
 class ExtractPagination(LimitOffsetPagination):
@@ -127,12 +133,14 @@ class ExtractView(ApiKeyView):
         return template
 
     def paginated(self, queryset, serializer_class):
-        paginator = ExtractPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class TemplateListView(ExtractView):
+    pagination_class = ExtractPagination
+
     @extend_schema(
         operation_id="listTemplates", summary="Extraction templates", responses=TemplateSerializer(many=True)
     )
@@ -153,6 +161,8 @@ class TemplateDetailView(ExtractView):
 
 
 class ExtractionListView(ExtractView):
+    pagination_class = ExtractPagination
+
     @extend_schema(
         operation_id="listExtractions",
         summary="Stored extraction results",
@@ -178,17 +188,17 @@ class ExtractionListView(ExtractView):
     @extend_schema(
         operation_id="createExtraction",
         summary="Extract structured fields from a file with a template (synchronous)",
-        request=ExtractionRequestSerializer,
+        request=ExtractionCreateSerializer,
         responses={
             201: ExtractionSerializer,
-            400: ErrorDetailSerializer,
+            400: VALIDATION_ERROR,
             404: ErrorDetailSerializer,
             429: ErrorDetailSerializer,
             503: ErrorDetailSerializer,
         },
     )
     def post(self, request):
-        payload = ExtractionRequestSerializer(data=request.data)
+        payload = ExtractionCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         template = self.template_get(payload.validated_data["template"])
         asset = asset_get(
@@ -216,6 +226,8 @@ class ExtractionDetailView(ExtractView):
 
 
 class BatchListView(ExtractView):
+    pagination_class = ExtractPagination
+
     @extend_schema(operation_id="listBatches", summary="Batch jobs", responses=BatchSerializer(many=True))
     def get(self, request):
         return self.paginated(BatchJob.objects.filter(department=self.department), BatchSerializer)
@@ -223,11 +235,11 @@ class BatchListView(ExtractView):
     @extend_schema(
         operation_id="createBatch",
         summary="Start a batch job: many files × one template",
-        request=BatchRequestSerializer,
-        responses={202: BatchSerializer, 400: ErrorDetailSerializer},
+        request=BatchCreateSerializer,
+        responses={202: BatchSerializer, 400: VALIDATION_ERROR},
     )
     def post(self, request):
-        payload = BatchRequestSerializer(data=request.data)
+        payload = BatchCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         template = self.template_get(payload.validated_data["template"])
         job = batch_create(

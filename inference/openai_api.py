@@ -159,7 +159,7 @@ ModelListSerializer = inline_serializer(
 )
 
 ChatRequestSerializer = inline_serializer(
-    "ChatCompletionRequest",
+    "ChatCompletionCreate",
     {
         "model": serializers.CharField(),
         "messages": serializers.ListField(

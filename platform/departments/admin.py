@@ -26,3 +26,6 @@ class MembershipAdmin(AuditedModelAdmin):
     search_fields = ("user__username", "department__slug")
     autocomplete_fields = ["user", "department"]
     readonly_fields = ("source",)  # added here = manual; directory ones come from group mappings
+
+
+from departments import api_key_admin  # noqa: E402, F401  (API keys for the security administrator)

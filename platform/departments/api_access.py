@@ -46,6 +46,7 @@ ADDRESS_LOCKED = "Too many failed attempts from this address; try again later."
 SCOPE_MISSING = "This API key lacks the '{scope}' scope."
 RATE_LIMITED = "Rate limit of {rate} requests per minute exceeded for this API key."
 OBJECT_NOT_FOUND = "Not found."
+NUL_REFUSED = "Query parameters must not contain NUL characters."
 
 # last_used_at is written at most this often per key: not a database write per request.
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -194,14 +195,29 @@ class ApiKeyView(APIView):
     permission_classes = [ApiKeyScopePermission]
     throttle_classes = [ApiKeyRateThrottle]
     required_scope: str | dict[str, str] = ""
+    http_method_names = ["get", "post", "delete", "head"]  # no OPTIONS/TRACE introspection
+    metadata_class = None
 
     def scope_for(self, request) -> str:
+        method = "GET" if request.method == "HEAD" else request.method
+        if method.lower() not in self.http_method_names or not hasattr(self, method.lower()):
+            # Permissions run before the handler is looked up: answer 405, not a scope question.
+            raise exceptions.MethodNotAllowed(request.method)
         scope = self.required_scope
         if isinstance(scope, dict):
-            scope = scope.get(request.method, scope.get("*", ""))
+            scope = scope.get(method, scope.get("*", ""))
         if not scope:
             raise ImproperlyConfigured(f"{type(self).__name__} declares no required_scope for {request.method}")
         return scope
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL cannot store or compare NUL characters: refuse them before any query does.
+        for name, values in request.query_params.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                raise exceptions.ParseError(NUL_REFUSED)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise exceptions.NotFound(OBJECT_NOT_FOUND)
 
     def dispatch(self, request, *args, **kwargs):
         # The department scope opened by the authentication closes when the response is made:

@@ -1,0 +1,159 @@
+"""/v1/chat/completions over HTTP vs the engine called directly with the same request, same run.
+
+The platform is served by uvicorn on loopback (tests/live_server.py: own SQLite database, the
+bench-size demo model); this process loads the same model into its own engine. Both answer the
+same greedy request (an inline 96×96 PNG + text, 128 new tokens at most, so both produce the same
+tokens); runs alternate. Figures:
+
+- non-streaming: median(API) / median(engine)            goal <= 1.10
+- streaming time to first token: median(API TTFT) - median(engine TTFT), in ms   goal <= 10 ms
+  (API TTFT = request sent → first content chunk received; engine TTFT = submit → first Token)
+
+    .venv/bin/python bench/api_chat_overhead.py [--model DIR] [--runs 7] [--tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from inference_common import REPO, bench_model_dir
+
+PREPARE = r"""
+import json
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import User
+from departments.services import department_create
+from departments.api_key_services import api_key_create
+department = department_create(slug="bench", name="Bench", acting_user="system")
+owner = User.objects.create_user("bench", password="Correct-Horse-9")
+print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
+                     expires_at=timezone.now() + timedelta(days=1)).raw_key)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model")
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=128)
+    args = parser.parse_args()
+
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    import httpx
+    from PIL import Image
+
+    from inference.engine import Engine, EngineLimits
+    from inference.handle import Token
+    from inference.loader import load_model
+    from inference.requests import Message
+    from tests.live_server import LiveServer
+
+    model_dir = bench_model_dir(args.model)
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 96), (40, 120, 200)).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    text = "Describe this picture in detail."
+
+    server = LiveServer(
+        Path(tempfile.mkdtemp(prefix="bench-api-")),
+        model_path=model_dir,
+        env={"MODEL_QUANTIZATION": "fp32", "API_KEY_RATE_PER_MINUTE": "1000000", "PLATFORM_PROFILE": "test"},
+    )
+    server.start()
+    try:
+        key = server.shell(PREPARE).splitlines()[-1]
+        client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
+        while (response := client.get("/v1/models")).status_code == 503:  # the first call starts the load
+            time.sleep(0.5)
+        model = response.json()["data"][0]["id"]
+        inline = "data:image/png;base64," + base64.b64encode(png).decode()
+        body = {
+            "model": model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": text},
+                        {"type": "image_url", "image_url": {"url": inline}},
+                    ],
+                }
+            ],
+            "max_tokens": args.tokens,
+            "temperature": 0,
+        }
+        engine = Engine(load_model(model_dir, quantization="fp32"), EngineLimits())
+        messages = [Message("user", text, images=(image,))]
+
+        def direct() -> tuple[float, int]:
+            started = time.perf_counter()
+            result = engine.submit(messages, department="bench", max_new_tokens=args.tokens, temperature=0.0).result()
+            return time.perf_counter() - started, result.usage.completion_tokens
+
+        def api() -> tuple[float, int]:
+            started = time.perf_counter()
+            answer = client.post("/v1/chat/completions", json=body)
+            elapsed = time.perf_counter() - started
+            answer.raise_for_status()
+            return elapsed, answer.json()["usage"]["completion_tokens"]
+
+        def direct_ttft() -> float:
+            started = time.perf_counter()
+            handle = engine.submit(messages, department="bench", max_new_tokens=args.tokens, temperature=0.0)
+            first = None
+            for event in handle.events():
+                if isinstance(event, Token) and first is None:
+                    first = time.perf_counter() - started
+            return first
+
+        def api_ttft() -> float:
+            started = time.perf_counter()
+            first = None
+            with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+                for line in stream.iter_lines():
+                    if first is None and line.startswith("data: {") and '"content":"' in line:
+                        chunk = json.loads(line[6:])
+                        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                            first = time.perf_counter() - started
+            return first
+
+        for run in (direct, api, direct_ttft, api_ttft):  # warm-up: caches, first-call costs
+            run()
+        direct_times, api_times, counts = [], [], set()
+        direct_first, api_first = [], []
+        for _ in range(args.runs):
+            seconds, tokens = direct()
+            direct_times.append(seconds)
+            counts.add(("engine", tokens))
+            seconds, tokens = api()
+            api_times.append(seconds)
+            counts.add(("api", tokens))
+            direct_first.append(direct_ttft())
+            api_first.append(api_ttft())
+        engine.shutdown()
+    finally:
+        server.stop()
+
+    ratio = statistics.median(api_times) / statistics.median(direct_times)
+    ttft_overhead_ms = (statistics.median(api_first) - statistics.median(direct_first)) * 1000
+    print(f"completion tokens per answer: {sorted(counts)}")
+    print(f"engine direct   median {statistics.median(direct_times) * 1000:8.1f} ms  (runs: {args.runs})")
+    print(f"/v1 non-stream  median {statistics.median(api_times) * 1000:8.1f} ms")
+    print(f"non-streaming overhead ratio: {ratio:.3f}  (goal <= 1.10)")
+    print(f"engine TTFT     median {statistics.median(direct_first) * 1000:8.1f} ms")
+    print(f"/v1 stream TTFT median {statistics.median(api_first) * 1000:8.1f} ms")
+    print(f"streaming TTFT overhead: {ttft_overhead_ms:.1f} ms  (goal <= 10 ms)")
+
+
+if __name__ == "__main__":
+    main()
