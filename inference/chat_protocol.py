@@ -62,9 +62,12 @@ CLIENT_TYPES = ("turn.start", "turn.stop", "ping")
 
 
 class ProtocolError(ValueError):
-    def __init__(self, message: str, code: str = CODE_BAD_FRAME) -> None:
+    """A refusal to answer with an error frame; ``fields`` go into the frame (e.g. retry_after)."""
+
+    def __init__(self, message: str, code: str = CODE_BAD_FRAME, **fields: Any) -> None:
         super().__init__(message)
         self.code = code
+        self.fields = fields
 
 
 @dataclass(frozen=True)

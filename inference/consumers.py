@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.policy import current_policy
-from accounts.websocket import SessionBoundConsumerMixin
+from accounts.websocket import CLOSE_SESSION_ENDED, SessionBoundConsumerMixin
 from compliance.context import RequestContext, request_context
 from compliance.events import EventType, Outcome
 from compliance.middleware import client_address
@@ -36,7 +36,7 @@ from compliance.services import audit_record
 from departments.models import Membership
 from departments.tenancy import department_scope
 from inference import chat_protocol as protocol
-from inference.conversations import conversation_create, conversation_turn_record, inference_refusal_record
+from inference.conversations import conversation_turn_record, inference_refusal_record
 from inference.engine import current_engine, require_engine
 from inference.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.handle import Done, Error, GenerationHandle, Queued, Token
@@ -54,8 +54,7 @@ STORE_TIMEOUT_SECONDS = 60
 
 @dataclass
 class Prepared:
-    conversation: Conversation
-    created: bool
+    conversation: Conversation | None  # None: a new conversation, created when the turn is stored
     assets: list[Any]
     messages: list[Message]
 
@@ -166,16 +165,23 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 )
         return membership
 
-    def _still_allowed(self) -> bool:
-        # Any change of the membership since the handshake (removed, demoted, department or user
-        # disabled) ends the socket: the person reconnects and is checked afresh.
-        return self._membership_query().filter(role=self.role).exists()
+    def _gate(self, touch: bool) -> int | None:
+        """The close code if the socket must end now, else None (runs on a database thread).
+
+        The session (logged out, idle, too old; chatting counts as activity) and the membership:
+        any change since the handshake (removed, demoted, department or user disabled) ends the
+        socket, and the person reconnects to be checked afresh.
+        """
+        if self._session_check(touch):
+            return CLOSE_SESSION_ENDED
+        if not self._membership_query().filter(role=self.role).exists():
+            return CLOSE_ACCESS_REVOKED
+        return None
 
     async def _checks_pass(self, *, touch: bool) -> bool:
-        if not await self.session_alive(touch=touch):
-            return False
-        if not await database_sync_to_async(self._still_allowed)():
-            await self.close(code=CLOSE_ACCESS_REVOKED)
+        code = await database_sync_to_async(self._gate)(touch)
+        if code is not None:
+            await self.close(code=code)
             return False
         return True
 
@@ -221,12 +227,20 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.closed or not await self._checks_pass(touch=True):
+        if self.closed:
             return
+        received = time.perf_counter()
         try:
             frame = protocol.parse_client_frame(text_data, max_new_tokens_cap=settings.MAX_NEW_TOKENS_CAP)
         except protocol.ProtocolError as problem:
-            await self._error(problem.code, str(problem))
+            if await self._checks_pass(touch=True):
+                await self._error(problem.code, str(problem))
+            return
+        if frame.type == "turn.start":
+            # The access checks run in the same database round trip as the turn's preparation.
+            await self._start(frame.turn, received)
+            return
+        if not await self._checks_pass(touch=True):
             return
         if frame.type == "ping":
             await self._send_frame(protocol.server_frame("pong"))
@@ -236,39 +250,29 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             else:
                 self.turn.stop_reason = self.turn.stop_reason or "stop"
                 self.turn.handle.cancel()
-        elif frame.type == "turn.start":
-            await self._start(frame.turn)
 
     # --- a turn ---------------------------------------------------------------------------------
-    async def _start(self, request: protocol.TurnStart) -> None:
+    async def _start(self, request: protocol.TurnStart, received: float) -> None:
         if self.turn_task is not None and not self.turn_task.done():
-            await self._error(protocol.CODE_TURN_IN_PROGRESS, protocol.TURN_IN_PROGRESS)
+            if await self._checks_pass(touch=True):
+                await self._error(protocol.CODE_TURN_IN_PROGRESS, protocol.TURN_IN_PROGRESS)
             return
         request_id = uuid.uuid4().hex
-        started = time.perf_counter()
-        retry_after = await database_sync_to_async(self._admit)(request, request_id)
-        if retry_after:
-            limit = settings.CHAT_TURNS_PER_MINUTE
-            await self._error(
-                protocol.CODE_RATE_LIMITED,
-                protocol.RATE_LIMITED.format(limit=limit, retry_after=retry_after),
-                retry_after=retry_after,
-                ref=request.ref,
-            )
-            return
         try:
             engine = require_engine()
         except ModelUnavailable as exc:
-            await self._refuse(request, request_id, protocol.CODE_MODEL_UNAVAILABLE, str(exc))
+            if await self._checks_pass(touch=True):
+                await self._refuse(request, request_id, protocol.CODE_MODEL_UNAVAILABLE, str(exc))
             return
-        try:
-            prepared = await database_sync_to_async(self._prepare)(request, request_id)
-        except ConversationNotFound:
-            await self._error(protocol.CODE_NOT_FOUND, protocol.CONVERSATION_NOT_FOUND, ref=request.ref)
+        # One database round trip before the model starts: access checks, rate limit, history.
+        outcome = await database_sync_to_async(self._begin)(request, request_id)
+        if isinstance(outcome, int):
+            await self.close(code=outcome)
             return
-        except protocol.ProtocolError as problem:  # a file id not in this department
-            await self._error(problem.code, str(problem), ref=request.ref)
+        if isinstance(outcome, protocol.ProtocolError):
+            await self._error(outcome.code, str(outcome), ref=request.ref, **outcome.fields)
             return
+        prepared = outcome
         params = {"temperature": request.temperature, "max_new_tokens": request.max_new_tokens}
         try:
             handle = engine.submit(
@@ -292,31 +296,46 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             prepared=prepared,
             handle=handle,
             request_id=request_id,
-            started=started,
+            started=received,
             params=params,
             model=engine.info().name,
         )
         conversation = prepared.conversation
+        self.turn_task = asyncio.ensure_future(self._relay(self.turn))
         await self._send_frame(
             protocol.server_frame(
                 "turn.accepted",
                 ref=request.ref,
                 request_id=request_id,
-                conversation=conversation.pk,
-                title=conversation.title,
-                created=prepared.created,
+                conversation=conversation.pk if conversation else None,
+                title=conversation.title if conversation else "",
+                created=conversation is None,
             )
         )
-        self.turn_task = asyncio.ensure_future(self._relay(self.turn))
 
-    def _admit(self, request: protocol.TurnStart, request_id: str) -> int:
+    def _begin(self, request: protocol.TurnStart, request_id: str) -> int | protocol.ProtocolError | Prepared:
+        """Close code, refusal, or the prepared turn."""
+        code = self._gate(True)
+        if code is not None:
+            return code
         retry_after = chat_turn_admit(user=self.user, limit=settings.CHAT_TURNS_PER_MINUTE)
         if retry_after:
             with request_context(self._context(request_id)):
                 inference_refusal_record(
                     department=self.department, user=self.user, reason="rate_limited", prompt=request.text
                 )
-        return retry_after
+            limit = settings.CHAT_TURNS_PER_MINUTE
+            return protocol.ProtocolError(
+                protocol.RATE_LIMITED.format(limit=limit, retry_after=retry_after),
+                protocol.CODE_RATE_LIMITED,
+                retry_after=retry_after,
+            )
+        try:
+            return self._prepare(request, request_id)
+        except ConversationNotFound:
+            return protocol.ProtocolError(protocol.CONVERSATION_NOT_FOUND, protocol.CODE_NOT_FOUND)
+        except protocol.ProtocolError as problem:  # a file id not in this department
+            return problem
 
     async def _refuse(self, request: protocol.TurnStart, request_id: str, code: str, message: str, **fields) -> None:
         def record() -> None:
@@ -338,11 +357,10 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                     assets.append(asset_get(department=department, asset_id=asset_id, actor=self.user, purpose="chat"))
                 except AssetNotFound:  # audited by asset_get; the same answer for every refusal
                     raise protocol.ProtocolError(protocol.FILE_NOT_FOUND, protocol.CODE_NOT_FOUND) from None
-            created = request.conversation_id is None
-            if created:
-                conversation = conversation_create(
-                    department=department, owner=self.user, title=request.text, acting_user=self.user
-                )
+            if request.conversation_id is None:
+                # Created with the turn's record, in its transaction: a turn that never reaches
+                # the model leaves no empty conversation behind.
+                conversation = None
                 history = []
             else:
                 conversation = conversation_get_for_owner(
@@ -373,7 +391,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 if not asked.content and not images:  # nothing left to send of that question
                     earlier[:2] = []
             messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
-            return Prepared(conversation=conversation, created=created, assets=assets, messages=messages)
+            return Prepared(conversation=conversation, assets=assets, messages=messages)
 
     async def _relay(self, turn: Turn) -> None:
         final: Done | Error | None = None
@@ -408,9 +426,13 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         else:
             finish_reason, status, error_code = "cancelled", MessageStatus.FAILED, "relay_interrupted"
         now = time.perf_counter()
+        submitted = turn.handle.submitted_at
+        # Where the time went, for the relay benchmark and the curious: before the model (checks,
+        # rate limit, history, images), the engine until its first text, and end to end.
         relay = {
+            "accept": round(submitted - turn.started, 6),
+            "first_text": round(turn.first_token_at - submitted, 6) if turn.first_token_at else None,
             "total": round(now - turn.started, 6),
-            "first_token": round(turn.first_token_at - turn.started, 6) if turn.first_token_at else None,
         }
         answer = "".join(turn.parts)
 
@@ -418,6 +440,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             with request_context(self._context(turn.request_id)):
                 return conversation_turn_record(
                     conversation=turn.prepared.conversation,
+                    department=self.department,
                     user=self.user,
                     prompt=turn.request.text,
                     assets=turn.prepared.assets,
@@ -438,17 +461,25 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             await self._error(protocol.CODE_INTERNAL, protocol.INTERNAL_ERROR, ref=turn.request.ref)
             return
         if isinstance(final, Error):
-            await self._error(final.code, final.message, ref=turn.request.ref, message_id=answered.pk)
+            await self._error(
+                final.code,
+                final.message,
+                ref=turn.request.ref,
+                message_id=answered.pk,
+                conversation=asked.conversation_id,
+            )
             return
         await self._send_frame(
             protocol.server_frame(
                 "done",
                 ref=turn.request.ref,
                 request_id=turn.request_id,
-                conversation=turn.prepared.conversation.pk,
+                conversation=asked.conversation_id,
+                title=asked.conversation.title,
                 status=status,
                 finish_reason=finish_reason,
                 usage=usage,
+                relay=relay,
                 message_ids=[asked.pk, answered.pk],
             )
         )

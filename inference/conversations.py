@@ -171,7 +171,8 @@ def prompt_sha256(text: str) -> str:
 @transaction.atomic
 def conversation_turn_record(
     *,
-    conversation: Conversation,
+    conversation: Conversation | None,
+    department: Department | None = None,
     user: Any,
     prompt: str,
     assets: list[Asset],
@@ -184,9 +185,12 @@ def conversation_turn_record(
     error_code: str = "",
     relay_seconds: dict[str, float] | None = None,
 ) -> tuple[ConversationMessage, ConversationMessage]:
-    """Store one turn (user message + answer) and its ``inference.call`` entry, all or nothing."""
+    """Store one turn (user message + answer) and its ``inference.call`` entry, all or nothing.
+    Without ``conversation`` a new one of ``user`` in ``department`` is created with it."""
     if status not in MessageStatus.values:
         raise ValueError(f"unknown message status {status!r}")
+    if conversation is None:
+        conversation = conversation_create(department=department, owner=user, title=prompt, acting_user=user)
     usage = dict(usage or {})
     with department_scope(conversation.department_id):
         asked = ConversationMessage(

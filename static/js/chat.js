@@ -383,9 +383,6 @@
         if (turn) {
           turn.requestId = frame.request_id;
         }
-        if (frame.created) {
-          rememberConversation(frame.conversation, frame.title);
-        }
         break;
       case "queued":
         if (turn && turn.waiting) {
@@ -411,6 +408,9 @@
         }
         break;
       case "done":
+        if (frame.conversation && frame.conversation !== state.conversation) {
+          rememberConversation(frame.conversation, frame.title);
+        }
         if (turn) {
           var usage = frame.usage || {};
           var seconds = ((performance.now() - turn.started) / 1000).toFixed(1);
@@ -426,6 +426,9 @@
         }
         break;
       case "error":
+        if (frame.conversation && frame.conversation !== state.conversation) {
+          rememberConversation(frame.conversation, "");
+        }
         if (turn && (frame.ref === turn.ref || !frame.ref)) {
           if (frame.code !== "turn_in_progress") {
             finishTurn(errorText(frame), "msg-status error");

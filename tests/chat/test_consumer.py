@@ -44,6 +44,11 @@ def stored_messages(conversation_id):
         return list(ConversationMessage.objects.filter(conversation_id=conversation_id).order_by("created_at", "pk"))
 
 
+def latest_conversation_of(username):
+    with all_departments(reason="test inspects stored conversations"):
+        return Conversation.objects.filter(owner__username=username).order_by("-pk").values_list("pk", flat=True)[0]
+
+
 async def wait_idle(engine, seconds=15):
     deadline = time.monotonic() + seconds
     while engine.scheduler.active() or engine.scheduler.queue_depth():
@@ -98,13 +103,15 @@ async def test_a_turn_streams_tokens_and_is_stored_and_audited(personas, chat_en
     assert done["type"] == "done", done
     accepted = frames[0]
     assert accepted["type"] == "turn.accepted" and accepted["ref"] == "r1" and accepted["created"] is True
+    assert accepted["conversation"] is None  # created with the turn's record, named in "done"
     tokens = [item["text"] for item in frames if item["type"] == "token"]
     assert tokens, frames
     assert done["status"] == MessageStatus.COMPLETE and done["finish_reason"] == "length"
     assert done["usage"]["completion_tokens"] == 4
     await chat.disconnect()
 
-    asked, answered = await sync_to_async(stored_messages)(accepted["conversation"])
+    assert done["relay"]["accept"] >= 0 and done["relay"]["first_text"] > 0
+    asked, answered = await sync_to_async(stored_messages)(done["conversation"])
     assert (asked.role, asked.content) == ("user", prompt)
     assert answered.content == "".join(tokens) and answered.status == MessageStatus.COMPLETE
     assert answered.usage["completion_tokens"] == 4 and answered.usage["params"]["max_new_tokens"] == 4
@@ -118,7 +125,7 @@ async def test_a_turn_streams_tokens_and_is_stored_and_audited(personas, chat_en
     assert call.request_id == done["request_id"] and call.source_ip == "127.0.0.1"
     assert call.user_agent == "pytest-chat"
     created = await sync_to_async(entries)(EventType.CONVERSATION_CREATE, actor_name="bob")
-    assert created and created[-1].object_id == str(accepted["conversation"])
+    assert created and created[-1].object_id == str(done["conversation"])
 
 
 async def test_an_image_turn_and_a_follow_up_carry_the_history(personas, chat_engine, upload_png):
@@ -127,7 +134,7 @@ async def test_an_image_turn_and_a_follow_up_carry_the_history(personas, chat_en
     await chat.send_to(text_data=frame("turn.start", text="What colour?", assets=[str(asset.pk)], params=SHORT_TURN))
     frames, first = await receive_until(chat, {"done", "error"})
     assert first["type"] == "done", first
-    conversation = frames[0]["conversation"]
+    conversation = first["conversation"]
     await chat.send_to(text_data=frame("turn.start", conversation=conversation, text="And again?", params=SHORT_TURN))
     frames, second = await receive_until(chat, {"done", "error"})
     assert second["type"] == "done" and frames[0]["created"] is False
@@ -148,6 +155,12 @@ async def test_another_departments_file_is_not_found_and_audited(personas, chat_
     assert (error["type"], error["code"], error["message"]) == ("error", "not_found", protocol.FILE_NOT_FOUND)
     denial = (await sync_to_async(entries)(EventType.ACCESS_DENIED, actor_name="bob"))[-1]
     assert denial.object_id == str(foreign.pk) and denial.details["purpose"] == "chat"
+
+    def conversations_of_bob():
+        with all_departments(reason="test"):
+            return Conversation.objects.filter(owner=personas.member).count()
+
+    assert await sync_to_async(conversations_of_bob)() == 0  # a refused turn leaves no empty conversation
     await chat.send_to(text_data=frame("ping"))
     assert (await receive(chat))["type"] == "pong"
     await chat.disconnect()
@@ -156,10 +169,10 @@ async def test_another_departments_file_is_not_found_and_audited(personas, chat_
 async def test_someone_elses_conversation_is_not_found(personas, chat_engine):
     bob = await open_chat("bob")
     await bob.send_to(text_data=frame("turn.start", text="mine", params=SHORT_TURN))
-    frames, _ = await receive_until(bob, {"done"})
+    _, done = await receive_until(bob, {"done"})
     await bob.disconnect()
     alice = await open_chat("alice")
-    await alice.send_to(text_data=frame("turn.start", conversation=frames[0]["conversation"], text="peek"))
+    await alice.send_to(text_data=frame("turn.start", conversation=done["conversation"], text="peek"))
     error = await receive(alice)
     assert error["code"] == "not_found"
     assert (await sync_to_async(entries)(EventType.ACCESS_DENIED, actor_name="alice"))[-1].details["purpose"] == "chat"
@@ -228,11 +241,10 @@ async def test_stop_cancels_generation_and_stores_the_partial_turn(personas, cha
 async def test_a_vanished_client_cancels_generation_and_the_partial_turn_is_stored(personas, chat_engine):
     chat = await open_chat("bob")
     await chat.send_to(text_data=frame("turn.start", text="talk at length", params=LONG_TURN))
-    frames, _ = await receive_until(chat, {"token"})
-    conversation = frames[0]["conversation"]
+    await receive_until(chat, {"token"})
     await chat.disconnect()
     await wait_idle(chat_engine)
-    asked, answered = await sync_to_async(stored_messages)(conversation)
+    asked, answered = await sync_to_async(stored_messages)(await sync_to_async(latest_conversation_of)("bob"))
     assert answered.status == MessageStatus.STOPPED and answered.usage["params"]["stopped_by"] == "disconnect"
     assert answered.usage["completion_tokens"] < LONG_TURN["max_new_tokens"]
 
@@ -284,7 +296,7 @@ async def test_removal_from_the_department_closes_the_socket_at_once(personas, c
     assert output["code"] in (CLOSE_SESSION_ENDED, CLOSE_ACCESS_REVOKED)
     await chat.disconnect(timeout=10)  # what the server sends once the socket is closed
     await wait_idle(chat_engine)
-    _, answered = await sync_to_async(stored_messages)(frames[0]["conversation"])
+    _, answered = await sync_to_async(stored_messages)(await sync_to_async(latest_conversation_of)("bob"))
     assert answered.status == MessageStatus.STOPPED
 
 
@@ -370,6 +382,6 @@ async def test_conversations_are_department_scoped(personas, chat_engine):
 
     def departments_of_conversation():
         with all_departments(reason="test"):
-            return Conversation.objects.get(pk=frames[0]["conversation"]).department.slug
+            return Conversation.objects.get(pk=done["conversation"]).department.slug
 
     assert await sync_to_async(departments_of_conversation)() == "quality"
