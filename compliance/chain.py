@@ -67,13 +67,6 @@ def field_text(name: str, value: Any) -> str | None:
     return str(value)
 
 
-def encode_fields(texts: Iterable[str | None]) -> bytes:
-    """The encoding of consecutive fields without the format prefix (``canonical_from_texts`` minus
-    ``FORMAT_VERSION``): audit_record on PostgreSQL encodes everything after the sequence number and
-    the timestamp here, before it takes the chain-head lock, and lets the database add those two."""
-    return canonical_from_texts(texts)[len(FORMAT_VERSION) :]
-
-
 def canonical_from_texts(texts: Iterable[str | None]) -> bytes:
     """The canonical bytes from the fields' text forms, in CANONICAL_FIELDS order.
 

@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
-from compliance.chain import CANONICAL_FIELDS, FORMAT_VERSION, canonical_json, chain_hash, encode_fields, field_text
+from compliance.chain import canonical_json, chain_hash
 from compliance.context import current_request_context, normalise_ip
 from compliance.events import ActorType, EventType, Outcome
 from compliance.forwarding import entry_as_dict, forward_entry
@@ -93,93 +93,31 @@ def audit_record(
         else:
             department_id, department_slug = department.pk, department.slug
 
-    fields = {
-        "actor_type": actor_type,
-        "actor_id": actor_id,
-        "actor_name": actor_name[:150],
-        "department_id": department_id,
-        "department_slug": department_slug,
-        "event_type": str(event_type),
-        "outcome": str(outcome),
-        "object_type": object_type[:64],
-        "object_id": str(object_id)[:64],
-        "object_repr": object_repr[:_MAX_REPR],
-        "source_ip": normalise_ip(context.source_ip) if context else None,
-        "user_agent": (context.user_agent if context else "")[:_MAX_USER_AGENT],
-        "request_id": context.request_id if context else "",
-        "details": _details(details),
-    }
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            entry = _append_postgresql(fields)
-        else:
-            entry = _append_orm(fields)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+        entry = AuditEntry(
+            sequence=head.sequence + 1,
+            timestamp=timezone.now(),
+            actor_type=actor_type,
+            actor_id=actor_id,
+            actor_name=actor_name[:150],
+            department_id=department_id,
+            department_slug=department_slug,
+            event_type=str(event_type),
+            outcome=str(outcome),
+            object_type=object_type[:64],
+            object_id=str(object_id)[:64],
+            object_repr=object_repr[:_MAX_REPR],
+            source_ip=normalise_ip(context.source_ip) if context else None,
+            user_agent=(context.user_agent if context else "")[:_MAX_USER_AGENT],
+            request_id=context.request_id if context else "",
+            details=_details(details),
+            prev_hash=head.hash,
+        )
+        entry.hash = chain_hash(entry.prev_hash, entry)
+        entry.save(_from_audit_record=True)
+        AuditChainHead.objects.filter(pk=1).update(sequence=entry.sequence, hash=entry.hash)
         if settings.AUDIT_SYSLOG_ADDRESS:
             payload = entry_as_dict(entry)
             transaction.on_commit(lambda: forward_entry(payload))
-    return entry
-
-
-def _append_orm(fields: dict[str, Any]) -> AuditEntry:
-    """Lock the head, build and hash the entry, insert it, move the head (SQLite, the reference)."""
-    head = AuditChainHead.objects.select_for_update().get(pk=1)
-    entry = AuditEntry(sequence=head.sequence + 1, timestamp=timezone.now(), prev_hash=head.hash, **fields)
-    entry.hash = chain_hash(entry.prev_hash, entry)
-    entry.save(_from_audit_record=True)
-    AuditChainHead.objects.filter(pk=1).update(sequence=entry.sequence, hash=entry.hash)
-    return entry
-
-
-# Every field after the sequence number, in CANONICAL_FIELDS order: their encoding is computed
-# before the lock; the database adds the one field that depends on the head.
-_TAIL_FIELDS = CANONICAL_FIELDS[1:]
-_COLUMNS = ", ".join(f'"{name}"' for name in _TAIL_FIELDS)
-_PLACEHOLDERS = ", ".join(f"%({name})s" for name in _TAIL_FIELDS if name != "details") + ", %(details)s::jsonb"
-# One statement, one round trip: lock the head, hash, insert, move the head. The head row lock is
-# held from here to the COMMIT of the caller's transaction, so everything that can be done without
-# it is done before (the time, the encoding of every field but the sequence number), and nothing
-# waits on Python while it is held. The hash is the audit-v1 hash chain.chain_hash() computes
-# (PostgreSQL's sha256() over the same bytes); the verifier recomputes it independently in Python,
-# and a test compares the two on varied entries. The time is the application's clock as before,
-# read just before the lock: under contention an entry may carry a time a few milliseconds before
-# its predecessor's (nothing relies on timestamps being monotonic, see retention.py).
-_PG_APPEND = f"""
-WITH head AS MATERIALIZED (
-    SELECT sequence, hash FROM compliance_auditchainhead WHERE id = 1 FOR UPDATE
-), hashed AS MATERIALIZED (
-    SELECT head.sequence + 1 AS sequence, head.hash AS prev_hash,
-           encode(sha256(decode(head.hash, 'hex') || %(version)s::bytea
-                         || 'S'::bytea || int4send(octet_length((head.sequence + 1)::text))
-                         || convert_to((head.sequence + 1)::text, 'UTF8')
-                         || %(tail)s::bytea), 'hex') AS hash
-    FROM head
-), inserted AS (
-    INSERT INTO compliance_auditentry (sequence, {_COLUMNS}, prev_hash, hash)
-    SELECT hashed.sequence, {_PLACEHOLDERS}, hashed.prev_hash, hashed.hash FROM hashed
-    RETURNING sequence, prev_hash, hash
-)
-UPDATE compliance_auditchainhead SET sequence = inserted.sequence, hash = inserted.hash
-FROM inserted WHERE compliance_auditchainhead.id = 1
-RETURNING inserted.sequence, inserted.prev_hash, inserted.hash
-"""  # noqa: S608  (column names are constants; every value is a parameter)
-
-
-def _append_postgresql(fields: dict[str, Any]) -> AuditEntry:
-    fields = {**fields, "timestamp": timezone.now()}
-    details_text = canonical_json(fields["details"])
-    tail = encode_fields(details_text if name == "details" else field_text(name, fields[name]) for name in _TAIL_FIELDS)
-    params = {**fields, "details": details_text, "version": FORMAT_VERSION, "tail": tail}
-    with connection.cursor() as cursor:
-        if not settings.AUDIT_SYNCHRONOUS_COMMIT:
-            # Opt-in (docs/audit.md): the commit returns before its WAL is flushed, so the head
-            # lock is released sooner. Scoped to this transaction, i.e. the action's as well:
-            # an OS crash may lose both together, never one without the other.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(_PG_APPEND, params)
-        row = cursor.fetchone()
-    if row is None:  # no head row: the migration that creates it did not run
-        raise AuditWriteError("the audit chain head is missing")
-    sequence, prev_hash, hash_ = row
-    entry = AuditEntry(sequence=sequence, prev_hash=prev_hash, hash=hash_, **fields)
-    entry._state.adding, entry._state.db = False, connection.alias
     return entry

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from django.db import connection, transaction
+from django.db import connection
 
 from compliance.chain import FORMAT_VERSION, canonical_from_texts, canonical_json
 from compliance.checkpoints import KIND_ANCHOR, KIND_CHECKPOINT, Checkpoint, checkpoints_read, log_path
@@ -95,50 +94,6 @@ SELECT sequence,
        prev_hash, hash
 FROM compliance_auditentry WHERE sequence > %s ORDER BY sequence
 """
-
-
-def _pg_field(expression: str) -> str:
-    """SQL for the audit-v1 encoding of one text expression: N, or S + 4-byte length + UTF-8."""
-    return (
-        f"(CASE WHEN ({expression}) IS NULL THEN '\\x4e'::bytea ELSE '\\x53'::bytea "
-        f"|| int4send(octet_length(convert_to({expression}, 'UTF8'))) || convert_to({expression}, 'UTF8') END)"
-    )
-
-
-_PG_BEFORE_ADDRESS = (
-    "sequence::text",
-    """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "department_id::text",
-    "department_slug",
-    "event_type",
-    "outcome",
-    "object_type",
-    "object_id",
-    "object_repr",
-)
-_PG_AFTER_ADDRESS = ("user_agent", "request_id")
-_PG_BEFORE = " || ".join(_pg_field(expression) for expression in _PG_BEFORE_ADDRESS)
-_PG_AFTER = " || ".join(_pg_field(expression) for expression in _PG_AFTER_ADDRESS)
-# The fast path (the benchmark's million entries): PostgreSQL encodes every field but the
-# details (and IPv6 addresses, whose compressed form Python defines) into one bytea per row, in
-# binary format, so Python only adds the details and hashes. The encoding is the one
-# chain.canonical_from_texts() writes, field for field; tests compare the two on varied entries
-# (unicode, nulls, IPv4 and IPv6, empty strings). Rows with an IPv6 address come with their
-# pieces so that Python encodes the address itself.
-_PG_ENCODED_SELECT = f"""
-SELECT sequence,
-       CASE WHEN family(source_ip) = 6 THEN NULL
-            ELSE '\\x{FORMAT_VERSION.hex()}'::bytea || {_PG_BEFORE} || {_pg_field("host(source_ip)")} || {_PG_AFTER}
-       END,
-       CASE WHEN family(source_ip) = 6 THEN '\\x{FORMAT_VERSION.hex()}'::bytea || {_PG_BEFORE} END,
-       CASE WHEN family(source_ip) = 6 THEN host(source_ip) END,
-       CASE WHEN family(source_ip) = 6 THEN {_PG_AFTER} END,
-       details::text, prev_hash, hash
-FROM compliance_auditentry WHERE sequence > %s ORDER BY sequence
-"""  # noqa: S608  (constants only)
 _SQLITE_SELECT = """
 SELECT sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type,
        outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details, prev_hash, hash
@@ -181,21 +136,20 @@ def _address(text: str | None) -> str | None:
 
 def entry_rows(after_sequence: int = 0) -> Iterator[tuple[int, bytes, str, str]]:
     """(sequence, canonical bytes, prev_hash, hash) of every entry after ``after_sequence``."""
-    if connection.vendor == "postgresql":
-        yield from _entry_rows_postgresql(after_sequence)
-        return
-    cursor = connection.cursor()
+    postgres = connection.vendor == "postgresql"
+    cursor = connection.chunked_cursor() if postgres else connection.cursor()
     try:
-        cursor.execute(_SQLITE_SELECT, [after_sequence])
+        cursor.execute(_PG_SELECT if postgres else _SQLITE_SELECT, [after_sequence])
         loads, dumps = json.loads, canonical_json
         while rows := cursor.fetchmany(FETCH_SIZE):
             for row in rows:
                 sequence = row[0]
+                timestamp = row[1] if postgres else _sqlite_timestamp(row[1])
                 department = row[5]
                 details = row[15]
                 texts = (
                     str(sequence),
-                    _sqlite_timestamp(row[1]),
+                    timestamp,
                     row[2],
                     row[3],
                     row[4],
@@ -209,27 +163,6 @@ def entry_rows(after_sequence: int = 0) -> Iterator[tuple[int, bytes, str, str]]
                 yield sequence, canonical_from_texts(texts), row[16], row[17]
     finally:
         cursor.close()
-
-
-def _entry_rows_postgresql(after_sequence: int) -> Iterator[tuple[int, bytes, str, str]]:
-    loads, dumps, pack = json.loads, canonical_json, struct.Struct(">I").pack
-    connection.ensure_connection()
-    # A named (server-side) cursor in binary format straight from psycopg: bytea arrives as bytes
-    # without hex decoding, and memory stays at FETCH_SIZE rows. Inside a transaction so the
-    # cursor lives until it is closed (it runs in the caller's transaction if there is one).
-    with transaction.atomic(), connection.connection.cursor(name="audit_verify", binary=True) as cursor:
-        cursor.itersize = FETCH_SIZE
-        cursor.execute(_PG_ENCODED_SELECT, [after_sequence])
-        while rows := cursor.fetchmany(FETCH_SIZE):
-            for sequence, encoded, before, address, after, details, prev_hash, stored_hash in rows:
-                if encoded is None:  # an IPv6 address: encoded here, as audit_record's text form
-                    text = _address(address).encode()
-                    encoded = before + b"S" + pack(len(text)) + text + after
-                if details is None:
-                    yield sequence, encoded + b"N", prev_hash, stored_hash
-                else:
-                    data = dumps(loads(details)).encode()
-                    yield sequence, encoded + b"S" + pack(len(data)) + data, prev_hash, stored_hash
 
 
 def _read_checkpoints(result: VerifyResult) -> tuple[dict[int, str], dict[int, str]]:

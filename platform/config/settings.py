@@ -332,11 +332,6 @@ AUDIT_CHECKPOINT_LOG = env_path("AUDIT_CHECKPOINT_LOG", DATA_DIR / "audit" / "ch
 AUDIT_EXPORT_DIR = env_path("AUDIT_EXPORT_DIR", DATA_DIR / "audit" / "exports")
 # Optional SIEM forwarding: udp://host:port, tcp://host:port or a unix socket path (/dev/log).
 AUDIT_SYSLOG_ADDRESS = env_str("AUDIT_SYSLOG_ADDRESS", "")
-# True (default): an audited action commits only once its WAL, with its entry, is flushed to disk.
-# False (opt-in, PostgreSQL): the audited transaction commits with synchronous_commit off, which
-# releases the chain-head lock sooner; an OS crash can lose the last moments of committed actions
-# together with their entries, never one without the other (docs/audit.md, "Write throughput").
-AUDIT_SYNCHRONOUS_COMMIT = env_bool("AUDIT_SYNCHRONOUS_COMMIT", True)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
