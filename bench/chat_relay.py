@@ -43,8 +43,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--model")
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=0,
+        help="DB_CONN_MAX_AGE of the server (0, the default setting, opens a connection per database call)",
+    )
     args = parser.parse_args()
-    with chat_server(args.model, db=args.db, env={"CHAT_TURNS_PER_MINUTE": "10000"}) as server:
+    env = {"CHAT_TURNS_PER_MINUTE": "10000", "DB_CONN_MAX_AGE": str(args.conn_max_age)}
+    with chat_server(args.model, db=args.db, env=env) as server:
         (user,) = create_users(server, 1)
         results = asyncio.run(measure(server, sign_in(server.base_url, user), args.turns, args.tokens))
     extra_ttft = [(r.ttft - r.done["usage"]["time_to_first_token"]) * 1000 for r in results]
@@ -53,7 +60,10 @@ def main() -> None:
     ratio_ttft = [r.ttft / r.done["usage"]["time_to_first_token"] for r in results]
     engine_ttft = [r.done["usage"]["time_to_first_token"] * 1000 for r in results]
     engine_total = [r.done["usage"]["latency"] * 1000 for r in results]
-    print(f"turns: {len(results)} x {args.tokens} tokens, database {args.db}, one uvicorn process")
+    print(
+        f"turns: {len(results)} x {args.tokens} tokens, database {args.db} (DB_CONN_MAX_AGE={args.conn_max_age}),"
+        " one uvicorn process"
+    )
     print(
         f"engine   TTFT median {statistics.median(engine_ttft):8.1f} ms"
         f"   total median {statistics.median(engine_total):8.1f} ms"
