@@ -7,6 +7,7 @@ together or not at all, and if the audit write fails the action fails with it (A
 from __future__ import annotations
 
 import json
+import math
 import logging
 from typing import Any
 
@@ -47,6 +48,23 @@ def _actor_fields(actor: Any, context) -> tuple[str, str, str]:
     return ActorType.API_KEY, str(actor.pk), str(getattr(actor, "audit_name", actor))
 
 
+def _as_database_returns(value: Any) -> Any:
+    """Numbers in the form PostgreSQL's jsonb gives back, so that the hash survives a round trip.
+
+    jsonb keeps numbers as decimals: 1e20 returns as the integer 100000000000000000000 and -0.0
+    as 0, whose canonical texts differ from the floats'. Such floats are stored as those integers.
+    """
+    if isinstance(value, float) and value.is_integer():
+        negative_zero = value == 0 and math.copysign(1.0, value) < 0
+        if abs(value) >= 1e16 or negative_zero:
+            return int(value)
+    if isinstance(value, dict):
+        return {key: _as_database_returns(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_database_returns(item) for item in value]
+    return value
+
+
 def _details(details: dict[str, Any] | None) -> dict[str, Any]:
     if not details:
         return {}
@@ -54,7 +72,7 @@ def _details(details: dict[str, Any] | None) -> dict[str, Any]:
         raise AuditWriteError("audit details must be a JSON object")
     try:
         # Round-trip through the canonical form: what is stored is exactly what is hashed.
-        return json.loads(canonical_json(details))
+        return _as_database_returns(json.loads(canonical_json(details)))
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"audit details are not canonical JSON: {exc}") from exc
 

@@ -74,3 +74,15 @@ def test_orm_cannot_change_or_delete_entries(personas):
         entry.save()
     with pytest.raises(PermissionError, match="only through"):
         AuditEntry(sequence=999, prev_hash="x", hash="y").save()
+
+
+@pytest.mark.parametrize(
+    "value", [1e20, -1e17, -0.0, 0.0, 3.0, 0.1, 1e-7, 2**63 + 1, "½ 发票 \u2028", [1.5, {"b": None, "a": True}]]
+)
+def test_details_survive_the_database_round_trip_unchanged(value):
+    """jsonb normalises numbers (1e20 comes back as an integer, -0.0 as 0): what is stored and
+    hashed must already be in the form the database gives back, or verification cries wolf."""
+    entry = audit_record(event_type=EventType.ASSET_VIEW, details={"v": value})
+    stored = AuditEntry.objects.get(sequence=entry.sequence)
+    assert stored.details == entry.details
+    assert chain_hash(stored.prev_hash, stored) == stored.hash
