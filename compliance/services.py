@@ -7,8 +7,8 @@ together or not at all, and if the audit write fails the action fails with it (A
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from typing import Any
 
 from django.conf import settings
