@@ -23,33 +23,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.chain import canonical_json, format_timestamp
+from compliance.chain import CANONICAL_FIELDS, canonical_json, format_timestamp
 from compliance.checkpoints import Checkpoint, checkpoint_sign, key_id, public_key_pem
 from compliance.events import EventType
 from compliance.models import AuditArchive, AuditEntry
 from compliance.services import audit_record
 
 FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = (
-    "sequence",
-    "timestamp",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "department_id",
-    "department_slug",
-    "event_type",
-    "outcome",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "source_ip",
-    "user_agent",
-    "request_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
+CSV_COLUMNS = (*CANONICAL_FIELDS, "prev_hash", "hash")
 CHUNK_SIZE = 5000
 UNKNOWN_FORMAT = "Unknown export format (use jsonl or csv)."
 
