@@ -360,6 +360,7 @@
     }
     turn.article.classList.remove("streaming");
     setBusy(false);
+    pollStatus();
     scrollDown();
   }
 
@@ -479,6 +480,7 @@
     say("");
     setBusy(true);
     state.socket.send(JSON.stringify(frame));
+    window.setTimeout(pollStatus, 300); // the queue and the running generations just changed
   }
 
   composer.addEventListener("submit", function (event) {
