@@ -29,6 +29,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.lockout import failure_record, lock_active
+from accounts.policy import current_policy
 from compliance.context import request_context_update
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
@@ -64,6 +65,14 @@ def _deny(*, key: ApiKey | None, request, reason: str, department=None, **detail
     )
 
 
+def _lock_cache_key(source_ip: str) -> str:
+    return f"api-address-locked:{source_ip}"
+
+
+def _address_locked_cached(source_ip: str | None) -> bool:
+    return bool(source_ip) and cache.get(_lock_cache_key(source_ip)) is not None
+
+
 def _bad_key(request, *, presented: str, reason: str, message: str) -> exceptions.AuthenticationFailed:
     """Audit and count one failed key (toward the source address's lockout)."""
     source_ip = getattr(request, "source_ip", None)
@@ -75,7 +84,9 @@ def _bad_key(request, *, presented: str, reason: str, message: str) -> exception
             object_repr=presented[:PREFIX_LENGTH],
             details={"method": "api_key", "reason": reason, "path": request.path[:255]},
         )
-        failure_record(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip, reason=reason)
+        locked = failure_record(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip, reason=reason)
+    if locked and source_ip:
+        cache.set(_lock_cache_key(source_ip), True, timeout=current_policy().login_lockout_seconds)
     return exceptions.AuthenticationFailed(message)
 
 
@@ -101,17 +112,29 @@ class ApiKeyAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(KEY_INVALID) from None
         source_ip = getattr(request, "source_ip", None)
-        if lock_active(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip):
-            _deny(key=None, request=request, reason="source address locked after failed API keys")
-            raise exceptions.AuthenticationFailed(ADDRESS_LOCKED)
         key = api_key_find(raw_key=presented) if presented.startswith(KEY_PREFIX) else None
-        if key is None:
-            raise _bad_key(request, presented=presented, reason="unknown key", message=KEY_INVALID)
-        if key.is_revoked:
-            raise _bad_key(request, presented=presented, reason="revoked key", message=KEY_REVOKED)
         now = timezone.now()
-        if key.is_expired(now):
-            raise _bad_key(request, presented=presented, reason="expired key", message=KEY_EXPIRED)
+        problem = None
+        if key is None:
+            problem = ("unknown key", KEY_INVALID)
+        elif key.is_revoked:
+            problem = ("revoked key", KEY_REVOKED)
+        elif key.is_expired(now):
+            problem = ("expired key", KEY_EXPIRED)
+        # The lockout's database rows are read for bad keys, and for good ones only when the
+        # shared cache remembers that this path locked the address (so a good key from a locked
+        # address is refused too, without a query on every call; an administrator's unlock is
+        # seen at the next call because the rows decide).
+        locked = False
+        if problem is not None or _address_locked_cached(source_ip):
+            locked = lock_active(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip)
+            if not locked and source_ip:
+                cache.delete(_lock_cache_key(source_ip))
+        if locked:
+            _deny(key=key, request=request, reason="source address locked after failed API keys")
+            raise exceptions.AuthenticationFailed(ADDRESS_LOCKED)
+        if problem is not None:
+            raise _bad_key(request, presented=presented, reason=problem[0], message=problem[1])
         if key.department is not None and not key.department.is_active:
             _deny(key=key, request=request, reason="department inactive")
             raise exceptions.AuthenticationFailed(KEY_DEPARTMENT_INACTIVE)

@@ -68,3 +68,15 @@ def test_refused_uploads_answer_the_assets_codes(key_a, client_for):
 def test_a_read_only_key_cannot_upload_or_delete(make_key, client_for):
     raw, _ = make_key(scopes=["assets:read"])
     assert _upload(client_for(raw), png_bytes()).status_code == 403
+
+
+def test_the_hand_built_list_items_equal_the_documented_serializer(key_a, client_for, personas):
+    from assets.api import AssetSerializer
+    from assets.models import Asset
+    from departments.tenancy import department_scope
+
+    client = client_for(key_a[0])
+    _upload(client, png_bytes((20, 20)))
+    item = client.get("/api/v1/assets").json()["results"][0]
+    with department_scope(personas.department_a):
+        assert item == dict(AssetSerializer(Asset.objects.get(pk=item["id"])).data)
