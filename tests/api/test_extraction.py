@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compliance.models import AuditEntry
-from departments.tenancy import department_scope
+from departments.tenancy import all_departments, department_scope
 from inference.extraction import (
     BUILTIN_TEMPLATES,
     rules_evaluate,
@@ -183,3 +183,27 @@ def test_a_batch_runs_reports_progress_cancels_and_downloads_jsonl(
     with department_scope(personas.department_a):
         assert Extraction.objects.filter(batch_id=second["id"]).count() == 0
         assert BatchJob.objects.get(pk=job_id).finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_resume_finishes_jobs_a_stopped_process_left_behind(
+    api_engine, key_a, client_for, uploaded, settings, monkeypatch
+):
+    from django.core.management import call_command
+
+    from inference import extraction_api
+
+    settings.EXTRACTION_MAX_NEW_TOKENS = 16
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+    raw, _key = key_a
+    ids = [str(uploaded(color=(i * 50, 20, 20)).pk) for i in range(2)]
+    # The accepting process "dies" before its runner thread starts.
+    monkeypatch.setattr(extraction_api, "batch_start_after_commit", lambda job, *, context: None)
+    response = client_for(raw).post("/api/v1/batches", {"assets": ids, "template": "vat-invoice"}, format="json")
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    call_command("batch_resume")
+    with all_departments(reason="test"):
+        job = BatchJob.objects.get(pk=job_id)
+    assert job.status == "done"
+    assert job.finished_at is not None
