@@ -67,7 +67,8 @@ def test_index_lists_only_the_roles_models(console):
     models = {m["object_name"] for app in console["security"].get("/admin/").context["app_list"] for m in app["models"]}
     own = {"AdministratorRole", "DepartmentLabel", "DirectoryGroupMapping", "SecurityPolicy", "LoginThrottle"}
     # Plus, where their apps register them, files' labels and retention policies; never anything else.
-    assert own <= models <= own | {"Asset", "RetentionPolicy", "ApiKey"}  # ApiKey: issue 8 (review, revoke)
+    # ApiKey: review and revoke; ChatPolicy: whether department admins may read chat content.
+    assert own <= models <= own | {"Asset", "RetentionPolicy", "ApiKey", "ChatPolicy"}
     audit_models = {
         m["object_name"] for app in console["audit"].get("/admin/").context["app_list"] for m in app["models"]
     }

@@ -47,6 +47,25 @@ print(json.dumps([[e.event_type, e.outcome, e.details] for e in rows], ensure_as
 """
 
 
+@pytest.fixture(scope="module")
+def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory) -> Path:
+    """The demo model with its end-of-turn token suppressed: random weights would otherwise end
+    some answers after a few tokens, before the test can press stop while tokens are arriving."""
+    import shutil
+
+    from inference.manifest import manifest_write
+
+    target = tmp_path_factory.mktemp("endless") / "model"
+    shutil.copytree(shared_demo_model_dir, target)
+    config_path = target / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    eos = config["eos_token_id"]
+    config["suppress_tokens"] = eos if isinstance(eos, list) else [eos]
+    config_path.write_text(json.dumps(config))
+    manifest_write(target)
+    return target
+
+
 def wait_ready(base_url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,11 +79,11 @@ def wait_ready(base_url: str, timeout: float = 180) -> None:
     raise AssertionError("the model did not load")
 
 
-def test_chat_in_a_real_browser(live_server_factory, shared_demo_model_dir, tmp_path):
+def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
-    server = live_server_factory(model_path=shared_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
+    server = live_server_factory(model_path=endless_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP) == "ok"
     wait_ready(server.base_url)
     image = tmp_path / "red-invoice.png"
