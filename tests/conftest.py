@@ -32,6 +32,17 @@ def require_service_url(variable: str, what: str) -> str:
     pytest.skip(message)
 
 
+def require_postgresql(what: str) -> str:
+    """The throw-away PostgreSQL server's URL; like require_service_url, a skip only outside CI."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        return url
+    message = f"{what} needs PostgreSQL: it runs under make test (this run uses SQLite)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @dataclass
 class Personas:
     department_a: object

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_postgresql
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _postgres_server_url() -> str | None:
-    url = os.environ.get("DATABASE_URL", "")
-    return url if url.startswith("postgres") else None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -29,9 +26,7 @@ def platform_env(request, tmp_path):
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'data' / 'db.sqlite3'}"
         yield env
         return
-    server = _postgres_server_url()
-    if server is None:
-        pytest.skip("the suite runs on SQLite (make test-sqlite); the PostgreSQL case runs under make test")
+    server = require_postgresql("the PostgreSQL backup case")
     import psycopg
 
     name = f"backup_{uuid.uuid4().hex[:12]}"

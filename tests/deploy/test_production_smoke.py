@@ -8,7 +8,6 @@ plain HTTP, TLS 1.2 refused, administration hidden outside the admin networks.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
 import ssl
@@ -20,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.conftest import require_service_url
+from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
 from tests.deploy.nginx_harness import NginxServer
 from tests.live_server import LiveServer
@@ -73,8 +72,7 @@ def prepare_production(server) -> None:
 @pytest.fixture(scope="module")
 def production_stack(tmp_path_factory, tls_pair):
     """One production stack for the module: starting it is the expensive part."""
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("the production smoke test needs PostgreSQL: it runs under make test")
+    require_postgresql("the production smoke test")
     require_binary("nginx")
     redis_url = require_service_url("TEST_REDIS_URL", "Redis")
     root = tmp_path_factory.mktemp("production")

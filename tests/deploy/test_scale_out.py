@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import ssl
 import sys
@@ -20,7 +19,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import require_service_url
+from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
 from tests.deploy.nginx_harness import NginxServer
 from tests.live_server import LiveServer
@@ -44,8 +43,7 @@ def prepare(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, tls_pair, shared_demo_model_dir):
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("scale-out needs PostgreSQL: it runs under make test")
+    require_postgresql("the scale-out test")
     require_binary("nginx")
     redis_url = require_service_url("TEST_REDIS_URL", "Redis")
     root = tmp_path_factory.mktemp("scale")
