@@ -13,8 +13,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 run: setup messages
 	$(DEV) $(PY) manage.py migrate --noinput
-	$(DEV) $(PY) manage.py seed_demo
 	$(DEV) $(PY) manage.py make_demo_model --if-missing
+	@# Last before serving, so the generated demo passwords are the last thing on the screen.
+	$(DEV) $(PY) manage.py seed_demo
 	@echo "Serving on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
 	$(DEV) $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
