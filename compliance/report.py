@@ -311,9 +311,14 @@ def check_au5():
 # --- 入侵防范 intrusion prevention ----------------------------------------------------------------
 @control("IP-1", "Administration only from configured networks")
 def check_ip1():
-    everywhere = [n for n in settings.ADMIN_ALLOWED_NETWORKS if n.prefixlen == 0]
+    # A /16 or wider (IPv4; /48 for IPv6) is a whole site's intranet, not an administration network.
+    broad = [n for n in settings.ADMIN_ALLOWED_NETWORKS if n.prefixlen < (16 if n.version == 4 else 48)]
     return _verdict(
-        (not everywhere, f"admin networks: {', '.join(str(n) for n in settings.ADMIN_ALLOWED_NETWORKS)}"),
+        (
+            not broad,
+            f"admin networks: {', '.join(str(n) for n in settings.ADMIN_ALLOWED_NETWORKS)}"
+            + (f" (too broad: {', '.join(str(n) for n in broad)})" if broad else ""),
+        ),
     )
 
 

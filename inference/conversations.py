@@ -101,8 +101,11 @@ def _chat_only_assets(conversations: Iterable[Conversation]) -> list[Asset]:
     ids = [conversation.pk for conversation in conversations]
     if not ids:
         return []
+    owners = {conversation.owner_id for conversation in conversations}
+    # Only files the conversations' owners uploaded themselves: attaching another member's chat
+    # upload to one's own conversation must not let one delete it.
     candidates = Asset.objects.filter(
-        conversation_messages__conversation_id__in=ids, chat_upload__isnull=False
+        conversation_messages__conversation_id__in=ids, chat_upload__isnull=False, uploaded_by_id__in=owners
     ).distinct()
     used_elsewhere = set(
         ConversationMessage.assets.through.objects.filter(asset_id__in=candidates.values("pk"))
@@ -131,10 +134,11 @@ def _delete_with_uploads(conversations: list[Conversation], *, acting_user: Any,
         )
     Conversation.objects.filter(pk__in=[c.pk for c in conversations]).delete()
     for asset in assets:
-        # The person deleting is named when the assets app agrees they may delete the file;
-        # otherwise (retention, a file another member uploaded) the system shreds it.
-        may = acting_user != "system" and asset_user_may_delete(asset=asset, user=acting_user)
-        asset_delete(asset=asset, acting_user=acting_user if may else "system")
+        # Retention shreds as the system; a person only shreds what the assets app lets them delete.
+        if acting_user == "system":
+            asset_delete(asset=asset, acting_user="system")
+        elif asset_user_may_delete(asset=asset, user=acting_user):
+            asset_delete(asset=asset, acting_user=acting_user)
     return len(conversations)
 
 

@@ -65,6 +65,14 @@ def recovery_codes_regenerate(*, user) -> list[str]:
     return codes
 
 
+@transaction.atomic
+def recovery_codes_renew(*, user) -> list[str]:
+    """A user's request for new recovery codes (the old ones stop working); audited."""
+    codes = recovery_codes_regenerate(user=user)
+    audit_record(event_type=EventType.TOTP_ENROL, actor=user, obj=user, details={"action": "recovery codes renewed"})
+    return codes
+
+
 def two_factor_verify(*, user, token: str):
     """The device that accepts ``token`` (TOTP or a one-time recovery code), or None; audited."""
     token = (token or "").strip().replace(" ", "")

@@ -22,7 +22,7 @@ from accounts.forms import LoginForm, PasswordRenewForm, TokenForm
 from accounts.login import LOGIN_REFUSED, PENDING_LOGIN_EXPIRED, LoginRefused, Stage
 from accounts.two_factor import (
     TWO_FACTOR_REQUIRED_FOR_ADMINS,
-    recovery_codes_regenerate,
+    recovery_codes_renew,
     totp_device_pending,
     totp_enrol_confirm,
     totp_qr_svg,
@@ -184,7 +184,7 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
                 return redirect("recovery-codes")
             form.add_error("token", _("That code is not valid. Try again."))
         elif action == "regenerate" and enrolled:
-            request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_regenerate(user=user)
+            request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
             return redirect("recovery-codes")
         elif action == "remove" and enrolled:
             try:

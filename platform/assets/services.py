@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 DELETE_NOT_ALLOWED = _("Only the uploader or a department administrator can delete this file.")
 CLASSIFICATION_NOT_ALLOWED = _("Only a department administrator can change a file's classification.")
+CLASSIFICATION_LOWER_NOT_ALLOWED = "Only the security administrator may lower a file's classification."
 
 
 def max_upload_bytes() -> int:
@@ -191,7 +192,10 @@ def _store(
         raise
 
 
-@transaction.atomic
+def _may_lower_labels(acting_user: Any) -> bool:
+    return acting_user == "system" or getattr(acting_user, "admin_role", "") == "security"
+
+
 def asset_classification_update(*, asset: Asset, classification: int, acting_user: Any) -> Asset:
     if acting_user != "system" and not _is_department_admin(acting_user, asset.department):
         audit_record(
@@ -204,17 +208,36 @@ def asset_classification_update(*, asset: Asset, classification: int, acting_use
         )
         raise PermissionDenied(CLASSIFICATION_NOT_ALLOWED)
     before = asset.classification
-    asset.classification = Classification(classification)
-    asset.full_clean()
-    asset.save(update_fields=["classification"])
-    audit_record(
-        event_type=EventType.ASSET_UPDATE,
-        actor=acting_user,
-        department=asset.department,
-        obj=asset,
-        details={"before": {"classification": before}, "after": {"classification": int(classification)}},
-    )
-    return asset
+    if int(classification) < before and not _may_lower_labels(acting_user):
+        # Labels are security policy (AC-5, AC-7): a department may raise its files' labels,
+        # only the security administrator may lower one.
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            actor=acting_user,
+            department=asset.department,
+            obj=asset,
+            details={
+                "action": "asset.update",
+                "reason": "lowering a label needs the security administrator",
+                "before": before,
+                "requested": int(classification),
+            },
+        )
+        raise PermissionDenied(CLASSIFICATION_LOWER_NOT_ALLOWED)
+    # Refusals are audited before the transaction, so raising does not roll their entries back.
+    with transaction.atomic():
+        asset.classification = Classification(classification)
+        asset.full_clean()
+        asset.save(update_fields=["classification"])
+        audit_record(
+            event_type=EventType.ASSET_UPDATE,
+            actor=acting_user,
+            department=asset.department,
+            obj=asset,
+            details={"before": {"classification": before}, "after": {"classification": int(classification)}},
+        )
+        return asset
 
 
 def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:

@@ -141,6 +141,11 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock when a transaction starts, so two writers queue instead
     # of failing with "database is locked" when the second one tries to upgrade its lock.
     _database.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 30})
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 20, minimum=0, maximum=1000)
+if _database["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE and not _database["CONN_MAX_AGE"]:
+    # A connection pool (psycopg_pool): under ASGI every request and websocket message would
+    # otherwise open a new connection, tens of milliseconds before a chat's first token.
+    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 30}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -204,7 +209,9 @@ if LDAP_ENABLED:
 
 # Administration (the Django admin, the auditor console) only from these networks.
 ADMIN_ALLOWED_NETWORKS = env_networks(
-    "ADMIN_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+    # Loopback only until the operator names the administrators' own subnet (IP-1): the whole
+    # intranet is not an administration network.
+    "ADMIN_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"]
 )
 # Proxies whose X-Forwarded-For is believed for the client address (nginx in deploy/).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])

@@ -43,6 +43,7 @@ KEY_REVOKED = "This API key has been revoked."
 KEY_EXPIRED = "This API key has expired."
 KEY_NETWORK_REFUSED = "This API key may not be used from this network."
 KEY_DEPARTMENT_INACTIVE = "This API key's department is inactive."
+KEY_CREATOR_UNENTITLED = "This API key's creator no longer holds the rights it was issued under."
 ADDRESS_LOCKED = "Too many failed attempts from this address; try again later."
 SCOPE_MISSING = "This API key lacks the '{scope}' scope."
 RATE_LIMITED = "Rate limit of {rate} requests per minute exceeded for this API key."
@@ -138,6 +139,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key.department is not None and not key.department.is_active:
             _deny(key=key, request=request, reason="department inactive")
             raise exceptions.AuthenticationFailed(KEY_DEPARTMENT_INACTIVE)
+        if not _creator_entitled(key):
+            _deny(key=key, request=request, reason="the key's creator was disabled, removed or lost the role")
+            raise exceptions.AuthenticationFailed(KEY_CREATOR_UNENTITLED)
         if not key.network_allowed(source_ip):
             _deny(key=key, request=request, reason="source address outside the key's allowed networks")
             raise exceptions.AuthenticationFailed(KEY_NETWORK_REFUSED)
@@ -280,3 +284,20 @@ def scoped_object_get(
         details={"purpose": purpose, "reason": "not found in this department"},
     )
     raise exceptions.NotFound(OBJECT_NOT_FOUND)
+
+
+def _creator_entitled(key: ApiKey) -> bool:
+    """A key lives only as long as its creator's rights: an audit key while its creator is the
+    audit administrator, a department key while its creator is still in that department (or is
+    the security administrator). Disabling, removing or demoting the creator stops the key."""
+    from accounts.models import AdminRole
+    from departments.models import Membership
+
+    creator = key.created_by
+    if creator is None or not creator.is_active:
+        return False
+    if key.is_audit_key:
+        return creator.admin_role == AdminRole.AUDIT
+    if creator.admin_role == AdminRole.SECURITY:
+        return True
+    return Membership.objects.filter(user=creator, department_id=key.department_id).exists()

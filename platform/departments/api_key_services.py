@@ -97,4 +97,4 @@ def api_key_list(*, department: Department) -> QuerySet[ApiKey]:
 def api_key_find(*, raw_key: str) -> ApiKey | None:
     """The key with this secret, whatever its department (authentication comes before any scope)."""
     with all_departments(reason="authenticate an API key by the hash of its secret"):
-        return ApiKey.objects.select_related("department").filter(secret_hash=key_hash(raw_key)).first()
+        return ApiKey.objects.select_related("department", "created_by").filter(secret_hash=key_hash(raw_key)).first()

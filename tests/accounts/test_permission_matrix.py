@@ -58,6 +58,14 @@ def test_every_action_has_an_expectation():
     assert set(ADMIN_EXPECTED) | set(DEPARTMENT_EXPECTED) == set(Action)
 
 
+@pytest.fixture(autouse=True)
+def administrators_subnet(settings):
+    """The matrix is exercised from the administrators' own subnet, as configured in a deployment."""
+    import ipaddress
+
+    settings.ADMIN_ALLOWED_NETWORKS = [*settings.ADMIN_ALLOWED_NETWORKS, ipaddress.ip_network("10.1.2.0/24")]
+
+
 @pytest.fixture
 def people(personas, make_user):
     return {

@@ -139,3 +139,13 @@ def test_api_login_takes_the_code_in_the_same_request(client, make_admin):
     response = client.post(url, {**body, "otp": totp_now(device)}, content_type="application/json")
     assert response.status_code == 200
     assert client.session.get("otp_device_id") == device.persistent_id
+
+
+def test_renewing_recovery_codes_is_audited(make_user, system_context):
+    from accounts.two_factor import recovery_codes_renew
+
+    user = make_user("renewer")
+    codes = recovery_codes_renew(user=user)
+    assert len(codes) == 10
+    entry = AuditEntry.objects.filter(event_type=EventType.TOTP_ENROL, actor_name="renewer").get()
+    assert entry.details == {"action": "recovery codes renewed"}

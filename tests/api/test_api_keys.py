@@ -12,6 +12,7 @@ from django.utils import timezone
 from compliance.models import AuditEntry
 from departments.api_access import (
     ADDRESS_LOCKED,
+    KEY_CREATOR_UNENTITLED,
     KEY_EXPIRED,
     KEY_INVALID,
     KEY_MISSING,
@@ -128,3 +129,31 @@ def test_audit_scope_is_only_for_the_audit_administrator(personas, make_user, sy
         api_key_create(department=None, name="x", scopes=["audit:read", "chat"], created_by=auditor)
     created = api_key_create(department=None, name="SIEM", scopes=["audit:read"], created_by=auditor)
     assert created.key.is_audit_key and created.key.department is None
+
+
+def test_a_key_stops_when_its_creator_loses_the_rights_it_was_issued_under(make_key, client_for, personas):
+    from departments.models import Membership
+
+    raw, _key = make_key()  # created by alice, department administrator of A
+    assert client_for(raw).get("/api/v1/assets").status_code == 200
+    Membership.objects.filter(user=personas.admin, department=personas.department_a).delete()
+    refused = client_for(raw).get("/api/v1/assets")
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == KEY_CREATOR_UNENTITLED
+    assert AuditEntry.objects.filter(event_type="access.denied", details__reason__icontains="creator").exists()
+
+
+def test_an_audit_key_stops_when_its_creator_is_disabled(personas, make_user, system_context, client_for):
+    auditor = make_user("auditor", admin_role="audit")
+    created = api_key_create(
+        department=None,
+        name="SIEM",
+        scopes=["audit:read"],
+        created_by=auditor,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    client = client_for(created.raw_key, REMOTE_ADDR="127.0.0.1")
+    assert client.get("/api/v1/audit/entries").status_code == 200
+    auditor.is_active = False
+    auditor.save()
+    assert client.get("/api/v1/audit/entries").status_code == 401

@@ -251,6 +251,18 @@ def test_admin_changes_classification_member_cannot(client, personas, stored):
     assert entry.event_type == EventType.ASSET_UPDATE and entry.details["after"] == {"classification": 3}
 
 
+def test_a_department_admin_cannot_lower_a_label(client, personas, stored):
+    asset = stored["member_file"]
+    client.force_login(personas.admin)
+    assert client.post(url("detail", personas.department_a, asset), {"classification": 3}).status_code == 302
+    assert client.post(url("detail", personas.department_a, asset), {"classification": 0}).status_code == 403
+    with department_scope(personas.department_a):
+        assert Asset.objects.get(pk=asset.pk).classification == 3
+    entry = last_entry()
+    assert entry.event_type == EventType.ACCESS_DENIED
+    assert entry.details["reason"] == "lowering a label needs the security administrator"
+
+
 # --- upload through the portal --------------------------------------------------------------
 
 

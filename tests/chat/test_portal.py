@@ -152,6 +152,17 @@ def test_a_chat_upload_is_marked_and_shredded_with_its_conversation(client, pers
     assert shredded.object_id == str(chat_only.pk) and shredded.details["crypto_shredded"] is True
 
 
+def test_deleting_a_conversation_never_shreds_another_members_chat_upload(client, personas, conversation_of):
+    client.force_login(personas.admin)  # alice uploads from her chat pane but has not sent it yet
+    with department_scope(personas.department_a):
+        alices = Asset.objects.get(pk=upload_through_chat(client, png_bytes((3, 1, 4))).json()["files"][0]["id"])
+    conversation = conversation_of(personas.member, assets=[alices])  # bob attaches it in his own chat
+    client.force_login(personas.member)
+    assert client.post(reverse("chat:delete", args=["finance", conversation.pk])).status_code == 302
+    with department_scope(personas.department_a):
+        assert Asset.objects.filter(pk=alices.pk).exists()
+
+
 def test_a_deduplicated_upload_is_not_marked_as_the_chats(client, personas, upload_png):
     existing = upload_png(color=(5, 6, 7))
     client.force_login(personas.member)
