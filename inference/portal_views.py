@@ -54,7 +54,7 @@ def _require_admin(request: HttpRequest, action: str) -> None:
             event_type=EventType.ACCESS_DENIED,
             outcome=Outcome.DENIED,
             department=request.department,
-            object_type="inference.conversation",
+            object_type=action.split(".", 1)[0],
             details={"action": action, "reason": "not a department administrator"},
         )
         raise PermissionDenied
@@ -301,6 +301,14 @@ def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
 def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
     template = task_template_list(department=request.department).filter(pk=template_id).first()
     if template is None:
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            department=request.department,
+            object_type="inference.tasktemplate",
+            object_id=str(template_id),
+            details={"reason": "no such task template in this department", "path": request.path[:500]},
+        )
         raise Http404
     return template
 

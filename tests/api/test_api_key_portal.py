@@ -44,3 +44,14 @@ def test_the_command_prints_a_working_audit_key(make_user, client_for, capsys):
     call_command("api_key_create", "--audit", "--owner", "auditor", "--name", "SIEM")
     raw = capsys.readouterr().out.strip()
     assert client_for(raw).get("/api/v1/audit/entries").status_code == 200
+
+
+def test_revoking_another_departments_key_answers_404_and_is_audited(client, personas, make_key):
+    _raw, foreign = make_key(personas.department_b, created_by=personas.outsider)
+    client.force_login(personas.admin)
+    assert client.post(f"/d/finance/api-keys/{foreign.pk}/revoke/").status_code == 404
+    denial = AuditEntry.objects.filter(event_type="access.denied", object_id=str(foreign.pk)).get()
+    assert denial.details["reason"] == "no such API key in this department"
+    assert denial.department_slug == "finance"
+    with department_scope(personas.department_b):
+        assert ApiKey.objects.get(pk=foreign.pk).revoked_at is None

@@ -310,3 +310,18 @@ def test_only_active_templates_of_the_department_appear(client, personas):
     client.force_login(personas.member)
     templates = [template.name for template, _ in client.get(home()).context["templates"]]
     assert templates == ["On"]
+
+
+def test_another_departments_task_template_answers_404_and_is_audited(client, personas):
+    from inference.models import TaskTemplate
+
+    with department_scope(personas.department_b):
+        foreign = TaskTemplate.objects.create(
+            department=personas.department_b, name="Theirs", slug="theirs", instruction="x"
+        )
+    client.force_login(personas.admin)
+    response = client.get(reverse("chat:template_edit", args=["finance", foreign.pk]))
+    assert response.status_code == 404
+    entry = last_entry(EventType.ACCESS_DENIED)
+    assert entry.object_id == str(foreign.pk)
+    assert entry.details["reason"] == "no such task template in this department"
