@@ -139,3 +139,16 @@ def audit_record(
             payload = entry_as_dict(entry)
             transaction.on_commit(lambda: forward_entry(payload))
     return entry
+
+
+def audit_lookup_refused(*, department: Any, object_type: str, object_id: Any, reason: str, path: str = "") -> None:
+    """Record a look-up answered 404 because the object is not the department's (AU-1: every
+    denial, including the 404s that do not reveal whether the object exists elsewhere)."""
+    audit_record(
+        event_type=EventType.ACCESS_DENIED,
+        outcome=Outcome.DENIED,
+        department=department,
+        object_type=object_type,
+        object_id=str(object_id),
+        details={"reason": reason, "path": path[:500]},
+    )

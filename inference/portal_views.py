@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from assets.selectors import asset_get, asset_list
 from compliance.events import EventType, Outcome
-from compliance.services import audit_record
+from compliance.services import audit_lookup_refused, audit_record
 from inference import chat_protocol as protocol
 from inference.chat_forms import ConversationRenameForm, TaskTemplateForm
 from inference.conversations import chat_upload_mark, conversation_delete, conversation_rename
@@ -301,13 +301,12 @@ def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
 def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
     template = task_template_list(department=request.department).filter(pk=template_id).first()
     if template is None:
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
+        audit_lookup_refused(
             department=request.department,
             object_type="inference.tasktemplate",
-            object_id=str(template_id),
-            details={"reason": "no such task template in this department", "path": request.path[:500]},
+            object_id=template_id,
+            reason="no such task template in this department",
+            path=request.path,
         )
         raise Http404
     return template

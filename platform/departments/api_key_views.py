@@ -16,8 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.permissions import Action, action_required
-from compliance.events import EventType, Outcome
-from compliance.services import audit_record
+from compliance.services import audit_lookup_refused
 from departments.api_key_services import api_key_create, api_key_list, api_key_revoke
 from departments.api_keys import DEPARTMENT_SCOPES, ApiKey, Scope
 
@@ -78,13 +77,12 @@ def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
 def api_key_revoke_view(request: HttpRequest, department_slug: str, key_id: int) -> HttpResponse:
     key = ApiKey.objects.filter(department=request.department, pk=key_id).first()
     if key is None:
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
+        audit_lookup_refused(
             department=request.department,
             object_type="departments.apikey",
-            object_id=str(key_id),
-            details={"reason": "no such API key in this department", "path": request.path[:500]},
+            object_id=key_id,
+            reason="no such API key in this department",
+            path=request.path,
         )
         raise Http404
     api_key_revoke(key=key, acting_user=request.user)
