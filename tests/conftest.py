@@ -17,30 +17,31 @@ from compliance.context import RequestContext, request_context
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def requirement_missing(message: str):
+    """A real component a test needs is absent: a skip in a quick local run, a failure in CI,
+    because CI must prove the real thing. The one place that decides this."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_service_url(variable: str, what: str) -> str:
     """The URL of a throw-away service started by scripts/testenv.py.
 
-    Outside CI a missing service skips the test (a quick local loop on SQLite); in CI it fails,
-    because CI must prove the real thing.
+    Outside CI a missing service skips the test (a quick local loop on SQLite); in CI it fails.
     """
     url = os.environ.get(variable)
     if url:
         return url
-    message = f"{variable} is not set: {what} is started by scripts/testenv.py (make test)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    requirement_missing(f"{variable} is not set: {what} is started by scripts/testenv.py (make test)")
 
 
 def require_postgresql(what: str) -> str:
-    """The throw-away PostgreSQL server's URL; like require_service_url, a skip only outside CI."""
+    """The throw-away PostgreSQL server's URL (see requirement_missing)."""
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         return url
-    message = f"{what} needs PostgreSQL: it runs under make test (this run uses SQLite)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    requirement_missing(f"{what} needs PostgreSQL: it runs under make test (this run uses SQLite)")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import requirement_missing
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -240,20 +240,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _missing(message: str):
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def slapd():
     if not os.path.exists(SLAPD) or not shutil.which("ldapsearch"):
-        _missing("Debian's slapd and ldap-utils are needed for the directory tests (scripts/system-packages test)")
+        requirement_missing(
+            "Debian's slapd and ldap-utils are needed for the directory tests (scripts/system-packages test)"
+        )
     try:
         import ldap  # noqa: F401
     except ImportError:
-        _missing("python-ldap is not installed")
+        requirement_missing("python-ldap is not installed")
     root = Path(tempfile.mkdtemp(prefix="platform-slapd-"))
     (root / "db").mkdir()
     ca, server_certificate, server_key, other_ca = _certificates(root)

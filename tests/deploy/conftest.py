@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import IN_CI
+from tests.conftest import requirement_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -20,10 +20,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
     if path:
         return path
-    message = f"{name} is not installed (scripts/system-packages test installs it)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    requirement_missing(f"{name} is not installed (scripts/system-packages test installs it)")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from tests.conftest import IN_CI
 from tests.deploy.conftest import DEPLOY, require_binary
 from tests.deploy.nginx_harness import render_nginx
 
@@ -51,12 +50,7 @@ def test_render_refuses_malformed_values(tmp_path):
 
 
 def test_compose_file_is_valid_for_docker_compose(tmp_path):
-    compose = shutil.which("docker-compose")
-    if not compose:
-        message = "Debian's docker-compose is not installed (scripts/system-packages test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    compose = require_binary("docker-compose")
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
     shutil.copy(DEPLOY / ".env.example", copy / ".env")
