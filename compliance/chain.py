@@ -1,9 +1,13 @@
 """The hash chain: ``hash = SHA-256(prev_hash || canonical(entry))``.
 
-``canonical`` is a length-prefixed, typed encoding of the entry's fields in a fixed order, so
-that no two different entries encode to the same bytes (no separator games) and the encoding is
-the same after a database round-trip: times in UTC with microseconds, addresses in their
-compressed form, JSON with sorted keys and no insignificant white space.
+``canonical`` (format ``audit-v2``) is the version tag, then a header holding the byte length of
+each field's UTF-8 text (``-1`` for null) as sixteen 4-byte big-endian signed integers, then the
+texts themselves, concatenated, in the fixed order of ``CANONICAL_FIELDS``. Length-prefixed as a
+block, so no two different entries encode to the same bytes (no separator games); the texts are
+fixed forms that a database round-trip gives back unchanged: times in UTC with six fractional
+digits, addresses in their compressed form, JSON with sorted keys and no insignificant white
+space (stored as that very text). The header layout lets the verifier encode a row with three C
+calls instead of a Python step per field (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ CANONICAL_FIELDS = (
     "request_id",
     "details",
 )
-FORMAT_VERSION = b"audit-v1"
+FORMAT_VERSION = b"audit-v2"
+_pack_lengths = struct.Struct(f">{len(CANONICAL_FIELDS)}i").pack
+NULL_LENGTH = -1
 
 
 # One encoder, built once: json.dumps() with options builds a new encoder on every call.
@@ -51,9 +57,6 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_pack_length = struct.Struct(">I").pack
-
-
 def field_text(name: str, value: Any) -> str | None:
     """The text form of one field as it enters the hash (None stays None)."""
     if value is None:
@@ -67,21 +70,14 @@ def field_text(name: str, value: Any) -> str | None:
     return str(value)
 
 
-def canonical_from_texts(texts: Iterable[str | None]) -> bytes:
-    """The canonical bytes from the fields' text forms, in CANONICAL_FIELDS order.
+def canonical_from_fields(fields: list[bytes | None]) -> bytes:
+    """The canonical bytes from the fields' UTF-8 texts (None for null), in CANONICAL_FIELDS order."""
+    lengths = [NULL_LENGTH if field is None else len(field) for field in fields]
+    return FORMAT_VERSION + _pack_lengths(*lengths) + b"".join(field for field in fields if field is not None)
 
-    Each field is ``N`` (null) or ``S`` + 4-byte big-endian byte length + UTF-8 bytes. The
-    verifier calls this directly on rows it formats itself, so it is kept lean.
-    """
-    parts = [FORMAT_VERSION]
-    append = parts.append
-    for text in texts:
-        if text is None:
-            append(b"N")
-        else:
-            data = text.encode("utf-8")
-            append(b"S" + _pack_length(len(data)) + data)
-    return b"".join(parts)
+
+def canonical_from_texts(texts: Iterable[str | None]) -> bytes:
+    return canonical_from_fields([None if text is None else text.encode("utf-8") for text in texts])
 
 
 def canonical(entry: Any) -> bytes:

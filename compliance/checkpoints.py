@@ -197,5 +197,6 @@ def checkpoint_create(*, acting_user=None, reason: str = "scheduled") -> Checkpo
         object_type="compliance.checkpoint_log",
         object_repr=str(log_path())[:255],
         details={"reason": reason, "key_id": key_id()},
+        wait_for_chain=True,  # seals everything pending first, then signs this entry
     )
     return checkpoint_sign(sequence=entry.sequence, hash=entry.hash)

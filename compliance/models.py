@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -10,23 +12,36 @@ from departments.tenancy import DepartmentScopedManager
 GENESIS_HASH = "0" * 64
 
 
-class AuditEntryQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("Audit entries are append-only: update() is refused")
+class CanonicalJSONField(models.TextField):
+    """A JSON object stored as the exact canonical text that is hashed (``chain.canonical_json``).
 
-    def delete(self):
-        raise PermissionError("Audit entries are append-only: delete() is refused")
+    Not ``jsonb``: the database would re-render it (key order, spacing, number forms), and the
+    verifier would have to parse and re-encode every entry. Stored as text, what is hashed is
+    what is stored, byte for byte. Read back as a dict.
+    """
+
+    def from_db_value(self, value, expression, connection):
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    def get_prep_value(self, value):
+        from compliance.chain import canonical_json
+
+        return None if value is None else canonical_json(value)
 
 
-class AuditEntry(models.Model):
-    """One link of the tamper-evident audit chain (AU-2, AU-3).
+class AuditFields(models.Model):
+    """What an entry says; shared by a pending entry and a chained one.
 
     Strings are frozen copies (user name, department slug, object repr) so that the entry stays
     readable after the user or object is gone; nothing here is a foreign key that a deletion
     could cascade through.
     """
 
-    sequence = models.PositiveBigIntegerField(_("sequence"), primary_key=True)
     timestamp = models.DateTimeField(_("time (UTC)"), db_index=True)
     actor_type = models.CharField(_("actor type"), max_length=16, choices=ActorType.choices)
     actor_id = models.CharField(_("actor id"), max_length=64, blank=True)
@@ -40,10 +55,45 @@ class AuditEntry(models.Model):
     object_type = models.CharField(_("object type"), max_length=64, blank=True)
     object_id = models.CharField(_("object id"), max_length=64, blank=True)
     object_repr = models.CharField(_("object"), max_length=255, blank=True)
-    source_ip = models.GenericIPAddressField(_("source address"), null=True, blank=True)
+    # Text in the compressed form audit_record writes, so the stored text is the hashed text (an
+    # ``inet`` column would re-render it). NULL when unknown, never empty: the hash tells them apart.
+    source_ip = models.CharField(_("source address"), max_length=45, null=True, blank=True)  # noqa: DJ001
     user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
     request_id = models.CharField(_("request id"), max_length=64, blank=True, db_index=True)
-    details = models.JSONField(_("details"), default=dict, blank=True)
+    details = CanonicalJSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def event_label(self) -> str:
+        try:
+            return str(EventType(self.event_type).label)
+        except ValueError:
+            return self.event_type
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("Audit entries are append-only: update() is refused")
+
+    def delete(self):
+        raise PermissionError("Audit entries are append-only: delete() is refused")
+
+    def bulk_create(self, objs, *args, _from_sealer: bool = False, **kwargs):
+        if not _from_sealer:
+            raise PermissionError("Audit entries are chained only by compliance.sealing")
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class AuditEntry(AuditFields):
+    """One link of the tamper-evident audit chain (AU-2, AU-3).
+
+    Written only by the sealer (``compliance.sealing``), which chains pending entries in the
+    order they committed: ``hash = SHA-256(prev_hash || canonical(entry))``.
+    """
+
+    sequence = models.PositiveBigIntegerField(_("sequence"), primary_key=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64, unique=True)
     hash = models.CharField(_("hash"), max_length=64, unique=True)
 
@@ -57,31 +107,68 @@ class AuditEntry(models.Model):
             models.Index(fields=["department_id", "event_type", "timestamp"], name="audit_dept_event_time"),
             models.Index(fields=["actor_name", "timestamp"], name="audit_actor_time"),
         ]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(source_ip=""), name="audit_entry_source_ip_not_empty"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.event_type} {self.outcome} by {self.actor_name or self.actor_type}"
 
     def save(self, *args, **kwargs):
+        raise PermissionError("Audit entries are written only through compliance.services.audit_record")
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit entries are append-only: delete() is refused")
+
+
+class AuditPendingQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("Pending audit entries cannot be changed: update() is refused")
+
+
+class AuditPending(AuditFields):
+    """An entry audit_record wrote in the action's transaction, waiting to be chained.
+
+    Committed with the action (AU-4), then moved into the chain by the sealer within
+    milliseconds. Insert-only: the database refuses UPDATE, and DELETE of a row that is not
+    already in the chain with the same content (compliance/triggers.py).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # The same columns without their indexes: this table stays small (rows leave when chained).
+    timestamp = models.DateTimeField(_("time (UTC)"))
+    request_id = models.CharField(_("request id"), max_length=64, blank=True)
+    sequence = None  # not chained yet: the attribute reads as None, like an unsealed entry
+    prev_hash = None
+    hash = None
+
+    objects = AuditPendingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("pending audit entry")
+        verbose_name_plural = _("pending audit entries")
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(source_ip=""), name="audit_pending_source_ip_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pending {self.id} {self.event_type} {self.outcome} by {self.actor_name or self.actor_type}"
+
+    def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise PermissionError("Audit entries are append-only: an existing entry cannot be saved again")
+            raise PermissionError("Pending audit entries cannot be changed")
         if not kwargs.pop("_from_audit_record", False):
             raise PermissionError("Audit entries are written only through compliance.services.audit_record")
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise PermissionError("Audit entries are append-only: delete() is refused")
-
-    @property
-    def event_label(self) -> str:
-        try:
-            return str(EventType(self.event_type).label)
-        except ValueError:
-            return self.event_type
+        raise PermissionError("Pending audit entries are removed only by the sealer")
 
 
 class AuditChainHead(models.Model):
-    """The single row that holds the newest link; locked by every writer so the chain never forks."""
+    """The single row that holds the newest link; locked by the sealer so the chain never forks."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     sequence = models.PositiveBigIntegerField(default=0)

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
-from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from compliance.chain import canonical_json, chain_hash
+from compliance.chain import canonical_json
 from compliance.context import current_request_context, normalise_ip
 from compliance.events import ActorType, EventType, Outcome
-from compliance.forwarding import entry_as_dict, forward_entry
-from compliance.models import AuditChainHead, AuditEntry
+from compliance.models import AuditEntry, AuditPending
+from compliance.sealing import seal_in_transaction, seal_pending_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +46,6 @@ def _actor_fields(actor: Any, context) -> tuple[str, str, str]:
     return ActorType.API_KEY, str(actor.pk), str(getattr(actor, "audit_name", actor))
 
 
-def _as_database_returns(value: Any) -> Any:
-    """Numbers in the form PostgreSQL's jsonb gives back, so that the hash survives a round trip.
-
-    jsonb keeps numbers as decimals: 1e20 returns as the integer 100000000000000000000 and -0.0
-    as 0, whose canonical texts differ from the floats'. Such floats are stored as those integers.
-    """
-    if isinstance(value, float) and value.is_integer():
-        negative_zero = value == 0 and math.copysign(1.0, value) < 0
-        if abs(value) >= 1e16 or negative_zero:
-            return int(value)
-    if isinstance(value, dict):
-        return {key: _as_database_returns(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_database_returns(item) for item in value]
-    return value
-
-
 def _details(details: dict[str, Any] | None) -> dict[str, Any]:
     if not details:
         return {}
@@ -72,7 +53,7 @@ def _details(details: dict[str, Any] | None) -> dict[str, Any]:
         raise AuditWriteError("audit details must be a JSON object")
     try:
         # Round-trip through the canonical form: what is stored is exactly what is hashed.
-        return _as_database_returns(json.loads(canonical_json(details)))
+        return json.loads(canonical_json(details))
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"audit details are not canonical JSON: {exc}") from exc
 
@@ -88,8 +69,14 @@ def audit_record(
     object_id: str = "",
     object_repr: str = "",
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry to the chain and return it.
+    wait_for_chain: bool = False,
+) -> AuditEntry | AuditPending:
+    """Write one entry in the current transaction and return it.
+
+    The entry is chained at once if no other transaction holds the chain head (then an
+    ``AuditEntry`` with its sequence number is returned), otherwise right after the commit by
+    the sealer (an ``AuditPending`` is returned; see compliance/sealing.py). ``wait_for_chain``
+    queues for the head instead, so the returned entry is always chained (checkpoints sign it).
 
     ``actor`` is a user, an API key, the string ``"system"``, or None for whoever the current
     request context names. ``department`` is a Department, its id, or None for platform events.
@@ -111,34 +98,29 @@ def audit_record(
         else:
             department_id, department_slug = department.pk, department.slug
 
+    pending = AuditPending(
+        timestamp=timezone.now(),
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_name=actor_name[:150],
+        department_id=department_id,
+        department_slug=department_slug,
+        event_type=str(event_type),
+        outcome=str(outcome),
+        object_type=object_type[:64],
+        object_id=str(object_id)[:64],
+        object_repr=object_repr[:_MAX_REPR],
+        source_ip=normalise_ip(context.source_ip) if context else None,
+        user_agent=(context.user_agent if context else "")[:_MAX_USER_AGENT],
+        request_id=context.request_id if context else "",
+        details=_details(details),
+    )
     with transaction.atomic():
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
-        entry = AuditEntry(
-            sequence=head.sequence + 1,
-            timestamp=timezone.now(),
-            actor_type=actor_type,
-            actor_id=actor_id,
-            actor_name=actor_name[:150],
-            department_id=department_id,
-            department_slug=department_slug,
-            event_type=str(event_type),
-            outcome=str(outcome),
-            object_type=object_type[:64],
-            object_id=str(object_id)[:64],
-            object_repr=object_repr[:_MAX_REPR],
-            source_ip=normalise_ip(context.source_ip) if context else None,
-            user_agent=(context.user_agent if context else "")[:_MAX_USER_AGENT],
-            request_id=context.request_id if context else "",
-            details=_details(details),
-            prev_hash=head.hash,
-        )
-        entry.hash = chain_hash(entry.prev_hash, entry)
-        entry.save(_from_audit_record=True)
-        AuditChainHead.objects.filter(pk=1).update(sequence=entry.sequence, hash=entry.hash)
-        if settings.AUDIT_SYSLOG_ADDRESS:
-            payload = entry_as_dict(entry)
-            transaction.on_commit(lambda: forward_entry(payload))
-    return entry
+        pending.save(_from_audit_record=True)
+        sealed = seal_in_transaction(wait=wait_for_chain)
+    # Chain whatever this transaction could not (another sealer held the head) once it commits.
+    transaction.on_commit(seal_pending_after_commit)
+    return sealed.get(pending.id, pending) if sealed else pending
 
 
 def audit_lookup_refused(*, department: Any, object_type: str, object_id: Any, reason: str, path: str = "") -> None:

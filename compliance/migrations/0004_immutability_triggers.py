@@ -1,15 +1,15 @@
 from django.db import migrations
 
-from compliance.triggers import install_migration, remove_migration
-
 
 class Migration(migrations.Migration):
-    """Database triggers that make the audit tables append-only (see compliance/triggers.py).
+    """The first set of audit triggers (audit-v1), now installed by 0005.
 
-    Keep this migration after every schema change of the audit tables: on SQLite, Django
-    rebuilds a table to alter it, which drops its triggers (a test would notice).
+    0004 used to install compliance/triggers.py as it was then; that module now describes the
+    tables of 0005 (the pending entries), which do not exist yet at this point, so the triggers
+    are installed once the schema they guard is complete. A database that applied the old 0004
+    has 0005 drop its triggers (by their old names) before installing the current ones.
     """
 
     dependencies = [("compliance", "0003_archive_anchor_retention")]
 
-    operations = [migrations.RunPython(install_migration, remove_migration)]
+    operations = [migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)]
