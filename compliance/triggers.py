@@ -154,11 +154,12 @@ _SQLITE_STATEMENTS = [
     )
     BEGIN SELECT RAISE(ABORT, '{DELETE_REFUSED}'); END""",  # noqa: S608  (constants only, no input)
     """CREATE TRIGGER compliance_auditentry_insert BEFORE INSERT ON compliance_auditentry
-    WHEN NOT (
-        (NEW.sequence = (SELECT h.sequence + 1 FROM compliance_auditchainhead h WHERE h.id = 1)
-         AND NEW.prev_hash = (SELECT h.hash FROM compliance_auditchainhead h WHERE h.id = 1))
+    WHEN NOT COALESCE(
+        (NEW.sequence IS (SELECT h.sequence + 1 FROM compliance_auditchainhead h WHERE h.id = 1)
+         AND NEW.prev_hash IS (SELECT h.hash FROM compliance_auditchainhead h WHERE h.id = 1))
         OR (NEW.sequence > (SELECT h.sequence + 1 FROM compliance_auditchainhead h WHERE h.id = 1)
-            AND NEW.prev_hash = (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence - 1))
+            AND NEW.prev_hash IS (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence - 1)),
+        0
     )
     BEGIN SELECT RAISE(ABORT, 'audit chain: entry does not extend the chain'); END""",
     """CREATE TRIGGER compliance_auditpending_update BEFORE UPDATE ON compliance_auditpending

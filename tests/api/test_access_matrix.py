@@ -129,7 +129,7 @@ def test_the_audit_key_reads_the_trail_and_nothing_else(make_user, client_for, p
     assert page.status_code == 200
     entries = page.json()["results"]
     assert entries and all(entry["event_type"] == "api_key.create" for entry in entries)
-    assert AuditEntry.objects.filter(event_type="audit.view", details__via="api").exists()
+    assert any(e.details.get("via") == "api" for e in AuditEntry.objects.filter(event_type="audit.view"))
     export = client.get("/api/v1/audit/export", {"format": "jsonl"})
     assert export.status_code == 200 and export["Content-Type"] == "application/x-ndjson"
     import json
@@ -145,7 +145,7 @@ def test_the_audit_key_reads_the_trail_and_nothing_else(make_user, client_for, p
     csv_export = client.get("/api/v1/audit/export", {"format": "csv"})
     header = b"".join(csv_export).split(b"\r\n", 1)[0]
     assert header.startswith(b"sequence,timestamp,actor_type")
-    assert AuditEntry.objects.filter(event_type="audit.export", details__via="api").count() == 2
+    assert [e.details.get("via") for e in AuditEntry.objects.filter(event_type="audit.export")].count("api") == 2
 
 
 def test_the_audit_api_is_hidden_outside_the_admin_networks(make_user, client_for, settings):

@@ -68,8 +68,10 @@ def test_unknown_keys_are_audited_and_lock_the_source_address(client_for, person
     client = client_for("mmk_guess-0000000000000000000000000000000")
     for _ in range(5):
         assert client.get(ASSETS).status_code == 401
-    failures = AuditEntry.objects.filter(event_type="auth.login_failed", details__method="api_key")
-    assert failures.count() == 5
+    failures = [
+        e for e in AuditEntry.objects.filter(event_type="auth.login_failed") if e.details.get("method") == "api_key"
+    ]
+    assert len(failures) == 5
     assert AuditEntry.objects.filter(event_type="auth.lockout").exists()
     # Locked: even a good key from the same address is refused now.
     raw = api_key_create(
@@ -89,7 +91,7 @@ def test_expired_and_revoked_keys_are_refused(make_key, client_for, personas):
     api_key_revoke(key=key2, acting_user=personas.admin)
     response = client_for(raw2).get(ASSETS)
     assert response.status_code == 401 and response.json()["detail"] == KEY_REVOKED
-    reasons = set(AuditEntry.objects.filter(event_type="auth.login_failed").values_list("details__reason", flat=True))
+    reasons = {e.details.get("reason") for e in AuditEntry.objects.filter(event_type="auth.login_failed")}
     assert {"expired key", "revoked key"} <= reasons
     assert AuditEntry.objects.filter(event_type="api_key.revoke", object_id=str(key2.pk)).exists()
 
@@ -116,8 +118,12 @@ def test_throttling_per_key_answers_429_with_retry_after(make_key, client_for, s
     response = client.get(ASSETS)
     assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
     assert client_for(other).get(ASSETS).status_code == 200  # per key, not global
-    denials = AuditEntry.objects.filter(event_type="access.denied", details__reason="rate limit exceeded")
-    assert denials.count() == 1  # one entry per key and minute, not one per refused call
+    denials = [
+        e
+        for e in AuditEntry.objects.filter(event_type="access.denied")
+        if e.details.get("reason") == "rate limit exceeded"
+    ]
+    assert len(denials) == 1  # one entry per key and minute, not one per refused call
 
 
 def test_audit_scope_is_only_for_the_audit_administrator(personas, make_user, system_context):
@@ -140,7 +146,9 @@ def test_a_key_stops_when_its_creator_loses_the_rights_it_was_issued_under(make_
     refused = client_for(raw).get("/api/v1/assets")
     assert refused.status_code == 401
     assert refused.json()["detail"] == KEY_CREATOR_UNENTITLED
-    assert AuditEntry.objects.filter(event_type="access.denied", details__reason__icontains="creator").exists()
+    assert any(
+        "creator" in e.details.get("reason", "").lower() for e in AuditEntry.objects.filter(event_type="access.denied")
+    )
 
 
 def test_an_audit_key_stops_when_its_creator_is_disabled(personas, make_user, system_context, client_for):

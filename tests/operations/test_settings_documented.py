@@ -9,8 +9,11 @@ READERS = re.compile(r"env_(?:str|bool|int|list|networks|choice|secret|path)\(\s
 
 def variables_read() -> set[str]:
     names = set()
-    for path in [*(ROOT / "platform").rglob("*.py"), *(ROOT / "inference").rglob("*.py"),
-                 *(ROOT / "compliance").rglob("*.py")]:
+    for path in [
+        *(ROOT / "platform").rglob("*.py"),
+        *(ROOT / "inference").rglob("*.py"),
+        *(ROOT / "compliance").rglob("*.py"),
+    ]:
         if "migrations" in path.parts:
             continue
         names.update(READERS.findall(path.read_text(encoding="utf-8")))
