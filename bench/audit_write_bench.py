@@ -78,11 +78,12 @@ def _chained_count() -> int:
 
 def run(mode: str, writers: int, seconds: float) -> tuple[int, float]:
     """(entries written, seconds until the last was in the chain)."""
-    counter = multiprocessing.Value("q", 0)
-    start_at = time.time() + 3.0  # every process has started Django and connected by then
-    processes = [
-        multiprocessing.Process(target=_writer, args=(mode, seconds, start_at, counter)) for _ in range(writers)
-    ]
+    # Fresh interpreters, not forks: a forked child would inherit the parent's connection pool
+    # without its worker threads and wait for a connection forever.
+    spawn = multiprocessing.get_context("spawn")
+    counter = spawn.Value("q", 0)
+    start_at = time.time() + 6.0  # every process has started Django and connected by then
+    processes = [spawn.Process(target=_writer, args=(mode, seconds, start_at, counter)) for _ in range(writers)]
     for process in processes:
         process.start()
     for process in processes:

@@ -33,88 +33,211 @@ and ``/metrics`` report pending entries and their age.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
-from compliance.chain import chain_hash
+from compliance.chain import CANONICAL_FIELDS, canonical_json, chain_hash
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
 
 logger = logging.getLogger(__name__)
 
-BATCH = 500  # pending entries chained per INSERT (a few hundred kB of SQL at most)
-MAX_ROUNDS = 20  # a post-commit sealer gives up after this many rounds under sustained load
+BATCH = 1000  # pending entries chained per sealing transaction at most
 CONTENT_FIELDS = tuple(field.name for field in AuditPending._meta.concrete_fields if field.name != "id")
+BUSY = -1  # what the database sealer answers when another transaction holds the head
+DEFERRED = -2  # compliance_audit_append left the entry to the background sealers (a backlog)
 
 
-def _lock_head(*, wait: bool) -> AuditChainHead | None:
-    return AuditChainHead.objects.select_for_update(skip_locked=not wait).filter(pk=1).first()
+def server_side() -> bool:
+    """PostgreSQL seals with compliance_audit_seal() (compliance/triggers.py): one round trip per
+    batch. SQLite, which serialises writers anyway, seals here in Python."""
+    return connection.vendor == "postgresql"
 
 
-def seal_in_transaction(*, wait: bool = False) -> dict[int, AuditEntry] | None:
-    """Chain every pending entry this transaction can see; call inside ``transaction.atomic``.
+def _forward_after_commit(first: int | None, last: int | None) -> None:
+    if not settings.AUDIT_SYSLOG_ADDRESS or first is None or last is None:
+        return
 
-    Returns the chained entries by pending id, or None when another transaction holds the head
-    and ``wait`` is false. With ``wait`` it queues for the head (checkpoints, which must sign a
-    chained entry of their own).
-    """
-    head = _lock_head(wait=wait)
+    def forward() -> None:
+        from compliance.forwarding import entry_as_dict, forward_entry
+
+        for entry in AuditEntry.objects.filter(sequence__gte=first, sequence__lte=last).order_by("sequence"):
+            forward_entry(entry_as_dict(entry))
+
+    transaction.on_commit(forward, robust=True)
+
+
+def _seal_python(*, wait: bool) -> dict[int, AuditEntry] | None:
+    head = AuditChainHead.objects.select_for_update(skip_locked=not wait).filter(pk=1).first()
     if head is None:
         return None
     sequence, prev_hash = head.sequence, head.hash
     sealed: dict[int, AuditEntry] = {}
-    while True:
-        batch = list(AuditPending.objects.order_by("id")[:BATCH])
-        if not batch:
-            break
-        entries = []
-        for pending in batch:
-            sequence += 1
-            entry = AuditEntry(
-                sequence=sequence, prev_hash=prev_hash, **{name: getattr(pending, name) for name in CONTENT_FIELDS}
-            )
-            entry.hash = prev_hash = chain_hash(prev_hash, entry)
-            entries.append(entry)
-            sealed[pending.id] = entry
+    batch = list(AuditPending.objects.order_by("id")[:BATCH])
+    entries = []
+    for pending in batch:
+        sequence += 1
+        entry = AuditEntry(
+            sequence=sequence, prev_hash=prev_hash, **{name: getattr(pending, name) for name in CONTENT_FIELDS}
+        )
+        entry.hash = prev_hash = chain_hash(prev_hash, entry)
+        entries.append(entry)
+        sealed[pending.id] = entry
+    if entries:
         AuditEntry.objects.bulk_create(entries, _from_sealer=True)
-        AuditPending.objects.filter(id__in=[pending.id for pending in batch]).delete()
-        if len(batch) < BATCH:
-            break
-    if sealed:
+        AuditPending.objects.filter(id__in=list(sealed)).delete()
         AuditChainHead.objects.filter(pk=1).update(sequence=sequence, hash=prev_hash)
-        if settings.AUDIT_SYSLOG_ADDRESS:
-            from compliance.forwarding import entry_as_dict, forward_entry
-
-            payloads = [entry_as_dict(entry) for entry in sealed.values()]
-            transaction.on_commit(lambda: [forward_entry(payload) for payload in payloads], robust=True)
+        _forward_after_commit(entries[0].sequence, sequence)
     return sealed
 
 
-def seal_pending() -> int:
-    """Chain what is pending in transactions of its own; returns how many entries it chained.
+def seal_once(*, wait: bool = False) -> int | None:
+    """Chain up to BATCH pending entries in the current transaction (its own in autocommit).
 
-    Call outside a transaction (``audit_record`` schedules it with ``transaction.on_commit``).
-    Returns early when another sealer holds the head: that one looks again after it commits.
+    Returns how many it chained, or None when another transaction holds the head and ``wait``
+    is false. With ``wait`` it queues for the head.
+    """
+    if not server_side():
+        with transaction.atomic(savepoint=False):
+            sealed = _seal_python(wait=wait)
+        return None if sealed is None else len(sealed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT chained, first_sequence, last_sequence FROM compliance_audit_seal(%s, %s)", [BATCH, wait]
+        )
+        chained, first, last = cursor.fetchone()
+    if chained == BUSY:
+        return None
+    _forward_after_commit(first, last)
+    return chained
+
+
+def seal_pending(*, wait: bool = False) -> int | None:
+    """Chain until a round finds nothing pending; returns how many entries it chained.
+
+    None when another transaction holds the head (and ``wait`` is false). Looking again until a
+    round is empty is what lets writers that found the head busy rely on the holder: an entry
+    committed before the holder's last round is in it.
     """
     total = 0
-    for _ in range(MAX_ROUNDS):
-        if not AuditPending.objects.exists():
-            break
-        with transaction.atomic():
-            sealed = seal_in_transaction(wait=False)
-        if sealed is None:
-            break
-        total += len(sealed)
-    return total
+    while True:
+        chained = seal_once(wait=wait)
+        if chained is None:
+            return total or None
+        total += chained
+        if chained == 0:
+            return total
 
 
-def seal_pending_after_commit() -> None:
-    """``seal_pending`` for ``transaction.on_commit``: the action has committed, so a failure
-    here is logged and counted, never raised; the entry stays pending and the next seal takes it."""
-    try:
-        seal_pending()
-    except Exception:
-        logger.exception("audit sealing failed; pending entries wait for the next seal")
+def append(values: dict, *, wait: bool) -> AuditEntry | AuditPending:
+    """Write one entry (its content fields) in the current transaction; chain it at once if the
+    head is free and nothing else is pending.
+
+    One round trip on PostgreSQL (compliance_audit_append). Returns the chained entry, or the
+    pending one when it was left to this process's background sealer (woken after the commit).
+    """
+    details_text = canonical_json(values["details"])
+    if not server_side():
+        pending = AuditPending(**values)
+        with transaction.atomic(savepoint=False):
+            pending.save(_from_audit_record=True)
+            sealed = _seal_python(wait=wait)
+        if sealed is None or len(sealed) == BATCH:
+            transaction.on_commit(lambda: background_sealer.defer(pending.id))
+        return pending if sealed is None else sealed.get(pending.id, pending)
+    parameters = [*(values[name] for name in _APPEND_FIELDS), details_text, BATCH, wait]
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls,
+        # which halves the client's work for this 17-parameter statement (the hot path).
+        cursor.execute(_APPEND, parameters)
+        pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
+    if chained in (BUSY, DEFERRED) or chained == BATCH:
+        transaction.on_commit(lambda: background_sealer.defer(pending_id))
+    if sequence is None:
+        entry = AuditPending(id=pending_id, **values)
+    else:
+        _forward_after_commit(first, last)
+        entry = AuditEntry(sequence=sequence, prev_hash=prev_hash, hash=entry_hash, **values)
+    entry._state.adding, entry._state.db = False, connection.alias
+    return entry
+
+
+# compliance_audit_append's parameters: the canonical fields but the sequence, in that order
+# (details last), then the batch size and whether to wait for the head.
+_APPEND_FIELDS = CANONICAL_FIELDS[1:-1]
+_PLACEHOLDERS = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 3))
+_RESULT = "pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash"
+_APPEND = f"SELECT {_RESULT} FROM compliance_audit_append({_PLACEHOLDERS})"  # noqa: S608  (placeholders only)
+
+
+class BackgroundSealer:
+    """One thread per process that makes sure the entries its writers left pending get chained.
+
+    ``defer(id)`` (an in-memory call, no round trip) runs after the commit of an entry that was
+    not chained at once. The thread waits a moment, so that one round trip serves every writer of
+    the process, asks which of its entries are still pending (another process's sealer has
+    usually chained them by then) and, if any are, seals everything pending. While another
+    transaction holds the head it tries again with a growing pause (up to a second), so an entry
+    whose would-be sealer rolled back is chained as soon as the head is free. Idle, it holds no
+    connection.
+    """
+
+    COALESCE_SECONDS = 0.02
+    MAX_PAUSE_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    def defer(self, pending_id: int) -> None:
+        with self._lock:
+            self._waiting.add(pending_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+                self._thread.start()
+        self._event.set()
+
+    def _run(self) -> None:
+        while True:
+            self._event.wait()
+            self._event.clear()
+            try:
+                self._chain_waiting()
+            except Exception:
+                logger.exception("audit sealing failed; pending entries wait for the next seal")
+            finally:
+                connection.close()  # back to the pool: an idle sealer holds no connection
+
+    def _still_pending(self) -> set[int]:
+        with self._lock:
+            waiting = set(self._waiting)
+        if not waiting:
+            return set()
+        left = set(AuditPending.objects.filter(id__in=waiting).values_list("id", flat=True))
+        with self._lock:
+            self._waiting -= waiting - left
+        return left
+
+    def _chain_waiting(self) -> None:
+        pause = self.COALESCE_SECONDS
+        while True:
+            time.sleep(pause)
+            if not self._still_pending():
+                return
+            if seal_pending() is None:
+                # Another transaction holds the head: a sealer looks again until empty, but an
+                # action's transaction that rolls back does not. Try again until it is free.
+                pause = min(pause * 2, self.MAX_PAUSE_SECONDS)
+            else:
+                pause = self.COALESCE_SECONDS
+
+
+background_sealer = BackgroundSealer()
 
 
 def pending_status() -> tuple[int, float | None]:

@@ -10,20 +10,23 @@ import json
 import logging
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 from compliance.chain import canonical_json
 from compliance.context import current_request_context, normalise_ip
 from compliance.events import ActorType, EventType, Outcome
 from compliance.models import AuditEntry, AuditPending
-from compliance.sealing import seal_in_transaction, seal_pending_after_commit
+from compliance.sealing import append
 
 logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system"
 _MAX_REPR = 255
 _MAX_USER_AGENT = 512
+# Built once: ``TextChoices.values`` builds a new list on every access (tens of µs per entry).
+_EVENT_TYPES = frozenset(EventType.values)
+_OUTCOMES = frozenset(Outcome.values)
 
 
 class AuditWriteError(RuntimeError):
@@ -81,9 +84,9 @@ def audit_record(
     ``actor`` is a user, an API key, the string ``"system"``, or None for whoever the current
     request context names. ``department`` is a Department, its id, or None for platform events.
     """
-    if event_type not in EventType.values:
+    if event_type not in _EVENT_TYPES:
         raise AuditWriteError(f"unknown audit event type {event_type!r}")
-    if outcome not in Outcome.values:
+    if outcome not in _OUTCOMES:
         raise AuditWriteError(f"unknown audit outcome {outcome!r}")
     context = current_request_context()
     actor_type, actor_id, actor_name = _actor_fields(actor, context)
@@ -98,29 +101,26 @@ def audit_record(
         else:
             department_id, department_slug = department.pk, department.slug
 
-    pending = AuditPending(
-        timestamp=timezone.now(),
-        actor_type=actor_type,
-        actor_id=actor_id,
-        actor_name=actor_name[:150],
-        department_id=department_id,
-        department_slug=department_slug,
-        event_type=str(event_type),
-        outcome=str(outcome),
-        object_type=object_type[:64],
-        object_id=str(object_id)[:64],
-        object_repr=object_repr[:_MAX_REPR],
-        source_ip=normalise_ip(context.source_ip) if context else None,
-        user_agent=(context.user_agent if context else "")[:_MAX_USER_AGENT],
-        request_id=context.request_id if context else "",
-        details=_details(details),
-    )
-    with transaction.atomic():
-        pending.save(_from_audit_record=True)
-        sealed = seal_in_transaction(wait=wait_for_chain)
-    # Chain whatever this transaction could not (another sealer held the head) once it commits.
-    transaction.on_commit(seal_pending_after_commit)
-    return sealed.get(pending.id, pending) if sealed else pending
+    values = {
+        "timestamp": timezone.now(),
+        "actor_type": actor_type,
+        "actor_id": actor_id,
+        "actor_name": actor_name[:150],
+        "department_id": department_id,
+        "department_slug": department_slug,
+        "event_type": str(event_type),
+        "outcome": str(outcome),
+        "object_type": object_type[:64],
+        "object_id": str(object_id)[:64],
+        "object_repr": object_repr[:_MAX_REPR],
+        "source_ip": normalise_ip(context.source_ip) if context else None,
+        "user_agent": (context.user_agent if context else "")[:_MAX_USER_AGENT],
+        "request_id": context.request_id if context else "",
+        "details": _details(details),
+    }
+    # No savepoint: if the write fails, the whole transaction is aborted and the action cannot
+    # commit without its entry (AU-4), even if the caller catches the error.
+    return append(values, wait=wait_for_chain)
 
 
 def audit_lookup_refused(*, department: Any, object_type: str, object_id: Any, reason: str, path: str = "") -> None:

@@ -78,20 +78,31 @@ BEGIN
 END
 $body$;
 
-CREATE OR REPLACE FUNCTION compliance_audit_pending_guard() RETURNS trigger LANGUAGE plpgsql AS $body$
+-- A pending row may only go once the chain holds the same content. Checked once per DELETE
+-- statement over all its rows (the sealer deletes a batch at a time), and planned afresh each
+-- time (EXECUTE): a plan cached while the audit table was small would scan it.
+CREATE OR REPLACE FUNCTION compliance_audit_pending_delete_check() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    unchained bigint;
 BEGIN
-    IF TG_OP = 'DELETE' AND EXISTS (
-        SELECT 1 FROM compliance_auditentry e
-        WHERE e."timestamp" = OLD."timestamp" AND e.actor_type = OLD.actor_type AND e.actor_id = OLD.actor_id
-          AND e.actor_name = OLD.actor_name AND e.department_id IS NOT DISTINCT FROM OLD.department_id
-          AND e.department_slug = OLD.department_slug AND e.event_type = OLD.event_type
-          AND e.outcome = OLD.outcome AND e.object_type = OLD.object_type AND e.object_id = OLD.object_id
-          AND e.object_repr = OLD.object_repr AND e.source_ip IS NOT DISTINCT FROM OLD.source_ip
-          AND e.user_agent = OLD.user_agent AND e.request_id = OLD.request_id AND e.details = OLD.details
-    ) THEN
-        RETURN OLD;
+    EXECUTE $query$
+        SELECT g.id FROM gone g
+        WHERE NOT EXISTS (
+            SELECT 1 FROM compliance_auditentry e
+            WHERE e."timestamp" = g."timestamp" AND e.actor_type = g.actor_type AND e.actor_id = g.actor_id
+              AND e.actor_name = g.actor_name AND e.department_id IS NOT DISTINCT FROM g.department_id
+              AND e.department_slug = g.department_slug AND e.event_type = g.event_type
+              AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
+              AND e.object_repr = g.object_repr AND e.source_ip IS NOT DISTINCT FROM g.source_ip
+              AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
+        )
+        LIMIT 1
+    $query$ INTO unchained;
+    IF unchained IS NOT NULL THEN
+        RAISE EXCEPTION 'pending audit entry %: DELETE refused (only the sealer removes it, once it is chained)',
+            unchained;
     END IF;
-    RAISE EXCEPTION 'pending audit entry %: % refused (only the sealer removes it, once it is chained)', OLD.id, TG_OP;
+    RETURN NULL;
 END
 $body$;
 
@@ -101,12 +112,137 @@ BEGIN
 END
 $body$;
 
+-- The sealer, server-side: chains up to ``batch`` pending entries in one call, so sealing costs
+-- one round trip however many entries it covers. Its canonical encoding is audit-v2 exactly as
+-- compliance/chain.py defines it; audit_verify recomputes every hash in Python, so the two
+-- implementations check each other (a test seals here and verifies there).
+CREATE OR REPLACE FUNCTION compliance_audit_seal(
+    batch integer, lock_wait boolean DEFAULT false, want bigint DEFAULT NULL,
+    OUT chained integer, OUT first_sequence bigint, OUT last_sequence bigint,
+    OUT want_sequence bigint, OUT want_prev_hash varchar, OUT want_hash varchar
+) LANGUAGE plpgsql AS $body$
+DECLARE
+    head_sequence bigint;
+    head_hash varchar(64);
+    entry_hash varchar(64);
+    p compliance_auditpending%ROWTYPE;
+    field text;
+    encoded bytea;
+    header bytea;
+    body bytea;
+    ids bigint[] := ARRAY[]::bigint[];
+    prev_hashes varchar[] := ARRAY[]::varchar[];
+    hashes varchar[] := ARRAY[]::varchar[];
+    null_length constant bytea := decode('ffffffff', 'hex');
+    version constant bytea := convert_to('audit-v2', 'UTF8');
+BEGIN
+    chained := 0;
+    IF lock_wait THEN
+        SELECT h.sequence, h.hash INTO head_sequence, head_hash
+        FROM compliance_auditchainhead h WHERE h.id = 1 FOR UPDATE;
+    ELSE
+        SELECT h.sequence, h.hash INTO head_sequence, head_hash
+        FROM compliance_auditchainhead h WHERE h.id = 1 FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            chained := -1;  -- another transaction is sealing
+            RETURN;
+        END IF;
+    END IF;
+    first_sequence := head_sequence + 1;
+    FOR p IN SELECT * FROM compliance_auditpending ORDER BY id LIMIT batch LOOP
+        head_sequence := head_sequence + 1;
+        header := version;
+        body := ''::bytea;
+        FOREACH field IN ARRAY ARRAY[
+            head_sequence::text,
+            to_char(p."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            p.actor_type, p.actor_id, p.actor_name, p.department_id::text, p.department_slug, p.event_type,
+            p.outcome, p.object_type, p.object_id, p.object_repr, p.source_ip, p.user_agent, p.request_id,
+            p.details
+        ] LOOP
+            IF field IS NULL THEN
+                header := header || null_length;
+            ELSE
+                encoded := convert_to(field, 'UTF8');
+                header := header || int4send(octet_length(encoded));
+                body := body || encoded;
+            END IF;
+        END LOOP;
+        entry_hash := encode(sha256(decode(head_hash, 'hex') || header || body), 'hex');
+        IF p.id = want THEN
+            want_sequence := head_sequence;
+            want_prev_hash := head_hash;
+            want_hash := entry_hash;
+        END IF;
+        ids := ids || p.id;
+        prev_hashes := prev_hashes || head_hash;
+        hashes := hashes || entry_hash;
+        head_hash := entry_hash;
+        chained := chained + 1;
+    END LOOP;
+    IF chained = 0 THEN
+        first_sequence := NULL;
+        RETURN;
+    END IF;
+    -- One INSERT and one DELETE for the batch (the triggers still check every row).
+    INSERT INTO compliance_auditentry (
+        sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type,
+        outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details, prev_hash, hash
+    )
+    SELECT first_sequence + c.ordinality - 1, q."timestamp", q.actor_type, q.actor_id, q.actor_name,
+           q.department_id, q.department_slug, q.event_type, q.outcome, q.object_type, q.object_id,
+           q.object_repr, q.source_ip, q.user_agent, q.request_id, q.details, prev_hashes[c.ordinality],
+           hashes[c.ordinality]
+    FROM unnest(ids) WITH ORDINALITY AS c(pending_id, ordinality)
+    JOIN compliance_auditpending q ON q.id = c.pending_id
+    ORDER BY c.ordinality;
+    DELETE FROM compliance_auditpending WHERE id = ANY(ids);
+    UPDATE compliance_auditchainhead SET sequence = head_sequence, hash = head_hash WHERE id = 1;
+    last_sequence := head_sequence;
+END
+$body$;
+
+-- audit_record's one round trip: write the pending entry, then chain what is pending if the
+-- head is free and nothing else waits (in the caller's transaction: it holds the head until it
+-- commits). chained: -1 the head was busy, -2 left to the background sealers (a backlog).
+CREATE OR REPLACE FUNCTION compliance_audit_append(
+    entry_timestamp timestamptz, entry_actor_type varchar, entry_actor_id varchar, entry_actor_name varchar,
+    entry_department_id bigint, entry_department_slug varchar, entry_event_type varchar, entry_outcome varchar,
+    entry_object_type varchar, entry_object_id varchar, entry_object_repr varchar, entry_source_ip varchar,
+    entry_user_agent varchar, entry_request_id varchar, entry_details text, batch integer, lock_wait boolean,
+    OUT pending_id bigint, OUT chained integer, OUT first_sequence bigint, OUT last_sequence bigint,
+    OUT entry_sequence bigint, OUT entry_prev_hash varchar, OUT entry_hash varchar
+) LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO compliance_auditpending (
+        "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type, outcome,
+        object_type, object_id, object_repr, source_ip, user_agent, request_id, details
+    ) VALUES (
+        entry_timestamp, entry_actor_type, entry_actor_id, entry_actor_name, entry_department_id,
+        entry_department_slug, entry_event_type, entry_outcome, entry_object_type, entry_object_id,
+        entry_object_repr, entry_source_ip, entry_user_agent, entry_request_id, entry_details
+    ) RETURNING id INTO pending_id;
+    -- Seal here only when nothing else is pending (a lone writer: its entry is chained at once).
+    -- With a backlog, the background sealers chain it in a batch: per-seal costs are paid once
+    -- for many entries instead of by every writer.
+    IF NOT lock_wait AND EXISTS (SELECT 1 FROM compliance_auditpending q WHERE q.id <> pending_id) THEN
+        chained := -2;
+        RETURN;
+    END IF;
+    SELECT s.chained, s.first_sequence, s.last_sequence, s.want_sequence, s.want_prev_hash, s.want_hash
+    INTO chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash
+    FROM compliance_audit_seal(batch, lock_wait, pending_id) s;
+END
+$body$;
+
 CREATE TRIGGER compliance_auditentry_guard BEFORE INSERT OR UPDATE OR DELETE ON compliance_auditentry
     FOR EACH ROW EXECUTE FUNCTION compliance_audit_entry_guard();
 CREATE TRIGGER compliance_auditentry_truncate BEFORE TRUNCATE ON compliance_auditentry
     FOR EACH STATEMENT EXECUTE FUNCTION compliance_append_only_refuse();
-CREATE TRIGGER compliance_auditpending_guard BEFORE UPDATE OR DELETE ON compliance_auditpending
-    FOR EACH ROW EXECUTE FUNCTION compliance_audit_pending_guard();
+CREATE TRIGGER compliance_auditpending_guard BEFORE UPDATE ON compliance_auditpending
+    FOR EACH ROW EXECUTE FUNCTION compliance_append_only_refuse();
+CREATE TRIGGER compliance_auditpending_delete AFTER DELETE ON compliance_auditpending
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION compliance_audit_pending_delete_check();
 CREATE TRIGGER compliance_auditpending_truncate BEFORE TRUNCATE ON compliance_auditpending
     FOR EACH STATEMENT EXECUTE FUNCTION compliance_append_only_refuse();
 CREATE TRIGGER compliance_auditchainhead_guard BEFORE UPDATE OR DELETE ON compliance_auditchainhead
@@ -127,6 +263,7 @@ _PG_REMOVE = """
 DROP TRIGGER IF EXISTS compliance_auditentry_guard ON compliance_auditentry;
 DROP TRIGGER IF EXISTS compliance_auditentry_truncate ON compliance_auditentry;
 DROP TRIGGER IF EXISTS compliance_auditpending_guard ON compliance_auditpending;
+DROP TRIGGER IF EXISTS compliance_auditpending_delete ON compliance_auditpending;
 DROP TRIGGER IF EXISTS compliance_auditpending_truncate ON compliance_auditpending;
 DROP TRIGGER IF EXISTS compliance_auditchainhead_guard ON compliance_auditchainhead;
 DROP TRIGGER IF EXISTS compliance_auditchainhead_truncate ON compliance_auditchainhead;
@@ -136,7 +273,11 @@ DROP TRIGGER IF EXISTS compliance_auditanchor_guard ON compliance_auditanchor;
 DROP TRIGGER IF EXISTS compliance_auditanchor_truncate ON compliance_auditanchor;
 DROP FUNCTION IF EXISTS compliance_audit_entry_guard();
 DROP FUNCTION IF EXISTS compliance_audit_head_guard();
-DROP FUNCTION IF EXISTS compliance_audit_pending_guard();
+DROP FUNCTION IF EXISTS compliance_audit_pending_delete_check();
+DROP FUNCTION IF EXISTS compliance_audit_append(
+    timestamptz, varchar, varchar, varchar, bigint, varchar, varchar, varchar, varchar, varchar, varchar, varchar,
+    varchar, varchar, text, integer, boolean);
+DROP FUNCTION IF EXISTS compliance_audit_seal(integer, boolean, bigint);
 DROP FUNCTION IF EXISTS compliance_append_only_refuse();
 """
 

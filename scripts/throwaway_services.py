@@ -96,6 +96,8 @@ def postgres_server(*, durable: bool = False) -> Iterator[str]:
         )
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        # Diagnostics, e.g. "-c shared_preload_libraries=pg_stat_statements" for a benchmark.
+        options += " " + os.environ.get("THROWAWAY_POSTGRES_OPTIONS", "")
         subprocess.run(
             [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
             check=True,

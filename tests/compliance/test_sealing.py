@@ -4,6 +4,7 @@ chained twice, the chain never forks, and a pending entry is as protected as a c
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from compliance.chain import chain_hash
 from compliance.events import EventType
 from compliance.models import GENESIS_HASH, AuditChainHead, AuditEntry, AuditPending
-from compliance.sealing import pending_status, seal_in_transaction, seal_pending
+from compliance.sealing import pending_status, seal_once, seal_pending
 from compliance.services import audit_record
 from compliance.verification import _fast_walk, audit_chain_verify
 from tests.compliance.conftest import raw_sql
@@ -20,6 +21,14 @@ from tests.compliance.conftest import raw_sql
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite serialises writers: the head is never busy there"
 )
+
+
+def _all_chained(timeout: float = 10.0) -> None:
+    """The background sealer chains what writers left pending within milliseconds; wait for it."""
+    deadline = time.monotonic() + timeout
+    while AuditPending.objects.exists():
+        assert time.monotonic() < deadline, "entries were left unchained"
+        time.sleep(0.02)
 
 
 def _chain_intact() -> list[AuditEntry]:
@@ -83,7 +92,8 @@ def test_a_writer_never_waits_for_a_busy_head_and_its_entry_is_chained_when_the_
     release.set()
     for thread in threads:
         thread.join(10)
-    # The holder looked again after its commit and chained the writer's entry too.
+    # Once the holder committed, the background sealer chained the writer's entry too.
+    _all_chained()
     entries = _chain_intact()
     assert [entry.details["who"] for entry in entries] == ["holder", "writer"]
     assert not AuditPending.objects.exists()
@@ -111,11 +121,38 @@ def test_concurrent_writers_lose_nothing_and_never_fork_the_chain():
     for thread in threads:
         thread.join(60)
     assert not errors
+    _all_chained()
     entries = _chain_intact()
     assert len(entries) == writers * each
     assert len({(entry.details["writer"], entry.details["index"]) for entry in entries}) == writers * each
     assert not AuditPending.objects.exists()
     assert audit_chain_verify().ok
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_head_is_free():
+    holder_locked, writer_done = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with pytest.raises(RuntimeError), transaction.atomic():
+                audit_record(event_type=EventType.ASSET_VIEW, details={"who": "holder"})
+                holder_locked.set()
+                writer_done.wait(10)
+                time.sleep(0.3)  # the writer's sealer finds the head busy for a while
+                raise RuntimeError("the holder's action failed: no commit, so no sealing after it")
+        finally:
+            close_old_connections()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holder_locked.wait(10)
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"who": "writer"}), AuditPending)
+    writer_done.set()
+    thread.join(10)
+    _all_chained()
+    assert [entry.details["who"] for entry in _chain_intact()] == ["writer"]
 
 
 @pytest.mark.django_db
@@ -139,8 +176,8 @@ def test_pending_entries_cannot_be_changed_or_removed_unchained(system_context):
         with pytest.raises(PermissionError):
             pending.delete()
         # The sealer may remove it: the chain now holds the same content.
-        sealed = seal_in_transaction(wait=True)
-        assert sealed[pending.pk].event_type == "asset.view"
+        assert seal_once(wait=True) == 1
+        assert AuditEntry.objects.get().event_type == "asset.view"
         assert not AuditPending.objects.exists()
 
 
@@ -205,7 +242,7 @@ def test_the_fast_pass_accepts_what_the_detailed_walk_accepts(system_context, au
                 outcome="success",
                 source_ip="2001:db8::1",
             ).save(_from_audit_record=True)
-        seal_in_transaction(wait=True)
+        seal_once(wait=True)
     from compliance.verification import VerifyResult
 
     result = VerifyResult(ok=False)
