@@ -97,7 +97,12 @@ _SELECT = f"SELECT {_COLUMNS} FROM compliance_auditentry WHERE sequence > %s ORD
 # COPY streams rows as tab-separated text far faster than a cursor builds Python tuples. The
 # empty string stands for NULL: only department_id (a number) and source_ip (never empty, a
 # CHECK constraint) may be NULL, and no other column is read as NULL.
-_PG_COPY = f"COPY (SELECT {_COLUMNS} FROM compliance_auditentry WHERE sequence > {{after:d}} ORDER BY sequence) TO STDOUT (NULL '')"  # noqa: E501, S608
+# The fast pass lets the database print the timestamp in its canonical form: the server has a
+# core of its own, the Python loop is the bottleneck.
+_COPY_COLUMNS = _COLUMNS.replace(
+    '"timestamp"', """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""", 1
+)
+_PG_COPY = f"COPY (SELECT {_COPY_COLUMNS} FROM compliance_auditentry WHERE sequence > {{after:d}} ORDER BY sequence) TO STDOUT (NULL '')"  # noqa: E501, S608
 FETCH_SIZE = 5000
 _DEPARTMENT, _ADDRESS = CANONICAL_FIELDS.index("department_id"), CANONICAL_FIELDS.index("source_ip")
 _COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"\\": b"\\"}
@@ -108,14 +113,9 @@ def _copy_unescape(field: bytes) -> bytes:
     return _COPY_ESCAPE.sub(lambda match: _COPY_ESCAPES[match.group(1)], field)
 
 
-def _timestamp_text(value: str | bytes | datetime) -> bytes:
-    """The canonical timestamp from what the database returned: PostgreSQL's text output
-    (``2026-01-02 03:04:05.123456+00``, fraction trimmed of trailing zeros), SQLite's naive UTC
-    text, or a datetime."""
-    if isinstance(value, bytes):
-        if len(value) == 29 and value.endswith(b"+00"):  # the common case: all six digits
-            return value[:10] + b"T" + value[11:26] + b"Z"
-        value = value.decode()
+def _timestamp_text(value: str | datetime) -> bytes:
+    """The canonical timestamp from what the database returned: a datetime (PostgreSQL) or
+    SQLite's naive UTC text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:  # SQLite: Django stores aware datetimes as naive UTC
@@ -186,13 +186,16 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
                 if fields.pop() != prev_hex or int(fields[0]) != expected or expected > head:
                     intact = False
                     break
-                fields[1] = _timestamp_text(fields[1])
-                lengths = [*map(len, fields)]
-                if not fields[_DEPARTMENT]:
-                    lengths[_DEPARTMENT] = null
-                if not fields[_ADDRESS]:
-                    lengths[_ADDRESS] = null
-                digest = sha256(prev_raw + version + pack(*lengths) + b"".join(fields)).digest()
+                if fields[_DEPARTMENT] and fields[_ADDRESS]:
+                    header = pack(*map(len, fields))
+                else:
+                    lengths = [*map(len, fields)]
+                    if not fields[_DEPARTMENT]:
+                        lengths[_DEPARTMENT] = null
+                    if not fields[_ADDRESS]:
+                        lengths[_ADDRESS] = null
+                    header = pack(*lengths)
+                digest = sha256(prev_raw + version + header + b"".join(fields)).digest()
                 if digest != unhexlify(stored_hash) or (expected in signed and signed[expected] != stored_hash):
                     intact = False
                     break
