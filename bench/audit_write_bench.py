@@ -8,8 +8,9 @@ writers' transactions when the head is free, after their commits otherwise). The
 only when every entry written is in the chain: what the writers left pending when their time
 was up is sealed and that time is counted. The baseline, measured in the same run with the same
 writers, inserts the same rows into a copy of the table without the chain (no pending step, no
-hash, no triggers, no index but the primary key), one commit per row. Prints entries/s and the
-ratio chained/plain; the chain is verified after.
+hash, no triggers, no chain constraints), one commit per row: "plain" has the indexes the
+console's filters need (any audit table has them, chained or not), "bare" only a primary key.
+Prints entries/s and the ratios chained/plain and chained/bare; the chain is verified after.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _writer(mode: str, seconds: float, start_at: float, counter) -> None:
     deadline = start_at + seconds
     written = 0
     details_text = canonical_json(DETAILS)
+    insert_plain, insert_bare = (_INSERT.format(table=table) for table in ("bench_plain_indexed", "bench_plain_bare"))
     with connection.cursor() as cursor:
         while time.time() < deadline:
             if mode == "chained":
@@ -57,15 +59,20 @@ def _writer(mode: str, seconds: float, start_at: float, counter) -> None:
             else:
                 # The same row, written the simplest way: one INSERT, one commit (autocommit).
                 cursor.execute(
-                    "INSERT INTO bench_plain_entry (timestamp, actor_type, actor_id, actor_name, department_id, "
-                    "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
-                    "request_id, details, prev_hash, hash) VALUES (now(), 'system', '', 'system', 1, '', "
-                    "'inference.call', 'success', 'inference.conversation', '42', '对话 42', NULL, '', '', %s, %s, %s)",
+                    insert_plain if mode == "plain" else insert_bare,
                     [details_text, os.urandom(32).hex(), os.urandom(32).hex()],
                 )
             written += 1
     with counter.get_lock():
         counter.value += written
+
+
+_INSERT = (
+    "INSERT INTO {table} (timestamp, actor_type, actor_id, actor_name, department_id, "
+    "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
+    "request_id, details, prev_hash, hash) VALUES (now(), 'system', '', 'system', 1, '', "
+    "'inference.call', 'success', 'inference.conversation', '42', '对话 42', NULL, '', '', %s, %s, %s)"
+)
 
 
 def _chained_count() -> int:
@@ -90,7 +97,7 @@ def run(mode: str, writers: int, seconds: float) -> tuple[int, float]:
         process.join()
         if process.exitcode != 0:
             raise RuntimeError(f"a {mode} writer failed")
-    if mode == "plain":
+    if mode != "chained":
         return counter.value, seconds
     from compliance.models import AuditPending
     from compliance.sealing import seal_pending
@@ -117,11 +124,19 @@ def main() -> None:
         from django.db import connection
 
         with connection.cursor() as cursor:
+            for table in ("bench_plain_indexed", "bench_plain_bare"):
+                cursor.execute(
+                    f"CREATE TABLE {table} (LIKE compliance_auditentry INCLUDING DEFAULTS); "
+                    f"ALTER TABLE {table} ADD PRIMARY KEY (sequence); "
+                    f"CREATE SEQUENCE {table}_seq OWNED BY {table}.sequence; "
+                    f"ALTER TABLE {table} ALTER sequence SET DEFAULT nextval('{table}_seq')"
+                )
+            # The indexes the console's filters need, which any audit table has, chained or not
+            # (the chain's own constraints, unique prev_hash and hash, are left out).
             cursor.execute(
-                "CREATE TABLE bench_plain_entry (LIKE compliance_auditentry INCLUDING DEFAULTS); "
-                "ALTER TABLE bench_plain_entry ADD PRIMARY KEY (sequence); "
-                "CREATE SEQUENCE bench_plain_seq OWNED BY bench_plain_entry.sequence; "
-                "ALTER TABLE bench_plain_entry ALTER sequence SET DEFAULT nextval('bench_plain_seq')"
+                'CREATE INDEX ON bench_plain_indexed ("timestamp"); CREATE INDEX ON bench_plain_indexed (request_id); '
+                'CREATE INDEX ON bench_plain_indexed (department_id, event_type, "timestamp"); '
+                'CREATE INDEX ON bench_plain_indexed (actor_name, "timestamp")'
             )
             cursor.execute("SHOW fsync")
             fsync = cursor.fetchone()[0]
@@ -129,15 +144,20 @@ def main() -> None:
             synchronous = cursor.fetchone()[0]
         connection.close()
         print(f"PostgreSQL fsync={fsync} synchronous_commit={synchronous}; {args.seconds:.0f}s per run")
-        print(f"{'writers':>7}  {'chained/s':>10}  {'plain/s':>10}  {'ratio':>6}")
+        print(f"{'writers':>7}  {'chained/s':>10}  {'plain/s':>10}  {'ratio':>6}  {'bare/s':>10}  {'ratio':>6}")
         for writers in (int(value) for value in args.writers.split(",")):
             plain_entries, plain_seconds = run("plain", writers, args.seconds)
+            bare_entries, bare_seconds = run("bare", writers, args.seconds)
             before = _chained_count()
             chained_entries, chained_seconds = run("chained", writers, args.seconds)
             if _chained_count() - before != chained_entries:
                 raise SystemExit(f"{chained_entries} entries written but {_chained_count() - before} chained")
             plain, chained = plain_entries / plain_seconds, chained_entries / chained_seconds
-            print(f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}")
+            bare = bare_entries / bare_seconds
+            print(
+                f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}  "
+                f"{bare:>10,.0f}  {chained / bare:>6.2f}"
+            )
         from compliance.verification import audit_chain_verify
 
         result = audit_chain_verify()

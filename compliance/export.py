@@ -27,6 +27,7 @@ from compliance.chain import CANONICAL_FIELDS, canonical_json, format_timestamp
 from compliance.checkpoints import Checkpoint, checkpoint_sign, key_id, public_key_pem
 from compliance.events import EventType
 from compliance.models import AuditArchive, AuditEntry
+from compliance.sealing import seal_pending
 from compliance.services import audit_record
 
 FORMATS = ("jsonl", "csv")
@@ -98,6 +99,7 @@ def audit_export(
     """
     if format not in FORMATS:
         raise ExportError(UNKNOWN_FORMAT)
+    seal_pending()  # entries committed a moment ago belong in the export: chain them first
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".part")

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from accounts.permissions import admin_network_allowed
 
@@ -60,6 +60,19 @@ class AuditFiguresCollector:
         written = CounterMetricFamily("platform_audit_entries_written", "Audit entries written (chain length).")
         written.add_metric([], head)
         yield written
+        from compliance.sealing import pending_status
+
+        count, oldest = pending_status()
+        pending = GaugeMetricFamily(
+            "platform_audit_entries_pending", "Audit entries committed but not chained yet (sealed within ms)."
+        )
+        pending.add_metric([], count)
+        yield pending
+        age = GaugeMetricFamily(
+            "platform_audit_pending_oldest_seconds", "Age of the oldest audit entry not chained yet (0 if none)."
+        )
+        age.add_metric([], oldest or 0.0)
+        yield age
         failed = CounterMetricFamily("platform_logins_failed", "Failed logins recorded in the audit trail.")
         failed.add_metric([], AuditEntry.objects.filter(event_type=EventType.LOGIN_FAILED).count())
         yield failed
