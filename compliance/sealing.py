@@ -148,13 +148,19 @@ def append(values: dict, *, wait: bool) -> AuditEntry | AuditPending:
         if sealed is None or len(sealed) == BATCH:
             transaction.on_commit(lambda: background_sealer.defer(pending.id))
         return pending if sealed is None else sealed.get(pending.id, pending)
-    parameters = [*(values[name] for name in _APPEND_FIELDS), details_text, BATCH, wait]
+    parameters = [*(values[name] for name in _APPEND_FIELDS), details_text]
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls,
         # which halves the client's work for this 17-parameter statement (the hot path).
-        cursor.execute(_APPEND, parameters)
-        pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
+        if not wait and background_sealer.has_waiting():
+            # This process already knows of a backlog, so the entry would be left to the sealer
+            # anyway: a plain INSERT spares the server the attempt.
+            cursor.execute(_INSERT, parameters)
+            pending_id, chained, sequence = cursor.fetchone()[0], DEFERRED, None
+        else:
+            cursor.execute(_APPEND, [*parameters, BATCH, wait])
+            pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
     if chained in (BUSY, DEFERRED) or chained == BATCH:
         transaction.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
@@ -169,7 +175,10 @@ def append(values: dict, *, wait: bool) -> AuditEntry | AuditPending:
 # compliance_audit_append's parameters: the canonical fields but the sequence, in that order
 # (details last), then the batch size and whether to wait for the head.
 _APPEND_FIELDS = CANONICAL_FIELDS[1:-1]
-_PLACEHOLDERS = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 3))
+_PLACEHOLDERS = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 3))  # the fields, details, batch, wait
+_COLUMNS = ", ".join(f'"{name}"' for name in (*_APPEND_FIELDS, "details"))
+_VALUES = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 1))
+_INSERT = f"INSERT INTO compliance_auditpending ({_COLUMNS}) VALUES ({_VALUES}) RETURNING id"  # noqa: S608
 _RESULT = "pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash"
 _APPEND = f"SELECT {_RESULT} FROM compliance_audit_append({_PLACEHOLDERS})"  # noqa: S608  (placeholders only)
 
@@ -194,6 +203,9 @@ class BackgroundSealer:
         self._lock = threading.Lock()
         self._waiting: set[int] = set()
         self._thread: threading.Thread | None = None
+
+    def has_waiting(self) -> bool:
+        return bool(self._waiting)
 
     def defer(self, pending_id: int) -> None:
         with self._lock:

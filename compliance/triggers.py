@@ -124,13 +124,8 @@ CREATE OR REPLACE FUNCTION compliance_audit_seal(
 DECLARE
     head_sequence bigint;
     head_hash varchar(64);
-    entry_hash varchar(64);
-    p compliance_auditpending%ROWTYPE;
-    field text;
-    encoded bytea;
-    header bytea;
-    body bytea;
-    ids bigint[] := ARRAY[]::bigint[];
+    ids bigint[];
+    payloads bytea[];
     prev_hashes varchar[] := ARRAY[]::varchar[];
     hashes varchar[] := ARRAY[]::varchar[];
     null_length constant bytea := decode('ffffffff', 'hex');
@@ -149,41 +144,58 @@ BEGIN
         END IF;
     END IF;
     first_sequence := head_sequence + 1;
-    FOR p IN SELECT * FROM compliance_auditpending ORDER BY id LIMIT batch LOOP
-        head_sequence := head_sequence + 1;
-        header := version;
-        body := ''::bytea;
-        FOREACH field IN ARRAY ARRAY[
-            head_sequence::text,
-            to_char(p."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-            p.actor_type, p.actor_id, p.actor_name, p.department_id::text, p.department_slug, p.event_type,
-            p.outcome, p.object_type, p.object_id, p.object_repr, p.source_ip, p.user_agent, p.request_id,
-            p.details
-        ] LOOP
-            IF field IS NULL THEN
-                header := header || null_length;
-            ELSE
-                encoded := convert_to(field, 'UTF8');
-                header := header || int4send(octet_length(encoded));
-                body := body || encoded;
-            END IF;
-        END LOOP;
-        entry_hash := encode(sha256(decode(head_hash, 'hex') || header || body), 'hex');
-        IF p.id = want THEN
-            want_sequence := head_sequence;
-            want_prev_hash := head_hash;
-            want_hash := entry_hash;
-        END IF;
-        ids := ids || p.id;
-        prev_hashes := prev_hashes || head_hash;
-        hashes := hashes || entry_hash;
-        head_hash := entry_hash;
-        chained := chained + 1;
-    END LOOP;
+    -- The canonical bytes of the whole batch in one statement (the header of the 16 lengths, -1
+    -- for null, then the texts); only the hashing itself is a loop, each hash needing the last.
+    SELECT array_agg(t.id ORDER BY t.id),
+           array_agg(
+               version
+                || coalesce(int4send(octet_length(convert_to(t.sequence_text, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.timestamp_text, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.actor_type, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.actor_id, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.actor_name, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.department_text, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.department_slug, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.event_type, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.outcome, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.object_type, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.object_id, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.object_repr, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.source_ip, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.user_agent, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.request_id, 'UTF8'))), null_length)
+                || coalesce(int4send(octet_length(convert_to(t.details, 'UTF8'))), null_length)
+                || convert_to(concat(
+                    t.sequence_text, t.timestamp_text, t.actor_type, t.actor_id, t.actor_name, t.department_text,
+                    t.department_slug, t.event_type, t.outcome, t.object_type, t.object_id, t.object_repr,
+                    t.source_ip, t.user_agent, t.request_id, t.details
+                ), 'UTF8')
+               ORDER BY t.id)
+    INTO ids, payloads
+    FROM (
+        SELECT q.id, (first_sequence + row_number() OVER (ORDER BY q.id) - 1)::text AS sequence_text,
+               to_char(q."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS timestamp_text,
+               q.actor_type, q.actor_id, q.actor_name, q.department_id::text AS department_text, q.department_slug,
+               q.event_type, q.outcome, q.object_type, q.object_id, q.object_repr, q.source_ip, q.user_agent,
+               q.request_id, q.details
+        FROM (SELECT * FROM compliance_auditpending ORDER BY id LIMIT batch) q
+    ) t;
+    chained := coalesce(array_length(ids, 1), 0);
     IF chained = 0 THEN
         first_sequence := NULL;
         RETURN;
     END IF;
+    FOR i IN 1 .. chained LOOP
+        prev_hashes[i] := head_hash;
+        head_hash := encode(sha256(decode(head_hash, 'hex') || payloads[i]), 'hex');
+        hashes[i] := head_hash;
+        IF ids[i] = want THEN
+            want_sequence := first_sequence + i - 1;
+            want_prev_hash := prev_hashes[i];
+            want_hash := head_hash;
+        END IF;
+    END LOOP;
+    head_sequence := first_sequence + chained - 1;
     -- One INSERT and one DELETE for the batch (the triggers still check every row).
     INSERT INTO compliance_auditentry (
         sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type,
