@@ -95,7 +95,9 @@ class AuditEntry(AuditFields):
 
     sequence = models.PositiveBigIntegerField(_("sequence"), primary_key=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64, unique=True)
-    hash = models.CharField(_("hash"), max_length=64, unique=True)
+    # Not unique: the chain's guards are the primary key on sequence and the unique prev_hash
+    # (two entries cannot follow the same one); one fewer index to maintain per entry.
+    hash = models.CharField(_("hash"), max_length=64)
 
     objects = AuditEntryQuerySet.as_manager()
 

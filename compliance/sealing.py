@@ -116,11 +116,11 @@ def seal_once(*, wait: bool = False) -> int | None:
 
 
 def seal_pending(*, wait: bool = False) -> int | None:
-    """Chain until a round finds nothing pending; returns how many entries it chained.
+    """Chain what is pending, a batch per transaction; returns how many entries it chained.
 
-    None when another transaction holds the head (and ``wait`` is false). Looking again until a
-    round is empty is what lets writers that found the head busy rely on the holder: an entry
-    committed before the holder's last round is in it.
+    None when another transaction holds the head (and ``wait`` is false). Entries committed
+    after the last batch was read are not this call's business: whoever wrote them has handed
+    them to its process's background sealer, which makes sure they get chained.
     """
     total = 0
     while True:
@@ -128,7 +128,7 @@ def seal_pending(*, wait: bool = False) -> int | None:
         if chained is None:
             return total or None
         total += chained
-        if chained == 0:
+        if chained < BATCH:
             return total
 
 

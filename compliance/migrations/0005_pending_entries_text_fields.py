@@ -131,5 +131,10 @@ class Migration(migrations.Migration):
                 condition=models.Q(("source_ip", ""), _negated=True), name="audit_pending_source_ip_not_empty"
             ),
         ),
+        migrations.AlterField(
+            model_name="auditentry",
+            name="hash",
+            field=models.CharField(max_length=64, verbose_name="hash"),
+        ),
         migrations.RunPython(install_migration, remove_migration),
     ]
