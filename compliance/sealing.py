@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.base import ModelState
 
-from compliance.chain import CANONICAL_FIELDS, canonical_json, chain_hash
+from compliance.chain import CANONICAL_FIELDS, chain_hash
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
 
 logger = logging.getLogger(__name__)
@@ -133,14 +133,14 @@ def seal_pending(*, wait: bool = False) -> int | None:
             return total
 
 
-def append(values: dict, *, wait: bool) -> AuditEntry | AuditPending:
+def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | AuditPending:
     """Write one entry (its content fields) in the current transaction; chain it at once if the
     head is free and nothing else is pending.
 
     One round trip on PostgreSQL (compliance_audit_append). Returns the chained entry, or the
     pending one when it was left to this process's background sealer (woken after the commit).
+    ``details_text`` is the canonical JSON of ``values["details"]``.
     """
-    details_text = canonical_json(values["details"])
     if not server_side():
         pending = AuditPending(**values)
         with transaction.atomic(savepoint=False):

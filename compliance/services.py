@@ -49,16 +49,17 @@ def _actor_fields(actor: Any, context) -> tuple[str, str, str]:
     return ActorType.API_KEY, str(actor.pk), str(getattr(actor, "audit_name", actor))
 
 
-def _details(details: dict[str, Any] | None) -> dict[str, Any]:
+def _details(details: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """(the details as read back, their canonical text): what is stored is exactly what is hashed."""
     if not details:
-        return {}
+        return {}, "{}"
     if not isinstance(details, dict):
         raise AuditWriteError("audit details must be a JSON object")
     try:
-        # Round-trip through the canonical form: what is stored is exactly what is hashed.
-        return json.loads(canonical_json(details))
+        text = canonical_json(details)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"audit details are not canonical JSON: {exc}") from exc
+    return json.loads(text), text
 
 
 def audit_record(
@@ -101,6 +102,7 @@ def audit_record(
         else:
             department_id, department_slug = department.pk, department.slug
 
+    details, details_text = _details(details)
     values = {
         "timestamp": timezone.now(),
         "actor_type": actor_type,
@@ -116,11 +118,11 @@ def audit_record(
         "source_ip": normalise_ip(context.source_ip) if context else None,
         "user_agent": (context.user_agent if context else "")[:_MAX_USER_AGENT],
         "request_id": context.request_id if context else "",
-        "details": _details(details),
+        "details": details,
     }
     # No savepoint: if the write fails, the whole transaction is aborted and the action cannot
     # commit without its entry (AU-4), even if the caller catches the error.
-    return append(values, wait=wait_for_chain)
+    return append(values, details_text, wait=wait_for_chain)
 
 
 def audit_lookup_refused(*, department: Any, object_type: str, object_id: Any, reason: str, path: str = "") -> None:
