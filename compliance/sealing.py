@@ -32,6 +32,7 @@ and ``/metrics`` report pending entries and their age.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -149,18 +150,19 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
         if sealed is None or len(sealed) == BATCH:
             transaction.on_commit(lambda: background_sealer.defer(pending.id))
         return pending if sealed is None else sealed.get(pending.id, pending)
-    parameters = [*(values[name] for name in _APPEND_FIELDS), details_text]
+    # The content as one JSON object: one parameter to send instead of fifteen (the client's
+    # per-parameter work was most of audit_record's cost); the database unpacks it.
+    content = json.dumps({**values, "timestamp": values["timestamp"].isoformat(), "details": details_text})
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls,
-        # which halves the client's work for this 17-parameter statement (the hot path).
+        # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls.
         if not wait and background_sealer.has_waiting():
             # This process already knows of a backlog, so the entry would be left to the sealer
             # anyway: a plain INSERT spares the server the attempt.
-            cursor.execute(_INSERT, parameters)
+            cursor.execute(_INSERT, [content])
             pending_id, chained, sequence = cursor.fetchone()[0], DEFERRED, None
         else:
-            cursor.execute(_APPEND, [*parameters, BATCH, wait])
+            cursor.execute(_APPEND, [content, BATCH, wait])
             pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
     if chained in (BUSY, DEFERRED) or chained == BATCH:
         transaction.on_commit(lambda: background_sealer.defer(pending_id))
@@ -180,15 +182,13 @@ def _loaded(model, fields: dict):
     return instance
 
 
-# compliance_audit_append's parameters: the canonical fields but the sequence, in that order
-# (details last), then the batch size and whether to wait for the head.
-_APPEND_FIELDS = CANONICAL_FIELDS[1:-1]
-_PLACEHOLDERS = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 3))  # the fields, details, batch, wait
-_COLUMNS = ", ".join(f'"{name}"' for name in (*_APPEND_FIELDS, "details"))
-_VALUES = ", ".join(["%s"] * (len(_APPEND_FIELDS) + 1))
-_INSERT = f"INSERT INTO compliance_auditpending ({_COLUMNS}) VALUES ({_VALUES}) RETURNING id"  # noqa: S608
-_RESULT = "pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash"
-_APPEND = f"SELECT {_RESULT} FROM compliance_audit_append({_PLACEHOLDERS})"  # noqa: S608  (placeholders only)
+_CONTENT = ", ".join(f'"{name}"' for name in CANONICAL_FIELDS[1:])
+_FROM_JSON = "json_populate_record(NULL::compliance_auditpending, %s::json)"
+_INSERT = f"INSERT INTO compliance_auditpending ({_CONTENT}) SELECT {_CONTENT} FROM {_FROM_JSON} RETURNING id"  # noqa: S608
+_APPEND = (
+    "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
+    "FROM compliance_audit_append(%s::json, %s, %s)"
+)
 
 
 class BackgroundSealer:
@@ -203,7 +203,7 @@ class BackgroundSealer:
     connection.
     """
 
-    COALESCE_SECONDS = 0.05
+    COALESCE_SECONDS = 0.1
     MAX_PAUSE_SECONDS = 1.0
 
     def __init__(self) -> None:

@@ -218,22 +218,21 @@ $body$;
 -- head is free and nothing else waits (in the caller's transaction: it holds the head until it
 -- commits). chained: -1 the head was busy, -2 left to the background sealers (a backlog).
 CREATE OR REPLACE FUNCTION compliance_audit_append(
-    entry_timestamp timestamptz, entry_actor_type varchar, entry_actor_id varchar, entry_actor_name varchar,
-    entry_department_id bigint, entry_department_slug varchar, entry_event_type varchar, entry_outcome varchar,
-    entry_object_type varchar, entry_object_id varchar, entry_object_repr varchar, entry_source_ip varchar,
-    entry_user_agent varchar, entry_request_id varchar, entry_details text, batch integer, lock_wait boolean,
+    entry json, batch integer, lock_wait boolean,
     OUT pending_id bigint, OUT chained integer, OUT first_sequence bigint, OUT last_sequence bigint,
     OUT entry_sequence bigint, OUT entry_prev_hash varchar, OUT entry_hash varchar
 ) LANGUAGE plpgsql AS $body$
 BEGIN
+    -- The content arrives as one JSON object (one parameter for the client to send, not fifteen).
     INSERT INTO compliance_auditpending (
         "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type, outcome,
         object_type, object_id, object_repr, source_ip, user_agent, request_id, details
-    ) VALUES (
-        entry_timestamp, entry_actor_type, entry_actor_id, entry_actor_name, entry_department_id,
-        entry_department_slug, entry_event_type, entry_outcome, entry_object_type, entry_object_id,
-        entry_object_repr, entry_source_ip, entry_user_agent, entry_request_id, entry_details
-    ) RETURNING id INTO pending_id;
+    )
+    SELECT r."timestamp", r.actor_type, r.actor_id, r.actor_name, r.department_id, r.department_slug,
+           r.event_type, r.outcome, r.object_type, r.object_id, r.object_repr, r.source_ip, r.user_agent,
+           r.request_id, r.details
+    FROM json_populate_record(NULL::compliance_auditpending, entry) r
+    RETURNING id INTO pending_id;
     -- Seal here only when nothing else is pending (a lone writer: its entry is chained at once).
     -- With a backlog, the background sealers chain it in a batch: per-seal costs are paid once
     -- for many entries instead of by every writer.
@@ -286,9 +285,7 @@ DROP TRIGGER IF EXISTS compliance_auditanchor_truncate ON compliance_auditanchor
 DROP FUNCTION IF EXISTS compliance_audit_entry_guard();
 DROP FUNCTION IF EXISTS compliance_audit_head_guard();
 DROP FUNCTION IF EXISTS compliance_audit_pending_delete_check();
-DROP FUNCTION IF EXISTS compliance_audit_append(
-    timestamptz, varchar, varchar, varchar, bigint, varchar, varchar, varchar, varchar, varchar, varchar, varchar,
-    varchar, varchar, text, integer, boolean);
+DROP FUNCTION IF EXISTS compliance_audit_append(json, integer, boolean);
 DROP FUNCTION IF EXISTS compliance_audit_seal(integer, boolean, bigint);
 DROP FUNCTION IF EXISTS compliance_append_only_refuse();
 """
