@@ -39,7 +39,7 @@ import time
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.base import ModelState
 
 from compliance.chain import CANONICAL_FIELDS, chain_hash
@@ -142,19 +142,20 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     pending one when it was left to this process's background sealer (woken after the commit).
     ``details_text`` is the canonical JSON of ``values["details"]``.
     """
-    if not server_side():
+    db = connections[DEFAULT_DB_ALIAS]  # once: every ``connection.x`` is a context-local lookup
+    if db.vendor != "postgresql":
         pending = AuditPending(**values)
         with transaction.atomic(savepoint=False):
             pending.save(_from_audit_record=True)
             sealed = _seal_python(wait=wait)
         if sealed is None or len(sealed) == BATCH:
-            transaction.on_commit(lambda: background_sealer.defer(pending.id))
+            db.on_commit(lambda: background_sealer.defer(pending.id))
         return pending if sealed is None else sealed.get(pending.id, pending)
     # The content as one JSON object: one parameter to send instead of fifteen (the client's
     # per-parameter work was most of audit_record's cost); the database unpacks it.
     content = json.dumps({**values, "timestamp": values["timestamp"].isoformat(), "details": details_text})
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls.
         if not wait and background_sealer.has_waiting():
             # This process already knows of a backlog, so the entry would be left to the sealer
@@ -165,20 +166,20 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
             cursor.execute(_APPEND, [content, BATCH, wait])
             pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
     if chained in (BUSY, DEFERRED) or chained == BATCH:
-        transaction.on_commit(lambda: background_sealer.defer(pending_id))
+        db.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
-        return _loaded(AuditPending, {"id": pending_id, **values})
+        return _loaded(AuditPending, {"id": pending_id, **values}, db.alias)
     _forward_after_commit(first, last)
-    return _loaded(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values})
+    return _loaded(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values}, db.alias)
 
 
-def _loaded(model, fields: dict):
+def _loaded(model, fields: dict, alias: str):
     """An instance as if read from the database, without Model.__init__'s per-field work (a
     fifth of audit_record's own time): every concrete field is in ``fields``."""
     instance = model.__new__(model)
     instance.__dict__.update(fields)
     instance._state = ModelState()
-    instance._state.adding, instance._state.db = False, connection.alias
+    instance._state.adding, instance._state.db = False, alias
     return instance
 
 
