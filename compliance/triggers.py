@@ -39,22 +39,34 @@ GUARDED_TABLES = (
 )
 
 _PG_INSTALL = f"""
-CREATE OR REPLACE FUNCTION compliance_audit_entry_guard() RETURNS trigger LANGUAGE plpgsql AS $body$
+-- INSERT must extend the chain: every new entry links to its predecessor, the head or an entry
+-- inserted before it. Checked once per statement over all its rows (the sealer inserts a batch
+-- at a time) and planned afresh each time: a plan cached while the table was small would scan it.
+CREATE OR REPLACE FUNCTION compliance_audit_entry_insert_check() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
-    head_sequence bigint;
-    head_hash varchar(64);
+    broken bigint;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT h.sequence, h.hash INTO head_sequence, head_hash FROM compliance_auditchainhead h WHERE h.id = 1;
-        -- Rows inserted earlier by the same statement or transaction are visible here, so a
-        -- batch of the sealer is checked link by link from the head.
-        IF (NEW.sequence = head_sequence + 1 AND NEW.prev_hash = head_hash)
-           OR (NEW.sequence > head_sequence + 1 AND NEW.prev_hash =
-               (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence - 1)) THEN
-            RETURN NEW;
-        END IF;
-        RAISE EXCEPTION 'audit chain: entry % does not extend the chain (head %)', NEW.sequence, head_sequence;
-    ELSIF TG_OP = 'DELETE' THEN
+    EXECUTE $query$
+        SELECT a.sequence FROM added a
+        CROSS JOIN (SELECT h.sequence, h.hash FROM compliance_auditchainhead h WHERE h.id = 1) hd
+        LEFT JOIN compliance_auditentry e ON e.sequence = a.sequence - 1
+        WHERE NOT coalesce(
+            (a.sequence = hd.sequence + 1 AND a.prev_hash = hd.hash)
+            OR (a.sequence > hd.sequence + 1 AND a.prev_hash = e.hash),
+            false
+        )
+        LIMIT 1
+    $query$ INTO broken;
+    IF broken IS NOT NULL THEN
+        RAISE EXCEPTION 'audit chain: entry % does not extend the chain', broken;
+    END IF;
+    RETURN NULL;
+END
+$body$;
+
+CREATE OR REPLACE FUNCTION compliance_audit_entry_guard() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
         IF OLD."timestamp" < now() - interval '{FLOOR_DAYS} days'
            AND EXISTS (SELECT 1 FROM compliance_auditanchor a WHERE a.sequence >= OLD.sequence)
            AND EXISTS (SELECT 1 FROM compliance_auditarchive x
@@ -246,8 +258,10 @@ BEGIN
 END
 $body$;
 
-CREATE TRIGGER compliance_auditentry_guard BEFORE INSERT OR UPDATE OR DELETE ON compliance_auditentry
+CREATE TRIGGER compliance_auditentry_guard BEFORE UPDATE OR DELETE ON compliance_auditentry
     FOR EACH ROW EXECUTE FUNCTION compliance_audit_entry_guard();
+CREATE TRIGGER compliance_auditentry_insert AFTER INSERT ON compliance_auditentry
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION compliance_audit_entry_insert_check();
 CREATE TRIGGER compliance_auditentry_truncate BEFORE TRUNCATE ON compliance_auditentry
     FOR EACH STATEMENT EXECUTE FUNCTION compliance_append_only_refuse();
 CREATE TRIGGER compliance_auditpending_guard BEFORE UPDATE ON compliance_auditpending
@@ -272,6 +286,7 @@ CREATE TRIGGER compliance_auditanchor_truncate BEFORE TRUNCATE ON compliance_aud
 
 _PG_REMOVE = """
 DROP TRIGGER IF EXISTS compliance_auditentry_guard ON compliance_auditentry;
+DROP TRIGGER IF EXISTS compliance_auditentry_insert ON compliance_auditentry;
 DROP TRIGGER IF EXISTS compliance_auditentry_truncate ON compliance_auditentry;
 DROP TRIGGER IF EXISTS compliance_auditpending_guard ON compliance_auditpending;
 DROP TRIGGER IF EXISTS compliance_auditpending_delete ON compliance_auditpending;
@@ -283,6 +298,7 @@ DROP TRIGGER IF EXISTS compliance_auditarchive_truncate ON compliance_auditarchi
 DROP TRIGGER IF EXISTS compliance_auditanchor_guard ON compliance_auditanchor;
 DROP TRIGGER IF EXISTS compliance_auditanchor_truncate ON compliance_auditanchor;
 DROP FUNCTION IF EXISTS compliance_audit_entry_guard();
+DROP FUNCTION IF EXISTS compliance_audit_entry_insert_check();
 DROP FUNCTION IF EXISTS compliance_audit_head_guard();
 DROP FUNCTION IF EXISTS compliance_audit_pending_delete_check();
 DROP FUNCTION IF EXISTS compliance_audit_append(json, integer, boolean);
