@@ -154,9 +154,8 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     # The content as one JSON object: one parameter to send instead of fifteen (the client's
     # per-parameter work was most of audit_record's cost); the database unpacks it.
     content = json.dumps({**values, "timestamp": values["timestamp"].isoformat(), "details": details_text})
-    db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        # psycopg's own cursor, not Django's: server-side binding, prepared after a few calls.
+    with db.wrap_database_errors:
+        cursor = _append_cursor(db)
         if not wait and background_sealer.has_waiting():
             # This process already knows of a backlog, so the entry would be left to the sealer
             # anyway: a plain INSERT spares the server the attempt.
@@ -171,6 +170,16 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
         return _loaded(AuditPending, {"id": pending_id, **values}, db.alias)
     _forward_after_commit(first, last)
     return _loaded(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values}, db.alias)
+
+
+def _append_cursor(db) -> psycopg.Cursor:
+    """psycopg's own cursor, not Django's (server-side binding, the statements prepared after a
+    few calls), kept per connection: audit_record is the hot path of every action."""
+    db.ensure_connection()
+    cursor = getattr(db, "_audit_cursor", None)
+    if cursor is None or cursor.connection is not db.connection or cursor.closed:
+        cursor = db._audit_cursor = psycopg.Cursor(db.connection)
+    return cursor
 
 
 def _loaded(model, fields: dict, alias: str):
