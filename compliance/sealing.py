@@ -153,7 +153,9 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
         return pending if sealed is None else sealed.get(pending.id, pending)
     # The content as one JSON object: one parameter to send instead of fifteen (the client's
     # per-parameter work was most of audit_record's cost); the database unpacks it.
-    content = json.dumps({**values, "timestamp": values["timestamp"].isoformat(), "details": details_text})
+    content = json.dumps(
+        {**values, "timestamp": values["timestamp"].isoformat(), "details": details_text}, ensure_ascii=False
+    )
     with db.wrap_database_errors:
         cursor = _append_cursor(db)
         if not wait and background_sealer.has_waiting():
