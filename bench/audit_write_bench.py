@@ -1,6 +1,6 @@
 """Chained audit writes with 1, 4 and 16 concurrent writers on a durable throw-away PostgreSQL.
 
-    .venv/bin/python bench/audit_write_bench.py [--seconds 10] [--writers 1,4,16]
+    .venv/bin/python bench/audit_write_bench.py [--seconds 10] [--writers 1,4,16] [--rounds 1]
 
 Each writer is a process calling audit_record() in a loop, one transaction (one commit) per
 entry, as an action would; the sealer chains the entries as it does in production (in the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import time
 
 from audit_bench_support import django_setup, durable_database
@@ -118,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", default="1,4,16")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat plain/bare/chained this often and report the median ratio"
+    )
     args = parser.parse_args()
     with durable_database():
         django_setup()
@@ -146,18 +150,29 @@ def main() -> None:
         print(f"PostgreSQL fsync={fsync} synchronous_commit={synchronous}; {args.seconds:.0f}s per run")
         print(f"{'writers':>7}  {'chained/s':>10}  {'plain/s':>10}  {'ratio':>6}  {'bare/s':>10}  {'ratio':>6}")
         for writers in (int(value) for value in args.writers.split(",")):
-            plain_entries, plain_seconds = run("plain", writers, args.seconds)
-            bare_entries, bare_seconds = run("bare", writers, args.seconds)
-            before = _chained_count()
-            chained_entries, chained_seconds = run("chained", writers, args.seconds)
-            if _chained_count() - before != chained_entries:
-                raise SystemExit(f"{chained_entries} entries written but {_chained_count() - before} chained")
-            plain, chained = plain_entries / plain_seconds, chained_entries / chained_seconds
-            bare = bare_entries / bare_seconds
-            print(
-                f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}  "
-                f"{bare:>10,.0f}  {chained / bare:>6.2f}"
-            )
+            ratios = []
+            for _ in range(args.rounds):
+                plain_entries, plain_seconds = run("plain", writers, args.seconds)
+                bare_entries, bare_seconds = run("bare", writers, args.seconds)
+                before = _chained_count()
+                chained_entries, chained_seconds = run("chained", writers, args.seconds)
+                if _chained_count() - before != chained_entries:
+                    raise SystemExit(f"{chained_entries} entries written but {_chained_count() - before} chained")
+                plain, chained = plain_entries / plain_seconds, chained_entries / chained_seconds
+                bare = bare_entries / bare_seconds
+                ratios.append((chained / plain, chained / bare, chained))
+                print(
+                    f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}  "
+                    f"{bare:>10,.0f}  {chained / bare:>6.2f}"
+                )
+            if args.rounds > 1:
+                plain_ratio = statistics.median(ratio[0] for ratio in ratios)
+                bare_ratio = statistics.median(ratio[1] for ratio in ratios)
+                rate = statistics.median(ratio[2] for ratio in ratios)
+                print(
+                    f"{writers:>7}  median of {args.rounds}: {rate:,.0f} chained/s, ratio {plain_ratio:.2f} "
+                    f"(plain), {bare_ratio:.2f} (bare)"
+                )
         from compliance.verification import audit_chain_verify
 
         result = audit_chain_verify()
