@@ -131,9 +131,9 @@ class AuditPendingQuerySet(models.QuerySet):
 class AuditPending(AuditFields):
     """An entry audit_record wrote in the action's transaction, waiting to be chained.
 
-    Committed with the action (AU-4), then moved into the chain by the sealer within
-    milliseconds. Insert-only: the database refuses UPDATE, and DELETE of a row that is not
-    already in the chain with the same content (compliance/triggers.py).
+    Committed with the action (AU-4), then moved into the chain by the sealer, at once or within
+    about 100 ms under load. Insert-only: the database refuses UPDATE, and DELETE of a row that
+    is not already in the chain with the same content (compliance/triggers.py).
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -7,27 +7,28 @@ latency each (~360 entries/s with 16 writers on the benchmark machine). Instead 
 *pending* entry (no lock; writers never wait for each other, and the action and its entry still
 commit together or not at all, AU-4), and the sealer chains pending entries in batches:
 
-1. lock the chain head (``SELECT … FOR UPDATE SKIP LOCKED``: a busy sealer is never waited for);
+1. lock the chain head (``SELECT … FOR UPDATE SKIP LOCKED``: a busy head is never waited for);
 2. read the pending entries this transaction can see, in id order;
 3. give each the next sequence number, ``prev_hash`` and ``hash``, insert them into
    ``compliance_auditentry`` (the trigger checks each extends the chain), delete the pending
    rows (the trigger lets a pending row go only once the chain holds the same content), move
    the head; commit. One commit seals hundreds of entries.
 
-Who seals, and when:
+Who seals, and when (docs/audit.md, "Writing"):
 
-- ``audit_record`` tries in its own transaction (so a lone writer, and every test, sees its
-  entry chained at once); if another transaction holds the head it does not wait;
-- after every commit that wrote an entry, ``seal_pending`` runs in short transactions of its
-  own. A writer that finds the head busy leaves its entry to the holder, and every holder looks
-  again after it releases the head, so an entry is not left behind while writes go on;
-- ``audit_checkpoint`` (a timer) and ``audit_export`` seal first, which bounds the wait of an
-  entry whose would-be sealer rolled back in a quiet system.
+- ``audit_record``, in the same round trip, when the head is free and nothing else is pending
+  (a lone writer, and every test, sees its entry chained at once);
+- otherwise the background sealer of the writer's process, handed the entry's id after the
+  commit; it keeps at it until that entry is chained, whoever chains it;
+- ``audit_checkpoint`` (a timer) and ``audit_export`` seal first.
 
-The window in which an entry is committed but not yet chained is the time to the next seal
-(milliseconds under load). A pending entry is protected by the database like a chained one (no
-UPDATE, no DELETE unless already chained), but is not covered by a hash yet; ``audit_verify``
-and ``/metrics`` report pending entries and their age.
+On PostgreSQL sealing runs server-side (``compliance_audit_seal`` in compliance/triggers.py,
+one round trip per batch); SQLite, which serialises writers anyway, seals here in Python.
+
+The window in which an entry is committed but not yet chained is up to about 100 ms under load.
+A pending entry is protected by the database like a chained one (no UPDATE, no DELETE unless
+already chained), but is not covered by a hash yet; ``audit_verify`` and ``/metrics`` report
+pending entries and their age.
 """
 
 from __future__ import annotations
