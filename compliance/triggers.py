@@ -41,22 +41,22 @@ GUARDED_TABLES = (
 _PG_INSTALL = f"""
 -- INSERT must extend the chain: every new entry links to its predecessor, the head or an entry
 -- inserted before it. Checked once per statement over all its rows (the sealer inserts a batch
--- at a time) and planned afresh each time: a plan cached while the table was small would scan it.
-CREATE OR REPLACE FUNCTION compliance_audit_entry_insert_check() RETURNS trigger LANGUAGE plpgsql AS $body$
+-- at a time). The planner settings keep the cached plan an index look-up per new row, however
+-- small the table was when it was planned (a plan made for a small table would scan it).
+CREATE OR REPLACE FUNCTION compliance_audit_entry_insert_check() RETURNS trigger LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $body$
 DECLARE
     broken bigint;
 BEGIN
-    EXECUTE $query$
-        SELECT a.sequence FROM added a
-        CROSS JOIN (SELECT h.sequence, h.hash FROM compliance_auditchainhead h WHERE h.id = 1) hd
-        LEFT JOIN compliance_auditentry e ON e.sequence = a.sequence - 1
-        WHERE NOT coalesce(
-            (a.sequence = hd.sequence + 1 AND a.prev_hash = hd.hash)
-            OR (a.sequence > hd.sequence + 1 AND a.prev_hash = e.hash),
-            false
-        )
-        LIMIT 1
-    $query$ INTO broken;
+    SELECT a.sequence INTO broken FROM added a
+    CROSS JOIN (SELECT h.sequence, h.hash FROM compliance_auditchainhead h WHERE h.id = 1) hd
+    LEFT JOIN compliance_auditentry e ON e.sequence = a.sequence - 1
+    WHERE NOT coalesce(
+        (a.sequence = hd.sequence + 1 AND a.prev_hash = hd.hash)
+        OR (a.sequence > hd.sequence + 1 AND a.prev_hash = e.hash),
+        false
+    )
+    LIMIT 1;
     IF broken IS NOT NULL THEN
         RAISE EXCEPTION 'audit chain: entry % does not extend the chain', broken;
     END IF;
@@ -91,25 +91,24 @@ END
 $body$;
 
 -- A pending row may only go once the chain holds the same content. Checked once per DELETE
--- statement over all its rows (the sealer deletes a batch at a time), and planned afresh each
--- time (EXECUTE): a plan cached while the audit table was small would scan it.
-CREATE OR REPLACE FUNCTION compliance_audit_pending_delete_check() RETURNS trigger LANGUAGE plpgsql AS $body$
+-- statement over all its rows (the sealer deletes a batch at a time); the planner settings keep
+-- the cached plan an index look-up per row (see compliance_audit_entry_insert_check).
+CREATE OR REPLACE FUNCTION compliance_audit_pending_delete_check() RETURNS trigger LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $body$
 DECLARE
     unchained bigint;
 BEGIN
-    EXECUTE $query$
-        SELECT g.id FROM gone g
-        WHERE NOT EXISTS (
-            SELECT 1 FROM compliance_auditentry e
-            WHERE e."timestamp" = g."timestamp" AND e.actor_type = g.actor_type AND e.actor_id = g.actor_id
-              AND e.actor_name = g.actor_name AND e.department_id IS NOT DISTINCT FROM g.department_id
-              AND e.department_slug = g.department_slug AND e.event_type = g.event_type
-              AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
-              AND e.object_repr = g.object_repr AND e.source_ip IS NOT DISTINCT FROM g.source_ip
-              AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
-        )
-        LIMIT 1
-    $query$ INTO unchained;
+    SELECT g.id INTO unchained FROM gone g
+    WHERE NOT EXISTS (
+        SELECT 1 FROM compliance_auditentry e
+        WHERE e."timestamp" = g."timestamp" AND e.actor_type = g.actor_type AND e.actor_id = g.actor_id
+          AND e.actor_name = g.actor_name AND e.department_id IS NOT DISTINCT FROM g.department_id
+          AND e.department_slug = g.department_slug AND e.event_type = g.event_type
+          AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
+          AND e.object_repr = g.object_repr AND e.source_ip IS NOT DISTINCT FROM g.source_ip
+          AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
+    )
+    LIMIT 1;
     IF unchained IS NOT NULL THEN
         RAISE EXCEPTION 'pending audit entry %: DELETE refused (only the sealer removes it, once it is chained)',
             unchained;
