@@ -58,6 +58,9 @@ class EventType(models.TextChoices):
     CONVERSATION_DELETE = "conversation.delete", _("Conversation deleted")
     CONVERSATION_VIEW = "conversation.view", _("Conversation content viewed")
     INFERENCE = "inference.call", _("Model call")
+    # Written before a streamed answer's first token: if it cannot be written, nothing is sent
+    # (AU-4); the inference.call entry with the outcome follows when the stream ends.
+    INFERENCE_START = "inference.start", _("Model call started")
     EXTRACTION = "inference.extraction", _("Structured extraction")
     MODEL_LOAD = "model.load", _("Model loaded")
     API_KEY_CREATE = "api_key.create", _("API key created")

@@ -26,17 +26,18 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from accounts.policy import current_policy
 from accounts.websocket import CLOSE_SESSION_ENDED, SessionBoundConsumerMixin
 from compliance.context import RequestContext, request_context
 from compliance.events import EventType, Outcome
 from compliance.middleware import client_address
-from compliance.services import audit_record
+from compliance.services import AuditWriteError, audit_record
 from departments.models import Membership
 from departments.tenancy import department_scope
 from inference import chat_protocol as protocol
-from inference.conversations import conversation_turn_record, inference_refusal_record
+from inference.conversations import conversation_turn_record, inference_refusal_record, inference_start_record
 from inference.engine import current_engine, require_engine
 from inference.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.handle import Done, Error, GenerationHandle, Queued, Token
@@ -264,8 +265,15 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             if await self._checks_pass(touch=True):
                 await self._refuse(request, request_id, protocol.CODE_MODEL_UNAVAILABLE, str(exc))
             return
-        # One database round trip before the model starts: access checks, rate limit, history.
-        outcome = await database_sync_to_async(self._begin)(request, request_id)
+        # One database round trip before the model starts: access checks, rate limit, history,
+        # and the audit entry of the start. If that entry cannot be written, the turn does not
+        # start (AU-4): an error frame, nothing streamed.
+        try:
+            outcome = await database_sync_to_async(self._begin)(request, request_id, engine.info().name)
+        except (AuditWriteError, DatabaseError):
+            logger.exception("chat turn %s not started: its audit entry could not be written", request_id)
+            await self._error(protocol.CODE_INTERNAL, protocol.INTERNAL_ERROR, ref=request.ref)
+            return
         if isinstance(outcome, int):
             await self.close(code=outcome)
             return
@@ -313,7 +321,9 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             )
         )
 
-    def _begin(self, request: protocol.TurnStart, request_id: str) -> int | protocol.ProtocolError | Prepared:
+    def _begin(
+        self, request: protocol.TurnStart, request_id: str, model: str
+    ) -> int | protocol.ProtocolError | Prepared:
         """Close code, refusal, or the prepared turn."""
         code = self._gate(True)
         if code is not None:
@@ -331,11 +341,23 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 retry_after=retry_after,
             )
         try:
-            return self._prepare(request, request_id)
+            prepared = self._prepare(request, request_id)
         except ConversationNotFound:
             return protocol.ProtocolError(protocol.CONVERSATION_NOT_FOUND, protocol.CODE_NOT_FOUND)
         except protocol.ProtocolError as problem:  # a file id not in this department
             return problem
+        # Before the first token leaves: if this entry cannot be written, nothing is sent (AU-4).
+        with request_context(self._context(request_id)):
+            inference_start_record(
+                department=self.department,
+                user=self.user,
+                channel="websocket",
+                prompt=request.text,
+                conversation=prepared.conversation,
+                assets=prepared.assets,
+                model=model,
+            )
+        return prepared
 
     async def _refuse(self, request: protocol.TurnStart, request_id: str, code: str, message: str, **fields) -> None:
         def record() -> None:

@@ -256,6 +256,35 @@ def conversation_turn_record(
     return asked, answered
 
 
+def inference_start_record(
+    *,
+    department: Department | int,
+    user: Any,
+    channel: str,
+    prompt: str,
+    conversation: Any = None,
+    assets: Any = (),
+    model: str = "",
+) -> None:
+    """Audit a streamed answer before its first token is sent (AU-4: if the audit write fails,
+    the answer is never sent). The ``inference.call`` entry with the outcome follows at the end."""
+    audit_record(
+        event_type=EventType.INFERENCE_START,
+        actor=user,
+        department=department,
+        object_type="inference.conversation" if channel == "websocket" else "inference.model",
+        object_id=str(conversation.pk) if conversation is not None else "",
+        object_repr=model[:255],
+        details={
+            "channel": channel,
+            "conversation": conversation.pk if conversation is not None else None,
+            "prompt_sha256": prompt_sha256(prompt),
+            "prompt_preview": masked_preview(prompt),
+            "assets": [str(asset.pk) for asset in assets],
+        },
+    )
+
+
 @transaction.atomic
 def inference_refusal_record(*, department: Department | int, user: Any, reason: str, prompt: str = "") -> None:
     """Audit a turn that never reached the model (rate limit, busy engine, unloaded model)."""

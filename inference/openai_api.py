@@ -419,6 +419,16 @@ class ChatCompletionsView(OpenAIView):
                 return Response(
                     _completion_body(completion_id, created, chat.model, text, finish, prompt_tokens, completion_tokens)
                 )
+            if chat.stream:
+                # Before the first token leaves: if this entry cannot be written, nothing is sent
+                # (AU-4). The inference.call entry with the outcome follows when the stream ends.
+                audit_record(
+                    event_type=EventType.INFERENCE_START,
+                    department=department,
+                    object_type="inference.model",
+                    object_repr=info.name[:255],
+                    details=audit.details,
+                )
             handle = engine.submit(chat.messages, **submit)
         except Exception as exc:
             audit.record(outcome=Outcome.FAILURE, error=exc)

@@ -194,7 +194,10 @@ def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> 
 @require_GET
 def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="thumbnail")
-    response = HttpResponse(asset_thumbnail_png(asset), content_type="image/png")
+    png = asset_thumbnail_png(asset)
+    # A thumbnail is the file's content, decrypted and scaled down: a view like any other (AU-1).
+    audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "thumbnail"})
+    response = HttpResponse(png, content_type="image/png")
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
     response["Cache-Control"] = "private, no-store"

@@ -211,7 +211,8 @@ if LDAP_ENABLED:
 ADMIN_ALLOWED_NETWORKS = env_networks(
     # Loopback only until the operator names the administrators' own subnet (IP-1): the whole
     # intranet is not an administration network.
-    "ADMIN_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"]
+    "ADMIN_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128"],
 )
 # Proxies whose X-Forwarded-For is believed for the client address (nginx in deploy/).
 TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])

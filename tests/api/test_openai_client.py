@@ -69,9 +69,12 @@ def test_streaming_yields_chunks_and_usage(client, live_api):
         "from compliance.models import AuditEntry; "
         "e = [e for e in AuditEntry.objects.filter(event_type='inference.call').order_by('sequence') "
         "if e.details.get('stream') is True][-1]; "
-        "print(e.outcome, e.actor_type, e.department_slug, e.details['completion_tokens'], bool(e.request_id))"
+        "s = AuditEntry.objects.filter(event_type='inference.start', request_id=e.request_id).first(); "
+        "print(e.outcome, e.actor_type, e.department_slug, e.details['completion_tokens'], bool(e.request_id), "
+        "s is not None and s.sequence < e.sequence and s.details['prompt_sha256'] == e.details['prompt_sha256'])"
     )
-    assert audit.split() == ["success", "api_key", "finance", str(chunks[-1].usage.completion_tokens), "True"]
+    # ... and its start before the first token (AU-4), in the same request.
+    assert audit.split() == ["success", "api_key", "finance", str(chunks[-1].usage.completion_tokens), "True", "True"]
 
 
 def test_errors_arrive_as_the_clients_exceptions(client, live_api):

@@ -176,6 +176,12 @@ def test_thumbnail_is_made_on_the_fly_and_never_stored(client, personas, stored,
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
     assert response["Cache-Control"] == "private, no-store"
     assert stored_files(asset_storage) == before
+    entry = last_entry()  # the decrypted content was shown: audited like a view
+    assert (entry.event_type, entry.object_id, entry.details) == (
+        EventType.ASSET_VIEW,
+        str(stored["admin_file"].pk),
+        {"view": "thumbnail"},
+    )
 
 
 def test_pdf_thumbnail_renders_the_first_page(client, personas, system_context):

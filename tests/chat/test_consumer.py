@@ -126,6 +126,27 @@ async def test_a_turn_streams_tokens_and_is_stored_and_audited(personas, chat_en
     assert call.user_agent == "pytest-chat"
     created = await sync_to_async(entries)(EventType.CONVERSATION_CREATE, actor_name="bob")
     assert created and created[-1].object_id == str(done["conversation"])
+    # The start of the stream was recorded before any token left (AU-4), in the same request.
+    start = (await sync_to_async(entries)(EventType.INFERENCE_START, actor_name="bob"))[-1]
+    assert start.request_id == call.request_id and start.sequence < call.sequence
+    assert start.details["prompt_sha256"] == call.details["prompt_sha256"]
+    assert "13812345678" not in json.dumps(start.details, ensure_ascii=False)
+
+
+async def test_nothing_is_streamed_when_the_start_cannot_be_audited(personas, chat_engine, monkeypatch):
+    from compliance.services import AuditWriteError
+
+    def failing(**kwargs):
+        raise AuditWriteError("the audit trail cannot be written")
+
+    monkeypatch.setattr("inference.consumers.inference_start_record", failing)
+    chat = await open_chat("bob")
+    await chat.send_to(text_data=frame("turn.start", ref="r1", text="hello", params=SHORT_TURN))
+    answer = await receive(chat)
+    assert (answer["type"], answer["code"], answer["ref"]) == ("error", protocol.CODE_INTERNAL, "r1")
+    assert await chat.receive_nothing(timeout=0.5)  # no turn.accepted, no token
+    assert not await sync_to_async(entries)(EventType.INFERENCE, actor_name="bob")
+    await chat.disconnect()
 
 
 async def test_an_image_turn_and_a_follow_up_carry_the_history(personas, chat_engine, upload_png):
