@@ -90,22 +90,25 @@ BEGIN
 END
 $body$;
 
--- A pending row may only go once the chain holds the same content. Checked once per DELETE
--- statement over all its rows (the sealer deletes a batch at a time); the planner settings keep
--- the cached plan an index look-up per row (see compliance_audit_entry_insert_check).
+-- A pending row may only go once the chain holds the same content, in an entry above the head:
+-- one the deleting transaction itself has just chained (the sealer moves the head last). Checked
+-- once per DELETE statement over all its rows, as one hash anti-join between the deleted rows
+-- and the entries above the head (a primary-key range); the planner settings keep that plan
+-- whatever the table's size when it was cached. Every column is compared exactly.
 CREATE OR REPLACE FUNCTION compliance_audit_pending_delete_check() RETURNS trigger LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $body$
+SET enable_seqscan = off SET enable_nestloop = off SET enable_mergejoin = off AS $body$
 DECLARE
     unchained bigint;
 BEGIN
     SELECT g.id INTO unchained FROM gone g
     WHERE NOT EXISTS (
         SELECT 1 FROM compliance_auditentry e
-        WHERE e."timestamp" = g."timestamp" AND e.actor_type = g.actor_type AND e.actor_id = g.actor_id
-          AND e.actor_name = g.actor_name AND e.department_id IS NOT DISTINCT FROM g.department_id
+        WHERE e.sequence > (SELECT h.sequence FROM compliance_auditchainhead h WHERE h.id = 1)
+          AND e."timestamp" = g."timestamp" AND e.actor_type = g.actor_type AND e.actor_id = g.actor_id
+          AND e.actor_name = g.actor_name AND coalesce(e.department_id, -1) = coalesce(g.department_id, -1)
           AND e.department_slug = g.department_slug AND e.event_type = g.event_type
           AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
-          AND e.object_repr = g.object_repr AND e.source_ip IS NOT DISTINCT FROM g.source_ip
+          AND e.object_repr = g.object_repr AND coalesce(e.source_ip, '') = coalesce(g.source_ip, '')
           AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
     )
     LIMIT 1;
