@@ -22,9 +22,10 @@ from accounts.models import (
 )
 from accounts.permissions import Action, admin_action_allowed
 from accounts.policy import policy_from_settings
-from accounts.two_factor import two_factor_remove
+from accounts.two_factor import two_factor_remove, two_factor_remove_refusal
 from compliance.admin_audit import AuditedModelAdmin
-from compliance.events import EventType
+from compliance.events import EventType, Outcome
+from compliance.services import audit_record
 
 ADMIN_ACCOUNT_READ_ONLY = _("Administrator accounts are not managed here.")
 DIRECTORY_ACCOUNT_NO_ROLE = _("Administrator roles are for local accounts only.")
@@ -85,10 +86,34 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     def reset_two_factor(self, request, queryset):
         if not admin_action_allowed(request.user, Action.TWO_FACTOR_RESET):
             raise PermissionError
-        with transaction.atomic():
-            for user in queryset:
-                two_factor_remove(user=user, acting_user=request.user)
-        self.message_user(request, _("Two-factor authentication was reset."), messages.SUCCESS)
+        _two_factor_reset(self, request, queryset)
+
+
+def _two_factor_reset(model_admin, request, queryset) -> None:
+    """Reset the second factor of the accounts allowed; refusals (administrators' accounts for
+    the system administrator, one's own) are audited and named, the rest go ahead."""
+    allowed, refused = [], []
+    for user in queryset:
+        reason = two_factor_remove_refusal(user=user, acting_user=request.user)
+        (allowed if reason is None else refused).append((user, reason))
+    for user, reason in refused:  # recorded outside the transaction below: a denial stays on record
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            actor=request.user,
+            obj=user,
+            details={"action": Action.TWO_FACTOR_RESET.value, "reason": reason},
+        )
+        model_admin.message_user(request, f"{user.get_username()}: {_(reason)}", messages.ERROR)
+    with transaction.atomic():
+        for user, _reason in allowed:
+            two_factor_remove(user=user, acting_user=request.user)
+    if allowed:
+        model_admin.message_user(
+            request,
+            _("Two-factor authentication was reset for %(n)d account(s).") % {"n": len(allowed)},
+            messages.SUCCESS,
+        )
 
 
 class AdministratorRoleForm(forms.ModelForm):
@@ -115,6 +140,8 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
     fields = ("username", "first_name", "last_name", "source", "admin_role")
     readonly_fields = ("username", "first_name", "last_name", "source")
 
+    actions = ["reset_administrator_two_factor"]
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.pk == request.user.pk:
             return False  # nobody moves themselves between the three roles
@@ -122,6 +149,12 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description=_("Reset two-factor authentication (the administrator enrols again)"))
+    def reset_administrator_two_factor(self, request, queryset):
+        if not admin_action_allowed(request.user, Action.ADMIN_TWO_FACTOR_RESET):
+            raise PermissionError
+        _two_factor_reset(self, request, queryset)
 
     def has_delete_permission(self, request, obj=None):
         return False

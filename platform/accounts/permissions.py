@@ -50,6 +50,9 @@ class Action(StrEnum):
     MODEL_SETTINGS = "model.settings"
     BACKUP_RUN = "backup.run"
     TWO_FACTOR_RESET = "two_factor.reset"
+    # An administrator's second factor is reset by the security administrator, never by the
+    # system administrator (who could then take the account over) and never by its owner.
+    ADMIN_TWO_FACTOR_RESET = "two_factor.reset_administrator"
     # --- the security administrator (SM-2, AC-5)
     ROLE_ASSIGN = "role.assign"
     GROUP_MAPPING_MANAGE = "group_mapping.manage"
@@ -84,6 +87,7 @@ ADMIN_ACTIONS: dict[Action, frozenset[AdminRole]] = {
     Action.BACKUP_RUN: frozenset({_S}),
     Action.TWO_FACTOR_RESET: frozenset({_S}),
     Action.ROLE_ASSIGN: frozenset({_X}),
+    Action.ADMIN_TWO_FACTOR_RESET: frozenset({_X}),
     Action.GROUP_MAPPING_MANAGE: frozenset({_X}),
     Action.LABEL_MANAGE: frozenset({_X}),
     Action.RETENTION_MANAGE: frozenset({_X}),

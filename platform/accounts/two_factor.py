@@ -8,6 +8,7 @@ from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.permissions import Action, admin_action_allowed
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 
@@ -15,6 +16,9 @@ TOTP_DEVICE_NAME = "authenticator"
 RECOVERY_DEVICE_NAME = "recovery codes"
 RECOVERY_CODE_COUNT = 10
 TWO_FACTOR_REQUIRED_FOR_ADMINS = "Administrators cannot switch two-factor authentication off."
+ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY = (
+    "An administrator's two-factor authentication is reset only by the security administrator."
+)
 
 
 def two_factor_enrolled(user) -> bool:
@@ -90,11 +94,29 @@ def two_factor_verify(*, user, token: str):
     return device
 
 
+def two_factor_remove_refusal(*, user, acting_user) -> str | None:
+    """Why ``acting_user`` may not remove ``user``'s second factor, or None.
+
+    Members may switch theirs off, and the system administrator resets anyone's but an
+    administrator's; an administrator's is reset only by the security administrator, never by
+    its owner (separation of the three administrators: otherwise the system administrator could
+    reset the audit administrator's factor and enrol one of their own).
+    """
+    if not user.admin_role:
+        return None
+    if acting_user == user:
+        return TWO_FACTOR_REQUIRED_FOR_ADMINS
+    if not admin_action_allowed(acting_user, Action.ADMIN_TWO_FACTOR_RESET):
+        return ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY
+    return None
+
+
 @transaction.atomic
 def two_factor_remove(*, user, acting_user) -> None:
-    """Members may switch it off themselves; an administrator's is only reset by the system admin."""
-    if user.admin_role and acting_user == user:
-        raise PermissionError(TWO_FACTOR_REQUIRED_FOR_ADMINS)
+    """Remove ``user``'s devices (they enrol again); callers audit a refusal before calling."""
+    refusal = two_factor_remove_refusal(user=user, acting_user=acting_user)
+    if refusal is not None:
+        raise PermissionError(refusal)
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
     audit_record(

@@ -29,6 +29,7 @@ ADMIN_EXPECTED = {
     Action.BACKUP_RUN: {"system"},
     Action.TWO_FACTOR_RESET: {"system"},
     Action.ROLE_ASSIGN: {"security"},
+    Action.ADMIN_TWO_FACTOR_RESET: {"security"},
     Action.GROUP_MAPPING_MANAGE: {"security"},
     Action.LABEL_MANAGE: {"security"},
     Action.RETENTION_MANAGE: {"security"},

@@ -149,3 +149,51 @@ def test_renewing_recovery_codes_is_audited(make_user, system_context):
     assert len(codes) == 10
     entry = AuditEntry.objects.filter(event_type=EventType.TOTP_ENROL, actor_name="renewer").get()
     assert entry.details == {"action": "recovery codes renewed"}
+
+
+# --- resetting someone's second factor (the three administrators kept apart) -----------------
+
+
+def _admin_request(user):
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/admin/", REMOTE_ADDR="127.0.0.1")
+    request.user, request.session = user, SessionStore()
+    request._messages = FallbackStorage(request)
+    return request
+
+
+def _reset_as(acting_user, model, action: str, *targets):
+    from django.contrib import admin
+
+    model_admin = admin.site._registry[model]
+    getattr(model_admin, action)(_admin_request(acting_user), model.objects.filter(pk__in=[t.pk for t in targets]))
+
+
+def test_the_system_administrator_resets_members_but_not_administrators(make_admin, personas, system_context):
+    from accounts.models import User
+
+    system, _device = make_admin(AdminRole.SYSTEM)
+    auditor, auditor_device = make_admin(AdminRole.AUDIT)
+    TOTPDevice.objects.create(user=personas.member, name="authenticator", confirmed=True)
+    _reset_as(system, User, "reset_two_factor", personas.member, auditor)
+    assert not TOTPDevice.objects.filter(user=personas.member).exists()
+    # The audit administrator's factor stays: otherwise the system administrator could reset it
+    # and enrol one of their own. The refusal is on record.
+    assert TOTPDevice.objects.filter(pk=auditor_device.pk).exists()
+    denial = AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED, object_id=str(auditor.pk)).get()
+    assert denial.outcome == Outcome.DENIED and denial.actor_name == system.username
+    assert "security administrator" in denial.details["reason"]
+
+
+def test_the_security_administrator_resets_another_administrators_factor_not_their_own(make_admin, system_context):
+    from accounts.models import AdministratorRole
+
+    security, security_device = make_admin(AdminRole.SECURITY)
+    auditor, auditor_device = make_admin(AdminRole.AUDIT)
+    _reset_as(security, AdministratorRole, "reset_administrator_two_factor", auditor, security)
+    assert not TOTPDevice.objects.filter(pk=auditor_device.pk).exists()
+    assert TOTPDevice.objects.filter(pk=security_device.pk).exists()
+    assert AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED, object_id=str(security.pk)).exists()
