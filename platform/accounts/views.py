@@ -183,15 +183,20 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
                 request.session[RECOVERY_CODES_SESSION_KEY] = codes
                 return redirect("recovery-codes")
             form.add_error("token", _("That code is not valid. Try again."))
-        elif action == "regenerate" and enrolled:
-            request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
-            return redirect("recovery-codes")
-        elif action == "remove" and enrolled:
-            try:
-                two_factor_remove(user=user, acting_user=user)
-            except PermissionError:
-                messages.error(request, _(TWO_FACTOR_REQUIRED_FOR_ADMINS))
-            return redirect("two-factor")
+        elif action in ("regenerate", "remove") and enrolled:
+            # A step-up: a signed-in session alone (left open, or stolen) must not replace the
+            # recovery codes or switch the second factor off. A current code is asked for.
+            if not form.is_valid() or two_factor_verify(user=user, token=form.cleaned_data["token"]) is None:
+                form.add_error(None if form.is_valid() else "token", _("That code is not valid. Try again."))
+            elif action == "regenerate":
+                request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
+                return redirect("recovery-codes")
+            else:
+                try:
+                    two_factor_remove(user=user, acting_user=user)
+                except PermissionError:
+                    messages.error(request, _(TWO_FACTOR_REQUIRED_FOR_ADMINS))
+                return redirect("two-factor")
     context = {"enrolled": enrolled, "form": form, "mandatory": bool(user.admin_role)}
     if not enrolled:
         device = totp_device_pending(user)

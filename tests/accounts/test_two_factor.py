@@ -12,6 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.login import PENDING_MAX_SECONDS, PENDING_SESSION_KEY
 from accounts.models import AdminRole
+from accounts.views import RECOVERY_CODES_SESSION_KEY
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from tests.accounts.conftest import TEST_PASSWORD, totp_next, totp_now
@@ -111,14 +112,20 @@ def test_member_may_sign_in_without_then_enrol_and_then_needs_it(client, persona
     device = TOTPDevice.objects.get(user=personas.member, confirmed=False)
     response = client.post(reverse("two-factor"), {"action": "enrol", "token": totp_now(device)})
     assert response["Location"] == reverse("recovery-codes")
+    recovery_codes = client.session[RECOVERY_CODES_SESSION_KEY]
     client.post(reverse("logout"))
 
     assert password_step(client, "bob")["Location"] == reverse("login-verify")
     assert client.post(reverse("login-verify"), {"token": totp_next(device)}).status_code == 302
     assert is_signed_in(client)
 
-    # A member may switch it off again.
+    # A member may switch it off again, with a current code (a step-up: an open session alone
+    # does not do); the authenticator's next code was used to sign in, so a recovery code here.
     client.post(reverse("two-factor"), {"action": "remove"})
+    assert TOTPDevice.objects.filter(user=personas.member).exists()
+    client.post(reverse("two-factor"), {"action": "remove", "token": "12345678"})
+    assert TOTPDevice.objects.filter(user=personas.member).exists()
+    client.post(reverse("two-factor"), {"action": "remove", "token": recovery_codes[0]})
     assert not TOTPDevice.objects.filter(user=personas.member).exists()
 
 
@@ -197,3 +204,16 @@ def test_the_security_administrator_resets_another_administrators_factor_not_the
     assert not TOTPDevice.objects.filter(pk=auditor_device.pk).exists()
     assert TOTPDevice.objects.filter(pk=security_device.pk).exists()
     assert AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED, object_id=str(security.pk)).exists()
+
+
+def test_new_recovery_codes_need_a_current_code(client, make_admin, system_context):
+    user, device = make_admin(AdminRole.SECURITY)
+    password_step(client, user.username)
+    client.post(reverse("login-verify"), {"token": totp_now(device)})
+    old_codes = set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    response = client.post(reverse("two-factor"), {"action": "regenerate"})
+    assert response.status_code == 200 and response.context["form"].errors
+    assert set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True)) == old_codes
+    response = client.post(reverse("two-factor"), {"action": "regenerate", "token": totp_next(device)})
+    assert response["Location"] == reverse("recovery-codes")
+    assert set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True)).isdisjoint(old_codes)
