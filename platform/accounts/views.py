@@ -183,11 +183,18 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
                 request.session[RECOVERY_CODES_SESSION_KEY] = codes
                 return redirect("recovery-codes")
             form.add_error("token", _("That code is not valid. Try again."))
-        elif action in ("regenerate", "remove") and enrolled:
+        elif action in ("regenerate", "remove") and enrolled and form.is_valid():
             # A step-up: a signed-in session alone (left open, or stolen) must not replace the
-            # recovery codes or switch the second factor off. A current code is asked for.
-            if not form.is_valid() or two_factor_verify(user=user, token=form.cleaned_data["token"]) is None:
-                form.add_error(None if form.is_valid() else "token", _("That code is not valid. Try again."))
+            # recovery codes or switch the second factor off. A current code is asked for, and a
+            # wrong one counts toward the lockout as at sign-in (no guessing codes from a session).
+            if two_factor_verify(user=user, token=form.cleaned_data["token"]) is None:
+                if pipeline.second_factor_reject(request, user):
+                    from accounts.sessions import sessions_end_for_user
+
+                    sessions_end_for_user(user=user, reason="lockout")
+                    messages.error(request, LOGIN_REFUSED)
+                    return redirect("login")
+                form.add_error("token", _("That code is not valid. Try again."))
             elif action == "regenerate":
                 request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
                 return redirect("recovery-codes")

@@ -217,3 +217,16 @@ def test_new_recovery_codes_need_a_current_code(client, make_admin, system_conte
     response = client.post(reverse("two-factor"), {"action": "regenerate", "token": totp_next(device)})
     assert response["Location"] == reverse("recovery-codes")
     assert set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True)).isdisjoint(old_codes)
+
+
+def test_guessing_step_up_codes_locks_the_account_and_ends_the_session(client, make_admin, system_context):
+    user, device = make_admin(AdminRole.AUDIT)
+    password_step(client, user.username)
+    client.post(reverse("login-verify"), {"token": totp_now(device)})
+    bad = "000000" if totp_next(device) != "000000" else "111111"
+    for _ in range(4):
+        assert client.post(reverse("two-factor"), {"action": "regenerate", "token": bad}).status_code == 200
+    response = client.post(reverse("two-factor"), {"action": "regenerate", "token": bad})
+    assert response["Location"] == reverse("login")
+    assert not is_signed_in(client)
+    assert AuditEntry.objects.filter(event_type=EventType.LOCKOUT).exists()
