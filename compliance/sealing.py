@@ -43,7 +43,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.base import ModelState
 
-from compliance.chain import CANONICAL_FIELDS, chain_hash
+from compliance.chain import chain_hash
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
 
 logger = logging.getLogger(__name__)
@@ -159,14 +159,8 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     )
     with db.wrap_database_errors:
         cursor = _append_cursor(db)
-        if not wait and background_sealer.has_waiting():
-            # This process already knows of a backlog, so the entry would be left to the sealer
-            # anyway: a plain INSERT spares the server the attempt.
-            cursor.execute(_INSERT, [content])
-            pending_id, chained, sequence = cursor.fetchone()[0], DEFERRED, None
-        else:
-            cursor.execute(_APPEND, [content, BATCH, wait])
-            pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
+        cursor.execute(_APPEND, [content, BATCH, wait])
+        pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
     if chained in (BUSY, DEFERRED) or chained == BATCH:
         db.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
@@ -195,9 +189,6 @@ def _loaded(model, fields: dict, alias: str):
     return instance
 
 
-_CONTENT = ", ".join(f'"{name}"' for name in CANONICAL_FIELDS[1:])
-_FROM_JSON = "json_populate_record(NULL::compliance_auditpending, %s::json)"
-_INSERT = f"INSERT INTO compliance_auditpending ({_CONTENT}) SELECT {_CONTENT} FROM {_FROM_JSON} RETURNING id"  # noqa: S608
 _APPEND = (
     "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
     "FROM compliance_audit_append(%s::json, %s, %s)"
@@ -224,9 +215,6 @@ class BackgroundSealer:
         self._lock = threading.Lock()
         self._waiting: set[int] = set()
         self._thread: threading.Thread | None = None
-
-    def has_waiting(self) -> bool:
-        return bool(self._waiting)
 
     def defer(self, pending_id: int) -> None:
         with self._lock:
