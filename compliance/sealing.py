@@ -37,11 +37,14 @@ import json
 import logging
 import threading
 import time
+import weakref
 
 import psycopg
+import psycopg.errors
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models.base import ModelState
+from psycopg import pq
 
 from compliance.chain import chain_hash
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
@@ -152,15 +155,13 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
         if sealed is None or len(sealed) == BATCH:
             db.on_commit(lambda: background_sealer.defer(pending.id))
         return pending if sealed is None else sealed.get(pending.id, pending)
-    # The content as one JSON object: one parameter to send instead of fifteen (the client's
-    # per-parameter work was most of audit_record's cost); the database unpacks it.
+    # The content as one JSON object: one parameter to send instead of fifteen; the database
+    # unpacks it.
     content = json.dumps(
         {**values, "timestamp": values["timestamp"].isoformat(), "details": details_text}, ensure_ascii=False
     )
     with db.wrap_database_errors:
-        cursor = _append_cursor(db)
-        cursor.execute(_APPEND, [content, BATCH, wait])
-        pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
+        pending_id, chained, first, last, sequence, prev_hash, entry_hash = _call_append(db, content, wait)
     if chained in (BUSY, DEFERRED) or chained == BATCH:
         db.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
@@ -169,14 +170,71 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     return _loaded(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values}, db.alias)
 
 
-def _append_cursor(db) -> psycopg.Cursor:
-    """psycopg's own cursor, not Django's (server-side binding, the statements prepared after a
-    few calls), kept per connection: audit_record is the hot path of every action."""
+_APPEND_SQL = (
+    "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
+    "FROM compliance_audit_append($1::json, $2, $3)"
+)
+_APPEND_SQL_PSYCOPG = _APPEND_SQL.replace("$1", "%s").replace("$2", "%s").replace("$3", "%s")
+_APPEND_NAME = b"compliance_audit_append"
+_APPEND_PARAMS = {False: [str(BATCH).encode(), b"f"], True: [str(BATCH).encode(), b"t"]}
+# The sessions (psycopg connections, which the pool hands from one Django connection to another)
+# where the statement is prepared.
+_prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_IDLE, _IN_TRANSACTION = pq.TransactionStatus.IDLE, pq.TransactionStatus.INTRANS
+
+
+def _call_append(db, content: str, wait: bool) -> tuple:
+    """compliance_audit_append as a statement prepared once per connection and run through
+    libpq directly: psycopg's Python layer (query conversion, adaptation, its generators) was
+    half of audit_record's own time, for one parameter.
+
+    psycopg's cursor is used instead when it has work to do first: the transaction of an atomic
+    block whose first statement this is has to be opened (``BEGIN`` with the connection's
+    isolation level), or psycopg prepares statements itself (then it may ``DEALLOCATE ALL``, ours
+    included, after a rollback).
+    """
     db.ensure_connection()
-    cursor = getattr(db, "_audit_cursor", None)
-    if cursor is None or cursor.connection is not db.connection or cursor.closed:
-        cursor = db._audit_cursor = psycopg.Cursor(db.connection)
-    return cursor
+    db.validate_no_broken_transaction()
+    conn = db.connection
+    pgconn = conn.pgconn
+    status = pgconn.transaction_status
+    if (
+        conn.prepare_threshold is not None
+        or status not in (_IDLE, _IN_TRANSACTION)
+        or (status == _IDLE and not conn.autocommit)
+    ):
+        with psycopg.Cursor(conn) as cursor:
+            cursor.execute(_APPEND_SQL_PSYCOPG, [content, BATCH, wait])
+            return cursor.fetchone()
+    if conn not in _prepared_on:
+        _check(conn, pgconn.prepare(_APPEND_NAME, _APPEND_SQL.encode()))
+        _prepared_on.add(conn)
+    result = pgconn.exec_prepared(_APPEND_NAME, [content.encode(), *_APPEND_PARAMS[wait]])
+    if result.status != _TUPLES_OK and status == _IDLE and _sqlstate(result) == "26000":
+        # The statement was deallocated behind our back (DISCARD ALL, DEALLOCATE ALL). In
+        # autocommit nothing was lost: prepare it again. In a transaction, the error has aborted
+        # it, and the action fails with its entry (AU-4).
+        _check(conn, pgconn.prepare(_APPEND_NAME, _APPEND_SQL.encode()))
+        result = pgconn.exec_prepared(_APPEND_NAME, [content.encode(), *_APPEND_PARAMS[wait]])
+    _check(conn, result)
+    value = result.get_value
+    pending_id, chained = int(value(0, 0)), int(value(0, 1))
+    first, last, sequence = (None if value(0, i) is None else int(value(0, i)) for i in (2, 3, 4))
+    prev_hash, entry_hash = (None if value(0, i) is None else value(0, i).decode() for i in (5, 6))
+    return pending_id, chained, first, last, sequence, prev_hash, entry_hash
+
+
+def _sqlstate(result) -> str:
+    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+
+
+def _check(conn: psycopg.Connection, result) -> None:
+    if result.status in (_TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        return
+    if result.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+    raise psycopg.OperationalError(f"audit append: unexpected result {result.status.name}")
 
 
 def _loaded(model, fields: dict, alias: str):
@@ -187,12 +245,6 @@ def _loaded(model, fields: dict, alias: str):
     instance._state = ModelState()
     instance._state.adding, instance._state.db = False, alias
     return instance
-
-
-_APPEND = (
-    "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
-    "FROM compliance_audit_append(%s::json, %s, %s)"
-)
 
 
 class BackgroundSealer:
@@ -222,7 +274,8 @@ class BackgroundSealer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
                 self._thread.start()
-        self._event.set()
+        if not self._event.is_set():  # under load it mostly is: no need to take its lock again
+            self._event.set()
 
     def _run(self) -> None:
         while True:

@@ -126,6 +126,10 @@ BEGIN
 END
 $body$;
 
+-- The highest pending id the last seal took (see compliance_audit_append). A sequence, so that
+-- setting it takes no row lock and writes no row version.
+CREATE SEQUENCE IF NOT EXISTS compliance_audit_sealed_mark MINVALUE 0 START WITH 0;
+
 -- The sealer, server-side: chains up to ``batch`` pending entries in one call, so sealing costs
 -- one round trip however many entries it covers. Its canonical encoding is audit-v2 exactly as
 -- compliance/chain.py defines it; audit_verify recomputes every hash in Python, so the two
@@ -224,6 +228,9 @@ BEGIN
     ORDER BY c.ordinality;
     DELETE FROM compliance_auditpending WHERE id = ANY(ids);
     UPDATE compliance_auditchainhead SET sequence = head_sequence, hash = head_hash WHERE id = 1;
+    -- A hint for compliance_audit_append, not a guarantee: an entry below the mark may still be
+    -- pending (committed after this batch was read); it is chained by the next seal all the same.
+    PERFORM setval('compliance_audit_sealed_mark', ids[chained]);
     last_sequence := head_sequence;
 END
 $body$;
@@ -250,7 +257,13 @@ BEGIN
     -- Seal here only when nothing else is pending (a lone writer: its entry is chained at once).
     -- With a backlog, the background sealers chain it in a batch: per-seal costs are paid once
     -- for many entries instead of by every writer.
-    IF NOT lock_wait AND EXISTS (SELECT 1 FROM compliance_auditpending q WHERE q.id <> pending_id) THEN
+    -- Only the ids handed out since the last seal are looked at: below the mark, the index holds
+    -- the rows sealers have just deleted, which every look-up from the low end would wade
+    -- through (most of a writer's cost under load, before the mark).
+    IF NOT lock_wait AND EXISTS (
+        SELECT 1 FROM compliance_auditpending q
+        WHERE q.id > (SELECT m.last_value FROM compliance_audit_sealed_mark m) AND q.id < pending_id
+    ) THEN
         chained := -2;
         RETURN;
     END IF;
@@ -306,6 +319,7 @@ DROP FUNCTION IF EXISTS compliance_audit_pending_delete_check();
 DROP FUNCTION IF EXISTS compliance_audit_append(json, integer, boolean);
 DROP FUNCTION IF EXISTS compliance_audit_seal(integer, boolean, bigint);
 DROP FUNCTION IF EXISTS compliance_append_only_refuse();
+DROP SEQUENCE IF EXISTS compliance_audit_sealed_mark;
 """
 
 # SQLite has no TRUNCATE: "DELETE FROM t" is its truncate, and a DELETE trigger turns off the
@@ -393,3 +407,9 @@ def install_migration(apps, schema_editor) -> None:
 
 def remove_migration(apps, schema_editor) -> None:
     triggers_remove(schema_editor.connection)
+
+
+def reinstall_migration(apps, schema_editor) -> None:
+    """The current definitions in place of whatever an earlier migration installed."""
+    triggers_remove(schema_editor.connection)
+    triggers_install(schema_editor.connection)

@@ -155,6 +155,79 @@ def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_
     assert [entry.details["who"] for entry in _chain_intact()] == ["writer"]
 
 
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first_statement", [True, False], ids=["entry-opens-the-transaction", "entry-after-a-write"])
+def test_an_entry_commits_and_rolls_back_with_its_action(first_statement):
+    """AU-4 on both ways audit_record talks to PostgreSQL: through psycopg when its statement
+    opens the transaction, straight through libpq once the transaction is open."""
+    from departments.models import Department
+
+    def action(name: str, fail: bool) -> None:
+        with transaction.atomic():
+            if not first_statement:
+                Department.objects.create(slug=name, name=name)
+            audit_record(event_type=EventType.ASSET_VIEW, details={"action": name})
+            if fail:
+                raise RuntimeError("the action failed")
+
+    with pytest.raises(RuntimeError):
+        action("failed", fail=True)
+    action("done", fail=False)
+    _all_chained()
+    assert [entry.details["action"] for entry in _chain_intact()] == ["done"]
+    assert Department.objects.filter(slug="failed").count() == 0
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_append_statement_survives_the_session_discarding_it():
+    audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})
+    with connection.cursor() as cursor:
+        cursor.execute("DISCARD ALL")  # prepared statements gone; nothing to lose in autocommit
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 2}), AuditEntry)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    # Inside a transaction the failed statement has aborted it: the action fails with its entry.
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditChainHead.objects.select_for_update().get()
+        audit_record(event_type=EventType.ASSET_VIEW, details={"n": "lost with its action"})
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 3}), AuditEntry)
+    assert [entry.details["n"] for entry in _chain_intact()] == [1, 2, 3]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_leaves_its_entry_to_the_sealers_while_others_wait_and_seals_at_once_when_none_do(monkeypatch):
+    from compliance import sealing
+
+    monkeypatch.setattr(sealing.background_sealer, "defer", lambda pending_id: None)  # seal by hand here
+    holder_locked, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                AuditChainHead.objects.select_for_update().get()
+                holder_locked.set()
+                release.wait(10)
+        finally:
+            close_old_connections()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holder_locked.wait(10)
+    first = audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})  # head busy: left pending
+    release.set()
+    thread.join(10)
+    assert isinstance(first, AuditPending)
+    # The head is free now, but an entry is waiting: this one joins the backlog rather than
+    # sealing in the writer's round trip (under load, sealing is the background sealers' batch work).
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 2}), AuditPending)
+    assert seal_pending() == 2
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 3}), AuditEntry)
+    assert [entry.details["n"] for entry in _chain_intact()] == [1, 2, 3]
+
+
 @pytest.mark.django_db
 def test_pending_entries_cannot_be_changed_or_removed_unchained(system_context):
     with transaction.atomic():
