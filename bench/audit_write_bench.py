@@ -1,16 +1,21 @@
 """Chained audit writes with 1, 4 and 16 concurrent writers on a durable throw-away PostgreSQL.
 
-    .venv/bin/python bench/audit_write_bench.py [--seconds 10] [--writers 1,4,16] [--rounds 1]
+    .venv/bin/python bench/audit_write_bench.py [--writers 1,4,16] [--slice 2] [--slices 8]
 
 Each writer is a process calling audit_record() in a loop, one transaction (one commit) per
 entry, as an action would; the sealer chains the entries as it does in production (in the
-writers' transactions when the head is free, after their commits otherwise). The clock stops
-only when every entry written is in the chain: what the writers left pending when their time
-was up is sealed and that time is counted. The baseline, measured in the same run with the same
-writers, inserts the same rows into a copy of the table without the chain (no pending step, no
-hash, no triggers, no chain constraints), one commit per row: "plain" has the indexes the
+writer's round trip when nothing else is pending, by the background sealers otherwise).
+
+The baseline inserts the same rows into a copy of the table without the chain (no pending step,
+no hash, no triggers, no chain constraints), one commit per row: "plain" keeps the indexes the
 console's filters need (any audit table has them, chained or not), "bare" only a primary key.
-Prints entries/s and the ratios chained/plain and chained/bare; the chain is verified after.
+
+Shared machines are noisy: a neighbour's load can halve throughput for a few seconds. So the
+same writer processes take turns: a short slice of plain inserts, one of bare inserts, one of
+chained writes, again and again, and the ratio is taken within each round of three slices,
+seconds apart, then the median over the rounds. A chained slice ends only when every entry
+written in it is in the chain: what the writers left pending when the slice was up is sealed
+before the next slice starts, and that time counts. The chain is verified at the end.
 """
 
 from __future__ import annotations
@@ -30,43 +35,7 @@ DETAILS = {
     "tokens": {"prompt": 812, "completion": 96},
     "latency_ms": 1234,
 }
-
-
-def _writer(mode: str, seconds: float, start_at: float, counter) -> None:
-    django_setup()
-    from django.db import connection
-
-    from compliance.chain import canonical_json
-    from compliance.services import audit_record
-
-    while time.time() < start_at:
-        time.sleep(0.001)
-    deadline = start_at + seconds
-    written = 0
-    details_text = canonical_json(DETAILS)
-    insert_plain, insert_bare = (_INSERT.format(table=table) for table in ("bench_plain_indexed", "bench_plain_bare"))
-    with connection.cursor() as cursor:
-        while time.time() < deadline:
-            if mode == "chained":
-                audit_record(
-                    event_type="inference.call",
-                    actor="system",
-                    department=1,
-                    object_type="inference.conversation",
-                    object_id="42",
-                    object_repr="对话 42",
-                    details=DETAILS,
-                )
-            else:
-                # The same row, written the simplest way: one INSERT, one commit (autocommit).
-                cursor.execute(
-                    insert_plain if mode == "plain" else insert_bare,
-                    [details_text, os.urandom(32).hex(), os.urandom(32).hex()],
-                )
-            written += 1
-    with counter.get_lock():
-        counter.value += written
-
+MODES = ("plain", "bare", "chained")
 
 _INSERT = (
     "INSERT INTO {table} (timestamp, actor_type, actor_id, actor_name, department_id, "
@@ -74,6 +43,52 @@ _INSERT = (
     "request_id, details, prev_hash, hash) VALUES (now(), 'system', '', 'system', 1, '', "
     "'inference.call', 'success', 'inference.conversation', '42', '对话 42', NULL, '', '', %s, %s, %s)"
 )
+
+
+def _writer(commands, results) -> None:
+    """Runs slices until told to stop: (mode, deadline) in, entries written out."""
+    django_setup()
+    from django.db import connection
+
+    from compliance.chain import canonical_json
+    from compliance.services import audit_record
+
+    details_text = canonical_json(DETAILS)
+    inserts = {"plain": _INSERT.format(table="bench_plain_indexed"), "bare": _INSERT.format(table="bench_plain_bare")}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        results.put(0)  # ready
+        while (command := commands.get()) is not None:
+            mode, start_at, deadline = command
+            while time.time() < start_at:
+                time.sleep(0.0005)
+            written = 0
+            while time.time() < deadline:
+                if mode == "chained":
+                    audit_record(
+                        event_type="inference.call",
+                        actor="system",
+                        department=1,
+                        object_type="inference.conversation",
+                        object_id="42",
+                        object_repr="对话 42",
+                        details=DETAILS,
+                    )
+                else:
+                    # The same row, written the simplest way: one INSERT, one commit (autocommit).
+                    cursor.execute(inserts[mode], [details_text, os.urandom(32).hex(), os.urandom(32).hex()])
+                written += 1
+            results.put(written)
+
+
+def _drain() -> None:
+    """Chain whatever the writers left pending (their own sealers are at it too)."""
+    from compliance.models import AuditPending
+    from compliance.sealing import seal_pending
+
+    while AuditPending.objects.exists():
+        if seal_pending() is None:
+            time.sleep(0.001)  # a writer's background sealer holds the head: it is chaining them
 
 
 def _chained_count() -> int:
@@ -84,44 +99,47 @@ def _chained_count() -> int:
         return cursor.fetchone()[0]
 
 
-def run(mode: str, writers: int, seconds: float) -> tuple[int, float]:
-    """(entries written, seconds until the last was in the chain)."""
+def measure(writers: int, slice_seconds: float, slices: int) -> list[dict[str, float]]:
+    """Per round: entries/s of each mode, its slices seconds apart with the same processes."""
     # Fresh interpreters, not forks: a forked child would inherit the parent's connection pool
     # without its worker threads and wait for a connection forever.
     spawn = multiprocessing.get_context("spawn")
-    counter = spawn.Value("q", 0)
-    start_at = time.time() + 6.0  # every process has started Django and connected by then
-    processes = [spawn.Process(target=_writer, args=(mode, seconds, start_at, counter)) for _ in range(writers)]
+    results = spawn.Queue()
+    queues = [spawn.Queue() for _ in range(writers)]
+    processes = [spawn.Process(target=_writer, args=(queue, results)) for queue in queues]
     for process in processes:
         process.start()
-    for process in processes:
-        process.join()
-        if process.exitcode != 0:
-            raise RuntimeError(f"a {mode} writer failed")
-    if mode != "chained":
-        return counter.value, seconds
-    from compliance.models import AuditPending
-    from compliance.sealing import seal_pending
-
-    drain_started = time.time()
-    left = AuditPending.objects.count()
-    while AuditPending.objects.exists():
-        seal_pending()
-    drain = time.time() - drain_started
-    print(
-        f"         ({writers} writers: {counter.value:,} entries; {left} were still pending at the end, "
-        f"chained in {drain * 1000:.0f} ms)"
-    )
-    return counter.value, seconds + drain
+    for _ in processes:
+        results.get(timeout=120)
+    rounds = []
+    try:
+        for _ in range(slices):
+            rates = {}
+            for mode in MODES:
+                before = _chained_count() if mode == "chained" else 0
+                start_at = time.time() + 0.05
+                for queue in queues:
+                    queue.put((mode, start_at, start_at + slice_seconds))
+                written = sum(results.get(timeout=slice_seconds + 60) for _ in processes)
+                if mode == "chained":
+                    _drain()
+                    if _chained_count() - before != written:
+                        raise SystemExit(f"{written} entries written but {_chained_count() - before} chained")
+                rates[mode] = written / (time.time() - start_at)
+            rounds.append(rates)
+    finally:
+        for queue in queues:
+            queue.put(None)
+        for process in processes:
+            process.join(60)
+    return rounds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writers", default="1,4,16")
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="repeat plain/bare/chained this often and report the median ratio"
-    )
+    parser.add_argument("--slice", type=float, default=2.0, help="seconds per slice")
+    parser.add_argument("--slices", type=int, default=8, help="rounds of plain, bare and chained slices")
     args = parser.parse_args()
     with durable_database():
         django_setup()
@@ -136,7 +154,7 @@ def main() -> None:
                     f"ALTER TABLE {table} ALTER sequence SET DEFAULT nextval('{table}_seq')"
                 )
             # The indexes the console's filters need, which any audit table has, chained or not
-            # (the chain's own constraints, unique prev_hash and hash, are left out).
+            # (the chain's own constraint, unique prev_hash, is left out).
             cursor.execute(
                 'CREATE INDEX ON bench_plain_indexed ("timestamp"); CREATE INDEX ON bench_plain_indexed (request_id); '
                 'CREATE INDEX ON bench_plain_indexed (department_id, event_type, "timestamp"); '
@@ -147,32 +165,23 @@ def main() -> None:
             cursor.execute("SHOW synchronous_commit")
             synchronous = cursor.fetchone()[0]
         connection.close()
-        print(f"PostgreSQL fsync={fsync} synchronous_commit={synchronous}; {args.seconds:.0f}s per run")
+        print(
+            f"PostgreSQL fsync={fsync} synchronous_commit={synchronous}; {args.slices} rounds of "
+            f"{args.slice:g}s slices (plain, bare, chained) per writer count"
+        )
         print(f"{'writers':>7}  {'chained/s':>10}  {'plain/s':>10}  {'ratio':>6}  {'bare/s':>10}  {'ratio':>6}")
         for writers in (int(value) for value in args.writers.split(",")):
-            ratios = []
-            for _ in range(args.rounds):
-                plain_entries, plain_seconds = run("plain", writers, args.seconds)
-                bare_entries, bare_seconds = run("bare", writers, args.seconds)
-                before = _chained_count()
-                chained_entries, chained_seconds = run("chained", writers, args.seconds)
-                if _chained_count() - before != chained_entries:
-                    raise SystemExit(f"{chained_entries} entries written but {_chained_count() - before} chained")
-                plain, chained = plain_entries / plain_seconds, chained_entries / chained_seconds
-                bare = bare_entries / bare_seconds
-                ratios.append((chained / plain, chained / bare, chained))
-                print(
-                    f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {chained / plain:>6.2f}  "
-                    f"{bare:>10,.0f}  {chained / bare:>6.2f}"
-                )
-            if args.rounds > 1:
-                plain_ratio = statistics.median(ratio[0] for ratio in ratios)
-                bare_ratio = statistics.median(ratio[1] for ratio in ratios)
-                rate = statistics.median(ratio[2] for ratio in ratios)
-                print(
-                    f"{writers:>7}  median of {args.rounds}: {rate:,.0f} chained/s, ratio {plain_ratio:.2f} "
-                    f"(plain), {bare_ratio:.2f} (bare)"
-                )
+            rounds = measure(writers, args.slice, args.slices)
+            chained = statistics.median(r["chained"] for r in rounds)
+            plain = statistics.median(r["plain"] for r in rounds)
+            bare = statistics.median(r["bare"] for r in rounds)
+            to_plain = statistics.median(r["chained"] / r["plain"] for r in rounds)
+            to_bare = statistics.median(r["chained"] / r["bare"] for r in rounds)
+            print(
+                f"{writers:>7}  {chained:>10,.0f}  {plain:>10,.0f}  {to_plain:>6.2f}  {bare:>10,.0f}  {to_bare:>6.2f}"
+            )
+            low, high = min(r["chained"] / r["plain"] for r in rounds), max(r["chained"] / r["plain"] for r in rounds)
+            print(f"{'':>7}  (median of {len(rounds)} rounds; ratio to plain per round {low:.2f}..{high:.2f})")
         from compliance.verification import audit_chain_verify
 
         result = audit_chain_verify()

@@ -163,7 +163,10 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     with db.wrap_database_errors:
         pending_id, chained, first, last, sequence, prev_hash, entry_hash = _call_append(db, content, wait)
     if chained in (BUSY, DEFERRED) or chained == BATCH:
-        db.on_commit(lambda: background_sealer.defer(pending_id))
+        if db.autocommit and not db.in_atomic_block:
+            background_sealer.defer(pending_id)  # committed already (what on_commit would do, minus its checks)
+        else:
+            db.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
         return _loaded(AuditPending, {"id": pending_id, **values}, db.alias)
     _forward_after_commit(first, last)
@@ -194,8 +197,10 @@ def _call_append(db, content: str, wait: bool) -> tuple:
     isolation level), or psycopg prepares statements itself (then it may ``DEALLOCATE ALL``, ours
     included, after a rollback).
     """
-    db.ensure_connection()
-    db.validate_no_broken_transaction()
+    if db.connection is None:
+        db.ensure_connection()
+    if db.needs_rollback:
+        db.validate_no_broken_transaction()  # raises, as Django's cursor would
     conn = db.connection
     pgconn = conn.pgconn
     status = pgconn.transaction_status

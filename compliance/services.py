@@ -6,7 +6,6 @@ together or not at all, and if the audit write fails the action fails with it (A
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -50,16 +49,15 @@ def _actor_fields(actor: Any, context) -> tuple[str, str, str]:
 
 
 def _details(details: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """(the details as read back, their canonical text): what is stored is exactly what is hashed."""
+    """(the details, their canonical text): what is stored, and hashed, is that text."""
     if not details:
         return {}, "{}"
     if not isinstance(details, dict):
         raise AuditWriteError("audit details must be a JSON object")
     try:
-        text = canonical_json(details)
+        return details, canonical_json(details)
     except (TypeError, ValueError) as exc:
         raise AuditWriteError(f"audit details are not canonical JSON: {exc}") from exc
-    return json.loads(text), text
 
 
 def audit_record(
@@ -81,6 +79,7 @@ def audit_record(
     ``AuditEntry`` with its sequence number is returned), otherwise right after the commit by
     the sealer (an ``AuditPending`` is returned; see compliance/sealing.py). ``wait_for_chain``
     queues for the head instead, so the returned entry is always chained (checkpoints sign it).
+    Its ``details`` are the dict passed in; the database holds their canonical JSON text.
 
     ``actor`` is a user, an API key, the string ``"system"``, or None for whoever the current
     request context names. ``department`` is a Department, its id, or None for platform events.
