@@ -163,10 +163,7 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     with db.wrap_database_errors:
         pending_id, chained, first, last, sequence, prev_hash, entry_hash = _call_append(db, content, wait)
     if chained in (BUSY, DEFERRED) or chained == BATCH:
-        if db.autocommit and not db.in_atomic_block:
-            background_sealer.defer(pending_id)  # committed already (what on_commit would do, minus its checks)
-        else:
-            db.on_commit(lambda: background_sealer.defer(pending_id))
+        db.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
         return _loaded(AuditPending, {"id": pending_id, **values}, db.alias)
     _forward_after_commit(first, last)
@@ -177,7 +174,7 @@ _APPEND_SQL = (
     "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
     "FROM compliance_audit_append($1::json, $2, $3)"
 )
-_APPEND_SQL_PSYCOPG = _APPEND_SQL.replace("$1", "%s").replace("$2", "%s").replace("$3", "%s")
+_APPEND_SQL_PSYCOPG = _APPEND_SQL.replace("($1::json, $2, $3)", "(%s::json, %s, %s)")
 _APPEND_NAME = b"compliance_audit_append"
 _APPEND_PARAMS = {False: [str(BATCH).encode(), b"f"], True: [str(BATCH).encode(), b"t"]}
 # The sessions (psycopg connections, which the pool hands from one Django connection to another)
