@@ -57,7 +57,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from accounts.models import User
     from assets.services import asset_upload
-    from departments.api_key_services import api_key_create
+    from departments.api_keys.services import api_key_create
     from departments.services import department_create
     from departments.tenancy import department_scope
 

@@ -32,7 +32,7 @@ from datetime import timedelta
 from django.utils import timezone
 from accounts.models import User
 from departments.services import department_create
-from departments.api_key_services import api_key_create
+from departments.api_keys.services import api_key_create
 department = department_create(slug="bench", name="Bench", acting_user="system")
 owner = User.objects.create_user("bench", password="Correct-Horse-9")
 print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
@@ -57,10 +57,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from inference.engine import Engine, EngineLimits
-    from inference.handle import Done, Token
-    from inference.loader import load_model
-    from inference.requests import Message
+    from inference.engine.core import Engine, EngineLimits
+    from inference.engine.handles import Done, Token
+    from inference.engine.inputs import Message
+    from inference.engine.loading import load_model
     from tests.live_server import LiveServer
 
     model_dir = bench_model_dir(args.model)

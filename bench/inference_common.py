@@ -18,8 +18,8 @@ def bench_model_dir(argument: str | None) -> Path:
     """An existing model directory, or a bench-sized demo model built once into the temp dir."""
     if argument:
         return Path(argument)
-    from inference.demo_model import DemoModelSpec, build_demo_model
-    from inference.manifest import MANIFEST_NAME, manifest_write
+    from inference.engine.demo_model import DemoModelSpec, build_demo_model
+    from inference.engine.manifest import MANIFEST_NAME, manifest_write
 
     path = Path(tempfile.gettempdir()) / "platform-bench-demo-model"
     if not (path / MANIFEST_NAME).exists():
@@ -31,7 +31,7 @@ def bench_model_dir(argument: str | None) -> Path:
 def prompt(n: int = 0):
     from PIL import Image
 
-    from inference.requests import Message
+    from inference.engine.inputs import Message
 
     image = Image.new("RGB", (96, 96), (40 + n * 20 % 200, 120, 200))
     return (

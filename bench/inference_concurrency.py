@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,8")
     args = parser.parse_args()
 
-    from inference.engine import Engine, EngineLimits
-    from inference.loader import load_model
+    from inference.engine.core import Engine, EngineLimits
+    from inference.engine.loading import load_model
 
     loaded = load_model(bench_model_dir(args.model), quantization="fp32")
     engine = Engine(loaded, EngineLimits(max_concurrent=8, max_batch=8, max_queue=64))

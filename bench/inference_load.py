@@ -23,7 +23,7 @@ import json, sys, time
 sys.path[:0] = [sys.argv[3], sys.argv[3] + "/platform"]
 import psutil, torch, transformers, bitsandbytes, accelerate  # imports are not part of the load
 import inference
-from inference.loader import load_model
+from inference.engine.loading import load_model
 process = psutil.Process()
 before = process.memory_info().rss
 started = time.perf_counter()

@@ -25,10 +25,10 @@ def main() -> None:
 
     import torch
 
-    from inference.engine import Engine, EngineLimits
-    from inference.handle import Done
-    from inference.loader import load_model, vision_dtype_device
-    from inference.prompting import batch_inputs, place_inputs
+    from inference.engine.core import Engine, EngineLimits
+    from inference.engine.handles import Done
+    from inference.engine.loading import load_model, vision_dtype_device
+    from inference.engine.prompting import batch_inputs, place_inputs
 
     loaded = load_model(bench_model_dir(args.model), quantization="fp32")
     model, tokens = loaded.model, args.tokens

@@ -1,6 +1,6 @@
 """``/api/v1/audit/...``: the trail for the audit administrator's API keys (scope ``audit:read``).
 
-Only keys owned by the audit administrator carry that scope (``departments.api_keys``), and like
+Only keys owned by the audit administrator carry that scope (``departments.api_keys.models``), and like
 the console they work only from ``ADMIN_ALLOWED_NETWORKS`` (elsewhere: 404, audited). Queries
 take the console's filters; the export streams the same lines as ``audit_export`` (JSON lines or
 CSV with the same columns), page by page, so memory stays flat however long the trail is.
@@ -33,8 +33,8 @@ from compliance.forms import AuditFilterForm
 from compliance.models import AuditEntry
 from compliance.selectors import audit_entry_list
 from compliance.services import audit_record
-from departments.api_access import ApiKeyView
-from departments.api_keys import Scope
+from departments.api_keys.authentication import ApiKeyView
+from departments.api_keys.models import Scope
 from departments.models import Department
 
 EXPORT_PAGE = 2000

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from accounts.models import AdminRole
 from accounts.permissions import admin_role_required
+from accounts.roles import AdminRole
 from compliance.report import compliance_report_export
 
 REPORT_CONTENT_TYPES = {

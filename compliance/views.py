@@ -18,8 +18,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.models import AdminRole
 from accounts.permissions import admin_role_required
+from accounts.roles import AdminRole
 from compliance.chain import canonical_json
 from compliance.events import EventType
 from compliance.export import audit_export

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 def conversation_retention_purger(department, cutoff, dry_run: bool) -> int:
     """Conversations untouched for the policy's conversation_days, with their chat-only files."""
-    from inference.conversations import conversation_purge_expired
+    from inference.chat.services import conversation_purge_expired
 
     return conversation_purge_expired(department=department, cutoff=cutoff, dry_run=dry_run)
 
@@ -17,8 +17,8 @@ class InferenceConfig(AppConfig):
         from django.conf import settings
 
         from config.health import register_readiness_check
-        from inference.engine import model_readiness
         from inference.metrics import register_metrics
+        from inference.runtime import model_readiness
 
         if settings.MODEL_READINESS_CHECK:
             register_readiness_check("model", model_readiness)

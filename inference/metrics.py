@@ -17,7 +17,7 @@ _registered = False
 
 class EngineCollector(Collector):
     def collect(self) -> Iterator:
-        from inference.engine import current_engine
+        from inference.runtime import current_engine
 
         engine = current_engine()
         if engine is None:

@@ -69,7 +69,7 @@ def make_user(db, django_user_model):
 
 @pytest.fixture
 def personas(db, make_user) -> Personas:
-    from departments.models import MembershipRole
+    from accounts.roles import MembershipRole
     from departments.services import department_create, membership_add
 
     department_a = department_create(slug="finance", name="财务部 Finance", acting_user="system")
@@ -94,8 +94,8 @@ def system_context():
 def shared_demo_model_dir(tmp_path_factory):
     """A tiny demo model (Qwen2.5-VL family) with its manifest, built once per test session."""
     import inference  # noqa: F401  (sets the offline switches before transformers loads)
-    from inference.demo_model import DemoModelSpec, build_demo_model
-    from inference.manifest import manifest_write
+    from inference.engine.demo_model import DemoModelSpec, build_demo_model
+    from inference.engine.manifest import manifest_write
 
     path = build_demo_model(tmp_path_factory.mktemp("shared-model") / "qwen2_5_vl", DemoModelSpec())
     manifest_write(path)

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import AuditedAdminPasswordChangeForm
 from accounts.lockout import lock_release, lock_release_for_user
+from accounts.login_policy import policy_from_settings
 from accounts.models import (
     AccountSource,
     AdministratorRole,
@@ -21,7 +22,6 @@ from accounts.models import (
     User,
 )
 from accounts.permissions import Action, admin_action_allowed
-from accounts.policy import policy_from_settings
 from accounts.two_factor import two_factor_remove, two_factor_remove_refusal
 from compliance.admin_audit import AuditedModelAdmin
 from compliance.events import EventType, Outcome

@@ -12,7 +12,8 @@ def check_administrator_accounts(app_configs, databases=None, **kwargs):
     """Needs the database: run ``manage.py check --deploy --database default``."""
     if not databases:
         return []
-    from accounts.models import AdminRole, User
+    from accounts.models import User
+    from accounts.roles import AdminRole
 
     try:
         superusers = User.objects.filter(is_superuser=True).count()

@@ -13,8 +13,8 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.login_policy import current_policy
 from accounts.models import LoginThrottle
-from accounts.policy import current_policy
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 

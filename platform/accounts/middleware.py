@@ -9,8 +9,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 from django.urls import reverse
 
+from accounts.login_policy import current_policy
 from accounts.permissions import ADMIN_NETWORK_REFUSED, _deny, admin_network_allowed
-from accounts.policy import current_policy
 from accounts.sessions import SESSION_LAST_SEEN_KEY, session_expiry_reason
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record

@@ -6,24 +6,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from departments.models import Department, MembershipRole
+from accounts.roles import AdminRole, MembershipRole
+from departments.models import Department
 
 SUPERUSER_REFUSED = (
     "Superusers are not used in production: administration goes through the three separated "
     "administrator roles (manage.py init_admins)."
 )
-
-
-class AdminRole(models.TextChoices):
-    """The three separated administrators of MLPS Level 3 (三权分立).
-
-    A single field makes "no account holds two of these roles" true by construction.
-    """
-
-    NONE = "", _("None")
-    SYSTEM = "system", _("System administrator")
-    SECURITY = "security", _("Security administrator")
-    AUDIT = "audit", _("Audit administrator")
 
 
 class AccountSource(models.TextChoices):
@@ -139,14 +128,14 @@ class DirectoryGroupMapping(models.Model):
         return f"{self.group_dn} → {self.department.slug} ({self.role})"
 
     def save(self, *args, **kwargs):
-        from accounts.group_mapping import normalise_dn
+        from accounts.directory.group_mapping import normalise_dn
 
         # Stored normalised however it was written, so that look-ups by DN compare like with like.
         self.group_dn = normalise_dn(self.group_dn)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        from accounts.group_mapping import normalise_dn
+        from accounts.directory.group_mapping import normalise_dn
 
         self.group_dn = normalise_dn(self.group_dn)
         if "=" not in self.group_dn:

@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.login_policy import current_policy
 from accounts.models import AccountSource
-from accounts.policy import current_policy
 from compliance.events import EventType
 from compliance.services import audit_record
 

@@ -31,10 +31,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from accounts.models import AdminRole
+from accounts.roles import AdminRole, MembershipRole
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
-from departments.models import MembershipRole
 
 ADMIN_NETWORK_REFUSED = "Administration is not available from this network."
 ADMIN_ROLE_REFUSED = "This page is for another administrator role."

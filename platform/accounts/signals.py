@@ -14,6 +14,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import User
+from accounts.roles import MembershipRole
 from accounts.sessions import (
     SESSION_LAST_SEEN_KEY,
     SESSION_LOGIN_AT_KEY,
@@ -22,7 +23,7 @@ from accounts.sessions import (
     sessions_end_for_user,
     websocket_terminate,
 )
-from departments.models import Membership, MembershipRole
+from departments.models import Membership
 
 
 @receiver(user_logged_in, dispatch_uid="accounts.session_on_login")

@@ -13,8 +13,8 @@ import time
 
 from channels.db import database_sync_to_async
 
+from accounts.login_policy import current_policy
 from accounts.middleware import LAST_SEEN_WRITE_INTERVAL
-from accounts.policy import current_policy
 from accounts.sessions import SESSION_LAST_SEEN_KEY, session_expiry_reason, session_store, user_group_name
 
 CLOSE_SESSION_ENDED = 4401  # application close code: the session is over, sign in again

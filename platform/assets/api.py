@@ -29,8 +29,8 @@ from assets.services import asset_delete, asset_upload, asset_upload_refused
 from assets.upload_handlers import EncryptingUploadHandler, StagedUpload
 from compliance.events import EventType
 from compliance.services import audit_record
-from departments.api_access import ApiKeyView
-from departments.api_keys import Scope
+from departments.api_keys.authentication import ApiKeyView
+from departments.api_keys.models import Scope
 
 UPLOAD_FIELD = "file"
 _LOCKED_DOWN_CSP = "default-src 'none'; sandbox"

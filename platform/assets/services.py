@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils.translation import gettext_lazy as _
 
+from accounts.roles import MembershipRole
 from assets import content, keyring, rejections
 from assets.models import Asset
 from assets.names import original_name_clean
@@ -28,7 +29,7 @@ from assets.rejections import AssetRejected
 from assets.storage import StagedBlob, blob_delete, stage_stream
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
-from departments.models import Classification, Department, Membership, MembershipRole
+from departments.models import Classification, Department, Membership
 from departments.tenancy import all_departments, department_scope
 
 logger = logging.getLogger(__name__)

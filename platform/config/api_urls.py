@@ -7,7 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from assets import api as assets_api
 from compliance import api as compliance_api
-from inference import extraction_api, openai_api
+from inference.extraction import api as extraction_api
+from inference.openai import views as openai_api
 
 openai_urlpatterns = [
     path("models", openai_api.ModelListView.as_view(), name="openai-models"),

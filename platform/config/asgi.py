@@ -18,7 +18,7 @@ from django.conf import settings  # noqa: E402
 from config.websocket import websocket_application  # noqa: E402
 
 if settings.MODEL_LOAD_AT_STARTUP:
-    from inference.engine import start_loading
+    from inference.runtime import start_loading
 
     start_loading()
 

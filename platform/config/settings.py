@@ -18,7 +18,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from accounts.directory_settings import ldap_settings_from_env
+from accounts.directory.settings import ldap_settings_from_env
 from config.env import (
     env_bool,
     env_choice,
@@ -166,7 +166,7 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "departments:picker"
 LOGOUT_REDIRECT_URL = "login"
-AUTHENTICATION_BACKENDS = ["accounts.backends.LocalAccountBackend"]  # + the directory, below
+AUTHENTICATION_BACKENDS = ["accounts.directory.backends.LocalAccountBackend"]  # + the directory, below
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -204,7 +204,7 @@ LDAP_ENABLED = _directory.pop("LDAP_ENABLED")
 LDAP_GROUP_MAPPINGS = _directory.pop("LDAP_GROUP_MAPPINGS")
 globals().update(_directory)  # the AUTH_LDAP_* settings of django-auth-ldap
 if LDAP_ENABLED:
-    AUTHENTICATION_BACKENDS = ["accounts.backends.DirectoryBackend", *AUTHENTICATION_BACKENDS]
+    AUTHENTICATION_BACKENDS = ["accounts.directory.backends.DirectoryBackend", *AUTHENTICATION_BACKENDS]
 # --- end of identity and access ----------------------------------------------------------------
 
 # Administration (the Django admin, the auditor console) only from these networks.

@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/", include(api_urls.schema_urlpatterns)),
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     # The chat is the department home page (/d/<slug>/) and its pages; before departments.urls.
-    path("d/<slug:department_slug>/", include("inference.urls")),
+    path("d/<slug:department_slug>/", include("inference.chat.urls")),
     path("d/", include("departments.urls")),
     path("", RedirectView.as_view(pattern_name="departments:picker", permanent=False)),
 ]

@@ -28,4 +28,4 @@ class MembershipAdmin(AuditedModelAdmin):
     readonly_fields = ("source",)  # added here = manual; directory ones come from group mappings
 
 
-from departments import api_key_admin  # noqa: E402, F401  (API keys for the security administrator)
+from departments.api_keys import admin as api_key_admin  # noqa: E402, F401  (API keys for the security administrator)

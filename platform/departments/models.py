@@ -5,6 +5,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from accounts.roles import MembershipRole
+
 
 class Classification(models.IntegerChoices):
     """Security labels (安全标记, AC-7), ordered so that a higher value is more sensitive."""
@@ -41,11 +43,6 @@ class Department(models.Model):
         return f"{self.name} ({self.slug})"
 
 
-class MembershipRole(models.TextChoices):
-    MEMBER = "member", _("Member")
-    ADMIN = "admin", _("Department administrator")
-
-
 class MembershipSource(models.TextChoices):
     MANUAL = "manual", _("Added by an administrator")
     DIRECTORY = "directory", _("Directory group mapping")
@@ -74,4 +71,4 @@ class Membership(models.Model):
 
 
 # API keys live in their own module (issue 8); imported here so Django registers the model.
-from departments.api_keys import ApiKey  # noqa: E402, F401
+from departments.api_keys.models import ApiKey  # noqa: E402, F401

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.roles import MembershipRole
 from compliance.events import EventType
 from compliance.services import audit_record
-from departments.models import Classification, Department, Membership, MembershipRole, MembershipSource
+from departments.models import Classification, Department, Membership, MembershipSource
 
 
 @transaction.atomic

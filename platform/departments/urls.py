@@ -1,6 +1,7 @@
 from django.urls import path
 
-from departments import api_key_views, views
+from departments import views
+from departments.api_keys import views as api_key_views
 
 app_name = "departments"
 

@@ -307,7 +307,7 @@ access to * by dn.exact="{SERVICE_DN}" read by self read by * none
 
 def directory_settings(slapd: Slapd, monkeypatch, **overrides: str) -> dict:
     """The settings ``ldap_settings_from_env`` makes of LDAP_* variables pointing at ``slapd``."""
-    from accounts.directory_settings import ldap_settings_from_env
+    from accounts.directory.settings import ldap_settings_from_env
 
     env = {
         "LDAP_SERVER_URI": slapd.uri,
@@ -333,7 +333,10 @@ def directory(slapd, settings, monkeypatch):
     values = directory_settings(slapd, monkeypatch)
     for name, value in values.items():
         setattr(settings, name, value)
-    settings.AUTHENTICATION_BACKENDS = ["accounts.backends.DirectoryBackend", "accounts.backends.LocalAccountBackend"]
+    settings.AUTHENTICATION_BACKENDS = [
+        "accounts.directory.backends.DirectoryBackend",
+        "accounts.directory.backends.LocalAccountBackend",
+    ]
     return slapd
 
 

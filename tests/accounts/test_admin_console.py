@@ -7,7 +7,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import AdminRole, LoginThrottle, SecurityPolicy, User
+from accounts.models import LoginThrottle, SecurityPolicy, User
+from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
 from departments.models import Classification

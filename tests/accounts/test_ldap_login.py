@@ -6,11 +6,12 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 
-from accounts.directory_settings import PLAIN_LDAP_REFUSED
+from accounts.directory.settings import PLAIN_LDAP_REFUSED
 from accounts.models import AccountSource, DirectoryGroupMapping, User
+from accounts.roles import MembershipRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.models import Membership, MembershipRole, MembershipSource
+from departments.models import Membership, MembershipSource
 from tests.accounts.conftest import USER_PASSWORD, directory_settings, group_dn
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +101,7 @@ def test_wrong_directory_password_is_refused(client, directory, mappings):
 
 def test_empty_password_never_binds(directory, mappings, rf):
     """No anonymous ("unauthenticated") bind: the backend itself refuses an empty password."""
-    from accounts.backends import DirectoryBackend
+    from accounts.directory.backends import DirectoryBackend
 
     request = rf.post("/")
     assert DirectoryBackend().authenticate(request, username="dora", password="") is None
@@ -127,7 +128,10 @@ def test_starttls_with_the_right_ca(client, slapd, settings, monkeypatch, mappin
     values = directory_settings(slapd, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.ca_file))
     for name, value in values.items():
         setattr(settings, name, value)
-    settings.AUTHENTICATION_BACKENDS = ["accounts.backends.DirectoryBackend", "accounts.backends.LocalAccountBackend"]
+    settings.AUTHENTICATION_BACKENDS = [
+        "accounts.directory.backends.DirectoryBackend",
+        "accounts.directory.backends.LocalAccountBackend",
+    ]
     assert sign_in(client, "dora").status_code == 302
     assert User.objects.filter(username="dora", source=AccountSource.DIRECTORY).exists()
 
@@ -136,14 +140,17 @@ def test_starttls_refuses_a_server_certificate_from_another_ca(client, slapd, se
     values = directory_settings(slapd, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.other_ca_file))
     for name, value in values.items():
         setattr(settings, name, value)
-    settings.AUTHENTICATION_BACKENDS = ["accounts.backends.DirectoryBackend", "accounts.backends.LocalAccountBackend"]
+    settings.AUTHENTICATION_BACKENDS = [
+        "accounts.directory.backends.DirectoryBackend",
+        "accounts.directory.backends.LocalAccountBackend",
+    ]
     assert sign_in(client, "dora").status_code == 200
     assert not User.objects.filter(username="dora").exists()
 
 
 def test_plain_ldap_is_refused_where_tls_is_required(slapd, monkeypatch):
     directory_settings(slapd, monkeypatch)  # sets the environment
-    from accounts.directory_settings import ldap_settings_from_env
+    from accounts.directory.settings import ldap_settings_from_env
 
     with pytest.raises(ImproperlyConfigured, match="clear text"):
         ldap_settings_from_env(is_production=True)
@@ -153,7 +160,7 @@ def test_plain_ldap_is_refused_where_tls_is_required(slapd, monkeypatch):
 
 
 def test_ldap_is_off_without_server_uri(monkeypatch):
-    from accounts.directory_settings import ldap_settings_from_env
+    from accounts.directory.settings import ldap_settings_from_env
 
     monkeypatch.delenv("LDAP_SERVER_URI", raising=False)
     assert ldap_settings_from_env(is_production=True) == {"LDAP_ENABLED": False, "LDAP_GROUP_MAPPINGS": []}

@@ -10,10 +10,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.models import DirectoryGroupMapping, User
+from accounts.roles import MembershipRole
 from accounts.sessions import TERMINATE_MESSAGE_TYPE
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
-from departments.models import Membership, MembershipRole
+from departments.models import Membership
 from tests.accounts.conftest import USER_PASSWORD, group_dn, message_for, websocket_of
 
 pytestmark = pytest.mark.django_db

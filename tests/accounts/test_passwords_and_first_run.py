@@ -13,8 +13,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.management.commands.init_admins import ADMINS_EXIST, PASSWORDS_MUST_DIFFER
-from accounts.models import SUPERUSER_REFUSED, AccountSource, AdminRole, User
+from accounts.models import SUPERUSER_REFUSED, AccountSource, User
 from accounts.passwords import PASSWORD_CLASSES_TOO_FEW, password_expired
+from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
 from tests.accounts.conftest import TEST_PASSWORD

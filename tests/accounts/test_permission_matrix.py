@@ -10,8 +10,8 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from accounts.models import AdminRole
 from accounts.permissions import Action, authorize, role_has_model_permission
+from accounts.roles import AdminRole
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import UserSession
+from accounts.roles import MembershipRole
 from accounts.sessions import (
     SESSION_LAST_SEEN_KEY,
     SESSION_LOGIN_AT_KEY,
@@ -20,7 +21,7 @@ from accounts.sessions import (
 )
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.models import Membership, MembershipRole
+from departments.models import Membership
 from departments.services import membership_change_role, membership_remove
 from tests.accounts.conftest import TEST_PASSWORD, message_for, websocket_of
 

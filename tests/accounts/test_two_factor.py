@@ -11,7 +11,7 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.login import PENDING_MAX_SECONDS, PENDING_SESSION_KEY
-from accounts.models import AdminRole
+from accounts.roles import AdminRole
 from accounts.views import RECOVERY_CODES_SESSION_KEY
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry

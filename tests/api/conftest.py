@@ -11,7 +11,7 @@ from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
-from departments.api_key_services import api_key_create
+from departments.api_keys.services import api_key_create
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 @pytest.fixture(scope="session")
 def api_loaded_model(shared_demo_model_dir):
-    from inference.loader import load_model
+    from inference.engine.loading import load_model
 
     return load_model(shared_demo_model_dir, quantization="fp32")
 
@@ -87,8 +87,8 @@ def api_loaded_model(shared_demo_model_dir):
 @pytest.fixture
 def api_engine(api_loaded_model, monkeypatch, settings):
     """The demo model as the process's engine (what require_engine() returns) for this test."""
-    from inference import engine as engine_module
-    from inference.engine import Engine, EngineLimits
+    from inference import runtime as engine_module
+    from inference.engine.core import Engine, EngineLimits
 
     engine = Engine(api_loaded_model, EngineLimits(batch_window_seconds=0.0, max_new_tokens_cap=256))
     monkeypatch.setattr(engine_module, "_engine", engine)
@@ -102,7 +102,7 @@ from datetime import timedelta
 from django.utils import timezone
 from accounts.models import User
 from departments.services import department_create, membership_add
-from departments.api_key_services import api_key_create
+from departments.api_keys.services import api_key_create
 finance = department_create(slug="finance", name="Finance", acting_user="system")
 quality = department_create(slug="quality", name="Quality", acting_user="system")
 alice = User.objects.create_user("alice", password="Correct-Horse-9")

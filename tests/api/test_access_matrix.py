@@ -9,8 +9,8 @@ import pytest
 
 from compliance.models import AuditEntry
 from departments.tenancy import department_scope
-from inference.extraction import templates_builtin_ensure
-from inference.extraction_models import BatchJob, Extraction
+from inference.extraction.models import BatchJob, Extraction
+from inference.extraction.services import templates_builtin_ensure
 from tests.api.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -119,7 +119,7 @@ def test_every_endpoint_asks_for_its_scope(make_key, client_for, method, path, n
 
 
 def test_the_audit_key_reads_the_trail_and_nothing_else(make_user, client_for, personas, make_key):
-    from departments.api_key_services import api_key_create
+    from departments.api_keys.services import api_key_create
 
     auditor = make_user("auditor", admin_role="audit")
     raw = api_key_create(department=None, name="SIEM", scopes=["audit:read"], created_by=auditor).raw_key
@@ -151,7 +151,7 @@ def test_the_audit_key_reads_the_trail_and_nothing_else(make_user, client_for, p
 def test_the_audit_api_is_hidden_outside_the_admin_networks(make_user, client_for, settings):
     import ipaddress
 
-    from departments.api_key_services import api_key_create
+    from departments.api_keys.services import api_key_create
 
     settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("10.99.0.0/16")]
     auditor = make_user("auditor", admin_role="audit")

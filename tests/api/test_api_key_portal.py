@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from compliance.models import AuditEntry
-from departments.api_keys import ApiKey, key_hash
+from departments.api_keys.models import ApiKey, key_hash
 from departments.tenancy import department_scope
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from compliance.models import AuditEntry
-from departments.api_access import (
+from departments.api_keys.authentication import (
     ADDRESS_LOCKED,
     KEY_CREATOR_UNENTITLED,
     KEY_EXPIRED,
@@ -19,8 +19,8 @@ from departments.api_access import (
     KEY_NETWORK_REFUSED,
     KEY_REVOKED,
 )
-from departments.api_key_services import api_key_create, api_key_revoke
-from departments.api_keys import AUDIT_SCOPE_ONLY_FOR_AUDITOR, KEY_PREFIX, key_hash
+from departments.api_keys.models import AUDIT_SCOPE_ONLY_FOR_AUDITOR, KEY_PREFIX, key_hash
+from departments.api_keys.services import api_key_create, api_key_revoke
 from departments.tenancy import all_departments
 
 pytestmark = pytest.mark.django_db

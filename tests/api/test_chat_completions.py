@@ -7,8 +7,8 @@ import json
 import pytest
 
 from compliance.models import AuditEntry
-from inference.api_images import REMOTE_URL_REFUSED
-from inference.engine import DEMO_LABEL
+from inference.engine.core import DEMO_LABEL
+from inference.openai.images import REMOTE_URL_REFUSED
 from tests.api.conftest import data_url, png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -122,8 +122,8 @@ def test_without_the_chat_scope_the_call_is_refused_and_audited(api_engine, make
 
 
 def test_a_busy_engine_answers_429_with_retry_after(api_loaded_model, monkeypatch, key_a, client_for):
-    from inference import engine as engine_module
-    from inference.engine import Engine, EngineLimits
+    from inference import runtime as engine_module
+    from inference.engine.core import Engine, EngineLimits
 
     engine = Engine(api_loaded_model, EngineLimits(max_queue=0))  # no waiting room at all
     monkeypatch.setattr(engine_module, "_engine", engine)
@@ -136,7 +136,7 @@ def test_a_busy_engine_answers_429_with_retry_after(api_loaded_model, monkeypatc
 
 
 def test_no_engine_answers_503(key_a, client_for, monkeypatch):
-    from inference import engine as engine_module
+    from inference import runtime as engine_module
 
     monkeypatch.setattr(engine_module, "_engine", None)
     monkeypatch.setattr(engine_module, "_engine_error", engine_module.ModelUnavailable("load failed: test"))

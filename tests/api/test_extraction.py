@@ -8,17 +8,17 @@ import pytest
 
 from compliance.models import AuditEntry
 from departments.tenancy import all_departments, department_scope
-from inference.extraction import (
+from inference.engine.handles import Result, Usage
+from inference.engine.inputs import Message
+from inference.engine.structured import RETRY_PROMPT, structured_generate
+from inference.extraction.models import BatchJob, Extraction
+from inference.extraction.services import (
     BUILTIN_TEMPLATES,
     rules_evaluate,
     rules_validate,
     templates_builtin_ensure,
 )
-from inference.extraction_models import BatchJob, Extraction
-from inference.handle import Result, Usage
 from inference.models import TaskTemplate
-from inference.requests import Message
-from inference.structured import RETRY_PROMPT, structured_generate
 
 VAT = BUILTIN_TEMPLATES["vat-invoice"]
 GOOD_INVOICE = {
@@ -154,7 +154,7 @@ def test_an_extraction_through_the_api_is_stored_and_audited(api_engine, key_a, 
 def test_a_batch_runs_reports_progress_cancels_and_downloads_jsonl(
     api_engine, key_a, client_for, uploaded, settings, personas
 ):
-    from inference.batches import batch_run
+    from inference.extraction.batch_jobs import batch_run
 
     settings.EXTRACTION_MAX_NEW_TOKENS = 16
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
@@ -191,7 +191,7 @@ def test_batch_resume_finishes_jobs_a_stopped_process_left_behind(
 ):
     from django.core.management import call_command
 
-    from inference import extraction_api
+    from inference.extraction import api as extraction_api
 
     settings.EXTRACTION_MAX_NEW_TOKENS = 16
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from inference.api_images import REMOTE_URL_REFUSED
-from inference.engine import DEMO_LABEL
+from inference.engine.core import DEMO_LABEL
+from inference.openai.images import REMOTE_URL_REFUSED
 from tests.api.conftest import data_url, png_bytes
 
 

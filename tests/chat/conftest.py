@@ -14,8 +14,8 @@ from django.test import Client
 from PIL import Image
 
 import inference  # noqa: F401  (offline switches before transformers)
-from inference.engine import Engine, EngineLimits
-from inference.loader import load_model
+from inference.engine.core import Engine, EngineLimits
+from inference.engine.loading import load_model
 
 PASSWORD = "Correct-Horse-9"  # the personas' password (tests/conftest.py make_user)
 # Random demo weights never produce an end-of-turn token, so a long turn really is long.
@@ -31,7 +31,7 @@ def chat_loaded_model(shared_demo_model_dir):
 @pytest.fixture
 def chat_engine(chat_loaded_model, monkeypatch):
     """The process's engine for this test (what require_engine() returns), on the tiny model."""
-    from inference import engine as engine_module
+    from inference import runtime as engine_module
 
     engine = Engine(chat_loaded_model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
     monkeypatch.setattr(engine_module, "_engine", engine)

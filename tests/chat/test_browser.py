@@ -53,7 +53,7 @@ def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory) -> Path:
     some answers after a few tokens, before the test can press stop while tokens are arriving."""
     import shutil
 
-    from inference.manifest import manifest_write
+    from inference.engine.manifest import manifest_write
 
     target = tmp_path_factory.mktemp("endless") / "model"
     shutil.copytree(shared_demo_model_dir, target)

@@ -17,8 +17,8 @@ from accounts.websocket import CLOSE_SESSION_ENDED
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from departments.tenancy import all_departments
-from inference import chat_protocol as protocol
-from inference.consumers import CLOSE_ACCESS_REVOKED, ChatConsumer
+from inference.chat import protocol
+from inference.chat.consumer import CLOSE_ACCESS_REVOKED, ChatConsumer
 from inference.models import Conversation, ConversationMessage, MessageStatus
 from tests.chat.conftest import (
     LONG_TURN,
@@ -139,7 +139,7 @@ async def test_nothing_is_streamed_when_the_start_cannot_be_audited(personas, ch
     def failing(**kwargs):
         raise AuditWriteError("the audit trail cannot be written")
 
-    monkeypatch.setattr("inference.consumers.inference_start_record", failing)
+    monkeypatch.setattr("inference.chat.consumer.inference_start_record", failing)
     chat = await open_chat("bob")
     await chat.send_to(text_data=frame("turn.start", ref="r1", text="hello", params=SHORT_TURN))
     answer = await receive(chat)

@@ -15,7 +15,7 @@ from compliance.events import EventType
 from compliance.models import AuditEntry
 from compliance.retention import purge_expired, retention_policy_set
 from departments.tenancy import all_departments, department_scope
-from inference.conversations import chat_policy_set, chat_upload_mark, conversation_create, conversation_turn_record
+from inference.chat.services import chat_policy_set, chat_upload_mark, conversation_create, conversation_turn_record
 from inference.models import ChatUpload, Conversation, ConversationMessage, TaskTemplate
 from tests.chat.conftest import png_bytes
 

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 import inference  # noqa: F401  (sets the offline switches before transformers loads)
-from inference.demo_model import DemoModelSpec, build_demo_model
-from inference.engine import Engine, EngineLimits
-from inference.loader import load_model
-from inference.manifest import manifest_write
+from inference.engine.core import Engine, EngineLimits
+from inference.engine.demo_model import DemoModelSpec, build_demo_model
+from inference.engine.loading import load_model
+from inference.engine.manifest import manifest_write
 
 
 @pytest.fixture(scope="session")

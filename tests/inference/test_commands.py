@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError, call_command
 
-from inference.loader import load_model
-from inference.manifest import MANIFEST_NAME
+from inference.engine.loading import load_model
+from inference.engine.manifest import MANIFEST_NAME
 
 
 def test_make_demo_model_builds_a_loadable_second_family_with_a_manifest(tmp_path, capsys):

@@ -9,10 +9,11 @@ import pytest
 
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
-from inference import engine as engine_module
-from inference.engine import DEMO_LABEL, get_engine, model_readiness, reset_engine
-from inference.errors import MANIFEST_MISMATCH, ManifestError
-from inference.requests import Message
+from inference import runtime as engine_module
+from inference.engine.core import DEMO_LABEL
+from inference.engine.errors import MANIFEST_MISMATCH, ManifestError
+from inference.engine.inputs import Message
+from inference.runtime import get_engine, model_readiness, reset_engine
 
 
 @pytest.fixture

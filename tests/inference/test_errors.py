@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.errors import GENERATION_FAILED, OUT_OF_MEMORY, PROMPT_TOO_LONG, GenerationFailed
-from inference.handle import Error
-from inference.requests import Message
+from inference.engine.errors import GENERATION_FAILED, OUT_OF_MEMORY, PROMPT_TOO_LONG, GenerationFailed
+from inference.engine.handles import Error
+from inference.engine.inputs import Message
 
 
 def _fail_once(engine, exc):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from inference.demo_model import DEMO_MARKER
-from inference.engine import DEMO_LABEL
-from inference.errors import (
+from inference.engine.core import DEMO_LABEL
+from inference.engine.demo_model import DEMO_MARKER
+from inference.engine.errors import (
     IMAGE_IN_NON_USER,
     IMAGE_INVALID,
     MAX_NEW_TOKENS_INVALID,
@@ -20,8 +20,8 @@ from inference.errors import (
     TOP_P_INVALID,
     InvalidRequest,
 )
-from inference.prompting import conversation
-from inference.requests import MAX_STOP_LENGTH, MAX_STOP_STRINGS, Message
+from inference.engine.inputs import MAX_STOP_LENGTH, MAX_STOP_STRINGS, Message
+from inference.engine.prompting import conversation
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])

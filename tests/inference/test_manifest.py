@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from inference.errors import (
+from inference.engine.errors import (
     MANIFEST_EXTRA_FILE,
     MANIFEST_MISMATCH,
     MANIFEST_MISSING_FILE,
@@ -17,8 +17,8 @@ from inference.errors import (
     ManifestError,
     ModelLoadError,
 )
-from inference.loader import load_model
-from inference.manifest import MANIFEST_NAME, file_sha256, manifest_verify, manifest_write
+from inference.engine.loading import load_model
+from inference.engine.manifest import MANIFEST_NAME, file_sha256, manifest_verify, manifest_write
 
 
 @pytest.fixture

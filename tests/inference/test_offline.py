@@ -31,9 +31,9 @@ PROBE = textwrap.dedent(
     sys.path[:0] = [sys.argv[2], sys.argv[2] + "/platform"]
     import inference  # sets the offline switches
     from PIL import Image
-    from inference.engine import Engine, EngineLimits
-    from inference.loader import load_model
-    from inference.requests import Message
+    from inference.engine.core import Engine, EngineLimits
+    from inference.engine.loading import load_model
+    from inference.engine.inputs import Message
 
     loaded = load_model(sys.argv[1], quantization="fp32")
     engine = Engine(loaded, EngineLimits(batch_window_seconds=0))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.loader import choose_quantization, load_model, vision_dtype_device
-from inference.prompting import batch_inputs, place_inputs
-from inference.requests import Message
+from inference.engine.inputs import Message
+from inference.engine.loading import choose_quantization, load_model, vision_dtype_device
+from inference.engine.prompting import batch_inputs, place_inputs
 
 GIB = 1024**3
 

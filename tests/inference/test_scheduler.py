@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from inference.errors import ENGINE_BUSY, EngineBusy
-from inference.handle import Done, GenerationHandle, Queued, Usage
-from inference.requests import GenerationRequest, Message, validate_params
-from inference.scheduler import Scheduler
+from inference.engine.errors import ENGINE_BUSY, EngineBusy
+from inference.engine.handles import Done, GenerationHandle, Queued, Usage
+from inference.engine.inputs import GenerationRequest, Message, validate_params
+from inference.engine.scheduler import Scheduler
 
 USER = (Message("user", "hi"),)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from inference.errors import GENERATION_TIMEOUT
-from inference.handle import Done, Error, Queued, Token, event_dict
-from inference.requests import Message
+from inference.engine.errors import GENERATION_TIMEOUT
+from inference.engine.handles import Done, Error, Queued, Token, event_dict
+from inference.engine.inputs import Message
 
 LONG = {"max_new_tokens": 400, "min_new_tokens": 400}
 

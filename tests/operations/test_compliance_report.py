@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from accounts.models import AdminRole
+from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
 from compliance.report import FAIL, PASS, compliance_report_build

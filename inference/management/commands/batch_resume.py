@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
 from departments.tenancy import all_departments
-from inference.batches import batch_start
-from inference.extraction_models import BatchJob, BatchStatus
+from inference.extraction.batch_jobs import batch_start
+from inference.extraction.models import BatchJob, BatchStatus
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.demo_model import FAMILIES, SIZES, DemoModelSpec, build_demo_model
-from inference.manifest import MANIFEST_NAME, manifest_write
+from inference.engine.demo_model import FAMILIES, SIZES, DemoModelSpec, build_demo_model
+from inference.engine.manifest import MANIFEST_NAME, manifest_write
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.errors import ManifestError
-from inference.manifest import MANIFEST_NAME, manifest_verify, manifest_write
+from inference.engine.errors import ManifestError
+from inference.engine.manifest import MANIFEST_NAME, manifest_verify, manifest_write
 
 
 class Command(BaseCommand):

@@ -19,7 +19,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AccountSource, AdminRole, User
+from accounts.models import AccountSource, User
+from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.services import audit_record
 

@@ -13,8 +13,8 @@ import ldap
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.backends import DirectoryBackend
-from accounts.group_mapping import mappings_seed_from_settings
+from accounts.directory.backends import DirectoryBackend
+from accounts.directory.group_mapping import mappings_seed_from_settings
 from accounts.models import AccountSource, User
 from accounts.services import user_disable
 from compliance.events import EventType, Outcome

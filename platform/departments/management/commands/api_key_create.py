@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from departments.api_key_services import api_key_create
-from departments.api_keys import Scope
+from departments.api_keys.models import Scope
+from departments.api_keys.services import api_key_create
 from departments.models import Department
 
 

@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from departments.models import Classification, Department, Membership, MembershipRole
+from accounts.roles import MembershipRole
+from departments.models import Classification, Department, Membership
 from departments.services import department_create, membership_add
 
 DEMO_DEPARTMENTS = [

@@ -1,0 +1,344 @@
+"""The department portal's chat pages under ``/d/<slug>/`` (the middleware has checked membership
+and opened the department scope before any of these run).
+
+The chat itself runs over the websocket (``inference.chat.consumer``); these views render the page,
+rename and delete conversations, report the model's status, take chat uploads, and give the
+department administrator the conversation metadata, the content when the policy allows it, and
+the task templates.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from assets.selectors import asset_get, asset_list
+from compliance.events import EventType, Outcome
+from compliance.services import audit_lookup_refused, audit_record
+from inference.chat import protocol
+from inference.chat.forms import ConversationRenameForm, TaskTemplateForm
+from inference.chat.selectors import (
+    chat_policy_admin_may_read,
+    conversation_get_for_owner,
+    conversation_list_for_admin,
+    conversation_list_for_owner,
+    conversation_messages,
+    task_template_list,
+    task_template_list_active,
+)
+from inference.chat.services import chat_upload_mark, conversation_delete, conversation_rename
+from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
+from inference.models import TaskTemplate
+from inference.runtime import current_engine
+
+PICKER_FILES = 24
+CONTENT_NOT_ALLOWED = "the department's chat policy does not let administrators read conversations"
+
+
+def _is_department_admin(request: HttpRequest) -> bool:
+    return request.membership.is_department_admin
+
+
+def _require_admin(request: HttpRequest, action: str) -> None:
+    if not _is_department_admin(request):
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            department=request.department,
+            object_type=action.split(".", 1)[0],
+            details={"action": action, "reason": "not a department administrator"},
+        )
+        raise PermissionDenied
+
+
+def template_prompt(template: TaskTemplate) -> str:
+    """What a template's one-click button sends: the instruction, and the schema when it has one."""
+    if not template.json_schema:
+        return template.instruction
+    schema = json.dumps(template.json_schema, ensure_ascii=False, indent=1)
+    return f"{template.instruction}\n\n{_('Answer with JSON that matches this schema:')}\n```json\n{schema}\n```"
+
+
+@login_required
+@require_GET
+def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
+    department = request.department
+    conversations = list(conversation_list_for_owner(department=department, user=request.user)[:200])
+    current = None
+    history = []
+    if request.GET.get("c"):
+        current = conversation_get_for_owner(
+            department=department, user=request.user, conversation_id=request.GET["c"], purpose="view"
+        )
+        history = list(conversation_messages(conversation=current))
+    engine = current_engine()
+    files = [a for a in asset_list(department=department)[:PICKER_FILES]]
+    templates = [(t, template_prompt(t)) for t in task_template_list_active(department=department)]
+    return render(
+        request,
+        "inference/chat.html",
+        {
+            "department": department,
+            "membership": request.membership,
+            "conversations": conversations,
+            "current": current,
+            "history": history,
+            "files": files,
+            "templates": templates,
+            "model_info": engine.info() if engine is not None else None,
+            "limits": {
+                "max_text_chars": protocol.MAX_TEXT_CHARS,
+                "max_assets": protocol.MAX_ASSETS_PER_TURN,
+            },
+            "rename_form": ConversationRenameForm(initial={"title": current.title if current else ""}),
+            "is_department_admin": _is_department_admin(request),
+            "chat_texts": chat_texts(),
+        },
+    )
+
+
+def chat_texts() -> dict[str, str]:
+    """The translated texts chat.js shows (handed over with json_script: no inline script)."""
+    return {
+        "connected": _("Connected."),
+        "connecting": _("Connecting…"),
+        "disconnected": _("Disconnected. Reconnecting…"),
+        "session_ended": _("Your session has ended. Please sign in again."),
+        "access_revoked": _("Your access to this department has changed. Reload the page."),
+        "stopped": _("Stopped"),
+        "failed": _("Failed"),
+        "queued": _("Waiting for the model: position {position} in the queue"),
+        "thinking": _("The model is answering…"),
+        "uploading": _("Uploading {name}…"),
+        "upload_failed": _("Upload refused: {detail}"),
+        "too_many_files": _("At most {limit} files per question."),
+        "remove": _("Remove"),
+        "untitled": _("Untitled"),
+        "usage": _("{tokens} tokens · {tps} tokens/s · {seconds} s"),
+        "loading": _("The model is loading…"),
+        "queue": _("{depth} waiting ({here} from this department)"),
+        "active": _("{active} of {max}"),
+        "gpu_memory": _("GPU memory"),
+        "gpu_load": _("GPU temperature / load"),
+        "host_memory": _("Host memory"),
+        "host_load": _("CPU load"),
+        "error": _("Error: {message}"),
+        "error_rate_limited": _("Too many questions in a minute; try again in {retry_after} s."),
+        "error_busy": _("The model is busy; try again in {retry_after} s."),
+        "error_model_unavailable": _("The model is not available right now."),
+        "error_not_found": _("That conversation or file is not available."),
+        "error_turn_in_progress": _("Wait for the current answer, or stop it."),
+        "error_timeout": _("The answer took too long and was stopped."),
+        "error_out_of_memory": _("The model ran out of memory; try fewer images or fewer tokens."),
+        "error_prompt_too_long": _("The conversation is too long for the model; start a new one."),
+    }
+
+
+def _owned(request: HttpRequest, conversation_id: int, purpose: str):
+    return conversation_get_for_owner(
+        department=request.department, user=request.user, conversation_id=conversation_id, purpose=purpose
+    )
+
+
+@login_required
+@require_POST
+def conversation_rename_view(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
+    conversation = _owned(request, conversation_id, "rename")
+    form = ConversationRenameForm(request.POST)
+    if form.is_valid():
+        conversation_rename(conversation=conversation, title=form.cleaned_data["title"], acting_user=request.user)
+        messages.success(request, _("Conversation renamed."))
+    else:
+        messages.error(request, _("A title has at most 200 characters."))
+    return redirect(f"{reverse('chat:home', args=[department_slug])}?c={conversation.pk}")
+
+
+@login_required
+@require_POST
+def conversation_delete_view(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
+    conversation = _owned(request, conversation_id, "delete")
+    conversation_delete(conversation=conversation, acting_user=request.user)
+    messages.success(request, _("Conversation deleted."))
+    return redirect("chat:home", department_slug=department_slug)
+
+
+@login_required
+@require_GET
+def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
+    """The status panel's figures, polled by chat.js."""
+    engine = current_engine()
+    if engine is None:  # loading (the first chat turn or /readyz starts it) or failed
+        return JsonResponse({"ready": False})
+    stats = engine.stats()
+    model = stats["model"]
+    payload = {
+        "ready": True,
+        "model": {key: model[key] for key in ("name", "family", "quantization", "device", "is_demo", "label")},
+        "queue_depth": stats["queue_depth"],
+        "queue_here": stats["queue_by_department"].get(request.department.slug, 0),
+        "active_generations": stats["active_generations"],
+        "max_concurrent_generations": stats["max_concurrent_generations"],
+        "tokens_per_second": stats["tokens_per_second"],
+        "device": stats.get("device", {}),
+    }
+    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+
+
+@csrf_exempt  # the assets view checks CSRF itself, after installing its encrypting upload handler
+@login_required
+def chat_upload(request: HttpRequest, department_slug: str) -> HttpResponse:
+    """The assets upload (validated, hashed, encrypted, audited there), remembered as uploaded
+    for the chat so that deleting or expiring the conversation shreds the file with it."""
+    from assets.views import file_upload
+
+    request.META["HTTP_ACCEPT"] = "application/json"  # the JSON answer, whatever the client asked
+    request.__dict__.pop("headers", None)  # request.headers is cached from META
+    response = file_upload(request, department_slug)
+    if response.status_code != 200:
+        return response
+    payload = json.loads(response.content)
+    for item in payload.get("files", []):
+        if item.get("id") and not item.get("deduplicated"):
+            asset = asset_get(department=request.department, asset_id=item["id"], actor=request.user, purpose="chat")
+            chat_upload_mark(department=request.department, asset=asset)
+        if item.get("id"):
+            item["thumbnail"] = reverse("assets:thumbnail", args=[department_slug, item["id"]])
+    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+
+
+# --- the department administrator ---------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def admin_conversations(request: HttpRequest, department_slug: str) -> HttpResponse:
+    _require_admin(request, "conversation.list")
+    return render(
+        request,
+        "inference/admin_conversations.html",
+        {
+            "department": request.department,
+            "conversations": conversation_list_for_admin(department=request.department)[:500],
+            "may_read": chat_policy_admin_may_read(department=request.department),
+        },
+    )
+
+
+@login_required
+@require_GET
+def admin_conversation(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
+    _require_admin(request, "conversation.view")
+    conversation = conversation_list_for_admin(department=request.department).filter(pk=conversation_id).first()
+    if conversation is None:
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            department=request.department,
+            object_type="inference.conversation",
+            object_id=str(conversation_id),
+            details={"purpose": "admin view", "reason": "no such conversation"},
+        )
+        raise Http404
+    if not chat_policy_admin_may_read(department=request.department):
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            department=request.department,
+            obj=conversation,
+            object_repr=f"conversation {conversation.pk}",
+            details={"purpose": "admin view", "reason": CONTENT_NOT_ALLOWED},
+        )
+        raise PermissionDenied
+    history = list(conversation_messages(conversation=conversation))
+    audit_record(
+        event_type=EventType.CONVERSATION_VIEW,
+        department=request.department,
+        obj=conversation,
+        object_repr=f"conversation {conversation.pk}",
+        details={"owner": conversation.owner.get_username(), "messages": len(history), "by": "department admin"},
+    )
+    return render(
+        request,
+        "inference/admin_conversation.html",
+        {"department": request.department, "conversation": conversation, "history": history},
+    )
+
+
+@login_required
+def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
+    _require_admin(request, "task_template.list")
+    form = TaskTemplateForm()
+    if request.method == "POST":
+        form = TaskTemplateForm(request.POST)
+        if form.is_valid():
+            try:
+                task_template_create(department=request.department, acting_user=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                messages.success(request, _("Template saved."))
+                return redirect("chat:templates", department_slug=department_slug)
+    return render(
+        request,
+        "inference/templates.html",
+        {
+            "department": request.department,
+            "templates": task_template_list(department=request.department),
+            "form": form,
+        },
+    )
+
+
+def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
+    template = task_template_list(department=request.department).filter(pk=template_id).first()
+    if template is None:
+        audit_lookup_refused(
+            department=request.department,
+            object_type="inference.tasktemplate",
+            object_id=template_id,
+            reason="no such task template in this department",
+            path=request.path,
+        )
+        raise Http404
+    return template
+
+
+@login_required
+def template_edit(request: HttpRequest, department_slug: str, template_id: int) -> HttpResponse:
+    _require_admin(request, "task_template.update")
+    template = _template(request, template_id)
+    form = TaskTemplateForm(request.POST if request.method == "POST" else None, template=template)
+    if request.method == "POST" and form.is_valid():
+        try:
+            task_template_update(template=template, acting_user=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, _("Template saved."))
+            return redirect("chat:templates", department_slug=department_slug)
+    return render(
+        request, "inference/template_edit.html", {"department": request.department, "template": template, "form": form}
+    )
+
+
+@login_required
+@require_POST
+def template_delete(request: HttpRequest, department_slug: str, template_id: int) -> HttpResponse:
+    _require_admin(request, "task_template.delete")
+    template = _template(request, template_id)
+    try:
+        task_template_delete(template=template, acting_user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, _("Template deleted."))
+    return redirect("chat:templates", department_slug=department_slug)

@@ -1,0 +1,266 @@
+"""Batch jobs: many files × one template, run in the background with progress and cancellation.
+
+Fairness: a job keeps **one** request in the engine at a time, under its department's fairness
+key. The scheduler fills batches round-robin over departments, so other departments are never
+behind more than one of the job's requests, and an interactive user of the same department waits
+behind at most one (not behind the whole job). A busy engine (``EngineBusy``) makes the job wait
+``retry_after`` and try again instead of failing.
+
+The runner is a thread of the process that accepted the job; a job interrupted by a restart
+stays ``running`` until ``batch_resume_interrupted`` (called by ``manage.py batch_resume``)
+picks it up again — results already stored are not redone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from assets.selectors import asset_get
+from compliance.context import RequestContext, request_context
+from compliance.events import EventType, Outcome
+from compliance.services import audit_record
+from departments.models import Department
+from departments.tenancy import all_departments, department_scope
+from inference.engine.errors import EngineBusy, InferenceError
+from inference.extraction.models import BatchJob, BatchStatus, Extraction, ExtractionStatus
+from inference.extraction.services import extraction_run
+from inference.models import TaskTemplate
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_ASSETS = 1000
+BATCH_TOO_LARGE = "A batch holds at most {limit} files."
+BATCH_EMPTY = "A batch needs at least one file."
+BUSY_RETRIES = 60
+
+_running: dict[str, threading.Thread] = {}
+_running_lock = threading.Lock()
+
+
+@transaction.atomic
+def batch_create(*, department: Department, template: TaskTemplate, asset_ids: list[str], api_key=None) -> BatchJob:
+    """Store the job (the files are checked when they are reached) and start it after commit."""
+    ids = list(dict.fromkeys(str(asset_id) for asset_id in asset_ids))  # unique, order kept
+    if not ids:
+        raise ValueError(BATCH_EMPTY)
+    if len(ids) > MAX_BATCH_ASSETS:
+        raise ValueError(BATCH_TOO_LARGE.format(limit=MAX_BATCH_ASSETS))
+    job = BatchJob(
+        department=department,
+        template=template,
+        template_slug=template.slug,
+        asset_ids=ids,
+        total=len(ids),
+        api_key=api_key,
+        created_by_name=getattr(api_key, "audit_name", "") or "system",
+    )
+    with department_scope(department):
+        job.full_clean()
+        job.save()
+    audit_record(
+        event_type=EventType.BATCH_CREATE,
+        actor=api_key,
+        department=department,
+        obj=job,
+        details={"template": template.slug, "files": len(ids)},
+    )
+    return job
+
+
+def batch_start_after_commit(job: BatchJob, *, context: RequestContext | None) -> None:
+    transaction.on_commit(lambda: batch_start(job.pk, context=context))
+
+
+def batch_start(job_id, *, context: RequestContext | None = None) -> threading.Thread:
+    key = str(job_id)
+    with _running_lock:
+        thread = _running.get(key)
+        if thread is not None and thread.is_alive():
+            return thread
+        thread = threading.Thread(target=_run_in_thread, args=(job_id, context), name=f"batch-{key[:8]}", daemon=True)
+        _running[key] = thread
+        thread.start()
+        return thread
+
+
+def _run_in_thread(job_id, context: RequestContext | None) -> None:
+    try:
+        with request_context(context or RequestContext(request_id=f"batch-{str(job_id)[:8]}")):
+            batch_run(job_id)
+    except Exception:
+        logger.exception("batch %s crashed", job_id)
+    finally:
+        connections.close_all()
+        with _running_lock:
+            _running.pop(str(job_id), None)
+
+
+@transaction.atomic
+def batch_cancel(*, job: BatchJob, acting_user=None) -> BatchJob:
+    """Ask the runner to stop; it finishes the file in hand. A queued job stops at once."""
+    with department_scope(job.department_id):
+        job = BatchJob.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            return job
+        job.cancel_requested = True
+        fields = ["cancel_requested"]
+        if job.status == BatchStatus.QUEUED and str(job.pk) not in _running:
+            job.status, job.finished_at = BatchStatus.CANCELLED, timezone.now()
+            fields += ["status", "finished_at"]
+        job.save(update_fields=fields)
+    audit_record(
+        event_type=EventType.BATCH_CANCEL,
+        actor=acting_user,
+        department=job.department_id,
+        obj=job,
+        details={"processed": job.processed, "total": job.total},
+    )
+    return job
+
+
+def _update(job: BatchJob, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(job, name, value)
+    BatchJob._base_manager.filter(pk=job.pk).update(**fields)
+
+
+def _finish(job: BatchJob, status: str, error: str = "") -> None:
+    with transaction.atomic():
+        _update(job, status=status, finished_at=timezone.now(), error=error[:500])
+        audit_record(
+            event_type=EventType.BATCH_FINISH,
+            outcome=Outcome.SUCCESS if status == BatchStatus.DONE else Outcome.FAILURE,
+            actor=job.api_key,
+            department=job.department_id,
+            obj=job,
+            details={
+                "status": status,
+                "processed": job.processed,
+                "succeeded": job.succeeded,
+                "failed": job.failed,
+                "error": error[:300],
+            },
+        )
+
+
+def _extract_with_patience(*, engine, job: BatchJob, template, asset) -> Extraction:
+    for _attempt in range(BUSY_RETRIES):
+        try:
+            return extraction_run(
+                department=job.department,
+                template=template,
+                asset=asset,
+                engine=engine,
+                api_key=job.api_key,
+                batch=job,
+                request_id=f"batch-{str(job.pk)[:8]}",
+            )
+        except EngineBusy as busy:
+            time.sleep(min(busy.retry_after, 30))
+    raise EngineBusy(queued=0, retry_after=30)
+
+
+def batch_run(job_id, *, engine=None) -> BatchJob:
+    """Process the job's remaining files one at a time (the runner thread; tests call it directly)."""
+    from inference.runtime import require_engine
+
+    with all_departments(reason="a batch runner loads its job before it knows the department"):
+        job = BatchJob.objects.select_related("department", "api_key", "template").get(pk=job_id)
+    if job.is_finished:
+        return job
+    with department_scope(job.department):
+        if job.cancel_requested:
+            _finish(job, BatchStatus.CANCELLED)
+            return job
+        template = job.template
+        if template is None or not template.is_active:
+            _finish(job, BatchStatus.FAILED, "the template was removed or deactivated")
+            return job
+        try:
+            engine = engine or require_engine()
+        except InferenceError as exc:
+            _finish(job, BatchStatus.FAILED, str(exc))
+            return job
+        _update(job, status=BatchStatus.RUNNING, started_at=job.started_at or timezone.now())
+        done = set(Extraction.objects.filter(batch=job).values_list("asset_ref", flat=True))
+        for asset_id in job.asset_ids:
+            if BatchJob._base_manager.filter(pk=job.pk, cancel_requested=True).exists():
+                _finish(job, BatchStatus.CANCELLED)
+                return job
+            if asset_id in done:
+                continue
+            try:
+                asset = asset_get(department=job.department, asset_id=asset_id, actor=job.api_key, purpose="batch")
+            except Exception:  # AssetNotFound (audited): gone or never ours
+                _record_missing(job, template, asset_id)
+                continue
+            try:
+                extraction = _extract_with_patience(engine=engine, job=job, template=template, asset=asset)
+            except InferenceError as exc:
+                _finish(job, BatchStatus.FAILED, str(exc))
+                return job
+            valid = extraction.status == ExtractionStatus.VALID
+            _update(
+                job,
+                processed=job.processed + 1,
+                succeeded=job.succeeded + int(valid),
+                failed=job.failed + int(not valid),
+            )
+        _finish(job, BatchStatus.DONE)
+    return job
+
+
+def _record_missing(job: BatchJob, template, asset_id: str) -> None:
+    with transaction.atomic():
+        Extraction.objects.create(
+            department=job.department,
+            template=template,
+            template_slug=template.slug,
+            asset_ref=asset_id[:64],
+            batch=job,
+            status=ExtractionStatus.FAILED,
+            problems=["no such file in this department"],
+            api_key=job.api_key,
+            created_by_name=job.created_by_name,
+        )
+        _update(job, processed=job.processed + 1, failed=job.failed + 1)
+
+
+def batch_resume_interrupted() -> int:
+    """Start every queued or running job that no thread of this process is running."""
+    with all_departments(reason="resume batch jobs interrupted by a restart, in every department"):
+        ids = list(
+            BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING]).values_list("pk", flat=True)
+        )
+    for job_id in ids:
+        batch_start(job_id)
+    return len(ids)
+
+
+def batch_results_jsonl(job: BatchJob) -> Iterator[bytes]:
+    """One JSON line per result, in the order the files were given."""
+    with department_scope(job.department_id):
+        rows = list(Extraction.objects.filter(batch=job).order_by("created_at"))
+    for extraction in rows:
+        line = {
+            "id": str(extraction.pk),
+            "asset": extraction.asset_ref,
+            "asset_sha256": extraction.asset_sha256,
+            "template": extraction.template_slug,
+            "status": extraction.status,
+            "result": extraction.result,
+            "flags": extraction.flags,
+            "rule_outcomes": extraction.rule_outcomes,
+            "problems": extraction.problems,
+            "attempts": extraction.attempts,
+            "created_at": extraction.created_at.isoformat(),
+        }
+        yield json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n"

@@ -1,0 +1,132 @@
+"""Task templates, the stored results of structured extraction, and the batch jobs that produce
+many of them.
+
+Registered through ``inference.models``. All belong to a department and use the tenancy manager.
+Template, asset and key are referenced *and* frozen as strings, so a result
+stays readable after its template is edited, its file is purged or its key is revoked.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from departments.tenancy import DepartmentScopedManager
+
+
+class TaskTemplate(models.Model):
+    """A prompt the department administrator defines: one-click in the chat, and the template of
+    structured extraction in the API when it has a JSON schema."""
+
+    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="task_templates")
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("identifier"), max_length=50)
+    instruction = models.TextField(_("instruction"))
+    json_schema = models.JSONField(_("JSON schema of the result"), null=True, blank=True)
+    # Checks on an extracted result, e.g. {"field": "total", "op": "gt", "value": 10000, "outcome": "second_approver"}
+    rules = models.JSONField(_("rules"), default=list, blank=True)
+    is_builtin = models.BooleanField(_("built in"), default=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["department", "slug"], name="task_template_unique_slug")]
+        verbose_name = _("task template")
+        verbose_name_plural = _("task templates")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExtractionStatus(models.TextChoices):
+    VALID = "valid", _("Valid (matches the schema)")
+    INVALID = "invalid", _("Invalid (no answer matched the schema)")
+    FAILED = "failed", _("Failed (the model could not answer)")
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
+
+
+class BatchJob(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
+    template = models.ForeignKey("inference.TaskTemplate", on_delete=models.SET_NULL, null=True, related_name="+")
+    template_slug = models.CharField(_("template"), max_length=50)
+    asset_ids = models.JSONField(_("files"), default=list)
+    status = models.CharField(_("status"), max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
+    total = models.PositiveIntegerField(_("total"), default=0)
+    processed = models.PositiveIntegerField(_("processed"), default=0)
+    succeeded = models.PositiveIntegerField(_("valid results"), default=0)
+    failed = models.PositiveIntegerField(_("invalid or failed"), default=0)
+    cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    api_key = models.ForeignKey(
+        "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("batch job")
+        verbose_name_plural = _("batch jobs")
+        indexes = [models.Index(fields=["department", "-created_at"], name="batch_department_recent")]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.template_slug}, {self.processed}/{self.total})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (BatchStatus.DONE, BatchStatus.CANCELLED, BatchStatus.FAILED)
+
+
+class Extraction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
+    template = models.ForeignKey("inference.TaskTemplate", on_delete=models.SET_NULL, null=True, related_name="+")
+    template_slug = models.CharField(_("template"), max_length=50)
+    asset = models.ForeignKey("assets.Asset", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    asset_ref = models.CharField(_("file id"), max_length=64)
+    asset_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True)
+    batch = models.ForeignKey(BatchJob, on_delete=models.CASCADE, null=True, blank=True, related_name="extractions")
+    status = models.CharField(_("status"), max_length=16, choices=ExtractionStatus.choices)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    rule_outcomes = models.JSONField(_("rule outcomes"), default=list, blank=True)
+    flags = models.JSONField(_("raised outcomes"), default=list, blank=True)
+    problems = models.JSONField(_("validation problems"), default=list, blank=True)
+    raw_answer = models.TextField(_("the model's last answer"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    usage = models.JSONField(_("usage"), default=dict, blank=True)
+    api_key = models.ForeignKey(
+        "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("extraction")
+        verbose_name_plural = _("extractions")
+        indexes = [models.Index(fields=["department", "-created_at"], name="extraction_department_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.template_slug} on {self.asset_ref} ({self.status})"

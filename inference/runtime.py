@@ -1,0 +1,222 @@
+"""The process's engine: built from the settings, loaded once, its loads audited.
+
+The engine itself (``inference.engine``) knows nothing of Django; this module is where the
+settings, the audit trail and the readiness check meet it. Request handlers call
+``require_engine()`` (503 while loading), commands ``get_engine()`` (blocking). Tests and
+benchmarks that bring their own engine install it with ``engine_override``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from inference.engine.core import Engine, EngineLimits
+from inference.engine.errors import MODEL_LOADING, InferenceError, ModelUnavailable
+from inference.engine.loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+
+def limits_from_settings() -> EngineLimits:
+    from django.conf import settings
+
+    return EngineLimits(
+        max_concurrent=settings.MAX_CONCURRENT_GENERATIONS,
+        max_batch=settings.MAX_BATCH_SIZE,
+        max_queue=settings.MAX_QUEUE,
+        max_new_tokens_cap=settings.MAX_NEW_TOKENS_CAP,
+        default_max_new_tokens=settings.DEFAULT_MAX_NEW_TOKENS,
+        timeout_seconds=float(settings.GENERATION_TIMEOUT_SECONDS),
+        batch_window_seconds=settings.BATCH_WINDOW_MS / 1000,
+        workers=settings.INFERENCE_WORKERS,
+    )
+
+
+# --- the process-wide engine ------------------------------------------------------------------
+_engine: Engine | None = None
+_engine_error: InferenceError | None = None
+_engine_lock = threading.Lock()
+_loading_thread: threading.Thread | None = None
+
+
+def record_model_load(loaded: LoadedModel) -> None:
+    """The audit entry for a model load (identity + manifest hash), attributed to the system."""
+    from django.db import transaction
+
+    from compliance.events import EventType, Outcome
+    from compliance.services import audit_record
+
+    details = {
+        "path": str(loaded.path),
+        "family": loaded.family,
+        "manifest_sha256": loaded.manifest_sha256,
+        "quantization": loaded.quantization,
+        "quantization_reason": loaded.quantization_reason,
+        "device": loaded.device,
+        "is_demo": loaded.is_demo,
+        "parameter_count": loaded.parameter_count,
+        "load_seconds": round(loaded.load_seconds, 3),
+    }
+    with transaction.atomic():
+        audit_record(
+            event_type=EventType.MODEL_LOAD,
+            outcome=Outcome.SUCCESS,
+            actor="system",
+            object_type="model",
+            object_id=loaded.manifest_sha256,
+            object_repr=loaded.name,
+            details=details,
+        )
+
+
+def record_model_load_failure(path: str, error: InferenceError) -> None:
+    from django.db import transaction
+
+    from compliance.events import EventType, Outcome
+    from compliance.services import audit_record
+
+    with transaction.atomic():
+        audit_record(
+            event_type=EventType.MODEL_LOAD,
+            outcome=Outcome.FAILURE,
+            actor="system",
+            object_type="model",
+            object_repr=path[-255:],
+            details={"path": path, "error": str(error), "code": error.code},
+        )
+
+
+def load_engine_from_settings() -> Engine:
+    """Load MODEL_PATH as configured, audit the outcome, and build an engine (no global state)."""
+    from django.conf import settings
+
+    from inference.engine.loading import load_model
+
+    try:
+        loaded = load_model(
+            settings.MODEL_PATH,
+            quantization=settings.MODEL_QUANTIZATION,
+            trust_remote_code=settings.MODEL_TRUST_REMOTE_CODE,
+            pinned_manifest_sha256=settings.MODEL_MANIFEST_SHA256,
+            name=settings.MODEL_NAME,
+        )
+    except InferenceError as exc:
+        logger.error("model load refused: %s", exc)
+        record_model_load_failure(str(settings.MODEL_PATH), exc)
+        raise
+    logger.info(
+        "model %s loaded: %s on %s (%s) in %.1f s",
+        loaded.name,
+        loaded.quantization,
+        loaded.device,
+        loaded.quantization_reason,
+        loaded.load_seconds,
+    )
+    record_model_load(loaded)
+    return Engine(loaded, limits_from_settings())
+
+
+def get_engine() -> Engine:
+    """The process's engine, loading it on first use; a failed load is remembered and re-raised."""
+    global _engine, _engine_error
+    if _engine is not None:
+        return _engine
+    with _engine_lock:
+        if _engine is None:
+            if _engine_error is not None:
+                raise _engine_error
+            try:
+                _engine = load_engine_from_settings()
+            except InferenceError as exc:
+                _engine_error = exc
+                raise
+            finally:
+                _close_thread_connection()
+        return _engine
+
+
+def _close_thread_connection() -> None:
+    # A load on a background thread opened its own database connection for the audit entry.
+    if threading.current_thread() is not threading.main_thread():
+        from django.db import connections
+
+        connections.close_all()
+
+
+def start_loading() -> None:
+    """Begin loading in the background (idempotent): /readyz stays "loading" until it is done."""
+    global _loading_thread
+    with _engine_lock:
+        if _engine is not None or _engine_error is not None or _loading_thread is not None:
+            return
+        _loading_thread = threading.Thread(target=_load_quietly, name="inference-model-load", daemon=True)
+        _loading_thread.start()
+
+
+def _load_quietly() -> None:
+    try:
+        get_engine()
+    except InferenceError:
+        pass  # remembered in _engine_error and reported by the readiness check
+    except Exception:
+        logger.exception("model load crashed")
+
+
+def current_engine() -> Engine | None:
+    """The engine if it is loaded, without triggering a load (for stats and metrics)."""
+    return _engine
+
+
+def model_readiness() -> tuple[bool, str]:
+    """The /readyz check: ready once the model is loaded; the first poll starts the load."""
+    if _engine is not None:
+        info = _engine.info()
+        return True, f"{info.name} ({info.quantization} on {info.device})"
+    if _engine_error is not None:
+        return False, f"load failed: {_engine_error}"
+    start_loading()
+    return False, MODEL_LOADING
+
+
+def require_engine() -> Engine:
+    """For request handlers: the engine, or ModelUnavailable (503) while it loads."""
+    if _engine is not None:
+        return _engine
+    ready, detail = model_readiness()
+    if ready and _engine is not None:
+        return _engine
+    raise ModelUnavailable(detail)
+
+
+def reset_engine() -> None:
+    """Shut the process's engine down and forget it (a reload after the model changed; tests)."""
+    global _engine, _engine_error, _loading_thread
+    with _engine_lock:
+        engine, _engine, _engine_error = _engine, None, None
+        thread, _loading_thread = _loading_thread, None
+    if thread is not None:
+        thread.join(60)
+    if engine is not None:
+        engine.shutdown()
+
+
+@contextmanager
+def engine_override(engine: Engine | None) -> Iterator[Engine | None]:
+    """Serve ``engine`` as the process's engine inside the block (``None``: as if still loading).
+
+    For tests and benchmarks that build their own engine; the previous state comes back after.
+    """
+    global _engine, _engine_error, _loading_thread
+    with _engine_lock:
+        saved = _engine, _engine_error, _loading_thread
+        _engine, _engine_error = engine, None
+        # No background load may replace the override (None reads as "loading").
+        _loading_thread = saved[2] or threading.current_thread()
+    try:
+        yield engine
+    finally:
+        with _engine_lock:
+            _engine, _engine_error, _loading_thread = saved
