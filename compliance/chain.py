@@ -1,13 +1,20 @@
-"""The hash chain: ``hash = SHA-256(prev_hash || canonical(entry))``.
+"""The hash chain: ``hash = SHA-256(prev_hash || canonical(entry))``, per entry in its own format.
 
-``canonical`` (format ``audit-v2``) is the version tag, then a header holding the byte length of
-each field's UTF-8 text (``-1`` for null) as sixteen 4-byte big-endian signed integers, then the
-texts themselves, concatenated, in the fixed order of ``CANONICAL_FIELDS``. Length-prefixed as a
-block, so no two different entries encode to the same bytes (no separator games); the texts are
-fixed forms that a database round-trip gives back unchanged: times in UTC with six fractional
-digits, addresses in their compressed form, JSON with sorted keys and no insignificant white
-space (stored as that very text). The header layout lets the verifier encode a row with three C
-calls instead of a Python step per field (docs/audit.md).
+Every entry carries a ``format_version``; the registry below maps a version to its format: a tag
+and the fields it hashes, in order. ``canonical`` is the format's tag (``audit-v2``), then a
+header holding the byte length of each field's UTF-8 text (``-1`` for null) as 4-byte
+big-endian signed integers, then the texts themselves, concatenated, in the format's field
+order. Length-prefixed as a block, so no two different entries encode to the same bytes (no
+separator games); the texts are fixed forms that a database round-trip gives back unchanged:
+times in UTC with six fractional digits, addresses in their compressed form, JSON with sorted
+keys and no insignificant white space (stored as that very text). The header layout lets the
+verifier encode a row with three C calls instead of a Python step per field (docs/audit.md).
+
+The tag names the version, so the version is covered by the hash: an entry whose version is
+changed no longer matches. A later format (the sealing clock, encrypted previews) is added with
+``format_register(3, fields)``: the Python sealer and verifier, the PostgreSQL sealer
+(compliance/triggers.py, generated from this registry) and ``audit_verify`` pick each entry's
+format by its version, so older entries still verify under their own.
 """
 
 from __future__ import annotations
@@ -15,32 +22,137 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-# The order is part of the format: changing it breaks verification of existing chains.
-CANONICAL_FIELDS = (
-    "sequence",
-    "timestamp",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "department_id",
-    "department_slug",
-    "event_type",
-    "outcome",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "source_ip",
-    "user_agent",
-    "request_id",
-    "details",
-)
-FORMAT_VERSION = b"audit-v2"
-_pack_lengths = struct.Struct(f">{len(CANONICAL_FIELDS)}i").pack
 NULL_LENGTH = -1
+
+
+class UnknownFormatVersion(ValueError):
+    """An entry names a format version that is not registered."""
+
+    def __init__(self, version: Any) -> None:
+        super().__init__(f"audit format version {version!r} is not registered")
+        self.version = version
+
+
+@dataclass(frozen=True)
+class CanonicalFormat:
+    """One version of the canonical encoding: its tag, and the fields it hashes in order.
+
+    ``timestamp_fields`` are hashed as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (the SQL sealer and the
+    verifier print them so); every other field as its stored text.
+    """
+
+    version: int
+    fields: tuple[str, ...]
+    tag: bytes
+    timestamp_fields: frozenset[str] = frozenset({"timestamp"})
+    # ``pack_lengths(*lengths)``: the header, one C call (the verifier's hot path uses it).
+    pack_lengths: Callable[..., bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pack_lengths", struct.Struct(f">{len(self.fields)}i").pack)
+
+    def encode(self, fields: Sequence[bytes | None]) -> bytes:
+        """The canonical bytes from the fields' UTF-8 texts (None for null), in ``self.fields`` order."""
+        lengths = [NULL_LENGTH if value is None else len(value) for value in fields]
+        return self.tag + self.pack_lengths(*lengths) + b"".join(value for value in fields if value is not None)
+
+    def encode_texts(self, texts: Iterable[str | None]) -> bytes:
+        return self.encode([None if text is None else text.encode("utf-8") for text in texts])
+
+    def canonical(self, entry: Any) -> bytes:
+        return self.encode_texts(field_text(name, getattr(entry, name)) for name in self.fields)
+
+
+_FORMATS: dict[int, CanonicalFormat] = {}
+
+
+def format_register(
+    version: int,
+    fields: Sequence[str],
+    *,
+    tag: bytes | None = None,
+    timestamp_fields: Iterable[str] = ("timestamp",),
+) -> CanonicalFormat:
+    """Register format ``version`` (once: a registered format is part of every hash made with it).
+
+    On PostgreSQL the sealer is generated from the registry when the triggers are installed: a
+    migration that registers a new version re-installs them (compliance/triggers.py).
+    """
+    if version in _FORMATS:
+        raise ValueError(f"audit format version {version} is already registered")
+    if not 0 < version < 2**15:  # stored in a small integer column
+        raise ValueError(f"audit format version {version} is out of range")
+    if "sequence" not in fields or len(set(fields)) != len(fields):
+        # The sequence inside the hash is what exposes a renumbered or reordered chain.
+        raise ValueError("an audit format hashes the sequence number, and each field once")
+    registered = CanonicalFormat(
+        version=version,
+        fields=tuple(fields),
+        tag=tag if tag is not None else f"audit-v{version}".encode(),
+        timestamp_fields=frozenset(timestamp_fields),
+    )
+    _FORMATS[version] = registered
+    return registered
+
+
+def format_unregister(version: int) -> None:
+    """For tests that register a format of their own; production formats are never removed."""
+    del _FORMATS[version]
+
+
+def format_for(version: Any) -> CanonicalFormat:
+    try:
+        return _FORMATS[version]
+    except (KeyError, TypeError):
+        raise UnknownFormatVersion(version) from None
+
+
+def formats() -> tuple[CanonicalFormat, ...]:
+    """The registered formats, oldest first."""
+    return tuple(_FORMATS[version] for version in sorted(_FORMATS))
+
+
+def formats_fields() -> tuple[str, ...]:
+    """Every field any registered format hashes, each once: audit-v2's first, in its order."""
+    names: dict[str, None] = {}
+    for registered in formats():
+        names.update(dict.fromkeys(registered.fields))
+    return tuple(names)
+
+
+# The order is part of the format: changing it breaks verification of existing chains.
+V2 = format_register(
+    2,
+    (
+        "sequence",
+        "timestamp",
+        "actor_type",
+        "actor_id",
+        "actor_name",
+        "department_id",
+        "department_slug",
+        "event_type",
+        "outcome",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "source_ip",
+        "user_agent",
+        "request_id",
+        "details",
+    ),
+)
+WRITE_VERSION = V2.version  # what audit_record writes now
+# The fields of audit-v2, for readers that list an entry's columns (exports, benchmarks).
+CANONICAL_FIELDS = V2.fields
+# Objects that carry no version of their own (rows of exports written before entries had one,
+# the benchmarks' synthetic rows) are audit-v2: the only format there was.
+UNVERSIONED = V2.version
 
 
 # One encoder, built once: json.dumps() with options builds a new encoder on every call.
@@ -61,28 +173,19 @@ def field_text(name: str, value: Any) -> str | None:
     """The text form of one field as it enters the hash (None stays None)."""
     if value is None:
         return None
-    if name == "timestamp":
+    if isinstance(value, datetime):
         return format_timestamp(value)
-    if name == "details":
+    if name == "details" or isinstance(value, dict | list):
         return canonical_json(value)
     if isinstance(value, bool):
         raise TypeError(f"audit field {name} cannot be a boolean")
     return str(value)
 
 
-def canonical_from_fields(fields: list[bytes | None]) -> bytes:
-    """The canonical bytes from the fields' UTF-8 texts (None for null), in CANONICAL_FIELDS order."""
-    lengths = [NULL_LENGTH if field is None else len(field) for field in fields]
-    return FORMAT_VERSION + _pack_lengths(*lengths) + b"".join(field for field in fields if field is not None)
-
-
-def canonical_from_texts(texts: Iterable[str | None]) -> bytes:
-    return canonical_from_fields([None if text is None else text.encode("utf-8") for text in texts])
-
-
 def canonical(entry: Any) -> bytes:
-    """The bytes that are hashed for ``entry`` (a model instance or a row-like object)."""
-    return canonical_from_texts(field_text(name, getattr(entry, name)) for name in CANONICAL_FIELDS)
+    """The bytes that are hashed for ``entry`` (a model instance or a row-like object), in the
+    format its ``format_version`` names."""
+    return format_for(getattr(entry, "format_version", UNVERSIONED)).canonical(entry)
 
 
 def chain_hash(prev_hash: str, entry: Any) -> str:

@@ -61,6 +61,10 @@ class AuditFields(models.Model):
     user_agent = models.CharField(_("user agent"), max_length=512, blank=True)
     request_id = models.CharField(_("request id"), max_length=64, blank=True, db_index=True)
     details = CanonicalJSONField(_("details"), default=dict, blank=True)
+    # The canonical format the entry is hashed in (compliance.chain's registry): its tag opens the
+    # hashed bytes, so the version is covered by the hash. Entries from before the column are
+    # audit-v2; audit_record writes chain.WRITE_VERSION.
+    format_version = models.PositiveSmallIntegerField(_("format version"), db_default=2)
 
     class Meta:
         abstract = True

@@ -37,16 +37,11 @@ import json
 import logging
 import threading
 import time
-import weakref
 
-import psycopg
-import psycopg.errors
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models.base import ModelState
-from psycopg import pq
+from django.db import connection, transaction
 
-from compliance.chain import chain_hash
+from compliance.chain import WRITE_VERSION, chain_hash
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
 
 logger = logging.getLogger(__name__)
@@ -144,109 +139,51 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
 
     One round trip on PostgreSQL (compliance_audit_append). Returns the chained entry, or the
     pending one when it was left to this process's background sealer (woken after the commit).
-    ``details_text`` is the canonical JSON of ``values["details"]``.
+    ``details_text`` is the canonical JSON of ``values["details"]``. The entry is written in
+    ``chain.WRITE_VERSION`` unless ``values`` names a format version.
     """
-    db = connections[DEFAULT_DB_ALIAS]  # once: every ``connection.x`` is a context-local lookup
-    if db.vendor != "postgresql":
+    values = {"format_version": WRITE_VERSION, **values}
+    if connection.vendor != "postgresql":
         pending = AuditPending(**values)
         with transaction.atomic(savepoint=False):
             pending.save(_from_audit_record=True)
             sealed = _seal_python(wait=wait)
         if sealed is None or len(sealed) == BATCH:
-            db.on_commit(lambda: background_sealer.defer(pending.id))
+            transaction.on_commit(lambda: background_sealer.defer(pending.id))
         return pending if sealed is None else sealed.get(pending.id, pending)
-    # The content as one JSON object: one parameter to send instead of fifteen; the database
-    # unpacks it.
+    # The content as one JSON object: one parameter to send instead of sixteen; the database
+    # unpacks it (json_populate_record).
     content = json.dumps(
         {**values, "timestamp": values["timestamp"].isoformat(), "details": details_text}, ensure_ascii=False
     )
-    with db.wrap_database_errors:
-        pending_id, chained, first, last, sequence, prev_hash, entry_hash = _call_append(db, content, wait)
+    # Django's cursor: it refuses to run in a transaction that already failed, lets psycopg open
+    # the atomic block's transaction if this is its first statement, and turns errors into
+    # Django's. No savepoint: a failed write aborts the caller's transaction (AU-4). The
+    # statement is not prepared: nothing for DISCARD ALL or DEALLOCATE ALL to take away.
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_SQL, [content, BATCH, wait])
+        pending_id, chained, first, last, sequence, prev_hash, entry_hash = cursor.fetchone()
     if chained in (BUSY, DEFERRED) or chained == BATCH:
-        db.on_commit(lambda: background_sealer.defer(pending_id))
+        transaction.on_commit(lambda: background_sealer.defer(pending_id))
     if sequence is None:
-        return _loaded(AuditPending, {"id": pending_id, **values}, db.alias)
+        return _as_read(AuditPending, {"id": pending_id, **values})
     _forward_after_commit(first, last)
-    return _loaded(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values}, db.alias)
+    return _as_read(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values})
 
 
 _APPEND_SQL = (
     "SELECT pending_id, chained, first_sequence, last_sequence, entry_sequence, entry_prev_hash, entry_hash "
-    "FROM compliance_audit_append($1::json, $2, $3)"
+    "FROM compliance_audit_append(%s::json, %s, %s)"
 )
-_APPEND_SQL_PSYCOPG = _APPEND_SQL.replace("($1::json, $2, $3)", "(%s::json, %s, %s)")
-_APPEND_NAME = b"compliance_audit_append"
-_APPEND_PARAMS = {False: [str(BATCH).encode(), b"f"], True: [str(BATCH).encode(), b"t"]}
-# The sessions (psycopg connections, which the pool hands from one Django connection to another)
-# where the statement is prepared.
-_prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
-_TUPLES_OK = pq.ExecStatus.TUPLES_OK
-_IDLE, _IN_TRANSACTION = pq.TransactionStatus.IDLE, pq.TransactionStatus.INTRANS
 
 
-def _call_append(db, content: str, wait: bool) -> tuple:
-    """compliance_audit_append as a statement prepared once per connection and run through
-    libpq directly: psycopg's Python layer (query conversion, adaptation, its generators) was
-    half of audit_record's own time, for one parameter.
-
-    psycopg's cursor is used instead when it has work to do first: the transaction of an atomic
-    block whose first statement this is has to be opened (``BEGIN`` with the connection's
-    isolation level), or psycopg prepares statements itself (then it may ``DEALLOCATE ALL``, ours
-    included, after a rollback).
-    """
-    if db.connection is None:
-        db.ensure_connection()
-    if db.needs_rollback:
-        db.validate_no_broken_transaction()  # raises, as Django's cursor would
-    conn = db.connection
-    pgconn = conn.pgconn
-    status = pgconn.transaction_status
-    if (
-        conn.prepare_threshold is not None
-        or status not in (_IDLE, _IN_TRANSACTION)
-        or (status == _IDLE and not conn.autocommit)
-    ):
-        with psycopg.Cursor(conn) as cursor:
-            cursor.execute(_APPEND_SQL_PSYCOPG, [content, BATCH, wait])
-            return cursor.fetchone()
-    if conn not in _prepared_on:
-        _check(conn, pgconn.prepare(_APPEND_NAME, _APPEND_SQL.encode()))
-        _prepared_on.add(conn)
-    result = pgconn.exec_prepared(_APPEND_NAME, [content.encode(), *_APPEND_PARAMS[wait]])
-    if result.status != _TUPLES_OK and status == _IDLE and _sqlstate(result) == "26000":
-        # The statement was deallocated behind our back (DISCARD ALL, DEALLOCATE ALL). In
-        # autocommit nothing was lost: prepare it again. In a transaction, the error has aborted
-        # it, and the action fails with its entry (AU-4).
-        _check(conn, pgconn.prepare(_APPEND_NAME, _APPEND_SQL.encode()))
-        result = pgconn.exec_prepared(_APPEND_NAME, [content.encode(), *_APPEND_PARAMS[wait]])
-    _check(conn, result)
-    value = result.get_value
-    pending_id, chained = int(value(0, 0)), int(value(0, 1))
-    first, last, sequence = (None if value(0, i) is None else int(value(0, i)) for i in (2, 3, 4))
-    prev_hash, entry_hash = (None if value(0, i) is None else value(0, i).decode() for i in (5, 6))
-    return pending_id, chained, first, last, sequence, prev_hash, entry_hash
-
-
-def _sqlstate(result) -> str:
-    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
-
-
-def _check(conn: psycopg.Connection, result) -> None:
-    if result.status in (_TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-        return
-    if result.status == pq.ExecStatus.FATAL_ERROR:
-        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
-    raise psycopg.OperationalError(f"audit append: unexpected result {result.status.name}")
-
-
-def _loaded(model, fields: dict, alias: str):
-    """An instance as if read from the database, without Model.__init__'s per-field work (a
-    fifth of audit_record's own time): every concrete field is in ``fields``."""
-    instance = model.__new__(model)
-    instance.__dict__.update(fields)
-    instance._state = ModelState()
-    instance._state.adding, instance._state.db = False, alias
-    return instance
+def _as_read(model: type[AuditEntry | AuditPending], values: dict) -> AuditEntry | AuditPending:
+    """The instance as if read from the database (``Model.from_db``), without a round trip: the
+    database stored exactly ``values`` (``details`` stays the dict passed in)."""
+    fields = model._meta.concrete_fields
+    return model.from_db(
+        connection.alias, [field.attname for field in fields], [values[field.attname] for field in fields]
+    )
 
 
 class BackgroundSealer:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from compliance.chain import formats, formats_fields
+
 FLOOR_DAYS = 180  # must equal settings.AUDIT_RETENTION_FLOOR_DAYS; a test checks that
 DELETE_REFUSED = (
     f"audit entries are append-only: DELETE refused (younger than {FLOOR_DAYS} days, "
@@ -38,7 +40,41 @@ GUARDED_TABLES = (
     "compliance_auditanchor",
 )
 
-_PG_INSTALL = f"""
+_TEXT_TIMESTAMP = """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _seal_encoding_sql() -> tuple[str, str]:
+    """The sealer's canonical encoding, generated from compliance.chain's registry: (the text
+    columns of every registered field, over pending row ``q``; the CASE that encodes row ``t``
+    in the format its version names, NULL for a version that is not registered)."""
+    timestamps = set().union(*(registered.timestamp_fields for registered in formats()))
+    columns = []
+    for name in formats_fields():
+        if name == "sequence":  # what the sealer is about to give the entry
+            text = "(first_sequence + row_number() OVER (ORDER BY q.id) - 1)::text"
+        elif name in timestamps:
+            text = _TEXT_TIMESTAMP.format(column=f'q."{name}"')
+        else:
+            text = f'q."{name}"::text'
+        columns.append(f"{text} AS f_{name}")
+    branches = []
+    for registered in formats():
+        lengths = "".join(
+            f"\n                    || coalesce(int4send(octet_length(convert_to(t.f_{name}, 'UTF8'))), null_length)"
+            for name in registered.fields
+        )
+        texts = ", ".join(f"t.f_{name}" for name in registered.fields)
+        branches.append(
+            f"WHEN {registered.version:d} THEN decode('{registered.tag.hex()}', 'hex'){lengths}"
+            f"\n                    || convert_to(concat({texts}), 'UTF8')"
+        )
+    payload = "CASE t.entry_version\n                " + "\n                ".join(branches) + "\n            END"
+    return ",\n               ".join(columns), payload
+
+
+def _pg_install() -> str:
+    seal_columns, seal_payload = _seal_encoding_sql()
+    return f"""
 -- INSERT must extend the chain: every new entry links to its predecessor, the head or an entry
 -- inserted before it. Checked once per statement over all its rows (the sealer inserts a batch
 -- at a time). The planner settings keep the cached plan an index look-up per new row, however
@@ -110,6 +146,7 @@ BEGIN
           AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
           AND e.object_repr = g.object_repr AND coalesce(e.source_ip, '') = coalesce(g.source_ip, '')
           AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
+          AND e.format_version = g.format_version
     )
     LIMIT 1;
     IF unchained IS NOT NULL THEN
@@ -131,9 +168,10 @@ $body$;
 CREATE SEQUENCE IF NOT EXISTS compliance_audit_sealed_mark MINVALUE 0 START WITH 0;
 
 -- The sealer, server-side: chains up to ``batch`` pending entries in one call, so sealing costs
--- one round trip however many entries it covers. Its canonical encoding is audit-v2 exactly as
--- compliance/chain.py defines it; audit_verify recomputes every hash in Python, so the two
--- implementations check each other (a test seals here and verifies there).
+-- one round trip however many entries it covers. It encodes each entry in the format its
+-- version names, generated from compliance/chain.py's registry when this was installed;
+-- audit_verify recomputes every hash in Python, so the two implementations check each other
+-- (the tests seal here and verify there). A version that was not registered then is refused.
 CREATE OR REPLACE FUNCTION compliance_audit_seal(
     batch integer, lock_wait boolean DEFAULT false, want bigint DEFAULT NULL,
     OUT chained integer, OUT first_sequence bigint, OUT last_sequence bigint,
@@ -143,11 +181,11 @@ DECLARE
     head_sequence bigint;
     head_hash varchar(64);
     ids bigint[];
+    versions smallint[];
     payloads bytea[];
     prev_hashes varchar[] := ARRAY[]::varchar[];
     hashes varchar[] := ARRAY[]::varchar[];
     null_length constant bytea := decode('ffffffff', 'hex');
-    version constant bytea := convert_to('audit-v2', 'UTF8');
 BEGIN
     chained := 0;
     IF lock_wait THEN
@@ -162,40 +200,17 @@ BEGIN
         END IF;
     END IF;
     first_sequence := head_sequence + 1;
-    -- The canonical bytes of the whole batch in one statement (the header of the 16 lengths, -1
-    -- for null, then the texts); only the hashing itself is a loop, each hash needing the last.
-    SELECT array_agg(t.id ORDER BY t.id),
+    -- The canonical bytes of the whole batch in one statement (the entry's tag, the header of its
+    -- fields' lengths, -1 for null, then the texts); only the hashing itself is a loop, each hash
+    -- needing the last.
+    SELECT array_agg(t.id ORDER BY t.id), array_agg(t.entry_version ORDER BY t.id),
            array_agg(
-               version
-                || coalesce(int4send(octet_length(convert_to(t.sequence_text, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.timestamp_text, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.actor_type, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.actor_id, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.actor_name, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.department_text, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.department_slug, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.event_type, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.outcome, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.object_type, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.object_id, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.object_repr, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.source_ip, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.user_agent, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.request_id, 'UTF8'))), null_length)
-                || coalesce(int4send(octet_length(convert_to(t.details, 'UTF8'))), null_length)
-                || convert_to(concat(
-                    t.sequence_text, t.timestamp_text, t.actor_type, t.actor_id, t.actor_name, t.department_text,
-                    t.department_slug, t.event_type, t.outcome, t.object_type, t.object_id, t.object_repr,
-                    t.source_ip, t.user_agent, t.request_id, t.details
-                ), 'UTF8')
-               ORDER BY t.id)
-    INTO ids, payloads
+            {seal_payload}
+           ORDER BY t.id)
+    INTO ids, versions, payloads
     FROM (
-        SELECT q.id, (first_sequence + row_number() OVER (ORDER BY q.id) - 1)::text AS sequence_text,
-               to_char(q."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS timestamp_text,
-               q.actor_type, q.actor_id, q.actor_name, q.department_id::text AS department_text, q.department_slug,
-               q.event_type, q.outcome, q.object_type, q.object_id, q.object_repr, q.source_ip, q.user_agent,
-               q.request_id, q.details
+        SELECT q.id, q.format_version AS entry_version,
+               {seal_columns}
         FROM (SELECT * FROM compliance_auditpending ORDER BY id LIMIT batch) q
     ) t;
     chained := coalesce(array_length(ids, 1), 0);
@@ -204,6 +219,9 @@ BEGIN
         RETURN;
     END IF;
     FOR i IN 1 .. chained LOOP
+        IF payloads[i] IS NULL THEN
+            RAISE EXCEPTION 'pending audit entry %: format version % is not registered', ids[i], versions[i];
+        END IF;
         prev_hashes[i] := head_hash;
         head_hash := encode(sha256(decode(head_hash, 'hex') || payloads[i]), 'hex');
         hashes[i] := head_hash;
@@ -217,12 +235,13 @@ BEGIN
     -- One INSERT and one DELETE for the batch (the triggers still check every row).
     INSERT INTO compliance_auditentry (
         sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type,
-        outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details, prev_hash, hash
+        outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details, format_version,
+        prev_hash, hash
     )
     SELECT first_sequence + c.ordinality - 1, q."timestamp", q.actor_type, q.actor_id, q.actor_name,
            q.department_id, q.department_slug, q.event_type, q.outcome, q.object_type, q.object_id,
-           q.object_repr, q.source_ip, q.user_agent, q.request_id, q.details, prev_hashes[c.ordinality],
-           hashes[c.ordinality]
+           q.object_repr, q.source_ip, q.user_agent, q.request_id, q.details, q.format_version,
+           prev_hashes[c.ordinality], hashes[c.ordinality]
     FROM unnest(ids) WITH ORDINALITY AS c(pending_id, ordinality)
     JOIN compliance_auditpending q ON q.id = c.pending_id
     ORDER BY c.ordinality;
@@ -247,11 +266,11 @@ BEGIN
     -- The content arrives as one JSON object (one parameter for the client to send, not fifteen).
     INSERT INTO compliance_auditpending (
         "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type, outcome,
-        object_type, object_id, object_repr, source_ip, user_agent, request_id, details
+        object_type, object_id, object_repr, source_ip, user_agent, request_id, details, format_version
     )
     SELECT r."timestamp", r.actor_type, r.actor_id, r.actor_name, r.department_id, r.department_slug,
            r.event_type, r.outcome, r.object_type, r.object_id, r.object_repr, r.source_ip, r.user_agent,
-           r.request_id, r.details
+           r.request_id, r.details, r.format_version
     FROM json_populate_record(NULL::compliance_auditpending, entry) r
     RETURNING id INTO pending_id;
     -- Seal here only when nothing else is pending (a lone writer: its entry is chained at once).
@@ -297,7 +316,8 @@ CREATE TRIGGER compliance_auditanchor_guard BEFORE UPDATE OR DELETE ON complianc
     FOR EACH ROW EXECUTE FUNCTION compliance_append_only_refuse();
 CREATE TRIGGER compliance_auditanchor_truncate BEFORE TRUNCATE ON compliance_auditanchor
     FOR EACH STATEMENT EXECUTE FUNCTION compliance_append_only_refuse();
-"""  # noqa: S608  (constants only, no input)
+"""  # noqa: S608  (constants and the registry's names only, no input)
+
 
 _PG_REMOVE = """
 DROP TRIGGER IF EXISTS compliance_auditentry_guard ON compliance_auditentry;
@@ -355,6 +375,7 @@ _SQLITE_STATEMENTS = [
           AND e.outcome = OLD.outcome AND e.object_type = OLD.object_type AND e.object_id = OLD.object_id
           AND e.object_repr = OLD.object_repr AND e.source_ip IS OLD.source_ip
           AND e.user_agent = OLD.user_agent AND e.request_id = OLD.request_id AND e.details = OLD.details
+          AND e.format_version = OLD.format_version
     )
     BEGIN SELECT RAISE(ABORT, 'pending audit entry: DELETE refused (only the sealer removes it, once chained)'); END""",
     """CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
@@ -381,7 +402,7 @@ class UnsupportedDatabase(RuntimeError):
 
 def _statements(connection: BaseDatabaseWrapper, *, install: bool) -> list[str]:
     if connection.vendor == "postgresql":
-        return [_PG_INSTALL if install else _PG_REMOVE]
+        return [_pg_install() if install else _PG_REMOVE]
     if connection.vendor == "sqlite":
         if install:
             return list(_SQLITE_STATEMENTS)

@@ -25,6 +25,8 @@ head_mismatch       the chain head's hash differs from the newest entry's
 checkpoint_mismatch an entry differs from a signed checkpoint: the chain was rewritten
 rolled_back         a checkpoint was signed past the newest entry: rollback or truncation
 bad_signature       a line of the checkpoint log does not verify with the signing key
+unknown_format      the entry names a format version that is not registered (compliance.chain):
+                    its version was changed, or it was written by a newer release
 ==================  ======================================================================
 """
 
@@ -34,15 +36,15 @@ import binascii
 import contextlib
 import hashlib
 import re
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from django.db import connection, transaction
 
-from compliance.chain import CANONICAL_FIELDS, FORMAT_VERSION, NULL_LENGTH, canonical_from_fields, format_timestamp
+from compliance.chain import NULL_LENGTH, CanonicalFormat, format_timestamp, formats, formats_fields
 from compliance.checkpoints import KIND_ANCHOR, KIND_CHECKPOINT, Checkpoint, checkpoints_read, log_path
 from compliance.models import GENESIS_HASH, AuditAnchor, AuditChainHead
 from compliance.sealing import pending_status
@@ -63,6 +65,7 @@ class BreakKind(StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     ROLLED_BACK = "rolled_back"
     BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_FORMAT = "unknown_format"
 
 
 @dataclass
@@ -87,26 +90,29 @@ class _Break(Exception):
         self.kind, self.sequence, self.message = kind, sequence, message
 
 
-# The columns in CANONICAL_FIELDS order, then prev_hash and hash. Every column but the
-# timestamp is stored as the very text that was hashed (details as canonical JSON text, the
-# address in compressed form), so the database's text output is the hashed text.
-_COLUMNS = """sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug,
-       event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details,
-       prev_hash, hash"""
-_SELECT = f"SELECT {_COLUMNS} FROM compliance_auditentry WHERE sequence > %s ORDER BY sequence"  # noqa: S608
-# COPY streams rows as tab-separated text far faster than a cursor builds Python tuples. The
-# empty string stands for NULL: only department_id (a number) and source_ip (never empty, a
-# CHECK constraint) may be NULL, and no other column is read as NULL.
-# The fast pass lets the database print the timestamp in its canonical form: the server has a
-# core of its own, the Python loop is the bottleneck.
-_COPY_COLUMNS = _COLUMNS.replace(
-    '"timestamp"', """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""", 1
-)
-_PG_COPY = f"COPY (SELECT {_COPY_COLUMNS} FROM compliance_auditentry WHERE sequence > {{after:d}} ORDER BY sequence) TO STDOUT (NULL '')"  # noqa: E501, S608
+# The columns read: the entry's format version, every field a registered format hashes
+# (compliance.chain.formats_fields(), audit-v2's first), then prev_hash and hash. Every column
+# but the timestamps is stored as the very text that was hashed (details as canonical JSON text,
+# the address in compressed form), so the database's text output is the hashed text. Built per
+# call from the registry, which tests extend.
 FETCH_SIZE = 5000
-_DEPARTMENT, _ADDRESS = CANONICAL_FIELDS.index("department_id"), CANONICAL_FIELDS.index("source_ip")
 _COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"\\": b"\\"}
 _COPY_ESCAPE = re.compile(rb"\\(.)")
+
+
+def _timestamp_fields() -> set[str]:
+    return set().union(*(registered.timestamp_fields for registered in formats()))
+
+
+def _columns(*, server_timestamps: bool) -> str:
+    timestamps = _timestamp_fields()
+    columns = ["format_version"]
+    for name in formats_fields():
+        if server_timestamps and name in timestamps:
+            columns.append(f"""to_char("{name}" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""")
+        else:
+            columns.append(f'"{name}"')
+    return ", ".join([*columns, "prev_hash", "hash"])
 
 
 def _copy_unescape(field: bytes) -> bytes:
@@ -123,79 +129,146 @@ def _timestamp_text(value: str | datetime) -> bytes:
     return format_timestamp(value).encode()
 
 
-def _hashes_as(
-    sequence: int, canonical_bytes: bytes, as_sequence: int, prev_hash: str | None, stored_hash: str
-) -> bool:
+class EntryRow(NamedTuple):
+    """One stored entry as the verifier sees it: its fields' hashed texts, in its own format."""
+
+    sequence: int
+    version: int
+    format: CanonicalFormat | None  # None: the version is not registered
+    fields: list[bytes | None]  # in format.fields order (empty for an unknown format)
+    prev_hash: str
+    hash: str
+
+    @property
+    def canonical(self) -> bytes | None:
+        return None if self.format is None else self.format.encode(self.fields)
+
+
+def _hashes_as(row: EntryRow, as_sequence: int, prev_hash: str | None) -> bool:
     """Would this entry hash correctly had it been written as ``as_sequence`` after ``prev_hash``?
 
     Only used once a break is found, to tell a renumbering (insertion, deletion, swap) from an edit.
     """
-    if prev_hash is None or as_sequence < 1:
+    if prev_hash is None or as_sequence < 1 or row.format is None:
         return False
-    header_start = len(FORMAT_VERSION)
-    body_start = header_start + 4 * len(CANONICAL_FIELDS)
-    old_field, new_field = str(sequence).encode(), str(as_sequence).encode()
-    header = len(new_field).to_bytes(4, "big") + canonical_bytes[header_start + 4 : body_start]
-    rewritten = FORMAT_VERSION + header + new_field + canonical_bytes[body_start + len(old_field) :]
-    return hashlib.sha256(bytes.fromhex(prev_hash) + rewritten).hexdigest() == stored_hash
+    renumbered = [
+        str(as_sequence).encode() if name == "sequence" else value
+        for name, value in zip(row.format.fields, row.fields, strict=True)
+    ]
+    return hashlib.sha256(bytes.fromhex(prev_hash) + row.format.encode(renumbered)).hexdigest() == row.hash
 
 
-def entry_rows(after_sequence: int = 0) -> Iterator[tuple[int, bytes, str, str]]:
-    """(sequence, canonical bytes, prev_hash, hash) of every entry after ``after_sequence``.
+def entry_rows(after_sequence: int = 0) -> Iterator[EntryRow]:
+    """Every entry after ``after_sequence``, in sequence order.
 
     The plain, any-database path: SQLite always, and PostgreSQL when the fast pass found a break
     and the detailed walk names it.
     """
+    names = formats_fields()
+    timestamps = _timestamp_fields()
+    # Per registered version: which of the columns it hashes, and which of those are timestamps.
+    plans = {
+        registered.version: (
+            registered,
+            [(1 + names.index(name), name in timestamps) for name in registered.fields],
+        )
+        for registered in formats()
+    }
+    sql = f"SELECT {_columns(server_timestamps=False)} FROM compliance_auditentry WHERE sequence > %s ORDER BY sequence"  # noqa: S608  (the registry's names only)
     postgres = connection.vendor == "postgresql"
     cursor = connection.chunked_cursor() if postgres else connection.cursor()
+    sequence_column = 1 + names.index("sequence")
     try:
-        cursor.execute(_SELECT, [after_sequence])
+        cursor.execute(sql, [after_sequence])
         while rows := cursor.fetchmany(FETCH_SIZE):
             for row in rows:
-                fields = [None if value is None else str(value).encode() for value in row[:16]]
-                fields[1] = _timestamp_text(row[1])
-                yield row[0], canonical_from_fields(fields), row[16], row[17]
+                version, sequence = row[0], row[sequence_column]
+                plan = plans.get(version)
+                if plan is None:
+                    yield EntryRow(sequence, version, None, [], row[-2], row[-1])
+                    continue
+                registered, columns = plan
+                fields = [
+                    None
+                    if row[column] is None
+                    else _timestamp_text(row[column])
+                    if timestamp
+                    else str(row[column]).encode()
+                    for column, timestamp in columns
+                ]
+                yield EntryRow(sequence, version, registered, fields, row[-2], row[-1])
     finally:
         cursor.close()
+
+
+def _fast_plans() -> tuple[dict[bytes, tuple], int]:
+    """How the fast pass reads each registered version from a COPY line: (its tag, the slice or
+    the positions of its fields, the positions among them that may be NULL, its header packer);
+    and the position of the sequence number."""
+    from compliance.models import AuditEntry
+
+    names = formats_fields()
+    plans = {}
+    for registered in formats():
+        positions = [1 + names.index(name) for name in registered.fields]
+        contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
+        # COPY prints NULL as the empty string: only columns that can be NULL are read as NULL
+        # (department_id, a number; source_ip, never empty by a CHECK constraint).
+        nullable = tuple(index for index, name in enumerate(registered.fields) if AuditEntry._meta.get_field(name).null)
+        plans[str(registered.version).encode()] = (
+            registered.tag,
+            slice(positions[0], positions[-1] + 1) if contiguous else None,
+            positions,
+            nullable,
+            registered.pack_lengths,
+        )
+    return plans, 1 + names.index("sequence")
 
 
 def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_hash: str, head: int) -> bool:
     """The happy path on PostgreSQL: one COPY stream, each entry checked in a few C calls.
 
-    True if every entry is in sequence, links to the one before and matches its hash and any
-    signed checkpoint; False at the first anomaly, which the detailed walk then names. The loop
-    is the benchmark's hot path (docs/audit.md): keep per-entry Python to a minimum.
+    True if every entry is in sequence, in a registered format, links to the one before and
+    matches its hash and any signed checkpoint; False at the first anomaly, which the detailed
+    walk then names. The loop is the benchmark's hot path (docs/audit.md): keep per-entry
+    Python to a minimum.
     """
-    sha256, unhexlify, pack = hashlib.sha256, binascii.unhexlify, struct.Struct(f">{len(CANONICAL_FIELDS)}i").pack
-    version, null = FORMAT_VERSION, NULL_LENGTH
+    sha256, unhexlify, null = hashlib.sha256, binascii.unhexlify, NULL_LENGTH
+    plans, sequence_column = _fast_plans()
     signed = {sequence: value.encode() for sequence, value in checkpoints.items()}
     expected, prev_hex, prev_raw = start, start_hash.encode(), bytes.fromhex(start_hash)
     matched = 0
     rest = b""
     intact = True
-    with connection.cursor() as cursor, cursor.cursor.copy(_PG_COPY.format(after=start - 1)) as copy:
+    copy_sql = (
+        f"COPY (SELECT {_columns(server_timestamps=True)} FROM compliance_auditentry "  # noqa: S608  (the registry's names only)
+        f"WHERE sequence > {start - 1:d} ORDER BY sequence) TO STDOUT (NULL '')"
+    )
+    with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
         chunks = iter(copy)
         for chunk in chunks:
             lines = (rest + bytes(chunk)).split(b"\n")
             rest = lines.pop()
             for line in lines:
-                fields = line.split(b"\t")
+                row = line.split(b"\t")
                 if b"\\" in line:
-                    fields = [_copy_unescape(field) for field in fields]
-                stored_hash = fields.pop()
-                if fields.pop() != prev_hex or int(fields[0]) != expected or expected > head:
+                    row = [_copy_unescape(field) for field in row]
+                stored_hash = row.pop()
+                plan = plans.get(row[0])
+                if plan is None or row.pop() != prev_hex or int(row[sequence_column]) != expected or expected > head:
                     intact = False
                     break
-                if fields[_DEPARTMENT] and fields[_ADDRESS]:
+                tag, span, positions, nullable, pack = plan
+                fields = row[span] if span is not None else [row[position] for position in positions]
+                if all(map(fields.__getitem__, nullable)):
                     header = pack(*map(len, fields))
                 else:
                     lengths = [*map(len, fields)]
-                    if not fields[_DEPARTMENT]:
-                        lengths[_DEPARTMENT] = null
-                    if not fields[_ADDRESS]:
-                        lengths[_ADDRESS] = null
+                    for index in nullable:
+                        if not fields[index]:
+                            lengths[index] = null
                     header = pack(*lengths)
-                digest = sha256(prev_raw + version + header + b"".join(fields)).digest()
+                digest = sha256(prev_raw + tag + header + b"".join(fields)).digest()
                 if digest != unhexlify(stored_hash) or (expected in signed and signed[expected] != stored_hash):
                     intact = False
                     break
@@ -247,7 +320,8 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
     prev_hash = start_hash  # stored hash of the previous entry
     prev_prev_hash: str | None = None
     prev_self_consistent = True
-    for sequence, canonical_bytes, stored_prev, stored_hash in entry_rows(start - 1):
+    for row in entry_rows(start - 1):
+        sequence, stored_prev, stored_hash = row.sequence, row.prev_hash, row.hash
         if sequence != expected:
             if expected == start and result.anchor_sequence is not None:
                 raise _Break(
@@ -261,7 +335,14 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
             raise _Break(
                 BreakKind.BEYOND_HEAD, sequence, f"entry {sequence} lies beyond the chain head ({head_sequence})"
             )
-        self_consistent = sha256(bytes.fromhex(stored_prev) + canonical_bytes).hexdigest() == stored_hash
+        if row.format is None:
+            raise _Break(
+                BreakKind.UNKNOWN_FORMAT,
+                sequence,
+                f"entry {sequence} names format version {row.version}, which is not registered: its version "
+                "was changed, or a newer release wrote it",
+            )
+        self_consistent = sha256(bytes.fromhex(stored_prev) + row.canonical).hexdigest() == stored_hash
         if stored_prev != prev_hash:
             if expected == start:
                 raise _Break(
@@ -277,15 +358,13 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
                     f"entry {sequence - 1} was modified and its hash recomputed: "
                     f"entry {sequence} still links to its original hash",
                 )
-            if stored_prev == prev_prev_hash or _hashes_as(
-                sequence, canonical_bytes, sequence - 1, stored_prev, stored_hash
-            ):
+            if stored_prev == prev_prev_hash or _hashes_as(row, sequence - 1, stored_prev):
                 raise _Break(
                     BreakKind.INSERTED,
                     sequence - 1,
                     f"entry {sequence - 1} was inserted: entry {sequence} was written to follow entry {sequence - 2}",
                 )
-            if _hashes_as(sequence, canonical_bytes, sequence + 1, stored_prev, stored_hash):
+            if _hashes_as(row, sequence + 1, stored_prev):
                 raise _Break(
                     BreakKind.REORDERED,
                     sequence,
@@ -298,7 +377,7 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
                 f"entry {sequence} does not link to entry {sequence - 1} (entries inserted, deleted or reordered)",
             )
         if not self_consistent:
-            if _hashes_as(sequence, canonical_bytes, sequence - 1, prev_prev_hash, stored_hash):
+            if _hashes_as(row, sequence - 1, prev_prev_hash):
                 raise _Break(
                     BreakKind.INSERTED,
                     sequence - 1,

@@ -15,12 +15,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
-from compliance.chain import CANONICAL_FIELDS, canonical, chain_hash
+from compliance import sealing
+from compliance.chain import (
+    CANONICAL_FIELDS,
+    WRITE_VERSION,
+    UnknownFormatVersion,
+    canonical,
+    chain_hash,
+    format_register,
+    format_unregister,
+)
 from compliance.checkpoints import checkpoint_sign, checkpoints_read, log_path
 from compliance.events import EventType, Outcome
 from compliance.models import AuditChainHead, AuditEntry
 from compliance.services import audit_record
+from compliance.triggers import triggers_install, triggers_remove
 from compliance.verification import BreakKind, audit_chain_verify, entry_rows
 from tests.compliance.conftest import raw_sql, triggers_lifted
 
@@ -43,6 +54,31 @@ def chain(system_context, personas):
     head = AuditChainHead.objects.get()
     checkpoint_sign(sequence=head.sequence, hash=head.hash)
     return personas
+
+
+@pytest.fixture
+def format_v3(db):
+    """A test-only audit format 3: audit-v2's fields and one more (the version itself, a column
+    every entry has). Production registers v2 only."""
+    registered = format_register(3, (*CANONICAL_FIELDS, "format_version"), tag=b"audit-v3-test")
+    if connection.vendor == "postgresql":
+        # The SQL sealer is generated from the registry when installed (in the test's transaction).
+        triggers_remove(connection)
+        triggers_install(connection)
+    try:
+        yield registered
+    finally:
+        format_unregister(3)
+        if connection.vendor == "postgresql":
+            triggers_remove(connection)
+            triggers_install(connection)
+
+
+def append_in_format(monkeypatch, version: int, **kwargs) -> AuditEntry:
+    """audit_record, writing ``version`` instead of chain.WRITE_VERSION."""
+    with monkeypatch.context() as patched:
+        patched.setattr(sealing, "WRITE_VERSION", version)
+        return audit_record(**kwargs)
 
 
 def expect_break(kind: BreakKind, sequence: int) -> None:
@@ -76,9 +112,9 @@ def test_verifier_rows_encode_exactly_like_audit_record(chain):
         object_repr="名字 with ünïcode",
         details={"z": [1, 2.5, None, True], "a": {"b": "身份证"}, "empty": ""},
     )
-    for sequence, canonical_bytes, _prev, stored_hash in entry_rows(0):
-        assert canonical_bytes == canonical(AuditEntry.objects.get(sequence=sequence))
-        assert stored_hash == AuditEntry.objects.get(sequence=sequence).hash
+    for row in entry_rows(0):
+        assert row.canonical == canonical(AuditEntry.objects.get(sequence=row.sequence))
+        assert row.hash == AuditEntry.objects.get(sequence=row.sequence).hash
 
 
 def test_modified_field(chain):
@@ -245,3 +281,56 @@ def test_checkpoint_command_signs_the_head_and_covers_its_own_entry(chain, capsy
     assert (latest.sequence, latest.hash, latest.valid) == (head.sequence, head.hash, True)
     assert AuditEntry.objects.get(sequence=head.sequence).event_type == EventType.AUDIT_CHECKPOINT
     assert audit_chain_verify().checkpoints_matched == 2
+
+
+def test_entries_are_written_in_the_current_format_and_their_bytes_open_with_its_tag(chain):
+    for entry in AuditEntry.objects.all():
+        assert entry.format_version == WRITE_VERSION == 2
+        assert canonical(entry).startswith(b"audit-v2")
+
+
+def test_a_changed_format_version_breaks_the_chain_even_to_a_registered_version(chain, format_v3):
+    """v3 is registered here, so the changed row is read in v3's encoding: it no longer hashes."""
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET format_version = 3 WHERE sequence = 4")
+    expect_break(BreakKind.HASH_MISMATCH, 4)
+
+
+def test_an_unknown_format_version_is_reported_as_a_break(chain):
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET format_version = 99 WHERE sequence = 4")
+    expect_break(BreakKind.UNKNOWN_FORMAT, 4)
+    assert "format version 99" in audit_chain_verify().message
+
+
+def test_two_formats_verify_side_by_side_in_one_chain(chain, format_v3, monkeypatch):
+    """Entries of audit-v2 and of a (test-only) v3 that hashes one more field, sealed by the
+    production sealer (SQL on PostgreSQL, Python on SQLite), each verify under their own format."""
+    write = dict(event_type=EventType.ASSET_VIEW, details={"n": "v3 ✓"})
+    v3 = append_in_format(monkeypatch, 3, **write)
+    v2 = append_in_format(monkeypatch, 2, **write)
+    assert (v3.sequence, v2.sequence) == (LENGTH + 1, LENGTH + 2)
+    stored = {entry.sequence: entry for entry in AuditEntry.objects.filter(sequence__gt=LENGTH)}
+    assert (stored[v3.sequence].format_version, stored[v2.sequence].format_version) == (3, 2)
+    assert canonical(stored[v3.sequence]).startswith(format_v3.tag)
+    assert chain_hash(stored[v3.sequence].prev_hash, stored[v3.sequence]) == stored[v3.sequence].hash
+    assert v3.hash == stored[v3.sequence].hash and v2.hash == stored[v2.sequence].hash
+    # The same content hashes differently in the two formats.
+    assert canonical(stored[v3.sequence])[8:] != canonical(stored[v2.sequence])[8:]
+    result = audit_chain_verify()
+    assert result.ok and result.last_sequence == LENGTH + 2, result.message
+    for row in entry_rows(LENGTH):
+        assert row.format.version == stored[row.sequence].format_version
+    # A v3 entry's extra field is hashed too: change it (to another registered version) and it breaks.
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET format_version = 2 WHERE sequence = %s", [v3.sequence])
+    expect_break(BreakKind.HASH_MISMATCH, v3.sequence)
+
+
+def test_the_registry_refuses_a_second_registration_and_formats_without_the_sequence():
+    with pytest.raises(ValueError, match="already registered"):
+        format_register(2, CANONICAL_FIELDS)
+    with pytest.raises(ValueError, match="sequence"):
+        format_register(4, ("timestamp", "details"))
+    with pytest.raises(UnknownFormatVersion):
+        canonical(SimpleNamespace(format_version=99, **dict.fromkeys(CANONICAL_FIELDS)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from django.db import DatabaseError, close_old_connections, connection, transaction
@@ -13,13 +14,17 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from compliance.chain import chain_hash
 from compliance.events import EventType
 from compliance.models import GENESIS_HASH, AuditChainHead, AuditEntry, AuditPending
-from compliance.sealing import pending_status, seal_once, seal_pending
+from compliance.sealing import CONTENT_FIELDS, pending_status, seal_once, seal_pending
 from compliance.services import audit_record
 from compliance.verification import _fast_walk, audit_chain_verify
 from tests.compliance.conftest import raw_sql
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite serialises writers: the head is never busy there"
+)
+postgresql_session = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="PostgreSQL only: session state (DISCARD ALL) and column lengths the database enforces",
 )
 
 
@@ -159,8 +164,8 @@ def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("first_statement", [True, False], ids=["entry-opens-the-transaction", "entry-after-a-write"])
 def test_an_entry_commits_and_rolls_back_with_its_action(first_statement):
-    """AU-4 on both ways audit_record talks to PostgreSQL: through psycopg when its statement
-    opens the transaction, straight through libpq once the transaction is open."""
+    """AU-4 whether audit_record's statement opens the action's transaction (psycopg sends the
+    BEGIN) or joins one a write of the action opened."""
     from departments.models import Department
 
     def action(name: str, fail: bool) -> None:
@@ -179,21 +184,48 @@ def test_an_entry_commits_and_rolls_back_with_its_action(first_statement):
     assert Department.objects.filter(slug="failed").count() == 0
 
 
-@postgresql_only
+@postgresql_session
 @pytest.mark.django_db(transaction=True)
-def test_the_append_statement_survives_the_session_discarding_it():
+def test_writes_survive_the_session_discarding_its_prepared_statements():
+    """DISCARD ALL / DEALLOCATE ALL (a pooler's reset, an administrator) lose no entry and fail no
+    action, in autocommit or inside an action's transaction."""
+    from departments.models import Department
+
     audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})
     with connection.cursor() as cursor:
-        cursor.execute("DISCARD ALL")  # prepared statements gone; nothing to lose in autocommit
+        cursor.execute("DISCARD ALL")
     assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 2}), AuditEntry)
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
-    # Inside a transaction the failed statement has aborted it: the action fails with its entry.
-    with pytest.raises(DatabaseError), transaction.atomic():
-        AuditChainHead.objects.select_for_update().get()
-        audit_record(event_type=EventType.ASSET_VIEW, details={"n": "lost with its action"})
-    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 3}), AuditEntry)
-    assert [entry.details["n"] for entry in _chain_intact()] == [1, 2, 3]
+    with transaction.atomic():
+        Department.objects.create(slug="kept", name="Kept")
+        assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 3}), AuditEntry)
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 4}), AuditEntry)
+    assert [entry.details["n"] for entry in _chain_intact()] == [1, 2, 3, 4]
+    assert Department.objects.filter(slug="kept").exists()
+
+
+@postgresql_session
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first_statement", [True, False], ids=["entry-opens-the-transaction", "entry-after-a-write"])
+def test_a_write_the_database_refuses_fails_the_action_even_if_the_caller_swallows_the_error(first_statement):
+    """AU-4 at the database: the failed statement aborts the action's transaction (no savepoint),
+    so the action cannot commit without its entry however the caller handles the error."""
+    from departments.models import Department
+
+    audit_record(event_type=EventType.ASSET_VIEW, details={"n": "before"})
+    too_long = SimpleNamespace(pk=1, slug="x" * 51)  # the column holds 50 characters
+    with transaction.atomic():
+        if not first_statement:
+            Department.objects.create(slug="lost", name="Lost")
+        with pytest.raises(DatabaseError):
+            audit_record(event_type=EventType.ASSET_VIEW, department=too_long)
+        # The caller swallowed the error and leaves the block normally: the commit is refused.
+    assert not Department.objects.filter(slug="lost").exists()
+    assert [entry.details.get("n") for entry in _chain_intact()] == ["before"]
+    assert not AuditPending.objects.exists()
+    # The connection is usable again once the action is over.
+    assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": "after"}), AuditEntry)
 
 
 @postgresql_only
@@ -269,6 +301,21 @@ def test_a_pending_row_cannot_be_removed_against_an_entry_of_other_content(syste
         ).save(_from_audit_record=True)
         with pytest.raises(DatabaseError), transaction.atomic():
             raw_sql("DELETE FROM compliance_auditpending")
+
+
+@pytest.mark.django_db
+def test_a_pending_row_cannot_be_removed_against_an_entry_of_another_format_version(system_context):
+    audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})
+    chained = AuditEntry.objects.get()
+    content = {name: getattr(chained, name) for name in CONTENT_FIELDS if name != "format_version"}
+    with transaction.atomic():
+        AuditPending(**content, format_version=3).save(_from_audit_record=True)
+        with pytest.raises(DatabaseError), transaction.atomic():
+            raw_sql("DELETE FROM compliance_auditpending")
+    if connection.vendor == "sqlite":  # the control: there, the same content in the same version may go
+        with transaction.atomic():
+            AuditPending(**content, format_version=chained.format_version).save(_from_audit_record=True)
+            raw_sql("DELETE FROM compliance_auditpending WHERE format_version = %s", [chained.format_version])
 
 
 @pytest.mark.django_db

@@ -27,6 +27,7 @@ def refused(sql: str, params: tuple = ()) -> None:
 
 def test_update_is_refused(entries):
     refused("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 2")
+    refused("UPDATE compliance_auditentry SET format_version = 3 WHERE sequence = 2")
 
 
 def test_delete_of_a_young_entry_is_refused(entries):
