@@ -5,8 +5,8 @@ Django's default handlers keep small files in memory and spool larger ones
 (``request.upload_handlers = [EncryptingUploadHandler(request)]`` before anything reads
 ``request.POST``/``FILES``) each part is hashed, encrypted and written to the storage
 directory's temp area as it arrives; ``request.FILES`` then holds ``StagedUpload`` objects that
-``assets.services.asset_upload`` accepts as its ``stream``. The portal view uses it; the REST API
-(issue 8) reuses it the same way (set it in the view's ``initial``/before ``request.data``).
+``assets.services.asset_upload`` accepts as its ``stream``. Views never install it themselves:
+``assets.uploads.RequestUpload`` does, for the portal, the chat and the REST API alike.
 
 Refusals (too large, wrong type by its first bytes, empty, interrupted) are collected in
 ``handler.rejections``; a request whose Content-Length already exceeds the limit is refused
