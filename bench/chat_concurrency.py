@@ -31,7 +31,7 @@ with all_departments(reason="benchmark check"):
         for m in ConversationMessage.objects.select_related("conversation__owner").order_by("pk")
     ]
 calls = [
-    [e.actor_name, e.request_id, e.details["status"]]
+    [e.actor_name, e.request_id, e.details["finish_reason"]]
     for e in AuditEntry.objects.filter(event_type="inference.call")
 ]
 print(json.dumps({"messages": rows, "calls": calls}, ensure_ascii=False))

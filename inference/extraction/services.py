@@ -36,6 +36,15 @@ from inference.engine.errors import EngineBusy, GenerationFailed, InferenceError
 from inference.engine.inputs import Message
 from inference.engine.structured import SchemaInvalid, instruction_for, schema_check, structured_generate
 from inference.extraction.models import Extraction, ExtractionStatus
+from inference.model_calls import (
+    Channel,
+    ModelCall,
+    ModelCallResult,
+    error_code,
+    milliseconds,
+    model_call_record,
+    prompt_of,
+)
 from inference.models import TaskTemplate
 
 OPERATORS = ("gt", "gte", "lt", "lte", "eq", "ne", "matches", "not_matches", "contains", "in", "missing")
@@ -304,17 +313,6 @@ def extraction_messages(template: TaskTemplate, images: list) -> list[Message]:
     return [Message("system", system), Message("user", EXTRACTION_PROMPT, images=tuple(images))]
 
 
-def _generate_with(engine, *, department: Department, request_id: str | None):
-    max_new_tokens = min(settings.EXTRACTION_MAX_NEW_TOKENS, engine.limits.max_new_tokens_cap)
-
-    def generate(messages: list[Message]):
-        return engine.submit(
-            messages, department=department.slug, max_new_tokens=max_new_tokens, temperature=0.0, request_id=request_id
-        ).result()
-
-    return generate
-
-
 def extraction_run(
     *,
     department: Department,
@@ -325,7 +323,9 @@ def extraction_run(
     batch=None,
     request_id: str | None = None,
 ) -> Extraction:
-    """Run the template on the asset, store the result with its rule outcomes, audit it.
+    """Run the template on the asset, store the result with its rule outcomes, audit it: the
+    model call as ``inference.call`` (channel ``extraction``, or ``batch`` for a batch's file) and
+    the result as ``inference.extraction``, in the transaction that stores it.
 
     Raises EngineBusy / ModelUnavailable / InvalidRequest from ``submit`` (nothing stored: the
     caller may retry); a generation that fails is stored as ``failed``.
@@ -335,7 +335,28 @@ def extraction_run(
     schema_check(template.json_schema)
     started = time.perf_counter()
     images = asset_page_images(asset, max_pages=MAX_PAGES)
-    generate = _generate_with(engine, department=department, request_id=request_id)
+    messages = extraction_messages(template, images)
+    info = engine.info()
+    call = ModelCall(
+        channel=Channel.BATCH if batch is not None else Channel.EXTRACTION,
+        model=info.name,
+        model_sha256=info.manifest_sha256,
+        prompt=prompt_of(messages, [(), (asset.sha256,) if images else ()]),
+        preview=EXTRACTION_PROMPT,
+        params={
+            "max_new_tokens": min(settings.EXTRACTION_MAX_NEW_TOKENS, engine.limits.max_new_tokens_cap),
+            "temperature": 0.0,
+        },
+        response_format="json_schema",
+        asset_ids=(str(asset.pk),),
+    )
+    submitted = 0
+
+    def generate(conversation: list[Message]):
+        nonlocal submitted
+        submitted += 1
+        return engine.submit(conversation, department=department.slug, request_id=request_id, **call.params).result()
+
     extraction = Extraction(
         department=department,
         template=template,
@@ -347,13 +368,14 @@ def extraction_run(
         api_key=api_key,
         created_by_name=getattr(api_key, "audit_name", "") or "system",
     )
+    failure: GenerationFailed | None = None
+    outcome = None
     try:
-        outcome = structured_generate(
-            extraction_messages(template, images), generate=generate, schema=template.json_schema
-        )
+        outcome = structured_generate(messages, generate=generate, schema=template.json_schema)
     except EngineBusy:
         raise
     except GenerationFailed as exc:
+        failure = exc
         extraction.status = ExtractionStatus.FAILED
         extraction.problems = [f"{exc.code}: {exc}"]
     else:
@@ -372,9 +394,22 @@ def extraction_run(
         else:
             extraction.status = ExtractionStatus.INVALID
     extraction.usage["latency"] = round(time.perf_counter() - started, 4)
+    first = outcome.results[0].usage if outcome is not None and outcome.results else None
+    result = ModelCallResult(
+        outcome=Outcome.SUCCESS if extraction.status == ExtractionStatus.VALID else Outcome.FAILURE,
+        latency_ms=milliseconds(extraction.usage["latency"]),
+        finish_reason="error" if failure is not None else outcome.finish_reason,
+        prompt_tokens=outcome.prompt_tokens if outcome is not None else None,
+        completion_tokens=outcome.completion_tokens if outcome is not None else None,
+        time_to_first_token_ms=milliseconds(first.time_to_first_token) if first is not None else None,
+        attempts=submitted,
+        # The answer never matched the schema: the code /v1 answers for the same case.
+        error=error_code(failure) if failure is not None else ("" if outcome.valid else "response_format_unsatisfied"),
+    )
     with transaction.atomic(), department_scope(department):
         extraction.full_clean()
         extraction.save()
+        model_call_record(call, result, actor=api_key, department=department, obj=extraction)
         audit_record(
             event_type=EventType.EXTRACTION,
             outcome=Outcome.SUCCESS if extraction.status == ExtractionStatus.VALID else Outcome.FAILURE,
@@ -389,7 +424,6 @@ def extraction_run(
                 "attempts": extraction.attempts,
                 "flags": extraction.flags,
                 "batch": str(batch.pk) if batch is not None else None,
-                **extraction.usage,
             },
         )
     return extraction

@@ -16,6 +16,7 @@ from compliance.models import AuditEntry
 from compliance.retention import purge_expired, retention_policy_set
 from departments.tenancy import all_departments, department_scope
 from inference.chat.services import chat_policy_set, chat_upload_mark, conversation_create, conversation_turn_record
+from inference.model_calls import Channel, ModelCall, PromptMessage
 from inference.models import ChatUpload, Conversation, ConversationMessage, TaskTemplate
 from tests.chat.conftest import png_bytes
 
@@ -46,6 +47,14 @@ def conversation_of(personas, system_context):
             finish_reason="stop",
             params={},
             model="demo",
+            call=ModelCall(
+                channel=Channel.WEBSOCKET,
+                model="demo",
+                model_sha256="0" * 64,
+                prompt=(PromptMessage("user", prompt, tuple(asset.sha256 for asset in assets)),),
+                preview=prompt,
+                stream=True,
+            ),
         )
         return conversation
 
