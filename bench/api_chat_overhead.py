@@ -1,6 +1,6 @@
 """/v1/chat/completions over HTTP vs the engine called directly with the same request, same run.
 
-The platform is served by uvicorn on loopback (tests/live_server.py: own SQLite database, the
+The platform is served by uvicorn on loopback (tests/support/live_server.py: own SQLite database, the
 bench-size demo model); this process loads the same model into its own engine. Both answer the
 same greedy request (an inline 96×96 PNG + text, 128 new tokens at most, so both produce the same
 tokens); runs alternate. Figures:
@@ -61,7 +61,7 @@ def main() -> None:
     from inference.engine.handles import Done, Token
     from inference.engine.inputs import Message
     from inference.engine.loading import load_model
-    from tests.live_server import LiveServer
+    from tests.support.live_server import LiveServer
 
     model_dir = bench_model_dir(args.model)
     buffer = io.BytesIO()

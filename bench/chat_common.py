@@ -21,7 +21,7 @@ from inference_common import REPO, bench_model_dir
 
 sys.path[:0] = [str(REPO / "scripts")]
 
-from tests.live_server import LiveServer  # noqa: E402
+from tests.support.live_server import LiveServer  # noqa: E402
 
 
 @contextlib.contextmanager

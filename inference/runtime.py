@@ -207,16 +207,29 @@ def reset_engine() -> None:
 def engine_override(engine: Engine | None) -> Iterator[Engine | None]:
     """Serve ``engine`` as the process's engine inside the block (``None``: as if still loading).
 
-    For tests and benchmarks that build their own engine; the previous state comes back after.
+    For tests and benchmarks that build their own engine; the previous state comes back after,
+    and the caller keeps owning (and shuts down) ``engine``. Overrides nest.
     """
     global _engine, _engine_error, _loading_thread
+    # A load already under way would install its engine over the override when it finishes.
+    running = _loading_thread
+    if running is not None and running is not threading.current_thread():
+        running.join()
+    # What start_loading sees while the override holds: "a load was started", so none starts.
+    # A finished thread, because reset_engine joins it (the caller's own thread cannot be joined).
+    placeholder = threading.Thread(name="inference-engine-override")
+    placeholder.start()
+    placeholder.join()
     with _engine_lock:
         saved = _engine, _engine_error, _loading_thread
-        _engine, _engine_error = engine, None
-        # No background load may replace the override (None reads as "loading").
-        _loading_thread = saved[2] or threading.current_thread()
+        _engine, _engine_error, _loading_thread = engine, None, placeholder
     try:
         yield engine
     finally:
         with _engine_lock:
+            # An engine loaded inside the block (get_engine() with a None override) is not the
+            # caller's: shut it down rather than leak its worker threads.
+            stray = _engine if _engine is not engine and _engine is not saved[0] else None
             _engine, _engine_error, _loading_thread = saved
+        if stray is not None:
+            stray.shutdown()

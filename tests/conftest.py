@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -91,21 +92,62 @@ def system_context():
 
 
 @pytest.fixture(scope="session")
-def shared_demo_model_dir(tmp_path_factory):
-    """A tiny demo model (Qwen2.5-VL family) with its manifest, built once per test session."""
+def demo_model_factory(tmp_path_factory):
+    """``build(spec)``: the demo model for a ``DemoModelSpec``, with its manifest, built at most once
+    per test session whoever asks. Shared read-only: a test that changes a model copies it first."""
     import inference  # noqa: F401  (sets the offline switches before transformers loads)
     from inference.engine.demo_model import DemoModelSpec, build_demo_model
     from inference.engine.manifest import manifest_write
 
-    path = build_demo_model(tmp_path_factory.mktemp("shared-model") / "qwen2_5_vl", DemoModelSpec())
-    manifest_write(path)
-    return path
+    root = tmp_path_factory.mktemp("demo-models")
+    built: dict[DemoModelSpec, Path] = {}
+
+    def build(spec: DemoModelSpec | None = None) -> Path:
+        spec = spec or DemoModelSpec()
+        if spec not in built:
+            path = build_demo_model(root / f"{spec.family}-{spec.size}-{len(built)}", spec)
+            manifest_write(path)
+            built[spec] = path
+        return built[spec]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def shared_demo_model_dir(demo_model_factory) -> Path:
+    """The tiny demo model (Qwen2.5-VL family) with its manifest, built once per test session."""
+    return demo_model_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_demo_model(shared_demo_model_dir):
+    """That model loaded (fp32), once per session; engines built around it share its weights."""
+    from inference.engine.loading import load_model
+
+    return load_model(shared_demo_model_dir, quantization="fp32")
+
+
+@pytest.fixture
+def serve_engine():
+    """``serve_engine(engine)``: ``engine`` is the process's engine (what require_engine() returns)
+    until the test ends; ``None`` serves "the model is still loading". Through the public
+    ``inference.runtime.engine_override``; the caller still owns, and shuts down, the engine."""
+    from contextlib import ExitStack
+
+    from inference.runtime import engine_override
+
+    with ExitStack() as stack:
+
+        def serve(engine):
+            return stack.enter_context(engine_override(engine))
+
+        yield serve
 
 
 @pytest.fixture
 def live_server_factory(tmp_path):
-    """Start the platform on loopback (tests/live_server.py); every server is stopped afterwards."""
-    from tests.live_server import LiveServer
+    """Start the platform on loopback (tests/support/live_server.py); every server is stopped afterwards."""
+    from tests.support.live_server import LiveServer
 
     servers = []
 

@@ -15,7 +15,8 @@ from accounts.sessions import TERMINATE_MESSAGE_TYPE
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from departments.models import Membership
-from tests.accounts.conftest import USER_PASSWORD, group_dn, message_for, websocket_of
+from tests.accounts.conftest import message_for, websocket_of
+from tests.support.slapd import USER_PASSWORD, group_dn
 
 pytestmark = pytest.mark.django_db
 

@@ -77,23 +77,18 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-@pytest.fixture(scope="session")
-def api_loaded_model(shared_demo_model_dir):
-    from inference.engine.loading import load_model
-
-    return load_model(shared_demo_model_dir, quantization="fp32")
-
-
 @pytest.fixture
-def api_engine(api_loaded_model, monkeypatch, settings):
+def api_engine(shared_demo_model):
     """The demo model as the process's engine (what require_engine() returns) for this test."""
-    from inference import runtime as engine_module
     from inference.engine.core import Engine, EngineLimits
+    from inference.runtime import engine_override
 
-    engine = Engine(api_loaded_model, EngineLimits(batch_window_seconds=0.0, max_new_tokens_cap=256))
-    monkeypatch.setattr(engine_module, "_engine", engine)
-    yield engine
-    engine.shutdown()
+    engine = Engine(shared_demo_model, EngineLimits(batch_window_seconds=0.0, max_new_tokens_cap=256))
+    try:
+        with engine_override(engine):
+            yield engine
+    finally:
+        engine.shutdown()
 
 
 LIVE_PREPARE = r"""
@@ -125,11 +120,8 @@ print(json.dumps(keys))
 def live_api(tmp_path_factory, shared_demo_model_dir):
     """One loopback server per test module with the demo model loaded and three keys."""
     import json
-    import time
-    import urllib.error
-    import urllib.request
 
-    from tests.live_server import LiveServer
+    from tests.support.live_server import LiveServer
 
     server = LiveServer(
         tmp_path_factory.mktemp("live-api"),
@@ -139,19 +131,11 @@ def live_api(tmp_path_factory, shared_demo_model_dir):
     server.start()
     try:
         server.keys = json.loads(server.shell(LIVE_PREPARE).splitlines()[-1])
-        request = urllib.request.Request(  # noqa: S310 - loopback
-            f"{server.base_url}/v1/models", headers={"Authorization": f"Bearer {server.keys['finance']}"}
+        # The first call starts the model load: 503 until it is ready.
+        models = server.wait_for(
+            "/v1/models", headers={"Authorization": f"Bearer {server.keys['finance']}"}, timeout=120
         )
-        deadline = time.monotonic() + 120
-        while True:  # the first call starts the model load; 503 until it is ready
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-                    server.model = json.loads(response.read())["data"][0]["id"]
-                    break
-            except urllib.error.HTTPError as error:
-                if error.code != 503 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.3)
+        server.model = models["data"][0]["id"]
         yield server
     finally:
         server.stop()

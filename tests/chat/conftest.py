@@ -15,7 +15,7 @@ from PIL import Image
 
 import inference  # noqa: F401  (offline switches before transformers)
 from inference.engine.core import Engine, EngineLimits
-from inference.engine.loading import load_model
+from inference.runtime import engine_override
 
 PASSWORD = "Correct-Horse-9"  # the personas' password (tests/conftest.py make_user)
 # Random demo weights never produce an end-of-turn token, so a long turn really is long.
@@ -23,20 +23,15 @@ LONG_TURN = {"max_new_tokens": 1500}
 SHORT_TURN = {"max_new_tokens": 4}
 
 
-@pytest.fixture(scope="session")
-def chat_loaded_model(shared_demo_model_dir):
-    return load_model(shared_demo_model_dir, quantization="fp32")
-
-
 @pytest.fixture
-def chat_engine(chat_loaded_model, monkeypatch):
+def chat_engine(shared_demo_model):
     """The process's engine for this test (what require_engine() returns), on the tiny model."""
-    from inference import runtime as engine_module
-
-    engine = Engine(chat_loaded_model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
-    monkeypatch.setattr(engine_module, "_engine", engine)
-    yield engine
-    engine.shutdown()
+    engine = Engine(shared_demo_model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
+    try:
+        with engine_override(engine):
+            yield engine
+    finally:
+        engine.shutdown()
 
 
 @pytest.fixture(params=["in-memory", "redis"])

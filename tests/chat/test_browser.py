@@ -6,8 +6,6 @@ Screenshots of the chat page (laptop and tablet widths) go to test-artifacts/.""
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,26 +64,13 @@ def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory) -> Path:
     return target
 
 
-def wait_ready(base_url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the model did not load")
-
-
 def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
     server = live_server_factory(model_path=endless_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP) == "ok"
-    wait_ready(server.base_url)
+    server.wait_for("/readyz", timeout=180)
     image = tmp_path / "red-invoice.png"
     image.write_bytes(png_bytes((210, 40, 40), (120, 90)))
     ARTIFACTS.mkdir(exist_ok=True)
@@ -161,5 +146,5 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
     assert ("asset.upload", "success") in kinds
     assert ("conversation.create", "success") in kinds
     calls = [details for event, _outcome, details in trail if event == "inference.call"]
-    assert len(calls) == 1 and calls[0]["status"] == "stopped" and len(calls[0]["assets"]) == 1
+    assert len(calls) == 1 and calls[0]["finish_reason"] == "cancelled" and len(calls[0]["asset_ids"]) == 1
     assert 0 < calls[0]["completion_tokens"] < 1500

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.deploy.conftest import DEPLOY, require_binary
-from tests.deploy.nginx_harness import render_nginx
+from tests.support.nginx import render_nginx
 
 
 @pytest.mark.parametrize("tls12", [False, True])

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
-from tests.deploy.nginx_harness import NginxServer
-from tests.live_server import LiveServer
+from tests.support.live_server import LiveServer
+from tests.support.nginx import NginxServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from throwaway_services import free_port

@@ -12,7 +12,6 @@ import json
 import re
 import ssl
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,8 +20,8 @@ import websockets
 
 from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
-from tests.deploy.nginx_harness import NginxServer
-from tests.live_server import LiveServer
+from tests.support.live_server import LiveServer
+from tests.support.nginx import NginxServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from throwaway_services import free_port
@@ -63,7 +62,7 @@ def cluster(tmp_path_factory, tls_pair, shared_demo_model_dir):
     try:
         second.start(behind_proxy=True)
         for server in (first, second):
-            wait_until_ready(server)
+            server.wait_for("/readyz")
         cert, key = tls_pair
         with NginxServer(
             root / "nginx",
@@ -77,16 +76,6 @@ def cluster(tmp_path_factory, tls_pair, shared_demo_model_dir):
     finally:
         second.stop()
         first.stop()
-
-
-def wait_until_ready(server: LiveServer, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{server.base_url}/readyz", timeout=10)
-        if response.status_code == 200:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{server.base_url} not ready: {response.text}\n{server.log()[-2000:]}")
 
 
 def login(base_url: str, verify) -> httpx.Client:

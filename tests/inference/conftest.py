@@ -1,4 +1,5 @@
-"""Demo models built once per session (two architecture families) and engines around them."""
+"""Demo models of two architecture families (built once per session, tests/conftest.py) and
+engines around them."""
 
 from __future__ import annotations
 
@@ -9,30 +10,28 @@ from PIL import Image
 
 import inference  # noqa: F401  (sets the offline switches before transformers loads)
 from inference.engine.core import Engine, EngineLimits
-from inference.engine.demo_model import DemoModelSpec, build_demo_model
+from inference.engine.demo_model import DemoModelSpec
 from inference.engine.loading import load_model
-from inference.engine.manifest import manifest_write
 
 
 @pytest.fixture(scope="session")
-def demo_model_dirs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    dirs = {}
-    for family in ("qwen2_5_vl", "qwen2_vl"):
-        path = build_demo_model(root / family, DemoModelSpec(family=family))
-        manifest_write(path)
-        dirs[family] = path
-    return dirs
+def demo_model_dirs(demo_model_factory) -> dict[str, Path]:
+    """One demo model per family (the session's shared builds: qwen2_5_vl is tests/conftest.py's)."""
+    return {family: demo_model_factory(DemoModelSpec(family=family)) for family in ("qwen2_5_vl", "qwen2_vl")}
 
 
 @pytest.fixture(scope="session")
-def demo_model_dir(demo_model_dirs) -> Path:
-    return demo_model_dirs["qwen2_5_vl"]
+def demo_model_dir(shared_demo_model_dir) -> Path:
+    return shared_demo_model_dir
 
 
 @pytest.fixture(scope="session")
-def loaded_models(demo_model_dirs) -> dict:
-    return {family: load_model(path, quantization="fp32") for family, path in demo_model_dirs.items()}
+def loaded_models(demo_model_dirs, shared_demo_model_dir, shared_demo_model) -> dict:
+    """Each family loaded once per session (the shared model is the one the other suites use)."""
+    return {
+        family: shared_demo_model if path == shared_demo_model_dir else load_model(path, quantization="fp32")
+        for family, path in demo_model_dirs.items()
+    }
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import pytest
 
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
-from inference import runtime as engine_module
 from inference.engine.core import DEMO_LABEL
-from inference.engine.errors import MANIFEST_MISMATCH, ManifestError
+from inference.engine.errors import MANIFEST_MISMATCH, MODEL_LOADING, ManifestError
 from inference.engine.inputs import Message
 from inference.runtime import get_engine, model_readiness, reset_engine
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def test_readiness_reports_loading_then_the_model(configured, rf, monkeypatch):
 
     monkeypatch.setitem(health._readiness_checks, "model", model_readiness)
     ok, detail = model_readiness()  # the first poll starts the background load
-    assert (ok, detail) == (False, "the model is still loading")
-    engine_module._loading_thread.join(120)
+    assert (ok, detail) == (False, MODEL_LOADING)
+    wait_until(lambda: model_readiness() != (False, MODEL_LOADING), timeout=120, message="the model is still loading")
     response = health.readyz(rf.get("/readyz"))
     assert response.status_code == 200
     assert json.loads(response.content)["checks"]["model"] == {"ok": True, "detail": "demo-qwen2_5_vl (fp32 on cpu)"}
@@ -80,7 +80,7 @@ def test_a_tampered_model_is_refused_audited_and_not_ready(configured, demo_mode
     assert entry.outcome == Outcome.FAILURE and entry.details["code"] == "manifest_mismatch"
 
 
-def test_stats_and_prometheus_metrics(engine, monkeypatch):
+def test_stats_and_prometheus_metrics(engine, serve_engine):
     from prometheus_client import REGISTRY, generate_latest
 
     engine.generate([Message("user", "hi")], max_new_tokens=3, min_new_tokens=3)
@@ -90,7 +90,7 @@ def test_stats_and_prometheus_metrics(engine, monkeypatch):
     assert stats["tokens_per_second"] > 0
     assert stats["device"]["source"] == "host"  # no GPU here: host CPU and RAM instead
     assert stats["device"]["host"]["memory_total_bytes"] > 0
-    monkeypatch.setattr(engine_module, "_engine", engine)
+    serve_engine(engine)
     text = generate_latest(REGISTRY).decode()
     assert 'platform_model_info{demo="true",device="cpu",family="qwen2_5_vl"' in text
     assert "platform_inference_completion_tokens_total 3.0" in text

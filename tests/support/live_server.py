@@ -3,21 +3,24 @@
 ``LiveServer`` gives the app its own database (a new database on the throw-away PostgreSQL
 cluster of scripts/testenv.py, else an SQLite file), its own DATA_DIR, migrates it, and runs
 ``uvicorn asgi:application`` (HTTP + websockets) in a subprocess on a free port. Tests prepare
-data with ``server.shell(code)`` / ``server.manage(...)``, which run against the same database.
+data with ``server.shell(code)`` / ``server.manage(...)``, which run against the same database,
+and wait for the model with ``server.wait_for("/readyz")``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import subprocess
 import sys
-import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.waiting import WaitTimeout, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from throwaway_services import free_port  # noqa: E402
@@ -115,17 +118,52 @@ class LiveServer:
             command += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
         log = self.log_path.open("w")
         self._process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LiveServerError(f"the server exited:\n{self.log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return self
-            time.sleep(0.2)
-        self.stop()
-        raise LiveServerError(f"the server did not answer /healthz within {timeout:.0f}s")
+        try:
+            wait_until(self._healthy, timeout=timeout, interval=0.2)
+        except WaitTimeout:
+            self.stop()
+            raise LiveServerError(f"the server did not answer /healthz within {timeout:.0f}s") from None
+        return self
+
+    def _healthy(self) -> bool:
+        self._check_running()
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:  # noqa: S310
+                return response.status == 200
+        except OSError:
+            return False
+
+    def _check_running(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise LiveServerError(f"the server exited:\n{self.log()[-3000:]}")
+
+    def wait_for(self, path: str = "/readyz", *, headers: dict[str, str] | None = None, timeout: float = 180) -> dict:
+        """Poll ``path`` until it answers 200 and return its JSON body.
+
+        503 means "not yet" (the model loads in the background after the first request); any
+        other answer, or the server exiting, fails at once.
+        """
+        request = urllib.request.Request(f"{self.base_url}{path}", headers=headers or {})  # noqa: S310 - loopback
+        last: list[str] = ["no answer yet"]
+
+        def answered() -> dict | None:
+            self._check_running()
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                last[0] = error.read().decode(errors="replace")
+                if error.code != 503:
+                    raise LiveServerError(f"{path} answered {error.code}: {last[0][:1000]}") from None
+            except OSError as error:
+                last[0] = repr(error)
+            return None
+
+        try:
+            return wait_until(answered, timeout=timeout, interval=0.25)
+        except WaitTimeout:
+            detail = f"{path} did not answer 200 within {timeout:.0f}s: {last[0][:1000]}"
+            raise WaitTimeout(f"{detail}\n{self.log()[-2000:]}") from None
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
