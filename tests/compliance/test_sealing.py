@@ -4,7 +4,6 @@ chained twice, the chain never forks, and a pending entry is as protected as a c
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from compliance.sealing import CONTENT_FIELDS, pending_status, seal_once, seal_p
 from compliance.services import audit_record
 from compliance.verification import _fast_walk, audit_chain_verify
 from tests.compliance.conftest import raw_sql
+from tests.support.waiting import wait_until
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite serialises writers: the head is never busy there"
@@ -30,10 +30,7 @@ postgresql_session = pytest.mark.skipif(
 
 def _all_chained(timeout: float = 10.0) -> None:
     """The background sealer chains what writers left pending within milliseconds; wait for it."""
-    deadline = time.monotonic() + timeout
-    while AuditPending.objects.exists():
-        assert time.monotonic() < deadline, "entries were left unchained"
-        time.sleep(0.02)
+    wait_until(lambda: not AuditPending.objects.exists(), timeout=timeout, message="entries were left unchained")
 
 
 def _chain_intact() -> list[AuditEntry]:
@@ -136,8 +133,19 @@ def test_concurrent_writers_lose_nothing_and_never_fork_the_chain():
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_head_is_free():
-    holder_locked, writer_done = threading.Event(), threading.Event()
+def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_head_is_free(monkeypatch):
+    from compliance import sealing
+
+    holder_locked, writer_done, head_found_busy = threading.Event(), threading.Event(), threading.Event()
+    seal = sealing.seal_pending
+
+    def seal_watched(**kwargs):
+        chained = seal(**kwargs)
+        if chained is None:  # the background sealer tried while the holder kept the head
+            head_found_busy.set()
+        return chained
+
+    monkeypatch.setattr(sealing, "seal_pending", seal_watched)
 
     def holder():
         try:
@@ -145,7 +153,7 @@ def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_
                 audit_record(event_type=EventType.ASSET_VIEW, details={"who": "holder"})
                 holder_locked.set()
                 writer_done.wait(10)
-                time.sleep(0.3)  # the writer's sealer finds the head busy for a while
+                head_found_busy.wait(10)  # the writer's sealer finds the head busy (and retries later)
                 raise RuntimeError("the holder's action failed: no commit, so no sealing after it")
         finally:
             close_old_connections()
@@ -156,6 +164,7 @@ def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_
     assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"who": "writer"}), AuditPending)
     writer_done.set()
     thread.join(10)
+    assert head_found_busy.is_set(), "the writer's sealer never found the head busy"
     _all_chained()
     assert [entry.details["who"] for entry in _chain_intact()] == ["writer"]
 

@@ -57,9 +57,11 @@ def test_scope_follows_into_sync_to_async_threads_and_not_across_tasks(personas)
     def labels() -> list[str]:
         return list(ProbeRecord.objects.values_list("label", flat=True))
 
+    both_open = asyncio.Barrier(2)
+
     async def in_scope(department) -> list[str]:
         with department_scope(department):
-            await asyncio.sleep(0)
+            await asyncio.wait_for(both_open.wait(), timeout=10)  # both tasks are inside their scope
             return await sync_to_async(labels)()
 
     async def unscoped() -> str:

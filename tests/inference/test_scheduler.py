@@ -8,7 +8,6 @@ in which order, in which batches) from the model. The batching tests then use th
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from inference.engine.errors import ENGINE_BUSY, EngineBusy
 from inference.engine.handles import Done, GenerationHandle, Queued, Usage
 from inference.engine.inputs import GenerationRequest, Message, validate_params
 from inference.engine.scheduler import Scheduler
+from tests.support.waiting import wait_until
 
 USER = (Message("user", "hi"),)
 
@@ -108,11 +108,15 @@ def test_queue_positions_are_published_and_updated(gated):
     assert (handles["f1"].position, handles["q1"].position, handles["f2"].position) == (1, 2, 3)
     runner.gate.release()  # "busy" ends, f1 starts
     assert runner.started.acquire(timeout=5)
-    time.sleep(0.05)
+
+    def published() -> list[int]:
+        return [e.position for e in list(handles["f2"]._events) if isinstance(e, Queued)]
+
+    # f1 leaving the queue makes the scheduler publish positions again (q1's, then f2's).
+    wait_until(lambda: len(published()) >= 3, timeout=5, message="f1 started but no new positions were published")
     assert (handles["q1"].position, handles["f2"].position) == (1, 2)
-    published = [e.position for e in list(handles["f2"]._events) if isinstance(e, Queued)]
     # f2 came second (2), q1's arrival moved it behind (3), f1 starting moved it up (2).
-    assert published == [2, 3, 2]
+    assert published() == [2, 3, 2]
 
 
 def test_a_request_cancelled_in_the_queue_leaves_it_at_once(gated):

@@ -8,6 +8,7 @@ import time
 from inference.engine.errors import GENERATION_TIMEOUT
 from inference.engine.handles import Done, Error, Queued, Token, event_dict
 from inference.engine.inputs import Message
+from tests.support.waiting import wait_until, wait_until_async
 
 LONG = {"max_new_tokens": 400, "min_new_tokens": 400}
 
@@ -30,11 +31,7 @@ def test_cancel_stops_at_the_next_step_and_frees_the_model(engine):
             started = time.perf_counter()
             handle.cancel()
             break
-    final = handle.final
-    deadline = time.time() + 10
-    while handle.final is None and time.time() < deadline:
-        time.sleep(0.01)
-    final = handle.final
+    final = wait_until(lambda: handle.final, timeout=10, message="the cancelled request did not finish")
     assert isinstance(final, Done) and final.finish_reason == "cancelled"
     assert final.usage.completion_tokens < 50
     # The worker is free again: the next request starts without waiting for 400 tokens.
@@ -49,28 +46,24 @@ async def test_leaving_the_async_loop_cancels_the_request(engine):
     async for event in handle:
         if isinstance(event, Token):
             break  # the websocket went away
-    for _ in range(500):
-        if handle.final is not None:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: handle.final, timeout=5, message="leaving the loop did not finish the request")
     assert isinstance(handle.final, Done) and handle.final.finish_reason == "cancelled"
     assert handle.final.usage.completion_tokens < 50
 
 
 async def test_a_cancelled_task_cancels_the_request(engine):
     handle = engine.submit([Message("user", "talk")], **LONG)
+    streaming = asyncio.Event()
 
     async def consume():
-        async for _event in handle:
-            pass
+        async for event in handle:
+            if isinstance(event, Token):
+                streaming.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(streaming.wait(), timeout=10)  # cancelled while tokens are arriving
     task.cancel()
-    for _ in range(500):
-        if handle.final is not None:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: handle.final, timeout=5, message="cancelling the task did not finish the request")
     assert isinstance(handle.final, Done) and handle.final.finish_reason == "cancelled"
 
 
