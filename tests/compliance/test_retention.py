@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from compliance.events import EventType
 from compliance.export import audit_export
 from compliance.models import AuditAnchor, AuditArchive, AuditEntry
 from compliance.services import audit_record
+from compliance.triggers import DELETE_REFUSED
 from compliance.verification import BreakKind, audit_chain_verify
 from tests.compliance.conftest import raw_sql
 
@@ -38,7 +40,7 @@ def test_audit_entries_are_kept_until_exported(old_then_new, settings):
     settings.AUDIT_RETENTION_DAYS = 180
     report = retention.purge_expired()
     assert report.audit_removed == 0 and AuditEntry.objects.count() == 6
-    with pytest.raises(DatabaseError), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(DELETE_REFUSED)), transaction.atomic():
         raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 1")  # old but not exported
 
 
@@ -59,7 +61,7 @@ def test_purge_after_export_cuts_at_an_anchor_and_verification_starts_there(old_
     assert result.ok and (result.first_sequence, result.anchor_sequence) == (5, 4), result.message
     # Idempotent, and young entries stay undeletable even below... nothing: they are not anchored.
     assert retention.purge_expired().audit_removed == 0
-    with pytest.raises(DatabaseError), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(DELETE_REFUSED)), transaction.atomic():
         raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 5")
 
 
@@ -67,7 +69,7 @@ def test_a_young_entry_cannot_be_deleted_even_when_exported_and_anchored(system_
     audit_record(event_type=EventType.ASSET_VIEW)
     audit_export(output=tmp_path / "a.jsonl")
     AuditAnchor.objects.create(sequence=1, hash="0" * 64, archive=AuditArchive.objects.get(), removed=1)
-    with pytest.raises(DatabaseError), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(DELETE_REFUSED)), transaction.atomic():
         raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 1")
 
 

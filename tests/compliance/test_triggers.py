@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -13,6 +15,18 @@ from tests.compliance.conftest import raw_sql
 
 pytestmark = pytest.mark.django_db
 
+# What the triggers say (compliance/triggers.py). Only DELETE_REFUSED is a constant there; the
+# others are its literal texts, as patterns that match the PL/pgSQL and the SQLite wording.
+ENTRY_UPDATE_REFUSED = "audit entries are append-only: UPDATE refused"
+ENTRY_DELETE_REFUSED = re.escape(triggers.DELETE_REFUSED)
+CHAIN_NOT_EXTENDED = r"audit chain: entry (\d+ )?does not extend the chain"
+HEAD_MOVES_FORWARD_ONLY = "audit chain head only moves forward to the newest entry"
+HEAD_NOT_DELETED = "audit chain head (only moves forward to the newest entry: DELETE refused|cannot be deleted)"
+
+
+def append_only(table: str, operation: str) -> str:
+    return f"{table} is append-only: {operation} refused"
+
 
 @pytest.fixture
 def entries(system_context):
@@ -20,25 +34,25 @@ def entries(system_context):
         audit_record(event_type=EventType.ASSET_VIEW, details={"n": number})
 
 
-def refused(sql: str, params: tuple = ()) -> None:
-    with pytest.raises(DatabaseError), transaction.atomic():
+def refused(sql: str, params: tuple = (), *, match: str) -> None:
+    with pytest.raises(DatabaseError, match=match), transaction.atomic():
         raw_sql(sql, params)
 
 
 def test_update_is_refused(entries):
-    refused("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 2")
-    refused("UPDATE compliance_auditentry SET format_version = 3 WHERE sequence = 2")
+    refused("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 2", match=ENTRY_UPDATE_REFUSED)
+    refused("UPDATE compliance_auditentry SET format_version = 3 WHERE sequence = 2", match=ENTRY_UPDATE_REFUSED)
 
 
 def test_delete_of_a_young_entry_is_refused(entries):
-    refused("DELETE FROM compliance_auditentry WHERE sequence = 2")
-    refused("DELETE FROM compliance_auditentry")
+    refused("DELETE FROM compliance_auditentry WHERE sequence = 2", match=ENTRY_DELETE_REFUSED)
+    refused("DELETE FROM compliance_auditentry", match=ENTRY_DELETE_REFUSED)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="TRUNCATE exists on PostgreSQL only (SQLite: DELETE)")
 def test_truncate_is_refused(entries):
-    refused("TRUNCATE compliance_auditentry")
-    refused("TRUNCATE compliance_auditchainhead CASCADE")
+    refused("TRUNCATE compliance_auditentry", match=append_only("compliance_auditentry", "TRUNCATE"))
+    refused("TRUNCATE compliance_auditchainhead CASCADE", match=append_only("compliance_auditchainhead", "TRUNCATE"))
 
 
 def test_insert_must_extend_the_chain_head(entries):
@@ -49,14 +63,14 @@ def test_insert_must_extend_the_chain_head(entries):
     )
     values = "%s, CURRENT_TIMESTAMP, 'system', '', 'x', '', 'auth.login', 'success', '', '', '', '', '', '{}', %s, %s"
     sql = f"INSERT INTO compliance_auditentry ({columns}) VALUES ({values})"  # noqa: S608  (test SQL from constants)
-    refused(sql, (head_sequence + 5, head_hash, "f" * 64))  # a gap
-    refused(sql, (head_sequence + 1, "e" * 64, "f" * 64))  # does not link to the head
+    refused(sql, (head_sequence + 5, head_hash, "f" * 64), match=CHAIN_NOT_EXTENDED)  # a gap
+    refused(sql, (head_sequence + 1, "e" * 64, "f" * 64), match=CHAIN_NOT_EXTENDED)  # does not link to the head
 
 
 def test_chain_head_only_moves_forward(entries):
-    refused("UPDATE compliance_auditchainhead SET sequence = 1")
-    refused("UPDATE compliance_auditchainhead SET hash = %s", ("a" * 64,))
-    refused("DELETE FROM compliance_auditchainhead")
+    refused("UPDATE compliance_auditchainhead SET sequence = 1", match=HEAD_MOVES_FORWARD_ONLY)
+    refused("UPDATE compliance_auditchainhead SET hash = %s", ("a" * 64,), match=HEAD_MOVES_FORWARD_ONLY)
+    refused("DELETE FROM compliance_auditchainhead", match=HEAD_NOT_DELETED)
 
 
 def test_archive_and_anchor_tables_are_append_only(entries):
@@ -64,10 +78,14 @@ def test_archive_and_anchor_tables_are_append_only(entries):
 
     archive = AuditArchive.objects.create(format="jsonl", file_name="f", sha256="0" * 64, entry_count=0)
     AuditAnchor.objects.create(sequence=1, hash="0" * 64, archive=archive, removed=0)
-    refused("UPDATE compliance_auditarchive SET complete = %s", (True,))
-    refused("DELETE FROM compliance_auditarchive")
-    refused("UPDATE compliance_auditanchor SET sequence = 2")
-    refused("DELETE FROM compliance_auditanchor")
+    refused(
+        "UPDATE compliance_auditarchive SET complete = %s",
+        (True,),
+        match=append_only("compliance_auditarchive", "UPDATE"),
+    )
+    refused("DELETE FROM compliance_auditarchive", match=append_only("compliance_auditarchive", "DELETE"))
+    refused("UPDATE compliance_auditanchor SET sequence = 2", match=append_only("compliance_auditanchor", "UPDATE"))
+    refused("DELETE FROM compliance_auditanchor", match=append_only("compliance_auditanchor", "DELETE"))
 
 
 def test_trigger_floor_is_the_legal_floor():
