@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -29,6 +28,7 @@ from inference.engine.core import Engine, EngineLimits
 from inference.model_calls import ModelCallResult
 from tests.api.conftest import data_url
 from tests.chat.conftest import SHORT_TURN, frame, open_chat, png_bytes, receive_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,14 +133,13 @@ def _through_the_api(raw_key: str, asset, model: str) -> dict[str, AuditEntry]:
     response = client.post("/api/v1/batches", {"assets": [str(asset.pk)], "template": "vat-invoice"}, format="json")
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
-    deadline = time.monotonic() + 60  # the runner thread started on commit
-    while True:
+
+    def finished_job():  # the runner thread started on commit
         with all_departments(reason="the test waits for its batch job"):
             job = BatchJob.objects.get(pk=job_id)
-        if job.is_finished:
-            break
-        assert time.monotonic() < deadline, "the batch job did not finish"
-        time.sleep(0.05)
+        return job if job.is_finished else None
+
+    job = wait_until(finished_job, timeout=60, interval=0.05, message="the batch job did not finish")
     assert job.status == BatchStatus.DONE and job.processed == 1
     entries["batch"] = _calls("batch")[-1]
     with department_scope(asset.department_id):
