@@ -28,6 +28,16 @@ postgresql_session = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(params=[True, False], ids=["libpq-seam", "public-cursor"])
+def append_path(request, monkeypatch):
+    """Both ways audit_record runs its statement on PostgreSQL: through the one private seam
+    (compliance/libpq_append.py) and through Django's cursor alone."""
+    from compliance import sealing
+
+    monkeypatch.setattr(sealing, "LIBPQ_SEAM", request.param)
+    return request.param
+
+
 def _all_chained(timeout: float = 10.0) -> None:
     """The background sealer chains what writers left pending within milliseconds; wait for it."""
     wait_until(lambda: not AuditPending.objects.exists(), timeout=timeout, message="entries were left unchained")
@@ -172,7 +182,7 @@ def test_an_entry_left_pending_by_a_holder_that_rolled_back_is_chained_when_the_
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("first_statement", [True, False], ids=["entry-opens-the-transaction", "entry-after-a-write"])
-def test_an_entry_commits_and_rolls_back_with_its_action(first_statement):
+def test_an_entry_commits_and_rolls_back_with_its_action(first_statement, append_path):
     """AU-4 whether audit_record's statement opens the action's transaction (psycopg sends the
     BEGIN) or joins one a write of the action opened."""
     from departments.models import Department
@@ -195,7 +205,7 @@ def test_an_entry_commits_and_rolls_back_with_its_action(first_statement):
 
 @postgresql_session
 @pytest.mark.django_db(transaction=True)
-def test_writes_survive_the_session_discarding_its_prepared_statements():
+def test_writes_survive_the_session_discarding_its_prepared_statements(append_path):
     """DISCARD ALL / DEALLOCATE ALL (a pooler's reset, an administrator) lose no entry and fail no
     action, in autocommit or inside an action's transaction."""
     from departments.models import Department
@@ -217,7 +227,9 @@ def test_writes_survive_the_session_discarding_its_prepared_statements():
 @postgresql_session
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("first_statement", [True, False], ids=["entry-opens-the-transaction", "entry-after-a-write"])
-def test_a_write_the_database_refuses_fails_the_action_even_if_the_caller_swallows_the_error(first_statement):
+def test_a_write_the_database_refuses_fails_the_action_even_if_the_caller_swallows_the_error(
+    first_statement, append_path
+):
     """AU-4 at the database: the failed statement aborts the action's transaction (no savepoint),
     so the action cannot commit without its entry however the caller handles the error."""
     from departments.models import Department
@@ -380,3 +392,32 @@ def test_the_fast_pass_accepts_what_the_detailed_walk_accepts(system_context, au
     assert result.entries == head.sequence == 7
     raw_sql("SELECT 1")  # the connection is usable after the COPY
     assert audit_chain_verify().ok
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_transaction_is_refused_before_the_statement_is_sent(append_path):
+    """As Django's cursor refuses it: an inner block failed, the outer one can only roll back."""
+    from django.db.transaction import TransactionManagementError
+
+    with transaction.atomic():
+        with pytest.raises(RuntimeError), transaction.atomic(savepoint=False):
+            raise RuntimeError("an inner step failed")
+        with pytest.raises(TransactionManagementError):
+            audit_record(event_type=EventType.ASSET_VIEW)
+    assert not AuditPending.objects.exists() and not AuditEntry.objects.exists()
+
+
+def test_the_libpq_seam_is_verified_with_the_installed_django_and_psycopg():
+    """compliance/libpq_append.py uses Django's and psycopg's internals. When either library
+    moves, this fails on purpose: re-verify the seam as its docstring says, then update the pins."""
+    import django
+    import psycopg
+
+    from compliance.libpq_append import VERIFIED_WITH
+
+    installed = {"django": django.__version__, "psycopg": psycopg.__version__}
+    assert installed == VERIFIED_WITH, (
+        f"compliance/libpq_append.py was verified with {VERIFIED_WITH}, installed are {installed}: "
+        "re-verify it (its docstring says how) or delete it"
+    )
