@@ -15,9 +15,9 @@ from audit_bench_support import bulk_load, django_setup, durable_database, run_c
 
 FETCH_ONLY = """
 from django.db import connection
-from compliance.verification import _PG_COPY
+from compliance.verification import copy_statement
 started = time.perf_counter(); rows = 0
-with connection.cursor() as cursor, cursor.cursor.copy(_PG_COPY.format(after=0)) as copy:
+with connection.cursor() as cursor, cursor.cursor.copy(copy_statement(0)) as copy:
     for chunk in copy:
         rows += bytes(chunk).count(b"\\n")
 result['seconds'] = time.perf_counter() - started; result['entries'] = rows

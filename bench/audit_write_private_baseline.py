@@ -6,7 +6,7 @@ libpq directly (``pgconn.prepare`` / ``exec_prepared``, psycopg's error_from_res
 Django's private transaction state (``needs_rollback``, ``validate_no_broken_transaction``) and
 built the returned instance by hand-setting ``_state`` (``ModelState``). The code is that of
 commit ae28682 (compliance/sealing.py), with the entry's format version added so that it writes
-into today's schema exactly like the public path.
+into today's schema exactly like the public path, and its statement under a name of its own.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _APPEND_SQL = (
     "FROM compliance_audit_append($1::json, $2, $3)"
 )
 _APPEND_SQL_PSYCOPG = _APPEND_SQL.replace("($1::json, $2, $3)", "(%s::json, %s, %s)")
-_APPEND_NAME = b"compliance_audit_append"
+_APPEND_NAME = b"compliance_audit_append_old"  # its own name: the production seam prepares the other
 _APPEND_PARAMS = {False: [str(BATCH).encode(), b"f"], True: [str(BATCH).encode(), b"t"]}
 _prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK

@@ -51,9 +51,9 @@ BATCH = 1000  # pending entries chained per sealing transaction at most
 CONTENT_FIELDS = tuple(field.name for field in AuditPending._meta.concrete_fields if field.name != "id")
 BUSY = -1  # what the database sealer answers when another transaction holds the head
 DEFERRED = -2  # compliance_audit_append left the entry to the background sealers (a backlog)
-# Run the append statement through the one private seam (compliance/libpq_append.py), worth
-# more than 20 % of audited writes under load; False: Django's cursor alone (the benchmark's
-# --compare and the tests switch it off to measure and test the public path).
+# In autocommit, run the append statement through the one private seam, prepared once per
+# session (compliance/libpq_append.py: worth more than 20 % there under load); False: Django's
+# cursor alone (the benchmark's --compare and the tests switch it off to measure and test it).
 LIBPQ_SEAM = True
 
 
@@ -161,13 +161,13 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     content = json.dumps(
         {**values, "timestamp": values["timestamp"].isoformat(), "details": details_text}, ensure_ascii=False
     )
-    # No savepoint either way: a failed write aborts the caller's transaction (AU-4). The
-    # statement is not prepared: nothing for DISCARD ALL or DEALLOCATE ALL to take away.
     row = libpq_append.append_row(connection, content, BATCH, wait) if LIBPQ_SEAM else None
     if row is None:
-        # Django's cursor: it refuses to run in a transaction that already failed, lets psycopg
-        # open the atomic block's transaction if this is its first statement, and turns errors
-        # into Django's.
+        # Django's cursor, always inside a transaction: it refuses to run in one that already
+        # failed, lets psycopg open the atomic block's transaction if this is its first
+        # statement, and turns errors into Django's. No savepoint: a failed write aborts the
+        # caller's transaction (AU-4). Unprepared: a session reset (DISCARD ALL) takes nothing
+        # away that the transaction would need.
         with connection.cursor() as cursor:
             cursor.execute(_APPEND_SQL, [content, BATCH, wait])
             row = cursor.fetchone()

@@ -201,6 +201,16 @@ def entry_rows(after_sequence: int = 0) -> Iterator[EntryRow]:
         cursor.close()
 
 
+def copy_statement(after_sequence: int) -> str:
+    """The fast pass's COPY of every entry after ``after_sequence`` (the server prints the
+    timestamps in their canonical form: it has a core of its own, the Python loop is the
+    bottleneck). The empty string stands for NULL (see _fast_plans)."""
+    return (
+        f"COPY (SELECT {_columns(server_timestamps=True)} FROM compliance_auditentry "  # noqa: S608  (the registry's names only)
+        f"WHERE sequence > {after_sequence:d} ORDER BY sequence) TO STDOUT (NULL '')"
+    )
+
+
 def _fast_plans() -> tuple[dict[bytes, tuple], int]:
     """How the fast pass reads each registered version from a COPY line: (its tag, the slice or
     the positions of its fields, the positions among them that may be NULL, its header packer);
@@ -240,11 +250,7 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
     matched = 0
     rest = b""
     intact = True
-    copy_sql = (
-        f"COPY (SELECT {_columns(server_timestamps=True)} FROM compliance_auditentry "  # noqa: S608  (the registry's names only)
-        f"WHERE sequence > {start - 1:d} ORDER BY sequence) TO STDOUT (NULL '')"
-    )
-    with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
+    with connection.cursor() as cursor, cursor.cursor.copy(copy_statement(start - 1)) as copy:
         chunks = iter(copy)
         for chunk in chunks:
             lines = (rest + bytes(chunk)).split(b"\n")

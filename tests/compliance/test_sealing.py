@@ -30,8 +30,8 @@ postgresql_session = pytest.mark.skipif(
 
 @pytest.fixture(params=[True, False], ids=["libpq-seam", "public-cursor"])
 def append_path(request, monkeypatch):
-    """Both ways audit_record runs its statement on PostgreSQL: through the one private seam
-    (compliance/libpq_append.py) and through Django's cursor alone."""
+    """audit_record with its one private seam (compliance/libpq_append.py: in autocommit, the
+    statement prepared and run through libpq) and with Django's cursor alone."""
     from compliance import sealing
 
     monkeypatch.setattr(sealing, "LIBPQ_SEAM", request.param)
@@ -210,10 +210,16 @@ def test_writes_survive_the_session_discarding_its_prepared_statements(append_pa
     action, in autocommit or inside an action's transaction."""
     from departments.models import Department
 
+    def prepared() -> int:
+        return raw_sql("SELECT count(*) FROM pg_prepared_statements WHERE name = 'compliance_audit_append'")[0][0]
+
     audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})
+    assert prepared() == (1 if append_path else 0)  # the seam prepares it in autocommit
     with connection.cursor() as cursor:
         cursor.execute("DISCARD ALL")
+    assert prepared() == 0
     assert isinstance(audit_record(event_type=EventType.ASSET_VIEW, details={"n": 2}), AuditEntry)
+    assert prepared() == (1 if append_path else 0)  # prepared again
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
     with transaction.atomic():
