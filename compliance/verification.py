@@ -35,6 +35,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import hashlib
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,14 +106,15 @@ def _timestamp_fields() -> set[str]:
 
 
 def _columns(*, server_timestamps: bool) -> str:
+    """Every registered field, then the format version, prev_hash and hash."""
     timestamps = _timestamp_fields()
-    columns = ["format_version"]
+    columns = []
     for name in formats_fields():
         if server_timestamps and name in timestamps:
             columns.append(f"""to_char("{name}" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""")
         else:
             columns.append(f'"{name}"')
-    return ", ".join([*columns, "prev_hash", "hash"])
+    return ", ".join([*columns, "format_version", "prev_hash", "hash"])
 
 
 def _copy_unescape(field: bytes) -> bytes:
@@ -168,21 +170,18 @@ def entry_rows(after_sequence: int = 0) -> Iterator[EntryRow]:
     timestamps = _timestamp_fields()
     # Per registered version: which of the columns it hashes, and which of those are timestamps.
     plans = {
-        registered.version: (
-            registered,
-            [(1 + names.index(name), name in timestamps) for name in registered.fields],
-        )
+        registered.version: (registered, [(names.index(name), name in timestamps) for name in registered.fields])
         for registered in formats()
     }
     sql = f"SELECT {_columns(server_timestamps=False)} FROM compliance_auditentry WHERE sequence > %s ORDER BY sequence"  # noqa: S608  (the registry's names only)
     postgres = connection.vendor == "postgresql"
     cursor = connection.chunked_cursor() if postgres else connection.cursor()
-    sequence_column = 1 + names.index("sequence")
+    sequence_column = names.index("sequence")
     try:
         cursor.execute(sql, [after_sequence])
         while rows := cursor.fetchmany(FETCH_SIZE):
             for row in rows:
-                version, sequence = row[0], row[sequence_column]
+                version, sequence = row[-3], row[sequence_column]
                 plan = plans.get(version)
                 if plan is None:
                     yield EntryRow(sequence, version, None, [], row[-2], row[-1])
@@ -212,27 +211,28 @@ def copy_statement(after_sequence: int) -> str:
 
 
 def _fast_plans() -> tuple[dict[bytes, tuple], int]:
-    """How the fast pass reads each registered version from a COPY line: (its tag, the slice or
-    the positions of its fields, the positions among them that may be NULL, its header packer);
-    and the position of the sequence number."""
+    """How the fast pass reads each registered version from a COPY line (the registered fields,
+    then the version, prev_hash and hash; the last three popped): (its tag, whether its fields
+    are the whole rest of the line, else their positions, a getter of its fields that may be
+    NULL, their positions, its header packer); and the position of the sequence number."""
     from compliance.models import AuditEntry
 
     names = formats_fields()
     plans = {}
     for registered in formats():
-        positions = [1 + names.index(name) for name in registered.fields]
-        contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
+        positions = [names.index(name) for name in registered.fields]
         # COPY prints NULL as the empty string: only columns that can be NULL are read as NULL
         # (department_id, a number; source_ip, never empty by a CHECK constraint).
         nullable = tuple(index for index, name in enumerate(registered.fields) if AuditEntry._meta.get_field(name).null)
         plans[str(registered.version).encode()] = (
             registered.tag,
-            slice(positions[0], positions[-1] + 1) if contiguous else None,
+            positions == list(range(len(names))),
             positions,
+            operator.itemgetter(*nullable, *nullable) if nullable else (lambda fields: (b"-",)),
             nullable,
             registered.pack_lengths,
         )
-    return plans, 1 + names.index("sequence")
+    return plans, names.index("sequence")
 
 
 def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_hash: str, head: int) -> bool:
@@ -260,13 +260,14 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
                 if b"\\" in line:
                     row = [_copy_unescape(field) for field in row]
                 stored_hash = row.pop()
-                plan = plans.get(row[0])
-                if plan is None or row.pop() != prev_hex or int(row[sequence_column]) != expected or expected > head:
+                stored_prev = row.pop()
+                plan = plans.get(row.pop())
+                if plan is None or stored_prev != prev_hex or int(row[sequence_column]) != expected or expected > head:
                     intact = False
                     break
-                tag, span, positions, nullable, pack = plan
-                fields = row[span] if span is not None else [row[position] for position in positions]
-                if all(map(fields.__getitem__, nullable)):
+                tag, whole, positions, present, nullable, pack = plan
+                fields = row if whole else [row[position] for position in positions]
+                if all(present(fields)):
                     header = pack(*map(len, fields))
                 else:
                     lengths = [*map(len, fields)]
