@@ -6,7 +6,7 @@ latency from submission (``done.usage``). The difference is everything the chat 
 membership checks, rate limit, conversation and history reads, submission, the relay through the
 websocket, and (for the total) storing the turn with its audit entry.
 
-Goal (issue 7): ≤ 10 ms extra to the first token, ≤ 5 % extra in total.
+Goal: ≤ 10 ms extra to the first token, ≤ 5 % extra in total.
 
     .venv/bin/python bench/chat_relay.py [--turns 20] [--tokens 64] [--db postgres|sqlite] [--model DIR]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Upload throughput and memory of the asset store's streaming path (issue 5).
+"""Upload throughput and memory of the asset store's streaming path.
 
     .venv/bin/python bench/upload_throughput.py [--size-mb 1024] [--chunk-kb 256] [--rounds 3]
 

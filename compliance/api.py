@@ -25,7 +25,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-from accounts.permissions import admin_network_allowed
+from accounts.permissions import Action
 from compliance.chain import canonical_json, format_timestamp
 from compliance.events import EventType, Outcome
 from compliance.export import CSV_COLUMNS, FORMATS, UNKNOWN_FORMAT, export_queryset
@@ -34,12 +34,10 @@ from compliance.models import AuditEntry
 from compliance.selectors import audit_entry_list
 from compliance.services import audit_record
 from departments.api_keys.authentication import ApiKeyView
-from departments.api_keys.models import Scope
 from departments.models import Department
 
 EXPORT_PAGE = 2000
 FILTERS_INVALID = "Invalid filters: {errors}"
-NETWORK_REFUSED = "Not found."
 
 _FILTER_PARAMETERS = [
     OpenApiParameter("since", OpenApiTypes.DATETIME),
@@ -66,20 +64,7 @@ class AuditPagination(LimitOffsetPagination):
 
 
 class AuditView(ApiKeyView):
-    required_scope = Scope.AUDIT_READ
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if not admin_network_allowed(getattr(request._request, "source_ip", None)):
-            audit_record(
-                event_type=EventType.ACCESS_DENIED,
-                outcome=Outcome.DENIED,
-                actor=request.auth,
-                object_type="route",
-                object_repr=request.path[:255],
-                details={"reason": "audit API from outside ADMIN_ALLOWED_NETWORKS", "method": request.method},
-            )
-            raise exceptions.NotFound(NETWORK_REFUSED)
+    required_action = Action.API_AUDIT_READ
 
     def filters(self) -> dict[str, Any]:
         form = AuditFilterForm(self.request.query_params)

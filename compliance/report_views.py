@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from accounts.permissions import admin_role_required
-from accounts.roles import AdminRole
+from accounts.permissions import Action, requires
 from compliance.report import compliance_report_export
 
 REPORT_CONTENT_TYPES = {
@@ -16,7 +15,7 @@ REPORT_CONTENT_TYPES = {
 }
 
 
-@admin_role_required(AdminRole.SECURITY, AdminRole.AUDIT)
+@requires(Action.COMPLIANCE_REPORT_VIEW)
 def compliance_report_view(request: HttpRequest) -> HttpResponse:
     fmt = request.GET.get("format", "")
     if fmt in REPORT_CONTENT_TYPES:

@@ -122,16 +122,3 @@ def audit_record(
     # No savepoint: if the write fails, the whole transaction is aborted and the action cannot
     # commit without its entry (AU-4), even if the caller catches the error.
     return append(values, details_text, wait=wait_for_chain)
-
-
-def audit_lookup_refused(*, department: Any, object_type: str, object_id: Any, reason: str, path: str = "") -> None:
-    """Record a look-up answered 404 because the object is not the department's (AU-1: every
-    denial, including the 404s that do not reveal whether the object exists elsewhere)."""
-    audit_record(
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        department=department,
-        object_type=object_type,
-        object_id=str(object_id),
-        details={"reason": reason, "path": path[:500]},
-    )

@@ -1,7 +1,8 @@
 """The auditor console (/audit/): the audit administrator reviews, filters and exports (SM-3).
 
-Every route is behind ``admin_role_required(AdminRole.AUDIT)`` (admin networks only: 404
-elsewhere; other roles: 403; both audited). Viewing and exporting are audited too.
+Every route is bound to ``Action.AUDIT_VIEW`` or ``Action.AUDIT_EXPORT`` (the audit administrator,
+from the admin networks only: 404 elsewhere; other roles: 403; both audited). Viewing and
+exporting are audited too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.permissions import admin_role_required
-from accounts.roles import AdminRole
+from accounts.permissions import Action, requires
 from compliance.chain import canonical_json
 from compliance.events import EventType
 from compliance.export import audit_export
@@ -34,14 +34,12 @@ PAGE_SIZE = 50
 ENTRY_NOT_FOUND = "No audit entry with this sequence number (it may have been purged after export)."
 ARCHIVE_FILE_MISSING = "The archive file is no longer on this server."
 
-audit_role_required = admin_role_required(AdminRole.AUDIT)
-
 
 def _plain_filters(filters: dict) -> dict:
     return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in filters.items()}
 
 
-@audit_role_required
+@requires(Action.AUDIT_VIEW)
 @require_http_methods(["GET"])
 def entry_list(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
@@ -71,7 +69,7 @@ def entry_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@audit_role_required
+@requires(Action.AUDIT_VIEW)
 @require_http_methods(["GET"])
 def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
     entry = audit_entry_get(sequence=sequence)
@@ -88,7 +86,7 @@ def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
     return render(request, "compliance/entry_detail.html", {"entry": entry})
 
 
-@audit_role_required
+@requires(Action.AUDIT_EXPORT)
 @require_POST
 def export_create(request: HttpRequest) -> HttpResponse:
     form = AuditExportForm(request.POST)
@@ -114,7 +112,7 @@ def export_create(request: HttpRequest) -> HttpResponse:
     return redirect("compliance:archive_list")
 
 
-@audit_role_required
+@requires(Action.AUDIT_VIEW)
 @require_http_methods(["GET"])
 def archive_list(request: HttpRequest) -> HttpResponse:
     audit_record(
@@ -126,7 +124,7 @@ def archive_list(request: HttpRequest) -> HttpResponse:
     return render(request, "compliance/archive_list.html", {"archives": audit_archive_list()[:200]})
 
 
-@audit_role_required
+@requires(Action.AUDIT_EXPORT)
 @require_http_methods(["GET"])
 def archive_download(request: HttpRequest, pk: int, part: str) -> FileResponse:
     archive = AuditArchive.objects.filter(pk=pk).first()

@@ -27,3 +27,10 @@ class InferenceConfig(AppConfig):
         from compliance.retention import register_purger
 
         register_purger("inference.conversations", conversation_retention_purger, days_field="conversation_days")
+
+        from accounts.permissions import CHAT_CONTENT_SWITCH, department_switch_register
+        from inference.chat.selectors import chat_policy_admin_may_read
+
+        department_switch_register(
+            CHAT_CONTENT_SWITCH, lambda department: chat_policy_admin_may_read(department=department)
+        )

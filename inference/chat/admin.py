@@ -1,4 +1,5 @@
-"""The chat policy in the administration console: the security administrator's switch."""
+"""The chat policy in the administration console: the security administrator's switch (who may
+use this page is the policy layer's ``CONSOLE`` table)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,6 @@ from compliance.admin_audit import AuditedModelAdmin
 from compliance.events import EventType
 from departments.tenancy import all_departments
 from inference.models import ChatPolicy
-
-SECURITY_ROLE = "security"
-
-
-def _is_security(request) -> bool:
-    user = request.user
-    return bool(user.is_authenticated and user.is_active and getattr(user, "admin_role", "") == SECURITY_ROLE)
 
 
 @admin.register(ChatPolicy)
@@ -26,21 +20,6 @@ class ChatPolicyAdmin(AuditedModelAdmin):
     def get_queryset(self, request):
         with all_departments(reason="the security administrator reviews every department's chat policy"):
             return ChatPolicy.objects.get_queryset().select_related("department")
-
-    def has_module_permission(self, request) -> bool:
-        return _is_security(request)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return _is_security(request)
-
-    def has_add_permission(self, request) -> bool:
-        return _is_security(request)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return _is_security(request)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return _is_security(request)
 
     # Form validation (unique department) and saving query the department-scoped manager.
     def changeform_view(self, request, *args, **kwargs):

@@ -29,20 +29,22 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from accounts.login_policy import current_policy
+from accounts.permissions import Action, allowed, decide, refusal_record
 from accounts.websocket import CLOSE_SESSION_ENDED, SessionBoundConsumerMixin
 from compliance.context import RequestContext, request_context
-from compliance.events import EventType, Outcome
 from compliance.middleware import client_address
-from compliance.services import AuditWriteError, audit_record
+from compliance.services import AuditWriteError
 from departments.models import Membership
 from departments.tenancy import department_scope
 from inference.chat import protocol
 from inference.chat.rate_limits import chat_turn_admit
 from inference.chat.selectors import ConversationNotFound, conversation_get_for_owner, conversation_history
 from inference.chat.services import conversation_turn_record, inference_refusal_record, inference_start_record
+from inference.engine.core import ModelInfo
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, GenerationHandle, Queued, Token
 from inference.engine.inputs import MAX_IMAGES, Message
+from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
 from inference.runtime import current_engine, require_engine
 
@@ -58,6 +60,8 @@ class Prepared:
     conversation: Conversation | None  # None: a new conversation, created when the turn is stored
     assets: list[Any]
     messages: list[Message]
+    image_sha256: list[tuple[str, ...]]  # per message: the files its images came from
+    call: ModelCall | None = None  # what is submitted to the model, as audited
 
 
 @dataclass
@@ -79,6 +83,7 @@ def _headers(scope: dict) -> dict[str, str]:
 
 
 class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
+    required_action = Action.CHAT  # the policy layer's action this route is bound to
     # How often a quiet socket re-checks its session and membership (tests shorten it).
     watchdog_seconds: float | None = None
 
@@ -98,6 +103,8 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         self.user_agent = headers.get("user-agent", "")[:512]
         self.connection_id = uuid.uuid4().hex
         if not await self.session_join():
+            if not (self.user is not None and self.user.is_authenticated):
+                await database_sync_to_async(self._refusal_record)("not signed in")
             await self.close()
             return
         membership = await database_sync_to_async(self._membership_on_connect)()
@@ -154,17 +161,24 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
 
     def _membership_on_connect(self) -> Membership | None:
         membership = self._membership_query().first()
-        if membership is None:
-            with request_context(self._context()):
-                audit_record(
-                    event_type=EventType.ACCESS_DENIED,
-                    outcome=Outcome.DENIED,
-                    actor=self.user,
-                    object_type="departments.department",
-                    object_repr=self.slug,
-                    details={"path": self.scope.get("path", "")[:500], "reason": "not a member of this department"},
-                )
+        department = membership.department if membership is not None else None
+        decision = decide(self.user, self.required_action, department=department, membership=membership)
+        if not decision:
+            self._refusal_record(decision.reason)
+            return None
         return membership
+
+    def _refusal_record(self, reason: str) -> None:
+        with request_context(self._context()):
+            refusal_record(
+                action=self.required_action,
+                reason=reason,
+                actor=self.user if self.user is not None and self.user.is_authenticated else None,
+                object_type="departments.department",
+                object_repr=self.slug,
+                path=self.scope.get("path", ""),
+                method="WEBSOCKET",
+            )
 
     def _gate(self, touch: bool) -> int | None:
         """The close code if the socket must end now, else None (runs on a database thread).
@@ -175,7 +189,10 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         """
         if self._session_check(touch):
             return CLOSE_SESSION_ENDED
-        if not self._membership_query().filter(role=self.role).exists():
+        # Any change of the membership since the handshake (removed, role changed, department or
+        # user disabled) ends the socket; the person reconnects and is decided afresh.
+        membership = self._membership_query().filter(role=self.role).first()
+        if membership is None or not allowed(self.user, self.required_action, membership=membership):
             return CLOSE_ACCESS_REVOKED
         return None
 
@@ -269,7 +286,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         # and the audit entry of the start. If that entry cannot be written, the turn does not
         # start (AU-4): an error frame, nothing streamed.
         try:
-            outcome = await database_sync_to_async(self._begin)(request, request_id, engine.info().name)
+            outcome = await database_sync_to_async(self._begin)(request, request_id, engine.info())
         except (AuditWriteError, DatabaseError):
             logger.exception("chat turn %s not started: its audit entry could not be written", request_id)
             await self._error(protocol.CODE_INTERNAL, protocol.INTERNAL_ERROR, ref=request.ref)
@@ -291,13 +308,15 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 request_id=request_id,
             )
         except EngineBusy as exc:
-            await self._refuse(request, request_id, protocol.CODE_BUSY, str(exc), retry_after=exc.retry_after)
+            await self._refuse(
+                request, request_id, protocol.CODE_BUSY, str(exc), call=prepared.call, retry_after=exc.retry_after
+            )
             return
         except InvalidRequest as exc:
-            await self._refuse(request, request_id, protocol.CODE_INVALID_REQUEST, str(exc))
+            await self._refuse(request, request_id, protocol.CODE_INVALID_REQUEST, str(exc), call=prepared.call)
             return
         except InferenceError as exc:
-            await self._refuse(request, request_id, protocol.CODE_MODEL_UNAVAILABLE, str(exc))
+            await self._refuse(request, request_id, protocol.CODE_MODEL_UNAVAILABLE, str(exc), call=prepared.call)
             return
         self.turn = Turn(
             request=request,
@@ -321,8 +340,28 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             )
         )
 
+    def _model_call(
+        self, request: protocol.TurnStart, info: ModelInfo | None, prepared: Prepared | None = None
+    ) -> ModelCall:
+        """The turn's model call as audited; before the turn is prepared (a refusal) its prompt
+        is the new message alone, since its files and history were not read."""
+        if prepared is not None:
+            prompt = prompt_of(prepared.messages, prepared.image_sha256)
+        else:
+            prompt = (PromptMessage("user", request.text),)
+        return ModelCall(
+            channel=Channel.WEBSOCKET,
+            model=info.name if info is not None else "",
+            model_sha256=info.manifest_sha256 if info is not None else "",
+            prompt=prompt,
+            preview=request.text,
+            params={"temperature": request.temperature, "max_new_tokens": request.max_new_tokens},
+            stream=True,
+            asset_ids=tuple(str(asset.pk) for asset in prepared.assets) if prepared is not None else (),
+        )
+
     def _begin(
-        self, request: protocol.TurnStart, request_id: str, model: str
+        self, request: protocol.TurnStart, request_id: str, info: ModelInfo
     ) -> int | protocol.ProtocolError | Prepared:
         """Close code, refusal, or the prepared turn."""
         code = self._gate(True)
@@ -332,7 +371,10 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         if retry_after:
             with request_context(self._context(request_id)):
                 inference_refusal_record(
-                    department=self.department, user=self.user, reason="rate_limited", prompt=request.text
+                    department=self.department,
+                    user=self.user,
+                    reason="rate_limited",
+                    call=self._model_call(request, info),
                 )
             limit = settings.CHAT_TURNS_PER_MINUTE
             return protocol.ProtocolError(
@@ -346,23 +388,32 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             return protocol.ProtocolError(protocol.CONVERSATION_NOT_FOUND, protocol.CODE_NOT_FOUND)
         except protocol.ProtocolError as problem:  # a file id not in this department
             return problem
+        prepared.call = self._model_call(request, info, prepared)
         # Before the first token leaves: if this entry cannot be written, nothing is sent (AU-4).
         with request_context(self._context(request_id)):
             inference_start_record(
-                department=self.department,
-                user=self.user,
-                channel="websocket",
-                prompt=request.text,
-                conversation=prepared.conversation,
-                assets=prepared.assets,
-                model=model,
+                department=self.department, user=self.user, call=prepared.call, conversation=prepared.conversation
             )
         return prepared
 
-    async def _refuse(self, request: protocol.TurnStart, request_id: str, code: str, message: str, **fields) -> None:
+    async def _refuse(
+        self,
+        request: protocol.TurnStart,
+        request_id: str,
+        code: str,
+        message: str,
+        *,
+        call: ModelCall | None = None,
+        **fields,
+    ) -> None:
         def record() -> None:
             with request_context(self._context(request_id)):
-                inference_refusal_record(department=self.department, user=self.user, reason=code, prompt=request.text)
+                inference_refusal_record(
+                    department=self.department,
+                    user=self.user,
+                    reason=code,
+                    call=call or self._model_call(request, None),
+                )
 
         await database_sync_to_async(record)()
         await self._error(code, message, ref=request.ref, **fields)
@@ -390,30 +441,36 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 )
                 history = conversation_history(conversation=conversation, turns=settings.CHAT_HISTORY_TURNS)
             budget = MAX_IMAGES
-            current_images = []
+            current_images, current_sha256 = [], []
             for asset in assets:
                 pages = asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_FILE)[: max(budget, 0)]
                 current_images.extend(pages)
+                current_sha256 += [asset.sha256] if pages else []
                 budget -= len(pages)
             # Earlier images are kept (the model needs them to answer follow-ups) while the
             # budget lasts, newest turns first; older ones then travel as text only.
             earlier: list[Message] = []
+            earlier_sha256: list[tuple[str, ...]] = []  # the audit's prompt hash names each image's file
             for asked, answered in reversed(history):
-                images = []
+                images, sha256 = [], []
                 for asset in asked.assets.all():
                     if budget <= 0:
                         break
                     pages = asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_FILE)[:budget]
                     images.extend(pages)
+                    sha256 += [asset.sha256] if pages else []
                     budget -= len(pages)
                 earlier[:0] = [
                     Message("user", asked.content, images=tuple(images)),
                     Message("assistant", answered.content),
                 ]
+                earlier_sha256[:0] = [tuple(sha256), ()]
                 if not asked.content and not images:  # nothing left to send of that question
                     earlier[:2] = []
+                    earlier_sha256[:2] = []
             messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
-            return Prepared(conversation=conversation, assets=assets, messages=messages)
+            image_sha256 = [*earlier_sha256, tuple(current_sha256)]
+            return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)
 
     async def _relay(self, turn: Turn) -> None:
         final: Done | Error | None = None
@@ -472,7 +529,9 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                     finish_reason=finish_reason,
                     params={**turn.params, **({"stopped_by": turn.stop_reason} if turn.stop_reason else {})},
                     model=turn.model,
+                    call=turn.prepared.call,
                     error_code=error_code,
+                    stopped_by=turn.stop_reason if finish_reason == "cancelled" else "",
                     relay_seconds=relay,
                 )
 

@@ -11,19 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, QuerySet
-from django.http import Http404
-from django.utils.translation import gettext_lazy as _
 
-from compliance.events import EventType, Outcome
-from compliance.services import audit_record
+from accounts.permissions import Action, RefusedNotFound, object_not_found
 from departments.models import Department
 from departments.tenancy import department_scope
 from inference.models import ChatPolicy, Conversation, ConversationMessage, MessageRole, MessageStatus, TaskTemplate
 
-CONVERSATION_NOT_FOUND = _("No such conversation.")
 
-
-class ConversationNotFound(Http404):
+class ConversationNotFound(RefusedNotFound):
     pass
 
 
@@ -45,16 +40,16 @@ def conversation_get_for_owner(
             Conversation.objects.filter(department=department, owner=user, pk=pk).select_related("department").first()
         )
     if conversation is None:
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=user,
-            department=department,
-            object_type="inference.conversation",
+        raise object_not_found(
+            action=Action.CONVERSATION_OWN,
+            subject=user,
+            model=Conversation,
             object_id=str(conversation_id)[:64],
-            details={"purpose": purpose, "reason": "no such conversation of this user"},
+            reason="no such conversation of this user",
+            department=department,
+            exception=ConversationNotFound,
+            purpose=purpose,
         )
-        raise ConversationNotFound(CONVERSATION_NOT_FOUND)
     return conversation
 
 

@@ -1,29 +1,35 @@
 """Writes of conversations and their turns; each records its audit entry in the same transaction.
 
 A turn (the user's message and the model's answer, complete, stopped or failed) is stored in one
-transaction together with its ``inference.call`` entry: prompt SHA-256, a masked preview, token
-counts, latency and outcome. Files uploaded from the chat pane only for a conversation
-(``ChatUpload``) are crypto-shredded with it, unless another conversation still uses them.
+transaction together with its ``inference.call`` entry (``inference.model_calls``, the one
+vocabulary of every channel): prompt SHA-256, a masked preview, token counts, latency and
+outcome. Files uploaded from the chat pane only for a conversation (``ChatUpload``) are
+crypto-shredded with it, unless another conversation still uses them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
+from accounts.permissions import Action, authorize
 from assets.models import Asset
 from compliance.events import EventType, Outcome
-from compliance.masking import masked_preview
 from compliance.services import audit_record
 from departments.models import Department
 from departments.tenancy import all_departments, department_scope
+from inference.model_calls import (
+    ModelCall,
+    ModelCallResult,
+    milliseconds,
+    model_call_record,
+    model_call_start_record,
+)
 from inference.models import (
     ChatPolicy,
     ChatUpload,
@@ -37,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 TITLE_MAX = 200
 AUTO_TITLE_CHARS = 60
-NOT_OWNER = _("Only the owner of a conversation may change it.")
 TITLE_TOO_LONG = _("A title has at most 200 characters.")
 
 
@@ -46,17 +51,16 @@ def _title_from(text: str) -> str:
     return line if len(line) <= AUTO_TITLE_CHARS else line[: AUTO_TITLE_CHARS - 1] + "…"
 
 
-def _require_owner(conversation: Conversation, acting_user: Any, action: str) -> None:
-    if conversation.owner_id != getattr(acting_user, "pk", None):
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=acting_user,
-            department=conversation.department_id,
-            obj=conversation,
-            details={"action": action, "reason": "not the owner of the conversation"},
-        )
-        raise PermissionDenied(NOT_OWNER)
+def _require_owner(conversation: Conversation, acting_user: Any) -> None:
+    """Refused (404, recorded) unless ``acting_user`` owns the conversation: a service checks
+    before it opens its transaction, so the refusal's entry outlives the refused action."""
+    authorize(
+        acting_user,
+        Action.CONVERSATION_OWN,
+        department=conversation.department,
+        owner_id=conversation.owner_id,
+        obj=conversation,
+    )
 
 
 @transaction.atomic
@@ -75,13 +79,12 @@ def conversation_create(*, department: Department, owner: Any, title: str = "", 
     return conversation
 
 
-@transaction.atomic
 def conversation_rename(*, conversation: Conversation, title: str, acting_user: Any) -> Conversation:
-    _require_owner(conversation, acting_user, "conversation.rename")
+    _require_owner(conversation, acting_user)
     title = " ".join((title or "").split())
     if len(title) > TITLE_MAX:
         raise ValueError(TITLE_TOO_LONG)
-    with department_scope(conversation.department_id):
+    with transaction.atomic(durable=True), department_scope(conversation.department_id):
         conversation.title = title
         conversation.full_clean()
         conversation.save(update_fields=["title", "updated_at"])
@@ -142,11 +145,10 @@ def _delete_with_uploads(conversations: list[Conversation], *, acting_user: Any,
     return len(conversations)
 
 
-@transaction.atomic
 def conversation_delete(*, conversation: Conversation, acting_user: Any) -> None:
     """Delete a conversation, its messages and the files uploaded only for it (owner only)."""
-    _require_owner(conversation, acting_user, "conversation.delete")
-    with department_scope(conversation.department_id):
+    _require_owner(conversation, acting_user)
+    with transaction.atomic(durable=True), department_scope(conversation.department_id):
         _delete_with_uploads([conversation], acting_user=acting_user, reason="deleted by its owner")
 
 
@@ -168,10 +170,6 @@ def chat_upload_mark(*, department: Department, asset: Asset) -> ChatUpload:
     return upload
 
 
-def prompt_sha256(text: str) -> str:
-    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
-
-
 @transaction.atomic
 def conversation_turn_record(
     *,
@@ -186,11 +184,15 @@ def conversation_turn_record(
     finish_reason: str,
     params: dict[str, Any],
     model: str,
+    call: ModelCall,
     error_code: str = "",
+    stopped_by: str = "",
     relay_seconds: dict[str, float] | None = None,
 ) -> tuple[ConversationMessage, ConversationMessage]:
     """Store one turn (user message + answer) and its ``inference.call`` entry, all or nothing.
-    Without ``conversation`` a new one of ``user`` in ``department`` is created with it."""
+    Without ``conversation`` a new one of ``user`` in ``department`` is created with it.
+    ``call`` is what was submitted to the model (inference.model_calls); ``relay_seconds["total"]``
+    is the turn's latency."""
     if status not in MessageStatus.values:
         raise ValueError(f"unknown message status {status!r}")
     if conversation is None:
@@ -229,77 +231,56 @@ def conversation_turn_record(
             conversation.title = _title_from(prompt) or str(_("Images"))
             fields.append("title")
         conversation.save(update_fields=fields)
-        audit_record(
-            event_type=EventType.INFERENCE,
-            outcome=Outcome.FAILURE if status == MessageStatus.FAILED else Outcome.SUCCESS,
+        model_call_record(
+            call,
+            ModelCallResult(
+                outcome=Outcome.FAILURE if status == MessageStatus.FAILED else Outcome.SUCCESS,
+                latency_ms=milliseconds((relay_seconds or {}).get("total")),
+                finish_reason=finish_reason,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                time_to_first_token_ms=milliseconds(usage.get("time_to_first_token")),
+                stopped_by=stopped_by,
+                error=error_code,
+            ),
             actor=user,
             department=conversation.department,
             obj=answered,
             object_repr=f"conversation {conversation.pk}",
-            details={
-                "channel": "websocket",
-                "conversation": conversation.pk,
-                "prompt_sha256": prompt_sha256(prompt),
-                "prompt_preview": masked_preview(prompt),
-                "assets": [str(asset.pk) for asset in assets],
-                "status": status,
-                "finish_reason": finish_reason,
-                "error": error_code,
-                "model": model,
-                "params": params,
-                "prompt_tokens": usage.get("prompt_tokens"),
-                "completion_tokens": usage.get("completion_tokens"),
-                "latency": usage.get("latency"),
-                "time_to_first_token": usage.get("time_to_first_token"),
-            },
         )
     return asked, answered
 
 
 def inference_start_record(
-    *,
-    department: Department | int,
-    user: Any,
-    channel: str,
-    prompt: str,
-    conversation: Any = None,
-    assets: Any = (),
-    model: str = "",
+    *, department: Department | int, user: Any, call: ModelCall, conversation: Any = None
 ) -> None:
     """Audit a streamed answer before its first token is sent (AU-4: if the audit write fails,
     the answer is never sent). The ``inference.call`` entry with the outcome follows at the end."""
-    audit_record(
-        event_type=EventType.INFERENCE_START,
+    model_call_start_record(
+        call,
         actor=user,
         department=department,
-        object_type="inference.conversation" if channel == "websocket" else "inference.model",
+        object_type="inference.conversation",
         object_id=str(conversation.pk) if conversation is not None else "",
-        object_repr=model[:255],
-        details={
-            "channel": channel,
-            "conversation": conversation.pk if conversation is not None else None,
-            "prompt_sha256": prompt_sha256(prompt),
-            "prompt_preview": masked_preview(prompt),
-            "assets": [str(asset.pk) for asset in assets],
-        },
+        object_repr=f"conversation {conversation.pk}" if conversation is not None else "",
     )
 
 
 @transaction.atomic
-def inference_refusal_record(*, department: Department | int, user: Any, reason: str, prompt: str = "") -> None:
-    """Audit a turn that never reached the model (rate limit, busy engine, unloaded model)."""
-    audit_record(
-        event_type=EventType.INFERENCE,
-        outcome=Outcome.DENIED if reason == "rate_limited" else Outcome.FAILURE,
+def inference_refusal_record(*, department: Department | int, user: Any, reason: str, call: ModelCall) -> None:
+    """Audit a turn that never reached the model (rate limit, busy engine, unloaded model):
+    an ``inference.call`` with ``error`` = the reason and no attempt."""
+    model_call_record(
+        call,
+        ModelCallResult(
+            outcome=Outcome.DENIED if reason == "rate_limited" else Outcome.FAILURE,
+            latency_ms=None,
+            attempts=0,
+            error=reason,
+        ),
         actor=user,
         department=department,
         object_type="inference.conversation",
-        details={
-            "channel": "websocket",
-            "reason": reason,
-            "prompt_sha256": prompt_sha256(prompt),
-            "prompt_preview": masked_preview(prompt),
-        },
     )
 
 

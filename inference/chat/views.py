@@ -12,18 +12,20 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from assets.selectors import asset_get, asset_list
-from compliance.events import EventType, Outcome
-from compliance.services import audit_lookup_refused, audit_record
+from accounts.permissions import Action, allowed, authorize_request, object_not_found, requires
+from assets.models import Asset
+from assets.selectors import asset_list
+from assets.uploads import RequestUpload
+from compliance.events import EventType
+from compliance.services import audit_record
 from inference.chat import protocol
 from inference.chat.forms import ConversationRenameForm, TaskTemplateForm
 from inference.chat.selectors import (
@@ -37,27 +39,10 @@ from inference.chat.selectors import (
 )
 from inference.chat.services import chat_upload_mark, conversation_delete, conversation_rename
 from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
-from inference.models import TaskTemplate
+from inference.models import Conversation, TaskTemplate
 from inference.runtime import current_engine
 
 PICKER_FILES = 24
-CONTENT_NOT_ALLOWED = "the department's chat policy does not let administrators read conversations"
-
-
-def _is_department_admin(request: HttpRequest) -> bool:
-    return request.membership.is_department_admin
-
-
-def _require_admin(request: HttpRequest, action: str) -> None:
-    if not _is_department_admin(request):
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            department=request.department,
-            object_type=action.split(".", 1)[0],
-            details={"action": action, "reason": "not a department administrator"},
-        )
-        raise PermissionDenied
 
 
 def template_prompt(template: TaskTemplate) -> str:
@@ -68,7 +53,7 @@ def template_prompt(template: TaskTemplate) -> str:
     return f"{template.instruction}\n\n{_('Answer with JSON that matches this schema:')}\n```json\n{schema}\n```"
 
 
-@login_required
+@requires(Action.CHAT)
 @require_GET
 def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
     department = request.department
@@ -100,7 +85,9 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
                 "max_assets": protocol.MAX_ASSETS_PER_TURN,
             },
             "rename_form": ConversationRenameForm(initial={"title": current.title if current else ""}),
-            "is_department_admin": _is_department_admin(request),
+            "is_department_admin": allowed(
+                request.user, Action.CONVERSATION_VIEW_ANY, department=department, membership=request.membership
+            ),
             "chat_texts": chat_texts(),
         },
     )
@@ -149,7 +136,7 @@ def _owned(request: HttpRequest, conversation_id: int, purpose: str):
     )
 
 
-@login_required
+@requires(Action.CONVERSATION_OWN)
 @require_POST
 def conversation_rename_view(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
     conversation = _owned(request, conversation_id, "rename")
@@ -162,7 +149,7 @@ def conversation_rename_view(request: HttpRequest, department_slug: str, convers
     return redirect(f"{reverse('chat:home', args=[department_slug])}?c={conversation.pk}")
 
 
-@login_required
+@requires(Action.CONVERSATION_OWN)
 @require_POST
 def conversation_delete_view(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
     conversation = _owned(request, conversation_id, "delete")
@@ -171,7 +158,7 @@ def conversation_delete_view(request: HttpRequest, department_slug: str, convers
     return redirect("chat:home", department_slug=department_slug)
 
 
-@login_required
+@requires(Action.CHAT)
 @require_GET
 def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
     """The status panel's figures, polled by chat.js."""
@@ -193,35 +180,41 @@ def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
     return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
 
 
-@csrf_exempt  # the assets view checks CSRF itself, after installing its encrypting upload handler
-@login_required
+@csrf_exempt  # CSRF is checked by _chat_upload, after the encrypting upload handler is in place
+@requires(Action.ASSET_UPLOAD)
 def chat_upload(request: HttpRequest, department_slug: str) -> HttpResponse:
-    """The assets upload (validated, hashed, encrypted, audited there), remembered as uploaded
-    for the chat so that deleting or expiring the conversation shreds the file with it."""
-    from assets.views import file_upload
+    """The assets upload path (validated, hashed, encrypted, audited there), each new file
+    remembered as uploaded for the chat so that deleting or expiring the conversation shreds it."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    with RequestUpload(request) as upload:  # before anything (the CSRF check) reads the body
+        return _chat_upload(request, upload)
 
-    request.META["HTTP_ACCEPT"] = "application/json"  # the JSON answer, whatever the client asked
-    request.__dict__.pop("headers", None)  # request.headers is cached from META
-    response = file_upload(request, department_slug)
-    if response.status_code != 200:
-        return response
-    payload = json.loads(response.content)
-    for item in payload.get("files", []):
-        if item.get("id") and not item.get("deduplicated"):
-            asset = asset_get(department=request.department, asset_id=item["id"], actor=request.user, purpose="chat")
-            chat_upload_mark(department=request.department, asset=asset)
-        if item.get("id"):
-            item["thumbnail"] = reverse("assets:thumbnail", args=[department_slug, item["id"]])
-    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+
+@csrf_protect
+def _chat_upload(request: HttpRequest, upload: RequestUpload) -> JsonResponse:
+    department = request.department
+    result = upload.store(department=department, uploaded_by=request.user)
+    for item in result.stored:
+        if not item.deduplicated:  # a deduplicated file belongs to whoever uploaded it first
+            chat_upload_mark(department=department, asset=item.asset)
+
+    def links(asset: Asset) -> dict[str, str]:
+        return {
+            "url": reverse("assets:detail", args=[department.slug, asset.pk]),
+            "thumbnail": reverse("assets:thumbnail", args=[department.slug, asset.pk]),
+        }
+
+    payload = result.as_dict(links)
+    return JsonResponse(payload, status=result.status, json_dumps_params={"ensure_ascii": False})
 
 
 # --- the department administrator ---------------------------------------------------------------
 
 
-@login_required
+@requires(Action.CONVERSATION_VIEW_ANY)
 @require_GET
 def admin_conversations(request: HttpRequest, department_slug: str) -> HttpResponse:
-    _require_admin(request, "conversation.list")
     return render(
         request,
         "inference/admin_conversations.html",
@@ -233,31 +226,22 @@ def admin_conversations(request: HttpRequest, department_slug: str) -> HttpRespo
     )
 
 
-@login_required
+@requires(Action.CONVERSATION_VIEW_ANY)
 @require_GET
 def admin_conversation(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
-    _require_admin(request, "conversation.view")
     conversation = conversation_list_for_admin(department=request.department).filter(pk=conversation_id).first()
     if conversation is None:
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
+        raise object_not_found(
+            action=Action.CONVERSATION_CONTENT_VIEW,
+            subject=request.user,
+            model=Conversation,
+            object_id=conversation_id,
+            reason="no such conversation in this department",
             department=request.department,
-            object_type="inference.conversation",
-            object_id=str(conversation_id),
-            details={"purpose": "admin view", "reason": "no such conversation"},
+            path=request.path,
         )
-        raise Http404
-    if not chat_policy_admin_may_read(department=request.department):
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            department=request.department,
-            obj=conversation,
-            object_repr=f"conversation {conversation.pk}",
-            details={"purpose": "admin view", "reason": CONTENT_NOT_ALLOWED},
-        )
-        raise PermissionDenied
+    # The content, beyond the metadata: only where the department's chat policy allows it.
+    authorize_request(request, Action.CONVERSATION_CONTENT_VIEW, obj=conversation)
     history = list(conversation_messages(conversation=conversation))
     audit_record(
         event_type=EventType.CONVERSATION_VIEW,
@@ -273,9 +257,8 @@ def admin_conversation(request: HttpRequest, department_slug: str, conversation_
     )
 
 
-@login_required
+@requires(Action.TASK_TEMPLATE_MANAGE)
 def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
-    _require_admin(request, "task_template.list")
     form = TaskTemplateForm()
     if request.method == "POST":
         form = TaskTemplateForm(request.POST)
@@ -301,20 +284,20 @@ def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
 def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
     template = task_template_list(department=request.department).filter(pk=template_id).first()
     if template is None:
-        audit_lookup_refused(
-            department=request.department,
-            object_type="inference.tasktemplate",
+        raise object_not_found(
+            action=Action.TASK_TEMPLATE_MANAGE,
+            subject=request.user,
+            model=TaskTemplate,
             object_id=template_id,
             reason="no such task template in this department",
+            department=request.department,
             path=request.path,
         )
-        raise Http404
     return template
 
 
-@login_required
+@requires(Action.TASK_TEMPLATE_MANAGE)
 def template_edit(request: HttpRequest, department_slug: str, template_id: int) -> HttpResponse:
-    _require_admin(request, "task_template.update")
     template = _template(request, template_id)
     form = TaskTemplateForm(request.POST if request.method == "POST" else None, template=template)
     if request.method == "POST" and form.is_valid():
@@ -330,10 +313,9 @@ def template_edit(request: HttpRequest, department_slug: str, template_id: int) 
     )
 
 
-@login_required
+@requires(Action.TASK_TEMPLATE_MANAGE)
 @require_POST
 def template_delete(request: HttpRequest, department_slug: str, template_id: int) -> HttpResponse:
-    _require_admin(request, "task_template.delete")
     template = _template(request, template_id)
     try:
         task_template_delete(template=template, acting_user=request.user)

@@ -15,10 +15,10 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from accounts.permissions import Action
 from assets.selectors import asset_get
 from compliance.context import current_request_context
 from departments.api_keys.authentication import ApiKeyView, scoped_object_get
-from departments.api_keys.models import Scope
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.structured import SchemaInvalid
 from inference.extraction.batch_jobs import batch_cancel, batch_create, batch_results_jsonl, batch_start_after_commit
@@ -112,7 +112,7 @@ class ExtractPagination(LimitOffsetPagination):
 
 
 class ExtractView(ApiKeyView):
-    required_scope = Scope.EXTRACT
+    required_action = Action.API_EXTRACT
     parser_classes = [JSONParser]
 
     def handle_exception(self, exc):

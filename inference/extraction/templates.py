@@ -10,39 +10,26 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from accounts.roles import MembershipRole
-from compliance.events import EventType, Outcome
+from accounts.permissions import Action, authorize
+from compliance.events import EventType
 from compliance.services import audit_record
-from departments.models import Department, Membership
+from departments.models import Department
 from departments.tenancy import department_scope
 from inference.models import TaskTemplate
 
-NOT_DEPARTMENT_ADMIN = _("Only the department's administrators manage task templates.")
 BUILTIN_NOT_DELETABLE = _("A built-in template cannot be deleted; deactivate it instead.")
 SCHEMA_NOT_OBJECT = _("The JSON schema must be a JSON object.")
 EDITABLE_FIELDS = ("name", "instruction", "json_schema", "is_active")
 
 
-def _require_department_admin(*, department: Department, user: Any, action: str, obj: TaskTemplate | None) -> None:
-    allowed = Membership.objects.filter(
-        user_id=getattr(user, "pk", None), department=department, role=MembershipRole.ADMIN
-    ).exists()
-    if not allowed:
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=user,
-            department=department,
-            obj=obj,
-            object_type="inference.tasktemplate",
-            details={"action": action, "reason": "not a department administrator"},
-        )
-        raise PermissionDenied(NOT_DEPARTMENT_ADMIN)
+def _require_department_admin(*, department: Department, user: Any, obj: TaskTemplate | None) -> None:
+    """Checked before the service's transaction opens, so a refusal's entry outlives it."""
+    authorize(user, Action.TASK_TEMPLATE_MANAGE, department=department, obj=obj)
 
 
 def _unique_slug(department: Department, name: str) -> str:
@@ -58,12 +45,11 @@ def _check_schema(schema: Any) -> None:
         raise ValidationError({"json_schema": SCHEMA_NOT_OBJECT})
 
 
-@transaction.atomic
 def task_template_create(
     *, department: Department, name: str, instruction: str, json_schema: dict | None, is_active: bool, acting_user: Any
 ) -> TaskTemplate:
-    with department_scope(department):
-        _require_department_admin(department=department, user=acting_user, action="task_template.create", obj=None)
+    _require_department_admin(department=department, user=acting_user, obj=None)
+    with transaction.atomic(durable=True), department_scope(department):
         _check_schema(json_schema)
         template = TaskTemplate(
             department=department,
@@ -89,11 +75,10 @@ def task_template_create(
     return template
 
 
-@transaction.atomic
 def task_template_update(*, template: TaskTemplate, acting_user: Any, **changes: Any) -> TaskTemplate:
     department = template.department
-    with department_scope(department):
-        _require_department_admin(department=department, user=acting_user, action="task_template.update", obj=template)
+    _require_department_admin(department=department, user=acting_user, obj=template)
+    with transaction.atomic(durable=True), department_scope(department):
         unknown = set(changes) - set(EDITABLE_FIELDS)
         if unknown:
             raise ValueError(f"not editable here: {sorted(unknown)}")
@@ -119,11 +104,10 @@ def task_template_update(*, template: TaskTemplate, acting_user: Any, **changes:
     return template
 
 
-@transaction.atomic
 def task_template_delete(*, template: TaskTemplate, acting_user: Any) -> None:
     department = template.department
-    with department_scope(department):
-        _require_department_admin(department=department, user=acting_user, action="task_template.delete", obj=template)
+    _require_department_admin(department=department, user=acting_user, obj=template)
+    with transaction.atomic(durable=True), department_scope(department):
         if template.is_builtin:
             raise ValidationError(BUILTIN_NOT_DELETABLE)
         audit_record(

@@ -3,14 +3,14 @@
 They work with the official ``openai`` client unchanged (``base_url=".../v1"``, the API key as
 the client's key). Differences from the hosted service, all answered with OpenAI-shaped errors:
 images come inline (``data:`` URLs) or as department files (``asset://<id>``) — remote URLs are
-refused; one choice per request (``n`` = 1); no tools. Every call is audited as
-``inference.call`` with the prompt's SHA-256, a masked preview, token counts, latency and outcome.
+refused; one choice per request (``n`` = 1); no tools. Every call is audited through
+``inference.model_calls`` (channel ``v1``): ``inference.call`` with the prompt's SHA-256, a masked
+preview, token counts, latency and outcome; a stream writes ``inference.start`` first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,16 +23,25 @@ from rest_framework import exceptions, serializers
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from accounts.permissions import Action
 from compliance.context import current_request_context, request_context
-from compliance.events import EventType, Outcome
-from compliance.masking import masked_preview
-from compliance.services import audit_record
+from compliance.events import Outcome
 from departments.api_keys.authentication import ApiKeyView
-from departments.api_keys.models import Scope
 from inference.engine.errors import EngineBusy, GenerationFailed, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, Result, Token
 from inference.engine.inputs import Message
 from inference.engine.structured import SchemaInvalid, instruction_for, schema_check, structured_generate
+from inference.model_calls import (
+    Channel,
+    ModelCall,
+    ModelCallResult,
+    PromptMessage,
+    error_code,
+    milliseconds,
+    model_call_record,
+    model_call_start_record,
+    prompt_of,
+)
 from inference.openai.images import DecodedImages, ImageRefused, images_resolve
 from inference.runtime import require_engine
 
@@ -214,7 +223,7 @@ def _model_object(info) -> dict[str, Any]:
 
 
 class ModelListView(OpenAIView):
-    required_scope = Scope.CHAT
+    required_action = Action.API_CHAT
 
     @extend_schema(
         operation_id="listModels",
@@ -226,7 +235,7 @@ class ModelListView(OpenAIView):
 
 
 class ModelDetailView(OpenAIView):
-    required_scope = Scope.CHAT
+    required_action = Action.API_CHAT
 
     @extend_schema(
         operation_id="retrieveModel", summary="One model (OpenAI format)", responses={200: ModelSerializer, **_ERRORS}
@@ -251,6 +260,7 @@ class ChatRequest:
     response_format: str = "text"
     schema: dict | None = None
     images: DecodedImages = field(default_factory=DecodedImages)
+    prompt: tuple[PromptMessage, ...] = ()  # the messages as the audit's prompt hash sees them
 
 
 def _require(body: dict, name: str, kind: type | tuple, description: str, *, required: bool = False) -> Any:
@@ -314,10 +324,11 @@ def chat_request_parse(body: Any, *, served_model: str, department, key) -> Chat
         if body.get(name):
             raise OpenAIError(TOOLS_UNSUPPORTED, param=name, code="unsupported_parameter")
     request = ChatRequest(model=model, messages=[])
-    request.messages = [
-        _message_from(raw, index, department=department, key=key, images=request.images)
-        for index, raw in enumerate(raw_messages)
-    ]
+    image_sha256: list[tuple[str, ...]] = []  # per message: the files its images came from
+    for index, raw in enumerate(raw_messages):
+        known = len(request.images.sha256)
+        request.messages.append(_message_from(raw, index, department=department, key=key, images=request.images))
+        image_sha256.append(tuple(request.images.sha256[known:]))
     request.stream = bool(_require(body, "stream", bool, "a boolean"))
     options = _require(body, "stream_options", dict, "an object") or {}
     request.include_usage = bool(options.get("include_usage"))
@@ -346,6 +357,9 @@ def chat_request_parse(body: Any, *, served_model: str, department, key) -> Chat
         request.response_format = kind
     if request.response_format != "text":
         _add_instruction(request.messages, instruction_for(request.schema))
+        if len(request.messages) > len(image_sha256):  # a system message was put first
+            image_sha256.insert(0, ())
+    request.prompt = prompt_of(request.messages, image_sha256)
     return request
 
 
@@ -357,15 +371,6 @@ def _add_instruction(messages: list[Message], instruction: str) -> None:
         messages.insert(0, Message("system", instruction))
 
 
-def prompt_sha256(messages: list[Message], image_hashes: list[str]) -> str:
-    canonical = json.dumps(
-        {"messages": [[m.role, m.text, len(m.images)] for m in messages], "images": image_hashes},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 # --- the view -----------------------------------------------------------------------------------
 
 
@@ -374,7 +379,7 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 class ChatCompletionsView(OpenAIView):
-    required_scope = Scope.CHAT
+    required_action = Action.API_CHAT
 
     @extend_schema(
         operation_id="createChatCompletion",
@@ -388,22 +393,18 @@ class ChatCompletionsView(OpenAIView):
         engine = require_engine()
         info = engine.info()
         chat = chat_request_parse(request.data, served_model=info.name, department=department, key=key)
-        audit = _AuditDraft(
-            context=current_request_context(),
-            department=department,
-            details={
-                "api": "chat.completions",
-                "model": info.name,
-                "stream": chat.stream,
-                "prompt_sha256": prompt_sha256(chat.messages, chat.images.sha256),
-                "prompt_preview": masked_preview(_last_user_text(chat.messages)),
-                "images": len(chat.images.images),
-                "asset_ids": chat.images.asset_ids,
-                "response_format": chat.response_format,
-                "parameters": {k: v for k, v in chat.params.items() if v is not None},
-            },
-            started=started,
+        call = ModelCall(
+            channel=Channel.V1,
+            model=info.name,
+            model_sha256=info.manifest_sha256,
+            prompt=chat.prompt,
+            preview=_last_user_text(chat.messages),
+            params={k: v for k, v in chat.params.items() if v is not None},
+            stream=chat.stream,
+            response_format=chat.response_format,
+            asset_ids=tuple(chat.images.asset_ids),
         )
+        audit = _AuditDraft(context=current_request_context(), department=department, call=call, started=started)
         request_id = getattr(request._request, "request_id", None)
         completion_id = f"chatcmpl-{request_id or int(time.time() * 1000)}"
         created = int(time.time())
@@ -422,13 +423,7 @@ class ChatCompletionsView(OpenAIView):
             if chat.stream:
                 # Before the first token leaves: if this entry cannot be written, nothing is sent
                 # (AU-4). The inference.call entry with the outcome follows when the stream ends.
-                audit_record(
-                    event_type=EventType.INFERENCE_START,
-                    department=department,
-                    object_type="inference.model",
-                    object_repr=info.name[:255],
-                    details=audit.details,
-                )
+                model_call_start_record(call, department=department)
             handle = engine.submit(chat.messages, **submit)
         except Exception as exc:
             audit.record(outcome=Outcome.FAILURE, error=exc)
@@ -466,7 +461,7 @@ class ChatCompletionsView(OpenAIView):
         outcome = structured_generate(
             chat.messages, generate=generate, schema=chat.schema, require_object=chat.response_format == "json_object"
         )
-        audit.details.update(attempts=outcome.attempts, valid=outcome.valid)
+        audit.structured = outcome  # counted in the entry even when the answer is refused
         if not outcome.valid:
             raise OpenAIError(
                 RESPONSE_FORMAT_UNSATISFIED.format(attempts=outcome.attempts, problem=outcome.problems[-1]),
@@ -474,12 +469,7 @@ class ChatCompletionsView(OpenAIView):
                 param="response_format",
                 code="response_format_unsatisfied",
             )
-        audit.record(
-            outcome=Outcome.SUCCESS,
-            prompt_tokens=outcome.prompt_tokens,
-            completion_tokens=outcome.completion_tokens,
-            finish_reason=outcome.finish_reason,
-        )
+        audit.record(outcome=Outcome.SUCCESS, finish_reason=outcome.finish_reason)
         return outcome.text, outcome.finish_reason, outcome.prompt_tokens, outcome.completion_tokens
 
     def _stream_text(self, completion_id, created, chat, text, finish, prompt_tokens, completion_tokens):
@@ -577,7 +567,7 @@ async def _stream_events(handle, completion_id, created, chat: ChatRequest, audi
         elif isinstance(final, Error):
             kwargs = {"outcome": Outcome.FAILURE, "error": GenerationFailed(final.message, final.code)}
         else:
-            kwargs = {"outcome": Outcome.FAILURE, "finish_reason": "client_disconnected"}
+            kwargs = {"outcome": Outcome.FAILURE, "finish_reason": "cancelled", "stopped_by": "disconnect"}
         # Shielded: a cancelled stream (client gone) must still leave its audit entry.
         await asyncio.shield(sync_to_async(audit.record)(**kwargs))
 
@@ -589,8 +579,9 @@ class _AuditDraft:
 
     context: Any
     department: Any
-    details: dict[str, Any]
+    call: ModelCall
     started: float
+    structured: Any = None  # the StructuredOutcome of a response_format call (attempts, tokens)
     written: bool = False
 
     def record(
@@ -600,49 +591,39 @@ class _AuditDraft:
         result: Result | None = None,
         done: Done | None = None,
         error: Exception | None = None,
-        prompt_tokens: int | None = None,
-        completion_tokens: int | None = None,
         finish_reason: str | None = None,
+        stopped_by: str = "",
     ) -> None:
         if self.written:
             return
         self.written = True
         usage = result.usage if result is not None else (done.usage if done is not None else None)
-        details = dict(self.details)
-        if usage is not None:
-            details.update(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                time_to_first_token=round(usage.time_to_first_token or 0.0, 4),
-                queue_seconds=round(usage.queue_seconds, 4),
-            )
-        if prompt_tokens is not None:
-            details.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        finish = finish_reason or (result.finish_reason if result else (done.finish_reason if done else None))
-        if finish:
-            details["finish_reason"] = finish
-        if error is not None:
-            details["error"] = {
-                "type": type(error).__name__,
-                "code": getattr(error, "code", ""),
-                "message": str(error)[:300],
-            }
-        details["latency"] = round(time.perf_counter() - self.started, 4)
+        finish = finish_reason or (result.finish_reason if result else (done.finish_reason if done else ""))
+        # The model was asked once, unless the engine refused the request (busy, loading, invalid).
+        attempts = 0 if error is not None and not isinstance(error, GenerationFailed) else 1
+        prompt_tokens = usage.prompt_tokens if usage is not None else None
+        completion_tokens = usage.completion_tokens if usage is not None else None
+        structured = self.structured
+        if structured is not None:  # a response_format call: every attempt counts
+            attempts, finish = structured.attempts, finish or structured.finish_reason
+            prompt_tokens, completion_tokens = structured.prompt_tokens, structured.completion_tokens
+            usage = structured.results[0].usage if structured.results else None
+        call_result = ModelCallResult(
+            outcome=outcome,
+            latency_ms=milliseconds(time.perf_counter() - self.started),
+            finish_reason=finish or ("error" if error is not None and attempts else ""),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            time_to_first_token_ms=milliseconds(usage.time_to_first_token) if usage is not None else None,
+            attempts=attempts,
+            stopped_by=stopped_by,
+            error=error_code(error) if error is not None else "",
+        )
         if self.context is not None and current_request_context() is None:
             with request_context(self.context):
-                self._write(outcome, details)
+                model_call_record(self.call, call_result, department=self.department)
         else:
-            self._write(outcome, details)
-
-    def _write(self, outcome: str, details: dict[str, Any]) -> None:
-        audit_record(
-            event_type=EventType.INFERENCE,
-            outcome=outcome,
-            department=self.department,
-            object_type="inference.model",
-            object_repr=str(details.get("model", ""))[:255],
-            details=details,
-        )
+            model_call_record(self.call, call_result, department=self.department)
 
 
 __all__ = ["ChatCompletionsView", "InferenceError", "ModelDetailView", "ModelListView", "OpenAIError"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.forms import AuditedAdminPasswordChangeForm
 from accounts.lockout import lock_release, lock_release_for_user
@@ -21,11 +24,10 @@ from accounts.models import (
     SecurityPolicy,
     User,
 )
-from accounts.permissions import Action, admin_action_allowed
-from accounts.two_factor import two_factor_remove, two_factor_remove_refusal
+from accounts.permissions import Action, RefusedForbidden, authorize_request, is_administrator
+from accounts.two_factor import two_factor_remove
 from compliance.admin_audit import AuditedModelAdmin
-from compliance.events import EventType, Outcome
-from compliance.services import audit_record
+from compliance.events import EventType
 
 ADMIN_ACCOUNT_READ_ONLY = _("Administrator accounts are not managed here.")
 DIRECTORY_ACCOUNT_NO_ROLE = _("Administrator roles are for local accounts only.")
@@ -63,7 +65,7 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     filter_horizontal = ()
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and (obj.admin_role or obj.pk == request.user.pk):
+        if obj is not None and (is_administrator(obj) or obj.pk == request.user.pk):
             return False
         return super().has_change_permission(request, obj)
 
@@ -77,41 +79,31 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
 
     @admin.action(description=_("Unlock the selected accounts"))
     def unlock_accounts(self, request, queryset):
-        if not admin_action_allowed(request.user, Action.LOCK_RELEASE):
-            raise PermissionError
+        authorize_request(request, Action.LOCK_RELEASE)
         released = sum(lock_release_for_user(user=user, acting_user=request.user) for user in queryset)
         self.message_user(request, _("%(n)d lock(s) lifted.") % {"n": released}, messages.SUCCESS)
 
     @admin.action(description=_("Reset two-factor authentication (the user enrols again)"))
     def reset_two_factor(self, request, queryset):
-        if not admin_action_allowed(request.user, Action.TWO_FACTOR_RESET):
-            raise PermissionError
+        authorize_request(request, Action.TWO_FACTOR_RESET)
         _two_factor_reset(self, request, queryset)
 
 
 def _two_factor_reset(model_admin, request, queryset) -> None:
-    """Reset the second factor of the accounts allowed; refusals (administrators' accounts for
-    the system administrator, one's own) are audited and named, the rest go ahead."""
-    allowed, refused = [], []
+    """Reset the second factor of the accounts allowed; each refusal (an administrator's account
+    for the system administrator, one's own) is recorded and named, the rest go ahead."""
+    reset = 0
     for user in queryset:
-        reason = two_factor_remove_refusal(user=user, acting_user=request.user)
-        (allowed if reason is None else refused).append((user, reason))
-    for user, reason in refused:  # recorded outside the transaction below: a denial stays on record
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=request.user,
-            obj=user,
-            details={"action": Action.TWO_FACTOR_RESET.value, "reason": reason},
-        )
-        model_admin.message_user(request, f"{user.get_username()}: {_(reason)}", messages.ERROR)
-    with transaction.atomic():
-        for user, _reason in allowed:
+        try:
             two_factor_remove(user=user, acting_user=request.user)
-    if allowed:
+        except RefusedForbidden as refusal:
+            model_admin.message_user(request, f"{user.get_username()}: {_(str(refusal))}", messages.ERROR)
+        else:
+            reset += 1
+    if reset:
         model_admin.message_user(
             request,
-            _("Two-factor authentication was reset for %(n)d account(s).") % {"n": len(allowed)},
+            _("Two-factor authentication was reset for %(n)d account(s).") % {"n": reset},
             messages.SUCCESS,
         )
 
@@ -152,8 +144,7 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
 
     @admin.action(description=_("Reset two-factor authentication (the administrator enrols again)"))
     def reset_administrator_two_factor(self, request, queryset):
-        if not admin_action_allowed(request.user, Action.ADMIN_TWO_FACTOR_RESET):
-            raise PermissionError
+        authorize_request(request, Action.ADMIN_TWO_FACTOR_RESET)
         _two_factor_reset(self, request, queryset)
 
     def has_delete_permission(self, request, obj=None):
@@ -237,3 +228,11 @@ class SecurityPolicyAdmin(AuditedModelAdmin):
             "session_idle_seconds": current.session_idle_seconds,
             "password_max_age_days": current.password_max_age_days,
         }
+
+
+# Pages that other apps register (before this module: INSTALLED_APPS order) but that the policy
+# table grants to nobody: groups grant nothing here, second factors are reset through the
+# actions above. Off the console entirely, so nothing on it is unbound.
+for _model in (Group, TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)

@@ -1,42 +1,73 @@
 """The administrators' console: Django's admin, entered only by the three administrator roles.
 
 Installed as the default admin site (``accounts.apps.PlatformAdminConfig``), so every app's
-``@admin.register`` lands here. What each role sees is the role matrix of
-``accounts.permissions.MODEL_PERMISSIONS`` (through ``User.has_perm``).
+``@admin.register`` lands here. Entering it is ``Action.CONSOLE_ENTER`` (from the admin networks,
+in a session signed in with two factors); what each role sees and may change is the policy
+layer's ``CONSOLE`` table, through ``User.has_perm``. Every refusal inside the console — a page of
+another role, an action the role may not take — is recorded by the policy layer's one path.
 """
 
 from __future__ import annotations
+
+from functools import wraps
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import (
-    ADMIN_NETWORK_REFUSED,
-    ADMIN_ROLE_REFUSED,
-    _deny,
-    admin_network_allowed,
+    Action,
+    Refused,
+    RefusedForbidden,
+    SignInRequired,
+    authorize_request,
+    refusal_record,
 )
 
 ADMIN_TWO_FACTOR_REFUSED = "The console needs a session signed in with two-factor authentication."
 
 
-def admin_access_problem(request) -> str | None:
-    """Why ``request`` may not use the console, or None."""
-    if not admin_network_allowed(getattr(request, "source_ip", None)):
-        return "network"
-    user = request.user
-    if not (user.is_authenticated and user.is_active):
-        return "anonymous"
-    if not user.admin_role:
-        return "role"
-    is_verified = getattr(user, "is_verified", None)
+def console_enter(request) -> None:
+    """Raise a recorded refusal unless the request may use the console."""
+    authorize_request(request, Action.CONSOLE_ENTER)
+    is_verified = getattr(request.user, "is_verified", None)
     if is_verified is None or not is_verified():
-        return "two_factor"
-    return None
+        refusal_record(
+            action=Action.CONSOLE_ENTER,
+            reason="session without two-factor verification",
+            actor=request.user,
+            path=request.path,
+            method=request.method,
+        )
+        raise RefusedForbidden(ADMIN_TWO_FACTOR_REFUSED)
+
+
+def _record_unrecorded(request, exc: Exception) -> None:
+    """Django's admin refuses by raising PermissionDenied (a page or an object of another role,
+    an operation the table does not grant) or Http404; those are recorded here, once."""
+    if isinstance(exc, Refused):
+        return
+    refusal_record(
+        action=Action.CONSOLE_ENTER,
+        reason=f"console refused: {type(exc).__name__}" + (f" ({exc})" if str(exc) else ""),
+        actor=request.user,
+        path=request.path,
+        method=request.method,
+    )
+
+
+def _mark_console_routes(patterns) -> None:
+    """ModelAdmin wraps its views in a function of its own that calls ``admin_view`` on every
+    request (so each is entered through ``console_enter``) but copies the inner view's
+    attributes; name the action on those wrappers too, for the walk over every route."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            _mark_console_routes(pattern.url_patterns)
+        elif not hasattr(pattern.callback, "policy_action"):
+            pattern.callback.policy_action = Action.CONSOLE_ENTER
 
 
 class PlatformAdminSite(admin.AdminSite):
@@ -45,18 +76,45 @@ class PlatformAdminSite(admin.AdminSite):
     index_title = _("Administration console")
 
     def has_permission(self, request) -> bool:
-        return admin_access_problem(request) is None
+        try:
+            console_enter(request)
+        except (Refused, Http404, PermissionDenied):
+            return False
+        return True
+
+    def admin_view(self, view, cacheable=False):
+        """Every console page: entered through the policy layer, its refusals recorded."""
+        inner = super().admin_view(view, cacheable)
+
+        @wraps(inner)
+        def guarded(request, *args, **kwargs):
+            try:
+                console_enter(request)
+            except SignInRequired:
+                return redirect_to_login(request.get_full_path(), reverse("login"))
+            try:
+                return inner(request, *args, **kwargs)
+            except Refused:
+                raise
+            except PermissionDenied as exc:
+                _record_unrecorded(request, exc)
+                raise RefusedForbidden(str(exc)) from exc
+            except Http404 as exc:
+                _record_unrecorded(request, exc)
+                raise
+
+        guarded.policy_action = Action.CONSOLE_ENTER
+        return guarded
+
+    def get_urls(self):
+        urls = super().get_urls()
+        for pattern in urls:
+            if isinstance(pattern, URLPattern) and not hasattr(pattern.callback, "policy_action"):
+                # The login page and the final catch-all are the only views Django leaves unwrapped.
+                pattern.callback = self.admin_view(pattern.callback)
+        _mark_console_routes(urls)
+        return urls
 
     def login(self, request, extra_context=None):
         """The console has no login of its own: the platform's (password + TOTP) is used."""
-        problem = admin_access_problem(request)
-        if problem == "network":
-            _deny(path=request.path, method=request.method, reason="administration from outside ADMIN_ALLOWED_NETWORKS")
-            raise Http404(ADMIN_NETWORK_REFUSED)
-        if problem == "anonymous":
-            return redirect_to_login(request.GET.get("next") or reverse("admin:index"), reverse("login"))
-        if problem in ("role", "two_factor"):
-            reason = "no administrator role" if problem == "role" else "session without two-factor verification"
-            _deny(path=request.path, method=request.method, reason=reason)
-            raise PermissionDenied(ADMIN_ROLE_REFUSED if problem == "role" else ADMIN_TWO_FACTOR_REFUSED)
-        return super().login(request, extra_context)  # permitted: Django redirects to the index
+        return super().login(request, extra_context)  # entered: Django redirects to the index

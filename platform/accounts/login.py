@@ -23,6 +23,7 @@ from django_otp.models import Device
 from accounts.lockout import failure_record, lock_active, success_record
 from accounts.models import AccountSource
 from accounts.passwords import password_expired
+from accounts.permissions import is_administrator
 from accounts.two_factor import two_factor_enrolled, two_factor_required
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
@@ -79,7 +80,7 @@ def credentials_check(request, *, username: str, password: str):
             _refusal_audit(username, "inactive")
             failure_record(username=username, source_ip=source_ip, reason="inactive")
             raise LoginRefused
-        if user.source == AccountSource.DIRECTORY and not user.admin_role and not user.memberships.exists():
+        if user.source == AccountSource.DIRECTORY and not is_administrator(user) and not user.memberships.exists():
             _refusal_audit(username, "no mapped directory group")  # AC-1: no account without permissions
             raise LoginRefused
         success_record(username=username)

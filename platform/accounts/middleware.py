@@ -1,4 +1,5 @@
-"""Session timeouts (IA-2) and the administration network allow-list (IP-1)."""
+"""Session timeouts (IA-2), the administration network allow-list (IP-1), and the net under
+refusals that no policy check recorded (AU-1)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import time
 
 from django.contrib.auth import logout
 from django.contrib.auth.models import AnonymousUser
-from django.http import Http404
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from accounts.login_policy import current_policy
-from accounts.permissions import ADMIN_NETWORK_REFUSED, _deny, admin_network_allowed
+from accounts.permissions import (
+    ADMIN_NETWORK_REFUSED,
+    Action,
+    Refused,
+    RefusedNotFound,
+    admin_network_allowed,
+    refusal_record,
+)
 from accounts.sessions import SESSION_LAST_SEEN_KEY, session_expiry_reason
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
@@ -50,8 +58,8 @@ class SessionTimeoutMiddleware:
 class AdminNetworkMiddleware:
     """Every administration route answers 404 from outside ADMIN_ALLOWED_NETWORKS.
 
-    Covers the whole ``/admin/`` tree including its login page, before any view runs; the admin
-    site checks again (defence in depth) and other admin routes use ``action_required``.
+    Covers the whole ``/admin/`` tree, unknown paths included, before any view runs; the console
+    pages ask the policy layer again (defence in depth), as every other administration route does.
     """
 
     def __init__(self, get_response):
@@ -64,10 +72,37 @@ class AdminNetworkMiddleware:
         if request.path_info.startswith(self._prefix) and not admin_network_allowed(
             getattr(request, "source_ip", None)
         ):
-            _deny(
+            refusal_record(
+                action=Action.CONSOLE_ENTER,
+                reason="administration from outside ADMIN_ALLOWED_NETWORKS",
                 path=request.path,
                 method=request.method,
-                reason="administration from outside ADMIN_ALLOWED_NETWORKS",
             )
-            raise Http404(ADMIN_NETWORK_REFUSED)
+            raise RefusedNotFound(ADMIN_NETWORK_REFUSED)
         return self.get_response(request)
+
+
+class RefusalRecordMiddleware:
+    """The safety net of "every refusal is recorded": a view that refuses with Django's own
+    PermissionDenied instead of asking the policy layer still leaves an ``access.denied`` entry
+    (written here, after the view's transaction is over). Refusals of the policy layer are
+    recorded where they are decided and pass through untouched."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, PermissionDenied) and not isinstance(exception, Refused):
+            user = getattr(request, "user", None)
+            refusal_record(
+                action="view",
+                reason=str(exception) or "permission denied by the view",
+                actor=user if user is not None and user.is_authenticated else None,
+                department=getattr(request, "department", None),
+                path=request.path,
+                method=request.method,
+            )
+        return None

@@ -57,10 +57,6 @@ class User(AbstractUser):
             ),
         ]
 
-    @property
-    def is_platform_admin(self) -> bool:
-        return bool(self.admin_role)
-
     def save(self, *args, **kwargs):
         # Refused here and in the manager; the permission layer also ignores is_superuser, so a
         # row written around the ORM still grants nothing.
@@ -71,17 +67,17 @@ class User(AbstractUser):
     # Django's PermissionsMixin answers True to everything for an active superuser and otherwise
     # consults the permission tables. Here the answer comes from the role matrix alone.
     def has_perm(self, perm: str, obj=None) -> bool:
-        from accounts.permissions import role_has_model_permission
+        from accounts.permissions import console_permission
 
-        return self.is_active and role_has_model_permission(self.admin_role, perm)
+        return console_permission(self, perm)
 
     def has_perms(self, perm_list, obj=None) -> bool:
         return all(self.has_perm(perm, obj) for perm in perm_list)
 
     def has_module_perms(self, app_label: str) -> bool:
-        from accounts.permissions import role_has_module_permission
+        from accounts.permissions import console_module_permission
 
-        return self.is_active and role_has_module_permission(self.admin_role, app_label)
+        return console_module_permission(self, app_label)
 
 
 class AdministratorRole(User):

@@ -1,20 +1,28 @@
-"""The permission layer: one place that says who may do what (AC-1, AC-4..AC-6, SM-1..SM-3, IP-1).
+"""The policy layer: the one table of who may do what, and the one place that answers it
+(AC-1, AC-4..AC-6, SM-1..SM-3, IP-1).
 
-Portal views, the admin console, REST views and websocket consumers ask this module; none of them
-checks a role by itself. Three tables decide everything and are what reviewers read:
+Every route, websocket, REST view, console page and service asks this module; no other module
+compares a role. Read it in this order:
 
-- ``ADMIN_ACTIONS``: platform actions → the administrator roles (三权分立) allowed to take them;
-- ``DEPARTMENT_ACTIONS``: actions inside a department → the membership roles allowed;
-- ``MODEL_PERMISSIONS``: the admin console — model → role → view/add/change/delete.
-  ``User.has_perm`` answers from it, so every ModelAdmin's default ``has_*_permission`` follows
-  it; a model that is not listed is invisible to everyone (deny by default).
+- ``Action``: everything a person, an API key or an anonymous visitor can ask to do, public
+  routes included (health, sign-in, the schema…: bound to explicit ``public`` actions, so a test
+  can walk the URL resolver and find every route bound to one);
+- ``POLICY``: action → ``Grant`` (who may). This table is what a reviewer reads;
+- ``CONSOLE``: the administrators' console, model → operation → action. ``User.has_perm`` answers
+  from it through ``POLICY``, so the console follows the same table; a model not listed is
+  invisible to everyone (deny by default), and the audit trail has no write operation at all.
 
-How refusals look (and every refusal is audited as ``access.denied``):
-- an administration action from outside ``ADMIN_ALLOWED_NETWORKS`` → 404 (the route "does not exist");
+How refusals look (each one recorded as ``access.denied`` by ``refusal_record``, in a
+transaction of its own that a rolled-back action cannot take with it):
+- anyone not signed in → the login page (HTML) or 401 (REST);
+- an administration action from outside ``ADMIN_ALLOWED_NETWORKS`` → 404 (the route "does not
+  exist"), before anything else;
 - an administration action by a user without the role → 403;
-- a department action by a non-member (or for an unknown / inactive department) → 404;
-- a department action by a member whose role is too low → 403;
-- anyone not signed in → the login page (HTML) or 401/403 (REST, per DRF).
+- a department action by a non-member (or for an unknown / inactive department), or on an object
+  of another department → 404;
+- a department action by a member whose role is too low → 403; on another member's private
+  object (a conversation) → 404;
+- an API key without the scope → 403; on another department's object → 404.
 
 ``is_superuser`` grants nothing anywhere.
 """
@@ -22,13 +30,16 @@ How refusals look (and every refusal is audited as ``access.denied``):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpRequest
 
 from accounts.roles import AdminRole, MembershipRole
@@ -39,13 +50,33 @@ ADMIN_NETWORK_REFUSED = "Administration is not available from this network."
 ADMIN_ROLE_REFUSED = "This page is for another administrator role."
 DEPARTMENT_REFUSED = "No such department, or you are not a member of it."
 DEPARTMENT_ROLE_REFUSED = "This needs the department administrator role."
+OBJECT_REFUSED = "Not found."
+OWNER_REFUSED = "Only the owner may do this."
+SCOPE_REFUSED = "This API key lacks the '{scope}' scope."
+NOT_FOR_API_KEYS = "This is not available to API keys."
+SIGN_IN_REQUIRED = "Authentication required."
+API_KEYS_ONLY = "This is for API keys only."
+SWITCH_REFUSED = "The department's policy does not allow this."
 
 
 class Action(StrEnum):
+    # --- public: anyone, signed in or not
+    HEALTH = "public.health"  # /healthz, /readyz
+    METRICS = "public.metrics"  # /metrics (the view also asks for its token or an admin network)
+    SIGN_IN = "public.sign_in"  # the sign-in steps, the JSON sign-in, signing out
+    LANGUAGE = "public.language"  # /i18n/setlang/
+    API_SCHEMA = "public.api_schema"  # /api/schema/, /api/docs/
+    STATIC = "public.static"  # STATIC_URL, served by WhiteNoise before any route
+    ENTRY = "public.entry"  # "/" redirects to the department picker
+    # --- any signed-in person, about themselves
+    OWN_ACCOUNT = "account.own"  # password, two-factor, recovery codes
+    DEPARTMENT_PICK = "department.pick"  # the list of one's own departments
     # --- platform administration: the system administrator (SM-1)
+    CONSOLE_ENTER = "console.enter"  # any of the three administrators
     USER_MANAGE = "user.manage"
     DEPARTMENT_MANAGE = "department.manage"
     MEMBERSHIP_MANAGE = "membership.manage"
+    ASSET_METADATA_VIEW = "asset.metadata_view"
     MODEL_SETTINGS = "model.settings"
     BACKUP_RUN = "backup.run"
     TWO_FACTOR_RESET = "two_factor.reset"
@@ -58,115 +89,183 @@ class Action(StrEnum):
     LABEL_MANAGE = "label.manage"
     RETENTION_MANAGE = "retention.manage"
     SECURITY_POLICY_MANAGE = "security_policy.manage"
+    CHAT_POLICY_MANAGE = "chat_policy.manage"
     API_KEY_ADMINISTER = "api_key.administer"
     # --- either of them (a lockout is both an account and a security matter)
     LOCK_RELEASE = "lock.release"
-    # --- the audit administrator (SM-3)
+    # --- the audit administrator (SM-3); the report also for the security administrator
     AUDIT_VIEW = "audit.view"
     AUDIT_EXPORT = "audit.export"
+    COMPLIANCE_REPORT_VIEW = "compliance_report.view"
     # --- inside a department
     DEPARTMENT_ENTER = "department.enter"
     CHAT = "department.chat"
     ASSET_UPLOAD = "asset.upload"
     ASSET_VIEW = "asset.view"
-    ASSET_DELETE_OWN = "asset.delete_own"
-    ASSET_DELETE_ANY = "asset.delete_any"
-    CONVERSATION_VIEW_ANY = "conversation.view_any"
+    ASSET_DELETE = "asset.delete"  # one's own files; any file for the department administrator
+    ASSET_LABEL_RAISE = "asset.label_raise"  # lowering a label is LABEL_MANAGE (security policy)
+    CONVERSATION_OWN = "conversation.own"  # rename, delete, continue: the owner alone
+    CONVERSATION_VIEW_ANY = "conversation.view_any"  # who chatted when, never what was said
+    CONVERSATION_CONTENT_VIEW = "conversation.content_view"  # only where the chat policy allows it
+    TASK_TEMPLATE_MANAGE = "task_template.manage"
     DEPARTMENT_MEMBERS_VIEW = "department.members_view"
     DEPARTMENT_API_KEY_MANAGE = "department.api_key_manage"
+    # --- REST API keys, one action per scope
+    API_CHAT = "api.chat"
+    API_ASSETS_READ = "api.assets_read"
+    API_ASSETS_WRITE = "api.assets_write"
+    API_EXTRACT = "api.extract"
+    API_AUDIT_READ = "api.audit_read"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who may take an action. Empty means nobody; every field that is set grants on its own."""
+
+    public: bool = False
+    signed_in: bool = False
+    admin_roles: frozenset[AdminRole] = frozenset()
+    department_roles: frozenset[MembershipRole] = frozenset()  # on anything of the department
+    owner_roles: frozenset[MembershipRole] = frozenset()  # on the objects the person owns
+    owner_only_hides: bool = False  # True: another member's object answers 404 (it is private)
+    api_scope: str = ""  # department API keys (or audit keys) holding this scope
+    admin_network: bool = False  # only from ADMIN_ALLOWED_NETWORKS (every admin action is)
+    # A department's own policy switch that must also be on (set by the security administrator)
+    department_switch: str = ""
+
+    @property
+    def administration(self) -> bool:
+        return bool(self.admin_roles) or self.admin_network
 
 
 _S, _X, _A = AdminRole.SYSTEM, AdminRole.SECURITY, AdminRole.AUDIT
-
-ADMIN_ACTIONS: dict[Action, frozenset[AdminRole]] = {
-    Action.USER_MANAGE: frozenset({_S}),
-    Action.DEPARTMENT_MANAGE: frozenset({_S}),
-    Action.MEMBERSHIP_MANAGE: frozenset({_S}),
-    Action.MODEL_SETTINGS: frozenset({_S}),
-    Action.BACKUP_RUN: frozenset({_S}),
-    Action.TWO_FACTOR_RESET: frozenset({_S}),
-    Action.ROLE_ASSIGN: frozenset({_X}),
-    Action.ADMIN_TWO_FACTOR_RESET: frozenset({_X}),
-    Action.GROUP_MAPPING_MANAGE: frozenset({_X}),
-    Action.LABEL_MANAGE: frozenset({_X}),
-    Action.RETENTION_MANAGE: frozenset({_X}),
-    Action.SECURITY_POLICY_MANAGE: frozenset({_X}),
-    Action.API_KEY_ADMINISTER: frozenset({_X}),
-    Action.LOCK_RELEASE: frozenset({_S, _X}),
-    Action.AUDIT_VIEW: frozenset({_A}),
-    Action.AUDIT_EXPORT: frozenset({_A}),
-}
-
 _M, _D = MembershipRole.MEMBER, MembershipRole.ADMIN
-DEPARTMENT_ACTIONS: dict[Action, frozenset[str]] = {
-    Action.DEPARTMENT_ENTER: frozenset({_M, _D}),
-    Action.CHAT: frozenset({_M, _D}),
-    Action.ASSET_UPLOAD: frozenset({_M, _D}),
-    Action.ASSET_VIEW: frozenset({_M, _D}),
-    Action.ASSET_DELETE_OWN: frozenset({_M, _D}),
-    Action.ASSET_DELETE_ANY: frozenset({_D}),
-    Action.CONVERSATION_VIEW_ANY: frozenset({_D}),
-    Action.DEPARTMENT_MEMBERS_VIEW: frozenset({_D}),
-    Action.DEPARTMENT_API_KEY_MANAGE: frozenset({_D}),
+_PUBLIC = Grant(public=True)
+_SIGNED_IN = Grant(signed_in=True)
+
+
+def _admins(*roles: AdminRole) -> Grant:
+    return Grant(admin_roles=frozenset(roles), admin_network=True)
+
+
+def _department(
+    *roles: MembershipRole,
+    owners: tuple[MembershipRole, ...] = (),
+    hides: bool = False,
+    scope: str = "",
+    switch: str = "",
+) -> Grant:
+    return Grant(
+        department_roles=frozenset(roles),
+        owner_roles=frozenset(owners),
+        owner_only_hides=hides,
+        api_scope=scope,
+        department_switch=switch,
+    )
+
+
+# A department's chat policy: may its administrators read conversations? (off by default)
+CHAT_CONTENT_SWITCH = "chat.admin_may_read_content"
+
+# THE table.
+POLICY: Mapping[Action, Grant] = {
+    Action.HEALTH: _PUBLIC,
+    Action.METRICS: _PUBLIC,
+    Action.SIGN_IN: _PUBLIC,
+    Action.LANGUAGE: _PUBLIC,
+    Action.API_SCHEMA: _PUBLIC,
+    Action.STATIC: _PUBLIC,
+    Action.ENTRY: _PUBLIC,
+    Action.OWN_ACCOUNT: _SIGNED_IN,
+    Action.DEPARTMENT_PICK: _SIGNED_IN,
+    Action.CONSOLE_ENTER: _admins(_S, _X, _A),
+    Action.USER_MANAGE: _admins(_S),
+    Action.DEPARTMENT_MANAGE: _admins(_S),
+    Action.MEMBERSHIP_MANAGE: _admins(_S),
+    Action.ASSET_METADATA_VIEW: _admins(_S, _X),
+    Action.MODEL_SETTINGS: _admins(_S),
+    Action.BACKUP_RUN: _admins(_S),
+    Action.TWO_FACTOR_RESET: _admins(_S),
+    Action.ADMIN_TWO_FACTOR_RESET: _admins(_X),
+    Action.ROLE_ASSIGN: _admins(_X),
+    Action.GROUP_MAPPING_MANAGE: _admins(_X),
+    Action.LABEL_MANAGE: _admins(_X),
+    Action.RETENTION_MANAGE: _admins(_X),
+    Action.SECURITY_POLICY_MANAGE: _admins(_X),
+    Action.CHAT_POLICY_MANAGE: _admins(_X),
+    Action.API_KEY_ADMINISTER: _admins(_X),
+    Action.LOCK_RELEASE: _admins(_S, _X),
+    Action.AUDIT_VIEW: _admins(_A),
+    Action.AUDIT_EXPORT: _admins(_A),
+    Action.COMPLIANCE_REPORT_VIEW: _admins(_X, _A),
+    Action.DEPARTMENT_ENTER: _department(_M, _D),
+    Action.CHAT: _department(_M, _D),
+    Action.ASSET_UPLOAD: _department(_M, _D, scope="assets:write"),
+    Action.ASSET_VIEW: _department(_M, _D, scope="assets:read"),
+    Action.ASSET_DELETE: _department(_D, owners=(_M,), scope="assets:write"),
+    Action.ASSET_LABEL_RAISE: _department(_D),
+    Action.CONVERSATION_OWN: _department(owners=(_M, _D), hides=True),
+    Action.CONVERSATION_VIEW_ANY: _department(_D),
+    Action.CONVERSATION_CONTENT_VIEW: _department(_D, switch=CHAT_CONTENT_SWITCH),
+    Action.TASK_TEMPLATE_MANAGE: _department(_D),
+    Action.DEPARTMENT_MEMBERS_VIEW: _department(_D),
+    Action.DEPARTMENT_API_KEY_MANAGE: _department(_D),
+    Action.API_CHAT: Grant(api_scope="chat"),
+    Action.API_ASSETS_READ: Grant(api_scope="assets:read"),
+    Action.API_ASSETS_WRITE: Grant(api_scope="assets:write"),
+    Action.API_EXTRACT: Grant(api_scope="extract"),
+    Action.API_AUDIT_READ: Grant(api_scope="audit:read", admin_network=True),
 }
 
-VIEW = frozenset({"view"})
-VIEW_CHANGE = frozenset({"view", "change"})
-VIEW_ADD_CHANGE = frozenset({"view", "add", "change"})
-ALL = frozenset({"view", "add", "change", "delete"})
-VIEW_DELETE = frozenset({"view", "delete"})
-
-# The administrators' console. Labels are "app_label.model_name" (proxy models included).
-MODEL_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
-    # system administrator: users (never the admin roles), departments, memberships, files' metadata
-    "accounts.user": {_S: VIEW_ADD_CHANGE},  # no delete: accounts are disabled, never removed
-    "departments.department": {_S: VIEW_ADD_CHANGE},
-    "departments.membership": {_S: ALL},
-    "assets.asset": {_S: VIEW, _X: VIEW_CHANGE},  # the security administrator sets labels (AC-7)
-    "accounts.loginthrottle": {_S: VIEW_DELETE, _X: VIEW_DELETE},  # delete = unlock (audited)
-    # security administrator: roles, group mappings, labels, retention, security parameters
-    "accounts.administratorrole": {_X: VIEW_CHANGE},
-    "accounts.departmentlabel": {_X: VIEW_CHANGE},
-    "accounts.directorygroupmapping": {_X: ALL},
-    "accounts.securitypolicy": {_X: VIEW_ADD_CHANGE},
-    "compliance.retentionpolicy": {_X: ALL},
-    # audit administrator: the trail, read-only (nobody may change or delete it)
-    "compliance.auditentry": {_A: VIEW},
-    "compliance.auditarchive": {_A: VIEW},
-    "compliance.auditanchor": {_A: VIEW},
+# The administrators' console: "app_label.model_name" (proxy models included) → operation →
+# the action it takes. Operations not listed are refused to everyone.
+_VIEW, _ADD, _CHANGE, _DELETE = "view", "add", "change", "delete"
+CONSOLE: Mapping[str, Mapping[str, Action]] = {
+    # accounts are disabled, never removed: no delete
+    "accounts.user": {op: Action.USER_MANAGE for op in (_VIEW, _ADD, _CHANGE)},
+    "departments.department": {op: Action.DEPARTMENT_MANAGE for op in (_VIEW, _ADD, _CHANGE)},
+    "departments.membership": {op: Action.MEMBERSHIP_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
+    # files' metadata for both; the security administrator sets labels (AC-7)
+    "assets.asset": {_VIEW: Action.ASSET_METADATA_VIEW, _CHANGE: Action.LABEL_MANAGE},
+    # delete = unlock (audited)
+    "accounts.loginthrottle": {_VIEW: Action.LOCK_RELEASE, _DELETE: Action.LOCK_RELEASE},
+    "accounts.administratorrole": {op: Action.ROLE_ASSIGN for op in (_VIEW, _CHANGE)},
+    "accounts.departmentlabel": {op: Action.LABEL_MANAGE for op in (_VIEW, _CHANGE)},
+    "accounts.directorygroupmapping": {op: Action.GROUP_MAPPING_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
+    "accounts.securitypolicy": {op: Action.SECURITY_POLICY_MANAGE for op in (_VIEW, _ADD, _CHANGE)},
+    "compliance.retentionpolicy": {op: Action.RETENTION_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
+    "inference.chatpolicy": {op: Action.CHAT_POLICY_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
+    "departments.apikey": {op: Action.API_KEY_ADMINISTER for op in (_VIEW, _CHANGE)},
+    # the audit trail: read-only for the audit administrator, nobody may change or delete it
+    "compliance.auditentry": {_VIEW: Action.AUDIT_VIEW},
+    "compliance.auditarchive": {_VIEW: Action.AUDIT_VIEW},
+    "compliance.auditanchor": {_VIEW: Action.AUDIT_VIEW},
 }
-_READ_ONLY_FOR_EVERYONE = {"compliance.auditentry", "compliance.auditarchive", "compliance.auditanchor"}
+AUDIT_TRAIL_MODELS = frozenset({"compliance.auditentry", "compliance.auditarchive", "compliance.auditanchor"})
 
 
-def model_permissions_register(label: str, grants: dict[str, frozenset[str]]) -> None:
-    """For an app that arrives later (e.g. API keys): add its model to the console matrix.
-
-    Call it from the app's ``AppConfig.ready()``; the audit trail can never be made writable.
-    """
-    label = label.lower()
-    if label in _READ_ONLY_FOR_EVERYONE and any(ops - VIEW for ops in grants.values()):
-        raise ValueError(f"{label} is read-only for every role")
-    MODEL_PERMISSIONS[label] = {AdminRole(role): frozenset(ops) for role, ops in grants.items()}
+# --- the decision ---------------------------------------------------------------------------------
 
 
-def role_has_model_permission(role: str, perm: str) -> bool:
-    """``perm`` is Django's "app_label.codename", e.g. "departments.change_department"."""
-    if not role or "." not in perm:
-        return False
-    app_label, codename = perm.split(".", 1)
-    operation, _, model_name = codename.partition("_")
-    grants = MODEL_PERMISSIONS.get(f"{app_label}.{model_name}", {})
-    return operation in grants.get(role, frozenset())
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    status: int = 200  # 401, 403 or 404 when refused
+    reason: str = ""  # for the audit trail
+    message: str = ""  # for the person refused
+
+    def __bool__(self) -> bool:
+        return self.allowed
 
 
-def role_has_module_permission(role: str, app_label: str) -> bool:
-    if not role:
-        return False
-    prefix = f"{app_label}."
-    return any(label.startswith(prefix) and grants.get(role) for label, grants in MODEL_PERMISSIONS.items())
+ALLOWED = Decision(True)
+# ``owner_id`` of a route-level check, before the object is known: an action granted to owners
+# lets the route through for their roles, and the service decides again on the object.
+ANY_OWNER = object()
 
 
-# --- predicates ---------------------------------------------------------------------------------
+def _refused(status: int, reason: str, message: str) -> Decision:
+    return Decision(False, status, reason, message)
 
 
 def admin_network_allowed(source_ip: str | None) -> bool:
@@ -180,164 +279,370 @@ def admin_network_allowed(source_ip: str | None) -> bool:
     return any(address in network for network in settings.ADMIN_ALLOWED_NETWORKS)
 
 
-def has_admin_role(user, *roles: AdminRole) -> bool:
-    return bool(user.is_authenticated and user.is_active and user.admin_role and user.admin_role in roles)
+def _is_api_key(subject: Any) -> bool:
+    return bool(getattr(subject, "is_api_key", False))
 
 
-def admin_action_allowed(user, action: Action) -> bool:
-    return has_admin_role(user, *ADMIN_ACTIONS[action])
+def _active(subject: Any) -> bool:
+    """A signed-in, active person, or an API key (its authentication refused revoked and expired ones)."""
+    if subject is None or not getattr(subject, "is_authenticated", False):
+        return False
+    return _is_api_key(subject) or bool(subject.is_active)
 
 
-def department_membership(user, department):
+def department_membership(user: Any, department: Any):
     """The user's membership of an active department, or None (every refusal alike)."""
     from departments.models import Membership
 
-    if not user.is_authenticated or not user.is_active or department is None or not department.is_active:
+    if not _active(user) or _is_api_key(user) or department is None or not getattr(department, "is_active", True):
         return None
-    return Membership.objects.filter(user=user, department=department).select_related("department").first()
-
-
-def department_action_allowed(user, action: Action, department, *, membership=None) -> bool:
-    membership = membership if membership is not None else department_membership(user, department)
-    return membership is not None and membership.role in DEPARTMENT_ACTIONS[action]
-
-
-# --- enforcement ---------------------------------------------------------------------------------
-
-
-def _deny(*, path: str, method: str, reason: str, department=None, action: str = "") -> None:
-    audit_record(
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        department=department,
-        object_type="route",
-        object_repr=path[:255],
-        details={"reason": reason, "method": method, "action": action},
+    department_id = getattr(department, "pk", department)
+    return (
+        Membership.objects.filter(user=user, department_id=department_id, department__is_active=True)
+        .select_related("department")
+        .first()
     )
+
+
+def decide(
+    subject: Any,
+    action: Action,
+    *,
+    department: Any = None,
+    owner_id: Any = None,
+    membership: Any = None,
+    source_ip: str | None = None,
+    check_network: bool = False,
+) -> Decision:
+    """May ``subject`` (a user, an API key, anonymous or None) take ``action``?
+
+    ``department`` is the department the action is in (an object's department, or the portal's);
+    ``owner_id`` the owner of the object, for actions granted to owners. With ``check_network``
+    the administration network is checked against ``source_ip`` first, as every request is.
+    """
+    grant = POLICY[action]
+    if grant.public:
+        return ALLOWED
+    if check_network and grant.administration and not admin_network_allowed(source_ip):
+        return _refused(404, "administration from outside ADMIN_ALLOWED_NETWORKS", ADMIN_NETWORK_REFUSED)
+    if not _active(subject):
+        return _refused(401, "not signed in", SIGN_IN_REQUIRED)
+    if _is_api_key(subject):
+        return _decide_api_key(subject, action, grant, department)
+    if grant.signed_in:
+        return ALLOWED
+    if grant.admin_roles and subject.admin_role in grant.admin_roles:
+        return ALLOWED
+    if not (grant.department_roles or grant.owner_roles):
+        if grant.admin_roles:
+            roles = "/".join(sorted(grant.admin_roles))
+            return _refused(403, f"requires administrator role {roles}", ADMIN_ROLE_REFUSED)
+        return _refused(403, "granted to API keys only", API_KEYS_ONLY)
+    membership = membership if membership is not None else department_membership(subject, department)
+    department_id = getattr(department, "pk", department)
+    if membership is None or (department is not None and membership.department_id != department_id):
+        return _refused(404, "not a member of this department", DEPARTMENT_REFUSED)
+    if membership.role in grant.department_roles:
+        if grant.department_switch and not _switch_on(grant.department_switch, membership.department):
+            return _refused(403, f"the department's policy {grant.department_switch} is off", SWITCH_REFUSED)
+        return ALLOWED
+    if membership.role in grant.owner_roles:
+        if owner_id is ANY_OWNER or (owner_id is not None and owner_id == subject.pk):
+            return ALLOWED
+        if grant.owner_only_hides:
+            return _refused(404, "not the owner of the object", OBJECT_REFUSED)
+        return _refused(403, "neither the owner nor a department administrator", OWNER_REFUSED)
+    roles = "/".join(sorted(grant.department_roles | grant.owner_roles))
+    return _refused(403, f"requires department role {roles}", DEPARTMENT_ROLE_REFUSED)
+
+
+# Readers of the departments' policy switches, registered by the app that stores each one.
+_DEPARTMENT_SWITCHES: dict[str, Callable[[Any], bool]] = {}
+
+
+def department_switch_register(name: str, reader: Callable[[Any], bool]) -> None:
+    _DEPARTMENT_SWITCHES[name] = reader
+
+
+def _switch_on(name: str, department: Any) -> bool:
+    reader = _DEPARTMENT_SWITCHES.get(name)
+    return reader is not None and bool(reader(department))
+
+
+def _decide_api_key(key: Any, action: Action, grant: Grant, department: Any) -> Decision:
+    if not grant.api_scope:
+        return _refused(403, "not granted to API keys", NOT_FOR_API_KEYS)
+    if not key.has_scope(grant.api_scope):
+        return _refused(403, f"missing scope {grant.api_scope}", SCOPE_REFUSED.format(scope=grant.api_scope))
+    if department is not None and key.department_id != getattr(department, "pk", department):
+        return _refused(404, "not found in this department", OBJECT_REFUSED)
+    return ALLOWED
+
+
+def allowed(subject: Any, action: Action, **kwargs: Any) -> bool:
+    """``decide`` as a yes/no, for what a page shows (nothing is recorded)."""
+    return decide(subject, action, **kwargs).allowed
+
+
+def is_administrator(user: Any) -> bool:
+    """Holds one of the three administrator roles (they need two factors and the console)."""
+    return _active(user) and not _is_api_key(user) and user.admin_role in POLICY[Action.CONSOLE_ENTER].admin_roles
+
+
+def department_role_grants(role: str) -> frozenset[Action]:
+    """The actions a department role is granted (on anything, or on its own objects)."""
+    return frozenset(
+        action for action, grant in POLICY.items() if role in grant.department_roles or role in grant.owner_roles
+    )
+
+
+def department_role_loses_grants(before: str | None, after: str | None) -> bool:
+    """Does moving from role ``before`` to ``after`` take any grant away (a demotion)?"""
+    return bool(department_role_grants(before or "") - department_role_grants(after or ""))
+
+
+def department_role_strongest(roles: list[str]) -> str:
+    """The role among ``roles`` with the most grants (directory groups mapping one person twice)."""
+    return max(roles, key=lambda role: len(department_role_grants(role)))
+
+
+def console_permission(user: Any, perm: str) -> bool:
+    """``User.has_perm``: ``perm`` is Django's "app_label.codename", e.g. "departments.change_department"."""
+    if "." not in perm:
+        return False
+    app_label, codename = perm.split(".", 1)
+    operation, _, model_name = codename.partition("_")
+    action = CONSOLE.get(f"{app_label}.{model_name}", {}).get(operation)
+    return action is not None and decide(user, action).allowed
+
+
+def console_module_permission(user: Any, app_label: str) -> bool:
+    prefix = f"{app_label}."
+    return any(
+        label.startswith(prefix) and decide(user, action).allowed
+        for label, operations in CONSOLE.items()
+        for action in operations.values()
+    )
+
+
+# --- refusals: the one audited path ---------------------------------------------------------------
+
+
+class Refused(Exception):
+    """Mixed into the exceptions a refusal raises; ``recorded`` once its audit entry exists."""
+
+    recorded = True
+
+
+class RefusedNotFound(Refused, Http404):
+    pass
+
+
+class RefusedForbidden(Refused, PermissionDenied):
+    pass
+
+
+class SignInRequired(Refused, PermissionDenied):
+    pass
+
+
+def refusal_record(
+    *,
+    action: str,
+    reason: str,
+    actor: Any = None,
+    department: Any = None,
+    object_type: str = "route",
+    object_id: Any = "",
+    object_repr: str = "",
+    path: str = "",
+    method: str = "",
+    **details: Any,
+) -> None:
+    """Record one refusal as ``access.denied``, committed on its own.
+
+    Durable: called inside the refused action's transaction it fails loudly (in tests first),
+    instead of writing an entry that the action's rollback would take away.
+    """
+    with transaction.atomic(durable=True):
+        audit_record(
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            actor=actor,
+            department=department,
+            object_type=object_type[:64],
+            object_id=str(object_id)[:64],
+            object_repr=(object_repr or path)[:255],
+            details={
+                "action": str(action),
+                "reason": reason,
+                **({"path": path[:500]} if path else {}),
+                **({"method": method} if method else {}),
+                **details,
+            },
+        )
+
+
+def refusal_exception(decision: Decision) -> Refused:
+    if decision.status == 404:
+        return RefusedNotFound(decision.message)
+    if decision.status == 401:
+        return SignInRequired(decision.message)
+    return RefusedForbidden(decision.message)
+
+
+def refuse(decision: Decision, *, action: str, **where: Any) -> Refused:
+    """Record ``decision`` (a refusal) and return the exception to raise."""
+    refusal_record(action=action, reason=decision.reason, **where)
+    return refusal_exception(decision)
 
 
 def authorize(
-    user,
+    subject: Any,
     action: Action,
     *,
-    department=None,
+    department: Any = None,
+    owner_id: Any = None,
+    membership: Any = None,
+    obj: Any = None,
     source_ip: str | None = None,
-    path: str = "",
-    method: str = "",
-    membership=None,
+    **where: Any,
 ) -> None:
-    """Raise Http404 / PermissionDenied (audited) unless ``user`` may take ``action``.
-
-    For administration actions ``source_ip`` is the client address (the request's
-    ``source_ip``); for department actions ``department`` is required.
-    """
-    if action in ADMIN_ACTIONS:
-        if not admin_network_allowed(source_ip):
-            _deny(path=path, method=method, action=action, reason="administration from outside ADMIN_ALLOWED_NETWORKS")
-            raise Http404(ADMIN_NETWORK_REFUSED)
-        if not admin_action_allowed(user, action):
-            roles = "/".join(sorted(ADMIN_ACTIONS[action]))
-            _deny(path=path, method=method, action=action, reason=f"requires administrator role {roles}")
-            raise PermissionDenied(ADMIN_ROLE_REFUSED)
-        return
-    membership = membership if membership is not None else department_membership(user, department)
-    if membership is None:
-        _deny(path=path, method=method, action=action, reason="not a member of this department")
-        raise Http404(DEPARTMENT_REFUSED)
-    if membership.role not in DEPARTMENT_ACTIONS[action]:
-        _deny(
-            path=path,
-            method=method,
-            action=action,
-            department=membership.department,
-            reason="requires department role " + "/".join(sorted(DEPARTMENT_ACTIONS[action])),
-        )
-        raise PermissionDenied(DEPARTMENT_ROLE_REFUSED)
-
-
-def authorize_request(request: HttpRequest, action: Action, *, department=None) -> None:
-    """``authorize`` with the request's user, address, path and (portal) department."""
-    if department is None:
-        department = getattr(request, "department", None)
-    authorize(
-        request.user,
+    """Raise a recorded refusal unless ``subject`` may take ``action`` (services call this
+    before opening their transaction; ``obj`` names the object in the refusal's entry). With
+    ``source_ip`` the administration network is checked too, as for a request."""
+    decision = decide(
+        subject,
         action,
         department=department,
-        source_ip=getattr(request, "source_ip", None),
-        path=request.path,
-        method=request.method,
-        membership=getattr(request, "membership", None) if department is getattr(request, "department", None) else None,
+        owner_id=owner_id,
+        membership=membership,
+        source_ip=source_ip,
+        check_network=source_ip is not None,
+    )
+    if decision.allowed:
+        return
+    if obj is not None:
+        where.setdefault("object_type", obj._meta.label_lower)
+        where.setdefault("object_id", obj.pk)
+    raise refuse(
+        decision,
+        action=action,
+        actor=subject if _active(subject) else None,
+        department=department if decision.status != 404 else None,
+        **where,
     )
 
 
-def action_required(action: Action) -> Callable:
-    """A view decorator around ``authorize_request``; anonymous users go to the login page.
+def authorize_request(
+    request: HttpRequest, action: Action, *, department: Any = None, owner_id: Any = None, obj: Any = None
+) -> None:
+    """``authorize`` for a request: its user (or API key), address, path and portal department."""
+    portal_department = getattr(request, "department", None)
+    department = department if department is not None else portal_department
+    membership = getattr(request, "membership", None) if department is portal_department else None
+    decision = decide(
+        getattr(request, "user", None),
+        action,
+        department=department,
+        owner_id=owner_id,
+        membership=membership,
+        source_ip=getattr(request, "source_ip", None),
+        check_network=True,
+    )
+    if decision.allowed:
+        return
+    where: dict[str, Any] = {"path": request.path, "method": request.method}
+    if obj is not None:
+        where.update(object_type=obj._meta.label_lower, object_id=obj.pk)
+    user = getattr(request, "user", None)
+    raise refuse(
+        decision,
+        action=action,
+        actor=user if _active(user) else None,
+        department=department if decision.status == 403 else None,
+        **where,
+    )
 
-    Administration routes answer 404 from outside the admin networks even before login.
-    """
+
+def requires(action: Action) -> Callable:
+    """Bind a view to ``action`` and enforce it: signed-out visitors go to the login page
+    (administration routes answer 404 from outside the admin networks even before that)."""
+    if POLICY[action].public:
+        raise ValueError(f"{action} is public: bind the view with public()")
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs):
-            if action in ADMIN_ACTIONS and not admin_network_allowed(getattr(request, "source_ip", None)):
-                authorize_request(request, action)  # raises the audited 404
-            if not request.user.is_authenticated:
+            try:
+                authorize_request(request, action, owner_id=ANY_OWNER)
+            except SignInRequired:
                 return redirect_to_login(request.get_full_path())
-            authorize_request(request, action)
             return view(request, *args, **kwargs)
 
+        wrapped.policy_action = action
         return wrapped
 
     return decorator
 
 
-def admin_role_required(*roles: AdminRole) -> Callable:
-    """A view decorator: the user holds one of ``roles`` and comes from an admin network.
-
-    Prefer ``action_required(Action.X)``; this stays for routes that are about a role itself.
-    """
+def public(action: Action) -> Callable:
+    """Bind a view to a public action of the table (nothing to enforce, but nothing unbound)."""
+    if not POLICY[action].public:
+        raise ValueError(f"{action} is not public")
 
     def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs):
-            if not admin_network_allowed(getattr(request, "source_ip", None)):
-                _deny(
-                    path=request.path,
-                    method=request.method,
-                    reason="administration from a network outside ADMIN_ALLOWED_NETWORKS",
-                )
-                raise Http404(ADMIN_NETWORK_REFUSED)
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            if not has_admin_role(request.user, *roles):
-                _deny(
-                    path=request.path,
-                    method=request.method,
-                    reason=f"requires administrator role {'/'.join(str(r) for r in roles)}",
-                )
-                raise PermissionDenied(ADMIN_ROLE_REFUSED)
-            return view(request, *args, **kwargs)
-
-        return wrapped
+        view.policy_action = action
+        return view
 
     return decorator
 
 
-class ActionPermission:
-    """A DRF permission class: the view names its ``required_action``.
+def department_entry(request: HttpRequest, slug: str):
+    """The membership that lets the request's user into department ``slug``, or a recorded
+    refusal (404 for unknown, inactive and not-a-member alike; SignInRequired when signed out)."""
+    from departments.selectors import membership_get_for_entry
 
-    Department actions use ``request.department`` (set by the API key authentication or the
-    department middleware); refusals raise 404/403 exactly like the portal.
-    """
+    user = getattr(request, "user", None)
+    membership = membership_get_for_entry(user=user, slug=slug) if _active(user) else None
+    department = membership.department if membership is not None else None
+    decision = decide(user, Action.DEPARTMENT_ENTER, department=department, membership=membership)
+    if decision.allowed:
+        return membership
+    raise refuse(
+        decision,
+        action=Action.DEPARTMENT_ENTER,
+        actor=user if _active(user) else None,
+        department=department if decision.status == 403 else None,
+        object_type="departments.department",
+        object_repr=slug[:255],
+        path=request.path,
+        method=request.method,
+    )
 
-    def has_permission(self, request, view) -> bool:
-        action = getattr(view, "required_action", None)
-        if action is None:
-            raise PermissionDenied("view declares no required_action")
-        if not request.user or not request.user.is_authenticated:
-            return False
-        authorize_request(request, action)
-        return True
 
-    def has_object_permission(self, request, view, obj) -> bool:
-        return True
+def object_not_found(
+    *,
+    action: str,
+    subject: Any,
+    model: Any,
+    object_id: Any,
+    reason: str,
+    department: Any = None,
+    path: str = "",
+    exception: type[RefusedNotFound] = RefusedNotFound,
+    **details: Any,
+) -> RefusedNotFound:
+    """A look-up answered 404 because the object is not the caller's to see (another department's,
+    another member's private object, or none at all: from outside they look the same)."""
+    refusal_record(
+        action=action,
+        reason=reason,
+        actor=subject if _active(subject) else None,
+        department=department,
+        object_type=model._meta.label_lower,
+        object_id=object_id,
+        path=path,
+        **details,
+    )
+    return exception(OBJECT_REFUSED)

@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import User
-from accounts.roles import MembershipRole
+from accounts.permissions import department_role_loses_grants
 from accounts.sessions import (
     SESSION_LAST_SEEN_KEY,
     SESSION_LOGIN_AT_KEY,
@@ -75,7 +75,7 @@ def remember_membership_role(sender, instance: Membership, **kwargs) -> None:
 
 @receiver(post_save, sender=Membership, dispatch_uid="accounts.membership_after_save")
 def end_sessions_on_demotion(sender, instance: Membership, created: bool, **kwargs) -> None:
-    if getattr(instance, "_role_before", None) == MembershipRole.ADMIN and instance.role != MembershipRole.ADMIN:
+    if department_role_loses_grants(getattr(instance, "_role_before", None), instance.role):
         sessions_end_for_user(user=instance.user, reason="demotion")
 
 

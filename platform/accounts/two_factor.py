@@ -8,7 +8,7 @@ from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.permissions import Action, admin_action_allowed
+from accounts.permissions import Action, RefusedForbidden, allowed, is_administrator, refusal_record
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 
@@ -27,7 +27,7 @@ def two_factor_enrolled(user) -> bool:
 
 def two_factor_required(user) -> bool:
     """Mandatory for the three administrator roles; for everyone else once they enrolled."""
-    return bool(user.admin_role) or two_factor_enrolled(user)
+    return is_administrator(user) or two_factor_enrolled(user)
 
 
 def totp_device_pending(user) -> TOTPDevice:
@@ -102,21 +102,34 @@ def two_factor_remove_refusal(*, user, acting_user) -> str | None:
     its owner (separation of the three administrators: otherwise the system administrator could
     reset the audit administrator's factor and enrol one of their own).
     """
-    if not user.admin_role:
+    if not is_administrator(user):
         return None
     if acting_user == user:
         return TWO_FACTOR_REQUIRED_FOR_ADMINS
-    if not admin_action_allowed(acting_user, Action.ADMIN_TWO_FACTOR_RESET):
+    if not allowed(acting_user, Action.ADMIN_TWO_FACTOR_RESET):
         return ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY
     return None
 
 
-@transaction.atomic
 def two_factor_remove(*, user, acting_user) -> None:
-    """Remove ``user``'s devices (they enrol again); callers audit a refusal before calling."""
+    """Remove ``user``'s devices (they enrol again). A refusal is recorded before anything
+    changes and raised as RefusedForbidden, with the reason as its message."""
     refusal = two_factor_remove_refusal(user=user, acting_user=acting_user)
     if refusal is not None:
-        raise PermissionError(refusal)
+        refusal_record(
+            action=Action.OWN_ACCOUNT if acting_user == user else Action.TWO_FACTOR_RESET,
+            reason=refusal,
+            actor=acting_user,
+            object_type="accounts.user",
+            object_id=user.pk,
+            object_repr=user.get_username(),
+        )
+        raise RefusedForbidden(refusal)
+    with transaction.atomic():
+        _devices_remove(user=user, acting_user=acting_user)
+
+
+def _devices_remove(*, user, acting_user) -> None:
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
     audit_record(

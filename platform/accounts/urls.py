@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
+from accounts.permissions import Action, public
 
 # No namespace: "login" and "logout" are the names Django's settings (LOGIN_URL) refer to.
 urlpatterns = [
@@ -9,7 +10,7 @@ urlpatterns = [
     path("login/verify/", views.login_verify, name="login-verify"),
     path("login/enrol/", views.login_enrol, name="login-enrol"),
     path("login/password/", views.login_password, name="login-password"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", public(Action.SIGN_IN)(auth_views.LogoutView.as_view()), name="logout"),
     path("two-factor/", views.two_factor_settings, name="two-factor"),
     path("two-factor/recovery-codes/", views.recovery_codes, name="recovery-codes"),
     path("password/", views.password_change, name="password-change"),

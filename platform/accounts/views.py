@@ -6,7 +6,6 @@ import json
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,8 +19,8 @@ from django.views.decorators.http import require_POST
 from accounts import login as pipeline
 from accounts.forms import LoginForm, PasswordRenewForm, TokenForm
 from accounts.login import LOGIN_REFUSED, PENDING_LOGIN_EXPIRED, LoginRefused, Stage
+from accounts.permissions import Action, RefusedForbidden, is_administrator, public, requires
 from accounts.two_factor import (
-    TWO_FACTOR_REQUIRED_FOR_ADMINS,
     recovery_codes_renew,
     totp_device_pending,
     totp_enrol_confirm,
@@ -51,6 +50,7 @@ def _after_stage(request: HttpRequest, stage: Stage, pending_next: str) -> HttpR
     return redirect(STAGE_URL_NAMES[stage])
 
 
+@public(Action.SIGN_IN)
 @sensitive_post_parameters("password")
 @csrf_protect
 @never_cache
@@ -83,6 +83,7 @@ def _pending_or_restart(request: HttpRequest):
     return user, pending
 
 
+@public(Action.SIGN_IN)
 @sensitive_post_parameters("token")
 @csrf_protect
 @never_cache
@@ -107,6 +108,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/login_verify.html", {"form": form})
 
 
+@public(Action.SIGN_IN)
 @sensitive_post_parameters("token")
 @csrf_protect
 @never_cache
@@ -134,6 +136,7 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
     )
 
 
+@public(Action.SIGN_IN)
 @sensitive_post_parameters("new_password1", "new_password2")
 @csrf_protect
 @never_cache
@@ -157,7 +160,7 @@ def _b32_secret(device) -> str:
     return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
-@login_required
+@requires(Action.OWN_ACCOUNT)
 @never_cache
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     """Shown once, straight after enrolment or regeneration."""
@@ -167,7 +170,7 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/recovery_codes.html", {"codes": codes})
 
 
-@login_required
+@requires(Action.OWN_ACCOUNT)
 @csrf_protect
 @never_cache
 def two_factor_settings(request: HttpRequest) -> HttpResponse:
@@ -201,17 +204,17 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
             else:
                 try:
                     two_factor_remove(user=user, acting_user=user)
-                except PermissionError:
-                    messages.error(request, _(TWO_FACTOR_REQUIRED_FOR_ADMINS))
+                except RefusedForbidden as refusal:
+                    messages.error(request, _(str(refusal)))
                 return redirect("two-factor")
-    context = {"enrolled": enrolled, "form": form, "mandatory": bool(user.admin_role)}
+    context = {"enrolled": enrolled, "form": form, "mandatory": is_administrator(user)}
     if not enrolled:
         device = totp_device_pending(user)
         context.update(qr_svg=totp_qr_svg(device), secret=_b32_secret(device))
     return render(request, "accounts/two_factor.html", context)
 
 
-@login_required
+@requires(Action.OWN_ACCOUNT)
 @sensitive_post_parameters("new_password1", "new_password2")
 @csrf_protect
 @never_cache
@@ -236,6 +239,7 @@ API_LOGIN_ENROLMENT_NEEDED = "enrolment_required"
 API_LOGIN_PASSWORD_EXPIRED = "password_expired"  # noqa: S105  (a code, not a password)
 
 
+@public(Action.SIGN_IN)
 @require_POST
 @csrf_protect
 @never_cache

@@ -1,7 +1,8 @@
 """``/api/v1/assets``: upload (multipart), list (filter, paginate), detail, download, delete.
 
 Thin views over the assets services and THE access helper ``asset_get`` (foreign ids → 404,
-audited). Uploads go through ``EncryptingUploadHandler`` only: no plaintext temp file exists.
+audited). Uploads go through ``assets.uploads.RequestUpload``, the one upload path (shared with
+the portal and the chat): no plaintext temp file exists.
 """
 
 from __future__ import annotations
@@ -18,21 +19,18 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from assets import rejections
+from accounts.permissions import Action
 from assets.content import KINDS
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import asset_plaintext_chunks
-from assets.rejections import AssetRejected
 from assets.selectors import asset_get, asset_list
-from assets.services import asset_delete, asset_upload, asset_upload_refused
-from assets.upload_handlers import EncryptingUploadHandler, StagedUpload
+from assets.services import asset_delete
+from assets.uploads import RequestUpload
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.api_keys.authentication import ApiKeyView
-from departments.api_keys.models import Scope
 
-UPLOAD_FIELD = "file"
 _LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
 
 
@@ -134,7 +132,7 @@ def _asset_response_data(asset: Asset, *, deduplicated: bool | None = None) -> d
 
 
 class AssetListView(ApiKeyView):
-    required_scope = {"GET": Scope.ASSETS_READ, "POST": Scope.ASSETS_WRITE}
+    required_action = {"GET": Action.API_ASSETS_READ, "POST": Action.API_ASSETS_WRITE}
     parser_classes = [MultiPartParser]
     pagination_class = AssetListPagination
 
@@ -175,47 +173,21 @@ class AssetListView(ApiKeyView):
         responses={201: AssetUploadedSerializer, 400: RejectionSerializer, 413: RejectionSerializer},
     )
     def post(self, request):
-        handler = EncryptingUploadHandler(request._request)
-        request._request.upload_handlers = [handler]
-        try:
-            return self._upload(request, handler)
-        finally:
-            handler.discard_all()
-
-    def _refuse(self, rejection: AssetRejected, name: str = "") -> Response:
-        asset_upload_refused(
-            department=self.department, acting_user=self.api_key, original_name=name, rejection=rejection
-        )
-        return Response(rejection.as_dict(), status=rejection.status)
-
-    def _upload(self, request, handler: EncryptingUploadHandler) -> Response:
-        files = request.FILES.getlist(UPLOAD_FIELD)  # parsed here, through the encrypting handler
-        if handler.request_rejection is not None:
-            return self._refuse(handler.request_rejection)
-        if handler.rejections:
-            rejected = handler.rejections[0]
-            return self._refuse(rejected.rejection, rejected.file_name)
-        uploads = [upload for upload in files if isinstance(upload, StagedUpload)]
-        if len(uploads) != 1:
-            return self._refuse(rejections.no_file())
-        upload = uploads[0]
-        key = self.api_key
-        try:
-            asset = asset_upload(
-                department=self.department,
-                uploaded_by=key.created_by,
-                stream=upload.staged,
-                original_name=upload.client_name,
-                acting_user=key,
+        with RequestUpload(request) as upload:
+            result = upload.store(
+                department=self.department, uploaded_by=self.api_key.created_by, acting_user=self.api_key, single=True
             )
-        except AssetRejected as rejection:  # audited by asset_upload
-            return Response(rejection.as_dict(), status=rejection.status)
-        deduplicated = asset.storage_name != upload.staged.storage_name
-        return Response(_asset_response_data(asset, deduplicated=deduplicated), status=status.HTTP_201_CREATED)
+        refusal = result.rejection if result.rejection is not None else result.files[0].rejection
+        if refusal is not None:  # already audited by the upload path
+            return Response(refusal.as_dict(), status=refusal.status)
+        (stored,) = result.files
+        return Response(
+            _asset_response_data(stored.asset, deduplicated=stored.deduplicated), status=status.HTTP_201_CREATED
+        )
 
 
 class AssetDetailView(ApiKeyView):
-    required_scope = {"GET": Scope.ASSETS_READ, "DELETE": Scope.ASSETS_WRITE}
+    required_action = {"GET": Action.API_ASSETS_READ, "DELETE": Action.API_ASSETS_WRITE}
 
     @extend_schema(summary="A file's metadata", responses={200: AssetSerializer})
     def get(self, request, asset_id):
@@ -231,7 +203,7 @@ class AssetDetailView(ApiKeyView):
 
 
 class AssetContentView(ApiKeyView):
-    required_scope = Scope.ASSETS_READ
+    required_action = Action.API_ASSETS_READ
 
     @extend_schema(
         summary="Download a file's content",

@@ -12,19 +12,17 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 
+from accounts.permissions import Action, RefusedNotFound, object_not_found
 from assets.models import Asset
-from compliance.events import EventType, Outcome
-from compliance.services import audit_record
 from departments.models import Department
 from departments.tenancy import all_departments
 
 ASSET_NOT_FOUND = _("No such file in this department.")
 
 
-class AssetNotFound(Http404):
+class AssetNotFound(RefusedNotFound):
     """Answered as 404 by Django and by DRF alike (both treat Http404 subclasses so)."""
 
 
@@ -62,16 +60,16 @@ def asset_get(*, department: Department, asset_id: Any, actor: Any = None, purpo
                 reason = "file of another department"
     else:
         reason = "malformed file id"
-    audit_record(
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        actor=actor,
-        department=department,
-        object_type="assets.asset",
+    raise object_not_found(
+        action=Action.ASSET_VIEW,
+        subject=actor,
+        model=Asset,
         object_id=str(asset_id)[:64],
-        details={"purpose": purpose, "reason": reason},
+        reason=reason,
+        department=department,
+        exception=AssetNotFound,
+        purpose=purpose,
     )
-    raise AssetNotFound(ASSET_NOT_FOUND)
 
 
 def asset_get_for_request(request, asset_id: Any, *, purpose: str = "view") -> Asset:

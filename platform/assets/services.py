@@ -16,12 +16,10 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Sum
-from django.utils.translation import gettext_lazy as _
 
-from accounts.roles import MembershipRole
+from accounts.permissions import Action, allowed, authorize
 from assets import content, keyring, rejections
 from assets.models import Asset
 from assets.names import original_name_clean
@@ -29,14 +27,10 @@ from assets.rejections import AssetRejected
 from assets.storage import StagedBlob, blob_delete, stage_stream
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
-from departments.models import Classification, Department, Membership
+from departments.models import Classification, Department
 from departments.tenancy import all_departments, department_scope
 
 logger = logging.getLogger(__name__)
-
-DELETE_NOT_ALLOWED = _("Only the uploader or a department administrator can delete this file.")
-CLASSIFICATION_NOT_ALLOWED = _("Only a department administrator can change a file's classification.")
-CLASSIFICATION_LOWER_NOT_ALLOWED = "Only the security administrator may lower a file's classification."
 
 
 def max_upload_bytes() -> int:
@@ -48,20 +42,10 @@ def department_usage_bytes(department: Department) -> int:
         return Asset.objects.aggregate(total=Sum("size"))["total"] or 0
 
 
-def _is_department_admin(user: Any, department: Department) -> bool:
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return Membership.objects.filter(user=user, department=department, role=MembershipRole.ADMIN).exists()
-
-
 def asset_user_may_delete(*, asset: Asset, user: Any) -> bool:
     """The uploader, or an administrator of the asset's department (or, through the REST API,
-    an API key of that department with the assets:write scope)."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    if getattr(user, "is_api_key", False):  # never compare a key's pk with a user's
-        return user.department_id == asset.department_id and user.has_scope("assets:write")
-    return asset.uploaded_by_id == user.pk or _is_department_admin(user, asset.department)
+    an API key of that department with the assets:write scope): ``Action.ASSET_DELETE``."""
+    return allowed(user, Action.ASSET_DELETE, department=asset.department, owner_id=asset.uploaded_by_id)
 
 
 def asset_upload_refused(
@@ -193,40 +177,14 @@ def _store(
         raise
 
 
-def _may_lower_labels(acting_user: Any) -> bool:
-    return acting_user == "system" or getattr(acting_user, "admin_role", "") == "security"
-
-
 def asset_classification_update(*, asset: Asset, classification: int, acting_user: Any) -> Asset:
-    if acting_user != "system" and not _is_department_admin(acting_user, asset.department):
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=acting_user,
-            department=asset.department,
-            obj=asset,
-            details={"action": "asset.update", "reason": "not a department administrator"},
-        )
-        raise PermissionDenied(CLASSIFICATION_NOT_ALLOWED)
     before = asset.classification
-    if int(classification) < before and not _may_lower_labels(acting_user):
-        # Labels are security policy (AC-5, AC-7): a department may raise its files' labels,
-        # only the security administrator may lower one.
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=acting_user,
-            department=asset.department,
-            obj=asset,
-            details={
-                "action": "asset.update",
-                "reason": "lowering a label needs the security administrator",
-                "before": before,
-                "requested": int(classification),
-            },
-        )
-        raise PermissionDenied(CLASSIFICATION_LOWER_NOT_ALLOWED)
-    # Refusals are audited before the transaction, so raising does not roll their entries back.
+    if acting_user != "system":
+        # Labels are security policy (AC-5, AC-7): a department administrator may raise its
+        # files' labels, only the security administrator may lower one.
+        authorize(acting_user, Action.ASSET_LABEL_RAISE, department=asset.department, obj=asset)
+        if int(classification) < before:
+            authorize(acting_user, Action.LABEL_MANAGE, obj=asset, requested=int(classification), before=before)
     with transaction.atomic():
         asset.classification = Classification(classification)
         asset.full_clean()
@@ -265,16 +223,10 @@ def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
 
 def asset_delete(*, asset: Asset, acting_user: Any) -> None:
     """Crypto-shredding delete by its uploader or a department administrator."""
-    if acting_user != "system" and not asset_user_may_delete(asset=asset, user=acting_user):
-        audit_record(
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            actor=acting_user,
-            department=asset.department_id,
-            obj=asset,
-            details={"action": "asset.delete", "reason": "neither uploader nor department administrator"},
+    if acting_user != "system":
+        authorize(
+            acting_user, Action.ASSET_DELETE, department=asset.department, owner_id=asset.uploaded_by_id, obj=asset
         )
-        raise PermissionDenied(DELETE_NOT_ALLOWED)
     with transaction.atomic(), department_scope(asset.department_id):
         _shred(asset, acting_user=acting_user, reason="deleted by user")
 

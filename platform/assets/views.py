@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -18,27 +17,23 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from assets import rejections
+from accounts.permissions import Action, allowed, requires
 from assets.content import KINDS
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import asset_plaintext_chunks, asset_thumbnail_png
-from assets.rejections import AssetRejected
 from assets.selectors import asset_get_for_request, asset_list
 from assets.services import (
     asset_classification_update,
     asset_delete,
-    asset_upload,
-    asset_upload_refused,
     asset_user_may_delete,
     department_usage_bytes,
 )
-from assets.upload_handlers import EncryptingUploadHandler, StagedUpload
+from assets.uploads import RequestUpload
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.models import Classification
 
-UPLOAD_FIELD = "file"
 # Served bytes are never interpreted by the browser: no scripts, no plugins, no framing.
 _LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
 
@@ -51,7 +46,7 @@ def _asset_url(request: HttpRequest, name: str, asset: Asset) -> str:
     return reverse(f"assets:{name}", args=[request.department.slug, asset.pk])
 
 
-@login_required
+@requires(Action.ASSET_VIEW)
 @require_GET
 def file_list(request: HttpRequest, department_slug: str) -> HttpResponse:
     department = request.department
@@ -83,70 +78,24 @@ def _upload_response(request: HttpRequest, status: int, payload: dict) -> HttpRe
 
 
 @csrf_protect
-def _file_upload(request: HttpRequest, handler: EncryptingUploadHandler) -> HttpResponse:
-    uploads = request.FILES.getlist(UPLOAD_FIELD)  # parsing happens here, through our handler
-    if handler.request_rejection is not None:
-        rejection = handler.request_rejection
-        return _upload_response(request, rejection.status, rejection.as_dict())
-    results: list[dict] = []
-    status = 200
-    for rejected in handler.rejections:
-        # Refused while streaming (type, size, empty, interrupted): audited like the others.
-        asset_upload_refused(
-            department=request.department,
-            acting_user=request.user,
-            original_name=rejected.file_name,
-            rejection=rejected.rejection,
-        )
-        results.append({"name": rejected.file_name, **rejected.rejection.as_dict()})
-        status = max(status, rejected.rejection.status)
-    for upload in uploads:
-        if not isinstance(upload, StagedUpload):  # pragma: no cover - our handler is the only one
-            continue
-        try:
-            asset = asset_upload(
-                department=request.department,
-                uploaded_by=request.user,
-                stream=upload.staged,
-                original_name=upload.client_name,
-            )
-        except AssetRejected as rejection:
-            results.append({"name": upload.client_name, **rejection.as_dict()})
-            status = max(status, rejection.status)
-            continue
-        results.append(
-            {
-                "name": asset.original_name,
-                "id": str(asset.pk),
-                "url": _asset_url(request, "detail", asset),
-                "sha256": asset.sha256,
-                "deduplicated": asset.storage_name != upload.staged.storage_name,
-            }
-        )
-    if not results:
-        rejection = rejections.no_file()
-        return _upload_response(request, rejection.status, rejection.as_dict())
-    if status != 200 and len(results) == 1:
-        return _upload_response(request, status, {**results[0], "files": results})
-    return _upload_response(request, status, {"files": results})
+def _file_upload(request: HttpRequest, upload: RequestUpload) -> HttpResponse:
+    result = upload.store(department=request.department, uploaded_by=request.user)
+    payload = result.as_dict(lambda asset: {"url": _asset_url(request, "detail", asset)})
+    return _upload_response(request, result.status, payload)
 
 
 @csrf_exempt  # CSRF is checked by _file_upload, after our upload handler is in place
-@login_required
+@requires(Action.ASSET_UPLOAD)
 def file_upload(request: HttpRequest, department_slug: str) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     # Must happen before anything reads request.POST (the CSRF check would, with Django's
     # spooling handlers): from here on the body only ever reaches the encrypting stager.
-    handler = EncryptingUploadHandler(request)
-    request.upload_handlers = [handler]
-    try:
-        return _file_upload(request, handler)
-    finally:
-        handler.discard_all()
+    with RequestUpload(request) as upload:
+        return _file_upload(request, upload)
 
 
-@login_required
+@requires(Action.ASSET_VIEW)
 def file_detail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="view")
     if request.method == "POST":
@@ -169,12 +118,13 @@ def file_detail(request: HttpRequest, department_slug: str, asset_id: str) -> Ht
             "membership": request.membership,
             "asset": asset,
             "may_delete": asset_user_may_delete(asset=asset, user=request.user),
+            "may_label": allowed(request.user, Action.ASSET_LABEL_RAISE, membership=request.membership),
             "classifications": Classification.choices,
         },
     )
 
 
-@login_required
+@requires(Action.ASSET_VIEW)
 @require_GET
 def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="download")
@@ -190,7 +140,7 @@ def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> 
     return response
 
 
-@login_required
+@requires(Action.ASSET_VIEW)
 @require_GET
 def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="thumbnail")
@@ -204,7 +154,7 @@ def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) ->
     return response
 
 
-@login_required
+@requires(Action.ASSET_DELETE)
 @require_POST
 def file_delete(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="delete")

@@ -5,6 +5,7 @@ package, served locally)."""
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.permissions import Action, public
 from assets import api as assets_api
 from compliance import api as compliance_api
 from inference.extraction import api as extraction_api
@@ -33,6 +34,6 @@ platform_urlpatterns = [
 ]
 
 schema_urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", public(Action.API_SCHEMA)(SpectacularAPIView.as_view()), name="api-schema"),
+    path("docs/", public(Action.API_SCHEMA)(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
 ]

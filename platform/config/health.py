@@ -20,6 +20,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.permissions import Action, public
+
 logger = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
@@ -84,12 +86,14 @@ register_readiness_check("storage", storage_ready)
 register_readiness_check("audit_signing_key", audit_signing_key_ready)
 
 
+@public(Action.HEALTH)
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+@public(Action.HEALTH)
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:

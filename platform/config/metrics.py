@@ -11,12 +11,12 @@ import hmac
 import time
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from accounts.permissions import admin_network_allowed
+from accounts.permissions import Action, RefusedNotFound, admin_network_allowed, public, refusal_record
 
 REQUEST_LATENCY = Histogram(
     "platform_http_request_duration_seconds",
@@ -89,10 +89,17 @@ def _authorised(request: HttpRequest) -> bool:
     return admin_network_allowed(getattr(request, "source_ip", None))
 
 
+@public(Action.METRICS)
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _authorised(request):
-        raise Http404(METRICS_NOT_FOUND)
+        refusal_record(
+            action=Action.METRICS,
+            reason="neither the metrics token nor an administration network",
+            path=request.path,
+            method=request.method,
+        )
+        raise RefusedNotFound(METRICS_NOT_FOUND)
     body = generate_latest(REGISTRY)
     for family in _audit_collector.collect():
         body += generate_latest(_SingleFamilyRegistry(family))

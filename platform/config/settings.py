@@ -106,6 +106,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SessionTimeoutMiddleware",  # idle and absolute session timeouts
     "compliance.middleware.RequestUserContextMiddleware",
+    "accounts.middleware.RefusalRecordMiddleware",  # a view's own PermissionDenied is recorded too
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "departments.middleware.DepartmentScopeMiddleware",
@@ -188,7 +189,7 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-# --- Identity and access (issue 4; see docs/identity.md) --------------------------------------
+# --- Identity and access (see docs/identity.md) --------------------------------------
 # Defaults; the security administrator may tighten them in the console (accounts.SecurityPolicy),
 # whose database constraints keep the same MLPS bounds.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=1, maximum=5)
@@ -272,7 +273,7 @@ MAX_UPLOAD_MB = env_int("MAX_UPLOAD_MB", 100, minimum=1, maximum=10240)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# --- Assets (issue 5: encrypted uploads; see docs/assets.md) -------------------------------------
+# --- Assets (encrypted uploads; see docs/assets.md) -------------------------------------
 # Encrypted blobs live here; nothing in this directory is ever plaintext.
 ASSET_STORAGE_DIR = env_path("ASSET_STORAGE_DIR", DATA_DIR / "assets")
 # The master key ring (key id + key per line, the first one active) that wraps every file's data
@@ -314,7 +315,7 @@ MODEL_READINESS_CHECK = env_bool("MODEL_READINESS_CHECK", PROFILE != "test")
 # does not wait for it (off in tests, which load their own small models).
 MODEL_LOAD_AT_STARTUP = env_bool("MODEL_LOAD_AT_STARTUP", PROFILE != "test")
 
-# --- Portal chat (issue 7; see docs/chat.md) ---------------------------------------------------
+# --- Portal chat (see docs/chat.md) ---------------------------------------------------
 # Turns a user may start per minute, over all departments and all server processes (counted in
 # the database, so several workers share one budget).
 CHAT_TURNS_PER_MINUTE = env_int("CHAT_TURNS_PER_MINUTE", 20, minimum=1, maximum=10000)
@@ -359,7 +360,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- API keys, OpenAI-compatible API, extraction (issue 8; see docs/api.md) --------------------
+# --- API keys, OpenAI-compatible API, extraction (see docs/api.md) --------------------
 API_KEY_RATE_PER_MINUTE = env_int("API_KEY_RATE_PER_MINUTE", 600, minimum=1, maximum=1_000_000)
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
 # Inline (data: URL) images in chat requests: at most this many MiB each, decoded.

@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import set_language
 
+from accounts.permissions import Action, public
 from compliance.report_views import compliance_report_view
 from config import api_urls, health, metrics
 
@@ -9,17 +11,17 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("i18n/", include("django.conf.urls.i18n")),
+    path("i18n/setlang/", public(Action.LANGUAGE)(set_language), name="set_language"),
     path("accounts/", include("accounts.urls")),  # login, logout, two-factor, API login
     path("admin/", admin.site.urls),
     path("compliance/report/", compliance_report_view, name="compliance-report"),
     path("audit/", include("compliance.urls")),  # the auditor console (audit administrator only)
-    path("v1/", include(api_urls.openai_urlpatterns)),  # OpenAI-compatible (issue 8)
+    path("v1/", include(api_urls.openai_urlpatterns)),  # OpenAI-compatible
     path("api/v1/", include(api_urls.platform_urlpatterns)),
     path("api/", include(api_urls.schema_urlpatterns)),
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     # The chat is the department home page (/d/<slug>/) and its pages; before departments.urls.
     path("d/<slug:department_slug>/", include("inference.chat.urls")),
     path("d/", include("departments.urls")),
-    path("", RedirectView.as_view(pattern_name="departments:picker", permanent=False)),
+    path("", public(Action.ENTRY)(RedirectView.as_view(pattern_name="departments:picker", permanent=False))),
 ]

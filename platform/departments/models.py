@@ -65,10 +65,6 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} @ {self.department.slug} ({self.role})"
 
-    @property
-    def is_department_admin(self) -> bool:
-        return self.role == MembershipRole.ADMIN
 
-
-# API keys live in their own module (issue 8); imported here so Django registers the model.
+# API keys live in their own package; imported here so Django registers the model.
 from departments.api_keys.models import ApiKey  # noqa: E402, F401

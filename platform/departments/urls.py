@@ -7,7 +7,6 @@ app_name = "departments"
 
 urlpatterns = [
     path("", views.department_picker, name="picker"),
-    path("<slug:department_slug>/", views.department_home, name="home"),
     path("<slug:department_slug>/api-keys/", api_key_views.api_key_page, name="api_keys"),
     path(
         "<slug:department_slug>/api-keys/<int:key_id>/revoke/",

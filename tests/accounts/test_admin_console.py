@@ -25,7 +25,6 @@ PAGES = {
     "group_mappings": "/admin/accounts/directorygroupmapping/",
     "security_policy": "/admin/accounts/securitypolicy/",
     "login_locks": "/admin/accounts/loginthrottle/",
-    "django_groups": "/admin/auth/group/",
 }
 SEES = {
     "system": {"users", "departments", "memberships", "login_locks"},
@@ -47,6 +46,13 @@ def console(personas, make_admin):
     return clients
 
 
+@pytest.mark.parametrize(
+    "path", ["/admin/auth/group/", "/admin/otp_totp/totpdevice/", "/admin/otp_static/staticdevice/"]
+)
+def test_pages_the_table_grants_to_nobody_are_not_in_the_console(console, path):
+    assert all(client.get(path).status_code == 404 for client in console.values())
+
+
 @pytest.mark.parametrize("role", ["system", "security", "audit"])
 @pytest.mark.parametrize("page", list(PAGES))
 def test_each_role_sees_only_its_own_pages(console, role, page):
@@ -57,9 +63,10 @@ def test_each_role_sees_only_its_own_pages(console, role, page):
 @pytest.mark.parametrize("page", list(PAGES))
 def test_member_gets_403_and_anonymous_is_sent_to_sign_in(client, personas, page):
     response = client.get(PAGES[page])
-    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
-    response = client.get(response["Location"])
+    # Straight to the platform's sign-in (the console has none of its own), the refusal on record.
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    denial = AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED).latest("sequence")
+    assert (denial.details["reason"], denial.details["path"]) == ("not signed in", PAGES[page])
     client.force_login(personas.admin)  # a department administrator is no console administrator
     assert client.get(PAGES[page], follow=True).status_code == 403
 

@@ -12,7 +12,7 @@ from accounts.roles import MembershipRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
 from departments.models import Membership, MembershipSource
-from tests.accounts.conftest import USER_PASSWORD, directory_settings, group_dn
+from tests.support.slapd import USER_PASSWORD, directory_settings, group_dn
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_directory_login_creates_user_with_limited_attributes_and_mapped_members
     memberships = {(m.department.slug, m.role, m.source) for m in Membership.objects.filter(user=user)}
     assert memberships == {("finance", "member", "directory"), ("quality", "member", "directory")}
     assert AuditEntry.objects.filter(event_type=EventType.MEMBERSHIP_ADD, object_repr__contains="dora").count() == 2
-    assert client.get(reverse("departments:home", args=["finance"])).status_code == 200
+    assert client.get(reverse("chat:home", args=["finance"])).status_code == 200
 
 
 def test_nested_group_membership_maps_to_department_admin(client, directory, mappings):

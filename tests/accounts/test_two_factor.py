@@ -168,6 +168,7 @@ def _admin_request(user):
 
     request = RequestFactory().post("/admin/", REMOTE_ADDR="127.0.0.1")
     request.user, request.session = user, SessionStore()
+    request.source_ip = "127.0.0.1"  # as RequestContextMiddleware sets it
     request._messages = FallbackStorage(request)
     return request
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -60,9 +61,10 @@ def test_a_completion_with_an_inline_image_is_answered_and_audited(api_engine, k
     assert entry.outcome == "success" and entry.actor_name == key.audit_name
     assert entry.department_slug == "finance"
     details = entry.details
-    assert len(details["prompt_sha256"]) == 64 and details["images"] == 1
+    assert len(details["prompt_sha256"]) == 64 and details["channel"] == "v1"
+    assert details["image_sha256"] == [hashlib.sha256(png_bytes()).hexdigest()]
     assert "13812345678" not in details["prompt_preview"] and "5678" in details["prompt_preview"]
-    assert details["completion_tokens"] == usage["completion_tokens"] and details["latency"] > 0
+    assert details["completion_tokens"] == usage["completion_tokens"] and details["latency_ms"] > 0
 
 
 @pytest.mark.parametrize(
@@ -110,7 +112,8 @@ def test_json_object_response_format_is_validated_and_retried(api_engine, key_a,
     assert response.status_code == 422, response.content
     assert response.json()["error"]["code"] == "response_format_unsatisfied"
     entry = AuditEntry.objects.filter(event_type="inference.call").latest("sequence")
-    assert entry.outcome == "failure" and entry.details["attempts"] == 2 and entry.details["valid"] is False
+    assert entry.outcome == "failure" and entry.details["attempts"] == 2
+    assert entry.details["error"] == "response_format_unsatisfied"
 
 
 def test_without_the_chat_scope_the_call_is_refused_and_audited(api_engine, make_key, client_for):
@@ -121,12 +124,10 @@ def test_without_the_chat_scope_the_call_is_refused_and_audited(api_engine, make
     assert denial.details["reason"] == "missing scope chat" and denial.actor_name == key.audit_name
 
 
-def test_a_busy_engine_answers_429_with_retry_after(api_loaded_model, monkeypatch, key_a, client_for):
-    from inference import runtime as engine_module
+def test_a_busy_engine_answers_429_with_retry_after(shared_demo_model, serve_engine, key_a, client_for):
     from inference.engine.core import Engine, EngineLimits
 
-    engine = Engine(api_loaded_model, EngineLimits(max_queue=0))  # no waiting room at all
-    monkeypatch.setattr(engine_module, "_engine", engine)
+    engine = serve_engine(Engine(shared_demo_model, EngineLimits(max_queue=0)))  # no waiting room at all
     try:
         response = _post(client_for(key_a[0]), _body(engine.info().name))
     finally:
@@ -135,10 +136,7 @@ def test_a_busy_engine_answers_429_with_retry_after(api_loaded_model, monkeypatc
     assert response.json()["error"]["code"] == "engine_busy" and int(response["Retry-After"]) >= 1
 
 
-def test_no_engine_answers_503(key_a, client_for, monkeypatch):
-    from inference import runtime as engine_module
-
-    monkeypatch.setattr(engine_module, "_engine", None)
-    monkeypatch.setattr(engine_module, "_engine_error", engine_module.ModelUnavailable("load failed: test"))
+def test_no_engine_answers_503(key_a, client_for, serve_engine):
+    serve_engine(None)  # still loading
     response = client_for(key_a[0]).get("/v1/models")
     assert response.status_code == 503 and response.json()["error"]["code"] == "model_unavailable"

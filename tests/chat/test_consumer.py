@@ -3,7 +3,6 @@ real login view and session, on the in-memory layer and on a real Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -31,6 +30,7 @@ from tests.chat.conftest import (
     session_cookie,
     sign_in,
 )
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,10 +50,10 @@ def latest_conversation_of(username):
 
 
 async def wait_idle(engine, seconds=15):
-    deadline = time.monotonic() + seconds
-    while engine.scheduler.active() or engine.scheduler.queue_depth():
-        assert time.monotonic() < deadline, "the engine is still busy"
-        await asyncio.sleep(0.02)
+    def idle() -> bool:
+        return not (engine.scheduler.active() or engine.scheduler.queue_depth())
+
+    await wait_until_async(idle, timeout=seconds, message="the engine is still busy")
 
 
 # --- connecting -------------------------------------------------------------------------------------
@@ -118,10 +118,16 @@ async def test_a_turn_streams_tokens_and_is_stored_and_audited(personas, chat_en
 
     call = (await sync_to_async(entries)(EventType.INFERENCE, actor_name="bob"))[-1]
     assert call.outcome == Outcome.SUCCESS and call.department_slug == "finance"
-    assert call.details["prompt_sha256"] == hashlib.sha256(prompt.encode()).hexdigest()
+    assert call.details["channel"] == "websocket"
+    # The one prompt hash (inference.model_calls): [[role, text, [file SHA-256, ...]], ...] as JSON.
+    canonical = json.dumps([["user", prompt, []]], ensure_ascii=False, separators=(",", ":"))
+    assert call.details["prompt_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert call.details["model_sha256"] == chat_engine.info().manifest_sha256
+    assert call.details["image_sha256"] == [] and call.details["asset_ids"] == []
     assert "13812345678" not in json.dumps(call.details, ensure_ascii=False)
     assert call.details["prompt_preview"].startswith("Invoice for 138****5678")
-    assert call.details["completion_tokens"] == 4 and call.details["latency"] > 0
+    assert call.details["completion_tokens"] == 4 and call.details["latency_ms"] > 0
+    assert call.details["finish_reason"] == "length" and call.details["error"] == ""
     assert call.request_id == done["request_id"] and call.source_ip == "127.0.0.1"
     assert call.user_agent == "pytest-chat"
     created = await sync_to_async(entries)(EventType.CONVERSATION_CREATE, actor_name="bob")
@@ -255,7 +261,8 @@ async def test_stop_cancels_generation_and_stores_the_partial_turn(personas, cha
     assert answered.status == MessageStatus.STOPPED and answered.usage["params"]["stopped_by"] == "stop"
     assert answered.content  # the partial answer is kept
     call = (await sync_to_async(entries)(EventType.INFERENCE, actor_name="bob"))[-1]
-    assert call.details["status"] == "stopped" and call.outcome == Outcome.SUCCESS
+    assert call.details["finish_reason"] == "cancelled" and call.outcome == Outcome.SUCCESS
+    assert call.details["stopped_by"] == "stop"
     await chat.disconnect()
 
 
@@ -281,7 +288,8 @@ async def test_the_rate_limit_answers_a_clear_error_and_is_audited(personas, cha
     assert error["code"] == "rate_limited" and error["ref"] == "third" and 1 <= error["retry_after"] <= 60
     assert error["message"] == protocol.RATE_LIMITED.format(limit=2, retry_after=error["retry_after"])
     refusal = (await sync_to_async(entries)(EventType.INFERENCE, actor_name="bob"))[-1]
-    assert refusal.outcome == Outcome.DENIED and refusal.details["reason"] == "rate_limited"
+    assert refusal.outcome == Outcome.DENIED and refusal.details["error"] == "rate_limited"
+    assert refusal.details["attempts"] == 0 and refusal.details["channel"] == "websocket"
     # The budget is the person's, not the socket's: a second socket is limited too.
     other = await open_chat("bob")
     await other.send_to(text_data=frame("turn.start", text="hi", params=SHORT_TURN))

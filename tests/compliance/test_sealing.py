@@ -213,6 +213,9 @@ def test_writes_survive_the_session_discarding_its_prepared_statements(append_pa
     def prepared() -> int:
         return raw_sql("SELECT count(*) FROM pg_prepared_statements WHERE name = 'compliance_audit_append'")[0][0]
 
+    # The session may come from an earlier test that prepared the statement: start from none.
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
     audit_record(event_type=EventType.ASSET_VIEW, details={"n": 1})
     assert prepared() == (1 if append_path else 0)  # the seam prepares it in autocommit
     with connection.cursor() as cursor:

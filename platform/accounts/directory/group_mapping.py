@@ -14,13 +14,12 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import DirectoryGroupMapping
-from accounts.roles import MembershipRole
+from accounts.permissions import department_role_strongest
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.models import Department, Membership, MembershipSource
 from departments.services import membership_add, membership_change_role, membership_remove
 
-_ROLE_RANK = {MembershipRole.MEMBER: 0, MembershipRole.ADMIN: 1}
 UNKNOWN_DEPARTMENT = "LDAP_GROUP_MAPPINGS_FILE names an unknown department: {slug}"
 
 
@@ -48,8 +47,9 @@ def desired_memberships(group_dns: Iterable[str]) -> dict[int, str]:
         return desired
     for mapping in DirectoryGroupMapping.objects.filter(group_dn__in=normalised, department__is_active=True):
         current = desired.get(mapping.department_id)
-        if current is None or _ROLE_RANK[mapping.role] > _ROLE_RANK[current]:
-            desired[mapping.department_id] = mapping.role
+        desired[mapping.department_id] = (
+            mapping.role if current is None else department_role_strongest([current, mapping.role])
+        )
     return desired
 
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from accounts.permissions import VIEW_CHANGE, model_permissions_register
-from accounts.roles import AdminRole
 from compliance.admin_audit import AuditedModelAdmin
 from departments.api_keys.models import ApiKey
 from departments.api_keys.services import api_key_revoke
 from departments.tenancy import all_departments
-
-model_permissions_register("departments.apikey", {AdminRole.SECURITY: VIEW_CHANGE})
 
 
 @admin.register(ApiKey)

@@ -4,9 +4,10 @@
 class finds the key by the hash of the presented secret, refuses revoked / expired keys and keys
 used from outside their allowed networks (bad keys count toward the source address's lockout,
 like failed logins), opens the key's department scope for the rest of the request and names the
-key in the audit context. Its permission class checks the scope the view declares
-(``required_scope``, or one per HTTP method); its throttle counts calls per key and minute in the
-shared cache. Objects of another department answer 404 (audited) through ``scoped_object_get``.
+key in the audit context. Its permission class asks the policy layer about the action the view
+is bound to (``required_action``, or one per HTTP method: each API action stands for a scope);
+its throttle counts calls per key and minute in the shared cache. Objects of another department
+answer 404 (recorded) through ``scoped_object_get``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ from rest_framework.views import APIView
 
 from accounts.lockout import failure_record, lock_active
 from accounts.login_policy import current_policy
+from accounts.permissions import (
+    Action,
+    RefusedForbidden,
+    RefusedNotFound,
+    SignInRequired,
+    allowed,
+    authorize_request,
+    object_not_found,
+    refusal_record,
+)
 from compliance.context import request_context_update
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
@@ -45,7 +56,6 @@ KEY_NETWORK_REFUSED = "This API key may not be used from this network."
 KEY_DEPARTMENT_INACTIVE = "This API key's department is inactive."
 KEY_CREATOR_UNENTITLED = "This API key's creator no longer holds the rights it was issued under."
 ADDRESS_LOCKED = "Too many failed attempts from this address; try again later."
-SCOPE_MISSING = "This API key lacks the '{scope}' scope."
 RATE_LIMITED = "Rate limit of {rate} requests per minute exceeded for this API key."
 OBJECT_NOT_FOUND = "Not found."
 NUL_REFUSED = "Query parameters must not contain NUL characters."
@@ -54,15 +64,19 @@ NUL_REFUSED = "Query parameters must not contain NUL characters."
 LAST_USED_RESOLUTION_SECONDS = 60
 
 
-def _deny(*, key: ApiKey | None, request, reason: str, department=None, **details: Any) -> None:
-    audit_record(
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
+# The action named in the refusals of authentication itself (before any route's action applies).
+AUTHENTICATE = "api.authenticate"
+
+
+def _deny(*, key: ApiKey | None, request, reason: str, **details: Any) -> None:
+    refusal_record(
+        action=AUTHENTICATE,
+        reason=reason,
         actor=key,
-        department=department if department is not None else (key.department_id if key else None),
-        object_type="route",
-        object_repr=request.path[:255],
-        details={"reason": reason, "method": request.method, **details},
+        department=key.department_id if key else None,
+        path=request.path,
+        method=request.method,
+        **details,
     )
 
 
@@ -203,15 +217,18 @@ class ApiKeyRateThrottle(BaseThrottle):
         return getattr(self, "_wait", 60)
 
 
-class ApiKeyScopePermission(BasePermission):
+class ApiKeyActionPermission(BasePermission):
+    """The policy layer's answer for the action the view is bound to, in DRF's exceptions."""
+
     def has_permission(self, request, view) -> bool:
-        key = request.auth
-        if not isinstance(key, ApiKey):
-            raise exceptions.NotAuthenticated(KEY_MISSING)
-        scope = view.scope_for(request)
-        if not key.has_scope(scope):
-            _deny(key=key, request=request, reason=f"missing scope {scope}", scope=scope)
-            raise exceptions.PermissionDenied(SCOPE_MISSING.format(scope=scope))
+        try:
+            authorize_request(request, view.action_for(request))
+        except SignInRequired:
+            raise exceptions.NotAuthenticated(KEY_MISSING) from None
+        except RefusedNotFound:
+            raise exceptions.NotFound(OBJECT_NOT_FOUND) from None
+        except RefusedForbidden as refusal:
+            raise exceptions.PermissionDenied(str(refusal)) from None
         return True
 
 
@@ -219,23 +236,23 @@ class ApiKeyView(APIView):
     """Base of every API view: key authentication, throttle, scope check, department scope."""
 
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [ApiKeyScopePermission]
+    permission_classes = [ApiKeyActionPermission]
     throttle_classes = [ApiKeyRateThrottle]
-    required_scope: str | dict[str, str] = ""
+    required_action: Action | dict[str, Action] | None = None
     http_method_names = ["get", "post", "delete", "head"]  # no OPTIONS/TRACE introspection
     metadata_class = None
 
-    def scope_for(self, request) -> str:
+    def action_for(self, request) -> Action:
         method = "GET" if request.method == "HEAD" else request.method
         if method.lower() not in self.http_method_names or not hasattr(self, method.lower()):
-            # Permissions run before the handler is looked up: answer 405, not a scope question.
+            # Permissions run before the handler is looked up: answer 405, not a policy question.
             raise exceptions.MethodNotAllowed(request.method)
-        scope = self.required_scope
-        if isinstance(scope, dict):
-            scope = scope.get(method, scope.get("*", ""))
-        if not scope:
-            raise ImproperlyConfigured(f"{type(self).__name__} declares no required_scope for {request.method}")
-        return scope
+        action = self.required_action
+        if isinstance(action, dict):
+            action = action.get(method)
+        if action is None:
+            raise ImproperlyConfigured(f"{type(self).__name__} is bound to no action for {request.method}")
+        return action
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -274,14 +291,15 @@ def scoped_object_get(
         obj = None
     if obj is not None:
         return obj
-    audit_record(
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        actor=view.api_key,
-        department=department,
-        object_type=model._meta.label_lower,
+    object_not_found(
+        action=view.action_for(view.request),
+        subject=view.api_key,
+        model=model,
         object_id=str(next(iter(lookup.values()), ""))[:64],
-        details={"purpose": purpose, "reason": "not found in this department"},
+        reason="not found in this department",
+        department=department,
+        path=view.request.path,
+        purpose=purpose,
     )
     raise exceptions.NotFound(OBJECT_NOT_FOUND)
 
@@ -290,14 +308,11 @@ def _creator_entitled(key: ApiKey) -> bool:
     """A key lives only as long as its creator's rights: an audit key while its creator is the
     audit administrator, a department key while its creator is still in that department (or is
     the security administrator). Disabling, removing or demoting the creator stops the key."""
-    from accounts.roles import AdminRole
-    from departments.models import Membership
-
     creator = key.created_by
     if creator is None or not creator.is_active:
         return False
     if key.is_audit_key:
-        return creator.admin_role == AdminRole.AUDIT
-    if creator.admin_role == AdminRole.SECURITY:
+        return allowed(creator, Action.AUDIT_VIEW)
+    if allowed(creator, Action.API_KEY_ADMINISTER):
         return True
-    return Membership.objects.filter(user=creator, department_id=key.department_id).exists()
+    return allowed(creator, Action.DEPARTMENT_ENTER, department=key.department_id)

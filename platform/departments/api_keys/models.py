@@ -1,4 +1,4 @@
-"""API keys: how OA/ERP/MES systems call the platform without a browser (issue 8).
+"""API keys: how OA/ERP/MES systems call the platform without a browser.
 
 A key belongs to one department (or, for the audit administrator's ``audit:read`` keys, to no
 department: the trail spans them all). Only a SHA-256 of the secret is stored; the full key is
@@ -138,8 +138,10 @@ class ApiKey(models.Model):
             if scope not in Scope.values:
                 errors.setdefault("scopes", []).append(SCOPE_UNKNOWN % {"scope": scope})
         if Scope.AUDIT_READ in self.scopes:
-            owner_role = getattr(self.created_by, "admin_role", "")
-            if owner_role != "audit" or self.department_id is not None or len(self.scopes) != 1:
+            from accounts.permissions import Action, allowed
+
+            auditor = allowed(self.created_by, Action.AUDIT_VIEW)
+            if not auditor or self.department_id is not None or len(self.scopes) != 1:
                 errors.setdefault("scopes", []).append(AUDIT_SCOPE_ONLY_FOR_AUDITOR)
         elif self.department_id is None:
             errors.setdefault("department", []).append(DEPARTMENT_REQUIRED)

@@ -9,14 +9,13 @@ from datetime import timedelta
 
 from django import forms
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.permissions import Action, action_required
-from compliance.services import audit_lookup_refused
+from accounts.permissions import Action, object_not_found, requires
 from departments.api_keys.models import DEPARTMENT_SCOPES, ApiKey, Scope
 from departments.api_keys.services import api_key_create, api_key_list, api_key_revoke
 
@@ -36,7 +35,7 @@ class ApiKeyForm(forms.Form):
     )
 
 
-@action_required(Action.DEPARTMENT_API_KEY_MANAGE)
+@requires(Action.DEPARTMENT_API_KEY_MANAGE)
 @require_http_methods(["GET", "POST"])
 def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
     department = request.department
@@ -72,18 +71,19 @@ def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
     )
 
 
-@action_required(Action.DEPARTMENT_API_KEY_MANAGE)
+@requires(Action.DEPARTMENT_API_KEY_MANAGE)
 @require_POST
 def api_key_revoke_view(request: HttpRequest, department_slug: str, key_id: int) -> HttpResponse:
     key = ApiKey.objects.filter(department=request.department, pk=key_id).first()
     if key is None:
-        audit_lookup_refused(
-            department=request.department,
-            object_type="departments.apikey",
+        raise object_not_found(
+            action=Action.DEPARTMENT_API_KEY_MANAGE,
+            subject=request.user,
+            model=ApiKey,
             object_id=key_id,
             reason="no such API key in this department",
+            department=request.department,
             path=request.path,
         )
-        raise Http404
     api_key_revoke(key=key, acting_user=request.user)
     return redirect("departments:api_keys", department_slug=department_slug)
