@@ -1,9 +1,9 @@
 """The trail in the administrators' console: read-only, and only for the audit administrator.
 
-Self-contained permission methods (on top of the console's role matrix): nobody may add, change
-or delete an entry, an archive or an anchor; only ``admin_role == "audit"`` may view them. The
-retention policies belong to the security administrator, and each change is audited with
-before/after through ``AuditedModelAdmin``.
+Who may use these pages is the policy table's ``CONSOLE`` (through ``User.has_perm``): only the
+audit administrator views entries, archives and anchors; the pages also refuse every write
+themselves, so nothing could make the trail writable here. The retention policies belong to the
+security administrator, and each change is audited with before/after through ``AuditedModelAdmin``.
 """
 
 from __future__ import annotations
@@ -15,22 +15,8 @@ from compliance.events import EventType
 from compliance.models import AuditAnchor, AuditArchive, AuditEntry, RetentionPolicy
 from departments.tenancy import all_departments
 
-AUDIT_ROLE = "audit"
-SECURITY_ROLE = "security"
-
-
-def _role_is(request, role: str) -> bool:
-    user = request.user
-    return bool(user.is_authenticated and user.is_active and getattr(user, "admin_role", "") == role)
-
 
 class ReadOnlyForAuditorAdmin(admin.ModelAdmin):
-    def has_view_permission(self, request, obj=None) -> bool:
-        return _role_is(request, AUDIT_ROLE)
-
-    def has_module_permission(self, request) -> bool:
-        return _role_is(request, AUDIT_ROLE)
-
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -81,24 +67,6 @@ class RetentionPolicyAdmin(AuditedModelAdmin):
     def get_queryset(self, request):
         with all_departments(reason="the security administrator reviews every department's retention policy"):
             return RetentionPolicy.objects.get_queryset().select_related("department")
-
-    def _is_security(self, request) -> bool:
-        return _role_is(request, SECURITY_ROLE)
-
-    def has_module_permission(self, request) -> bool:
-        return self._is_security(request)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return self._is_security(request)
-
-    def has_add_permission(self, request) -> bool:
-        return self._is_security(request)
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return self._is_security(request)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return self._is_security(request)
 
     # The console works across departments: form validation (unique department) and saving
     # query the department-scoped manager, so the views run with every department visible.

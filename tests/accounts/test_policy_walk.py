@@ -239,3 +239,56 @@ def test_the_websocket_refuses_outsiders_and_records_it(personas, settings):
         assert _denials() == before + 1
         denial = _last_denial()
         assert (denial.details["action"], denial.details["reason"]) == (Action.CHAT.value, reason)
+
+
+def _role_comparisons(path) -> list[str]:
+    """Comparisons that decide on a role: a person's role against a role value or a set of roles
+    (a role compared with the same person's earlier role, to notice a change, decides nothing)."""
+    import ast
+
+    def names_a_role(node) -> bool:
+        return any(
+            (isinstance(n, ast.Attribute) and n.attr == "admin_role")
+            or (isinstance(n, ast.Attribute) and n.attr == "role" and "membership" in ast.unparse(n.value).lower())
+            or (
+                isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") == "getattr"
+                and any(isinstance(a, ast.Constant) and a.value in ("admin_role", "role") for a in n.args)
+            )
+            for n in ast.walk(node)
+        )
+
+    def a_role_value(node) -> bool:
+        return isinstance(node, ast.Constant | ast.Set | ast.Tuple | ast.List | ast.Name) or any(
+            isinstance(n, ast.Name) and n.id in {"AdminRole", "MembershipRole"} for n in ast.walk(node)
+        )
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        parts = (node.left, *node.comparators)
+        if any(names_a_role(part) for part in parts) and any(
+            a_role_value(part) or isinstance(op, ast.In | ast.NotIn)
+            for part, op in zip(parts[1:], node.ops, strict=True)
+        ):
+            found.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_role_is_compared_outside_the_policy_layer():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [*root.joinpath("platform").rglob("*.py"), *root.joinpath("inference").rglob("*.py")]
+    sources += list(root.joinpath("compliance").rglob("*.py"))
+    found = [
+        comparison
+        for path in sources
+        if "migrations" not in path.parts and path.name != "permissions.py"
+        for comparison in _role_comparisons(path)
+    ]
+    assert found == []
+    # ... and the check finds one where it is:
+    assert _role_comparisons(root / "platform" / "accounts" / "permissions.py")
