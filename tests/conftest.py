@@ -159,6 +159,8 @@ def live_server_factory(tmp_path):
     yield start
     for server in servers:
         server.stop()
+        # Shown by pytest only when the test failed: what the server said while it ran.
+        print(f"--- {server.log_path} (last 6000 characters) ---\n{server.log()[-6000:]}")
 
 
 @pytest.fixture
