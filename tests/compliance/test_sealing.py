@@ -19,6 +19,12 @@ from compliance.verification import _fast_walk, audit_chain_verify
 from tests.compliance.conftest import raw_sql
 from tests.support.waiting import wait_until
 
+# What the pending table's triggers say (compliance/triggers.py), in the PL/pgSQL and SQLite wordings.
+PENDING_UPDATE_REFUSED = (
+    "(compliance_auditpending is append-only|pending audit entries cannot be changed): UPDATE refused"
+)
+PENDING_DELETE_REFUSED = r"pending audit entry( \d+)?: DELETE refused \(only the sealer removes it"
+
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite serialises writers: the head is never busy there"
 )
@@ -297,15 +303,16 @@ def test_pending_entries_cannot_be_changed_or_removed_unchained(system_context):
             timestamp=datetime.now(UTC), actor_type="system", event_type="asset.view", outcome="success"
         )
         pending.save(_from_audit_record=True)
-        for sql in (
-            "UPDATE compliance_auditpending SET outcome = 'denied'",
-            "DELETE FROM compliance_auditpending",
+        for sql, message in (
+            ("UPDATE compliance_auditpending SET outcome = 'denied'", PENDING_UPDATE_REFUSED),
+            ("DELETE FROM compliance_auditpending", PENDING_DELETE_REFUSED),
         ):
-            with pytest.raises(DatabaseError), transaction.atomic():
+            with pytest.raises(DatabaseError, match=message), transaction.atomic():
                 raw_sql(sql)
         if connection.vendor == "postgresql":
-            with pytest.raises(DatabaseError), transaction.atomic():
-                raw_sql("TRUNCATE compliance_auditpending")
+            with pytest.raises(DatabaseError, match="compliance_auditpending is append-only: TRUNCATE refused"):
+                with transaction.atomic():
+                    raw_sql("TRUNCATE compliance_auditpending")
         with pytest.raises(PermissionError):
             AuditPending.objects.filter(pk=pending.pk).update(outcome="denied")
         with pytest.raises(PermissionError):
@@ -329,7 +336,7 @@ def test_a_pending_row_cannot_be_removed_against_an_entry_of_other_content(syste
             outcome="denied",
             details=chained.details,
         ).save(_from_audit_record=True)
-        with pytest.raises(DatabaseError), transaction.atomic():
+        with pytest.raises(DatabaseError, match=PENDING_DELETE_REFUSED), transaction.atomic():
             raw_sql("DELETE FROM compliance_auditpending")
 
 
@@ -340,7 +347,7 @@ def test_a_pending_row_cannot_be_removed_against_an_entry_of_another_format_vers
     content = {name: getattr(chained, name) for name in CONTENT_FIELDS if name != "format_version"}
     with transaction.atomic():
         AuditPending(**content, format_version=3).save(_from_audit_record=True)
-        with pytest.raises(DatabaseError), transaction.atomic():
+        with pytest.raises(DatabaseError, match=PENDING_DELETE_REFUSED), transaction.atomic():
             raw_sql("DELETE FROM compliance_auditpending")
     if connection.vendor == "sqlite":  # the control: there, the same content in the same version may go
         with transaction.atomic():
