@@ -43,15 +43,7 @@ def chat_server(model: str | None, *, db: str, env: dict[str, str]):
             env={"MODEL_READINESS_CHECK": "true", "LOG_LEVEL": "WARNING", **env},
         )
         stack.enter_context(server)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{server.base_url}/readyz", timeout=5) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the model did not load:\n" + server.log()[-3000:])
+        server.wait_for("/readyz", timeout=300)  # the model loads in the background
         yield server
 
 
