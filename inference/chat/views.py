@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.permissions import Action, allowed, authorize_request, object_not_found, requires
+from accounts.permissions import Action, allowed, authorize_request, department_object_get, requires
 from assets.models import Asset
 from assets.selectors import asset_list
 from assets.uploads import RequestUpload
@@ -39,7 +39,7 @@ from inference.chat.selectors import (
 )
 from inference.chat.services import chat_upload_mark, conversation_delete, conversation_rename
 from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
-from inference.models import Conversation, TaskTemplate
+from inference.models import TaskTemplate
 from inference.runtime import current_engine
 
 PICKER_FILES = 24
@@ -229,17 +229,13 @@ def admin_conversations(request: HttpRequest, department_slug: str) -> HttpRespo
 @requires(Action.CONVERSATION_VIEW_ANY)
 @require_GET
 def admin_conversation(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
-    conversation = conversation_list_for_admin(department=request.department).filter(pk=conversation_id).first()
-    if conversation is None:
-        raise object_not_found(
-            action=Action.CONVERSATION_CONTENT_VIEW,
-            subject=request.user,
-            model=Conversation,
-            object_id=conversation_id,
-            reason="no such conversation in this department",
-            department=request.department,
-            path=request.path,
-        )
+    conversation = department_object_get(
+        request,
+        conversation_list_for_admin(department=request.department),
+        conversation_id,
+        action=Action.CONVERSATION_CONTENT_VIEW,
+        noun="conversation",
+    )
     # The content, beyond the metadata: only where the department's chat policy allows it.
     authorize_request(request, Action.CONVERSATION_CONTENT_VIEW, obj=conversation)
     history = list(conversation_messages(conversation=conversation))
@@ -282,17 +278,13 @@ def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
 
 
 def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
-    template = task_template_list(department=request.department).filter(pk=template_id).first()
-    if template is None:
-        raise object_not_found(
-            action=Action.TASK_TEMPLATE_MANAGE,
-            subject=request.user,
-            model=TaskTemplate,
-            object_id=template_id,
-            reason="no such task template in this department",
-            department=request.department,
-            path=request.path,
-        )
+    template = department_object_get(
+        request,
+        task_template_list(department=request.department),
+        template_id,
+        action=Action.TASK_TEMPLATE_MANAGE,
+        noun="task template",
+    )
     return template
 
 

@@ -646,3 +646,20 @@ def object_not_found(
         **details,
     )
     return exception(OBJECT_REFUSED)
+
+
+def department_object_get(request: Any, queryset: Any, object_id: Any, *, action: str, noun: str) -> Any:
+    """The object of ``queryset`` (already limited to the request's department) with this id, or
+    the recorded 404 of ``object_not_found`` ("no such <noun> in this department")."""
+    obj = queryset.filter(pk=object_id).first()
+    if obj is None:
+        raise object_not_found(
+            action=action,
+            subject=request.user,
+            model=queryset.model,
+            object_id=object_id,
+            reason=f"no such {noun} in this department",
+            department=request.department,
+            path=request.path,
+        )
+    return obj

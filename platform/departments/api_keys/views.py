@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.permissions import Action, object_not_found, requires
+from accounts.permissions import Action, department_object_get, requires
 from departments.api_keys.models import DEPARTMENT_SCOPES, ApiKey, Scope
 from departments.api_keys.services import api_key_create, api_key_list, api_key_revoke
 
@@ -74,16 +74,12 @@ def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
 @requires(Action.DEPARTMENT_API_KEY_MANAGE)
 @require_POST
 def api_key_revoke_view(request: HttpRequest, department_slug: str, key_id: int) -> HttpResponse:
-    key = ApiKey.objects.filter(department=request.department, pk=key_id).first()
-    if key is None:
-        raise object_not_found(
-            action=Action.DEPARTMENT_API_KEY_MANAGE,
-            subject=request.user,
-            model=ApiKey,
-            object_id=key_id,
-            reason="no such API key in this department",
-            department=request.department,
-            path=request.path,
-        )
+    key = department_object_get(
+        request,
+        ApiKey.objects.filter(department=request.department),
+        key_id,
+        action=Action.DEPARTMENT_API_KEY_MANAGE,
+        noun="API key",
+    )
     api_key_revoke(key=key, acting_user=request.user)
     return redirect("departments:api_keys", department_slug=department_slug)
