@@ -31,10 +31,12 @@ import json
 from datetime import timedelta
 from django.utils import timezone
 from accounts.models import User
-from departments.services import department_create
+from departments.services import department_create, membership_add
 from departments.api_keys.services import api_key_create
 department = department_create(slug="bench", name="Bench", acting_user="system")
 owner = User.objects.create_user("bench", password="Correct-Horse-9")
+# A key lives by its creator's rights: the creator administers the department.
+membership_add(user=owner, department=department, role="admin", acting_user="system")
 print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
                      expires_at=timezone.now() + timedelta(days=1)).raw_key)
 """
@@ -86,6 +88,8 @@ def main() -> None:
         client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
         while (response := client.get("/v1/models")).status_code == 503:  # the first call starts the load
             time.sleep(0.5)
+        if response.status_code != 200:
+            raise SystemExit(f"/v1/models answered {response.status_code}: {response.text[:500]}")
         model = response.json()["data"][0]["id"]
         inline = "data:image/png;base64," + base64.b64encode(png).decode()
         body = {
