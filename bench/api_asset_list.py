@@ -58,11 +58,13 @@ def main() -> None:
     from accounts.models import User
     from assets.services import asset_upload
     from departments.api_keys.services import api_key_create
-    from departments.services import department_create
+    from departments.services import department_create, membership_add
     from departments.tenancy import department_scope
 
     department = department_create(slug="bench", name="Bench", acting_user="system")
     owner = User.objects.create_user("bench", password="Correct-Horse-9")
+    # A key lives by its creator's rights: the creator administers the department.
+    membership_add(user=owner, department=department, role="admin", acting_user="system")
     for index in range(20):
         buffer = io.BytesIO()
         Image.new("RGB", (32, 32), (index * 10, 20, 30)).save(buffer, format="PNG")
