@@ -3,8 +3,9 @@
 A turn (the user's message and the model's answer, complete, stopped or failed) is stored in one
 transaction together with its ``inference.call`` entry (``inference.model_calls``, the one
 vocabulary of every channel): prompt SHA-256, a masked preview, token counts, latency and
-outcome. Files uploaded from the chat pane only for a conversation (``ChatUpload``) are
-crypto-shredded with it, unless another conversation still uses them.
+outcome. Files uploaded from the chat pane only for a conversation (``ChatUpload``) are deleted
+with it, unless another conversation still uses them: each such file is its uploader's own
+reference, so another upload of the same bytes (by anyone) keeps the blob.
 """
 
 from __future__ import annotations

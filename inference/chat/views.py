@@ -183,8 +183,8 @@ def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
 @csrf_exempt  # CSRF is checked by _chat_upload, after the encrypting upload handler is in place
 @requires(Action.ASSET_UPLOAD)
 def chat_upload(request: HttpRequest, department_slug: str) -> HttpResponse:
-    """The assets upload path (validated, hashed, encrypted, audited there), each new file
-    remembered as uploaded for the chat so that deleting or expiring the conversation shreds it."""
+    """The assets upload path (validated, hashed, encrypted, audited there), each stored file
+    remembered as uploaded for the chat so that deleting or expiring the conversation removes it."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     with RequestUpload(request) as upload:  # before anything (the CSRF check) reads the body
@@ -196,8 +196,9 @@ def _chat_upload(request: HttpRequest, upload: RequestUpload) -> JsonResponse:
     department = request.department
     result = upload.store(department=department, uploaded_by=request.user)
     for item in result.stored:
-        if not item.deduplicated:  # a deduplicated file belongs to whoever uploaded it first
-            chat_upload_mark(department=department, asset=item.asset)
+        # Every stored file is this uploader's own reference (also when its bytes were stored
+        # already): deleting the conversation removes that reference, never another upload.
+        chat_upload_mark(department=department, asset=item.asset)
 
     def links(asset: Asset) -> dict[str, str]:
         return {

@@ -14,10 +14,12 @@ MIME_CHOICES = [(mime, kind.name) for mime, kind in KINDS.items()]
 
 
 class Asset(models.Model):
-    """An uploaded image or PDF: metadata here, the encrypted blob in ``ASSET_STORAGE_DIR``.
+    """One upload of an image or PDF: metadata here, the encrypted blob in ``ASSET_STORAGE_DIR``.
 
-    ``wrapped_key`` is the file's data key wrapped by master key ``key_id``; deleting the row
-    (crypto-shredding) makes the blob unreadable even where a copy of it survives.
+    Each upload is its uploader's own reference. Identical bytes uploaded again in the same
+    department are stored once: the new row names the same blob (``storage_name``) and carries
+    its own copy of the wrapped data key. ``wrapped_key`` is the file's data key wrapped by
+    master key ``key_id``; the blob goes, crypto-shredded, when its last row is deleted.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -27,7 +29,8 @@ class Asset(models.Model):
     )
     # Frozen at upload, so the list still says who uploaded after the account is gone.
     uploaded_by_name = models.CharField(_("uploaded by"), max_length=150, blank=True)
-    storage_name = models.CharField(_("storage name"), max_length=32, unique=True, editable=False)
+    # Shared by every upload of the same bytes in the department (see ``assets.services``).
+    storage_name = models.CharField(_("storage name"), max_length=32, editable=False, db_index=True)
     original_name = models.CharField(_("file name"), max_length=255)
     size = models.PositiveBigIntegerField(_("size (bytes)"))
     content_type = models.CharField(_("type"), max_length=32, choices=MIME_CHOICES)
@@ -38,6 +41,9 @@ class Asset(models.Model):
     classification = models.PositiveSmallIntegerField(_("classification"), choices=Classification.choices)
     key_id = models.CharField(_("master key id"), max_length=32)
     wrapped_key = models.BinaryField(_("wrapped data key"), max_length=128, editable=False)
+    # 1-based pages that failed to decode when used (a file that fails as a whole: page 1);
+    # every later use refuses them without decoding again.
+    unusable_pages = models.JSONField(_("unusable pages"), default=list, blank=True, editable=False)
     created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True, db_index=True)
 
     objects = DepartmentScopedManager()
@@ -46,10 +52,10 @@ class Asset(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("file")
         verbose_name_plural = _("files")
-        constraints = [
-            models.UniqueConstraint(fields=["department", "sha256"], name="asset_unique_department_sha256"),
+        indexes = [
+            models.Index(fields=["department", "created_at"], name="asset_department_created"),
+            models.Index(fields=["department", "sha256"], name="asset_department_sha256"),
         ]
-        indexes = [models.Index(fields=["department", "created_at"], name="asset_department_created")]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.sha256[:12]})"

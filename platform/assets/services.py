@@ -6,6 +6,11 @@ takes a file-like object, an iterator of byte chunks, or a blob already staged b
 ``assets.upload_handlers.EncryptingUploadHandler``. It either stores everything (encrypted
 blob, wrapped key, row, audit entry) or nothing, and answers a refusal with ``AssetRejected``
 (a clear 400/413 for the view), audited as a failed upload.
+
+Every upload is its uploader's own reference (one ``Asset`` row). Bytes the department already
+holds are not stored again: the new row names the existing blob. Deleting a row (by its
+uploader, with a conversation, by retention) removes that reference only; the blob is
+crypto-shredded with the last one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 
 from accounts.permissions import Action, allowed, authorize
 from assets import content, keyring, rejections
@@ -38,8 +43,17 @@ def max_upload_bytes() -> int:
 
 
 def department_usage_bytes(department: Department) -> int:
+    """Bytes the department's blobs take: a blob that several uploads name counts once."""
     with department_scope(department):
-        return Asset.objects.aggregate(total=Sum("size"))["total"] or 0
+        blobs = Asset.objects.order_by().values("storage_name").annotate(blob_size=Max("size"))
+        return blobs.aggregate(total=Sum("blob_size"))["total"] or 0
+
+
+def _department_lock(department: Department | int) -> None:
+    """Serialise the department's uploads and deletions: the quota sum, the look-up of bytes
+    already stored and the question whether a blob has references left all see committed rows."""
+    department_id = getattr(department, "pk", department)
+    Department.objects.select_for_update().filter(pk=department_id).first()
 
 
 def asset_user_may_delete(*, asset: Asset, user: Any) -> bool:
@@ -119,35 +133,62 @@ def _store(
         with transaction.atomic(), department_scope(department):
             # One upload at a time per department reaches this point: the quota sum and the
             # duplicate look-up below then see every committed file.
-            Department.objects.select_for_update().filter(pk=department.pk).first()
-            existing = Asset.objects.filter(sha256=staged.sha256).first()
+            _department_lock(department)
+            existing = Asset.objects.filter(sha256=staged.sha256).order_by("created_at").first()
+            reference = {
+                "department": department,
+                "uploaded_by": uploaded_by if getattr(uploaded_by, "is_authenticated", False) else None,
+                "uploaded_by_name": uploaded_by.get_username() if hasattr(uploaded_by, "get_username") else "",
+                "original_name": name,
+                "classification": department.classification,
+            }
             if existing is not None:
+                # The bytes are stored already: this upload becomes its uploader's own reference
+                # to that blob (and its key), so no other reference's deletion can take it away.
+                asset = Asset(
+                    **reference,
+                    storage_name=existing.storage_name,
+                    size=existing.size,
+                    content_type=existing.content_type,
+                    sha256=existing.sha256,
+                    page_count=existing.page_count,
+                    width=existing.width,
+                    height=existing.height,
+                    key_id=existing.key_id,
+                    wrapped_key=existing.wrapped_key,
+                    unusable_pages=existing.unusable_pages,
+                )
+                asset.full_clean()
+                asset.save()
                 audit_record(
                     event_type=EventType.ASSET_UPLOAD,
                     actor=acting_user,
                     department=department,
-                    obj=existing,
-                    details={"deduplicated": True, "name": name, "sha256": staged.sha256, "size": staged.size},
+                    obj=asset,
+                    details={
+                        "deduplicated": True,
+                        "name": name,
+                        "sha256": staged.sha256,
+                        "size": staged.size,
+                        "blob_of": str(existing.pk),
+                        "classification": asset.classification,
+                    },
                 )
                 staged.discard()
-                return existing
+                return asset
             quota = settings.DEPARTMENT_QUOTA_MB * 1024 * 1024
             if quota and department_usage_bytes(department) + staged.size > quota:
                 raise rejections.quota_exceeded(quota)
             key_id, wrapped = keyring.keyring_load().wrap(staged.data_key, binding=staged.storage_name)
             asset = Asset(
-                department=department,
-                uploaded_by=uploaded_by if getattr(uploaded_by, "is_authenticated", False) else None,
-                uploaded_by_name=uploaded_by.get_username() if hasattr(uploaded_by, "get_username") else "",
+                **reference,
                 storage_name=staged.storage_name,
-                original_name=name,
                 size=staged.size,
                 content_type=info.kind.mime,
                 sha256=staged.sha256,
                 page_count=info.page_count,
                 width=info.width,
                 height=info.height,
-                classification=department.classification,
                 key_id=key_id,
                 wrapped_key=wrapped,
             )
@@ -200,16 +241,27 @@ def asset_classification_update(*, asset: Asset, classification: int, acting_use
 
 
 def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
-    """Delete the row (the wrapped key with it) and, once that committed, the blob."""
+    """Delete the reference (its wrapped key with it) and, when it was the blob's last one and
+    once that committed, the blob. Runs inside the caller's transaction."""
     storage_name = asset.storage_name
+    _department_lock(asset.department_id)
+    references_left = Asset.objects.filter(storage_name=storage_name).exclude(pk=asset.pk).count()
     audit_record(
         event_type=EventType.ASSET_DELETE,
         actor=acting_user,
         department=asset.department_id,
         obj=asset,
-        details={"reason": reason, "sha256": asset.sha256, "size": asset.size, "crypto_shredded": True},
+        details={
+            "reason": reason,
+            "sha256": asset.sha256,
+            "size": asset.size,
+            "crypto_shredded": references_left == 0,
+            "references_left": references_left,
+        },
     )
     Asset.objects.filter(pk=asset.pk).delete()
+    if references_left:
+        return  # other uploads of the same bytes keep the blob and their own keys
 
     def remove_blob() -> None:
         try:
@@ -222,7 +274,8 @@ def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
 
 
 def asset_delete(*, asset: Asset, acting_user: Any) -> None:
-    """Crypto-shredding delete by its uploader or a department administrator."""
+    """Delete one upload (a reference) by its uploader or a department administrator; the blob is
+    crypto-shredded with its last reference."""
     if acting_user != "system":
         authorize(
             acting_user, Action.ASSET_DELETE, department=asset.department, owner_id=asset.uploaded_by_id, obj=asset
@@ -232,8 +285,9 @@ def asset_delete(*, asset: Asset, acting_user: Any) -> None:
 
 
 def asset_purge_expired(*, department: Department, cutoff: datetime, dry_run: bool = False) -> int:
-    """Crypto-shred the department's files uploaded before ``cutoff``; returns how many (would
-    be) removed. Called by the retention purge (``purge_expired``), which decides the cutoff."""
+    """Delete the department's uploads made before ``cutoff`` (a blob is crypto-shredded with
+    its last reference, so a recent upload of the same bytes keeps it); returns how many
+    uploads (would be) removed. Called by ``purge_expired``, which decides the cutoff."""
     with department_scope(department):
         expired = list(Asset.objects.filter(created_at__lt=cutoff).order_by("created_at"))
         if dry_run:

@@ -102,14 +102,17 @@ def test_no_plaintext_marker_anywhere_in_storage(upload, asset_storage):
         assert pdf[:64] not in content and data[:64] not in content
 
 
-def test_duplicate_upload_reuses_the_asset_and_is_audited(upload, personas, asset_storage):
+def test_a_duplicate_upload_is_its_uploaders_own_reference_to_the_stored_blob(upload, personas, asset_storage):
     data = samples.image_bytes("PNG")
     first = upload(data, "a.png")
     second = upload(data, "b.png", user=personas.admin)
-    assert second.pk == first.pk and second.original_name == "a.png"
-    assert asset_count() == 1 and len(stored_files(asset_storage)) == 1
+    # The bytes are stored once; each upload is its uploader's own row, name and key copy.
+    assert second.pk != first.pk and (second.original_name, second.uploaded_by) == ("b.png", personas.admin)
+    assert second.storage_name == first.storage_name and bytes(second.wrapped_key) == bytes(first.wrapped_key)
+    assert asset_count() == 2 and len(stored_files(asset_storage)) == 1
     entry = last_entry()
     assert entry.details["deduplicated"] is True and entry.actor_name == "alice"
+    assert entry.object_id == str(second.pk) and entry.details["blob_of"] == str(first.pk)
     # Another department storing the same bytes gets its own copy and key.
     other = upload(data, "c.png", user=personas.outsider, department=personas.department_b)
     assert other.pk != first.pk and len(stored_files(asset_storage)) == 2

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -172,13 +173,48 @@ def test_deleting_a_conversation_never_shreds_another_members_chat_upload(client
         assert Asset.objects.filter(pk=alices.pk).exists()
 
 
-def test_a_deduplicated_upload_is_not_marked_as_the_chats(client, personas, upload_png):
+def test_a_deduplicated_chat_upload_is_the_uploaders_own_reference(client, personas, upload_png):
     existing = upload_png(color=(5, 6, 7))
     client.force_login(personas.member)
     item = upload_through_chat(client, png_bytes((5, 6, 7))).json()["files"][0]
-    assert item["id"] == str(existing.pk) and item["deduplicated"] is True
+    assert item["id"] != str(existing.pk) and item["deduplicated"] is True
     with department_scope(personas.department_a):
+        assert ChatUpload.objects.filter(asset_id=item["id"]).exists()
         assert not ChatUpload.objects.filter(asset_id=existing.pk).exists()
+
+
+def test_deleting_a_conversation_keeps_another_users_upload_of_the_same_bytes(
+    client, personas, conversation_of, chat_asset_storage, django_capture_on_commit_callbacks
+):
+    from assets.reading import asset_plaintext_chunks
+
+    data = png_bytes((31, 41, 59))
+    client.force_login(personas.admin)  # alice uploads a scan from her chat pane and sends it
+    alices = upload_through_chat(client, data).json()["files"][0]
+    client.force_login(personas.member)  # bob uploads the same scan on the files page, for himself
+    response = client.post(
+        reverse("assets:upload", args=["finance"]),
+        {"file": SimpleUploadedFile("same-scan.png", data, content_type="image/png")},
+        HTTP_ACCEPT="application/json",
+    )
+    bobs = response.json()["files"][0]
+    assert bobs["deduplicated"] is True and bobs["id"] != alices["id"]
+    with department_scope(personas.department_a):
+        conversation = conversation_of(personas.admin, assets=[Asset.objects.get(pk=alices["id"])])
+    client.force_login(personas.admin)
+    assert client.post(reverse("chat:delete", args=["finance", conversation.pk])).status_code == 302
+    with department_scope(personas.department_a):
+        assert not Asset.objects.filter(pk=alices["id"]).exists()  # alice's reference went with her chat
+        kept = Asset.objects.get(pk=bobs["id"])
+        assert b"".join(asset_plaintext_chunks(kept)) == data  # bob's file: blob and key intact
+    removed = last_entry(EventType.ASSET_DELETE)
+    assert removed.object_id == alices["id"]
+    assert removed.details["crypto_shredded"] is False and removed.details["references_left"] == 1
+    client.force_login(personas.member)  # bob's own delete is the last reference: now it is shredded
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(reverse("assets:delete", args=["finance", bobs["id"]])).status_code == 302
+    assert last_entry(EventType.ASSET_DELETE).details["crypto_shredded"] is True
+    assert not [path for path in chat_asset_storage.rglob("*") if path.is_file()]
 
 
 # --- retention ----------------------------------------------------------------------------------------
