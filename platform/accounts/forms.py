@@ -32,6 +32,29 @@ class PasswordRenewForm(SetPasswordForm):
         return self.user
 
 
+class PasswordChangeForm(PasswordRenewForm):
+    """Self-service change: the current password first, and a current code for administrators.
+
+    The form only checks their shape; the sign-in pipeline (``accounts.login.step_up_check``)
+    checks them, so that wrong answers are audited and count toward the lock.
+    """
+
+    old_password = forms.CharField(
+        label=_("Current password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+    field_order = ["old_password", "token", "new_password1", "new_password2"]
+
+    def __init__(self, user, *args, code_required: bool, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        if code_required:
+            self.fields["token"] = forms.CharField(
+                label=_("Code"), max_length=16, widget=forms.TextInput(attrs={"autocomplete": "one-time-code"})
+            )
+            self.order_fields(self.field_order)
+
+
 class AuditedAdminPasswordChangeForm(AdminPasswordChangeForm):
     """The console's "change password" for a user: audited, and the owner must change it again."""
 

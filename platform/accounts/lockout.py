@@ -2,8 +2,17 @@
 
 Counters live in the database (``LoginThrottle``), so several application processes share them.
 Failures older than the lockout duration are forgotten, so typos spread over days never add up.
-A successful login clears the account's counter but not the address's: otherwise an attacker
-holding one valid account could reset the address counter between guesses at other accounts.
+
+Interactive sign-in counts every failed step — password, second factor (TOTP or recovery code),
+enrolment code, and the step-up prompts of a signed-in session (current password, code) —
+against the account name and the source address. Only a completed sign-in clears the account's
+counter (a right password alone does not: the second factor could otherwise be guessed for
+ever), and never the address's (an attacker holding one valid account could otherwise reset
+the address counter between guesses at other accounts).
+
+Bad API keys count in a bucket of their own, per source address: an integration with a stale
+key behind a shared address does not lock out the people signing in from there, and the other
+way round.
 """
 
 from __future__ import annotations
@@ -25,19 +34,21 @@ def account_key(username: str) -> str:
     return (username or "").strip().lower()[:150]
 
 
-def _keys(username: str, source_ip: str | None) -> list[tuple[str, str]]:
-    keys = [(Kind.ACCOUNT, account_key(username))]
+def _sign_in_buckets(username: str, source_ip: str | None) -> list[tuple[str, str]]:
+    buckets = [(Kind.ACCOUNT, account_key(username))]
     if source_ip:
-        keys.append((Kind.ADDRESS, source_ip))
-    return keys
+        buckets.append((Kind.ADDRESS, source_ip))
+    return buckets
 
 
-def lock_active(*, username: str, source_ip: str | None) -> bool:
-    """True while the account name or the source address is locked."""
+def _api_key_buckets(source_ip: str | None) -> list[tuple[str, str]]:
+    return [(Kind.API_ADDRESS, source_ip)] if source_ip else []
+
+
+def _locked(buckets: list[tuple[str, str]]) -> bool:
     now = timezone.now()
-    keys = _keys(username, source_ip)
     query = LoginThrottle.objects.none()
-    for kind, key in keys:
+    for kind, key in buckets:
         query = query | LoginThrottle.objects.filter(kind=kind, key=key, locked_until__gt=now)
     return query.exists()
 
@@ -51,14 +62,13 @@ def _locked_row(kind: str, key: str) -> LoginThrottle:
     return LoginThrottle.objects.select_for_update().get(kind=kind, key=key)
 
 
-@transaction.atomic
-def failure_record(*, username: str, source_ip: str | None, reason: str) -> bool:
-    """Count one failure against the name and the address; True if either is (now) locked."""
+def _failures_count(buckets: list[tuple[str, str]], reason: str) -> bool:
+    """Count one failure in each bucket; True if any is (now) locked. Run inside a transaction."""
     policy = current_policy()
     now = timezone.now()
     window = timedelta(seconds=policy.login_lockout_seconds)
     locked = False
-    for kind, key in _keys(username, source_ip):
+    for kind, key in buckets:
         row = _locked_row(kind, key)
         if row.locked_until and row.locked_until > now:
             locked = True
@@ -89,8 +99,31 @@ def failure_record(*, username: str, source_ip: str | None, reason: str) -> bool
     return locked
 
 
+def lock_active(*, username: str, source_ip: str | None) -> bool:
+    """True while the account name or the source address is locked for interactive sign-in."""
+    return _locked(_sign_in_buckets(username, source_ip))
+
+
+@transaction.atomic
+def failure_record(*, username: str, source_ip: str | None, reason: str) -> bool:
+    """Count one failed sign-in step against the name and the address; True if either is (now) locked."""
+    return _failures_count(_sign_in_buckets(username, source_ip), reason)
+
+
+def api_key_lock_active(*, source_ip: str | None) -> bool:
+    """True while the source address is locked for API keys."""
+    return _locked(_api_key_buckets(source_ip))
+
+
+@transaction.atomic
+def api_key_failure_record(*, source_ip: str | None, reason: str) -> bool:
+    """Count one bad API key against the source address's API-key bucket; True if (now) locked."""
+    return _failures_count(_api_key_buckets(source_ip), reason)
+
+
 @transaction.atomic
 def success_record(*, username: str) -> None:
+    """A sign-in completed (every step): the account's counter starts again."""
     LoginThrottle.objects.filter(kind=Kind.ACCOUNT, key=account_key(username)).delete()
 
 

@@ -141,6 +141,9 @@ class DirectoryGroupMapping(models.Model):
 class LoginThrottle(models.Model):
     """Consecutive failures of one account name or one source address (IA-2).
 
+    Interactive sign-in counts per account name and per address; bad API keys per address in a
+    bucket of their own (``API_ADDRESS``).
+
     Kept in the database so that every application process sees the same counters. The account
     key is the lower-cased name as typed, whether or not such a user exists, so a lockout says
     nothing about existence.
@@ -149,6 +152,9 @@ class LoginThrottle(models.Model):
     class Kind(models.TextChoices):
         ACCOUNT = "account", _("Account")
         ADDRESS = "address", _("Source address")
+        # Bad API keys count apart from interactive sign-in: one integration with a stale key
+        # behind a shared address (an office NAT) must not lock out the people behind it.
+        API_ADDRESS = "api_address", _("Source address (API keys)")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     key = models.CharField(_("account or address"), max_length=150)

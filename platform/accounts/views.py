@@ -11,14 +11,16 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from accounts import login as pipeline
-from accounts.forms import LoginForm, PasswordRenewForm, TokenForm
-from accounts.login import LOGIN_REFUSED, PENDING_LOGIN_EXPIRED, LoginRefused, Stage
+from accounts.forms import LoginForm, PasswordChangeForm, PasswordRenewForm, TokenForm
+from accounts.login import LOGIN_REFUSED, PENDING_LOGIN_EXPIRED, LoginRefused, Stage, StepRefused
+from accounts.models import AccountSource
 from accounts.permissions import Action, RefusedForbidden, is_administrator, public, requires
 from accounts.two_factor import (
     recovery_codes_renew,
@@ -27,10 +29,13 @@ from accounts.two_factor import (
     totp_qr_svg,
     two_factor_enrolled,
     two_factor_remove,
-    two_factor_verify,
 )
 
 RECOVERY_CODES_SESSION_KEY = "accounts.recovery_codes"
+CODE_INVALID = gettext_lazy("That code is not valid. Try again.")
+CURRENT_PASSWORD_INVALID = gettext_lazy("Your current password is not valid.")
+CURRENT_PASSWORD_OR_CODE_INVALID = gettext_lazy("Your current password or the code is not valid.")
+DIRECTORY_PASSWORD_ELSEWHERE = gettext_lazy("Directory accounts change their password in the directory.")
 STAGE_URL_NAMES = {Stage.VERIFY: "login-verify", Stage.ENROL: "login-enrol", Stage.PASSWORD: "login-password"}
 
 
@@ -93,18 +98,16 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         return redirect("login")
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if pipeline.lock_active(username=user.username, source_ip=getattr(request, "source_ip", None)):
-            pipeline.pending_cancel(request)
-            messages.error(request, LOGIN_REFUSED)
-            return redirect("login")
-        device = two_factor_verify(user=user, token=form.cleaned_data["token"])
-        if device is not None:
+        try:
+            device = pipeline.second_factor_check(request, user, token=form.cleaned_data["token"])
+        except StepRefused as refusal:
+            if refusal.locked:
+                messages.error(request, LOGIN_REFUSED)
+                return redirect("login")
+            form.add_error("token", CODE_INVALID)
+        else:
             stage = pipeline.second_factor_accept(request, user, pending, device)
             return _after_stage(request, stage, pending["next"])
-        if pipeline.second_factor_reject(request, user):
-            messages.error(request, LOGIN_REFUSED)
-            return redirect("login")
-        form.add_error("token", _("That code is not valid. Try again."))
     return render(request, "accounts/login_verify.html", {"form": form})
 
 
@@ -120,6 +123,10 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
     device = totp_device_pending(user)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if pipeline.lock_refusal(request, user, step="enrolment"):
+            pipeline.pending_cancel(request)
+            messages.error(request, LOGIN_REFUSED)
+            return redirect("login")
         codes = totp_enrol_confirm(user=user, device=device, token=form.cleaned_data["token"])
         if codes is not None:
             request.session[RECOVERY_CODES_SESSION_KEY] = codes
@@ -128,7 +135,7 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
         if pipeline.second_factor_reject(request, user):
             messages.error(request, LOGIN_REFUSED)
             return redirect("login")
-        form.add_error("token", _("That code is not valid. Try again."))
+        form.add_error("token", CODE_INVALID)
     return render(
         request,
         "accounts/two_factor_enrol.html",
@@ -185,23 +192,23 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
             if codes is not None:
                 request.session[RECOVERY_CODES_SESSION_KEY] = codes
                 return redirect("recovery-codes")
-            form.add_error("token", _("That code is not valid. Try again."))
+            form.add_error("token", CODE_INVALID)
         elif action in ("regenerate", "remove") and enrolled and form.is_valid():
             # A step-up: a signed-in session alone (left open, or stolen) must not replace the
             # recovery codes or switch the second factor off. A current code is asked for, and a
             # wrong one counts toward the lockout as at sign-in (no guessing codes from a session).
-            if two_factor_verify(user=user, token=form.cleaned_data["token"]) is None:
-                if pipeline.second_factor_reject(request, user):
-                    from accounts.sessions import sessions_end_for_user
-
-                    sessions_end_for_user(user=user, reason="lockout")
-                    messages.error(request, LOGIN_REFUSED)
-                    return redirect("login")
-                form.add_error("token", _("That code is not valid. Try again."))
-            elif action == "regenerate":
-                request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
-                return redirect("recovery-codes")
+            try:
+                pipeline.second_factor_check(
+                    request, user, token=form.cleaned_data["token"], step="two-factor settings"
+                )
+            except StepRefused as refusal:
+                if refusal.locked:
+                    return _locked_out(request, user)
+                form.add_error("token", CODE_INVALID)
             else:
+                if action == "regenerate":
+                    request.session[RECOVERY_CODES_SESSION_KEY] = recovery_codes_renew(user=user)
+                    return redirect("recovery-codes")
                 try:
                     two_factor_remove(user=user, acting_user=user)
                 except RefusedForbidden as refusal:
@@ -214,29 +221,63 @@ def two_factor_settings(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/two_factor.html", context)
 
 
+def _locked_out(request: HttpRequest, user) -> HttpResponse:
+    """A step-up found the account or address locked (or locked it): every session of the user
+    ends, this one included, and the sign-in page says no more than at any refusal."""
+    from accounts.sessions import sessions_end_for_user
+
+    sessions_end_for_user(user=user, reason="lockout")
+    messages.error(request, LOGIN_REFUSED)
+    return redirect("login")
+
+
 @requires(Action.OWN_ACCOUNT)
-@sensitive_post_parameters("new_password1", "new_password2")
+@sensitive_post_parameters("old_password", "token", "new_password1", "new_password2")
 @csrf_protect
 @never_cache
 def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordRenewForm(request.user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        form.save()
-        # Keep this session, end the others (a stolen session must not outlive the new password).
-        from django.contrib.auth import update_session_auth_hash
+    """A step-up: the current password (and a current code for administrators), then the new one.
 
-        from accounts.sessions import sessions_end_for_user
-
-        update_session_auth_hash(request, request.user)
-        sessions_end_for_user(user=request.user, reason="password_change", keep_session_key=request.session.session_key)
-        messages.success(request, _("Your password was changed."))
+    A session left open, or stolen, must not be enough to take the account over. Wrong answers are
+    audited and count toward the lock as at sign-in.
+    """
+    user = request.user
+    if user.source != AccountSource.LOCAL:
+        messages.error(request, DIRECTORY_PASSWORD_ELSEWHERE)
         return redirect(settings.LOGIN_REDIRECT_URL)
+    code_required = is_administrator(user)
+    form = PasswordChangeForm(user, request.POST or None, code_required=code_required)
+    if request.method == "POST" and form.is_valid():
+        try:
+            pipeline.step_up_check(
+                request,
+                user,
+                password=form.cleaned_data["old_password"],
+                token=form.cleaned_data["token"] if code_required else None,
+                step="password change",
+            )
+        except StepRefused as refusal:
+            if refusal.locked:
+                return _locked_out(request, user)
+            form.add_error(None, CURRENT_PASSWORD_OR_CODE_INVALID if code_required else CURRENT_PASSWORD_INVALID)
+        else:
+            form.save()
+            # Keep this session, end the others (a stolen session must not outlive the new password).
+            from django.contrib.auth import update_session_auth_hash
+
+            from accounts.sessions import sessions_end_for_user
+
+            update_session_auth_hash(request, user)
+            sessions_end_for_user(user=user, reason="password_change", keep_session_key=request.session.session_key)
+            messages.success(request, _("Your password was changed."))
+            return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "accounts/password_renew.html", {"form": form, "self_service": True})
 
 
 API_LOGIN_SECOND_FACTOR_NEEDED = "second_factor_required"
 API_LOGIN_ENROLMENT_NEEDED = "enrolment_required"
 API_LOGIN_PASSWORD_EXPIRED = "password_expired"  # noqa: S105  (a code, not a password)
+API_LOGIN_MAX_BODY_BYTES = 16 * 1024  # a user name, a password and a code
 
 
 @public(Action.SIGN_IN)
@@ -250,13 +291,11 @@ def api_login(request: HttpRequest) -> JsonResponse:
     {"error": ...}: "invalid" for every credential failure (locked accounts included), or a
     stage the browser sign-in must complete first.
     """
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
+    fields = _api_login_fields(request)
+    if fields is None:
+        pipeline.refusal_audit("", "malformed request")
         return JsonResponse({"error": "invalid"}, status=400)
-    if not isinstance(body, dict):
-        return JsonResponse({"error": "invalid"}, status=400)
-    username, password = str(body.get("username", "")), str(body.get("password", ""))
+    username, password, otp = fields
     try:
         user = pipeline.credentials_check(request, username=username, password=password)
     except LoginRefused:
@@ -264,11 +303,13 @@ def api_login(request: HttpRequest) -> JsonResponse:
     pending = {"user_id": user.pk, "backend": user.backend, "otp_device": None, "next": ""}
     stage = pipeline.next_stage(user, pending)
     if stage == Stage.VERIFY:
-        otp = str(body.get("otp", ""))
-        device = two_factor_verify(user=user, token=otp) if otp else None
-        if device is None:
-            if otp:
-                pipeline.second_factor_reject(request, user)
+        if not otp:
+            return JsonResponse({"error": API_LOGIN_SECOND_FACTOR_NEEDED}, status=401)
+        try:
+            device = pipeline.second_factor_check(request, user, token=otp)
+        except StepRefused as refusal:
+            if refusal.locked:
+                return JsonResponse({"error": "invalid", "detail": str(LOGIN_REFUSED)}, status=401)
             return JsonResponse({"error": API_LOGIN_SECOND_FACTOR_NEEDED}, status=401)
         pending["otp_device"] = device.persistent_id
         stage = pipeline.next_stage(user, pending)
@@ -278,3 +319,46 @@ def api_login(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": API_LOGIN_PASSWORD_EXPIRED}, status=401)
     pipeline.login_complete(request, user, pending)
     return JsonResponse({"username": user.get_username()})
+
+
+def _json_text(value) -> str | None:
+    """``value`` if it is a string the database can store, else None: PostgreSQL refuses NUL
+    characters and lone surrogates (e.g. "\\ud800") cannot be encoded, and either would turn
+    the audit entry of the attempt into a 500."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _api_login_fields(request: HttpRequest) -> tuple[str, str, str] | None:
+    """(username, password, otp) of a well-formed body, else None (answered 400).
+
+    Small bodies only, no nesting to speak of (a deeply nested document raises RecursionError,
+    not ValueError), strings only (a numeric code is accepted as its digits).
+    """
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if declared > API_LOGIN_MAX_BODY_BYTES:
+        return None
+    raw = request.body
+    if len(raw) > API_LOGIN_MAX_BODY_BYTES:
+        return None
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    otp = body.get("otp", "")
+    if isinstance(otp, int) and not isinstance(otp, bool):
+        otp = str(otp)
+    fields = (_json_text(body.get("username", "")), _json_text(body.get("password", "")), _json_text(otp))
+    if any(value is None for value in fields):
+        return None
+    return fields

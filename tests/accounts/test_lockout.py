@@ -119,3 +119,113 @@ def test_disabled_local_account_is_refused_like_a_wrong_password(client, persona
     personas.member.save()
     response = attempt(client, "bob", TEST_PASSWORD)
     assert response.status_code == 200 and response.context["form"].non_field_errors() == [str(LOGIN_REFUSED)]
+
+
+# --- every refusal costs one password hash (no timing oracle for locked or unknown names) --------
+
+
+@pytest.fixture
+def password_hashes(monkeypatch):
+    """The password hashes computed, as a list of method names: a spy on the configured hashers
+    (the real ones run). A ``verify`` that encodes inside (MD5, PBKDF2) counts once."""
+    from django.contrib.auth.hashers import get_hashers
+
+    computed: list[str] = []
+    depth = [0]
+    for cls in {type(hasher) for hasher in get_hashers()}:
+        for name in ("encode", "verify"):
+            real = getattr(cls, name)
+
+            def spy(self, *args, _real=real, _name=name, **kwargs):
+                depth[0] += 1
+                try:
+                    return _real(self, *args, **kwargs)
+                finally:
+                    depth[0] -= 1
+                    if depth[0] == 0:
+                        computed.append(_name)
+
+            monkeypatch.setattr(cls, name, spy)
+    return computed
+
+
+def _lock(kind: str, key: str) -> None:
+    LoginThrottle.objects.create(
+        kind=kind, key=key, failures=5, last_failure_at=timezone.now(), locked_until=timezone.now() + timedelta(hours=1)
+    )
+
+
+REFUSALS = {
+    "wrong password": ("bob", "Wrong-pass-1", None),
+    "unknown name": ("nobody-here", "Wrong-pass-1", None),
+    "locked account": ("bob", TEST_PASSWORD, ("account", "bob")),
+    "locked unknown name": ("nobody-here", "Wrong-pass-1", ("account", "nobody-here")),
+    "locked address": ("bob", TEST_PASSWORD, ("address", "10.0.0.5")),
+}
+
+
+@pytest.mark.parametrize("path", REFUSALS)
+@pytest.mark.parametrize("endpoint", ["html", "json"])
+def test_every_refusal_runs_exactly_one_password_hash(client, personas, password_hashes, path, endpoint):
+    username, password, lock = REFUSALS[path]
+    if lock:
+        _lock(*lock)
+    if endpoint == "html":
+        response = attempt(client, username, password)
+        assert response.status_code == 200 and response.context["form"].non_field_errors() == [str(LOGIN_REFUSED)]
+    else:
+        response = client.post(
+            reverse("api-login"),
+            {"username": username, "password": password},
+            content_type="application/json",
+            REMOTE_ADDR="10.0.0.5",
+        )
+        assert response.status_code == 401 and response.json()["error"] == "invalid"
+    assert not signed_in(client)
+    assert len(password_hashes) == 1, password_hashes
+
+
+@pytest.mark.parametrize("password", ["", TEST_PASSWORD])
+def test_empty_passwords_and_disabled_accounts_also_cost_one_hash(client, personas, password_hashes, password):
+    """The JSON sign-in passes an empty password to the pipeline (the form refuses it earlier)."""
+    if password:
+        personas.member.is_active = False
+        personas.member.save()
+    response = client.post(
+        reverse("api-login"), {"username": "bob", "password": password}, content_type="application/json"
+    )
+    assert response.status_code == 401 and len(password_hashes) == 1, password_hashes
+
+
+# --- only a completed sign-in clears the account's counter ---------------------------------------
+
+
+def test_a_right_password_alone_does_not_clear_the_account_counter(client, make_admin):
+    from tests.accounts.conftest import totp_now
+
+    user, device = make_admin("security")
+    for i in range(4):
+        attempt(client, user.username, "Wrong-pass-1", address=f"10.4.{i}.1")
+    response = attempt(client, user.username, TEST_PASSWORD, address="10.4.9.1")
+    assert response["Location"] == reverse("login-verify")
+    assert LoginThrottle.objects.get(kind="account", key=user.username).failures == 4
+    # The fifth failure of any step locks the account.
+    bad = "000000" if totp_now(device) != "000000" else "111111"
+    response = client.post(reverse("login-verify"), {"token": bad}, REMOTE_ADDR="10.4.9.1")
+    assert response["Location"] == reverse("login")
+    (lock,) = [e for e in AuditEntry.objects.filter(event_type=EventType.LOCKOUT) if e.details["kind"] == "account"]
+    assert lock.details["failures"] == 5 and lock.details["last_reason"] == "totp"
+
+
+def test_a_completed_sign_in_clears_the_account_counter(client, make_admin):
+    from tests.accounts.conftest import totp_now
+
+    user, device = make_admin("audit")
+    for _ in range(3):
+        attempt(client, user.username, "Wrong-pass-1")
+    attempt(client, user.username, TEST_PASSWORD)
+    assert client.post(reverse("login-verify"), {"token": totp_now(device)}).status_code == 302
+    assert signed_in(client)
+    assert not LoginThrottle.objects.filter(kind="account", key=user.username).exists()
+    # ... not the address's.
+    assert LoginThrottle.objects.get(kind="address", key="10.0.0.5").failures == 3

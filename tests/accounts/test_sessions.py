@@ -144,7 +144,8 @@ def test_saving_unrelated_fields_keeps_sessions(personas):
 def test_password_change_ends_the_other_sessions_only(personas):
     here, elsewhere = sign_in("bob"), sign_in("bob")
     response = here.post(
-        reverse("password-change"), {"new_password1": "Fresh-Horse-42", "new_password2": "Fresh-Horse-42"}
+        reverse("password-change"),
+        {"old_password": TEST_PASSWORD, "new_password1": "Fresh-Horse-42", "new_password2": "Fresh-Horse-42"},
     )
     assert response.status_code == 302
     assert is_signed_in(here) and not is_signed_in(elsewhere)

@@ -231,3 +231,78 @@ def test_guessing_step_up_codes_locks_the_account_and_ends_the_session(client, m
     assert response["Location"] == reverse("login")
     assert not is_signed_in(client)
     assert AuditEntry.objects.filter(event_type=EventType.LOCKOUT).exists()
+
+
+# --- second-factor guesses lock the account, whichever sign-in or prompt they come through -------
+
+
+def _wrong_code(device, kind: str) -> str:
+    if kind == "recovery":
+        return "notarecoverycode"
+    return "000000" if "000000" not in (totp_now(device), totp_next(device)) else "111111"
+
+
+@pytest.mark.parametrize("kind", ["totp", "recovery"])
+def test_code_guesses_spread_over_sign_ins_and_addresses_lock_the_account(make_admin, kind):
+    """A right password does not reset the count: five wrong codes over five sign-ins lock."""
+    from accounts.two_factor import recovery_codes_regenerate
+
+    user, device = make_admin(AdminRole.SYSTEM)
+    recovery_codes_regenerate(user=user)
+    bad = _wrong_code(device, kind)
+    for i in range(5):
+        guesser = Client()
+        address = f"10.30.{i}.1"
+        assert password_step(guesser, user.username, address=address)["Location"] == reverse("login-verify")
+        response = guesser.post(reverse("login-verify"), {"token": bad}, REMOTE_ADDR=address)
+    assert response["Location"] == reverse("login")  # the fifth guess locked the account
+    owner = Client()
+    assert password_step(owner, user.username, address="10.30.9.1").status_code == 200  # refused
+    assert not is_signed_in(owner)
+    lock = [e for e in AuditEntry.objects.filter(event_type=EventType.LOCKOUT) if e.details["kind"] == "account"]
+    assert [e.details["last_reason"] for e in lock] == ["totp"]
+
+
+def test_api_login_code_guesses_lock_the_account(client, make_admin):
+    user, device = make_admin(AdminRole.AUDIT)
+    url = reverse("api-login")
+    body = {"username": user.username, "password": TEST_PASSWORD, "otp": _wrong_code(device, "totp")}
+    answers = [
+        client.post(url, body, content_type="application/json", REMOTE_ADDR=f"10.31.{i}.1").json()["error"]
+        for i in range(5)
+    ]
+    assert answers == ["second_factor_required"] * 4 + ["invalid"]
+    response = client.post(url, {**body, "otp": totp_now(device)}, content_type="application/json")
+    assert response.status_code == 401 and response.json()["error"] == "invalid"
+    assert "_auth_user_id" not in client.session
+
+
+def test_step_up_and_sign_in_guesses_add_up(client, make_admin, system_context):
+    """Wrong codes at a signed-in session's prompt and at sign-in count toward one lock."""
+    user, device = make_admin(AdminRole.SECURITY)
+    password_step(client, user.username)
+    client.post(reverse("login-verify"), {"token": totp_now(device)})
+    bad = _wrong_code(device, "totp")
+    for _ in range(3):
+        assert client.post(reverse("two-factor"), {"action": "regenerate", "token": bad}).status_code == 200
+    guesser = Client()
+    for i in range(2):
+        assert password_step(guesser, user.username, address=f"10.32.{i}.1")["Location"] == reverse("login-verify")
+        response = guesser.post(reverse("login-verify"), {"token": bad}, REMOTE_ADDR=f"10.32.{i}.1")
+    assert response["Location"] == reverse("login")
+    assert password_step(Client(), user.username, address="10.32.9.1").status_code == 200  # locked
+
+
+def test_a_locked_account_gets_no_step_up_even_with_the_right_code(client, make_admin, system_context):
+    from accounts.models import LoginThrottle
+
+    user, device = make_admin(AdminRole.AUDIT)
+    password_step(client, user.username)
+    client.post(reverse("login-verify"), {"token": totp_now(device)})
+    old_codes = set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    LoginThrottle.objects.create(kind="account", key=user.username, failures=5, locked_until="2999-01-01T00:00:00Z")
+    response = client.post(reverse("two-factor"), {"action": "regenerate", "token": totp_next(device)})
+    assert response["Location"] == reverse("login") and not is_signed_in(client)
+    assert set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True)) == old_codes
+    refusal = AuditEntry.objects.filter(event_type=EventType.LOGIN_FAILED).latest("sequence")
+    assert refusal.details["reason"] == "locked" and refusal.details["step"] == "two-factor settings"

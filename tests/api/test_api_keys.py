@@ -82,6 +82,38 @@ def test_unknown_keys_are_audited_and_lock_the_source_address(client_for, person
     assert response.status_code == 401 and response.json()["detail"] == ADDRESS_LOCKED
 
 
+def test_a_stale_key_behind_a_shared_address_does_not_lock_out_the_people_there(client_for, personas, client):
+    """An ERP with an old key behind the office NAT: its failures lock API keys from that
+    address, not interactive sign-in (the people behind the NAT use the same address)."""
+    from django.urls import reverse
+
+    stale = client_for("mmk_stale-000000000000000000000000000000000")
+    for _ in range(6):
+        assert stale.get(ASSETS).status_code == 401
+    lockouts = AuditEntry.objects.filter(event_type="auth.lockout")
+    assert [(e.details["kind"], e.details["key"]) for e in lockouts] == [("api_address", "127.0.0.1")]
+    denial = AuditEntry.objects.filter(event_type="access.denied").latest("sequence")
+    assert denial.details["reason"] == "source address locked after failed API keys"
+    response = client.post(reverse("login"), {"username": "bob", "password": "Correct-Horse-9"})
+    assert response.status_code == 302 and "_auth_user_id" in client.session
+
+
+def test_failed_sign_ins_from_an_address_do_not_lock_its_api_keys(client_for, personas, key_a, client):
+    from django.urls import reverse
+
+    for name in ["alice", "bob", "charlie", "nobody", "bob"]:
+        client.post(reverse("login"), {"username": name, "password": "Wrong-pass-1"})
+    locked = client.post(reverse("login"), {"username": "charlie", "password": "Correct-Horse-9"})
+    assert locked.status_code == 200  # the address is locked for sign-in
+    raw, _key = key_a
+    assert client_for(raw).get(ASSETS).status_code == 200
+    # A bad key from there is judged (and counted) in the API keys' own bucket.
+    response = client_for("mmk_guess-1111111111111111111111111111111").get(ASSETS)
+    assert response.status_code == 401 and response.json()["detail"] == KEY_INVALID
+    failure = AuditEntry.objects.filter(event_type="auth.login_failed").latest("sequence")
+    assert failure.details["method"] == "api_key" and failure.details["reason"] == "unknown key"
+
+
 def test_expired_and_revoked_keys_are_refused(make_key, client_for, personas):
     raw, key = make_key()
     type(key)._base_manager.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))

@@ -2,12 +2,13 @@
 
 ``ApiKeyView`` is the base of every ``/v1/...`` and ``/api/v1/...`` view. Its authentication
 class finds the key by the hash of the presented secret, refuses revoked / expired keys and keys
-used from outside their allowed networks (bad keys count toward the source address's lockout,
-like failed logins), opens the key's department scope for the rest of the request and names the
-key in the audit context. Its permission class asks the policy layer about the action the view
-is bound to (``required_action``, or one per HTTP method: each API action stands for a scope);
-its throttle counts calls per key and minute in the shared cache. Objects of another department
-answer 404 (recorded) through ``scoped_object_get``.
+used from outside their allowed networks (bad keys count toward the source address's API-key
+lock, a bucket apart from interactive sign-in's: a stale key in one integration must not lock
+out the people behind the same address), opens the key's department scope for the rest of the
+request and names the key in the audit context. Its permission class asks the policy layer about
+the action the view is bound to (``required_action``, or one per HTTP method: each API action
+stands for a scope); its throttle counts calls per key and minute in the shared cache. Objects of
+another department answer 404 (recorded) through ``scoped_object_get``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts.lockout import failure_record, lock_active
+from accounts.lockout import api_key_failure_record, api_key_lock_active
 from accounts.login_policy import current_policy
 from accounts.permissions import (
     Action,
@@ -89,7 +90,7 @@ def _address_locked_cached(source_ip: str | None) -> bool:
 
 
 def _bad_key(request, *, presented: str, reason: str, message: str) -> exceptions.AuthenticationFailed:
-    """Audit and count one failed key (toward the source address's lockout)."""
+    """Audit and count one failed key (toward the source address's API-key lock)."""
     source_ip = getattr(request, "source_ip", None)
     with transaction.atomic():
         audit_record(
@@ -99,7 +100,7 @@ def _bad_key(request, *, presented: str, reason: str, message: str) -> exception
             object_repr=presented[:PREFIX_LENGTH],
             details={"method": "api_key", "reason": reason, "path": request.path[:255]},
         )
-        locked = failure_record(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip, reason=reason)
+        locked = api_key_failure_record(source_ip=source_ip, reason=reason)
     if locked and source_ip:
         cache.set(_lock_cache_key(source_ip), True, timeout=current_policy().login_lockout_seconds)
     return exceptions.AuthenticationFailed(message)
@@ -142,7 +143,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         # seen at the next call because the rows decide).
         locked = False
         if problem is not None or _address_locked_cached(source_ip):
-            locked = lock_active(username=f"api-key:{presented[:PREFIX_LENGTH]}", source_ip=source_ip)
+            locked = api_key_lock_active(source_ip=source_ip)
             if not locked and source_ip:
                 cache.delete(_lock_cache_key(source_ip))
         if locked:
