@@ -4,9 +4,10 @@ Connect: an authenticated, live session (``SessionBoundConsumerMixin``: the user
 ``session.terminate``), an active membership of the department. Origins are checked by
 ``AllowedHostsOriginValidator`` around the whole websocket stack (config/asgi.py).
 
-Every received frame re-checks the session (activity keeps it alive) and the membership (a user
-disabled, removed or demoted since the handshake is disconnected); a watchdog repeats both checks
-while the socket is quiet, so an idle socket closes when the session's idle time runs out.
+Every received frame re-checks the session and the membership (a user disabled, removed or
+demoted since the handshake is disconnected); only ``turn.start`` counts as activity, never a
+ping or a stop frame. A watchdog repeats both checks while the socket is quiet, so an idle socket
+closes when the session's idle time runs out, even while it is pinged.
 
 One turn at a time per socket: validated (``chat_protocol``), rate limited per user, the
 conversation's history and images gathered, submitted to the engine, tokens relayed as they come.
@@ -183,9 +184,10 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
     def _gate(self, touch: bool) -> int | None:
         """The close code if the socket must end now, else None (runs on a database thread).
 
-        The session (logged out, idle, too old; chatting counts as activity) and the membership:
-        any change since the handshake (removed, demoted, department or user disabled) ends the
-        socket, and the person reconnects to be checked afresh.
+        The session (logged out, idle, too old; ``touch``: the frame was a turn, which counts as
+        activity) and the membership: any change since the handshake (removed, demoted,
+        department or user disabled) ends the socket, and the person reconnects to be checked
+        afresh.
         """
         if self._session_check(touch):
             return CLOSE_SESSION_ENDED
@@ -251,14 +253,16 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         try:
             frame = protocol.parse_client_frame(text_data, max_new_tokens_cap=settings.MAX_NEW_TOKENS_CAP)
         except protocol.ProtocolError as problem:
-            if await self._checks_pass(touch=True):
+            if await self._checks_pass(touch=False):
                 await self._error(problem.code, str(problem))
             return
         if frame.type == "turn.start":
+            # Sending a turn is activity (accounts.activity): _start checks with touch=True.
             # The access checks run in the same database round trip as the turn's preparation.
             await self._start(frame.turn, received)
             return
-        if not await self._checks_pass(touch=True):
+        # Pings and stop frames are checked, but keep no session alive (accounts.activity).
+        if not await self._checks_pass(touch=False):
             return
         if frame.type == "ping":
             await self._send_frame(protocol.server_frame("pong"))

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.activity import background
 from accounts.permissions import Action, allowed, authorize_request, department_object_get, requires
 from assets.models import Asset
 from assets.selectors import asset_list
@@ -158,10 +159,11 @@ def conversation_delete_view(request: HttpRequest, department_slug: str, convers
     return redirect("chat:home", department_slug=department_slug)
 
 
+@background
 @requires(Action.CHAT)
 @require_GET
 def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
-    """The status panel's figures, polled by chat.js."""
+    """The status panel's figures, polled by chat.js: a background poll, never activity."""
     engine = current_engine()
     if engine is None:  # loading (the first chat turn or /readyz starts it) or failed
         return JsonResponse({"ready": False})

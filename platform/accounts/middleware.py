@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
+from accounts.activity import activity_record, request_is_activity, request_note_view
 from accounts.login_policy import current_policy
 from accounts.permissions import (
     ADMIN_NETWORK_REFUSED,
@@ -19,26 +20,24 @@ from accounts.permissions import (
     admin_network_allowed,
     refusal_record,
 )
-from accounts.sessions import SESSION_LAST_SEEN_KEY, session_expiry_reason
+from accounts.sessions import session_expiry_reason
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 
-# Writing the session on every request would be a database write per request; a minute of
-# imprecision on a thirty-minute idle timeout is the price of not doing so.
-LAST_SEEN_WRITE_INTERVAL = 60
-
 
 class SessionTimeoutMiddleware:
-    """Ends a session idle for longer than the policy allows, or older than the absolute limit."""
+    """Ends a session idle for longer than the policy allows, or older than the absolute limit,
+    and records activity after the view when the request was one (``accounts.activity``)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        idle_seconds = None
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            now = time.time()
-            reason = session_expiry_reason(request.session, now=now, idle_seconds=current_policy().session_idle_seconds)
+            idle_seconds = current_policy().session_idle_seconds
+            reason = session_expiry_reason(request.session, now=time.time(), idle_seconds=idle_seconds)
             if reason:
                 audit_record(
                     event_type=EventType.SESSION_EXPIRED,
@@ -50,9 +49,16 @@ class SessionTimeoutMiddleware:
                 logout(request)  # flushes the session, forgets its record, closes the websockets
                 request.user = AnonymousUser()
                 request.session_expired = reason
-            elif now - request.session.get(SESSION_LAST_SEEN_KEY, 0) > LAST_SEEN_WRITE_INTERVAL:
-                request.session[SESSION_LAST_SEEN_KEY] = now
-        return self.get_response(request)
+                idle_seconds = None
+        response = self.get_response(request)
+        # Still the same signed-in session (not logged out by the view, not a fresh login).
+        if idle_seconds is not None and request.user.is_authenticated and request_is_activity(request, response):
+            activity_record(request.session, idle_seconds=idle_seconds)
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        request_note_view(request, view_func)
+        return None
 
 
 class AdminNetworkMiddleware:

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import session_views, views
 from accounts.permissions import Action, public
 
 # No namespace: "login" and "logout" are the names Django's settings (LOGIN_URL) refer to.
@@ -15,4 +15,6 @@ urlpatterns = [
     path("two-factor/recovery-codes/", views.recovery_codes, name="recovery-codes"),
     path("password/", views.password_change, name="password-change"),
     path("api/login/", views.api_login, name="api-login"),
+    path("session/", session_views.session_state, name="session-state"),
+    path("session/keep-alive/", session_views.session_keep_alive, name="session-keep-alive"),
 ]

@@ -4,7 +4,8 @@ the same idle and absolute timeouts as HTTP (IA-2 "on HTTP and on websockets ali
 A consumer mixes ``SessionBoundConsumerMixin`` into an ``AsyncWebsocketConsumer`` (run behind
 ``AuthMiddlewareStack``), calls ``await self.session_join()`` in ``connect`` (closing if it returns
 False), ``await self.session_alive()`` on every received message, and ``await self.session_leave()``
-in ``disconnect``.
+in ``disconnect``. Only a frame a person sent counts as activity (``accounts.activity``): the
+consumer passes ``touch=True`` for those alone; pings, stop frames and keep-alives do not.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import time
 
 from channels.db import database_sync_to_async
 
+from accounts.activity import activity_record
 from accounts.login_policy import current_policy
-from accounts.middleware import LAST_SEEN_WRITE_INTERVAL
-from accounts.sessions import SESSION_LAST_SEEN_KEY, session_expiry_reason, session_store, user_group_name
+from accounts.sessions import session_expiry_reason, session_store, user_group_name
 
 CLOSE_SESSION_ENDED = 4401  # application close code: the session is over, sign in again
 
@@ -37,8 +38,11 @@ class SessionBoundConsumerMixin:
         if self._session_group:
             await self.channel_layer.group_discard(self._session_group, self.channel_name)
 
-    async def session_alive(self, *, touch: bool = True) -> bool:
-        """False (and the socket closed) once the HTTP session is idle, too old, or gone."""
+    async def session_alive(self, *, touch: bool = False) -> bool:
+        """False (and the socket closed) once the HTTP session is idle, too old, or gone.
+
+        ``touch``: the frame being answered was a person's action, which keeps the session alive.
+        """
         reason = await database_sync_to_async(self._session_check)(touch)
         if reason:
             await self.close(code=CLOSE_SESSION_ENDED)
@@ -54,9 +58,9 @@ class SessionBoundConsumerMixin:
         if not fresh.exists(key):
             return "gone"  # logged out, disabled, demoted: the session row was deleted
         now = time.time()
-        reason = session_expiry_reason(fresh, now=now, idle_seconds=current_policy().session_idle_seconds)
-        if reason is None and touch and now - fresh.get(SESSION_LAST_SEEN_KEY, 0) > LAST_SEEN_WRITE_INTERVAL:
-            fresh[SESSION_LAST_SEEN_KEY] = now  # chatting is activity: it keeps the session alive
+        idle_seconds = current_policy().session_idle_seconds
+        reason = session_expiry_reason(fresh, now=now, idle_seconds=idle_seconds)
+        if reason is None and touch and activity_record(fresh, idle_seconds=idle_seconds, now=now):
             fresh.save()
         return reason
 

@@ -573,5 +573,10 @@
 
   connect();
   pollStatus();
-  window.setInterval(pollStatus, 5000);
+  // A background poll: it never keeps the session alive (accounts/activity.py), and it stops
+  // once the session has ended (static/js/session.js).
+  var statusPoller = window.setInterval(pollStatus, 5000);
+  document.addEventListener("platform:session-ended", function () {
+    window.clearInterval(statusPoller);
+  });
 })();

@@ -385,11 +385,11 @@ async def test_a_quiet_socket_closes_when_the_session_goes_idle(personas, chat_e
     assert await chat.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_SESSION_ENDED}
 
 
-async def test_activity_on_the_socket_keeps_the_session_alive(personas, chat_engine, settings):
+async def test_pings_and_stop_frames_do_not_keep_the_session_alive(personas, chat_engine, settings):
     chat = await open_chat("bob")
 
-    def last_seen():
-        return chat.http_client.session[SESSION_LAST_SEEN_KEY]
+    def seen_ago():
+        return time.time() - chat.http_client.session[SESSION_LAST_SEEN_KEY]
 
     def age(seconds):
         session = chat.http_client.session
@@ -399,8 +399,38 @@ async def test_activity_on_the_socket_keeps_the_session_alive(personas, chat_eng
     await sync_to_async(age)(settings.SESSION_IDLE_SECONDS - 30)  # close to idle, not yet
     await chat.send_to(text_data=frame("ping"))
     assert (await receive(chat))["type"] == "pong"
-    assert time.time() - await sync_to_async(last_seen)() < 5
+    await chat.send_to(text_data=frame("turn.stop"))
+    assert (await receive(chat))["code"] == protocol.CODE_NO_TURN
+    await chat.send_to(text_data="not a frame")
+    assert (await receive(chat))["type"] == "error"
+    assert await sync_to_async(seen_ago)() >= settings.SESSION_IDLE_SECONDS - 30  # none of them counted
+
+    # Sending a turn is what a person does: it keeps the session alive.
+    await chat.send_to(text_data=frame("turn.start", text="still here", params=SHORT_TURN))
+    await receive_until(chat, {"done"})
+    assert await sync_to_async(seen_ago)() < 5
     await chat.disconnect()
+
+
+async def test_a_pinged_socket_closes_when_the_session_goes_idle(personas, chat_engine, monkeypatch, settings):
+    monkeypatch.setattr(ChatConsumer, "watchdog_seconds", 0.2)
+    chat = await open_chat("bob")
+
+    def age():
+        session = chat.http_client.session
+        session[SESSION_LAST_SEEN_KEY] = time.time() - settings.SESSION_IDLE_SECONDS + 1
+        session.save()
+
+    await sync_to_async(age)()  # one second of idle time left
+
+    async def pinged_until_closed():
+        await chat.send_to(text_data=frame("ping"))
+        answer = await chat.receive_output(timeout=5)
+        return answer if answer["type"] == "websocket.close" else None
+
+    # A keep-alive every 0.2 s does not keep the session: the socket closes as it goes idle.
+    closed = await wait_until_async(pinged_until_closed, timeout=10, interval=0.2)
+    assert closed == {"type": "websocket.close", "code": CLOSE_SESSION_ENDED}
 
 
 async def test_conversations_are_department_scoped(personas, chat_engine):
