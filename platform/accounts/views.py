@@ -289,7 +289,7 @@ def api_login(request: HttpRequest) -> JsonResponse:
 
     Body: {"username", "password", "otp"?}. Answers 200 with the session cookie, or 401 with
     {"error": ...}: "invalid" for every credential failure (locked accounts included), or a
-    stage the browser sign-in must complete first.
+    stage the browser sign-in must complete first. A malformed body answers 400 (audited).
     """
     fields = _api_login_fields(request)
     if fields is None:
