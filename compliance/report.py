@@ -203,10 +203,22 @@ def check_ac3():
 
 @control("AC-4", "Least privilege; separated administrator privileges")
 def check_ac4():
+    from departments.selectors import administrators_holding_department_access
+    from departments.triggers import triggers_missing
+
     superusers = _users().filter(is_active=True, is_superuser=True).count()
+    holding = administrators_holding_department_access()
+    listed = "; ".join(f"{username}: {', '.join(held)}" for username, held in holding.items())
+    missing = triggers_missing(connection)
     return _verdict(
         (superusers == 0, f"{superusers} active superusers"),
         (True, "one administrator role per account (a single field: two roles cannot be stored)"),
+        (not holding, f"administrator accounts holding department access: {listed or 'none'}"),
+        (
+            not missing,
+            "the database refuses department access to administrator accounts"
+            + (f" (triggers missing: {', '.join(missing)})" if missing else " (triggers in place)"),
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.admin_site import console_refusal_defer
 from accounts.forms import AuditedAdminPasswordChangeForm
 from accounts.lockout import lock_release, lock_release_for_user
 from accounts.login_policy import policy_from_settings
@@ -24,7 +25,13 @@ from accounts.models import (
     SecurityPolicy,
     User,
 )
-from accounts.permissions import Action, RefusedForbidden, authorize_request, is_administrator
+from accounts.permissions import (
+    Action,
+    RefusedForbidden,
+    administrator_role_decide,
+    authorize_request,
+    is_administrator,
+)
 from accounts.two_factor import two_factor_remove
 from compliance.admin_audit import AuditedModelAdmin
 from compliance.events import EventType
@@ -32,6 +39,9 @@ from compliance.events import EventType
 ADMIN_ACCOUNT_READ_ONLY = _("Administrator accounts are not managed here.")
 DIRECTORY_ACCOUNT_NO_ROLE = _("Administrator roles are for local accounts only.")
 OWN_ROLE_REFUSED = _("You cannot change your own administrator role.")
+ROLE_FOR_ACCESS_HOLDER_REFUSED = _(
+    "This account holds department memberships or API keys: remove them before giving it an administrator role."
+)
 
 
 @admin.register(User)
@@ -113,10 +123,25 @@ class AdministratorRoleForm(forms.ModelForm):
         model = AdministratorRole
         fields = ["admin_role"]
 
+    console_request = None  # set per request by AdministratorRoleAdmin.get_form
+
     def clean_admin_role(self):
         role = self.cleaned_data["admin_role"]
         if role and self.instance.source != AccountSource.LOCAL:
             raise forms.ValidationError(DIRECTORY_ACCOUNT_NO_ROLE)
+        # Administrators hold no department data (SM-1..3): a member becomes one only without it.
+        decision = administrator_role_decide(self.instance, role)
+        if not decision:
+            console_refusal_defer(
+                self.console_request,
+                decision,
+                action=Action.ROLE_ASSIGN,
+                object_type=self.instance._meta.label_lower,
+                object_id=self.instance.pk,
+                object_repr=self.instance.get_username(),
+                role=role,
+            )
+            raise forms.ValidationError(ROLE_FOR_ACCESS_HOLDER_REFUSED)
         return role
 
 
@@ -133,6 +158,11 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
     readonly_fields = ("username", "first_name", "last_name", "source")
 
     actions = ["reset_administrator_two_factor"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)  # a new class per request
+        form.console_request = request
+        return form
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.pk == request.user.pk:

@@ -19,11 +19,14 @@ from django.urls import URLPattern, URLResolver, reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import (
+    CONSOLE,
     Action,
+    Decision,
     Refused,
     RefusedForbidden,
     SignInRequired,
     authorize_request,
+    decide,
     refusal_record,
 )
 
@@ -45,18 +48,78 @@ def console_enter(request) -> None:
         raise RefusedForbidden(ADMIN_TWO_FACTOR_REFUSED)
 
 
-def _record_unrecorded(request, exc: Exception) -> None:
+# The operation each of ModelAdmin's pages asks the table for (``CONSOLE``), to name the action
+# its refusal was for; a GET of a change page only views.
+_PAGE_OPERATIONS = {
+    "changelist_view": "view",
+    "history_view": "view",
+    "add_view": "add",
+    "change_view": "change",
+    "delete_view": "delete",
+}
+
+
+def _console_target(view, request, kwargs) -> dict:
+    """What a console page is about, for its refusal's entry: the model (``object_type``), the
+    object, the page, and the action of the ``CONSOLE`` table the page takes."""
+    model_admin = getattr(view, "__self__", None)
+    page = getattr(view, "__name__", "")
+    if not isinstance(model_admin, admin.ModelAdmin):
+        app_label = kwargs.get("app_label", "")
+        return {"object_type": f"console.{app_label or page}", "console_page": page}
+    label = model_admin.model._meta.label_lower
+    operation = _PAGE_OPERATIONS.get(page, "")
+    if page == "change_view" and request.method not in ("POST", "PUT"):
+        operation = "view"
+    action = CONSOLE.get(label, {}).get(operation, Action.CONSOLE_ENTER)
+    return {
+        "action": action,
+        "object_type": label,
+        "object_id": str(kwargs.get("object_id", ""))[:64],
+        "console_page": page,
+    }
+
+
+def _record_unrecorded(request, exc: Exception, target: dict) -> None:
     """Django's admin refuses by raising PermissionDenied (a page or an object of another role,
-    an operation the table does not grant) or Http404; those are recorded here, once."""
+    an operation the table does not grant) or Http404; those are recorded here, once, naming the
+    model and page refused."""
     if isinstance(exc, Refused):
         return
+    where = dict(target)
+    action = where.pop("action", Action.CONSOLE_ENTER)
     refusal_record(
-        action=Action.CONSOLE_ENTER,
+        action=action,
         reason=f"console refused: {type(exc).__name__}" + (f" ({exc})" if str(exc) else ""),
         actor=request.user,
         path=request.path,
         method=request.method,
+        **where,
     )
+
+
+def console_refusal_defer(request, decision: Decision, *, action: str, **where) -> None:
+    """A refusal decided inside a console page's own transaction (Django's admin validates and
+    saves a form in ``transaction.atomic``), where ``refusal_record``, which commits on its own,
+    cannot run: ``admin_view`` records it as soon as the page is done."""
+    deferred = getattr(request, "_console_refusals", None)
+    if deferred is None:
+        deferred = request._console_refusals = []
+    deferred.append({"action": action, "reason": decision.reason, **where})
+
+
+def console_decide(request, subject, action: Action, **where) -> Decision:
+    """``decide`` for a check inside a console form: a refusal is recorded once the page is done."""
+    decision = decide(subject, action)
+    if not decision:
+        console_refusal_defer(request, decision, action=action, **where)
+    return decision
+
+
+def _record_deferred(request) -> None:
+    for refusal in getattr(request, "_console_refusals", None) or ():
+        refusal_record(actor=request.user, path=request.path, method=request.method, **refusal)
+    request._console_refusals = []
 
 
 def _mark_console_routes(patterns) -> None:
@@ -97,11 +160,13 @@ class PlatformAdminSite(admin.AdminSite):
             except Refused:
                 raise
             except PermissionDenied as exc:
-                _record_unrecorded(request, exc)
+                _record_unrecorded(request, exc, _console_target(view, request, kwargs))
                 raise RefusedForbidden(str(exc)) from exc
             except Http404 as exc:
-                _record_unrecorded(request, exc)
+                _record_unrecorded(request, exc, _console_target(view, request, kwargs))
                 raise
+            finally:
+                _record_deferred(request)
 
         guarded.policy_action = Action.CONSOLE_ENTER
         return guarded

@@ -57,6 +57,12 @@ NOT_FOR_API_KEYS = "This is not available to API keys."
 SIGN_IN_REQUIRED = "Authentication required."
 API_KEYS_ONLY = "This is for API keys only."
 SWITCH_REFUSED = "The department's policy does not allow this."
+ADMINISTRATOR_HOLDS_NO_DEPARTMENT_ACCESS = (
+    "An administrator account holds no department membership and no department API key."
+)
+ROLE_FOR_DEPARTMENT_ACCESS_HOLDER_REFUSED = (
+    "This account holds department memberships or API keys: remove them before giving it an administrator role."
+)
 
 
 class Action(StrEnum):
@@ -75,7 +81,6 @@ class Action(StrEnum):
     CONSOLE_ENTER = "console.enter"  # any of the three administrators
     USER_MANAGE = "user.manage"
     DEPARTMENT_MANAGE = "department.manage"
-    MEMBERSHIP_MANAGE = "membership.manage"
     ASSET_METADATA_VIEW = "asset.metadata_view"
     MODEL_SETTINGS = "model.settings"
     BACKUP_RUN = "backup.run"
@@ -85,6 +90,7 @@ class Action(StrEnum):
     ADMIN_TWO_FACTOR_RESET = "two_factor.reset_administrator"
     # --- the security administrator (SM-2, AC-5)
     ROLE_ASSIGN = "role.assign"
+    MEMBERSHIP_MANAGE = "membership.manage"  # granting department data access is a permission
     GROUP_MAPPING_MANAGE = "group_mapping.manage"
     LABEL_MANAGE = "label.manage"
     RETENTION_MANAGE = "retention.manage"
@@ -97,6 +103,9 @@ class Action(StrEnum):
     AUDIT_VIEW = "audit.view"
     AUDIT_EXPORT = "audit.export"
     COMPLIANCE_REPORT_VIEW = "compliance_report.view"
+    # --- whom department data access may be given to (a membership, a department API key): the
+    # subject is the account that would hold it, not the one who grants it (SM-1..3, AC-4)
+    DEPARTMENT_ACCESS_HOLD = "department.access_hold"
     # --- inside a department
     DEPARTMENT_ENTER = "department.enter"
     CHAT = "department.chat"
@@ -132,6 +141,8 @@ class Grant:
     admin_network: bool = False  # only from ADMIN_ALLOWED_NETWORKS (every admin action is)
     # A department's own policy switch that must also be on (set by the security administrator)
     department_switch: str = ""
+    # Any account that holds none of the three administrator roles (whether it is signed in or not)
+    non_administrators: bool = False
 
     @property
     def administration(self) -> bool:
@@ -181,13 +192,13 @@ POLICY: Mapping[Action, Grant] = {
     Action.CONSOLE_ENTER: _admins(_S, _X, _A),
     Action.USER_MANAGE: _admins(_S),
     Action.DEPARTMENT_MANAGE: _admins(_S),
-    Action.MEMBERSHIP_MANAGE: _admins(_S),
     Action.ASSET_METADATA_VIEW: _admins(_S, _X),
     Action.MODEL_SETTINGS: _admins(_S),
     Action.BACKUP_RUN: _admins(_S),
     Action.TWO_FACTOR_RESET: _admins(_S),
     Action.ADMIN_TWO_FACTOR_RESET: _admins(_X),
     Action.ROLE_ASSIGN: _admins(_X),
+    Action.MEMBERSHIP_MANAGE: _admins(_X),
     Action.GROUP_MAPPING_MANAGE: _admins(_X),
     Action.LABEL_MANAGE: _admins(_X),
     Action.RETENTION_MANAGE: _admins(_X),
@@ -198,6 +209,8 @@ POLICY: Mapping[Action, Grant] = {
     Action.AUDIT_VIEW: _admins(_A),
     Action.AUDIT_EXPORT: _admins(_A),
     Action.COMPLIANCE_REPORT_VIEW: _admins(_X, _A),
+    # The three administrators administer; none of them holds department data (SM-1..3).
+    Action.DEPARTMENT_ACCESS_HOLD: Grant(non_administrators=True),
     Action.DEPARTMENT_ENTER: _department(_M, _D),
     Action.CHAT: _department(_M, _D),
     Action.ASSET_UPLOAD: _department(_M, _D, scope="assets:write"),
@@ -323,6 +336,10 @@ def decide(
     grant = POLICY[action]
     if grant.public:
         return ALLOWED
+    if grant.non_administrators:
+        if _holds_administrator_role(subject):
+            return _refused(403, _NO_DEPARTMENT_ACCESS_REASON, ADMINISTRATOR_HOLDS_NO_DEPARTMENT_ACCESS)
+        return ALLOWED
     if check_network and grant.administration and not admin_network_allowed(source_ip):
         return _refused(404, "administration from outside ADMIN_ALLOWED_NETWORKS", ADMIN_NETWORK_REFUSED)
     if not _active(subject):
@@ -338,6 +355,9 @@ def decide(
             roles = "/".join(sorted(grant.admin_roles))
             return _refused(403, f"requires administrator role {roles}", ADMIN_ROLE_REFUSED)
         return _refused(403, "granted to API keys only", API_KEYS_ONLY)
+    if _holds_administrator_role(subject):
+        # A membership left from before the upgrade, or written around every guard, opens nothing.
+        return _refused(404, _NO_DEPARTMENT_ACCESS_REASON, DEPARTMENT_REFUSED)
     membership = membership if membership is not None else department_membership(subject, department)
     department_id = getattr(department, "pk", department)
     if membership is None or (department is not None and membership.department_id != department_id):
@@ -386,7 +406,59 @@ def allowed(subject: Any, action: Action, **kwargs: Any) -> bool:
 
 def is_administrator(user: Any) -> bool:
     """Holds one of the three administrator roles (they need two factors and the console)."""
-    return _active(user) and not _is_api_key(user) and user.admin_role in POLICY[Action.CONSOLE_ENTER].admin_roles
+    return _active(user) and _holds_administrator_role(user)
+
+
+def administrator_roles() -> frozenset[str]:
+    """The three administrator roles, for queries that look for their holders."""
+    return frozenset(str(role) for role in POLICY[Action.CONSOLE_ENTER].admin_roles)
+
+
+def _holds_administrator_role(account: Any) -> bool:
+    """An account with one of the three roles, active or not (a disabled administrator's account
+    is still an administrator's: it may be enabled again)."""
+    if account is None or _is_api_key(account):
+        return False
+    return getattr(account, "admin_role", "") in POLICY[Action.CONSOLE_ENTER].admin_roles
+
+
+_NO_DEPARTMENT_ACCESS_REASON = "an administrator account holds no department access"
+
+
+def department_access_holder_authorize(
+    holder: Any, *, acting_user: Any = None, department: Any = None, **where
+) -> None:
+    """Raise a recorded refusal unless ``holder`` may be given department data access (a
+    membership, a department API key): never an administrator account (SM-1..3, AC-4).
+
+    Services call it before their transaction. The entry names who tried (``acting_user``; None:
+    the request's identity) and, as its object, the account that would have held the access.
+    """
+    decision = decide(holder, Action.DEPARTMENT_ACCESS_HOLD)
+    if decision.allowed:
+        return
+    raise refuse(
+        decision,
+        action=Action.DEPARTMENT_ACCESS_HOLD,
+        actor=acting_user,
+        department=department,
+        object_type=holder._meta.label_lower,
+        object_id=holder.pk,
+        object_repr=holder.get_username(),
+        **where,
+    )
+
+
+def administrator_role_decide(account: Any, role: str) -> Decision:
+    """May ``account`` be given ``role`` (or keep it)? An administrator role only while the account
+    holds no department access: its memberships and department API keys go first."""
+    if role not in administrator_roles():
+        return ALLOWED
+    from departments.selectors import department_access_held
+
+    if department_access_held(user=account):
+        return _refused(403, "the account holds department access", ROLE_FOR_DEPARTMENT_ACCESS_HOLDER_REFUSED)
+    return ALLOWED
 
 
 def department_role_grants(role: str) -> frozenset[Action]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -43,6 +44,11 @@ class Department(models.Model):
         return f"{self.name} ({self.slug})"
 
 
+ADMINISTRATOR_MEMBERSHIP_REFUSED = _(
+    "An administrator account cannot be a department member: administrators hold no department data."
+)
+
+
 class MembershipSource(models.TextChoices):
     MANUAL = "manual", _("Added by an administrator")
     DIRECTORY = "directory", _("Directory group mapping")
@@ -64,6 +70,13 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.department.slug} ({self.role})"
+
+    def clean(self) -> None:
+        # Also refused by the services (recorded) and by the database (departments/triggers.py).
+        from accounts.permissions import Action, allowed
+
+        if self.user_id is not None and not allowed(self.user, Action.DEPARTMENT_ACCESS_HOLD):
+            raise ValidationError({"user": ADMINISTRATOR_MEMBERSHIP_REFUSED})
 
 
 # API keys live in their own package; imported here so Django registers the model.

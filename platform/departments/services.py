@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from accounts.permissions import Action, authorize, department_access_holder_authorize
 from accounts.roles import MembershipRole
 from compliance.events import EventType
 from compliance.services import audit_record
@@ -27,7 +28,6 @@ def department_create(
     return department
 
 
-@transaction.atomic
 def membership_add(
     *,
     user,
@@ -36,44 +36,59 @@ def membership_add(
     source: str = MembershipSource.MANUAL,
     acting_user=None,
 ) -> Membership:
-    membership = Membership(user=user, department=department, role=role, source=source)
-    membership.full_clean()
-    membership.save()
-    audit_record(
-        event_type=EventType.MEMBERSHIP_ADD,
-        actor=acting_user,
-        department=department,
-        obj=membership,
-        details={"user": user.get_username(), "role": role, "source": source},
-    )
+    """Give ``user`` access to ``department``. Refused (and recorded, before the transaction) for an
+    administrator account, and for a person who may not manage memberships."""
+    _grantor_authorize(acting_user, department=department)
+    department_access_holder_authorize(user, acting_user=acting_user, department=department)
+    with transaction.atomic():
+        membership = Membership(user=user, department=department, role=role, source=source)
+        membership.full_clean()
+        membership.save()
+        audit_record(
+            event_type=EventType.MEMBERSHIP_ADD,
+            actor=acting_user,
+            department=department,
+            obj=membership,
+            details={"user": user.get_username(), "role": role, "source": source},
+        )
     return membership
 
 
-@transaction.atomic
+def _grantor_authorize(acting_user, *, department: Department) -> None:
+    """A person granting department access must hold the grant for it (the security administrator);
+    the platform itself (``"system"``: the directory mapping, commands) acts on configured policy."""
+    if hasattr(acting_user, "get_username"):
+        authorize(acting_user, Action.MEMBERSHIP_MANAGE, object_type="departments.department", object_id=department.pk)
+
+
 def membership_remove(*, membership: Membership, acting_user=None) -> None:
     department = membership.department
-    details = {"user": membership.user.get_username(), "role": membership.role, "source": membership.source}
-    audit_record(
-        event_type=EventType.MEMBERSHIP_REMOVE,
-        actor=acting_user,
-        department=department,
-        obj=membership,
-        details=details,
-    )
-    membership.delete()
+    _grantor_authorize(acting_user, department=department)
+    with transaction.atomic():
+        details = {"user": membership.user.get_username(), "role": membership.role, "source": membership.source}
+        audit_record(
+            event_type=EventType.MEMBERSHIP_REMOVE,
+            actor=acting_user,
+            department=department,
+            obj=membership,
+            details=details,
+        )
+        membership.delete()
 
 
-@transaction.atomic
 def membership_change_role(*, membership: Membership, role: str, acting_user=None) -> Membership:
-    before = membership.role
-    membership.role = role
-    membership.full_clean()
-    membership.save(update_fields=["role"])
-    audit_record(
-        event_type=EventType.MEMBERSHIP_CHANGE,
-        actor=acting_user,
-        department=membership.department,
-        obj=membership,
-        details={"user": membership.user.get_username(), "before": {"role": before}, "after": {"role": role}},
-    )
+    _grantor_authorize(acting_user, department=membership.department)
+    department_access_holder_authorize(membership.user, acting_user=acting_user, department=membership.department)
+    with transaction.atomic():
+        before = membership.role
+        membership.role = role
+        membership.full_clean()
+        membership.save(update_fields=["role"])
+        audit_record(
+            event_type=EventType.MEMBERSHIP_CHANGE,
+            actor=acting_user,
+            department=membership.department,
+            obj=membership,
+            details={"user": membership.user.get_username(), "before": {"role": before}, "after": {"role": role}},
+        )
     return membership

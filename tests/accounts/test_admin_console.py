@@ -11,7 +11,8 @@ from accounts.models import LoginThrottle, SecurityPolicy, User
 from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.models import Classification
+from departments.models import Classification, Membership
+from departments.services import membership_remove
 from tests.accounts.conftest import TEST_PASSWORD, sign_in_with_totp
 
 pytestmark = pytest.mark.django_db
@@ -27,8 +28,8 @@ PAGES = {
     "login_locks": "/admin/accounts/loginthrottle/",
 }
 SEES = {
-    "system": {"users", "departments", "memberships", "login_locks"},
-    "security": {"roles", "labels", "group_mappings", "security_policy", "login_locks"},
+    "system": {"users", "departments", "login_locks"},
+    "security": {"memberships", "roles", "labels", "group_mappings", "security_policy", "login_locks"},
     "audit": set(),
 }
 
@@ -74,6 +75,7 @@ def test_member_gets_403_and_anonymous_is_sent_to_sign_in(client, personas, page
 def test_index_lists_only_the_roles_models(console):
     models = {m["object_name"] for app in console["security"].get("/admin/").context["app_list"] for m in app["models"]}
     own = {"AdministratorRole", "DepartmentLabel", "DirectoryGroupMapping", "SecurityPolicy", "LoginThrottle"}
+    own |= {"Membership"}  # granting department data access is the security administrator's
     # Plus, where their apps register them, files' labels and retention policies; never anything else.
     # ApiKey: review and revoke; ChatPolicy: whether department admins may read chat content.
     assert own <= models <= own | {"Asset", "RetentionPolicy", "ApiKey", "ChatPolicy"}
@@ -169,6 +171,8 @@ def test_system_admin_disables_a_user_and_the_change_is_audited(console, persona
 
 def test_security_admin_assigns_roles_but_not_their_own(console, personas):
     bob = personas.member
+    # An administrator holds no department access: bob's membership goes first.
+    membership_remove(membership=Membership.objects.get(user=bob), acting_user="system")
     response = console["security"].post(f"/admin/accounts/administratorrole/{bob.pk}/change/", {"admin_role": "audit"})
     assert response.status_code == 302
     bob.refresh_from_db()

@@ -52,7 +52,7 @@ ADMIN_EXPECTED = {
     Action.CONSOLE_ENTER: {"system", "security", "audit"},
     Action.USER_MANAGE: {"system"},
     Action.DEPARTMENT_MANAGE: {"system"},
-    Action.MEMBERSHIP_MANAGE: {"system"},
+    Action.MEMBERSHIP_MANAGE: {"security"},  # department data access is a permission (SM-2)
     Action.ASSET_METADATA_VIEW: {"system", "security"},
     Action.MODEL_SETTINGS: {"system"},
     Action.BACKUP_RUN: {"system"},
@@ -99,8 +99,13 @@ API_SCOPES = {
 }
 
 
+# Whom department data access may be given to: everyone but the three administrators.
+HOLDER_EXPECTED = {Action.DEPARTMENT_ACCESS_HOLD: {"department_admin", "member", "outsider"}}
+
+
 def test_every_action_has_an_expectation():
     covered = PUBLIC | SIGNED_IN | set(ADMIN_EXPECTED) | set(DEPARTMENT_EXPECTED) | set(OWNED_EXPECTED)
+    covered |= set(HOLDER_EXPECTED)
     assert covered | SWITCHED_EXPECTED | set(API_SCOPES) == set(Action) == set(POLICY)
 
 
@@ -225,6 +230,32 @@ def test_api_actions_follow_the_keys_scopes(people, personas, action, system_con
     assert all(outcome(person, action) == FORBIDDEN for person in people.values())
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_department_access_is_held_by_anyone_but_the_administrators(people, role, system_context):
+    person = people[role]
+    expected = OK if role in HOLDER_EXPECTED[Action.DEPARTMENT_ACCESS_HOLD] else FORBIDDEN
+    assert outcome(person, Action.DEPARTMENT_ACCESS_HOLD) == expected
+    person.is_active = False  # a disabled administrator's account is still an administrator's
+    assert outcome(person, Action.DEPARTMENT_ACCESS_HOLD) == expected
+
+
+@pytest.mark.parametrize("role", ["system", "security", "audit"])
+def test_an_administrators_membership_opens_nothing(people, personas, role, system_context):
+    """A membership row written around every guard (here: with the database's guard lifted, as
+    before the upgrade) still lets no administrator into the department."""
+    from django.db import connection
+
+    from departments.models import Membership
+    from departments.triggers import triggers_install, triggers_remove
+
+    triggers_remove(connection)
+    Membership.objects.create(user=people[role], department=personas.department_a, role=MembershipRole.ADMIN)
+    triggers_install(connection)
+    for action in (Action.DEPARTMENT_ENTER, Action.ASSET_VIEW, Action.CONVERSATION_VIEW_ANY):
+        assert outcome(people[role], action, department=personas.department_a) == NOT_FOUND
+        assert last_denial().details["reason"] == "an administrator account holds no department access"
+
+
 def test_inactive_department_or_user_is_404_for_members(people, personas, system_context):
     personas.department_a.is_active = False
     personas.department_a.save()
@@ -247,7 +278,7 @@ CONSOLE_EXPECTED = {
     # model label: {role: operations}
     "accounts.user": {"system": "view add change"},
     "departments.department": {"system": "view add change"},
-    "departments.membership": {"system": "view add change delete"},
+    "departments.membership": {"security": "view add change delete"},
     "accounts.administratorrole": {"security": "view change"},
     "accounts.departmentlabel": {"security": "view change"},
     "accounts.directorygroupmapping": {"security": "view add change delete"},

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import DirectoryGroupMapping
-from accounts.permissions import department_role_strongest
+from accounts.permissions import department_access_holder_authorize, department_role_strongest
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.models import Department, Membership, MembershipSource
@@ -53,10 +53,22 @@ def desired_memberships(group_dns: Iterable[str]) -> dict[int, str]:
     return desired
 
 
-@transaction.atomic
 def memberships_apply(*, user, group_dns: Iterable[str], acting_user="system") -> MembershipChanges:
-    """Make the user's directory memberships match their groups now; audited per change."""
+    """Make the user's directory memberships match their groups now; audited per change.
+
+    An administrator account is given nothing, whatever its groups: refused and recorded before
+    the transaction (administrators are local accounts, so the directory backends never get here
+    with one; this is the service's own guard)."""
     desired = desired_memberships(group_dns)
+    if desired:
+        department_access_holder_authorize(
+            user, acting_user=acting_user, source=MembershipSource.DIRECTORY, groups=sorted(set(group_dns))[:20]
+        )
+    with transaction.atomic():
+        return _memberships_apply(user=user, desired=desired, acting_user=acting_user)
+
+
+def _memberships_apply(*, user, desired: dict[int, str], acting_user) -> MembershipChanges:
     changes = MembershipChanges()
     existing = {m.department_id: m for m in Membership.objects.select_related("department").filter(user=user)}
     for department_id, membership in existing.items():

@@ -307,13 +307,12 @@ def scoped_object_get(
 
 def _creator_entitled(key: ApiKey) -> bool:
     """A key lives only as long as its creator's rights: an audit key while its creator is the
-    audit administrator, a department key while its creator is still in that department (or is
-    the security administrator). Disabling, removing or demoting the creator stops the key."""
+    audit administrator, a department key while its creator is still in that department (never
+    an administrator: they hold no department access). Disabling, removing or demoting the
+    creator stops the key."""
     creator = key.created_by
     if creator is None or not creator.is_active:
         return False
     if key.is_audit_key:
         return allowed(creator, Action.AUDIT_VIEW)
-    if allowed(creator, Action.API_KEY_ADMINISTER):
-        return True
     return allowed(creator, Action.DEPARTMENT_ENTER, department=key.department_id)

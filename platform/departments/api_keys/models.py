@@ -43,6 +43,7 @@ AUDIT_SCOPE_ONLY_FOR_AUDITOR = _(
 DEPARTMENT_REQUIRED = _("A key needs a department (only the audit administrator's audit keys have none).")
 NETWORK_INVALID = _("Not a network: %(value)s (use e.g. 10.1.2.0/24 or 192.0.2.7).")
 EXPIRY_IN_PAST = _("The expiry must be in the future.")
+ADMINISTRATOR_KEY_REFUSED = _("An administrator account cannot own a department API key.")
 
 
 def key_hash(raw_key: str) -> str:
@@ -145,6 +146,12 @@ class ApiKey(models.Model):
                 errors.setdefault("scopes", []).append(AUDIT_SCOPE_ONLY_FOR_AUDITOR)
         elif self.department_id is None:
             errors.setdefault("department", []).append(DEPARTMENT_REQUIRED)
+        elif self.revoked_at is None:
+            from accounts.permissions import Action, allowed
+
+            # Administrators hold no department data (SM-1..3); the database refuses it too.
+            if not allowed(self.created_by, Action.DEPARTMENT_ACCESS_HOLD):
+                errors.setdefault("department", []).append(ADMINISTRATOR_KEY_REFUSED)
         for value in self.allowed_networks or []:
             try:
                 ipaddress.ip_network(str(value).strip(), strict=False)

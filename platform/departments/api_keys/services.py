@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.permissions import department_access_holder_authorize
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.api_keys.models import PREFIX_LENGTH, ApiKey, key_generate, key_hash
@@ -28,7 +29,6 @@ def _username(user: Any) -> str:
     return user.get_username() if hasattr(user, "get_username") else str(user or "system")
 
 
-@transaction.atomic
 def api_key_create(
     *,
     department: Department | None,
@@ -39,36 +39,42 @@ def api_key_create(
     allowed_networks: list[str] | None = None,
     acting_user: Any = None,
 ) -> CreatedKey:
-    """A new key; ``created_by`` owns it (for audit keys: the audit administrator)."""
-    raw = key_generate()
-    key = ApiKey(
-        department=department,
-        name=name,
-        prefix=raw[:PREFIX_LENGTH],
-        secret_hash=key_hash(raw),
-        scopes=sorted(set(scopes)),
-        allowed_networks=[str(value).strip() for value in (allowed_networks or []) if str(value).strip()],
-        expires_at=expires_at or timezone.now() + timedelta(days=settings.API_KEY_DEFAULT_DAYS),
-        created_by=created_by if getattr(created_by, "pk", None) and hasattr(created_by, "get_username") else None,
-        created_by_name=_username(created_by),
-    )
-    with all_departments(reason="an API key's prefix and hash are unique across departments"):
-        key.full_clean()
-        key.save()
-    audit_record(
-        event_type=EventType.API_KEY_CREATE,
-        actor=acting_user if acting_user is not None else created_by,
-        department=department,
-        obj=key,
-        details={
-            "prefix": key.prefix,
-            "name": name,
-            "scopes": key.scopes,
-            "expires_at": key.expires_at.isoformat(),
-            "allowed_networks": key.allowed_networks,
-            "created_by": key.created_by_name,
-        },
-    )
+    """A new key; ``created_by`` owns it (for audit keys: the audit administrator). A department
+    key is department data access: refused (and recorded) for an administrator account."""
+    if department is not None and hasattr(created_by, "get_username"):
+        department_access_holder_authorize(
+            created_by, acting_user=acting_user if acting_user is not None else created_by, department=department
+        )
+    with transaction.atomic():
+        raw = key_generate()
+        key = ApiKey(
+            department=department,
+            name=name,
+            prefix=raw[:PREFIX_LENGTH],
+            secret_hash=key_hash(raw),
+            scopes=sorted(set(scopes)),
+            allowed_networks=[str(value).strip() for value in (allowed_networks or []) if str(value).strip()],
+            expires_at=expires_at or timezone.now() + timedelta(days=settings.API_KEY_DEFAULT_DAYS),
+            created_by=created_by if getattr(created_by, "pk", None) and hasattr(created_by, "get_username") else None,
+            created_by_name=_username(created_by),
+        )
+        with all_departments(reason="an API key's prefix and hash are unique across departments"):
+            key.full_clean()
+            key.save()
+        audit_record(
+            event_type=EventType.API_KEY_CREATE,
+            actor=acting_user if acting_user is not None else created_by,
+            department=department,
+            obj=key,
+            details={
+                "prefix": key.prefix,
+                "name": name,
+                "scopes": key.scopes,
+                "expires_at": key.expires_at.isoformat(),
+                "allowed_networks": key.allowed_networks,
+                "created_by": key.created_by_name,
+            },
+        )
     return CreatedKey(key, raw)
 
 

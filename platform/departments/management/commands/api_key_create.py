@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.permissions import Refused
 from departments.api_keys.models import Scope
 from departments.api_keys.services import api_key_create
 from departments.models import Department
@@ -55,4 +56,6 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        except Refused as refusal:  # an administrator as --owner of a department key (recorded)
+            raise CommandError(str(refusal)) from None
         self.stdout.write(created.raw_key)
