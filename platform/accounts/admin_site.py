@@ -174,9 +174,16 @@ class PlatformAdminSite(admin.AdminSite):
     def get_urls(self):
         urls = super().get_urls()
         for pattern in urls:
-            if isinstance(pattern, URLPattern) and not hasattr(pattern.callback, "policy_action"):
-                # The login page and the final catch-all are the only views Django leaves unwrapped.
-                pattern.callback = self.admin_view(pattern.callback)
+            # The login page is the only view Django does not enter through admin_view on every
+            # request (its site-wide views carry ``admin_site``): wrapping those again would
+            # record each of their refusals twice.
+            callback = getattr(pattern, "callback", None)
+            if (
+                isinstance(pattern, URLPattern)
+                and not hasattr(callback, "policy_action")
+                and getattr(callback, "admin_site", None) is not self
+            ):
+                pattern.callback = self.admin_view(callback)
         _mark_console_routes(urls)
         return urls
 
