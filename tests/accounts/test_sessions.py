@@ -110,10 +110,12 @@ def test_logout_deletes_the_session_and_closes_websockets(personas, channel_laye
     ],
 )
 def test_account_changes_end_every_session_and_websocket(
-    personas, channel_layer, django_capture_on_commit_callbacks, system_context, change, reason
+    personas, make_user, channel_layer, django_capture_on_commit_callbacks, system_context, change, reason
 ):
-    alice = personas.admin  # department administrator of finance
-    laptop, phone = sign_in("alice"), sign_in("alice")
+    # The department administrator of finance; an administrator role can only be given to an
+    # account without department access (SM-1..3), so that change is made to a fresh account.
+    alice = make_user("dana") if change == "admin_role" else personas.admin
+    laptop, phone = sign_in(alice.username), sign_in(alice.username)
     bystander = sign_in("bob")
     alice_socket, bob_socket = websocket_of(channel_layer, alice), websocket_of(channel_layer, personas.member)
     with django_capture_on_commit_callbacks(execute=True):
