@@ -26,9 +26,16 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from accounts.permissions import Action
-from compliance.chain import canonical_json, format_timestamp
+from compliance.chain import canonical_json
 from compliance.events import EventType, Outcome
-from compliance.export import CSV_COLUMNS, FORMATS, UNKNOWN_FORMAT, export_queryset
+from compliance.export import (
+    CSV_COLUMNS,
+    FORMATS,
+    UNKNOWN_FORMAT,
+    csv_cells_neutralise,
+    export_queryset,
+    export_values,
+)
 from compliance.forms import AuditFilterForm
 from compliance.models import AuditEntry
 from compliance.selectors import audit_entry_list
@@ -100,12 +107,11 @@ class AuditEntryListView(AuditView):
 
 
 def _export_line(values: tuple, format: str) -> str:
-    row = list(values)
-    row[1] = format_timestamp(row[1])
+    row = export_values(values)
     if format == "csv":
         row[CSV_COLUMNS.index("details")] = canonical_json(row[CSV_COLUMNS.index("details")])
         buffer = io.StringIO()
-        csv.writer(buffer).writerow(row)
+        csv.writer(buffer).writerow(csv_cells_neutralise(row))
         return buffer.getvalue()
     return json.dumps(dict(zip(CSV_COLUMNS, row, strict=True)), ensure_ascii=False) + "\n"
 

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -16,5 +16,8 @@ class ComplianceConfig(AppConfig):
 
     def ready(self) -> None:
         from compliance import signals  # noqa: F401  (connects the login/logout receivers)
+        from compliance.migration_guard import migrate_guard
 
         post_migrate.connect(_ensure_chain_head, sender=self, dispatch_uid="compliance_chain_head")
+        # Outside dev/test, no migration plan may remove or alter the audit trail (AU-3).
+        pre_migrate.connect(migrate_guard, sender=self, dispatch_uid="compliance_migrate_guard")

@@ -11,10 +11,10 @@ keys and no insignificant white space (stored as that very text). The header lay
 verifier encode a row with three C calls instead of a Python step per field (docs/audit.md).
 
 The tag names the version, so the version is covered by the hash: an entry whose version is
-changed no longer matches. A later format (the sealing clock, encrypted previews) is added with
-``format_register(3, fields)``: the Python sealer and verifier, the PostgreSQL sealer
-(compliance/triggers.py, generated from this registry) and ``audit_verify`` pick each entry's
-format by its version, so older entries still verify under their own.
+changed no longer matches. A later format is added with ``format_register(version, fields)``:
+the Python sealer and verifier, the PostgreSQL sealer (compliance/triggers.py, generated from
+this registry) and ``audit_verify`` pick each entry's format by its version, so older entries
+still verify under their own. audit-v4 added the sealing clock (``sealed_at``).
 """
 
 from __future__ import annotations
@@ -147,12 +147,36 @@ V2 = format_register(
         "details",
     ),
 )
-WRITE_VERSION = V2.version  # what audit_record writes now
 # The fields of audit-v2, for readers that list an entry's columns (exports, benchmarks).
 CANONICAL_FIELDS = V2.fields
 # Objects that carry no version of their own (rows of exports written before entries had one,
 # the benchmarks' synthetic rows) are audit-v2: the only format there was.
 UNVERSIONED = V2.version
+
+# The database's clock when the entry was chained: set by the sealer, never by the writer (the
+# pending table has no such column). audit_verify compares an entry's own time with the clock of
+# the seal before it, which exposes entries back-dated into the pending table (docs/audit.md).
+SEALING_CLOCK = "sealed_at"
+# audit-v4: audit-v2's fields and the sealing clock. Version 3 stays unregistered: the test suite
+# registers formats of its own under it.
+V4 = format_register(4, (*V2.fields, SEALING_CLOCK), timestamp_fields=("timestamp", SEALING_CLOCK))
+WRITE_VERSION = V4.version  # what audit_record writes now
+# A pending entry in a format without the sealing clock (written by a process of the previous
+# release during an upgrade, or inserted by hand with the column's default) is chained in the
+# format that adds the clock to the same fields: every entry chained since audit-v4 carries it,
+# so leaving the version out cannot dodge the check. Entries chained before keep their format.
+SEALED_AS = {V2.version: V4.version}
+
+
+def sealed_version(version: int) -> int:
+    """The format a pending entry of ``version`` is chained in."""
+    return SEALED_AS.get(version, version)
+
+
+def clock_versions() -> tuple[int, ...]:
+    """The registered versions whose entries carry the sealing clock (the only ones the database
+    accepts into the chain since audit-v4)."""
+    return tuple(registered.version for registered in formats() if SEALING_CLOCK in registered.fields)
 
 
 # One encoder, built once: json.dumps() with options builds a new encoder on every call.

@@ -16,11 +16,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RequestContext:
-    request_id: str = ""
+    request_id: str = ""  # the server's own (or its trusted proxy's), never a client's
     source_ip: str | None = None
     user_agent: str = ""
     user: Any = None  # accounts.User or None
     api_key: Any = None  # the API key model instance when a key authenticated the call
+    client_request_id: str = ""  # a validated id the client sent; entries keep it in their details
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar("audit_request_context", default=None)

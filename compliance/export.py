@@ -6,6 +6,10 @@ to the file a manifest (``<file>.manifest.json``) holds the digest, the covered 
 whether the range is complete (every sequence present: such an archive allows the retention
 purge), the ``prev_hash`` the first entry continues from (to re-verify the file offline), and a
 checkpoint signed at export time with the public key to check it.
+
+Every line carries the entry's ``format_version`` and every field a registered format hashes, so
+a file re-verifies offline, entry by entry in its own format (docs/audit.md). CSV cells that a
+spreadsheet would run as a formula are neutralised (``csv_cells_neutralise``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from compliance.chain import CANONICAL_FIELDS, canonical_json, format_timestamp
+from compliance.chain import SEALING_CLOCK, canonical_json, format_timestamp, formats_fields
 from compliance.checkpoints import Checkpoint, checkpoint_sign, key_id, public_key_pem
 from compliance.events import EventType
 from compliance.models import AuditArchive, AuditEntry
@@ -31,9 +35,28 @@ from compliance.sealing import seal_pending
 from compliance.services import audit_record
 
 FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = (*CANONICAL_FIELDS, "prev_hash", "hash")
+# Every field a registered format hashes (audit-v2's first, then the sealing clock), the entry's
+# format version, its links. Entries chained before audit-v4 have an empty sealing clock.
+CSV_COLUMNS = (*formats_fields(), "format_version", "prev_hash", "hash")
 CHUNK_SIZE = 5000
 UNKNOWN_FORMAT = "Unknown export format (use jsonl or csv)."
+_TIMESTAMP_COLUMNS = tuple(CSV_COLUMNS.index(name) for name in ("timestamp", SEALING_CLOCK))
+_DETAILS_COLUMN = CSV_COLUMNS.index("details")
+# CSV injection (OWASP): a spreadsheet runs a cell that starts with = + - @ tab or CR as a
+# formula. Such a text cell gets a leading apostrophe, which spreadsheets show as text; so does
+# a cell that already starts with one, so that removing one leading apostrophe from every cell
+# that has one gives back exactly what was stored (the file re-verifies). The csv module quotes
+# separators, quotes and line breaks, so no text can open a cell of its own.
+CSV_FORMULA_START = frozenset("=+-@\t\r")
+CSV_TEXT_ESCAPE = "'"
+_CSV_ESCAPED_START = CSV_FORMULA_START | {CSV_TEXT_ESCAPE}
+# The columns that hold text from outside (numbers, times, hashes and canonical JSON cannot start so).
+_CSV_TEXT_COLUMNS = tuple(
+    index
+    for index, name in enumerate(CSV_COLUMNS)
+    if name
+    not in {"sequence", "timestamp", SEALING_CLOCK, "department_id", "details", "format_version", "prev_hash", "hash"}
+)
 
 
 class ExportError(ValueError):
@@ -83,6 +106,30 @@ def _rows(queryset):
     return queryset.values_list(*CSV_COLUMNS).iterator(chunk_size=CHUNK_SIZE)
 
 
+def export_values(values: tuple) -> list:
+    """An entry's columns (CSV_COLUMNS) as exported: times in their canonical text."""
+    row = list(values)
+    for index in _TIMESTAMP_COLUMNS:
+        if row[index] is not None:
+            row[index] = format_timestamp(row[index])
+    return row
+
+
+def csv_cells_neutralise(row: list) -> list:
+    """``row`` (exported values, details as canonical JSON text) with every text cell that a
+    spreadsheet would run as a formula, or that starts with the escape itself, escaped."""
+    for index in _CSV_TEXT_COLUMNS:
+        value = row[index]
+        if value and value[0] in _CSV_ESCAPED_START:
+            row[index] = CSV_TEXT_ESCAPE + value
+    return row
+
+
+def csv_cell_value(cell: str) -> str:
+    """What was stored, from an exported CSV text cell (undoes ``csv_cells_neutralise``)."""
+    return cell[1:] if cell.startswith(CSV_TEXT_ESCAPE) else cell
+
+
 def audit_export(
     *,
     output: Path,
@@ -104,7 +151,7 @@ def audit_export(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".part")
     count, first, last, last_hash, first_prev = 0, None, None, "", None
-    sequence_index, timestamp_index, details_index = 0, 1, CSV_COLUMNS.index("details")
+    sequence_index = CSV_COLUMNS.index("sequence")
     with partial.open("wb") as raw:
         sink = _HashingWriter(raw)
         text = io.TextIOWrapper(io.BufferedWriter(sink, buffer_size=1 << 20), encoding="utf-8", newline="")
@@ -113,11 +160,10 @@ def audit_export(
             writer.writerow(CSV_COLUMNS)
         dumps = json.dumps
         for values in _rows(export_queryset(since=since, until=until, department=department)):
-            row = list(values)
-            row[timestamp_index] = format_timestamp(row[timestamp_index])
+            row = export_values(values)
             if writer is not None:
-                row[details_index] = canonical_json(row[details_index])
-                writer.writerow(row)
+                row[_DETAILS_COLUMN] = canonical_json(row[_DETAILS_COLUMN])
+                writer.writerow(csv_cells_neutralise(row))
             else:
                 text.write(dumps(dict(zip(CSV_COLUMNS, row, strict=True)), ensure_ascii=False))
                 text.write("\n")
@@ -182,7 +228,14 @@ def audit_export(
         "checkpoint": checkpoint.as_json() if checkpoint else None,
         "signing_key_id": key_id(),
         "signing_public_key": public_key_pem(),
-        "canonical_format": "audit-v1: hash = SHA-256(prev_hash || canonical(entry)), see docs/audit.md",
+        "canonical_format": (
+            "hash = SHA-256(prev_hash || canonical(entry)), canonical in the format its format_version names "
+            "(docs/audit.md); entries without a format_version are audit-v2"
+        ),
+        "csv_text_escape": (
+            "CSV only: a text cell starting with = + - @ tab, CR or ' has a ' prepended (spreadsheet formula "
+            "injection); remove one leading ' to get the stored text"
+        ),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return ExportResult(output, manifest_path, digest, count, first, last, complete, checkpoint, archive)

@@ -33,9 +33,25 @@ def _is_trusted_proxy(address: str) -> bool:
     return any(ip in network for network in settings.TRUSTED_PROXIES)
 
 
-def request_id_from(meta: dict) -> str:
-    supplied = meta.get("HTTP_X_REQUEST_ID", "")
-    return supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+def _valid_request_id(value: str) -> str:
+    return value if _REQUEST_ID.match(value) else ""
+
+
+def request_ids_from(meta: dict) -> tuple[str, str]:
+    """(the server's own request id, the id the client supplied or "").
+
+    The server's own id is the trusted proxy's (nginx's ``$request_id``, which ties its log to
+    ours) or a new one; never a client's. What a client sent — ``X-Request-ID`` straight to the
+    app, or through the proxy, which passes it on as ``X-Client-Request-ID`` — is validated and
+    kept apart, so that an entry can name it without the client choosing the entry's id.
+    """
+    remote = normalise_ip(meta.get("REMOTE_ADDR"))
+    if remote and _is_trusted_proxy(remote):
+        own = _valid_request_id(meta.get("HTTP_X_REQUEST_ID", ""))
+        supplied = _valid_request_id(meta.get("HTTP_X_CLIENT_REQUEST_ID", ""))
+    else:
+        own, supplied = "", _valid_request_id(meta.get("HTTP_X_REQUEST_ID", ""))
+    return own or uuid.uuid4().hex, supplied
 
 
 class RequestContextMiddleware:
@@ -45,8 +61,10 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        request_id, client_request_id = request_ids_from(request.META)
         context = RequestContext(
-            request_id=request_id_from(request.META),
+            request_id=request_id,
+            client_request_id=client_request_id,
             source_ip=client_address(request.META),
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
         )

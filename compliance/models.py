@@ -102,6 +102,10 @@ class AuditEntry(AuditFields):
     # Not unique: the chain's guards are the primary key on sequence and the unique prev_hash
     # (two entries cannot follow the same one); one fewer index to maintain per entry.
     hash = models.CharField(_("hash"), max_length=64)
+    # The database's clock when the sealer chained the entry (chain.SEALING_CLOCK), hashed from
+    # audit-v4 on; empty for entries chained before. Set by the sealer only: the pending table
+    # has no such column, and the database refuses an entry whose clock is not its own.
+    sealed_at = models.DateTimeField(_("sealed at (database clock)"), null=True, blank=True)
 
     objects = AuditEntryQuerySet.as_manager()
 

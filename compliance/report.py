@@ -296,6 +296,10 @@ def check_au3():
             else f"audit chain broken: {result.message}",
         ),
         (
+            not result.backdated_count,
+            f"back-dated entries (manage.py audit_verify lists them): {result.backdated_count}",
+        ),
+        (
             latest is not None,
             f"latest signed checkpoint: #{latest.sequence} at {latest.time}" if latest else "no signed checkpoint yet",
         ),

@@ -37,12 +37,14 @@ import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import DEFERRED as DEFERRED_FIELD
 
 from compliance import libpq_append
-from compliance.chain import WRITE_VERSION, chain_hash
+from compliance.chain import WRITE_VERSION, chain_hash, sealed_version
 from compliance.models import AuditChainHead, AuditEntry, AuditPending
 
 logger = logging.getLogger(__name__)
@@ -76,19 +78,32 @@ def _forward_after_commit(first: int | None, last: int | None) -> None:
     transaction.on_commit(forward, robust=True)
 
 
+def _database_clock() -> datetime:
+    """SQLite's clock (the PostgreSQL sealer reads its own, server-side)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+        return datetime.fromisoformat(cursor.fetchone()[0]).replace(tzinfo=UTC)
+
+
 def _seal_python(*, wait: bool) -> dict[int, AuditEntry] | None:
     head = AuditChainHead.objects.select_for_update(skip_locked=not wait).filter(pk=1).first()
     if head is None:
         return None
     sequence, prev_hash = head.sequence, head.hash
     sealed: dict[int, AuditEntry] = {}
+    # The sealing clock, read before the pending entries are (as compliance_audit_seal does).
+    clock = _database_clock()
     batch = list(AuditPending.objects.order_by("id")[:BATCH])
     entries = []
     for pending in batch:
         sequence += 1
         entry = AuditEntry(
-            sequence=sequence, prev_hash=prev_hash, **{name: getattr(pending, name) for name in CONTENT_FIELDS}
+            sequence=sequence,
+            prev_hash=prev_hash,
+            **{name: getattr(pending, name) for name in CONTENT_FIELDS},
+            sealed_at=clock,
         )
+        entry.format_version = sealed_version(pending.format_version)
         entry.hash = prev_hash = chain_hash(prev_hash, entry)
         entries.append(entry)
         sealed[pending.id] = entry
@@ -145,7 +160,8 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     One round trip on PostgreSQL (compliance_audit_append). Returns the chained entry, or the
     pending one when it was left to this process's background sealer (woken after the commit).
     ``details_text`` is the canonical JSON of ``values["details"]``. The entry is written in
-    ``chain.WRITE_VERSION`` unless ``values`` names a format version.
+    ``chain.WRITE_VERSION`` unless ``values`` names a format version. The returned entry's sealing
+    clock is read from the database when first asked for (nothing on the write path needs it).
     """
     values = {"format_version": WRITE_VERSION, **values}
     if connection.vendor != "postgresql":
@@ -177,7 +193,16 @@ def append(values: dict, details_text: str, *, wait: bool) -> AuditEntry | Audit
     if sequence is None:
         return _as_read(AuditPending, {"id": pending_id, **values})
     _forward_after_commit(first, last)
-    return _as_read(AuditEntry, {"sequence": sequence, "prev_hash": prev_hash, "hash": entry_hash, **values})
+    return _as_read(
+        AuditEntry,
+        {
+            "sequence": sequence,
+            "prev_hash": prev_hash,
+            "hash": entry_hash,
+            **values,
+            "format_version": sealed_version(values["format_version"]),
+        },
+    )
 
 
 _APPEND_SQL = (
@@ -188,10 +213,13 @@ _APPEND_SQL = (
 
 def _as_read(model: type[AuditEntry | AuditPending], values: dict) -> AuditEntry | AuditPending:
     """The instance as if read from the database (``Model.from_db``), without a round trip: the
-    database stored exactly ``values`` (``details`` stays the dict passed in)."""
+    database stored exactly ``values`` (``details`` stays the dict passed in). A field missing
+    from ``values`` (the sealing clock) is deferred: read from the database if asked for."""
     fields = model._meta.concrete_fields
     return model.from_db(
-        connection.alias, [field.attname for field in fields], [values[field.attname] for field in fields]
+        connection.alias,
+        [field.attname for field in fields],
+        [values.get(field.attname, DEFERRED_FIELD) for field in fields],
     )
 
 

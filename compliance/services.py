@@ -101,6 +101,9 @@ def audit_record(
         else:
             department_id, department_slug = department.pk, department.slug
 
+    if context is not None and context.client_request_id and (details is None or isinstance(details, dict)):
+        # Kept apart from the entry's own request id, and named as what the client said it was.
+        details = {**(details or {}), "client_request_id": context.client_request_id}
     details, details_text = _details(details)
     values = {
         "timestamp": timezone.now(),

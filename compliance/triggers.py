@@ -6,9 +6,11 @@ triggers make the database refuse instead:
 
 - ``compliance_auditentry``: UPDATE and TRUNCATE always fail. INSERT must extend the chain: the
   entry right after the head links to the head's hash, and each further entry the sealer inserts
-  in the same transaction links to the one before it. DELETE succeeds only for an entry that is
-  older than the 180-day legal floor **and** covered by a complete recorded export
-  (``compliance_auditarchive``) **and** at or below a recorded purge anchor
+  in the same transaction links to the one before it; and it must carry the database's own
+  clock at sealing (``sealed_at`` within the inserting statement's lifetime, in a format that
+  hashes it), so nobody with INSERT rights chooses an entry's sealing time. DELETE succeeds
+  only for an entry that is older than the 180-day legal floor **and** covered by a complete
+  recorded export (``compliance_auditarchive``) **and** at or below a recorded purge anchor
   (``compliance_auditanchor``): even raw SQL cannot delete a young or unexported entry.
 - ``compliance_auditpending`` (entries written, not yet chained): UPDATE and TRUNCATE always
   fail; DELETE succeeds only once an entry with the same content is in the chain (the sealer
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from compliance.chain import formats, formats_fields
+from compliance.chain import SEALED_AS, SEALING_CLOCK, clock_versions, formats, formats_fields
 
 FLOOR_DAYS = 180  # must equal settings.AUDIT_RETENTION_FLOOR_DAYS; a test checks that
 DELETE_REFUSED = (
@@ -41,6 +43,17 @@ GUARDED_TABLES = (
 )
 
 _TEXT_TIMESTAMP = """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+CLOCK_SLACK_SECONDS = 60  # a system clock stepped back (NTP) while a statement runs must not fail a seal
+
+
+def _sealed_version_sql(column: str) -> str:
+    """The version a pending entry of version ``column`` is chained in (chain.SEALED_AS)."""
+    whens = " ".join(f"WHEN {old:d} THEN {new:d}" for old, new in sorted(SEALED_AS.items()))
+    return f"CASE {column} {whens} ELSE {column} END" if whens else column
+
+
+def _clock_versions_sql() -> str:
+    return ", ".join(str(version) for version in clock_versions()) or "NULL"
 
 
 def _seal_encoding_sql() -> tuple[str, str]:
@@ -52,6 +65,8 @@ def _seal_encoding_sql() -> tuple[str, str]:
     for name in formats_fields():
         if name == "sequence":  # what the sealer is about to give the entry
             text = "(first_sequence + row_number() OVER (ORDER BY q.id) - 1)::text"
+        elif name == SEALING_CLOCK:  # the sealer's own clock, already in its canonical text
+            text = "seal_clock_text"
         elif name in timestamps:
             text = _TEXT_TIMESTAMP.format(column=f'q."{name}"')
         else:
@@ -95,6 +110,16 @@ BEGIN
     LIMIT 1;
     IF broken IS NOT NULL THEN
         RAISE EXCEPTION 'audit chain: entry % does not extend the chain', broken;
+    END IF;
+    -- The sealing clock is the database's, read during this very statement (give or take a
+    -- clock step), in a format that hashes it: whoever inserts cannot choose it, nor leave it out.
+    SELECT a.sequence INTO broken FROM added a
+    WHERE a.format_version NOT IN ({_clock_versions_sql()}) OR a.sealed_at IS NULL
+       OR a.sealed_at < statement_timestamp() - interval '{CLOCK_SLACK_SECONDS} seconds'
+       OR a.sealed_at > clock_timestamp()
+    LIMIT 1;
+    IF broken IS NOT NULL THEN
+        RAISE EXCEPTION 'audit chain: entry % does not carry the database''s clock at sealing', broken;
     END IF;
     RETURN NULL;
 END
@@ -146,7 +171,7 @@ BEGIN
           AND e.outcome = g.outcome AND e.object_type = g.object_type AND e.object_id = g.object_id
           AND e.object_repr = g.object_repr AND coalesce(e.source_ip, '') = coalesce(g.source_ip, '')
           AND e.user_agent = g.user_agent AND e.request_id = g.request_id AND e.details = g.details
-          AND e.format_version = g.format_version
+          AND e.format_version = {_sealed_version_sql("g.format_version")}
     )
     LIMIT 1;
     IF unchained IS NOT NULL THEN
@@ -186,6 +211,8 @@ DECLARE
     prev_hashes varchar[] := ARRAY[]::varchar[];
     hashes varchar[] := ARRAY[]::varchar[];
     null_length constant bytea := decode('ffffffff', 'hex');
+    seal_clock timestamptz;
+    seal_clock_text text;
 BEGIN
     chained := 0;
     IF lock_wait THEN
@@ -200,6 +227,10 @@ BEGIN
         END IF;
     END IF;
     first_sequence := head_sequence + 1;
+    -- The database's clock at sealing (chain.SEALING_CLOCK), read once the head is ours and
+    -- before the pending entries are: an entry this seal does not see committed after it.
+    seal_clock := clock_timestamp();
+    seal_clock_text := {_TEXT_TIMESTAMP.format(column="seal_clock")};
     -- The canonical bytes of the whole batch in one statement (the entry's tag, the header of its
     -- fields' lengths, -1 for null, then the texts); only the hashing itself is a loop, each hash
     -- needing the last.
@@ -209,7 +240,7 @@ BEGIN
            ORDER BY t.id)
     INTO ids, versions, payloads
     FROM (
-        SELECT q.id, q.format_version AS entry_version,
+        SELECT q.id, {_sealed_version_sql("q.format_version")} AS entry_version,
                {seal_columns}
         FROM (SELECT * FROM compliance_auditpending ORDER BY id LIMIT batch) q
     ) t;
@@ -236,12 +267,12 @@ BEGIN
     INSERT INTO compliance_auditentry (
         sequence, "timestamp", actor_type, actor_id, actor_name, department_id, department_slug, event_type,
         outcome, object_type, object_id, object_repr, source_ip, user_agent, request_id, details, format_version,
-        prev_hash, hash
+        sealed_at, prev_hash, hash
     )
     SELECT first_sequence + c.ordinality - 1, q."timestamp", q.actor_type, q.actor_id, q.actor_name,
            q.department_id, q.department_slug, q.event_type, q.outcome, q.object_type, q.object_id,
-           q.object_repr, q.source_ip, q.user_agent, q.request_id, q.details, q.format_version,
-           prev_hashes[c.ordinality], hashes[c.ordinality]
+           q.object_repr, q.source_ip, q.user_agent, q.request_id, q.details, versions[c.ordinality],
+           seal_clock, prev_hashes[c.ordinality], hashes[c.ordinality]
     FROM unnest(ids) WITH ORDINALITY AS c(pending_id, ordinality)
     JOIN compliance_auditpending q ON q.id = c.pending_id
     ORDER BY c.ordinality;
@@ -342,12 +373,15 @@ DROP FUNCTION IF EXISTS compliance_append_only_refuse();
 DROP SEQUENCE IF EXISTS compliance_audit_sealed_mark;
 """
 
+
 # SQLite has no TRUNCATE: "DELETE FROM t" is its truncate, and a DELETE trigger turns off the
-# truncate optimisation, so the row trigger below also covers it.
-_SQLITE_STATEMENTS = [
-    """CREATE TRIGGER compliance_auditentry_no_update BEFORE UPDATE ON compliance_auditentry
+# truncate optimisation, so the row trigger below also covers it. Built when installed, like the
+# PostgreSQL functions: the versions named come from compliance.chain's registry.
+def _sqlite_statements() -> list[str]:
+    return [
+        """CREATE TRIGGER compliance_auditentry_no_update BEFORE UPDATE ON compliance_auditentry
     BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END""",
-    f"""CREATE TRIGGER compliance_auditentry_delete BEFORE DELETE ON compliance_auditentry
+        f"""CREATE TRIGGER compliance_auditentry_delete BEFORE DELETE ON compliance_auditentry
     WHEN NOT (
         OLD."timestamp" < datetime('now', '-{FLOOR_DAYS} days')
         AND EXISTS (SELECT 1 FROM compliance_auditanchor a WHERE a.sequence >= OLD.sequence)
@@ -355,7 +389,7 @@ _SQLITE_STATEMENTS = [
                     WHERE x.complete = 1 AND x.first_sequence <= OLD.sequence AND x.last_sequence >= OLD.sequence)
     )
     BEGIN SELECT RAISE(ABORT, '{DELETE_REFUSED}'); END""",  # noqa: S608  (constants only, no input)
-    """CREATE TRIGGER compliance_auditentry_insert BEFORE INSERT ON compliance_auditentry
+        """CREATE TRIGGER compliance_auditentry_insert BEFORE INSERT ON compliance_auditentry
     WHEN NOT COALESCE(
         (NEW.sequence IS (SELECT h.sequence + 1 FROM compliance_auditchainhead h WHERE h.id = 1)
          AND NEW.prev_hash IS (SELECT h.hash FROM compliance_auditchainhead h WHERE h.id = 1))
@@ -364,9 +398,15 @@ _SQLITE_STATEMENTS = [
         0
     )
     BEGIN SELECT RAISE(ABORT, 'audit chain: entry does not extend the chain'); END""",
-    """CREATE TRIGGER compliance_auditpending_update BEFORE UPDATE ON compliance_auditpending
+        # After the chain check (AFTER triggers run once every BEFORE trigger let the row in). SQLite
+        # has no statement clock: the Python sealer reads 'now' just before it inserts.
+        f"""CREATE TRIGGER compliance_auditentry_clock AFTER INSERT ON compliance_auditentry
+    WHEN NEW.format_version NOT IN ({_clock_versions_sql()}) OR NEW.sealed_at IS NULL
+        OR abs(julianday(NEW.sealed_at) - julianday('now')) * 86400 > {CLOCK_SLACK_SECONDS}
+    BEGIN SELECT RAISE(ABORT, 'audit chain: entry does not carry the database''s clock at sealing'); END""",
+        """CREATE TRIGGER compliance_auditpending_update BEFORE UPDATE ON compliance_auditpending
     BEGIN SELECT RAISE(ABORT, 'pending audit entries cannot be changed: UPDATE refused'); END""",
-    """CREATE TRIGGER compliance_auditpending_delete BEFORE DELETE ON compliance_auditpending
+        f"""CREATE TRIGGER compliance_auditpending_delete BEFORE DELETE ON compliance_auditpending
     WHEN NOT EXISTS (
         SELECT 1 FROM compliance_auditentry e
         WHERE e."timestamp" = OLD."timestamp" AND e.actor_type = OLD.actor_type AND e.actor_id = OLD.actor_id
@@ -375,25 +415,27 @@ _SQLITE_STATEMENTS = [
           AND e.outcome = OLD.outcome AND e.object_type = OLD.object_type AND e.object_id = OLD.object_id
           AND e.object_repr = OLD.object_repr AND e.source_ip IS OLD.source_ip
           AND e.user_agent = OLD.user_agent AND e.request_id = OLD.request_id AND e.details = OLD.details
-          AND e.format_version = OLD.format_version
+          AND e.format_version = {_sealed_version_sql("OLD.format_version")}
     )
-    BEGIN SELECT RAISE(ABORT, 'pending audit entry: DELETE refused (only the sealer removes it, once chained)'); END""",
-    """CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
+    BEGIN SELECT RAISE(ABORT, 'pending audit entry: DELETE refused (only the sealer removes it, once chained)'); END""",  # noqa: S608  (the registry's numbers only, no input)
+        """CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
     WHEN NOT (NEW.id = OLD.id AND NEW.sequence > OLD.sequence
               AND NEW.hash IS (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence))
     BEGIN SELECT RAISE(ABORT, 'audit chain head only moves forward to the newest entry'); END""",
-    """CREATE TRIGGER compliance_auditchainhead_delete BEFORE DELETE ON compliance_auditchainhead
+        """CREATE TRIGGER compliance_auditchainhead_delete BEFORE DELETE ON compliance_auditchainhead
     BEGIN SELECT RAISE(ABORT, 'audit chain head cannot be deleted'); END""",
-    """CREATE TRIGGER compliance_auditarchive_update BEFORE UPDATE ON compliance_auditarchive
+        """CREATE TRIGGER compliance_auditarchive_update BEFORE UPDATE ON compliance_auditarchive
     BEGIN SELECT RAISE(ABORT, 'compliance_auditarchive is append-only: UPDATE refused'); END""",
-    """CREATE TRIGGER compliance_auditarchive_delete BEFORE DELETE ON compliance_auditarchive
+        """CREATE TRIGGER compliance_auditarchive_delete BEFORE DELETE ON compliance_auditarchive
     BEGIN SELECT RAISE(ABORT, 'compliance_auditarchive is append-only: DELETE refused'); END""",
-    """CREATE TRIGGER compliance_auditanchor_update BEFORE UPDATE ON compliance_auditanchor
+        """CREATE TRIGGER compliance_auditanchor_update BEFORE UPDATE ON compliance_auditanchor
     BEGIN SELECT RAISE(ABORT, 'compliance_auditanchor is append-only: UPDATE refused'); END""",
-    """CREATE TRIGGER compliance_auditanchor_delete BEFORE DELETE ON compliance_auditanchor
+        """CREATE TRIGGER compliance_auditanchor_delete BEFORE DELETE ON compliance_auditanchor
     BEGIN SELECT RAISE(ABORT, 'compliance_auditanchor is append-only: DELETE refused'); END""",
-]
-SQLITE_TRIGGER_NAMES = [statement.split()[2] for statement in _SQLITE_STATEMENTS]
+    ]
+
+
+SQLITE_TRIGGER_NAMES = [statement.split()[2] for statement in _sqlite_statements()]
 
 
 class UnsupportedDatabase(RuntimeError):
@@ -405,7 +447,7 @@ def _statements(connection: BaseDatabaseWrapper, *, install: bool) -> list[str]:
         return [_pg_install() if install else _PG_REMOVE]
     if connection.vendor == "sqlite":
         if install:
-            return list(_SQLITE_STATEMENTS)
+            return _sqlite_statements()
         return [f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGER_NAMES]
     raise UnsupportedDatabase(f"no audit immutability triggers for {connection.vendor}: use PostgreSQL or SQLite")
 

@@ -27,7 +27,20 @@ rolled_back         a checkpoint was signed past the newest entry: rollback or t
 bad_signature       a line of the checkpoint log does not verify with the signing key
 unknown_format      the entry names a format version that is not registered (compliance.chain):
                     its version was changed, or it was written by a newer release
+checkpoint_missing  the chain records a checkpoint (an audit.checkpoint entry, an export) that
+                    the checkpoint log does not hold: the log was deleted, shortened or
+                    replaced by an older copy
+tables_missing      an audit table does not exist (dropped)
+head_missing        the chain head row does not exist (deleted)
+unreadable          the audit tables cannot be read as this release expects (a column dropped
+                    or altered): the database error is in the message
 ==================  ======================================================================
+
+Besides breaks, the walk reports **back-dated entries** (``VerifyResult.backdated``): entries
+whose own time is earlier than the sealing clock of the chain head they were chained after, by
+more than BACKDATING_TOLERANCE, i.e. inserted into the pending table with a time in the past.
+The chain itself is intact around them (it faithfully holds what was inserted), so they are a
+finding about those entries, not a break: ``audit_verify`` lists them and exits 3.
 """
 
 from __future__ import annotations
@@ -39,16 +52,26 @@ import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
-from compliance.chain import NULL_LENGTH, CanonicalFormat, format_timestamp, formats, formats_fields
+from compliance.chain import (
+    NULL_LENGTH,
+    SEALING_CLOCK,
+    CanonicalFormat,
+    format_timestamp,
+    formats,
+    formats_fields,
+)
 from compliance.checkpoints import KIND_ANCHOR, KIND_CHECKPOINT, Checkpoint, checkpoints_read, log_path
-from compliance.models import GENESIS_HASH, AuditAnchor, AuditChainHead
-from compliance.sealing import pending_status
+from compliance.events import EventType
+from compliance.models import GENESIS_HASH, AuditAnchor, AuditChainHead, AuditEntry
+from compliance.sealing import BATCH, pending_status
+from compliance.triggers import GUARDED_TABLES
 
 
 class BreakKind(StrEnum):
@@ -67,6 +90,21 @@ class BreakKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     BAD_SIGNATURE = "bad_signature"
     UNKNOWN_FORMAT = "unknown_format"
+    CHECKPOINT_MISSING = "checkpoint_missing"
+    TABLES_MISSING = "tables_missing"
+    HEAD_MISSING = "head_missing"
+    UNREADABLE = "unreadable"
+
+
+class BackdatedEntry(NamedTuple):
+    """An entry whose own time precedes, beyond the tolerance, a seal it was not chained by."""
+
+    sequence: int
+    timestamp: str  # the entry's own time (canonical text)
+    sealed_after: str  # the reference seal's clock (canonical text, the database's clock)
+
+
+BACKDATED_LISTED = 100  # back-dated entries listed at most (all are counted)
 
 
 @dataclass
@@ -83,6 +121,13 @@ class VerifyResult:
     latest_checkpoint: Checkpoint | None = None
     anchor_sequence: int | None = None
     warnings: list[str] = field(default_factory=list)
+    backdated: list[BackdatedEntry] = field(default_factory=list)  # the first BACKDATED_LISTED
+    backdated_count: int = 0
+
+    def backdated_add(self, sequence: int, stamp: bytes, reference: bytes) -> None:
+        self.backdated_count += 1
+        if len(self.backdated) < BACKDATED_LISTED:
+            self.backdated.append(BackdatedEntry(sequence, stamp.decode(), reference.decode()))
 
 
 class _Break(Exception):
@@ -99,6 +144,62 @@ class _Break(Exception):
 FETCH_SIZE = 5000
 _COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"\\": b"\\"}
 _COPY_ESCAPE = re.compile(rb"\\(.)")
+
+
+# How much earlier than the chain head's sealing clock an entry's own time may be. An entry is
+# timed by audit_record, inside its action's transaction, and is chained once that commits: if a
+# seal ran meanwhile, the entry's time precedes that seal by as much as the rest of its
+# transaction took (and by the skew between the application's clock and the database's). Beyond
+# this, the entry was not written when it says: back-dated into the pending table.
+BACKDATING_TOLERANCE = timedelta(minutes=10)
+
+
+def _clock_positions(registered: CanonicalFormat) -> tuple[int, int] | None:
+    """Where an entry of this format has its own time and its sealing clock (None: no clock)."""
+    if SEALING_CLOCK not in registered.fields:
+        return None
+    return registered.fields.index("timestamp"), registered.fields.index(SEALING_CLOCK)
+
+
+def _backdated(stamp: bytes, reference: bytes) -> bool:
+    """Is the entry's time (a canonical timestamp text) earlier than the reference sealing clock
+    by more than the tolerance? Asked only when it is earlier at all (the texts compare in time
+    order), so the parsing is off the hot path."""
+    return datetime.fromisoformat(stamp.decode()) < datetime.fromisoformat(reference.decode()) - BACKDATING_TOLERANCE
+
+
+class SealingClocks:
+    """The reference an entry's own time is checked against: the clock of the seal before its
+    own that chained everything pending it could see (one that took fewer than the sealer's
+    batch limit). An entry chained later was not committed at that seal, so it was written
+    after it, or during a transaction still open then.
+
+    Entries sealed together share their clock, so a run of equal clocks is one seal. Entries
+    without a clock (chained before audit-v4) reset the reference. ``check`` returns the
+    reference an entry is back-dated against, or None.
+    """
+
+    __slots__ = ("batch", "size", "reference")
+
+    def __init__(self) -> None:
+        self.batch: bytes | None = None
+        self.size = 0
+        self.reference: bytes | None = None
+
+    def check(self, stamp: bytes, sealed: bytes | None) -> bytes | None:
+        if sealed is None:
+            self.batch = self.reference = None
+            self.size = 0
+            return None
+        if sealed != self.batch:
+            if self.batch is not None and self.size < BATCH:
+                self.reference = self.batch
+            self.batch, self.size = sealed, 0
+        self.size += 1
+        reference = self.reference
+        if reference is not None and stamp < reference and _backdated(stamp, reference):
+            return reference
+        return None
 
 
 def _timestamp_fields() -> set[str]:
@@ -212,11 +313,10 @@ def copy_statement(after_sequence: int) -> str:
 
 def _fast_plans() -> tuple[dict[bytes, tuple], int]:
     """How the fast pass reads each registered version from a COPY line (the registered fields,
-    then the version, prev_hash and hash; the last three popped): (its tag, whether its fields
-    are the whole rest of the line, else their positions, a getter of its fields that may be
-    NULL, their positions, its header packer); and the position of the sequence number."""
-    from compliance.models import AuditEntry
-
+    then the version, prev_hash and hash; the last three popped): (its tag, how many leading
+    columns its fields are, if they are, else None, their positions, a getter of its fields that
+    may be NULL, their positions, its header packer, where its own time and sealing clock are);
+    and the position of the sequence number."""
     names = formats_fields()
     plans = {}
     for registered in formats():
@@ -226,11 +326,12 @@ def _fast_plans() -> tuple[dict[bytes, tuple], int]:
         nullable = tuple(index for index, name in enumerate(registered.fields) if AuditEntry._meta.get_field(name).null)
         plans[str(registered.version).encode()] = (
             registered.tag,
-            positions == list(range(len(names))),
+            len(positions) if positions == list(range(len(positions))) else None,
             positions,
             operator.itemgetter(*nullable, *nullable) if nullable else (lambda fields: (b"-",)),
             nullable,
             registered.pack_lengths,
+            _clock_positions(registered),
         )
     return plans, names.index("sequence")
 
@@ -240,8 +341,8 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
 
     True if every entry is in sequence, in a registered format, links to the one before and
     matches its hash and any signed checkpoint; False at the first anomaly, which the detailed
-    walk then names. The loop is the benchmark's hot path (docs/audit.md): keep per-entry
-    Python to a minimum.
+    walk then names. Back-dated entries are recorded on the way (SealingClocks, inlined). The loop is the benchmark's
+    hot path (docs/audit.md): keep per-entry Python to a minimum.
     """
     sha256, unhexlify, null = hashlib.sha256, binascii.unhexlify, NULL_LENGTH
     plans, sequence_column = _fast_plans()
@@ -250,6 +351,9 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
     matched = 0
     rest = b""
     intact = True
+    columns = len(formats_fields())
+    batch_clock = reference = None  # SealingClocks' state, inlined: the loop is the hot path
+    batch_size = 0
     with connection.cursor() as cursor, cursor.cursor.copy(copy_statement(start - 1)) as copy:
         chunks = iter(copy)
         for chunk in chunks:
@@ -265,8 +369,13 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
                 if plan is None or stored_prev != prev_hex or int(row[sequence_column]) != expected or expected > head:
                     intact = False
                     break
-                tag, whole, positions, present, nullable, pack = plan
-                fields = row if whole else [row[position] for position in positions]
+                tag, leading, positions, present, nullable, pack, clock = plan
+                if leading == columns:
+                    fields = row
+                elif leading is not None:
+                    fields = row[:leading]
+                else:
+                    fields = [row[position] for position in positions]
                 if all(present(fields)):
                     header = pack(*map(len, fields))
                 else:
@@ -279,6 +388,19 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
                 if digest != unhexlify(stored_hash) or (expected in signed and signed[expected] != stored_hash):
                     intact = False
                     break
+                if clock is None:
+                    batch_clock = reference = None
+                    batch_size = 0
+                else:
+                    sealed = fields[clock[1]]
+                    if sealed != batch_clock:
+                        if batch_clock is not None and batch_size < BATCH:
+                            reference = batch_clock
+                        batch_clock, batch_size = sealed, 0
+                    batch_size += 1
+                    stamp = fields[clock[0]]
+                    if reference is not None and stamp < reference and _backdated(stamp, reference):
+                        result.backdated_add(expected, stamp, reference)
                 matched += expected in signed
                 prev_hex, prev_raw = stored_hash, digest
                 expected += 1
@@ -327,6 +449,8 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
     prev_hash = start_hash  # stored hash of the previous entry
     prev_prev_hash: str | None = None
     prev_self_consistent = True
+    clocks = SealingClocks()
+    clock_positions = {registered.version: _clock_positions(registered) for registered in formats()}
     for row in entry_rows(start - 1):
         sequence, stored_prev, stored_hash = row.sequence, row.prev_hash, row.hash
         if sequence != expected:
@@ -405,6 +529,11 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
                     f"entry {sequence} differs from its signed checkpoint: the chain was rewritten at or before it",
                 )
             result.checkpoints_matched += 1
+        clock = clock_positions[row.version]
+        stamp, sealed = (row.fields[clock[0]], row.fields[clock[1]]) if clock else (b"", None)
+        reference = clocks.check(stamp, sealed)
+        if reference is not None:
+            result.backdated_add(sequence, stamp, reference)
         if result.first_sequence is None:
             result.first_sequence = sequence
         result.last_sequence = sequence
@@ -435,26 +564,35 @@ def audit_chain_verify() -> VerifyResult:
     """Verify the whole remaining chain; never raises for a break, reports it."""
     result = VerifyResult(ok=False)
     try:
-        checkpoints, signed_anchors = _read_checkpoints(result)
-        if not log_path().exists():
-            result.warnings.append(f"no checkpoint log at {log_path()}: the chain is only checked for self-consistency")
         with _snapshot():
+            _tables_present()
+            head = AuditChainHead.objects.filter(pk=1).first()
+            if head is None:
+                raise _Break(
+                    BreakKind.HEAD_MISSING,
+                    None,
+                    "the chain head row is missing: it was deleted with the table owner's rights",
+                )
             anchor = AuditAnchor.objects.order_by("-sequence").first()
+            # Read once the snapshot is taken, so that every checkpoint of an entry it sees is
+            # in the log by now (but the one being signed this very moment: _checkpoints_recorded).
+            log_present = log_path().exists()
+            checkpoints, signed_anchors = _read_checkpoints(result)
             start, start_hash = 1, GENESIS_HASH
             if anchor is not None:
                 result.anchor_sequence = anchor.sequence
                 start, start_hash = anchor.sequence + 1, anchor.hash
-                if log_path().exists() and signed_anchors.get(anchor.sequence) != anchor.hash:
+                if signed_anchors.get(anchor.sequence) != anchor.hash:
                     raise _Break(
                         BreakKind.ANCHOR_UNSIGNED,
                         anchor.sequence + 1,
                         f"the purge anchor at entry {anchor.sequence} is not in the signed checkpoint log",
                     )
-            head = AuditChainHead.objects.get(pk=1)
             fast = connection.vendor == "postgresql"
             if not (fast and _fast_walk(result, checkpoints, start, start_hash, head.sequence)):
-                result.entries = result.checkpoints_matched = 0
+                result.entries = result.checkpoints_matched = result.backdated_count = 0
                 result.first_sequence = result.last_sequence = None
+                result.backdated = []
                 _walk(result, checkpoints, start, start_hash, head.sequence)
             last = result.last_sequence if result.last_sequence is not None else start - 1
             if head.sequence > last:
@@ -473,8 +611,14 @@ def audit_chain_verify() -> VerifyResult:
                     f"a checkpoint was signed for entry {max(ahead)} but the chain ends at {last}: "
                     "the database was rolled back or its newest entries removed",
                 )
+            _checkpoints_recorded(result, checkpoints, start, log_present)
     except _Break as found:
         result.break_kind, result.break_sequence, result.message = found.kind, found.sequence, found.message
+        return result
+    except DatabaseError as error:
+        # A column dropped or altered (a missing table is named above): report, never crash.
+        result.break_kind = BreakKind.UNREADABLE
+        result.message = f"the audit tables cannot be read as this release expects them: {error}".strip()
         return result
     result.ok = True
     pending, oldest = pending_status()
@@ -490,7 +634,62 @@ def audit_chain_verify() -> VerifyResult:
     return result
 
 
-def _last_hash(sequence: int) -> str:
-    from compliance.models import AuditEntry
+def _tables_present() -> None:
+    missing = [table for table in GUARDED_TABLES if table not in set(connection.introspection.table_names())]
+    if missing:
+        raise _Break(
+            BreakKind.TABLES_MISSING,
+            None,
+            f"audit table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'do' if len(missing) > 1 else 'does'} not exist: dropped (or the database was never migrated)",
+        )
 
+
+# A checkpoint's entry is committed first and signed right after (checkpoints.checkpoint_create):
+# one this recent may still be on its way into the log.
+CHECKPOINT_SIGNING_GRACE = timedelta(seconds=60)
+
+
+def _checkpoints_recorded(result: VerifyResult, checkpoints: dict[int, str], start: int, log_present: bool) -> None:
+    """The chain itself records the checkpoints that were signed: each ``audit.checkpoint`` entry
+    signed its own sequence, each export the last entry it exported (before its entry was
+    written). The log must hold the newest of them: a log that does not is missing, shortened
+    or an older copy, and would let a rewrite after its end pass. Older ones it lacks (a line
+    lost, or a signature that failed once) cannot hide a rewrite, since the newest covers
+    everything before it: a warning.
+
+    Read from the entries just verified, in the same snapshot.
+    """
+    recorded: dict[int, str] = {}  # signed sequence -> what recorded it
+    recent = timezone.now() - CHECKPOINT_SIGNING_GRACE
+    entries = AuditEntry.objects.filter(department_id__isnull=True, sequence__gte=start)
+    for sequence, when in entries.filter(event_type=EventType.AUDIT_CHECKPOINT).values_list("sequence", "timestamp"):
+        if when < recent or sequence in checkpoints:
+            recorded[sequence] = f"audit.checkpoint entry {sequence}"
+    for sequence, details in entries.filter(event_type=EventType.AUDIT_EXPORT).values_list("sequence", "details"):
+        signed = details.get("last_sequence") if details.get("entries") else None
+        if isinstance(signed, int) and signed >= start:
+            recorded.setdefault(signed, f"the export recorded in entry {sequence}")
+    if not recorded:
+        if not log_present:
+            result.warnings.append(f"no checkpoint log at {log_path()}: the chain is only checked for self-consistency")
+        return
+    newest = max(recorded)
+    if newest not in checkpoints:
+        where = "does not exist" if not log_present else "does not hold it"
+        raise _Break(
+            BreakKind.CHECKPOINT_MISSING,
+            newest,
+            f"{recorded[newest]} records a checkpoint signed at entry {newest}, but the checkpoint log "
+            f"({log_path()}) {where}: the log was deleted, shortened or replaced by an older copy",
+        )
+    lost = sorted(sequence for sequence in recorded if sequence not in checkpoints)
+    if lost:
+        result.warnings.append(
+            f"the checkpoint log lacks {len(lost)} older checkpoint(s) the chain records (first at entry {lost[0]}); "
+            f"the newest, at entry {newest}, is there and covers them"
+        )
+
+
+def _last_hash(sequence: int) -> str:
     return AuditEntry.objects.values_list("hash", flat=True).get(sequence=sequence)

@@ -32,6 +32,8 @@ from django.db import DatabaseError
 from accounts.login_policy import current_policy
 from accounts.permissions import Action, allowed, decide, refusal_record
 from accounts.websocket import CLOSE_SESSION_ENDED, SessionBoundConsumerMixin
+from assets.content import MODEL_PAGES_PER_FILE, DecodeBusy
+from assets.reading import AssetUnreadable
 from compliance.context import RequestContext, request_context
 from compliance.middleware import client_address
 from compliance.services import AuditWriteError
@@ -44,7 +46,8 @@ from inference.chat.services import conversation_turn_record, inference_refusal_
 from inference.engine.core import ModelInfo
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, GenerationHandle, Queued, Token
-from inference.engine.inputs import MAX_IMAGES, Message
+from inference.engine.inputs import Message
+from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
 from inference.runtime import current_engine, require_engine
@@ -52,7 +55,7 @@ from inference.runtime import current_engine, require_engine
 logger = logging.getLogger(__name__)
 
 CLOSE_ACCESS_REVOKED = 4403  # no longer a member (removed, demoted, department closed)
-MAX_PDF_PAGES_PER_FILE = 4
+MAX_PDF_PAGES_PER_FILE = MODEL_PAGES_PER_FILE  # what the model sees of a PDF (checked at upload)
 STORE_TIMEOUT_SECONDS = 60
 
 
@@ -423,7 +426,6 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         await self._error(code, message, ref=request.ref, **fields)
 
     def _prepare(self, request: protocol.TurnStart, request_id: str) -> Prepared:
-        from assets.reading import asset_page_images
         from assets.selectors import AssetNotFound, asset_get
 
         with request_context(self._context(request_id)), department_scope(self.department_id):
@@ -444,37 +446,64 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                     department=department, user=self.user, conversation_id=request.conversation_id, purpose="chat"
                 )
                 history = conversation_history(conversation=conversation, turns=settings.CHAT_HISTORY_TURNS)
-            budget = MAX_IMAGES
-            current_images, current_sha256 = [], []
-            for asset in assets:
-                pages = asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_FILE)[: max(budget, 0)]
-                current_images.extend(pages)
-                current_sha256 += [asset.sha256] if pages else []
-                budget -= len(pages)
-            # Earlier images are kept (the model needs them to answer follow-ups) while the
-            # budget lasts, newest turns first; older ones then travel as text only.
-            earlier: list[Message] = []
-            earlier_sha256: list[tuple[str, ...]] = []  # the audit's prompt hash names each image's file
-            for asked, answered in reversed(history):
-                images, sha256 = [], []
-                for asset in asked.assets.all():
-                    if budget <= 0:
-                        break
-                    pages = asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_FILE)[:budget]
-                    images.extend(pages)
-                    sha256 += [asset.sha256] if pages else []
-                    budget -= len(pages)
-                earlier[:0] = [
-                    Message("user", asked.content, images=tuple(images)),
-                    Message("assistant", answered.content),
-                ]
-                earlier_sha256[:0] = [tuple(sha256), ()]
-                if not asked.content and not images:  # nothing left to send of that question
-                    earlier[:2] = []
-                    earlier_sha256[:2] = []
-            messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
-            image_sha256 = [*earlier_sha256, tuple(current_sha256)]
-            return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)
+            try:
+                return self._prepare_images(request, assets, conversation, history)
+            except ImageBudgetExceeded as over:
+                raise protocol.ProtocolError(str(over), over.code) from None
+            except AssetUnreadable as unreadable:
+                raise protocol.ProtocolError(str(unreadable), protocol.CODE_UNREADABLE_FILE) from None
+            except DecodeBusy as busy:
+                raise protocol.ProtocolError(str(busy), protocol.CODE_BUSY, retry_after=busy.retry_after) from None
+
+    def _prepare_images(self, request: protocol.TurnStart, assets: list, conversation, history) -> Prepared:
+        """The turn's images and the history's, counted and costed from the files' stored sizes
+        before any is decoded (inference.image_budget): the turn's own files must fit (a PDF's
+        pages beyond the image count are left out, as before); earlier turns' images come along,
+        newest first, while both the count and the pixels last, and older ones travel as text."""
+        from assets.reading import asset_decode_cost, asset_page_images, asset_unusable_page
+
+        budget = ImageBudget()
+        current: list[tuple[Any, int]] = []  # (asset, pages to decode)
+        for asset in assets:
+            pages = min(MAX_PDF_PAGES_PER_FILE, budget.images_left)
+            if pages:
+                budget.take(asset_decode_cost(asset, max_pages=pages))  # refuses the turn
+                current.append((asset, pages))
+        earlier_plans: list[tuple[Any, list[tuple[Any, int]]]] = []  # newest first
+        for asked, answered in reversed(history):
+            plan = []
+            for asset in asked.assets.all():
+                pages = min(MAX_PDF_PAGES_PER_FILE, budget.images_left)
+                cost = asset_decode_cost(asset, max_pages=pages)
+                if not pages or not budget.fits(cost):
+                    break
+                if asset_unusable_page(asset, max_pages=pages) is None:  # a damaged earlier file stays out
+                    budget.take(cost)
+                    plan.append((asset, pages))
+            earlier_plans.append(((asked, answered), plan))
+        current_images, current_sha256 = [], []
+        for asset, pages in current:
+            images = asset_page_images(asset, max_pages=pages)
+            current_images.extend(images)
+            current_sha256 += [asset.sha256] if images else []
+        earlier: list[Message] = []
+        earlier_sha256: list[tuple[str, ...]] = []  # the audit's prompt hash names each image's file
+        for (asked, answered), plan in earlier_plans:
+            images, sha256 = [], []
+            for asset, pages in plan:
+                try:
+                    decoded = asset_page_images(asset, max_pages=pages)
+                except AssetUnreadable:  # now marked unusable; the earlier image stays out
+                    continue
+                images.extend(decoded)
+                sha256 += [asset.sha256] if decoded else []
+            if not asked.content and not images:  # nothing left to send of that question
+                continue
+            earlier[:0] = [Message("user", asked.content, images=tuple(images)), Message("assistant", answered.content)]
+            earlier_sha256[:0] = [tuple(sha256), ()]
+        messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
+        image_sha256 = [*earlier_sha256, tuple(current_sha256)]
+        return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)
 
     async def _relay(self, turn: Turn) -> None:
         final: Done | Error | None = None

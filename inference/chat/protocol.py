@@ -1,7 +1,8 @@
 """The chat websocket's JSON protocol, version 1: frame shapes, limits and validation.
 
-Every frame is a JSON object with ``"v": 1`` and a ``"type"``. A frame that does not parse or
-does not validate answers an ``error`` frame (``fatal: false``); the socket stays open.
+Every frame is a JSON object with ``"v": 1`` and a ``"type"``. A frame that does not parse
+(strictly: ``config.strict_json``) or does not validate answers an ``error`` frame
+(``fatal: false``); the socket stays open.
 
 Client → server::
 
@@ -23,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.strict_json import JsonRejected, json_strict_loads
+
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 32 * 1024
 MAX_TEXT_CHARS = 8000
@@ -42,6 +45,8 @@ CODE_INVALID_REQUEST = "invalid_request"
 CODE_BUSY = "busy"
 CODE_MODEL_UNAVAILABLE = "model_unavailable"
 CODE_INTERNAL = "internal_error"
+CODE_UNREADABLE_FILE = "unreadable_file"  # a file of the turn does not decode (marked unusable)
+CODE_TOO_MANY_PIXELS = "too_many_pixels"  # the turn's images exceed the request's pixel budget
 
 FRAME_NOT_JSON = "the frame is not valid JSON"
 FRAME_NOT_OBJECT = "a frame must be a JSON object"
@@ -152,9 +157,11 @@ def parse_client_frame(raw: str | None, *, max_new_tokens_cap: int) -> ClientFra
     if len(raw) > MAX_FRAME_BYTES or len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise ProtocolError(FRAME_TOO_LARGE, CODE_TOO_LARGE)
     try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise ProtocolError(FRAME_NOT_JSON) from None
+        # Strict: nesting that would exhaust the stack, and \ud800-style escapes that decode to
+        # lone surrogates (unencodable further on), answer an error frame like any bad frame.
+        frame = json_strict_loads(raw)
+    except JsonRejected as problem:
+        raise ProtocolError(FRAME_NOT_JSON if problem.reason == "invalid" else str(problem)) from None
     if not isinstance(frame, dict):
         raise ProtocolError(FRAME_NOT_OBJECT)
     if frame.get("v") != PROTOCOL_VERSION or isinstance(frame.get("v"), bool):

@@ -128,6 +128,10 @@ def chat_texts() -> dict[str, str]:
         "error_timeout": _("The answer took too long and was stopped."),
         "error_out_of_memory": _("The model ran out of memory; try fewer images or fewer tokens."),
         "error_prompt_too_long": _("The conversation is too long for the model; start a new one."),
+        "error_unreadable_file": _(
+            "A file of this question could not be read: it is damaged. Remove it and try again."
+        ),
+        "error_too_many_pixels": _("These images are too large to read together; send fewer or smaller images."),
     }
 
 

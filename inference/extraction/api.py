@@ -12,18 +12,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from accounts.permissions import Action
+from assets.content import DecodeBusy
+from assets.reading import AssetUnreadable
 from assets.selectors import asset_get
 from compliance.context import current_request_context
+from config.strict_json import StrictJSONParser
 from departments.api_keys.authentication import ApiKeyView, scoped_object_get
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.structured import SchemaInvalid
 from inference.extraction.batch_jobs import batch_cancel, batch_create, batch_results_jsonl, batch_start_after_commit
 from inference.extraction.models import BatchJob, Extraction
 from inference.extraction.services import extraction_run, templates_builtin_ensure
+from inference.image_budget import ImageBudgetExceeded
 from inference.models import TaskTemplate
 from inference.runtime import require_engine
 
@@ -113,7 +116,7 @@ class ExtractPagination(LimitOffsetPagination):
 
 class ExtractView(ApiKeyView):
     required_action = Action.API_EXTRACT
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def handle_exception(self, exc):
         # The engine's refusals, with the statuses the rest of the API uses.
@@ -123,6 +126,13 @@ class ExtractView(ApiKeyView):
             return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
         if isinstance(exc, InvalidRequest | SchemaInvalid):
             return Response({"detail": str(exc)}, status=400)
+        # The file's decoding: over the image budget, damaged (now marked unusable), or no
+        # decode slot free in time.
+        if isinstance(exc, ImageBudgetExceeded | AssetUnreadable):
+            status_code = exc.status if isinstance(exc, ImageBudgetExceeded) else 400
+            return Response({"detail": str(exc), "code": exc.code}, status=status_code)
+        if isinstance(exc, DecodeBusy):
+            return Response({"detail": str(exc)}, status=429, headers={"Retry-After": str(exc.retry_after)})
         return super().handle_exception(exc)
 
     def template_get(self, slug: str) -> TaskTemplate:

@@ -23,6 +23,8 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
+from assets.content import DecodeBusy
+from assets.reading import AssetUnreadable
 from assets.selectors import asset_get
 from compliance.context import RequestContext, request_context
 from compliance.events import EventType, Outcome
@@ -32,6 +34,7 @@ from departments.tenancy import all_departments, department_scope
 from inference.engine.errors import EngineBusy, InferenceError
 from inference.extraction.models import BatchJob, BatchStatus, Extraction, ExtractionStatus
 from inference.extraction.services import extraction_run
+from inference.image_budget import ImageBudgetExceeded
 from inference.models import TaskTemplate
 
 logger = logging.getLogger(__name__)
@@ -163,8 +166,11 @@ def _extract_with_patience(*, engine, job: BatchJob, template, asset) -> Extract
                 batch=job,
                 request_id=f"batch-{str(job.pk)[:8]}",
             )
-        except EngineBusy as busy:
+        except (EngineBusy, DecodeBusy) as busy:
             time.sleep(min(busy.retry_after, 30))
+        except (AssetUnreadable, ImageBudgetExceeded) as refused:
+            # This file cannot be shown to the model: a failed result, and the batch goes on.
+            return _record_unusable(job, template, asset, str(refused))
     raise EngineBusy(queued=0, retry_after=30)
 
 
@@ -216,6 +222,23 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
             )
         _finish(job, BatchStatus.DONE)
     return job
+
+
+def _record_unusable(job: BatchJob, template, asset, problem: str) -> Extraction:
+    with transaction.atomic():
+        return Extraction.objects.create(
+            department=job.department,
+            template=template,
+            template_slug=template.slug,
+            asset=asset,
+            asset_ref=str(asset.pk),
+            asset_sha256=asset.sha256,
+            batch=job,
+            status=ExtractionStatus.FAILED,
+            problems=[problem],
+            api_key=job.api_key,
+            created_by_name=job.created_by_name,
+        )
 
 
 def _record_missing(job: BatchJob, template, asset_id: str) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from assets.content import MODEL_PAGES_PER_FILE
 from assets.models import Asset
-from assets.reading import asset_page_images
+from assets.reading import asset_decode_cost, asset_page_images
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 from departments.models import Department
@@ -36,6 +37,7 @@ from inference.engine.errors import EngineBusy, GenerationFailed, InferenceError
 from inference.engine.inputs import Message
 from inference.engine.structured import SchemaInvalid, instruction_for, schema_check, structured_generate
 from inference.extraction.models import Extraction, ExtractionStatus
+from inference.image_budget import ImageBudget
 from inference.model_calls import (
     Channel,
     ModelCall,
@@ -52,7 +54,7 @@ RULES_NOT_A_LIST = "Rules must be a list of objects."
 RULE_INVALID = "Rule {index}: {problem}."
 TEMPLATE_HAS_NO_SCHEMA = "This template has no JSON schema, so it cannot be used for extraction."
 EXTRACTION_PROMPT = "Extract the fields from this document."
-MAX_PAGES = 4
+MAX_PAGES = MODEL_PAGES_PER_FILE  # what the model sees of a PDF (checked at upload)
 _NUMBER_NOISE = re.compile(r"[,\s¥￥$€£元]")
 _MISSING = object()
 
@@ -328,12 +330,16 @@ def extraction_run(
     the result as ``inference.extraction``, in the transaction that stores it.
 
     Raises EngineBusy / ModelUnavailable / InvalidRequest from ``submit`` (nothing stored: the
-    caller may retry); a generation that fails is stored as ``failed``.
+    caller may retry); a generation that fails is stored as ``failed``. Before the model: the
+    file's decoding cost is checked against the request's image budget from its stored size
+    (``ImageBudgetExceeded``), then it is decoded (``AssetUnreadable`` for a damaged page, now
+    marked unusable; ``DecodeBusy`` when no decode slot frees up).
     """
     if not template.json_schema:
         raise SchemaInvalid(TEMPLATE_HAS_NO_SCHEMA)
     schema_check(template.json_schema)
     started = time.perf_counter()
+    ImageBudget().take(asset_decode_cost(asset, max_pages=MAX_PAGES))
     images = asset_page_images(asset, max_pages=MAX_PAGES)
     messages = extraction_messages(template, images)
     info = engine.info()

@@ -3,7 +3,12 @@ references to the department's files. Remote ``http(s)://`` URLs are refused: th
 never fetches anything from the network on a caller's behalf (no egress, no SSRF).
 
 A ``data:`` image gets the same checks as an upload, by content: the format from its magic bytes
-(polyglots refused), the pixel and page limits, a real decode. Nothing touches disk.
+(polyglots refused), the pixel and page limits, a real and complete decode. Nothing touches disk.
+
+Resolving a reference (``image_source_resolve``) decodes nothing: it finds the file (an inline
+image's bytes, a department file through ``asset_get``) and what decoding it will cost, from the
+header or the stored dimensions, so that the request's image budget (``inference.image_budget``)
+is settled before the first pixel is decoded. ``ImageSource.decode()`` then decodes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import binascii
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +26,12 @@ from django.conf import settings
 from PIL import Image
 
 from assets import content
-from assets.reading import asset_page_images
+from assets.reading import AssetUnreadable, asset_decode_cost, asset_page_images, asset_unusable_page
 from assets.rejections import AssetRejected
 from assets.selectors import asset_get
 
-# What the model sees of a PDF: its first pages, each one image.
-MAX_PDF_PAGES_PER_IMAGE = 4
+# What the model sees of a PDF: its first pages, each one image (checked at upload).
+MAX_PDF_PAGES_PER_IMAGE = content.MODEL_PAGES_PER_FILE
 MODEL_IMAGE_SIDE = 1600
 
 REMOTE_URL_REFUSED = (
@@ -36,6 +42,7 @@ URL_UNSUPPORTED = "Unsupported image URL: use a data: URL or asset://<id>."
 DATA_URL_MALFORMED = "Malformed data: URL: expected data:<type>;base64,<base64 data>."
 DATA_URL_TOO_LARGE = "The inline image is larger than {limit} MiB; upload it to /api/v1/assets instead."
 IMAGE_REFUSED = "The inline image was refused ({code}): {detail}"
+INLINE_IMAGE_UNREADABLE = "The inline image could not be decoded (page {page}): it is damaged."
 
 _DATA_URL = re.compile(r"\Adata:([\w.+/-]*)(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
@@ -56,7 +63,22 @@ class DecodedImages:
     asset_ids: list[str] = field(default_factory=list)
 
 
-def _decode_data_url(url: str) -> tuple[list[Image.Image], str]:
+@dataclass(frozen=True)
+class ImageSource:
+    """One image reference, found and costed, not decoded yet."""
+
+    sha256: str
+    cost: content.DecodeCost
+    decode: Callable[[], list[Image.Image]]  # ImageRefused / AssetUnreadable / DecodeBusy
+    asset_id: str | None = None
+
+
+def _refused(rejection: AssetRejected) -> ImageRefused:
+    message = IMAGE_REFUSED.format(code=rejection.code, detail=rejection.message)
+    return ImageRefused(message, code="invalid_image", status=rejection.status)
+
+
+def _data_source(url: str) -> ImageSource:
     match = _DATA_URL.match(url)
     if not match:
         raise ImageRefused(DATA_URL_MALFORMED, code="invalid_image_url")
@@ -73,34 +95,43 @@ def _decode_data_url(url: str) -> tuple[list[Image.Image], str]:
     try:
         kind = content.sniff_prefix(data[: content.PREFIX_SIZE])
         content.check_tail(kind, data[-content.TAIL_SIZE :])
-        reader = io.BytesIO(data)
-        content.inspect_content(kind, reader, len(data))
-        images = content.page_images(kind, reader, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE)
+        cost = content.probe_cost(kind, io.BytesIO(data), max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE)
     except AssetRejected as rejection:
-        raise ImageRefused(
-            IMAGE_REFUSED.format(code=rejection.code, detail=rejection.message),
-            code="invalid_image",
-            status=rejection.status,
-        ) from None
-    return images, hashlib.sha256(data).hexdigest()
+        raise _refused(rejection) from None
+
+    def decode() -> list[Image.Image]:
+        reader = io.BytesIO(data)
+        try:
+            with content.decode_slot():  # held across both steps (DecodeBusy when none frees up)
+                content.inspect_content(kind, reader, len(data))  # the upload's checks
+                return content.page_images(kind, reader, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE)
+        except AssetRejected as rejection:
+            raise _refused(rejection) from None
+        except content.PageUnreadable as failure:
+            raise ImageRefused(INLINE_IMAGE_UNREADABLE.format(page=failure.page), code="invalid_image") from None
+
+    return ImageSource(sha256=hashlib.sha256(data).hexdigest(), cost=cost, decode=decode)
 
 
-def images_resolve(url: Any, *, department, actor, into: DecodedImages) -> None:
-    """Decode one image reference into ``into`` (raising ImageRefused, or 404 for a foreign asset)."""
+def image_source_resolve(url: Any, *, department, actor) -> ImageSource:
+    """Find one image reference and its decoding cost, decoding nothing (raising ImageRefused,
+    AssetUnreadable for a file already known to be damaged, or 404 for a foreign asset)."""
     if not isinstance(url, str) or not url:
         raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("http", "https", "ftp", "file", "ws", "wss"):
         raise ImageRefused(REMOTE_URL_REFUSED, code="remote_image_url_refused")
     if scheme == "data":
-        images, digest = _decode_data_url(url)
-        into.images.extend(images)
-        into.sha256.append(digest)
-        return
+        return _data_source(url)
     if url.startswith("asset://"):
         asset = asset_get(department=department, asset_id=url[len("asset://") :], actor=actor, purpose="chat")
-        into.images.extend(asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE))
-        into.sha256.append(asset.sha256)
-        into.asset_ids.append(str(asset.pk))
-        return
+        known = asset_unusable_page(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE)
+        if known is not None:
+            raise AssetUnreadable(asset, known)
+        return ImageSource(
+            sha256=asset.sha256,
+            cost=asset_decode_cost(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE),
+            decode=lambda: asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE),
+            asset_id=str(asset.pk),
+        )
     raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")

@@ -20,17 +20,20 @@ from asgiref.sync import sync_to_async
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from accounts.permissions import Action
+from assets.content import DecodeBusy
+from assets.reading import AssetUnreadable
 from compliance.context import current_request_context, request_context
 from compliance.events import Outcome
+from config.strict_json import StrictJSONParser
 from departments.api_keys.authentication import ApiKeyView
 from inference.engine.errors import EngineBusy, GenerationFailed, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, Result, Token
 from inference.engine.inputs import Message
 from inference.engine.structured import SchemaInvalid, instruction_for, schema_check, structured_generate
+from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import (
     Channel,
     ModelCall,
@@ -42,7 +45,7 @@ from inference.model_calls import (
     model_call_start_record,
     prompt_of,
 )
-from inference.openai.images import DecodedImages, ImageRefused, images_resolve
+from inference.openai.images import DecodedImages, ImageRefused, image_source_resolve
 from inference.runtime import require_engine
 
 BODY_NOT_OBJECT = "The request body must be a JSON object."
@@ -86,6 +89,18 @@ def openai_error_from(exc: Exception) -> OpenAIError | None:
         return exc
     if isinstance(exc, ImageRefused):
         return OpenAIError(str(exc), status=exc.status, param="messages", code=exc.code)
+    if isinstance(exc, ImageBudgetExceeded):
+        return OpenAIError(str(exc), status=exc.status, param="messages", code=exc.code)
+    if isinstance(exc, AssetUnreadable):
+        return OpenAIError(str(exc), status=400, param="messages", code=exc.code)
+    if isinstance(exc, DecodeBusy):
+        return OpenAIError(
+            str(exc),
+            status=429,
+            type="rate_limit_error",
+            code="decode_busy",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, EngineBusy):
         return OpenAIError(
             str(exc),
@@ -126,7 +141,7 @@ def openai_error_from(exc: Exception) -> OpenAIError | None:
 
 
 class OpenAIView(ApiKeyView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def handle_exception(self, exc):
         error = openai_error_from(exc)
@@ -274,7 +289,16 @@ def _require(body: dict, name: str, kind: type | tuple, description: str, *, req
     return value
 
 
-def _message_from(raw: Any, index: int, *, department, key, images: DecodedImages) -> Message:
+@dataclass
+class _MessageShape:
+    """A message as validated, its images still unresolved: ``(param, url)`` per image part."""
+
+    role: str
+    text: str
+    images: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _message_shape(raw: Any, index: int) -> _MessageShape:
     param = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise OpenAIError(FIELD_TYPE.format(name=param, kind="an object"), param=param, code="invalid_type")
@@ -283,14 +307,14 @@ def _message_from(raw: Any, index: int, *, department, key, images: DecodedImage
         raise OpenAIError(ROLE_UNSUPPORTED.format(role=raw.get("role")), param=f"{param}.role", code="invalid_value")
     content = raw.get("content")
     if content is None or isinstance(content, str):
-        return Message(role, content or "")
+        return _MessageShape(role, content or "")
     if not isinstance(content, list):
         raise OpenAIError(
             FIELD_TYPE.format(name=f"{param}.content", kind="a string or a list of parts"),
             param=f"{param}.content",
             code="invalid_type",
         )
-    texts, message_images = [], DecodedImages()
+    texts, images = [], []
     for part_index, part in enumerate(content):
         part_param = f"{param}.content[{part_index}]"
         kind = part.get("type") if isinstance(part, dict) else None
@@ -298,17 +322,45 @@ def _message_from(raw: Any, index: int, *, department, key, images: DecodedImage
             texts.append(part["text"])
         elif kind == "image_url":
             image_url = part.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            try:
-                images_resolve(url, department=department, actor=key, into=message_images)
-            except ImageRefused as refused:
-                raise OpenAIError(str(refused), status=refused.status, param=part_param, code=refused.code) from None
+            images.append((part_param, image_url.get("url") if isinstance(image_url, dict) else image_url))
         else:
             raise OpenAIError(PART_UNSUPPORTED.format(type=kind), param=part_param, code="invalid_value")
-    images.images.extend(message_images.images)
-    images.sha256.extend(message_images.sha256)
-    images.asset_ids.extend(message_images.asset_ids)
-    return Message(role, "\n".join(texts), images=tuple(message_images.images))
+    return _MessageShape(role, "\n".join(texts), images)
+
+
+def _image_call(param: str, call):
+    """Run one step of an image's resolution or decoding, answering its refusals OpenAI-style."""
+    try:
+        return call()
+    except ImageRefused as refused:
+        raise OpenAIError(str(refused), status=refused.status, param=param, code=refused.code) from None
+    except AssetUnreadable as unreadable:
+        raise OpenAIError(str(unreadable), param=param, code=unreadable.code) from None
+
+
+def _messages_with_images(shapes: list[_MessageShape], *, department, key, into: DecodedImages) -> list[Message]:
+    """Every image of the request counted and costed before any is decoded (image_budget), then
+    decoded in order. ``into`` collects the images' sources for the audit entry."""
+    budget = ImageBudget()
+    budget.refuse_count(sum(len(shape.images) for shape in shapes))
+    sources = []
+    for shape in shapes:
+        for param, url in shape.images:
+            source = _image_call(param, lambda url=url: image_source_resolve(url, department=department, actor=key))
+            budget.take(source.cost)
+            sources.append((param, source))
+    messages, position = [], 0
+    for shape in shapes:
+        images = []
+        for param, source in sources[position : position + len(shape.images)]:
+            images.extend(_image_call(param, source.decode))
+            into.sha256.append(source.sha256)
+            if source.asset_id is not None:
+                into.asset_ids.append(source.asset_id)
+        position += len(shape.images)
+        into.images.extend(images)
+        messages.append(Message(shape.role, shape.text, images=tuple(images)))
+    return messages
 
 
 def chat_request_parse(body: Any, *, served_model: str, department, key) -> ChatRequest:
@@ -324,11 +376,7 @@ def chat_request_parse(body: Any, *, served_model: str, department, key) -> Chat
         if body.get(name):
             raise OpenAIError(TOOLS_UNSUPPORTED, param=name, code="unsupported_parameter")
     request = ChatRequest(model=model, messages=[])
-    image_sha256: list[tuple[str, ...]] = []  # per message: the files its images came from
-    for index, raw in enumerate(raw_messages):
-        known = len(request.images.sha256)
-        request.messages.append(_message_from(raw, index, department=department, key=key, images=request.images))
-        image_sha256.append(tuple(request.images.sha256[known:]))
+    shapes = [_message_shape(raw, index) for index, raw in enumerate(raw_messages)]
     request.stream = bool(_require(body, "stream", bool, "a boolean"))
     options = _require(body, "stream_options", dict, "an object") or {}
     request.include_usage = bool(options.get("include_usage"))
@@ -355,6 +403,14 @@ def chat_request_parse(body: Any, *, served_model: str, department, key) -> Chat
         elif kind not in ("text", "json_object"):
             raise OpenAIError(RESPONSE_FORMAT_INVALID, param="response_format", code="invalid_value")
         request.response_format = kind
+    # The images last, once everything cheap to check is checked.
+    request.messages = _messages_with_images(shapes, department=department, key=key, into=request.images)
+    # Per message: the files its images came from (the audit's prompt hash names them).
+    image_sha256: list[tuple[str, ...]] = []
+    position = 0
+    for shape in shapes:
+        image_sha256.append(tuple(request.images.sha256[position : position + len(shape.images)]))
+        position += len(shape.images)
     if request.response_format != "text":
         _add_instruction(request.messages, instruction_for(request.schema))
         if len(request.messages) > len(image_sha256):  # a system message was put first
@@ -390,9 +446,10 @@ class ChatCompletionsView(OpenAIView):
     def post(self, request):
         key, department = self.api_key, self.department
         started = time.perf_counter()
+        body = request.data  # parsed first: an oversized or malformed body is refused before anything else
         engine = require_engine()
         info = engine.info()
-        chat = chat_request_parse(request.data, served_model=info.name, department=department, key=key)
+        chat = chat_request_parse(body, served_model=info.name, department=department, key=key)
         call = ModelCall(
             channel=Channel.V1,
             model=info.name,

@@ -8,19 +8,32 @@ then decodes the whole file for real, from the encrypted blob through a decrypti
 (Pillow for images, pdfium for PDF), enforcing the pixel and page limits before any pixel is
 allocated. A tail check catches ZIP archives appended to an image (JPEG+JAR and the like) and
 data hidden after a PNG's IEND chunk.
+
+"Decodes" means completely: every frame of an image (all its frames' pixels together within
+``MAX_IMAGE_PIXELS``), a PNG's every chunk with its CRC up to IEND, a GIF's every block up to its
+trailer, and each PDF page the model uses today (``MODEL_PAGES_PER_FILE``) rendered. A truncated
+or damaged file is refused at upload instead of failing when it is used.
+
+Every decode (upload checks, model inputs, thumbnails) takes one of the process's decode slots
+(``decode_slot``, ``IMAGE_DECODE_CONCURRENCY``), so a burst of requests cannot decode more
+images at once than the machine has room for. ``decode_cost`` / ``probe_cost`` say what a decode
+will cost from headers alone, for the budget of a model request (``inference.image_budget``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 import threading
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import pypdfium2 as pdfium
 from django.conf import settings
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from assets import rejections
 
@@ -30,6 +43,14 @@ TAIL_SIZE = 64 * 1024 + 22  # a ZIP end-of-central-directory record lies within 
 
 # pdfium is not thread-safe: every call into it goes through this lock.
 PDFIUM_LOCK = threading.RLock()
+# The pages of a PDF that the model sees today (chat, /v1, extraction): each one is rendered at
+# upload, so a PDF that was accepted can be used.
+MODEL_PAGES_PER_FILE = 4
+# TIFF field types and their sizes in bytes (classic TIFF, the only one sniff_prefix accepts).
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+# Strip and tile offsets, each with the tag of its byte counts.
+_TIFF_DATA_TAGS = {273: 279, 324: 325}
+_TIFF_MAX_IFDS = 10_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,118 @@ class ContentInfo:
     page_count: int
 
 
+def _is_damage(error: BaseException) -> bool:
+    """Whether an exception out of a decoder means "this file is damaged". Pillow and pdfium
+    answer a crafted file with all sorts of exceptions (OSError, SyntaxError, struct.error, even
+    TypeError or KeyError); only our own refusals, running out of memory (transient) and a blob
+    that fails its integrity check (not the file's content) mean something else."""
+    from assets.chunk_format import BlobIntegrityError
+
+    return isinstance(error, Exception) and not isinstance(
+        error, MemoryError | rejections.AssetRejected | DecodeBusy | BlobIntegrityError
+    )
+
+
+class DecodeBusy(Exception):
+    """Every decode slot of the process stayed taken for ``IMAGE_DECODE_WAIT_SECONDS``."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the server is busy decoding images; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class PageUnreadable(Exception):
+    """A page (1-based; an image file is page 1) that failed to decode when it was used."""
+
+    def __init__(self, page: int) -> None:
+        super().__init__(f"page {page} could not be decoded")
+        self.page = page
+
+
+@dataclass(frozen=True)
+class DecodeCost:
+    """What decoding a file for the model costs: images it yields and pixels it decodes."""
+
+    images: int
+    pixels: int
+
+
+_slots_guard = threading.Lock()
+_slots: tuple[int, threading.BoundedSemaphore] | None = None
+_holding = threading.local()
+
+
+def _decode_semaphore() -> threading.BoundedSemaphore:
+    global _slots
+    size = settings.IMAGE_DECODE_CONCURRENCY
+    with _slots_guard:
+        if _slots is None or _slots[0] != size:
+            _slots = (size, threading.BoundedSemaphore(size))
+        return _slots[1]
+
+
+@contextlib.contextmanager
+def decode_slot() -> Iterator[None]:
+    """Hold one of the process's decode slots (re-entrant within a thread); raise DecodeBusy
+    when none frees up in time."""
+    if getattr(_holding, "depth", 0):
+        _holding.depth += 1
+        try:
+            yield
+        finally:
+            _holding.depth -= 1
+        return
+    semaphore = _decode_semaphore()
+    wait = settings.IMAGE_DECODE_WAIT_SECONDS
+    if not semaphore.acquire(timeout=wait):
+        raise DecodeBusy(retry_after=max(1, min(wait, 30)))
+    _holding.depth = 1
+    try:
+        yield
+    finally:
+        _holding.depth = 0
+        semaphore.release()
+
+
+def decode_cost(kind: Kind, *, width: int, height: int, pages: int, max_pages: int, max_side: int) -> DecodeCost:
+    """The cost of ``page_images`` for a file whose dimensions (or page count) are known: an image
+    decodes its own pixels (its first frame), a PDF page is rendered at most ``max_side`` square."""
+    if kind is PDF:
+        used = max(0, min(pages, max_pages))
+        return DecodeCost(images=used, pixels=used * max_side * max_side)
+    return DecodeCost(images=1, pixels=max(0, width) * max(0, height))
+
+
+def probe_cost(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -> DecodeCost:
+    """``decode_cost`` read from the file's header, without decoding a pixel: the dimensions and
+    frame count of an image (every frame is decoded when it is checked), a PDF's page count.
+    A header that does not parse raises AssetRejected."""
+    reader.seek(0)
+    if kind is PDF:
+        with PDFIUM_LOCK:
+            try:
+                document = pdfium.PdfDocument(reader)
+            except pdfium.PdfiumError:
+                raise rejections.unreadable_pdf() from None
+            try:
+                pages = len(document)
+            finally:
+                document.close()
+        return decode_cost(kind, width=0, height=0, pages=pages, max_pages=max_pages, max_side=max_side)
+    try:
+        with Image.open(reader, formats=[kind.name]) as image:
+            width, height = image.size
+            frames = getattr(image, "n_frames", 1)
+    except Image.DecompressionBombError:
+        raise rejections.too_many_pixels(0, settings.MAX_IMAGE_PIXELS) from None
+    except Exception as error:
+        if not _is_damage(error):
+            raise
+        raise rejections.unreadable_image() from None
+    cost = decode_cost(kind, width=width, height=height, pages=1, max_pages=max_pages, max_side=max_side)
+    return DecodeCost(images=1, pixels=cost.pixels * max(1, frames))
+
+
 def sniff_prefix(prefix: bytes) -> Kind:
     """The format the first bytes announce; refuses unknown and ambiguous heads."""
     matches = [kind for kind, pattern in _SIGNATURES if pattern.match(prefix)]
@@ -94,47 +227,173 @@ def check_tail(kind: Kind, tail: bytes) -> None:
         raise rejections.ambiguous_content()
 
 
-def _png_has_trailing_data(reader: BinaryIO, size: int) -> bool:
-    """Walk the chunk list: True if bytes follow IEND (room for a second format)."""
-    position = 8
-    while position + 12 <= size:
-        reader.seek(position)
-        header = reader.read(8)
+class _Walker:
+    """Sequential reads over a seekable reader through a 64 KiB window: the structure walks below
+    read a few bytes at a time, and the reader may be a decrypting one."""
+
+    def __init__(self, reader: BinaryIO, position: int = 0) -> None:
+        self.reader = reader
+        self.position = position
+        self._start = position
+        self._window = b""
+
+    def read(self, count: int) -> bytes:
+        offset = self.position - self._start
+        if offset < 0 or offset + count > len(self._window):
+            self.reader.seek(self.position)
+            self._start, self._window, offset = self.position, self.reader.read(max(count, 64 * 1024)), 0
+        data = self._window[offset : offset + count]
+        self.position += len(data)
+        return data
+
+    def skip(self, count: int) -> None:
+        self.position += count
+
+
+def _png_check_chunks(reader: BinaryIO, size: int) -> None:
+    """Every chunk whole with a matching CRC, up to IEND (Pillow stops reading after the image
+    data, so a file cut after it decodes); bytes after IEND are room for a second format."""
+    walker = _Walker(reader, 8)
+    while True:
+        header = walker.read(8)
         if len(header) < 8:
-            return False
+            raise rejections.unreadable_image()  # no IEND: truncated
         length, chunk_type = struct.unpack(">I4s", header)
-        position += 12 + length
+        if walker.position + length + 4 > size:
+            raise rejections.unreadable_image()
+        crc = zlib.crc32(chunk_type)
+        remaining = length
+        while remaining:
+            piece = walker.read(min(remaining, 1024 * 1024))
+            crc = zlib.crc32(piece, crc)
+            remaining -= len(piece)
+        if walker.read(4) != struct.pack(">I", crc):
+            raise rejections.unreadable_image()
         if chunk_type == b"IEND":
-            return position < size
-    return False
+            if walker.position < size:
+                raise rejections.ambiguous_content()
+            return
+
+
+def _gif_check_blocks(reader: BinaryIO, size: int) -> None:
+    """Every block and data sub-block present, up to the trailer (Pillow accepts a GIF cut after
+    its last image data). Bytes after the trailer are not interpreted (see docs/assets.md)."""
+    walker = _Walker(reader)
+    screen = walker.read(13)
+    if len(screen) < 13:
+        raise rejections.unreadable_image()
+    if screen[10] & 0x80:
+        walker.skip(3 * (2 << (screen[10] & 7)))  # global colour table
+    while True:
+        block = walker.read(1)
+        if block == b";":
+            return
+        if block == b"!":
+            introducer = walker.read(1)  # extension label
+        elif block == b",":
+            descriptor = walker.read(9)
+            if len(descriptor) < 9:
+                raise rejections.unreadable_image()
+            if descriptor[8] & 0x80:
+                walker.skip(3 * (2 << (descriptor[8] & 7)))  # local colour table
+            introducer = walker.read(1)  # LZW minimum code size
+        else:
+            raise rejections.unreadable_image()  # truncated, or not a block at all
+        if not introducer:
+            raise rejections.unreadable_image()
+        while (length := walker.read(1)) != b"\x00":
+            if not length:
+                raise rejections.unreadable_image()
+            walker.skip(length[0])
+        if walker.position > size:
+            raise rejections.unreadable_image()
+
+
+def _tiff_check_structure(reader: BinaryIO, size: int) -> None:
+    """Every directory (IFD) of the chain, every out-of-line field value and every strip or tile
+    inside the file (Pillow reads a TIFF cut inside its last directory with a warning only)."""
+    walker = _Walker(reader)
+    order = "<" if walker.read(2) == b"II" else ">"
+    walker.skip(2)
+    (offset,) = struct.unpack(order + "I", walker.read(4))
+    seen: set[int] = set()
+    while offset:
+        if offset in seen or len(seen) >= _TIFF_MAX_IFDS:
+            raise rejections.unreadable_image()
+        seen.add(offset)
+        walker.position = offset
+        raw_count = walker.read(2)
+        if len(raw_count) < 2 or offset + 2 + 12 * struct.unpack(order + "H", raw_count)[0] + 4 > size:
+            raise rejections.unreadable_image()
+        entries = [walker.read(12) for _ in range(struct.unpack(order + "H", raw_count)[0])]
+        (offset,) = struct.unpack(order + "I", walker.read(4))
+        values: dict[int, tuple[int, ...]] = {}
+        for entry in entries:
+            tag, field_type, count, value = struct.unpack(order + "HHI4s", entry)
+            length = _TIFF_TYPE_SIZES.get(field_type, 1) * count
+            if length > 4:
+                (value_offset,) = struct.unpack(order + "I", value)
+                if value_offset + length > size:
+                    raise rejections.unreadable_image()
+            if tag in _TIFF_DATA_TAGS or tag in _TIFF_DATA_TAGS.values():
+                code = {3: "H", 4: "I"}.get(field_type)
+                if code is None or count > 1_000_000:
+                    raise rejections.unreadable_image()
+                if length > 4:
+                    end = walker.position
+                    walker.position = value_offset
+                    value = walker.read(length)
+                    walker.position = end
+                values[tag] = struct.unpack(f"{order}{count}{code}", value[:length])
+        for offsets_tag, counts_tag in _TIFF_DATA_TAGS.items():
+            pieces = zip(values.get(offsets_tag, ()), values.get(counts_tag, ()), strict=False)
+            if any(start + length > size for start, length in pieces):
+                raise rejections.unreadable_image()
 
 
 def _inspect_image(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
     limit = settings.MAX_IMAGE_PIXELS
     try:
         image = Image.open(reader, formats=[kind.name])
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
-        raise rejections.unreadable_image() from None
     except Image.DecompressionBombError:
         raise rejections.too_many_pixels(0, limit) from None
+    except Exception as error:
+        if not _is_damage(error):
+            raise
+        raise rejections.unreadable_image() from None
     with image:
         width, height = image.size
         if width <= 0 or height <= 0:
             raise rejections.unreadable_image()
         if width * height > limit:
             raise rejections.too_many_pixels(width * height, limit)
-        if kind is JPEG:
-            # DCT scaling: every scan is still decoded (truncation is noticed) but into far
-            # fewer pixels, so checking a 40-megapixel photo costs a fraction of its full size.
-            image.draft("RGB", (min(width, 1024), min(height, 1024)))
+        decoded = 0
         try:
-            image.load()  # the first frame only, for GIF/TIFF/WebP animations
+            # Every frame (GIF/TIFF/WebP/APNG), each checked against the pixel limit from its
+            # header before it is decoded: the limit holds for all frames together.
+            for frame in range(getattr(image, "n_frames", 1)):
+                if frame:
+                    image.seek(frame)
+                decoded += image.size[0] * image.size[1]
+                if decoded > limit:
+                    raise rejections.too_many_pixels(decoded, limit)
+                if kind is JPEG:
+                    # DCT scaling: every scan is still decoded (truncation is noticed) but into
+                    # far fewer pixels, so checking a 40-megapixel photo costs a fraction of it.
+                    image.draft("RGB", (min(width, 1024), min(height, 1024)))
+                image.load()
         except Image.DecompressionBombError:
-            raise rejections.too_many_pixels(width * height, limit) from None
-        except (OSError, ValueError, SyntaxError, struct.error, EOFError, MemoryError):
+            raise rejections.too_many_pixels(decoded, limit) from None
+        except Exception as error:
+            if not _is_damage(error) and not isinstance(error, MemoryError):
+                raise
             raise rejections.unreadable_image() from None
-    if kind is PNG and _png_has_trailing_data(reader, size):
-        raise rejections.ambiguous_content()
+    if kind is PNG:
+        _png_check_chunks(reader, size)
+    elif kind is GIF:
+        _gif_check_blocks(reader, size)
+    elif kind is TIFF:
+        _tiff_check_structure(reader, size)
     return ContentInfo(kind=kind, width=width, height=height, page_count=1)
 
 
@@ -151,13 +410,22 @@ def _inspect_pdf(reader: BinaryIO) -> ContentInfo:
                 raise rejections.unreadable_pdf()
             if pages > limit:
                 raise rejections.too_many_pages(pages, limit)
-            page = document[0]
-            try:
-                width, height = (round(value) for value in page.get_size())
-                # Render the first page small: proof that pdfium can really draw it.
-                page.render(scale=min(1.0, 256 / max(width, height, 1))).close()
-            finally:
-                page.close()
+            # Every page the model may be shown today is rendered (small): proof that pdfium can
+            # really draw it, so that using the file later does not fail on a damaged page.
+            for index in range(min(pages, MODEL_PAGES_PER_FILE)):
+                try:
+                    page = document[index]
+                    try:
+                        page_width, page_height = (round(value) for value in page.get_size())
+                        page.render(scale=min(1.0, 256 / max(page_width, page_height, 1))).close()
+                    finally:
+                        page.close()
+                except Exception as error:
+                    if not _is_damage(error):
+                        raise
+                    raise rejections.unreadable_pdf_page(index + 1) from None
+                if index == 0:
+                    width, height = page_width, page_height
         except pdfium.PdfiumError:
             raise rejections.unreadable_pdf() from None
         finally:
@@ -168,9 +436,13 @@ def _inspect_pdf(reader: BinaryIO) -> ContentInfo:
 def inspect_content(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
     """Decode the whole file for real; raise AssetRejected if it is not what its head claims."""
     reader.seek(0)
-    if kind is PDF:
-        return _inspect_pdf(reader)
-    return _inspect_image(kind, reader, size)
+    try:
+        with decode_slot():
+            if kind is PDF:
+                return _inspect_pdf(reader)
+            return _inspect_image(kind, reader, size)
+    except DecodeBusy as busy:
+        raise rejections.busy(busy.retry_after) from None
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -179,31 +451,52 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def page_images(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
     """RGB images of the first ``max_pages`` pages (an image file is one page), longest side
-    at most ``max_side``: what the model and the thumbnails consume. Nothing touches disk."""
+    at most ``max_side``: what the model and the thumbnails consume. Nothing touches disk.
+
+    Decodes in one of the process's decode slots (DecodeBusy when none frees up); a page that
+    does not decode raises PageUnreadable (page 1 when the file as a whole does not open)."""
     reader.seek(0)
-    if kind is not PDF:
-        with Image.open(reader, formats=[kind.name]) as image:
-            if kind is JPEG:
-                image.draft("RGB", (max_side, max_side))
-            image.load()
-            frame = _rgb(image)
-            frame.thumbnail((max_side, max_side))
-            return [frame.copy()]
+    with decode_slot():
+        if kind is not PDF:
+            try:
+                with Image.open(reader, formats=[kind.name]) as image:
+                    if kind is JPEG:
+                        image.draft("RGB", (max_side, max_side))
+                    image.load()
+                    frame = _rgb(image)
+                    frame.thumbnail((max_side, max_side))
+                    return [frame.copy()]
+            except Exception as error:
+                if not _is_damage(error):
+                    raise
+                raise PageUnreadable(1) from None
+        return _pdf_page_images(reader, max_pages=max_pages, max_side=max_side)
+
+
+def _pdf_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
     images = []
     with PDFIUM_LOCK:
-        document = pdfium.PdfDocument(reader)
+        try:
+            document = pdfium.PdfDocument(reader)
+        except pdfium.PdfiumError:
+            raise PageUnreadable(1) from None
         try:
             for index in range(min(max_pages, len(document))):
-                page = document[index]
                 try:
-                    width, height = page.get_size()
-                    bitmap = page.render(scale=max_side / max(width, height, 1))
+                    page = document[index]
                     try:
-                        images.append(_rgb(bitmap.to_pil()).copy())
+                        width, height = page.get_size()
+                        bitmap = page.render(scale=max_side / max(width, height, 1))
+                        try:
+                            images.append(_rgb(bitmap.to_pil()).copy())
+                        finally:
+                            bitmap.close()
                     finally:
-                        bitmap.close()
-                finally:
-                    page.close()
+                        page.close()
+                except Exception as error:
+                    if not _is_damage(error):
+                        raise
+                    raise PageUnreadable(index + 1) from None
         finally:
             document.close()
     return images

@@ -2,6 +2,11 @@
 
 Nothing here writes plaintext anywhere: downloads stream authenticated chunks, the model and the
 thumbnails get decoded images straight from a decrypting reader.
+
+A page that fails to decode when it is used (a file stored before its pages were all checked at
+upload, or a renderer that fails where the upload check passed) raises ``AssetUnreadable`` — the
+caller answers a clean 4xx or error frame — and is marked unusable on the asset, so that every
+later use refuses it at once, before decoding anything (``asset_unusable_page``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,23 @@ from assets.storage import blob_decrypted_chunks, blob_open
 DEFAULT_MODEL_SIDE = 1600
 THUMBNAIL_SIDE = 320
 
+FILE_UNREADABLE = "The file {name!r} could not be decoded: it is damaged."
+PAGE_UNREADABLE = "Page {page} of the file {name!r} could not be decoded: it is damaged."
+
+
+class AssetUnreadable(Exception):
+    """A file (page) that cannot be decoded; ``str()`` is safe to send back (English, like the
+    API's and the chat protocol's messages)."""
+
+    code = "unreadable_file"
+
+    def __init__(self, asset: Asset, page: int) -> None:
+        name = asset.original_name[:80]
+        message = PAGE_UNREADABLE.format(page=page, name=name) if asset.is_pdf else FILE_UNREADABLE.format(name=name)
+        super().__init__(message)
+        self.asset = asset
+        self.page = page
+
 
 def _data_key(asset: Asset) -> bytes:
     return keyring.keyring_load().unwrap(asset.key_id, asset.wrapped_key, binding=asset.storage_name)
@@ -35,10 +57,46 @@ def asset_open_reader(asset: Asset) -> DecryptingReader:
     return DecryptingReader(_data_key(asset), blob_open(asset.storage_name))
 
 
-def asset_page_images(asset: Asset, *, max_pages: int = 8, max_side: int = DEFAULT_MODEL_SIDE) -> list[Image.Image]:
-    """RGB images for the model: the image itself, or the first ``max_pages`` PDF pages."""
-    with asset_open_reader(asset) as reader:
-        return content.page_images(content.KINDS[asset.content_type], reader, max_pages=max_pages, max_side=max_side)
+def asset_decode_cost(
+    asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE, max_side: int = DEFAULT_MODEL_SIDE
+) -> content.DecodeCost:
+    """What ``asset_page_images`` will decode, from the stored dimensions and page count alone."""
+    return content.decode_cost(
+        content.KINDS[asset.content_type],
+        width=asset.width,
+        height=asset.height,
+        pages=asset.page_count,
+        max_pages=max_pages,
+        max_side=max_side,
+    )
+
+
+def asset_unusable_page(asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE) -> int | None:
+    """The first page among the first ``max_pages`` already known not to decode, if any."""
+    used = [page for page in asset.unusable_pages or () if isinstance(page, int) and 1 <= page <= max_pages]
+    return min(used) if used else None
+
+
+def asset_page_images(
+    asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE, max_side: int = DEFAULT_MODEL_SIDE
+) -> list[Image.Image]:
+    """RGB images for the model: the image itself, or the first ``max_pages`` PDF pages.
+
+    Raises AssetUnreadable (a page marked unusable before, or one that fails now and is marked)
+    and ``content.DecodeBusy`` (no decode slot freed up in time)."""
+    known = asset_unusable_page(asset, max_pages=max_pages)
+    if known is not None:
+        raise AssetUnreadable(asset, known)
+    try:
+        with asset_open_reader(asset) as reader:
+            return content.page_images(
+                content.KINDS[asset.content_type], reader, max_pages=max_pages, max_side=max_side
+            )
+    except content.PageUnreadable as failure:
+        from assets.services import asset_page_unusable_mark
+
+        asset_page_unusable_mark(asset=asset, page=failure.page)
+        raise AssetUnreadable(asset, failure.page) from None
 
 
 def asset_thumbnail_png(asset: Asset, *, side: int = THUMBNAIL_SIDE) -> bytes:

@@ -16,6 +16,8 @@ AMBIGUOUS_CONTENT = _("The file's content is ambiguous (it looks like more than 
 UNREADABLE_IMAGE = _("The image could not be decoded: it is damaged or truncated.")
 TOO_MANY_PIXELS = _("The image has too many pixels ({pixels}); the limit is {limit}.")
 UNREADABLE_PDF = _("The PDF could not be opened: it is damaged, truncated or encrypted.")
+UNREADABLE_PDF_PAGE = _("Page {page} of the PDF could not be read: the file is damaged.")
+DECODE_BUSY = _("The server is busy checking other files; try again in {retry_after} seconds.")
 TOO_MANY_PAGES = _("The PDF has {pages} pages; the limit is {limit}.")
 INCOMPLETE_UPLOAD = _("The upload was interrupted before the file was complete.")
 NO_FILE = _("No file was sent.")
@@ -65,6 +67,14 @@ def too_many_pixels(pixels: int, limit: int) -> AssetRejected:
 
 def unreadable_pdf() -> AssetRejected:
     return AssetRejected("unreadable_pdf", UNREADABLE_PDF)
+
+
+def unreadable_pdf_page(page: int) -> AssetRejected:
+    return AssetRejected("unreadable_pdf", UNREADABLE_PDF_PAGE.format(page=page))
+
+
+def busy(retry_after: int) -> AssetRejected:
+    return AssetRejected("busy", DECODE_BUSY.format(retry_after=retry_after), status=503)
 
 
 def too_many_pages(pages: int, limit: int) -> AssetRejected:

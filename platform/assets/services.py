@@ -284,6 +284,26 @@ def asset_delete(*, asset: Asset, acting_user: Any) -> None:
         _shred(asset, acting_user=acting_user, reason="deleted by user")
 
 
+def asset_page_unusable_mark(*, asset: Asset, page: int) -> None:
+    """Remember that ``page`` (1-based; 1 for a file that does not decode at all) failed to decode
+    when it was used, on every upload of the same bytes; audited. A system action: nobody asked
+    for it, the decoder found it. Its own transaction, so the mark stays whatever the caller does."""
+    with transaction.atomic(), department_scope(asset.department_id):
+        references = list(Asset.objects.select_for_update().filter(storage_name=asset.storage_name))
+        for reference in references:
+            if page not in reference.unusable_pages:
+                reference.unusable_pages = sorted({*reference.unusable_pages, page})
+                reference.save(update_fields=["unusable_pages"])
+        audit_record(
+            event_type=EventType.ASSET_UPDATE,
+            actor="system",
+            department=asset.department_id,
+            obj=asset,
+            details={"unusable_page": page, "reason": "the page did not decode when it was used"},
+        )
+    asset.unusable_pages = sorted({*asset.unusable_pages, page})
+
+
 def asset_purge_expired(*, department: Department, cutoff: datetime, dry_run: bool = False) -> int:
     """Delete the department's uploads made before ``cutoff`` (a blob is crypto-shredded with
     its last reference, so a recent upload of the same bytes keeps it); returns how many

@@ -18,10 +18,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import Action, allowed, requires
-from assets.content import KINDS
+from assets.content import KINDS, DecodeBusy
 from assets.models import Asset
 from assets.names import content_disposition, download_name
-from assets.reading import asset_plaintext_chunks, asset_thumbnail_png
+from assets.reading import AssetUnreadable, asset_plaintext_chunks, asset_thumbnail_png
 from assets.selectors import asset_get_for_request, asset_list
 from assets.services import (
     asset_classification_update,
@@ -144,7 +144,12 @@ def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> 
 @require_GET
 def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
     asset = asset_get_for_request(request, asset_id, purpose="thumbnail")
-    png = asset_thumbnail_png(asset)
+    try:
+        png = asset_thumbnail_png(asset)
+    except AssetUnreadable:  # marked unusable; the page shows the file without a preview
+        return HttpResponse(status=422)
+    except DecodeBusy as busy:
+        return HttpResponse(status=503, headers={"Retry-After": str(busy.retry_after)})
     # A thumbnail is the file's content, decrypted and scaled down: a view like any other (AU-1).
     audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "thumbnail"})
     response = HttpResponse(png, content_type="image/png")

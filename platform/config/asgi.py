@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config.request_body import UnreadOversizedBody  # noqa: E402
 from config.websocket import websocket_application  # noqa: E402
 
 if settings.MODEL_LOAD_AT_STARTUP:
@@ -24,7 +25,8 @@ if settings.MODEL_LOAD_AT_STARTUP:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # A body declaring more than its endpoint accepts is refused without being read.
+        "http": UnreadOversizedBody(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(websocket_application),
     }
 )

@@ -70,6 +70,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 INSTALLED_APPS = [
     "daphne",  # ASGI runserver with websocket support; must precede staticfiles
     "accounts.admin_config.PlatformAdminConfig",  # Django's admin with the role-checked console site
+    "config",  # no models; its command `manage.py serve` runs the ASGI server
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -217,8 +218,11 @@ ADMIN_ALLOWED_NETWORKS = env_networks(
     "ADMIN_ALLOWED_NETWORKS",
     ["127.0.0.0/8", "::1/128"],
 )
-# Proxies whose X-Forwarded-For is believed for the client address (nginx in deploy/).
-TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
+# Proxies whose X-Forwarded-For and X-Request-ID are believed: nginx in deploy/. None by default,
+# so that no client chooses its own address (make run trusts nobody). The only such trust in the
+# process: `manage.py serve` runs uvicorn believing no forwarded header itself, and a system check
+# refuses an ADMIN_ALLOWED_NETWORKS that contains a trusted proxy's address (accounts.E002).
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
 
 # /metrics: from the admin networks, or anywhere with this bearer token (for a scraper).
 METRICS_TOKEN = env_secret("METRICS_TOKEN")
@@ -287,6 +291,13 @@ if IS_PRODUCTION and not env_str("ASSET_MASTER_KEY_FILE"):
     )
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1, maximum=1_000_000_000)
 MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, minimum=1, maximum=100_000)
+# What one model request (chat turn, /v1 call, extraction) may decode, all its images together,
+# counted from headers and stored sizes before any pixel is decoded (inference/image_budget.py).
+MAX_REQUEST_PIXELS = env_int("MAX_REQUEST_PIXELS", 200_000_000, minimum=1, maximum=10_000_000_000)
+# Images decoded at once in this process (uploads, thumbnails, model inputs); a decode waits at
+# most IMAGE_DECODE_WAIT_SECONDS for its turn, then the request is answered "busy".
+IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", min(4, os.cpu_count() or 1), minimum=1, maximum=256)
+IMAGE_DECODE_WAIT_SECONDS = env_int("IMAGE_DECODE_WAIT_SECONDS", 30, minimum=1, maximum=600)
 DEPARTMENT_QUOTA_MB = env_int("DEPARTMENT_QUOTA_MB", 0, minimum=0)  # 0 = no quota
 # --- end of assets ------------------------------------------------------------------------------
 
@@ -347,6 +358,12 @@ AUDIT_SYSLOG_ADDRESS = env_str("AUDIT_SYSLOG_ADDRESS", "")
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Strict JSON (no deep nesting, no lone surrogates) with a body limit: config/strict_json.py.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.strict_json.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -367,6 +384,9 @@ API_KEY_RATE_PER_MINUTE = env_int("API_KEY_RATE_PER_MINUTE", 600, minimum=1, max
 API_KEY_DEFAULT_DAYS = env_int("API_KEY_DEFAULT_DAYS", 90, minimum=1, maximum=3650)
 # Inline (data: URL) images in chat requests: at most this many MiB each, decoded.
 API_INLINE_IMAGE_MB = env_int("API_INLINE_IMAGE_MB", 20, minimum=1, maximum=1024)
+# The largest JSON body of a REST call (inline images included); a declared Content-Length over
+# it is refused before the body is read (config/request_body.py, config/strict_json.py).
+API_MAX_BODY_MB = env_int("API_MAX_BODY_MB", 64, minimum=1, maximum=4096)
 # response_format / extraction: how many times the model may answer before we give up.
 STRUCTURED_OUTPUT_ATTEMPTS = env_int("STRUCTURED_OUTPUT_ATTEMPTS", 3, minimum=1, maximum=10)
 EXTRACTION_MAX_NEW_TOKENS = env_int("EXTRACTION_MAX_NEW_TOKENS", 512, minimum=16, maximum=131072)

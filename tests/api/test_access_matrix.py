@@ -140,7 +140,7 @@ def test_the_audit_key_reads_the_trail_and_nothing_else(make_user, client_for, p
     assert set(lines[0]) == {
         "sequence", "timestamp", "actor_type", "actor_id", "actor_name", "department_id", "department_slug",
         "event_type", "outcome", "object_type", "object_id", "object_repr", "source_ip", "user_agent",
-        "request_id", "details", "prev_hash", "hash",
+        "request_id", "details", "format_version", "sealed_at", "prev_hash", "hash",
     }  # fmt: skip
     csv_export = client.get("/api/v1/audit/export", {"format": "csv"})
     header = b"".join(csv_export).split(b"\r\n", 1)[0]

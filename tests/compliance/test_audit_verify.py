@@ -20,12 +20,15 @@ from django.db import connection
 from compliance import sealing
 from compliance.chain import (
     CANONICAL_FIELDS,
+    SEALING_CLOCK,
+    V4,
     WRITE_VERSION,
     UnknownFormatVersion,
     canonical,
     chain_hash,
     format_register,
     format_unregister,
+    formats_fields,
 )
 from compliance.checkpoints import checkpoint_sign, checkpoints_read, log_path
 from compliance.events import EventType, Outcome
@@ -58,20 +61,21 @@ def chain(system_context, personas):
 
 @pytest.fixture
 def format_v3(db):
-    """A test-only audit format 3: audit-v2's fields and one more (the version itself, a column
-    every entry has). Production registers v2 only."""
-    registered = format_register(3, (*CANONICAL_FIELDS, "format_version"), tag=b"audit-v3-test")
-    if connection.vendor == "postgresql":
-        # The SQL sealer is generated from the registry when installed (in the test's transaction).
-        triggers_remove(connection)
-        triggers_install(connection)
+    """A test-only audit format 3: audit-v4's fields and one more (the version itself, a column
+    every entry has). Production registers v2 and v4 only."""
+    registered = format_register(
+        3, (*V4.fields, "format_version"), tag=b"audit-v3-test", timestamp_fields=("timestamp", SEALING_CLOCK)
+    )
+    # The SQL sealer and the insert checks are generated from the registry when installed (in the
+    # test's transaction).
+    triggers_remove(connection)
+    triggers_install(connection)
     try:
         yield registered
     finally:
         format_unregister(3)
-        if connection.vendor == "postgresql":
-            triggers_remove(connection)
-            triggers_install(connection)
+        triggers_remove(connection)
+        triggers_install(connection)
 
 
 def append_in_format(monkeypatch, version: int, **kwargs) -> AuditEntry:
@@ -90,9 +94,8 @@ def expect_break(kind: BreakKind, sequence: int) -> None:
 
 
 def entry_as_row(sequence: int) -> SimpleNamespace:
-    return SimpleNamespace(
-        **{name: getattr(AuditEntry.objects.get(sequence=sequence), name) for name in CANONICAL_FIELDS}
-    )
+    entry = AuditEntry.objects.get(sequence=sequence)
+    return SimpleNamespace(**{name: getattr(entry, name) for name in (*formats_fields(), "format_version")})
 
 
 def test_intact_chain_verifies_and_prints_its_range(chain, capsys):
@@ -186,9 +189,10 @@ def test_inserted_row(chain):
         raw_sql(
             "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
             "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
-            "request_id, details, prev_hash, hash) SELECT 5, timestamp, actor_type, actor_id, 'mallory', "
-            "department_id, department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, "
-            "user_agent, request_id, details, %s, %s FROM compliance_auditentry WHERE sequence = 6",
+            "request_id, details, format_version, sealed_at, prev_hash, hash) SELECT 5, timestamp, actor_type, "
+            "actor_id, 'mallory', department_id, department_slug, event_type, outcome, object_type, object_id, "
+            "object_repr, source_ip, user_agent, request_id, details, format_version, sealed_at, %s, %s "
+            "FROM compliance_auditentry WHERE sequence = 6",
             (prev_hash, forged_hash),
         )
     expect_break(BreakKind.INSERTED, 5)
@@ -266,9 +270,10 @@ def test_entry_appended_around_audit_record(chain):
         raw_sql(
             "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
             "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
-            "request_id, details, prev_hash, hash) SELECT %s, timestamp, actor_type, actor_id, actor_name, "
-            "department_id, department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, "
-            "user_agent, request_id, details, %s, %s FROM compliance_auditentry WHERE sequence = %s",
+            "request_id, details, format_version, sealed_at, prev_hash, hash) SELECT %s, timestamp, actor_type, "
+            "actor_id, actor_name, department_id, department_slug, event_type, outcome, object_type, object_id, "
+            "object_repr, source_ip, user_agent, request_id, details, format_version, sealed_at, %s, %s "
+            "FROM compliance_auditentry WHERE sequence = %s",
             (head.sequence + 1, head.hash, forged_hash, head.sequence),
         )
     expect_break(BreakKind.BEYOND_HEAD, head.sequence + 1)
@@ -285,8 +290,8 @@ def test_checkpoint_command_signs_the_head_and_covers_its_own_entry(chain, capsy
 
 def test_entries_are_written_in_the_current_format_and_their_bytes_open_with_its_tag(chain):
     for entry in AuditEntry.objects.all():
-        assert entry.format_version == WRITE_VERSION == 2
-        assert canonical(entry).startswith(b"audit-v2")
+        assert entry.format_version == WRITE_VERSION == 4
+        assert canonical(entry).startswith(b"audit-v4") and entry.sealed_at is not None
 
 
 def test_a_changed_format_version_breaks_the_chain_even_to_a_registered_version(chain, format_v3):
@@ -304,19 +309,20 @@ def test_an_unknown_format_version_is_reported_as_a_break(chain):
 
 
 def test_two_formats_verify_side_by_side_in_one_chain(chain, format_v3, monkeypatch):
-    """Entries of audit-v2 and of a (test-only) v3 that hashes one more field, sealed by the
-    production sealer (SQL on PostgreSQL, Python on SQLite), each verify under their own format."""
+    """Entries of audit-v4 and of a (test-only) v3 that hashes one more field, sealed by the
+    production sealer (SQL on PostgreSQL, Python on SQLite), each verify under their own format.
+    (An entry written as audit-v2 is chained as audit-v4: tests/compliance/test_sealing_clock.py.)"""
     write = dict(event_type=EventType.ASSET_VIEW, details={"n": "v3 ✓"})
     v3 = append_in_format(monkeypatch, 3, **write)
-    v2 = append_in_format(monkeypatch, 2, **write)
+    v2 = append_in_format(monkeypatch, WRITE_VERSION, **write)
     assert (v3.sequence, v2.sequence) == (LENGTH + 1, LENGTH + 2)
     stored = {entry.sequence: entry for entry in AuditEntry.objects.filter(sequence__gt=LENGTH)}
-    assert (stored[v3.sequence].format_version, stored[v2.sequence].format_version) == (3, 2)
+    assert (stored[v3.sequence].format_version, stored[v2.sequence].format_version) == (3, WRITE_VERSION)
     assert canonical(stored[v3.sequence]).startswith(format_v3.tag)
     assert chain_hash(stored[v3.sequence].prev_hash, stored[v3.sequence]) == stored[v3.sequence].hash
     assert v3.hash == stored[v3.sequence].hash and v2.hash == stored[v2.sequence].hash
     # The same content hashes differently in the two formats.
-    assert canonical(stored[v3.sequence])[8:] != canonical(stored[v2.sequence])[8:]
+    assert canonical(stored[v3.sequence])[len(format_v3.tag) :] != canonical(stored[v2.sequence])[len(V4.tag) :]
     result = audit_chain_verify()
     assert result.ok and result.last_sequence == LENGTH + 2, result.message
     if connection.vendor == "postgresql":  # the fast pass itself reads both formats
@@ -325,7 +331,9 @@ def test_two_formats_verify_side_by_side_in_one_chain(chain, format_v3, monkeypa
         assert row.format.version == stored[row.sequence].format_version
     # A v3 entry's extra field is hashed too: change it (to another registered version) and it breaks.
     with triggers_lifted():
-        raw_sql("UPDATE compliance_auditentry SET format_version = 2 WHERE sequence = %s", [v3.sequence])
+        raw_sql(
+            "UPDATE compliance_auditentry SET format_version = %s WHERE sequence = %s", [WRITE_VERSION, v3.sequence]
+        )
     expect_break(BreakKind.HASH_MISMATCH, v3.sequence)
 
 
@@ -333,6 +341,6 @@ def test_the_registry_refuses_a_second_registration_and_formats_without_the_sequ
     with pytest.raises(ValueError, match="already registered"):
         format_register(2, CANONICAL_FIELDS)
     with pytest.raises(ValueError, match="sequence"):
-        format_register(4, ("timestamp", "details"))
+        format_register(5, ("timestamp", "details"))
     with pytest.raises(UnknownFormatVersion):
         canonical(SimpleNamespace(format_version=99, **dict.fromkeys(CANONICAL_FIELDS)))

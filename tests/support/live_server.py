@@ -2,7 +2,7 @@
 
 ``LiveServer`` gives the app its own database (a new database on the throw-away PostgreSQL
 cluster of scripts/testenv.py, else an SQLite file), its own DATA_DIR, migrates it, and runs
-``uvicorn asgi:application`` (HTTP + websockets) in a subprocess on a free port. Tests prepare
+``manage.py serve`` (uvicorn: HTTP + websockets) in a subprocess on a free port. Tests prepare
 data with ``server.shell(code)`` / ``server.manage(...)``, which run against the same database,
 and wait for the model with ``server.wait_for("/readyz")``.
 """
@@ -105,17 +105,21 @@ class LiveServer:
     def start(self, *, timeout: float = 120, prepare=None, behind_proxy: bool = False) -> LiveServer:
         """Create the database, migrate, run ``prepare(self)`` if given, then serve.
 
-        ``behind_proxy`` makes uvicorn believe X-Forwarded-* from loopback, as behind nginx.
+        Served as in production, by ``manage.py serve``. ``behind_proxy``: the platform believes
+        X-Forwarded-For from 127.0.0.1 (TRUSTED_PROXIES), where the tests' nginx runs; then
+        administration needs a network other than loopback (start-up refuses one that contains
+        the proxy), a documentation range unless the test names one.
         """
+        if behind_proxy:
+            self.env.setdefault("TRUSTED_PROXIES", "127.0.0.1/32")
+            self.env.setdefault("ADMIN_ALLOWED_NETWORKS", "192.0.2.0/24")
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         self._create_database()
         self.manage("migrate", "--noinput")
         if prepare is not None:
             prepare(self)
-        command = [sys.executable, "-m", "uvicorn", "asgi:application", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--no-server-header", "--log-level", "warning"]
-        if behind_proxy:
-            command += ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+        command = [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--log-level", "warning"]
         log = self.log_path.open("w")
         self._process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -1,7 +1,8 @@
 """Recompute the audit chain and check it against the signed checkpoints.
 
 Exit status 0 when intact (the verified range is printed); 1 naming the first bad sequence
-number and the kind of break otherwise.
+number and the kind of break otherwise (a missing table, head row or checkpoint log included);
+3 when the chain is intact but holds back-dated entries (listed: compliance/verification.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.verification import audit_chain_verify
+from compliance.verification import BACKDATING_TOLERANCE, audit_chain_verify
+
+EXIT_BROKEN = 1
+EXIT_BACKDATED = 3
 
 
 class Command(BaseCommand):
-    help = "Verify the audit chain and the signed checkpoints (exit 1 on any break)."
+    help = (
+        "Verify the audit chain and the signed checkpoints (exit 1 on any break, "
+        "3 when the chain is intact but holds back-dated entries)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -38,6 +45,8 @@ class Command(BaseCommand):
                         "latest_checkpoint": latest.as_json() if latest else None,
                         "anchor_sequence": result.anchor_sequence,
                         "warnings": result.warnings,
+                        "backdated_count": result.backdated_count,
+                        "backdated": [entry._asdict() for entry in result.backdated],
                     }
                 )
             )
@@ -46,7 +55,7 @@ class Command(BaseCommand):
         if not result.ok:
             raise CommandError(
                 f"audit chain BROKEN at entry {result.break_sequence}: {result.break_kind}: {result.message}",
-                returncode=1,
+                returncode=EXIT_BROKEN,
             )
         if not options["json"]:
             self.stdout.write(f"audit chain intact: {result.message}")
@@ -55,4 +64,16 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"checkpoints: {result.checkpoints_valid} validly signed, {result.checkpoints_matched} matched"
                 + (f"; latest at entry {latest.sequence} ({latest.time})" if latest else "")
+            )
+        if result.backdated_count:
+            for entry in result.backdated:
+                self.stderr.write(
+                    f"back-dated: entry {entry.sequence} says {entry.timestamp}, but was chained after a seal at "
+                    f"{entry.sealed_after} (database clock) that took every entry committed by then"
+                )
+            raise CommandError(
+                f"{result.backdated_count} audit entries BACKDATED (own time more than "
+                f"{BACKDATING_TOLERANCE.total_seconds() / 60:g} minutes before the seal they followed): "
+                "they were inserted into the pending table with a time in the past",
+                returncode=EXIT_BACKDATED,
             )
