@@ -47,6 +47,7 @@ from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 from departments.api_keys.models import KEY_PREFIX, PREFIX_LENGTH, ApiKey
 from departments.api_keys.services import api_key_find
+from departments.models import Membership
 from departments.tenancy import department_scope
 
 KEY_MISSING = "Authentication required: send the API key as 'Authorization: Bearer mmk_…'."
@@ -305,6 +306,9 @@ def scoped_object_get(
     raise exceptions.NotFound(OBJECT_NOT_FOUND)
 
 
+_UNREAD = object()
+
+
 def _creator_entitled(key: ApiKey) -> bool:
     """A key lives only as long as its creator's rights: an audit key while its creator is the
     audit administrator, a department key while its creator is still in that department (never
@@ -315,4 +319,12 @@ def _creator_entitled(key: ApiKey) -> bool:
         return False
     if key.is_audit_key:
         return allowed(creator, Action.AUDIT_VIEW)
-    return allowed(creator, Action.DEPARTMENT_ENTER, department=key.department_id)
+    # The creator's membership as api_key_find read it with the key (same query); the one
+    # policy decides on it. Without that annotation (a key loaded elsewhere) it is looked up.
+    role = getattr(key, "creator_department_role", _UNREAD)
+    if role is _UNREAD:
+        return allowed(creator, Action.DEPARTMENT_ENTER, department=key.department_id)
+    if role is None:
+        return False
+    membership = Membership(user=creator, department=key.department, role=role)
+    return allowed(creator, Action.DEPARTMENT_ENTER, department=key.department, membership=membership)

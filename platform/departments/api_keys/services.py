@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.permissions import department_access_holder_authorize
@@ -101,6 +101,18 @@ def api_key_list(*, department: Department) -> QuerySet[ApiKey]:
 
 
 def api_key_find(*, raw_key: str) -> ApiKey | None:
-    """The key with this secret, whatever its department (authentication comes before any scope)."""
+    """The key with this secret, whatever its department (authentication comes before any scope).
+
+    One query: the key, its department, its creator, and the creator's role in the key's
+    department (``creator_department_role``, None without a membership) — what authentication
+    decides the creator's entitlement from, on every call."""
+    from departments.models import Membership
+
+    creator_role = Membership.objects.filter(user=OuterRef("created_by"), department=OuterRef("department"))
     with all_departments(reason="authenticate an API key by the hash of its secret"):
-        return ApiKey.objects.select_related("department", "created_by").filter(secret_hash=key_hash(raw_key)).first()
+        return (
+            ApiKey.objects.select_related("department", "created_by")
+            .annotate(creator_department_role=Subquery(creator_role.values("role")[:1]))
+            .filter(secret_hash=key_hash(raw_key))
+            .first()
+        )
