@@ -1,0 +1,100 @@
+"""Damaged and oversized files for the hostile-input tests (issue 15, IP-2), made in memory.
+
+Each builder also has an intact twin (the same generator, nothing cut) so that a test can show
+the refusal is about the damage and not about the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """``(type, offset, length)`` of every chunk of a well-formed PNG."""
+    chunks, position = [], len(PNG_SIGNATURE)
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        chunks.append((kind, position, length))
+        position += 12 + length
+    return chunks
+
+
+def png_many_idat(size: tuple[int, int] = (256, 256)) -> bytes:
+    """An incompressible PNG whose pixels span several IDAT chunks (Pillow writes 64 KiB ones)."""
+    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=0)
+    data = buffer.getvalue()
+    assert sum(kind == b"IDAT" for kind, _, _ in png_chunks(data)) > 2
+    return data
+
+
+def png_cuts(data: bytes) -> dict[str, bytes]:
+    """The ways a PNG ends short: no IEND chunk at all, half of it, only its CRC missing, and the
+    last IDAT chunk cut in the middle (IEND and everything after it gone)."""
+    kind, offset, length = [chunk for chunk in png_chunks(data) if chunk[0] == b"IDAT"][-1]
+    return {
+        "IEND missing": data[:-12],
+        "IEND cut in half": data[:-6],
+        "IEND's CRC cut": data[:-2],
+        "last IDAT cut": data[: offset + 8 + length // 2],
+    }
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small, well-formed PNG whose header declares ``width`` x ``height`` grey pixels (and
+    whose image data really holds them, compressed: decoding it would allocate them all)."""
+    row = b"\x00" * (width + 1)
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+
+def jpeg(size: tuple[int, int] = (300, 300), *, progressive: bool = False) -> bytes:
+    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, progressive=progressive)
+    return buffer.getvalue()
+
+
+def jpeg_cuts(data: bytes) -> dict[str, bytes]:
+    assert data.endswith(b"\xff\xd9")
+    return {"EOI missing": data[:-2], "last scan cut": data[: len(data) - len(data) // 5]}
+
+
+def pdf_with_pages(pages: int, *, broken: frozenset[int] = frozenset()) -> bytes:
+    """A PDF of ``pages`` pages written by hand; each page number in ``broken`` (1-based) is an
+    object that is not a page dictionary. pdfium opens the file and counts every page, and fails
+    only when such a page is loaded — as a PDF whose later pages are damaged does."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = b" ".join(b"%d 0 R" % (3 + index) for index in range(pages))
+    objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages)
+    for number in range(1, pages + 1):
+        if number in broken:
+            objects.append(b"(this object is not a page)")
+        else:
+            objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>")
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
