@@ -69,7 +69,7 @@ from compliance.chain import (
 )
 from compliance.checkpoints import KIND_ANCHOR, KIND_CHECKPOINT, Checkpoint, checkpoints_read, log_path
 from compliance.events import EventType
-from compliance.models import GENESIS_HASH, AuditAnchor, AuditChainHead, AuditEntry
+from compliance.models import GENESIS_HASH, AuditAnchor, AuditArchive, AuditChainHead, AuditEntry, AuditPending
 from compliance.sealing import BATCH, pending_status
 from compliance.triggers import GUARDED_TABLES
 
@@ -354,7 +354,13 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
     columns = len(formats_fields())
     batch_clock = reference = None  # SealingClocks' state, inlined: the loop is the hot path
     batch_size = 0
-    with connection.cursor() as cursor, cursor.cursor.copy(copy_statement(start - 1)) as copy:
+    # psycopg's own cursor runs the COPY: its errors become Django's (a column dropped or altered
+    # meanwhile is then reported as unreadable, like any other read error).
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(copy_statement(start - 1)) as copy,
+    ):
         chunks = iter(copy)
         for chunk in chunks:
             lines = (rest + bytes(chunk)).split(b"\n")
@@ -566,6 +572,7 @@ def audit_chain_verify() -> VerifyResult:
     try:
         with _snapshot():
             _tables_present()
+            _columns_as_expected()
             head = AuditChainHead.objects.filter(pk=1).first()
             if head is None:
                 raise _Break(
@@ -612,16 +619,17 @@ def audit_chain_verify() -> VerifyResult:
                     "the database was rolled back or its newest entries removed",
                 )
             _checkpoints_recorded(result, checkpoints, start, log_present)
+            pending, oldest = pending_status()
     except _Break as found:
         result.break_kind, result.break_sequence, result.message = found.kind, found.sequence, found.message
         return result
     except DatabaseError as error:
-        # A column dropped or altered (a missing table is named above): report, never crash.
+        # Damage the checks above did not foresee (a missing table, column or head row is named
+        # there): report what the database said, never crash.
         result.break_kind = BreakKind.UNREADABLE
         result.message = f"the audit tables cannot be read as this release expects them: {error}".strip()
         return result
     result.ok = True
-    pending, oldest = pending_status()
     if oldest is not None and oldest > PENDING_WARN_SECONDS:
         result.warnings.append(
             f"{pending} entries are written but not chained yet, the oldest for {oldest:.0f}s: "
@@ -642,6 +650,66 @@ def _tables_present() -> None:
             None,
             f"audit table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"{'do' if len(missing) > 1 else 'does'} not exist: dropped (or the database was never migrated)",
+        )
+
+
+AUDIT_MODELS = (AuditEntry, AuditPending, AuditChainHead, AuditArchive, AuditAnchor)
+
+
+def _column_types(table: str) -> dict[str, str]:
+    """The columns of ``table`` and their types (PostgreSQL: the type's name without modifiers;
+    SQLite: the declared type)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [table],
+            )
+        else:
+            cursor.execute("SELECT name, type FROM pragma_table_info(%s)", [table])
+        return {name: type_name.lower() for name, type_name in cursor.fetchall()}
+
+
+def _type_name(db_type: str) -> str:
+    """What _column_types reports for a column created as ``db_type``."""
+    if connection.vendor != "postgresql":
+        return db_type.lower()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT format_type(%s::regtype, NULL)", [db_type])
+        return cursor.fetchone()[0]
+
+
+def _columns_as_expected() -> None:
+    """Every column this release reads is there, with the type its migrations gave it.
+
+    A dropped or renamed column would fail the reads below with a database error; a column whose
+    type was altered may still be read, re-rendered (``jsonb`` reorders and re-spaces the details
+    that were hashed as text), and look like edited entries. Either way the tables are not what
+    the chain was written into: reported as unreadable, naming the columns. Columns a later
+    release added are not this release's business.
+    """
+    problems = []
+    expected_names: dict[str, str] = {}
+    for model in AUDIT_MODELS:
+        table = model._meta.db_table
+        actual = _column_types(table)
+        for model_field in model._meta.concrete_fields:
+            found = actual.get(model_field.column)
+            if found is None:
+                problems.append(f"{table}.{model_field.column} is missing")
+                continue
+            db_type = model_field.db_type(connection)
+            if db_type not in expected_names:
+                expected_names[db_type] = _type_name(db_type)
+            if found != expected_names[db_type]:
+                problems.append(f"{table}.{model_field.column} is {found}, not {expected_names[db_type]}")
+    if problems:
+        raise _Break(
+            BreakKind.UNREADABLE,
+            None,
+            f"the audit tables cannot be read as this release expects them: {'; '.join(problems)} "
+            "(dropped or altered with the table owner's rights)",
         )
 
 
