@@ -42,12 +42,13 @@ CHUNK_SIZE = 5000
 UNKNOWN_FORMAT = "Unknown export format (use jsonl or csv)."
 _TIMESTAMP_COLUMNS = tuple(CSV_COLUMNS.index(name) for name in ("timestamp", SEALING_CLOCK))
 _DETAILS_COLUMN = CSV_COLUMNS.index("details")
-# CSV injection (OWASP): a spreadsheet runs a cell that starts with = + - @ tab or CR as a
-# formula. Such a text cell gets a leading apostrophe, which spreadsheets show as text; so does
-# a cell that already starts with one, so that removing one leading apostrophe from every cell
-# that has one gives back exactly what was stored (the file re-verifies). The csv module quotes
-# separators, quotes and line breaks, so no text can open a cell of its own.
-CSV_FORMULA_START = frozenset("=+-@\t\r")
+# CSV injection (OWASP; ASVS 5.0 V1.2.10 adds NUL): a spreadsheet runs a cell that starts with
+# = + - @ tab, CR or NUL as a formula. Such a text cell gets a leading apostrophe, which
+# spreadsheets show as text; so does a cell that already starts with one, so that removing one
+# leading apostrophe from every cell that has one gives back exactly what was stored (the file
+# re-verifies). The csv module quotes separators, quotes and line breaks, so no text can open a
+# cell of its own.
+CSV_FORMULA_START = frozenset("=+-@\t\r\0")
 CSV_TEXT_ESCAPE = "'"
 _CSV_ESCAPED_START = CSV_FORMULA_START | {CSV_TEXT_ESCAPE}
 # The columns that hold text from outside (numbers, times, hashes and canonical JSON cannot start so).
@@ -233,7 +234,7 @@ def audit_export(
             "(docs/audit.md); entries without a format_version are audit-v2"
         ),
         "csv_text_escape": (
-            "CSV only: a text cell starting with = + - @ tab, CR or ' has a ' prepended (spreadsheet formula "
+            "CSV only: a text cell starting with = + - @ tab, CR, NUL or ' has a ' prepended (spreadsheet formula "
             "injection); remove one leading ' to get the stored text"
         ),
     }
