@@ -1,8 +1,10 @@
 """AU-3: outside dev/test no migration plan removes or alters the audit trail (compliance/migration_guard.py).
 
-The commands run for real, in the production profile, in subprocesses against a database of
-their own (PostgreSQL, and SQLite): ``migrate compliance zero`` on today's code dropped every
-audit table there. The operation rules are checked on the plans the migration loader makes.
+The commands run for real, in the production profile, in subprocesses against a PostgreSQL
+database of their own (the production profile refuses SQLite): ``migrate compliance zero`` on
+the code before the guard dropped every audit table there, and ``--fake`` would have marked the
+trail's migrations unapplied without a word. The operation rules are checked on the plans the
+migration loader makes.
 """
 
 from __future__ import annotations
@@ -58,13 +60,9 @@ def production_env(directory: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def production(request, tmp_path):
+@pytest.fixture
+def production(tmp_path):
     env = production_env(tmp_path / "production")
-    if request.param == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'production' / 'db.sqlite3'}"
-        yield env
-        return
     server = require_postgresql("the production migration guard")
     import psycopg
 
@@ -97,13 +95,15 @@ def test_production_refuses_to_migrate_the_audit_app_backwards(production):
     before = manage(production, "shell", "-c", AUDITED_COUNT).stdout.split()
     assert int(before[0]) >= 1
     applied = manage(production, "showmigrations", "compliance").stdout
-    assert "[X] 0007_audit_format_version" in applied
+    assert "[X] 0008_audit_sealing_clock" in applied
 
-    for target in ("zero", "0006"):
-        refused = manage(production, "migrate", "compliance", target, "--noinput")
+    for arguments in (["zero"], ["0006"], ["zero", "--fake"]):
+        refused = manage(production, "migrate", "compliance", *arguments, "--noinput")
         assert refused.returncode != 0
         assert MIGRATION_REFUSED in refused.stderr, refused.stdout + refused.stderr
-        assert "compliance.0007_audit_format_version: reverses a migration of the audit trail" in refused.stderr
+        for migration in ("0007_audit_format_version", "0008_audit_sealing_clock"):
+            assert f"compliance.{migration}: reverses a migration of the audit trail" in refused.stderr
+        assert "Traceback" not in refused.stderr
     # An app the audit app depends on, taken back to zero, would take the audit app with it.
     refused = manage(production, "migrate", "departments", "zero", "--noinput")
     assert refused.returncode != 0 and MIGRATION_REFUSED in refused.stderr
@@ -179,7 +179,7 @@ def test_a_new_database_builds_the_audit_tables_with_the_migrations_that_altered
     loader = MigrationLoader(None, ignore_no_migrations=True)
     plan = [
         (loader.graph.nodes[key], False)
-        for key in loader.graph.forwards_plan(("compliance", "0007_audit_format_version"))
+        for key in loader.graph.forwards_plan(("compliance", "0008_audit_sealing_clock"))
     ]
     assert plan_refusals(plan, set()) == []
     assert plan_refusals(plan, EXISTING)  # the same plan on an installed trail would not run
