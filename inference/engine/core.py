@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from inference.engine.errors import MODEL_IMAGES_OVER_LIMIT, InvalidRequest
 from inference.engine.handles import Done, GenerationHandle, Result
 from inference.engine.inputs import GenerationRequest, Message, validate_messages, validate_params
 from inference.engine.loading import LoadedModel
@@ -109,7 +110,11 @@ class Engine:
             cap=self.limits.max_new_tokens_cap,
             default_max_new_tokens=self.limits.default_max_new_tokens,
         )
-        request = GenerationRequest(messages=validate_messages(messages), params=params, department=str(department))
+        messages = validate_messages(messages)
+        profile = self.loaded.profile
+        if sum(len(message.images) for message in messages) > profile.max_images:
+            raise InvalidRequest(MODEL_IMAGES_OVER_LIMIT.format(family=profile.label, limit=profile.max_images))
+        request = GenerationRequest(messages=messages, params=params, department=str(department))
         if request_id:
             request.request_id = request_id
         handle = GenerationHandle(

@@ -1,12 +1,17 @@
-"""A tiny random-weight vision-language model, built from a config with no download.
+"""Tiny random-weight vision-language models, built from a config with no download.
 
-It exists so that tests, benchmarks and ``make run`` exercise the real loading, prompting,
-batching and streaming code paths on a machine without the production weights. Its answers
+They exist so that tests, benchmarks and ``make run`` exercise the real loading, prompting,
+batching and streaming code paths on a machine without the production weights. Their answers
 are noise; ``config.json`` carries ``platform_demo_model: true`` so every UI can say so.
 
-Two architecture families are built (Qwen2.5-VL and Qwen2-VL): they share the processor and
-chat template conventions but differ in their vision towers, which is what the dtype-safety
-and batching code must cope with.
+Each family is built with transformers' own architecture code at a tiny size, and with that
+family's own processor classes, special tokens and (reduced) chat template, written locally:
+
+- ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``: the Qwen-VL turn markers (``<|im_start|>``) and
+  ``<|vision_start|><|image_pad|><|vision_end|>``; Qwen3-VL has 16-pixel patches and deepstack.
+- ``glm4v`` (GLM-4.1V) and ``glm46v`` (GLM-4.6V): ``[gMASK]<sop>``, ``<|user|>`` /
+  ``<|assistant|>`` and ``<|begin_of_image|><|image|><|end_of_image|>``; GLM-4.6V opens the
+  answer with an empty ``<think></think>`` (thinking off).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_MARKER = "platform_demo_model"
-FAMILIES = ("qwen2_5_vl", "qwen2_vl")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "glm4v", "glm46v")
 SIZES = ("tiny", "bench")
 
 # Widths stay >= 128 so bitsandbytes NF4 can quantise every linear layer (it refuses smaller).
@@ -27,7 +32,11 @@ _SIZE_SHAPES = {
     "bench": (6, 512, 1408, 8, 4, 2, 256),
 }
 
-SPECIAL_TOKENS = [
+# Small images keep the number of vision tokens (and the test run time) low.
+_MIN_PIXELS = 56 * 56
+_MAX_PIXELS = 112 * 112
+
+_QWEN_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
     "<|im_end|>",
@@ -35,6 +44,28 @@ SPECIAL_TOKENS = [
     "<|vision_end|>",
     "<|image_pad|>",
     "<|video_pad|>",
+]
+SPECIAL_TOKENS = _QWEN_TOKENS  # kept for callers of the first demo model
+
+_GLM_TOKENS = [
+    "<|endoftext|>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<sop>",
+    "<eop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|image|>",
+    "<|video|>",
+    "<think>",
+    "</think>",
 ]
 
 # The Qwen-VL chat template, reduced to what the platform uses: system/user/assistant turns,
@@ -50,6 +81,67 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def _glm_chat_template(answer_prefix: str) -> str:
+    """The GLM-V chat template reduced the same way; ``answer_prefix`` follows ``<|assistant|>``."""
+    return (
+        "[gMASK]<sop>"
+        "{% for message in messages %}"
+        "<|{{ message['role'] }}|>\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for content in message['content'] %}"
+        "{% if content['type'] == 'image' or 'image' in content %}<|begin_of_image|><|image|><|end_of_image|>"
+        "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>" + answer_prefix + "{% endif %}"
+    )
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    special: list[str]
+    eos: tuple[str, ...]  # end of turn; the first is the tokenizer's eos_token
+    pad: str
+    extra: dict[str, str]  # named special tokens the processor reads from the tokenizer
+    chat_template: str
+
+
+_FAMILY_TOKENS = {
+    "qwen": _Tokens(
+        special=_QWEN_TOKENS,
+        eos=("<|im_end|>", "<|endoftext|>"),
+        pad="<|endoftext|>",
+        extra={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+        chat_template=CHAT_TEMPLATE,
+    ),
+    "glm4v": _Tokens(
+        special=_GLM_TOKENS,
+        # GLM ends a turn by starting the next one (<|user|>/<|observation|>) or with <|endoftext|>.
+        eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        pad="<|endoftext|>",
+        extra={"image_token": "<|image|>", "video_token": "<|video|>"},
+        chat_template=_glm_chat_template("\n"),
+    ),
+    "glm46v": _Tokens(
+        special=_GLM_TOKENS,
+        eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        pad="<|endoftext|>",
+        extra={"image_token": "<|image|>", "video_token": "<|video|>"},
+        chat_template=_glm_chat_template("\n<think></think>\n"),
+    ),
+}
+
+
+def _family_tokens(family: str) -> _Tokens:
+    return _FAMILY_TOKENS["qwen" if family.startswith("qwen") else family]
+
 
 # A few lines of both languages the platform serves, so the byte-level BPE learns some merges.
 _CORPUS = [
@@ -69,7 +161,15 @@ class DemoModelSpec:
     seed: int = 0
 
 
-def _train_tokenizer(vocab_size: int):
+def train_tokenizer(
+    vocab_size: int,
+    special_tokens: list[str],
+    *,
+    eos_token: str,
+    pad_token: str,
+    extra_special_tokens: dict[str, str] | None = None,
+):
+    """A byte-level BPE tokenizer trained here on a few lines of English and Chinese."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -79,37 +179,46 @@ def _train_tokenizer(vocab_size: int):
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(_CORPUS * 20, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",  # noqa: S106 (a token, not a password)
-        pad_token="<|endoftext|>",  # noqa: S106
+        eos_token=eos_token,
+        pad_token=pad_token,
         bos_token=None,
         unk_token=None,
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
+        extra_special_tokens=extra_special_tokens or {},
     )
     fast.padding_side = "left"
     fast.model_max_length = 4096
     return fast
 
 
-def _config(spec: DemoModelSpec, tokenizer):
-    layers, hidden, intermediate, heads, kv_heads, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
+def _train_tokenizer(spec: DemoModelSpec):
+    tokens = _family_tokens(spec.family)
+    return train_tokenizer(
+        spec.vocab_size,
+        tokens.special,
+        eos_token=tokens.eos[0],
+        pad_token=tokens.pad,
+        extra_special_tokens=tokens.extra,
+    )
+
+
+def _text_config(spec: DemoModelSpec, tokenizer, *, rotary_fraction: float = 1.0, **extra) -> dict:
+    layers, hidden, intermediate, heads, kv_heads, _, _ = _SIZE_SHAPES[spec.size]
+    tokens = _family_tokens(spec.family)
     head_dim = hidden // heads
-    # Multimodal RoPE splits head_dim/2 rotary frequencies over (time, height, width).
-    half = head_dim // 2
+    # Multimodal RoPE splits the rotary frequencies (rotary dim / 2) over (time, height, width).
+    half = int(head_dim * rotary_fraction) // 2
     mrope_section = [half - 2 * (half // 4), half // 4, half // 4]
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    text_config = {
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section}
+    if rotary_fraction != 1.0:
+        rope["partial_rotary_factor"] = rotary_fraction
+    return {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden,
         "intermediate_size": intermediate,
@@ -117,19 +226,35 @@ def _config(spec: DemoModelSpec, tokenizer):
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "max_position_embeddings": 4096,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
+        "rope_parameters": rope,
+        "eos_token_id": tokenizer.convert_tokens_to_ids(tokens.eos[0]),
+        "pad_token_id": tokenizer.convert_tokens_to_ids(tokens.pad),
         "tie_word_embeddings": False,
+        **extra,
     }
-    common = {
-        "image_token_id": ids["<|image_pad|>"],
-        "video_token_id": ids["<|video_pad|>"],
-        "vision_start_token_id": ids["<|vision_start|>"],
-        "vision_end_token_id": ids["<|vision_end|>"],
-        "tie_word_embeddings": False,
-    }
+
+
+def _config(spec: DemoModelSpec, tokenizer):
+    _, hidden, _, _, _, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _family_tokens(spec.family).special}
+    if spec.family.startswith("qwen"):
+        common = {
+            "image_token_id": ids["<|image_pad|>"],
+            "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"],
+            "vision_end_token_id": ids["<|vision_end|>"],
+            "tie_word_embeddings": False,
+        }
+    else:
+        common = {
+            "image_token_id": ids["<|image|>"],
+            "video_token_id": ids["<|video|>"],
+            "image_start_token_id": ids["<|begin_of_image|>"],
+            "image_end_token_id": ids["<|end_of_image|>"],
+            "video_start_token_id": ids["<|begin_of_video|>"],
+            "video_end_token_id": ids["<|end_of_video|>"],
+            "tie_word_embeddings": False,
+        }
     if spec.family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
@@ -142,7 +267,8 @@ def _config(spec: DemoModelSpec, tokenizer):
             "fullatt_block_indexes": [vision_depth - 1],
             "window_size": 112,
         }
-        return Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config, **common)
+        text = _text_config(spec, tokenizer, bos_token_id=ids["<|endoftext|>"])
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision_config, **common)
     if spec.family == "qwen2_vl":
         from transformers import Qwen2VLConfig
 
@@ -153,30 +279,75 @@ def _config(spec: DemoModelSpec, tokenizer):
             "num_heads": 4,
             "mlp_ratio": 2,
         }
-        return Qwen2VLConfig(text_config=text_config, vision_config=vision_config, **common)
+        text = _text_config(spec, tokenizer, bos_token_id=ids["<|endoftext|>"])
+        return Qwen2VLConfig(text_config=text, vision_config=vision_config, **common)
+    if spec.family == "qwen3_vl":
+        from transformers import Qwen3VLConfig
+
+        _, _, _, heads, _, _, _ = _SIZE_SHAPES[spec.size]
+        vision_config = {
+            "depth": vision_depth,
+            "hidden_size": vision_hidden,
+            "intermediate_size": vision_hidden * 2,
+            "num_heads": 4,
+            "out_hidden_size": hidden,
+            "patch_size": 16,
+            # A learnt 8x8 grid of position embeddings, interpolated to each image's grid.
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        }
+        text = _text_config(spec, tokenizer, head_dim=hidden // heads, bos_token_id=ids["<|endoftext|>"])
+        text["rope_parameters"]["mrope_interleaved"] = True
+        return Qwen3VLConfig(text_config=text, vision_config=vision_config, **common)
+    if spec.family in ("glm4v", "glm46v"):
+        from transformers import Glm4vConfig, Glm46VConfig
+
+        vision_config = {
+            "depth": vision_depth,
+            "hidden_size": vision_hidden,
+            "intermediate_size": vision_hidden * 2,
+            "num_heads": 4,
+            "out_hidden_size": hidden,
+            "image_size": 112,
+            "patch_size": 14,
+        }
+        # GLM rotates half of each head (partial rotary), hence the smaller mrope sections.
+        text = _text_config(spec, tokenizer, rotary_fraction=0.5)
+        config_class = Glm4vConfig if spec.family == "glm4v" else Glm46VConfig
+        return config_class(text_config=text, vision_config=vision_config, **common)
     raise ValueError(f"unknown demo model family {spec.family!r} (choose from {', '.join(FAMILIES)})")
 
 
 def _processor(spec: DemoModelSpec, tokenizer):
-    from transformers import Qwen2VLImageProcessor
+    import transformers
 
-    # Small images keep the number of vision tokens (and the test run time) low.
-    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    chat_template = _family_tokens(spec.family).chat_template
+    if spec.family.startswith("qwen"):
+        patch = 16 if spec.family == "qwen3_vl" else 14
+        factor = (patch * 2) ** 2
+        image_processor = transformers.Qwen2VLImageProcessor(
+            min_pixels=max(_MIN_PIXELS, factor), max_pixels=_MAX_PIXELS if patch == 14 else 128 * 128, patch_size=patch
+        )
+        names = {
+            "qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
+            "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+            "qwen3_vl": ("Qwen3VLProcessor", "Qwen3VLVideoProcessor"),
+        }[spec.family]
+    else:
+        prefix = "Glm4v" if spec.family == "glm4v" else "Glm46V"
+        image_processor = getattr(transformers, f"{prefix}ImageProcessor")(
+            size={"shortest_edge": _MIN_PIXELS, "longest_edge": _MAX_PIXELS}
+        )
+        names = (f"{prefix}Processor", f"{prefix}VideoProcessor")
     try:
-        from transformers import Qwen2VLVideoProcessor
-
-        video_processor = Qwen2VLVideoProcessor()
+        video_processor = getattr(transformers, names[1])()
     except ImportError:  # the video processor needs torchvision; images do not
         video_processor = None
-    if spec.family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLProcessor as Processor
-    else:
-        from transformers import Qwen2VLProcessor as Processor
-    return Processor(
+    return getattr(transformers, names[0])(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     )
 
 
@@ -192,16 +363,19 @@ def build_demo_model(output: Path, spec: DemoModelSpec | None = None) -> Path:
         raise ValueError(f"unknown demo model size {spec.size!r} (choose from {', '.join(SIZES)})")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(spec.vocab_size)
+    tokenizer = _train_tokenizer(spec)
     config = _config(spec, tokenizer)
     setattr(config, DEMO_MARKER, True)
     config.platform_demo_description = "demo model — random weights, answers are noise"
     torch.manual_seed(spec.seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    tokens = _family_tokens(spec.family)
+    eos = [tokenizer.convert_tokens_to_ids(token) for token in tokens.eos]
+    pad = tokenizer.convert_tokens_to_ids(tokens.pad)
     model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id,
-        pad_token_id=config.text_config.pad_token_id,
-        bos_token_id=config.text_config.bos_token_id,
+        eos_token_id=eos[0] if spec.family in ("qwen2_vl", "qwen2_5_vl") else eos,
+        pad_token_id=pad,
+        bos_token_id=getattr(config.text_config, "bos_token_id", None),
         do_sample=False,
     )
     model.save_pretrained(output)

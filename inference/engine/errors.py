@@ -43,6 +43,15 @@ REMOTE_CODE_UNPINNED = (
     "(the manifest's SHA-256 is {actual})"
 )
 MANIFEST_PIN_MISMATCH = "the model's manifest SHA-256 is {actual}, but MODEL_MANIFEST_SHA256 pins {expected}"
+FAMILY_UNSUPPORTED = (
+    "model_type {model_type!r} is not a supported model family (supported: {supported}); "
+    "see docs/inference.md, 'Model families'"
+)
+FAMILY_NOT_VISION = (
+    "model_type {model_type!r} without a vision_config is a text-only model; this platform runs vision models"
+)
+FAMILY_REMOTE_CLASS_MISSING = "the model's config.json auto_map has no {auto_class} entry, which loads this family"
+MODEL_IMAGES_OVER_LIMIT = "this model ({family}) reads at most {limit} image(s) per conversation"
 QUANTIZATION_NEEDS_CUDA = "MODEL_QUANTIZATION={quantization} needs a CUDA GPU for bitsandbytes on this build: {error}"
 # Integrity
 MANIFEST_MISSING = "the model has no manifest {path}; review the files, then run `manage.py model_manifest --write`"

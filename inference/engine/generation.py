@@ -21,7 +21,7 @@ from inference.engine.errors import GENERATION_FAILED, OUT_OF_MEMORY, PROMPT_TOO
 from inference.engine.handles import Done, GenerationHandle, Token, Usage
 from inference.engine.inputs import GenerationRequest
 from inference.engine.loading import LoadedModel
-from inference.engine.prompting import batch_inputs, place_inputs
+from inference.engine.prompting import model_inputs, place_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,10 @@ def _free_memory(torch: Any) -> None:
         torch.cuda.empty_cache()
 
 
+def _image_count(row: Row) -> int:
+    return sum(len(message.images) for message in row.request.messages)
+
+
 def _input_device(model: Any) -> Any:
     embeddings = model.get_input_embeddings()
     return embeddings.weight.device if embeddings is not None else next(model.parameters()).device
@@ -177,8 +181,17 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
         live = [row for row in live if not row.finished]
         if not live:
             return 0
-        inputs = batch_inputs(loaded.processor, [row.request.messages for row in live])
-        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        if not loaded.profile.mixed_image_batches:
+            with_images = [row for row in live if _image_count(row)]
+            if with_images and len(with_images) < len(live):
+                # This family's code takes an image tensor for every row or for none: two calls.
+                text_only = [row for row in live if not _image_count(row)]
+                return run_batch(loaded, with_images) + run_batch(loaded, text_only)
+        inputs = model_inputs(loaded, [row.request.messages for row in live])
+        lengths = [
+            int(n) + loaded.image_extra_tokens * _image_count(row)
+            for n, row in zip(inputs["attention_mask"].sum(dim=1).tolist(), live, strict=True)
+        ]
         too_long = [
             (row, n)
             for row, n in zip(live, lengths, strict=True)
@@ -196,7 +209,11 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
         tracker.rows = live
         vision_dtype, vision_device = loaded.vision_dtype_device
         placed = place_inputs(
-            inputs, input_device=_input_device(loaded.model), vision_dtype=vision_dtype, vision_device=vision_device
+            inputs,
+            input_device=_input_device(loaded.model),
+            vision_dtype=vision_dtype,
+            vision_device=vision_device,
+            image_keys=loaded.profile.image_keys,
         )
         params = live[0].request.params  # the batch key guarantees the decoding strategy is shared
         config = loaded.model.generation_config.__class__.from_dict(loaded.model.generation_config.to_dict())

@@ -25,6 +25,7 @@ from inference.engine.errors import (
     ManifestError,
     ModelLoadError,
 )
+from inference.engine.families import CHATGLM_IMAGES, FAMILIES, Family, family_for_config, model_class
 from inference.engine.manifest import VerifiedManifest, manifest_verify
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ _VISION_ATTRIBUTES = (
     "model.vision_tower",
     "vision_model",
     "model.vision_model",
+    "transformer.vision",  # GLM-4V-9B's own code
 )
 
 
@@ -67,6 +69,11 @@ class LoadedModel:
     max_positions: int
     eos_token_ids: tuple[int, ...] = field(default_factory=tuple)
     pad_token_id: int = 0
+    profile: Family = field(default_factory=lambda: FAMILIES["qwen2_5_vl"])
+    image_size: int = 0  # the square side a fixed-size vision tower reads (GLM-4V-9B); 0 = any
+    # Positions an image takes in the model's sequence beyond its placeholder ids in the prompt
+    # (GLM-4V-9B's code widens three placeholder ids to the image's embeddings); 0 otherwise.
+    image_extra_tokens: int = 0
 
     @property
     def vision_dtype_device(self) -> tuple[Any, Any]:
@@ -179,9 +186,12 @@ def load_model(
         raise ModelLoadError(REMOTE_CODE_REFUSED.format(path=model_dir))
     if trust_remote_code and not pinned_manifest_sha256:
         raise ModelLoadError(REMOTE_CODE_UNPINNED.format(actual=manifest.sha256))
+    # The config decides the class (model_type -> family); a remote-code family's own class is
+    # the one its auto_map names for the family's auto class.
+    profile = family_for_config(config)
 
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor, AutoTokenizer
 
     cuda = torch.cuda.is_available()
     free = torch.cuda.mem_get_info()[0] if cuda else None
@@ -192,7 +202,9 @@ def load_model(
         bf16_supported=bool(cuda and torch.cuda.is_bf16_supported()),
     )
     logger.info("model quantisation: %s (%s)", choice.quantization, choice.reason)
-    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code and needs_remote_code}
+    # Only a remote-code family runs code from the model directory; a native family's class is
+    # transformers' own even if its config.json carries an auto_map.
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": profile.remote_code}
     if choice.quantization in ("nf4", "int8"):
         kwargs["quantization_config"] = _bnb_config(choice.quantization)
         kwargs["dtype"] = torch.bfloat16
@@ -202,10 +214,12 @@ def load_model(
         if cuda:
             kwargs["device_map"] = "auto"
     try:
-        processor = AutoProcessor.from_pretrained(
+        # GLM-4V-9B has no processor: its tokenizer is all there is (images are prepared here).
+        processor_class = AutoTokenizer if profile.prompt_style == CHATGLM_IMAGES else AutoProcessor
+        processor = processor_class.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=kwargs["trust_remote_code"]
         )
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, **kwargs)
+        model = model_class(profile).from_pretrained(model_dir, **kwargs)
     except (ImportError, RuntimeError) as exc:
         if choice.quantization in ("nf4", "int8") and not cuda:
             raise ModelLoadError(QUANTIZATION_NEEDS_CUDA.format(quantization=choice.quantization, error=exc)) from exc
@@ -225,7 +239,14 @@ def load_model(
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     text_config = config.get("text_config") or config
     is_demo = bool(config.get(DEMO_MARKER))
-    family = str(config.get("model_type", "unknown"))
+    family = profile.model_type
+    image_size = image_extra_tokens = 0
+    if profile.prompt_style == CHATGLM_IMAGES:
+        vision_config = config["vision_config"]
+        image_size = int(vision_config["image_size"])
+        # patches, quartered by the tower's 2x2 convolution, framed by begin/end of image,
+        # in place of the prompt's three placeholder ids
+        image_extra_tokens = (image_size // int(vision_config["patch_size"]) // 2) ** 2 + 2 - 3
     device = str(next(model.parameters()).device)
     return LoadedModel(
         model=model,
@@ -240,7 +261,10 @@ def load_model(
         is_demo=is_demo,
         load_seconds=time.perf_counter() - started,
         parameter_count=sum(p.numel() for p in model.parameters()),
-        max_positions=int(text_config.get("max_position_embeddings") or 4096),
+        max_positions=int(text_config.get("max_position_embeddings") or text_config.get("seq_length") or 4096),
         eos_token_ids=eos_ids,
         pad_token_id=int(pad),
+        profile=profile,
+        image_size=image_size,
+        image_extra_tokens=image_extra_tokens,
     )
