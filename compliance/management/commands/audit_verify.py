@@ -53,9 +53,10 @@ class Command(BaseCommand):
         for warning in result.warnings:
             self.stderr.write(f"warning: {warning}")
         if not result.ok:
+            # A missing table or head row has no entry to name.
+            where = "" if result.break_sequence is None else f" at entry {result.break_sequence}"
             raise CommandError(
-                f"audit chain BROKEN at entry {result.break_sequence}: {result.break_kind}: {result.message}",
-                returncode=EXIT_BROKEN,
+                f"audit chain BROKEN{where}: {result.break_kind}: {result.message}", returncode=EXIT_BROKEN
             )
         if not options["json"]:
             self.stdout.write(f"audit chain intact: {result.message}")
