@@ -33,7 +33,8 @@ checkpoint_missing  the chain records a checkpoint (an audit.checkpoint entry, a
 tables_missing      an audit table does not exist (dropped)
 head_missing        the chain head row does not exist (deleted)
 unreadable          the audit tables cannot be read as this release expects (a column dropped
-                    or altered): the database error is in the message
+                    or altered: named in the message, or the database error), or the
+                    checkpoint log cannot be read (not a file, no permission, not UTF-8)
 ==================  ======================================================================
 
 Besides breaks, the walk reports **back-dated entries** (``VerifyResult.backdated``): entries
@@ -583,8 +584,13 @@ def audit_chain_verify() -> VerifyResult:
             anchor = AuditAnchor.objects.order_by("-sequence").first()
             # Read once the snapshot is taken, so that every checkpoint of an entry it sees is
             # in the log by now (but the one being signed this very moment: _checkpoints_recorded).
-            log_present = log_path().exists()
-            checkpoints, signed_anchors = _read_checkpoints(result)
+            try:
+                log_present = log_path().exists()
+                checkpoints, signed_anchors = _read_checkpoints(result)
+            except (OSError, UnicodeDecodeError) as error:
+                raise _Break(
+                    BreakKind.UNREADABLE, None, f"the checkpoint log ({log_path()}) cannot be read: {error}"
+                ) from None
             start, start_hash = 1, GENESIS_HASH
             if anchor is not None:
                 result.anchor_sequence = anchor.sequence

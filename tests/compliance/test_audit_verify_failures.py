@@ -190,6 +190,18 @@ def test_an_export_records_its_checkpoint_at_once(chain, capsys, monkeypatch, tm
     assert f"the export recorded in entry {AuditChainHead.objects.get().sequence}" in message
 
 
+@pytest.mark.parametrize("damage", ["directory", "not UTF-8"])
+def test_an_unreadable_checkpoint_log_is_reported(chain, damage, capsys, monkeypatch):
+    checkpoint_create()
+    log_path().unlink()
+    if damage == "directory":
+        log_path().mkdir()
+    else:
+        log_path().write_bytes(b"\xff\xfe{not a line}\n")
+    message = expect_reported(BreakKind.UNREADABLE, capsys, monkeypatch)
+    assert f"the checkpoint log ({log_path()}) cannot be read" in message
+
+
 def test_a_log_that_lost_only_older_checkpoints_is_a_warning(chain, verified_later):
     """The newest checkpoint covers everything before it: a line lost before it cannot hide a rewrite."""
     older = checkpoint_create()
