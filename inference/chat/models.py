@@ -4,21 +4,27 @@ uploaded from the chat pane, and the stamps of the per-user turn limit.
 Everything but the stamps belongs to a department and uses the tenancy manager: queries outside
 a department scope raise. A message's images are references to department assets (never copies),
 so the retention purge can remove the images that were uploaded only for a conversation.
+
+A conversation's title and its messages' text are sealed under the conversation's own data key
+(``assets.text_crypto``): deleting the conversation (by its owner or by retention) shreds them.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from assets.text_crypto import SealedCharField, SealedTextField, TextKeyOwner
 from departments.tenancy import DepartmentScopedManager
 
 
-class Conversation(models.Model):
+class Conversation(TextKeyOwner):
     department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="conversations")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
-    title = models.CharField(_("title"), max_length=200, blank=True)
+    title = SealedCharField(_("title"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_index=True)
 
@@ -45,19 +51,29 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+class ConversationMessageManager(DepartmentScopedManager):
+    """Messages come with their conversation, which holds the key of their sealed text: reading
+    a message's content then needs no further query (also from async code)."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().select_related("conversation")
+
+
 class ConversationMessage(models.Model):
     # The department is repeated here so that the tenancy manager can scope messages directly.
     department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Binds the sealed content to this row (the key is the conversation's, shared by its messages).
+    ref = models.UUIDField(default=uuid.uuid4, editable=False)
     role = models.CharField(_("role"), max_length=16, choices=MessageRole.choices)
-    content = models.TextField(_("content"), blank=True)
+    content = SealedTextField(_("content"), blank=True)
     status = models.CharField(_("status"), max_length=16, choices=MessageStatus.choices, default=MessageStatus.COMPLETE)
     assets = models.ManyToManyField("assets.Asset", blank=True, related_name="conversation_messages")
     # Generation figures of an assistant message: tokens, latency, finish reason, parameters.
     usage = models.JSONField(_("usage"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
-    objects = DepartmentScopedManager()
+    objects = ConversationMessageManager()
 
     class Meta:
         ordering = ["conversation", "created_at", "pk"]
@@ -66,6 +82,9 @@ class ConversationMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+    def text_seal_context(self, field: str) -> tuple[Conversation, str]:
+        return self.conversation, f"{self.ref.hex}|{self.role}"
 
 
 class ChatPolicy(models.Model):

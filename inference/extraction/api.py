@@ -44,6 +44,11 @@ class ExtractionSerializer(serializers.ModelSerializer):
     template = serializers.CharField(source="template_slug")
     asset = serializers.CharField(source="asset_ref")
     batch = serializers.UUIDField(source="batch_id", allow_null=True)
+    # Sealed at rest (assets.text_crypto); JSON values to the client, as before.
+    result = serializers.JSONField(allow_null=True)
+    flags = serializers.JSONField()
+    rule_outcomes = serializers.JSONField()
+    problems = serializers.JSONField()
 
     class Meta:
         model = Extraction

@@ -2,8 +2,11 @@
 many of them.
 
 Registered through ``inference.models``. All belong to a department and use the tenancy manager.
-Template, asset and key are referenced *and* frozen as strings, so a result
-stays readable after its template is edited, its file is purged or its key is revoked.
+Template and key are referenced *and* frozen as strings, so a result stays readable after its
+template is edited or its key is revoked. A result follows its file: deleting the file (by a
+person, with a conversation, or by retention) deletes its extractions, batch outputs included.
+What the model read from the file (fields, rule outcomes, problems, raw answer) is sealed under
+the extraction's own data key (``assets.text_crypto``), shredded with the row.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from assets.text_crypto import SealedJSONField, SealedTextField, TextKeyOwner
 from departments.tenancy import DepartmentScopedManager
 
 
@@ -97,21 +101,22 @@ class BatchJob(models.Model):
         return self.status in (BatchStatus.DONE, BatchStatus.CANCELLED, BatchStatus.FAILED)
 
 
-class Extraction(models.Model):
+class Extraction(TextKeyOwner):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
     template = models.ForeignKey("inference.TaskTemplate", on_delete=models.SET_NULL, null=True, related_name="+")
     template_slug = models.CharField(_("template"), max_length=50)
-    asset = models.ForeignKey("assets.Asset", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # CASCADE: the result goes with its file. NULL only for a batch entry whose file never existed.
+    asset = models.ForeignKey("assets.Asset", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     asset_ref = models.CharField(_("file id"), max_length=64)
     asset_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True)
     batch = models.ForeignKey(BatchJob, on_delete=models.CASCADE, null=True, blank=True, related_name="extractions")
     status = models.CharField(_("status"), max_length=16, choices=ExtractionStatus.choices)
-    result = models.JSONField(_("result"), null=True, blank=True)
-    rule_outcomes = models.JSONField(_("rule outcomes"), default=list, blank=True)
-    flags = models.JSONField(_("raised outcomes"), default=list, blank=True)
-    problems = models.JSONField(_("validation problems"), default=list, blank=True)
-    raw_answer = models.TextField(_("the model's last answer"), blank=True)
+    result = SealedJSONField(_("result"), null=True, blank=True)
+    rule_outcomes = SealedJSONField(_("rule outcomes"), default=list, blank=True)
+    flags = SealedJSONField(_("raised outcomes"), default=list, blank=True)
+    problems = SealedJSONField(_("validation problems"), default=list, blank=True)
+    raw_answer = SealedTextField(_("the model's last answer"), blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     usage = models.JSONField(_("usage"), default=dict, blank=True)
     api_key = models.ForeignKey(

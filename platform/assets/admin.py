@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from assets.models import Asset
 from compliance.admin_audit import AuditedModelAdmin
@@ -12,7 +13,7 @@ class AssetAdmin(AuditedModelAdmin):
     """Metadata only: the system administrator sees what exists, never the content."""
 
     list_display = (
-        "original_name",
+        "file_name",
         "department",
         "content_type",
         "size",
@@ -21,9 +22,16 @@ class AssetAdmin(AuditedModelAdmin):
         "created_at",
     )
     list_filter = ("department", "content_type", "classification")
-    search_fields = ("original_name", "sha256")
-    readonly_fields = [f.name for f in Asset._meta.fields if f.name not in {"classification", "wrapped_key"}]
-    exclude = ("wrapped_key",)
+    # The file name is sealed (assets.text_crypto): SQL can neither search nor sort it.
+    search_fields = ("sha256",)
+    readonly_fields = [
+        f.name for f in Asset._meta.fields if f.name not in {"classification", "wrapped_key", "text_key", "text_key_id"}
+    ]
+    exclude = ("wrapped_key", "text_key", "text_key_id")
+
+    @admin.display(description=_("file name"))
+    def file_name(self, asset: Asset) -> str:
+        return asset.original_name
 
     def get_queryset(self, request):
         # The scoped manager refuses unscoped queries; the console spans departments on purpose.

@@ -7,19 +7,22 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from assets.content import KINDS
+from assets.text_crypto import SealedCharField, TextKeyOwner
 from departments.models import Classification, Department
 from departments.tenancy import DepartmentScopedManager
 
 MIME_CHOICES = [(mime, kind.name) for mime, kind in KINDS.items()]
 
 
-class Asset(models.Model):
+class Asset(TextKeyOwner):
     """One upload of an image or PDF: metadata here, the encrypted blob in ``ASSET_STORAGE_DIR``.
 
     Each upload is its uploader's own reference. Identical bytes uploaded again in the same
     department are stored once: the new row names the same blob (``storage_name``) and carries
     its own copy of the wrapped data key. ``wrapped_key`` is the file's data key wrapped by
     master key ``key_id``; the blob goes, crypto-shredded, when its last row is deleted.
+    The file name is business text: sealed under this row's own text key (``TextKeyOwner``),
+    shredded with the row even when other uploads keep the blob.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -31,7 +34,7 @@ class Asset(models.Model):
     uploaded_by_name = models.CharField(_("uploaded by"), max_length=150, blank=True)
     # Shared by every upload of the same bytes in the department (see ``assets.services``).
     storage_name = models.CharField(_("storage name"), max_length=32, editable=False, db_index=True)
-    original_name = models.CharField(_("file name"), max_length=255)
+    original_name = SealedCharField(_("file name"), max_length=255)
     size = models.PositiveBigIntegerField(_("size (bytes)"))
     content_type = models.CharField(_("type"), max_length=32, choices=MIME_CHOICES)
     sha256 = models.CharField(_("SHA-256"), max_length=64)

@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Max, Sum
 
 from accounts.permissions import Action, allowed, authorize
-from assets import content, keyring, rejections
+from assets import content, keyring, rejections, text_crypto
 from assets.models import Asset
 from assets.names import original_name_clean
 from assets.rejections import AssetRejected
@@ -240,12 +240,33 @@ def asset_classification_update(*, asset: Asset, classification: int, acting_use
         return asset
 
 
+def _derived_rows(asset: Asset) -> dict[str, list[str]]:
+    """What the row's deletion takes with it (``on_delete=CASCADE`` towards the asset: e.g. the
+    extraction results and batch outputs read from this file), by model label, for the audit
+    entry. Found through the relations themselves, so this app names no app above it."""
+    derived: dict[str, list[str]] = {}
+    for relation in Asset._meta.get_fields(include_hidden=True):
+        if not (relation.auto_created and not relation.concrete and (relation.one_to_many or relation.one_to_one)):
+            continue
+        related = relation.related_model
+        if related._meta.auto_created or relation.on_delete is not models.CASCADE:
+            continue
+        ids = related._base_manager.filter(**{relation.field.name: asset.pk}).values_list("pk", flat=True)
+        ids = [str(pk) for pk in ids]
+        if ids:
+            derived[related._meta.label_lower] = ids
+    return derived
+
+
 def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
-    """Delete the reference (its wrapped key with it) and, when it was the blob's last one and
-    once that committed, the blob. Runs inside the caller's transaction."""
+    """Delete the reference (its wrapped keys with it: the blob's copy and the file name's own)
+    and what was derived from it (extraction results, batch outputs: they follow their file);
+    when it was the blob's last reference, once that committed, the blob. Runs inside the
+    caller's transaction."""
     storage_name = asset.storage_name
     _department_lock(asset.department_id)
     references_left = Asset.objects.filter(storage_name=storage_name).exclude(pk=asset.pk).count()
+    derived = _derived_rows(asset)
     audit_record(
         event_type=EventType.ASSET_DELETE,
         actor=acting_user,
@@ -257,6 +278,8 @@ def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
             "size": asset.size,
             "crypto_shredded": references_left == 0,
             "references_left": references_left,
+            # Deleted with the file, each with its own text key (extractions: fields, raw answer).
+            "deleted_with": {label: {"count": len(ids), "ids": ids[:100]} for label, ids in derived.items()},
         },
     )
     Asset.objects.filter(pk=asset.pk).delete()
@@ -321,8 +344,10 @@ def asset_purge_expired(*, department: Department, cutoff: datetime, dry_run: bo
 def asset_master_key_rotate(*, acting_user: Any = "system", batch_size: int = 500) -> dict[str, int]:
     """Re-wrap every data key not wrapped by the active master key. Content is untouched.
 
-    Returns ``{"rewrapped": n, "remaining": m}``; ``remaining`` counts keys that could not be
-    unwrapped (their master key is missing from the ring) and is 0 after a good run.
+    The text keys of conversations, extractions and file names (``assets.text_crypto``) are
+    re-wrapped too: ``{"rewrapped": files' data keys, "text_rewrapped": text keys,
+    "remaining": m}``; ``remaining`` counts keys (of either kind) that could not be unwrapped
+    (their master key is missing from the ring) and is 0 after a good run.
     """
     ring = keyring.keyring_load()
     rewrapped = failed = 0
@@ -341,6 +366,8 @@ def asset_master_key_rotate(*, acting_user: Any = "system", batch_size: int = 50
                     asset.key_id, asset.wrapped_key = ring.wrap(data_key, binding=asset.storage_name)
                     asset.save(update_fields=["key_id", "wrapped_key"])
                     rewrapped += 1
+        text_rewrapped, text_failed = _text_keys_rewrap(ring, batch_size=batch_size)
+        failed += text_failed
         with transaction.atomic():
             audit_record(
                 event_type=EventType.ASSET_KEY_ROTATE,
@@ -348,6 +375,34 @@ def asset_master_key_rotate(*, acting_user: Any = "system", batch_size: int = 50
                 actor=acting_user,
                 object_type="assets.keyring",
                 object_repr=ring.active_id,
-                details={"active_key_id": ring.active_id, "rewrapped": rewrapped, "failed": failed},
+                details={
+                    "active_key_id": ring.active_id,
+                    "rewrapped": rewrapped,
+                    "text_keys_rewrapped": text_rewrapped,
+                    "failed": failed,
+                },
             )
-    return {"rewrapped": rewrapped, "remaining": failed}
+    return {"rewrapped": rewrapped, "text_rewrapped": text_rewrapped, "remaining": failed}
+
+
+def _text_keys_rewrap(ring: keyring.KeyRing, *, batch_size: int) -> tuple[int, int]:
+    """Re-wrap every text key (one per conversation, extraction, file row) not wrapped by the
+    active master key; (re-wrapped, failed). Runs inside ``all_departments``."""
+    rewrapped = failed = 0
+    for model in text_crypto.text_key_owner_models():
+        label = model._meta.label_lower
+        pending = model._base_manager.filter(text_key__isnull=False).exclude(text_key_id=ring.active_id)
+        ids = list(pending.order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(ids), batch_size):
+            with transaction.atomic():
+                rows = model._base_manager.select_for_update().filter(pk__in=ids[start : start + batch_size])
+                for pk, key_id, stored in rows.values_list("pk", "text_key_id", "text_key"):
+                    try:
+                        new_id, new_stored = text_crypto.text_key_rewrap(label, key_id, stored)
+                    except keyring.KeyRingError:
+                        failed += 1
+                        logger.error("%s %s: text key does not unwrap with the key ring", label, pk)
+                        continue
+                    model._base_manager.filter(pk=pk).update(text_key_id=new_id, text_key=new_stored)
+                    rewrapped += 1
+    return rewrapped, failed

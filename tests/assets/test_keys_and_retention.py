@@ -108,8 +108,10 @@ def test_rotation_rewraps_keys_without_touching_content(upload, personas, asset_
             fresh = Asset.objects.get(pk=asset.pk)
             assert fresh.key_id == ring.active_id and bytes(fresh.wrapped_key) != bytes(asset.wrapped_key)
             assert b"".join(asset_plaintext_chunks(fresh)).startswith(b"\x89PNG")
+            # The file name's own text key was re-wrapped too: it still opens, the old key retired.
+            assert fresh.text_key_id == ring.active_id and fresh.original_name == asset.original_name
     entry = AuditEntry.objects.filter(event_type=EventType.ASSET_KEY_ROTATE).get()
-    assert entry.details == {"active_key_id": ring.active_id, "rewrapped": 3, "failed": 0}
+    assert entry.details == {"active_key_id": ring.active_id, "rewrapped": 3, "text_keys_rewrapped": 3, "failed": 0}
 
 
 def test_rotation_keeps_old_keys_while_a_data_key_cannot_be_rewrapped(upload, settings):
