@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 
 # Deep enough for any request the platform understands (a JSON schema in response_format nests
 # two levels per object), far below the interpreter's recursion limit.
@@ -100,10 +100,17 @@ def declared_length(meta: dict) -> int | None:
         return None
 
 
-class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, strict (see the module), with a body limit (``API_MAX_BODY_MB``): a
-    declared Content-Length over it is refused (413) before a byte is read, and a body without
-    one is never read past the limit."""
+class StrictJSONParser(BaseParser):
+    """The project's JSON parser: strict (see the module), with a body limit (``API_MAX_BODY_MB``):
+    a declared Content-Length over it is refused (413) before a byte is read, and a body without
+    one is never read past the limit.
+
+    Not a subclass of DRF's ``JSONParser``: DRF hands a ``JSONParser`` the whole body through
+    ``request.body``, which Django refuses (a 400 ``RequestDataTooBig``) past
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` — before this limit could answer 413, and for valid bodies
+    between the two limits (an inline image of a few MiB). Any other parser reads the stream."""
+
+    media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
