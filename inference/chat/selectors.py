@@ -56,7 +56,7 @@ def conversation_get_for_owner(
 def conversation_messages(*, conversation: Conversation) -> QuerySet[ConversationMessage]:
     # Through the reverse manager, every message knows ``conversation`` (this very instance): the
     # conversation's text key is unwrapped once for all of them (assets.text_crypto).
-    return conversation.messages.prefetch_related("assets").order_by("created_at", "pk")
+    return conversation.messages.select_related(None).prefetch_related("assets").order_by("created_at", "pk")
 
 
 def conversation_history(
