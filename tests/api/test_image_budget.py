@@ -201,3 +201,19 @@ def test_an_extraction_of_a_damaged_page_answers_400_and_marks_it(api_engine, ke
     again = client_for(key_a[0]).post(EXTRACT, payload, format="json")
     assert again.status_code == 400 and again.json()["code"] == "unreadable_file"
     assert spy.decoded_nothing
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (damaged_samples.png_cuts(damaged_samples.png_many_idat())["IEND missing"], "image/png"),
+        (damaged_samples.pdf_with_pages(3, broken=frozenset({2})), "application/pdf"),
+    ],
+    ids=["png without IEND", "pdf with a broken page 2"],
+)
+def test_a_damaged_inline_file_is_a_clean_400(api_engine, key_a, client_for, data, mime):
+    response = _post(client_for(key_a[0]), CHAT, _chat_body(api_engine.info().name, [data_url(data, mime)]))
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_image", "messages[0].content[1]")
+    assert "unreadable_" in error["message"]
