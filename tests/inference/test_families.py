@@ -1,0 +1,388 @@
+"""The family matrix: every supported model family run end to end on a tiny random-weight model.
+
+Families: qwen2_vl, qwen2_5_vl, qwen3_vl, glm4v (GLM-4.1V), glm46v (GLM-4.6V), all with
+transformers' own architecture code, processors and (reduced) chat templates; and GLM-4V-9B
+through a tiny stand-in of its own remote code (tests/support/glm4v9b_standin), loaded with
+trust_remote_code from a pinned manifest. For each: the loader picks the class from the
+config; fp32, NF4 and int8 (bitsandbytes on the CPU) load and answer an image chat; streaming;
+an extraction's structured retry loop; pixel dtype safety; and batched greedy answers equal
+solo ones (fp32: token for token; NF4: up to the first near-tie of the solo run's logits).
+
+The models are built and loaded once per session (each load is shared by every test here).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import inference  # noqa: F401  (sets the offline switches before transformers loads)
+from inference.engine.core import Engine, EngineLimits
+from inference.engine.demo_model import DemoModelSpec
+from inference.engine.errors import (
+    FAMILY_UNSUPPORTED,
+    MANIFEST_MISMATCH,
+    MODEL_IMAGES_OVER_LIMIT,
+    REMOTE_CODE_REFUSED,
+    InvalidRequest,
+    ManifestError,
+    ModelLoadError,
+)
+from inference.engine.families import FAMILIES
+from inference.engine.handles import Done, Token
+from inference.engine.inputs import Message
+from inference.engine.loading import load_model, vision_dtype_device
+from inference.engine.manifest import manifest_write
+from inference.engine.prompting import chatglm_prompt, conversation, model_inputs, place_inputs
+
+STANDIN = "glm4v_9b_standin"
+NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "glm46v")
+MATRIX = (*NATIVE, STANDIN)
+MODEL_TYPE = {**{name: name for name in NATIVE}, STANDIN: "chatglm"}
+IMAGE_START = {
+    "qwen2_vl": "<|vision_start|>",
+    "qwen2_5_vl": "<|vision_start|>",
+    "qwen3_vl": "<|vision_start|>",
+    "glm4v": "<|begin_of_image|>",
+    "glm46v": "<|begin_of_image|>",
+    STANDIN: "<|begin_of_image|>",
+}
+# The tiny random models' logits are small (standard deviation about 0.2, top logits below 1),
+# where bf16 values are spaced 2**-9 to 2**-8 apart. A batch sums in another order, so where the
+# solo run's best two logits are closer than this (a few such spacings), it may pick the other
+# token; the divergences seen were all at gaps of 0.004 or less.
+NEAR_TIE = 0.02
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory) -> tuple[Path, str]:
+    """The GLM-4V-9B stand-in with its manifest; returns (directory, manifest SHA-256 to pin)."""
+    from tests.support.glm4v9b_standin import build_glm4v9b_standin
+
+    path = build_glm4v9b_standin(tmp_path_factory.mktemp("families") / "glm-4v-9b-standin")
+    return path, manifest_write(path)
+
+
+@pytest.fixture(scope="session")
+def family_dir(demo_model_factory, standin_dir):
+    def directory(name: str) -> Path:
+        return standin_dir[0] if name == STANDIN else demo_model_factory(DemoModelSpec(family=name))
+
+    return directory
+
+
+@pytest.fixture(scope="session")
+def family_model(family_dir, standin_dir, shared_demo_model, shared_demo_model_dir):
+    """``family_model(name, quantization)``: loaded once per session and shared."""
+    loaded: dict[tuple[str, str], object] = {}
+
+    def load(name: str, quantization: str = "fp32"):
+        key = (name, quantization)
+        if key not in loaded:
+            path = family_dir(name)
+            if name == STANDIN:
+                loaded[key] = load_model(
+                    path, quantization=quantization, trust_remote_code=True, pinned_manifest_sha256=standin_dir[1]
+                )
+            elif path == shared_demo_model_dir and quantization == "fp32":
+                loaded[key] = shared_demo_model
+            else:
+                loaded[key] = load_model(path, quantization=quantization)
+        return loaded[key]
+
+    return load
+
+
+@pytest.fixture(params=MATRIX)
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def engine_for(family_model):
+    engines = []
+
+    def make(name: str, quantization: str = "fp32", **limits) -> Engine:
+        limits.setdefault("batch_window_seconds", 0.0)
+        engine = Engine(family_model(name, quantization), EngineLimits(**limits))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.shutdown()
+
+
+@pytest.fixture
+def red_image():
+    return Image.new("RGB", (96, 64), (200, 30, 30))
+
+
+@pytest.fixture
+def blue_image():
+    return Image.new("RGB", (64, 80), (20, 40, 210))
+
+
+def _image_question(image, text: str = "What colour is this?") -> list[Message]:
+    return [Message("system", "Answer briefly."), Message("user", text, images=(image,))]
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quantization", ["fp32", "nf4", "int8"])
+def test_each_family_loads_by_its_config_and_answers_an_image_chat(
+    family, quantization, family_model, engine_for, red_image
+):
+    import bitsandbytes as bnb
+    import transformers
+
+    loaded = family_model(family, quantization)
+    profile = FAMILIES[MODEL_TYPE[family]]
+    assert loaded.family == MODEL_TYPE[family] and loaded.profile is profile
+    model_class = type(loaded.model)
+    if profile.remote_code:
+        # The model's own class from its own files, as its auto_map names it.
+        assert model_class.__name__ == "ChatGLMForConditionalGeneration"
+        assert model_class.__module__.startswith("transformers_modules.")
+    else:
+        assert model_class is getattr(transformers, profile.model_class)
+    layer = {"nf4": bnb.nn.Linear4bit, "int8": bnb.nn.Linear8bitLt}.get(quantization)
+    if layer is not None:
+        quantised = [m for m in loaded.model.modules() if isinstance(m, layer)]
+        assert quantised, f"no {quantization} layer in {family}"
+        if quantization == "nf4":
+            assert quantised[0].weight.quant_state.quant_type == "nf4"
+    else:
+        assert next(loaded.model.parameters()).dtype == torch.float32
+    engine = engine_for(family, quantization)
+    result = engine.generate(_image_question(red_image), max_new_tokens=3, min_new_tokens=3)
+    assert result.usage.completion_tokens == 3 and result.finish_reason == "length"
+    assert engine.info().quantization == quantization and engine.info().family == MODEL_TYPE[family]
+
+
+def test_an_unsupported_family_is_refused_by_name(family_dir, tmp_path):
+    model_copy = tmp_path / "model"
+    shutil.copytree(family_dir("qwen2_vl"), model_copy)
+    config = json.loads((model_copy / "config.json").read_text())
+    config["model_type"] = "llava"
+    (model_copy / "config.json").write_text(json.dumps(config))
+    manifest_write(model_copy)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(model_copy, quantization="fp32")
+    assert str(refused.value) == FAMILY_UNSUPPORTED.format(model_type="llava", supported=", ".join(sorted(FAMILIES)))
+
+
+# --- GLM-4V-9B: its own code, pinned like any other file -----------------------------------------
+
+
+def test_the_standin_needs_trust_and_a_pin_and_a_changed_code_file_refuses_the_load(standin_dir, tmp_path):
+    path, digest = standin_dir
+    with pytest.raises(ModelLoadError) as untrusted:
+        load_model(path, quantization="fp32")
+    assert str(untrusted.value) == REMOTE_CODE_REFUSED.format(path=path)
+    model_copy = tmp_path / "glm-4v-9b"
+    shutil.copytree(path, model_copy)
+    code = model_copy / "modeling_chatglm.py"
+    code.write_text(code.read_text() + "\nimport os  # a change after the review\n")
+    with pytest.raises(ManifestError) as changed:
+        load_model(model_copy, quantization="fp32", trust_remote_code=True, pinned_manifest_sha256=digest)
+    assert str(changed.value) == MANIFEST_MISMATCH.format(name="modeling_chatglm.py")
+    # Re-approving the changed files gives a new manifest, which the old pin refuses too.
+    new_digest = manifest_write(model_copy)
+    assert new_digest != digest
+    with pytest.raises(ManifestError):
+        load_model(model_copy, quantization="fp32", trust_remote_code=True, pinned_manifest_sha256=digest)
+
+
+def test_the_standin_gets_one_image_as_a_tensor_in_the_vision_towers_dtype(family_model, engine_for, red_image):
+    loaded = family_model(STANDIN, "nf4")
+    inputs = model_inputs(loaded, [tuple(_image_question(red_image))])
+    size = loaded.image_size
+    assert inputs["images"].shape == (1, 3, size, size) and inputs["images"].dtype == torch.float32
+    seen = {}
+    vision = loaded.model.transformer.vision
+
+    def record(module, args):
+        seen["dtype"] = args[0].dtype
+
+    hook = vision.register_forward_pre_hook(record)
+    try:
+        engine_for(STANDIN, "nf4").generate(_image_question(red_image), max_new_tokens=2, min_new_tokens=2)
+    finally:
+        hook.remove()
+    assert seen["dtype"] == vision_dtype_device(loaded.model)[0] == torch.bfloat16
+    with pytest.raises(InvalidRequest) as refused:
+        engine_for(STANDIN).submit([Message("user", "two?", images=(red_image, red_image))])
+    assert str(refused.value) == MODEL_IMAGES_OVER_LIMIT.format(family="GLM-4V-9B", limit=1)
+
+
+# --- prompting, streaming, extraction --------------------------------------------------------------
+
+
+def test_prompt_order_is_instruction_then_image_then_text(family, family_model, red_image):
+    loaded = family_model(family)
+    messages = (Message("system", "INSTRUCTION"), Message("user", "QUESTION", images=(red_image,)))
+    if family == STANDIN:
+        rendered = chatglm_prompt(messages)
+    else:
+        rendered = loaded.processor.apply_chat_template(
+            conversation(messages), add_generation_prompt=True, tokenize=False
+        )
+    assert rendered.index("INSTRUCTION") < rendered.index(IMAGE_START[family]) < rendered.index("QUESTION")
+
+
+def _pieces_as_decoded(tokenizer, ids: list[int]) -> list[str]:
+    """What can be sent after each step of an answer of ``ids``: byte-level tokens leave an
+    incomplete UTF-8 character (shown as U+FFFD) until its last byte comes; the last step sends all."""
+    pieces, sent = [], 0
+    for count in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:count], skip_special_tokens=True)
+        ready = len(text) if count == len(ids) else len(text.rstrip("\ufffd"))
+        if ready > sent:
+            pieces.append(text[sent:ready])
+            sent = ready
+    return pieces
+
+
+STREAM_QUESTIONS = ("What colour is this?", "Describe the image.", "发票上的金额是多少？", "Read the invoice.")
+
+
+def test_an_image_chat_streams_each_piece_as_soon_as_it_decodes(family, family_model, engine_for, red_image):
+    loaded = family_model(family)
+    steps = 16
+    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    # Random weights often answer with broken UTF-8 only: the first question whose greedy answer
+    # (the same computation, token by token) decodes in two or more pieces shows the streaming.
+    for question in STREAM_QUESTIONS:
+        ids, _ = _greedy(loaded, [_image_question(red_image, question)], steps)
+        expected = _pieces_as_decoded(tokenizer, ids[0].tolist())
+        if len(expected) >= 2:
+            break
+    else:
+        pytest.fail(f"no question gives a {family} answer in more than one piece")
+    engine = engine_for(family)
+    handle = engine.submit(_image_question(red_image, question), max_new_tokens=steps, min_new_tokens=steps)
+    events = list(handle.events())
+    done = events[-1]
+    assert isinstance(done, Done) and done.usage.completion_tokens == steps
+    assert [event.text for event in events if isinstance(event, Token)] == expected
+    text_only = engine.generate([Message("system", "Answer briefly."), Message("user", question)], max_new_tokens=1)
+    # The image became vision tokens in the prompt.
+    assert done.usage.prompt_tokens >= text_only.usage.prompt_tokens + 3
+
+
+def test_an_extraction_runs_its_structured_retry_loop(family, engine_for, red_image):
+    from inference.engine.structured import instruction_for, structured_generate
+    from inference.extraction.services import BUILTIN_TEMPLATES, EXTRACTION_PROMPT
+
+    template = BUILTIN_TEMPLATES["vat-invoice"]
+    engine = engine_for(family)
+    messages = [
+        Message("system", f"{template['instruction']}\n\n{instruction_for(template['json_schema'])}"),
+        Message("user", EXTRACTION_PROMPT, images=(red_image,)),
+    ]
+    outcome = structured_generate(
+        messages,
+        generate=lambda conversation: engine.generate(conversation, max_new_tokens=6, temperature=0.0),
+        schema=template["json_schema"],
+        attempts=2,
+    )
+    assert outcome.attempts == len(outcome.results) >= 1
+    if not outcome.valid:  # random weights: expected; the retry carries the image and the problem
+        assert outcome.attempts == 2 and outcome.problems
+        assert outcome.results[1].usage.prompt_tokens > outcome.results[0].usage.prompt_tokens
+
+
+# --- dtype safety -----------------------------------------------------------------------------------
+
+
+def test_image_tensors_follow_the_vision_towers_real_dtype(family, family_model, red_image):
+    nf4 = family_model(family, "nf4")
+    dtype, device = vision_dtype_device(nf4.model)
+    assert dtype == torch.bfloat16  # read from the parameters, not assumed
+    assert vision_dtype_device(family_model(family).model)[0] == torch.float32
+    inputs = model_inputs(nf4, [tuple(_image_question(red_image))])
+    (key,) = [key for key in nf4.profile.image_keys if key in inputs]
+    assert inputs[key].dtype == torch.float32  # what the image preparation produces
+    placed = place_inputs(
+        inputs, input_device=device, vision_dtype=dtype, vision_device=device, image_keys=nf4.profile.image_keys
+    )
+    assert placed[key].dtype == torch.bfloat16
+    for name, value in placed.items():
+        if name != key and hasattr(value, "dtype"):
+            assert not value.is_floating_point(), f"{name} was cast"  # ids, masks, grids stay integers
+
+
+# --- batching ---------------------------------------------------------------------------------------
+
+
+def _batch_messages(red_image, blue_image) -> list[list[Message]]:
+    return [
+        _image_question(red_image, "short"),
+        _image_question(blue_image, "a somewhat longer question about this invoice"),
+        [Message("user", "质量报告")],
+        _image_question(red_image, "金额是多少？"),
+        _image_question(blue_image, "Describe the image."),
+        [Message("system", "You read invoices."), Message("user", "What is the total amount?")],
+    ]
+
+
+def test_batched_greedy_answers_equal_solo_answers_in_fp32(family, engine_for, red_image, blue_image):
+    requests = _batch_messages(red_image, blue_image)
+    solo_engine = engine_for(family)
+    solo = [solo_engine.generate(m, max_new_tokens=6, min_new_tokens=6).text for m in requests]
+    batch_engine = engine_for(family, batch_window_seconds=0.3)
+    handles = [batch_engine.submit(m, max_new_tokens=6, min_new_tokens=6) for m in requests]
+    batched = [handle.result() for handle in handles]
+    if FAMILIES[MODEL_TYPE[family]].mixed_image_batches:
+        expected_sizes = [6] * 6
+    else:  # one call for the rows with an image, one for the others
+        expected_sizes = [4, 4, 2, 4, 4, 2]
+    assert [r.usage.batch_size for r in batched] == expected_sizes
+    assert [r.text for r in batched] == solo
+
+
+def _greedy(loaded, batch: list[list[Message]], steps: int):
+    """Greedy ids and raw logits of one generate call, built the way the engine builds it."""
+    inputs = model_inputs(loaded, [tuple(m) for m in batch])
+    dtype, device = vision_dtype_device(loaded.model)
+    placed = place_inputs(
+        inputs, input_device=device, vision_dtype=dtype, vision_device=device, image_keys=loaded.profile.image_keys
+    )
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            **placed,
+            do_sample=False,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            eos_token_id=list(loaded.eos_token_ids),
+            pad_token_id=loaded.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    ids = out.sequences[:, placed["input_ids"].shape[1] :]
+    return ids, torch.stack(out.logits, dim=1).float()
+
+
+def test_batched_greedy_answers_equal_solo_in_nf4_up_to_the_first_near_tie(family, family_model, red_image, blue_image):
+    loaded = family_model(family, "nf4")
+    requests = _batch_messages(red_image, blue_image)
+    if not loaded.profile.mixed_image_batches:
+        requests = [m for m in requests if any(message.images for message in m)]
+    steps = 12
+    batched, _ = _greedy(loaded, requests, steps)
+    compared = 0
+    for row, messages in enumerate(requests):
+        solo, logits = _greedy(loaded, [messages], steps)
+        top2 = logits[0].topk(2, dim=-1).values
+        margins = (top2[:, 0] - top2[:, 1]).tolist()
+        clear = next((step for step, margin in enumerate(margins) if margin < NEAR_TIE), steps)
+        assert batched[row, :clear].tolist() == solo[0, :clear].tolist(), f"row {row} differs before a near-tie"
+        compared += clear
+    assert compared >= 6, f"only {compared} tokens were clear of near-ties: the comparison proved little"
