@@ -27,14 +27,22 @@ BAD_NAME = _("The file name is missing or invalid.")
 class AssetRejected(Exception):
     """An upload refused for a reason the uploader can act on; nothing of it is stored."""
 
-    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, *, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = str(message)
         self.status = status
+        self.retry_after = retry_after  # seconds, for a refusal that a later try may not meet
 
-    def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "detail": self.message}
+    def as_dict(self) -> dict[str, str | int]:
+        if self.retry_after is None:
+            return {"code": self.code, "detail": self.message}
+        return {"code": self.code, "detail": self.message, "retry_after": self.retry_after}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers the refusal needs (``Retry-After`` for a transient one)."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 def too_large(limit_bytes: int) -> AssetRejected:
@@ -74,7 +82,7 @@ def unreadable_pdf_page(page: int) -> AssetRejected:
 
 
 def busy(retry_after: int) -> AssetRejected:
-    return AssetRejected("busy", DECODE_BUSY.format(retry_after=retry_after), status=503)
+    return AssetRejected("busy", DECODE_BUSY.format(retry_after=retry_after), status=503, retry_after=retry_after)
 
 
 def too_many_pages(pages: int, limit: int) -> AssetRejected:

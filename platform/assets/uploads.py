@@ -68,6 +68,14 @@ class UploadResult:
         return max([200, *(item.rejection.status for item in self.files if item.rejection is not None)])
 
     @property
+    def headers(self) -> dict[str, str]:
+        """Headers for the response: ``Retry-After`` when a refusal was only the server being
+        busy (every decode slot taken), the longest such wait."""
+        refusals = [self.rejection] if self.rejection is not None else [item.rejection for item in self.files]
+        waits = [refusal.retry_after for refusal in refusals if refusal is not None and refusal.retry_after]
+        return {"Retry-After": str(max(waits))} if waits else {}
+
+    @property
     def stored(self) -> list[FileOutcome]:
         return [item for item in self.files if item.asset is not None]
 

@@ -64,9 +64,9 @@ def file_list(request: HttpRequest, department_slug: str) -> HttpResponse:
     )
 
 
-def _upload_response(request: HttpRequest, status: int, payload: dict) -> HttpResponse:
+def _upload_response(request: HttpRequest, status: int, payload: dict, headers: dict[str, str]) -> HttpResponse:
     if _wants_json(request):
-        return JsonResponse(payload, status=status, json_dumps_params={"ensure_ascii": False})
+        return JsonResponse(payload, status=status, headers=headers, json_dumps_params={"ensure_ascii": False})
     for item in payload.get("files", []):
         if "detail" in item:
             messages.error(request, f"{item.get('name', '')}: {item['detail']}")
@@ -81,7 +81,7 @@ def _upload_response(request: HttpRequest, status: int, payload: dict) -> HttpRe
 def _file_upload(request: HttpRequest, upload: RequestUpload) -> HttpResponse:
     result = upload.store(department=request.department, uploaded_by=request.user)
     payload = result.as_dict(lambda asset: {"url": _asset_url(request, "detail", asset)})
-    return _upload_response(request, result.status, payload)
+    return _upload_response(request, result.status, payload, result.headers)
 
 
 @csrf_exempt  # CSRF is checked by _file_upload, after our upload handler is in place
