@@ -272,3 +272,42 @@ class RetentionPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"retention policy of {self.department.slug}"
+
+
+class ProcessHeartbeat(models.Model):
+    """An app process saying it is alive (BR-3): written by the process itself every
+    HEARTBEAT_SECONDS (compliance/report_heartbeat.py), read by the compliance report."""
+
+    process_id = models.CharField(_("process"), max_length=64, primary_key=True)
+    hostname = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("process id"))
+    channel_layer = models.CharField(_("channel layer"), max_length=100, blank=True)
+    started_at = models.DateTimeField(_("started at"))
+    seen_at = models.DateTimeField(_("last seen"), db_index=True)
+
+    class Meta:
+        ordering = ["-seen_at"]
+        verbose_name = _("process heartbeat")
+        verbose_name_plural = _("process heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid} seen {self.seen_at.isoformat()}"
+
+
+class AuditForwardState(models.Model):
+    """The last entry a SIEM target accepted, and the last failure (AU-5): written by
+    compliance/forwarding.py after a send, read by the compliance report."""
+
+    address = models.CharField(_("forwarding address"), max_length=255, primary_key=True)
+    transport = models.CharField(_("transport"), max_length=8)
+    last_success_at = models.DateTimeField(_("last accepted"), null=True, blank=True)
+    last_success_sequence = models.PositiveBigIntegerField(_("last entry accepted"), null=True, blank=True)
+    last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
+    last_failure = models.CharField(_("failure"), max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("audit forwarding state")
+        verbose_name_plural = _("audit forwarding states")
+
+    def __str__(self) -> str:
+        return f"forwarding to {self.address}"

@@ -352,8 +352,25 @@ if IS_PRODUCTION and not AUDIT_SIGNING_KEY_FILE.is_file():
     raise ImproperlyConfigured(f"AUDIT_SIGNING_KEY_FILE={str(AUDIT_SIGNING_KEY_FILE)!r} does not exist")
 AUDIT_CHECKPOINT_LOG = env_path("AUDIT_CHECKPOINT_LOG", DATA_DIR / "audit" / "checkpoints.jsonl")
 AUDIT_EXPORT_DIR = env_path("AUDIT_EXPORT_DIR", DATA_DIR / "audit" / "exports")
-# Optional SIEM forwarding: udp://host:port, tcp://host:port or a unix socket path (/dev/log).
+# Optional SIEM forwarding: tcp://host:port, tls://host:port, udp://host:port or a unix socket
+# path (/dev/log). Only TCP and TLS tell that the target took an entry (AU-5 in the report).
 AUDIT_SYSLOG_ADDRESS = env_str("AUDIT_SYSLOG_ADDRESS", "")
+# The report's AU-5 passes when the target accepted an entry within this many hours.
+AUDIT_FORWARD_MAX_AGE_HOURS = env_int("AUDIT_FORWARD_MAX_AGE_HOURS", 24, minimum=1, maximum=24 * 31)
+
+# --- Compliance report (see docs/compliance-report.md) -----------------------------------------
+# The address people use (https://ai.example.internal/): the report probes it live over TLS
+# (IA-3, DC-1), verifying its certificate against TLS_CA_BUNDLE (a PEM file of the CA(s) that
+# issued it; empty: the system's trust store).
+PUBLIC_URL = env_str("PUBLIC_URL", "")
+TLS_CA_BUNDLE = env_str("TLS_CA_BUNDLE", "")
+# How many app processes (uvicorn/daphne serving this installation, all hosts) the deployment
+# runs; more than one needs the Redis channel layer (production refuses the in-memory one), and
+# the report compares it with the processes that report a heartbeat (BR-3).
+APP_PROCESSES = env_int("APP_PROCESSES", 1, minimum=1, maximum=1000)
+HEARTBEAT_SECONDS = env_int("HEARTBEAT_SECONDS", 30, minimum=1 if PROFILE == "test" else 5, maximum=600)
+# The result of scripts/dependency_audit.py (IP-3), under DATA_DIR so that it exists in the image.
+DEPENDENCY_AUDIT_RESULT = env_path("DEPENDENCY_AUDIT_RESULT", DATA_DIR / "dependency-audit.json")
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -410,3 +427,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
 }
+
+# --- Production refusals (config/production.py) -------------------------------------------------
+if IS_PRODUCTION:
+    from config.production import production_refusals
+
+    production_refusals(
+        database_engine=DATABASES["default"]["ENGINE"],
+        channel_layer_backend=CHANNEL_LAYERS["default"]["BACKEND"],
+        app_processes=APP_PROCESSES,
+    )

@@ -18,6 +18,9 @@ def run_manage(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "DEBUG", "AUDIT_", "ALLOWED_HOSTS"))}
     base.update({"DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
     base.update(env)
+    if base.get("PLATFORM_PROFILE") == "production" and "DATABASE_URL" not in env:
+        # Production refuses SQLite (config/production.py); these cases connect to no database.
+        base["DATABASE_URL"] = "postgres://platform@127.0.0.1:9/platform"
     if base.get("PLATFORM_PROFILE") == "production" and "ASSET_MASTER_KEY_FILE" not in env:
         # Production requires the asset master key ring (docs/assets.md); give every case one.
         key_ring = tmp_path / "asset_master_keys"

@@ -1,4 +1,8 @@
-"""The compliance self-check: every control reported, with live evidence, and audited."""
+"""The compliance self-check: every control reported, in four states, in Chinese and English, audited.
+
+The honesty of each line is tested in test_report_honesty.py (no constant pass) and the live
+probes in test_report_live.py and test_report_tls.py.
+"""
 
 import json
 import re
@@ -10,7 +14,7 @@ from django.core.management import call_command
 from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from compliance.report import FAIL, PASS, compliance_report_build
+from compliance.report import FAIL, MANUAL, NOT_APPLICABLE, PASS, STATES, compliance_report_build
 
 pytestmark = pytest.mark.django_db
 MLPS = Path(__file__).resolve().parents[3] / "shared" / "MLPS3.md"
@@ -60,8 +64,12 @@ def test_every_control_of_the_standard_is_reported(personas):
     report = compliance_report_build()
     assert [r.control for r in report.results] == ALL_CONTROLS
     for result in report.results:
-        assert result.status in {PASS, FAIL, "n/a"}
+        assert result.status in STATES
         assert result.evidence, result.control
+        states = {line.state for line in result.evidence}
+        # the control's state follows from its lines: any fail fails, then manual, then pass
+        expected = next((s for s in (FAIL, MANUAL, PASS) if s in states), NOT_APPLICABLE)
+        assert result.status == expected, (result.control, result.evidence)
         assert not any("could not run" in line for line in result.evidence), (result.control, result.evidence)
 
 
@@ -77,7 +85,7 @@ def test_evidence_follows_the_data(personas, make_user):
     assert results["AC-4"].status == FAIL  # an active superuser breaks least privilege
     assert results["AC-2"].status == FAIL  # "root" is a default account name
     assert results["IA-4"].status == FAIL  # the system administrator has no TOTP device
-    assert "sysadmin" in results["IA-4"].evidence[1]
+    assert "sysadmin" in results["IA-4"].evidence[0]
 
 
 def test_audit_chain_is_verified_live(personas):
@@ -109,3 +117,43 @@ def test_page_for_security_and_audit_administrators_only(client, personas, make_
     assert response["X-Report-SHA256"]
     assert "| IA-1 |" in response.content.decode()
     assert client.get("/compliance/report/", REMOTE_ADDR="203.0.113.5").status_code == 404
+
+
+def test_exports_in_chinese_and_english(client, personas, make_user):
+    client.force_login(make_user("sec", admin_role=AdminRole.SECURITY))
+    chinese = client.get("/compliance/report/?format=md&lang=zh-hans", REMOTE_ADDR="127.0.0.1")
+    english = client.get("/compliance/report/?format=md&lang=en", REMOTE_ADDR="127.0.0.1")
+    assert chinese["Content-Disposition"].endswith('-zh.md"') and english["Content-Disposition"].endswith('-en.md"')
+    zh, en = chinese.content.decode(), english.content.decode()
+    assert "合规自检" in zh and "安全管理员" in zh  # title, and SM-2's evidence line, in Chinese
+    assert "Compliance self-check" in en and "security administrators: sec" in en
+    assert "security administrators: sec" not in zh and "sec" in zh
+    exported = json.loads(client.get("/compliance/report/?format=json&lang=zh-hans", REMOTE_ADDR="127.0.0.1").content)
+    assert exported["language"] == "zh-hans"
+    sm2 = next(c for c in exported["controls"] if c["control"] == "SM-2")
+    assert sm2["status"] == PASS and sm2["status_label"] == "通过"
+    assert sm2["lines"] == [{"state": PASS, "text": sm2["evidence"][0]}]
+    html = client.get("/compliance/report/?format=html&lang=en", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "<table>" in html and "@page" in html  # a standalone, printable file
+    recorded = AuditEntry.objects.filter(event_type=EventType.COMPLIANCE_REPORT).order_by("sequence")
+    assert [e.details["language"] for e in recorded] == ["zh-hans", "en", "zh-hans", "en"]
+
+
+def test_page_in_the_readers_language_and_printable(client, personas, make_user):
+    client.force_login(make_user("auditor", admin_role=AdminRole.AUDIT))
+    client.cookies["django_language"] = "en"
+    page = client.get("/compliance/report/", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "audit administrators: auditor" in page and "compliance/report.css" in page
+    client.cookies["django_language"] = "zh-hans"
+    page = client.get("/compliance/report/", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "审计管理员：auditor" in page
+    css = (Path(__file__).resolve().parents[2] / "compliance" / "static" / "compliance" / "report.css").read_text()
+    assert "@media print" in css and "table-header-group" in css
+
+
+def test_command_language_and_fail_exit(personas, tmp_path):
+    output = tmp_path / "report.md"
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("compliance_report", "--language", "en", "--output", str(output), "--fail-on-fail")
+    assert exit_info.value.code == 1  # a test installation fails several controls (no TLS, no replica)
+    assert "| BR-2 | Off-site backup | fail |" in output.read_text()

@@ -1,0 +1,325 @@
+"""No evidence line of the compliance report is a constant.
+
+Two tests, on every control and every evidence line:
+
+- the report is built twice, once on an installation dressed to pass as much as it can, once on
+  one where everything each line reads is broken: the database rows, the settings the process
+  runs with, the database catalogue (a constraint dropped, a column widened, triggers off), the
+  structures the checks read from the running code (the permission table, the model registry,
+  the masking function). Every line that passes in either run must read differently (state or
+  text) in the other: a line that passes whatever happens is a constant, and fails this test;
+- the source of the checks never builds a passing line from a literal (``line(True, ...)``) and
+  never names the pass state itself: a pass can only come from a computed condition.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import json
+import socket
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from compliance.report import PASS, compliance_report_build
+from tests.conftest import require_postgresql, require_service_url
+
+pytestmark = pytest.mark.django_db(transaction=False)
+ROOT = Path(__file__).resolve().parents[2]
+CHECK_SOURCES = [ROOT / "compliance" / "report_checks.py", ROOT / "compliance" / "report_probes.py"]
+
+
+def report_lines() -> dict[tuple[str, str, int], tuple[str, str]]:
+    """(control, message id, occurrence) → (state, English text) for every line of a fresh report."""
+    lines = {}
+    for result in compliance_report_build().results:
+        seen = Counter()
+        for evidence in result.evidence:
+            seen[evidence.template] += 1
+            lines[(result.control, evidence.template, seen[evidence.template])] = (evidence.state, str(evidence))
+    return lines
+
+
+class TcpSink:
+    """A SIEM's TCP syslog port: reads whatever arrives."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received = bytearray()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection_, _ = self.server.accept()
+            except OSError:
+                return
+            with connection_:
+                while chunk := connection_.recv(65536):
+                    self.received.extend(chunk)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def dress_good(settings, tmp_path, django_capture_on_commit_callbacks, sink: TcpSink) -> None:
+    """An installation that passes every line it can without a TLS front end or a replica."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from compliance.backup import backup_create
+    from compliance.checkpoints import checkpoint_create
+    from compliance.events import EventType
+    from compliance.report_checks import AU1_CATEGORIES
+    from compliance.report_heartbeat import heartbeat_write
+    from compliance.services import audit_record
+    from departments.services import department_create, membership_add
+
+    tmp_path.mkdir(parents=True)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+    settings.SESSION_COOKIE_SECURE = True
+    settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("10.20.30.0/24")]
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [require_service_url("TEST_REDIS_URL", "Redis")]},
+        }
+    }
+    settings.APP_PROCESSES = 2
+    key_ring = tmp_path / "good-keys"
+    key_ring.write_text("k1:" + "A" * 43 + "=\n")
+    key_ring.chmod(0o600)
+    settings.ASSET_MASTER_KEY_FILE = key_ring
+    result = tmp_path / "dependency-audit.json"
+    result.write_text(
+        json.dumps(
+            {
+                "checked_at": datetime.now(UTC).isoformat(),
+                "status": "clean",
+                "packages": 61,
+                "findings": [],
+                "accepted": [],
+                "unverified": [],
+                "vulnerability_service": "https://pypi.mirror.internal/pypi",
+            }
+        )
+    )
+    settings.DEPENDENCY_AUDIT_RESULT = result
+    settings.AUDIT_SYSLOG_ADDRESS = f"tcp://127.0.0.1:{sink.port}"
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir(parents=True)
+
+    users = get_user_model()
+    admins = {}
+    for role in ("system", "security", "audit"):
+        admins[role] = users.objects.create_user(f"{role}-officer", password="Correct-Horse-9", admin_role=role)
+        TOTPDevice.objects.create(user=admins[role], name="authenticator", confirmed=True)
+    member = users.objects.create_user("wang.fang", password="Correct-Horse-9")
+    department = department_create(slug="finance", name="Finance", acting_user=admins["system"])
+    membership_add(user=member, department=department, acting_user=admins["security"])
+    Client().force_login(member)  # a live session of an active account
+    with django_capture_on_commit_callbacks(execute=True):
+        for name in AU1_CATEGORIES:
+            audit_record(event_type=EventType[name], actor=admins["security"] if name == "ROLE_CHANGE" else member)
+    backup = backup_create(output=tmp_path / "backup")
+    audit_record(event_type=EventType.BACKUP, object_type="backup", object_repr=str(backup.path))
+    audit_record(event_type=EventType.RESTORE, object_type="backup", object_repr=str(backup.path))
+    checkpoint_create(reason="test")
+    heartbeat_write(process_id="node-a:100:aaaa", hostname="node-a")
+    heartbeat_write(process_id="node-b:200:bbbb", hostname="node-b")
+
+
+def dress_bad(settings, tmp_path, monkeypatch) -> None:
+    """Everything each line reads, broken; the same kinds of data present, in the wrong shape."""
+    from django.apps import apps
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+
+    from accounts import permissions
+    from accounts.roles import AdminRole
+    from compliance import masking
+    from compliance.chain import V4
+    from compliance.context import RequestContext, request_context
+    from compliance.events import EventType
+    from compliance.models import AuditForwardState
+    from compliance.report_heartbeat import heartbeat_write
+    from compliance.sealing import seal_pending
+    from compliance.services import audit_record
+    from compliance.verification import BACKDATING_TOLERANCE
+    from departments.models import Department, Membership
+    from departments.services import department_create, membership_add
+    from departments.triggers import triggers_remove as department_triggers_remove
+    from tests.compliance.test_sealing_clock import pending_insert
+
+    tmp_path.mkdir(parents=True)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.AUTH_PASSWORD_VALIDATORS = [
+        {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 6}},
+    ]
+    settings.PASSWORD_MAX_AGE_DAYS = 365
+    settings.LOGIN_MAX_FAILURES = 10
+    settings.LOGIN_LOCKOUT_SECONDS = 60
+    settings.SESSION_IDLE_SECONDS = 7200
+    settings.SESSION_COOKIE_SECURE = False
+    settings.AUDIT_RETENTION_DAYS = 90
+    settings.MAX_UPLOAD_MB = 4096
+    settings.MAX_IMAGE_PIXELS = 0
+    settings.MAX_PDF_PAGES = 0
+    settings.API_MAX_BODY_MB = 4096
+    settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.0/8")]
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "accounts.middleware.AdminNetworkMiddleware"]
+    settings.AUDIT_DISABLED = True  # the switch AU-4 looks for
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "no-such-key-ring"
+    result = tmp_path / "dependency-audit-bad.json"
+    result.write_text(
+        json.dumps(
+            {
+                "checked_at": (datetime.now(UTC) - timedelta(days=40)).isoformat(),
+                "status": "findings",
+                "packages": 61,
+                "findings": [{"id": "PYSEC-0000-1", "package": "x", "version": "1"}],
+                "accepted": [],
+                "unverified": [],
+            }
+        )
+    )
+    settings.DEPENDENCY_AUDIT_RESULT = result
+    settings.AUDIT_SYSLOG_ADDRESS = "tcp://127.0.0.1:9"
+    settings.APP_PROCESSES = 3
+    settings.AUDIT_CHECKPOINT_LOG = tmp_path / "no-checkpoints.jsonl"  # the good run's log is a file: it stays
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # the structures the checks read from the running code
+    monkeypatch.setitem(permissions.POLICY, permissions.Action.ROLE_ASSIGN, permissions._admins(AdminRole.SYSTEM))
+    monkeypatch.setitem(
+        permissions.POLICY, permissions.Action.USER_MANAGE, permissions._admins(AdminRole.SYSTEM, AdminRole.AUDIT)
+    )
+    monkeypatch.setattr(
+        permissions,
+        "CONSOLE",
+        {"compliance.auditentry": {"view": permissions.Action.AUDIT_VIEW, "delete": permissions.Action.AUDIT_VIEW}},
+    )
+    every_model = apps.get_models
+    monkeypatch.setattr(
+        apps,
+        "get_models",
+        lambda *args, **kwargs: [m for m in every_model(*args, **kwargs) if m._meta.app_label != "assets"],
+    )
+    monkeypatch.setattr(masking, "mask_identifiers", lambda text: text)
+    # the database catalogue: no unique user names, no triggers on the audit table or on memberships
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "accounts_user")
+        for name, constraint in constraints.items():
+            if constraint["unique"] and constraint["columns"] == ["username"] and not constraint["primary_key"]:
+                cursor.execute(f'ALTER TABLE accounts_user DROP CONSTRAINT "{name}"')
+        cursor.execute("ALTER TABLE compliance_auditentry DISABLE TRIGGER USER")
+    department_triggers_remove(connection)
+
+    users = get_user_model()
+    users.objects.create_user("root", password="x", is_superuser=True)
+    users.objects.create_user("Root", password="x")
+    stale = users.objects.create_user("old.account", password="x")
+    users.objects.filter(pk=stale.pk).update(last_login=timezone.now() - timedelta(days=400))
+    users.objects.create_user("nobody.in.particular", password="x")
+    gone = users.objects.create_user("left.company", password="x")
+    from django.test import Client
+
+    Client().force_login(gone)
+    users.objects.filter(pk=gone.pk).update(is_active=False)
+    sysadmin = users.objects.create_user("sys-only", password="x", admin_role="system")
+    department = department_create(slug="finance", name="Finance", acting_user="system")
+    membership_add(
+        user=users.objects.create_user("member.b", password="x"), department=department, acting_user="system"
+    )
+    audit_record(event_type=EventType.ROLE_CHANGE, actor=sysadmin)
+    AuditForwardState.objects.create(
+        address=settings.AUDIT_SYSLOG_ADDRESS,
+        transport="tcp",
+        last_success_at=timezone.now() - timedelta(days=3),
+        last_success_sequence=1,
+        last_failure_at=timezone.now(),
+        last_failure="ConnectionRefusedError",
+    )
+    heartbeat_write(process_id="lonely:1:cccc", hostname="lonely")
+    users.objects.create_user("demo-viewer", password="x")
+    Membership.objects.create(user=sysadmin, department=department, role="member")  # the guards are off
+    Department.objects.filter(pk=department.pk).update(classification=99)
+    Session.objects.bulk_create(
+        Session(session_key=f"expired{n:04d}", session_data="", expire_date=timezone.now() - timedelta(days=1))
+        for n in range(1000)
+    )
+    with request_context(RequestContext(request_id="", source_ip="10.0.0.8")):
+        audit_record(event_type=EventType.ASSET_VIEW, actor=sysadmin)
+    pending_insert(timezone.now() - BACKDATING_TOLERANCE - timedelta(hours=2), version=V4.version, repr="back-dated")
+    seal_pending()
+    with connection.cursor() as cursor:  # wide enough for the AU-4 probe's oversized entry
+        cursor.execute("ALTER TABLE compliance_auditpending ALTER COLUMN request_id TYPE varchar(500)")
+        cursor.execute("ALTER TABLE compliance_auditentry ALTER COLUMN request_id TYPE varchar(500)")
+    settings.PROFILE, settings.IS_PRODUCTION = "production", True  # last: production refuses a superuser
+
+
+def test_no_evidence_line_passes_whatever_the_installation(
+    settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks, audit_files
+):
+    require_postgresql("changing the database catalogue inside the test's transaction")
+    from departments.tenancy import all_departments
+
+    sink = TcpSink()
+    try:
+        with transaction.atomic():
+            dress_good(settings, tmp_path / "good", django_capture_on_commit_callbacks, sink)
+            good = report_lines()
+            transaction.set_rollback(True)
+    finally:
+        sink.close()
+    assert sink.received, "the SIEM sink received nothing: AU-5 cannot have passed"
+    with transaction.atomic(), monkeypatch.context() as patch:
+        dress_bad(settings, tmp_path / "bad", patch)
+        with all_departments(reason="the tenancy refusal PI-2 looks for, lifted"):
+            bad = report_lines()
+        transaction.set_rollback(True)
+
+    constant = sorted(
+        f"{key[0]}: {good[key][1]}"
+        for key in good.keys() & bad.keys()
+        if PASS in (good[key][0], bad[key][0]) and good[key] == bad[key]
+    )
+    assert not constant, "evidence lines that pass whatever the installation:\n" + "\n".join(constant)
+    # The good installation really passes what it can (otherwise the comparison proves little):
+    # every control has a passing line, except those that need a TLS front end, a replica or
+    # deleted data, which test_report_live.py and test_report_tls.py make pass and fail.
+    passing = {key[0] for key, (state, _) in good.items() if state == PASS}
+    needs_more = {"IA-3", "DC-1", "BR-2", "RI-2", "PI-1"}
+    every = {key[0] for key in good}
+    assert every - needs_more <= passing, sorted(every - needs_more - passing)
+
+
+def _calls(tree: ast.AST, name: str):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
+            yield node
+
+
+def test_no_check_builds_a_pass_from_a_literal():
+    for path in CHECK_SOURCES:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        assert "PASS" not in names, f"{path.name} names the pass state: a pass must come from line(condition, ...)"
+        strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+        assert PASS not in strings, f"{path.name} spells the pass state"
+        for call in _calls(tree, "line"):
+            condition = call.args[0]
+            assert not isinstance(condition, ast.Constant) or condition.value is False, (
+                f"{path.name}:{call.lineno}: line() with a constant condition"
+            )
+        for call in _calls(tree, "Evidence"):
+            pytest.fail(f"{path.name}:{call.lineno}: build lines with line(), manual() or not_applicable()")
