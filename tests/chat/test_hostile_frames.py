@@ -51,3 +51,21 @@ async def test_a_non_finite_number_is_refused_like_any_bad_frame(personas, chat_
     await chat.send_to(text_data=frame("ping"))
     assert (await receive(chat))["type"] == "pong"
     await chat.disconnect()
+
+
+async def test_a_hundred_thousand_brackets_are_refused_by_size_and_the_socket_stays_open(personas, chat_engine):
+    """The REST API's 100000-deep body, as a frame: over the frame limit, refused before parsing."""
+    from inference.chat.protocol import FRAME_TOO_LARGE
+
+    chat = await open_chat("bob")
+    await chat.send_to(text_data="[" * 100_000 + "]" * 100_000)
+    error = await receive(chat)
+    assert (error["type"], error["code"], error["message"], error["fatal"]) == (
+        "error",
+        "too_large",
+        FRAME_TOO_LARGE,
+        False,
+    )
+    await chat.send_to(text_data=frame("ping"))
+    assert (await receive(chat))["type"] == "pong"
+    await chat.disconnect()
