@@ -386,3 +386,112 @@ def test_batched_greedy_answers_equal_solo_in_nf4_up_to_the_first_near_tie(famil
         assert batched[row, :clear].tolist() == solo[0, :clear].tolist(), f"row {row} differs before a near-tie"
         compared += clear
     assert compared >= 6, f"only {compared} tokens were clear of near-ties: the comparison proved little"
+
+
+# --- the web channels: the websocket chat and /v1/chat/completions on each family -----------------
+
+
+@pytest.fixture
+def served_family(family, engine_for, settings, tmp_path):
+    """The family's fp32 model as the process's engine, files stored under tmp_path."""
+    from inference.runtime import engine_override
+
+    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    engine = engine_for(family, max_new_tokens_cap=64)
+    with engine_override(engine):
+        yield engine
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_image_turn_over_the_websocket(personas, system_context, served_family):
+    from asgiref.sync import sync_to_async
+
+    from assets.services import asset_upload
+    from departments.tenancy import department_scope
+    from tests.chat.conftest import frame, open_chat, png_bytes, receive_until
+
+    def upload():
+        with department_scope(personas.department_a):
+            return asset_upload(
+                department=personas.department_a,
+                uploaded_by=personas.member,
+                stream=iter([png_bytes()]),
+                original_name="photo.png",
+            )
+
+    asset = await sync_to_async(upload)()
+    chat = await open_chat("bob")
+    try:
+        params = {"max_new_tokens": 6}
+        await chat.send_to(text_data=frame("turn.start", text="What colour?", assets=[str(asset.pk)], params=params))
+        frames, done = await receive_until(chat, {"done", "error"})
+        assert done["type"] == "done", done
+        assert done["usage"]["completion_tokens"] >= 1
+        await chat.send_to(text_data=frame("turn.start", text="What colour?", params=params))
+        _, text_only = await receive_until(chat, {"done", "error"})
+    finally:
+        await chat.disconnect()
+    # The stored file reached the model as an image (vision tokens in the prompt).
+    assert done["usage"]["prompt_tokens"] >= text_only["usage"]["prompt_tokens"] + 3
+    tokens = [item["text"] for item in frames if item["type"] == "token"]
+    assert all(tokens)
+
+
+@pytest.mark.django_db
+def test_an_image_completion_over_v1(personas, system_context, served_family):
+    import base64
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from departments.api_keys.services import api_key_create
+    from tests.api.conftest import png_bytes
+
+    created = api_key_create(
+        department=personas.department_a,
+        name="ERP",
+        scopes=["chat"],
+        created_by=personas.admin,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    image = f"data:image/png;base64,{base64.b64encode(png_bytes()).decode()}"
+    body = {
+        "model": served_family.info().name,
+        "messages": [
+            {"role": "system", "content": "You read invoices."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image}},
+                    {"type": "text", "text": "Total?"},
+                ],
+            },
+        ],
+        "max_tokens": 5,
+        "temperature": 0,
+    }
+    response = client.post("/v1/chat/completions", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+    assert answer["usage"]["completion_tokens"] >= 1
+    # The same answer as the engine gives for the same conversation (greedy).
+    expected = served_family.generate(
+        [Message("system", "You read invoices."), Message("user", "Total?", images=(_png_image(),))],
+        max_new_tokens=5,
+    )
+    assert answer["choices"][0]["message"]["content"] == expected.text
+    assert answer["usage"]["prompt_tokens"] == expected.usage.prompt_tokens
+
+
+def _png_image():
+    import io
+
+    from tests.api.conftest import png_bytes
+
+    return Image.open(io.BytesIO(png_bytes())).convert("RGB")
