@@ -178,6 +178,37 @@ def test_an_unsupported_family_is_refused_by_name(family_dir, tmp_path):
     assert str(refused.value) == FAMILY_UNSUPPORTED.format(model_type="llava", supported=", ".join(sorted(FAMILIES)))
 
 
+@pytest.mark.parametrize("name", NATIVE)
+def test_make_demo_model_builds_each_family(name, tmp_path, capsys):
+    from django.core.management import call_command
+
+    from inference.engine.manifest import manifest_verify
+
+    target = tmp_path / name
+    call_command("make_demo_model", "--output", str(target), "--family", name)
+    assert f"({name}, tiny)" in capsys.readouterr().out
+    assert json.loads((target / "config.json").read_text())["model_type"] == name
+    assert json.loads((target / "DEMO_MODEL.json").read_text())["family"] == name
+    manifest_verify(target)
+    loaded = load_model(target, quantization="fp32")
+    assert loaded.family == name and loaded.is_demo
+    # The family's own processor class and chat template came with it.
+    assert (
+        type(loaded.processor).__name__
+        == {
+            "qwen2_vl": "Qwen2VLProcessor",
+            "qwen2_5_vl": "Qwen2_5_VLProcessor",
+            "qwen3_vl": "Qwen3VLProcessor",
+            "glm4v": "Glm4vProcessor",
+            "glm46v": "Glm46VProcessor",
+        }[name]
+    )
+    rendered = loaded.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], add_generation_prompt=True, tokenize=False
+    )
+    assert rendered.startswith("[gMASK]<sop>" if name.startswith("glm") else "<|im_start|>user")
+
+
 # --- GLM-4V-9B: its own code, pinned like any other file -----------------------------------------
 
 

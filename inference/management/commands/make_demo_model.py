@@ -17,7 +17,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--output", type=Path, default=None, help="directory (default: MODEL_PATH)")
-        parser.add_argument("--family", choices=FAMILIES, default=FAMILIES[0])
+        parser.add_argument(
+            "--family",
+            choices=FAMILIES,
+            default=FAMILIES[0],
+            help="architecture family, as transformers names it (model_type); see docs/inference.md",
+        )
         parser.add_argument("--size", choices=SIZES, default="tiny")
         parser.add_argument("--if-missing", action="store_true", help="do nothing if a model is already there")
         parser.add_argument("--force", action="store_true", help="replace an existing directory")
