@@ -99,7 +99,8 @@ def _handshake(host: str, port: int, version: str) -> Handshake:
                     described += f", certificate {subject or '?'} verified, valid until {expires}"
                 return Handshake(version, True, described)
     except ssl.SSLCertVerificationError as exc:
-        return Handshake(version, False, f"certificate not verified: {exc.verify_message or exc}")
+        bundle = f"TLS_CA_BUNDLE={settings.TLS_CA_BUNDLE}" if settings.TLS_CA_BUNDLE else "the system trust store"
+        return Handshake(version, False, f"certificate not verified against {bundle}: {exc.verify_message or exc}")
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
         if any(local in str(reason) for local in _LOCAL_REFUSALS):
