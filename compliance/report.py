@@ -158,7 +158,7 @@ def registered_checks() -> list[tuple[str, str, Check]]:
     return list(_CHECKS)
 
 
-COULD_NOT_RUN = "the check could not run: {error}"
+COULD_NOT_RUN = gettext_noop("the check could not run: {error}")
 
 
 def compliance_report_build() -> Report:

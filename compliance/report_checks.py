@@ -143,7 +143,7 @@ def check_ia3() -> list[Evidence]:
     probe = _tls()
     evidence: list[Evidence] = []
     if probe.problem:
-        evidence.append(line(False, _("{problem}"), problem=probe.problem))
+        evidence.append(line(False, probe.problem_template, **probe.problem_params))
     else:
         handshake = probe.handshakes["TLSv1.3"]
         evidence.append(
@@ -935,7 +935,7 @@ def check_di1() -> list[Evidence]:
 def check_dc1() -> list[Evidence]:
     probe = _tls()
     if probe.problem:
-        return [line(False, _("{problem}"), problem=probe.problem)]
+        return [line(False, probe.problem_template, **probe.problem_params)]
     evidence = []
     tls13 = probe.handshakes["TLSv1.3"]
     evidence.append(line(bool(tls13.accepted), _("TLS 1.3 at {url}: {detail}"), url=probe.url, detail=tls13.detail))

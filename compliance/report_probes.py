@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models.signals import post_save
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 PROBE_TIMEOUT_SECONDS = 5
 HSTS_MIN_SECONDS = 31536000  # one year, what deploy/nginx sends
@@ -39,7 +40,14 @@ class Handshake:
 @dataclass
 class TlsProbe:
     url: str
-    problem: str = ""  # why nothing could be probed (a setting missing or malformed)
+    problem: str = ""  # why nothing could be probed (a setting missing or malformed), in English
+    problem_template: str = ""  # the same as a message id and its values, for the report's languages
+    problem_params: dict = field(default_factory=dict)
+
+    def refuse(self, template: str, **params) -> None:
+        self.problem_template, self.problem_params = template, params
+        self.problem = template.format(**params)
+
     handshakes: dict[str, Handshake] = field(default_factory=dict)
     hsts: str | None = None
     cookies: list[str] = field(default_factory=list)
@@ -132,14 +140,14 @@ def tls_probe() -> TlsProbe:
     url = settings.PUBLIC_URL or ""
     probe = TlsProbe(url=url)
     if not url:
-        probe.problem = "PUBLIC_URL is not set: the public address cannot be probed"
+        probe.refuse(gettext_noop("PUBLIC_URL is not set: the public address cannot be probed"))
         return probe
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
-        probe.problem = f"PUBLIC_URL={url!r} is not an https:// address"
+        probe.refuse(gettext_noop("PUBLIC_URL={url!r} is not an https:// address"), url=url)
         return probe
     if settings.TLS_CA_BUNDLE and not Path(settings.TLS_CA_BUNDLE).is_file():
-        probe.problem = f"TLS_CA_BUNDLE={settings.TLS_CA_BUNDLE!r} is not a readable file"
+        probe.refuse(gettext_noop("TLS_CA_BUNDLE={path!r} is not a readable file"), path=settings.TLS_CA_BUNDLE)
         return probe
     host, port = parts.hostname, parts.port or 443
     for version in _VERSIONS:

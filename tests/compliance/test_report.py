@@ -157,3 +157,26 @@ def test_command_language_and_fail_exit(personas, tmp_path):
         call_command("compliance_report", "--language", "en", "--output", str(output), "--fail-on-fail")
     assert exit_info.value.code == 1  # a test installation fails several controls (no TLS, no replica)
     assert "| BR-2 | Off-site backup | fail |" in output.read_text()
+
+
+def test_every_message_of_the_report_is_translated_into_chinese():
+    import ast
+
+    from django.utils import translation
+
+    root = Path(__file__).resolve().parents[2] / "compliance"
+    messages = set()
+    for name in ("report.py", "report_checks.py", "report_probes.py"):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in {"_", "gettext", "gettext_noop"}
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                messages.add(node.args[0].value)
+    assert len(messages) > 100
+    with translation.override("zh-hans"):
+        untranslated = sorted(m for m in messages if translation.gettext(m) == m)
+    assert not untranslated, untranslated
