@@ -12,6 +12,9 @@ family's own processor classes, special tokens and (reduced) chat template, writ
 - ``glm4v`` (GLM-4.1V) and ``glm46v`` (GLM-4.6V): ``[gMASK]<sop>``, ``<|user|>`` /
   ``<|assistant|>`` and ``<|begin_of_image|><|image|><|end_of_image|>``; GLM-4.6V opens the
   answer with an empty ``<think></think>`` (thinking off).
+- ``llava`` (LLaVA-1.5: CLIP vision tower, Llama text model): ``USER: <image>\n… ASSISTANT:``.
+- ``idefics3`` (SigLIP-style tower, pixel shuffle, Llama text model):
+  ``<|im_start|>User:<image>…<end_of_utterance>\nAssistant:``, images not split into tiles.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_MARKER = "platform_demo_model"
-FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "glm4v", "glm46v")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "glm4v", "glm46v", "llava", "idefics3")
 SIZES = ("tiny", "bench")
 
 # Widths stay >= 128 so bitsandbytes NF4 can quantise every linear layer (it refuses smaller).
@@ -67,6 +70,43 @@ _GLM_TOKENS = [
     "<think>",
     "</think>",
 ]
+
+_LLAVA_TOKENS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
+_IDEFICS_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+]
+
+# LLaVA-1.5's template reduced: images first, then text, in each turn.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{% set prefix = '' %}"
+    "{% else %}{% set prefix = message['role'].upper() + ': ' %}{% endif %}{{ prefix }}"
+    "{% if message['content'] is string %}{{ message['content'] }} "
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content %}<image>\n"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }} {% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+# The Idefics3 template reduced the same way (SmolVLM shares it).
+IDEFICS_CHAT_TEMPLATE = (
+    "<|im_start|>"
+    "{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content %}<image>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_utterance>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 
 # The Qwen-VL chat template, reduced to what the platform uses: system/user/assistant turns,
 # images and text in the order they are given inside a turn.
@@ -136,11 +176,29 @@ _FAMILY_TOKENS = {
         extra={"image_token": "<|image|>", "video_token": "<|video|>"},
         chat_template=_glm_chat_template("\n<think></think>\n"),
     ),
+    "llava": _Tokens(
+        special=_LLAVA_TOKENS,
+        eos=("</s>",),
+        pad="<pad>",
+        extra={"image_token": "<image>"},
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    ),
+    "idefics": _Tokens(
+        special=_IDEFICS_TOKENS,
+        eos=("<end_of_utterance>", "<|endoftext|>"),
+        pad="<|endoftext|>",
+        extra={},
+        chat_template=IDEFICS_CHAT_TEMPLATE,
+    ),
 }
 
 
 def _family_tokens(family: str) -> _Tokens:
-    return _FAMILY_TOKENS["qwen" if family.startswith("qwen") else family]
+    if family.startswith("qwen"):
+        return _FAMILY_TOKENS["qwen"]
+    if family == "idefics3":
+        return _FAMILY_TOKENS["idefics"]
+    return _FAMILY_TOKENS[family]
 
 
 # A few lines of both languages the platform serves, so the byte-level BPE learns some merges.
@@ -237,6 +295,8 @@ def _text_config(spec: DemoModelSpec, tokenizer, *, rotary_fraction: float = 1.0
 def _config(spec: DemoModelSpec, tokenizer):
     _, hidden, _, _, _, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _family_tokens(spec.family).special}
+    if spec.family in ("llava", "idefics3"):
+        return _llama_based_config(spec, tokenizer, ids)
     if spec.family.startswith("qwen"):
         common = {
             "image_token_id": ids["<|image_pad|>"],
@@ -318,10 +378,96 @@ def _config(spec: DemoModelSpec, tokenizer):
     raise ValueError(f"unknown demo model family {spec.family!r} (choose from {', '.join(FAMILIES)})")
 
 
+# LLaVA / Idefics3 read fixed-size squares: 56 pixels in 14-pixel patches.
+_SQUARE = 56
+
+
+def _llama_based_config(spec: DemoModelSpec, tokenizer, ids: dict[str, int]):
+    import transformers
+
+    layers, hidden, intermediate, heads, kv_heads, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
+    tokens = _family_tokens(spec.family)
+    text_config = {
+        "model_type": "llama",
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": 4096,
+        "eos_token_id": ids[tokens.eos[0]],
+        "pad_token_id": ids[tokens.pad],
+        "tie_word_embeddings": False,
+    }
+    if spec.family == "llava":
+        vision_config = {
+            "model_type": "clip_vision_model",
+            "hidden_size": vision_hidden,
+            "intermediate_size": vision_hidden * 2,
+            # LLaVA reads the features of the second-to-last layer: at least two layers.
+            "num_hidden_layers": vision_depth + 1,
+            "num_attention_heads": 4,
+            "image_size": _SQUARE,
+            "patch_size": 14,
+            "projection_dim": hidden,
+        }
+        return transformers.LlavaConfig(
+            vision_config=vision_config,
+            text_config=text_config,
+            image_token_id=ids["<image>"],
+            image_seq_length=(_SQUARE // 14) ** 2,
+            tie_word_embeddings=False,
+        )
+    vision_config = {
+        "hidden_size": vision_hidden,
+        "intermediate_size": vision_hidden * 2,
+        "num_hidden_layers": vision_depth,
+        "num_attention_heads": 4,
+        "image_size": _SQUARE,
+        "patch_size": 14,
+    }
+    return transformers.Idefics3Config(
+        vision_config=vision_config,
+        text_config=text_config,
+        scale_factor=2,
+        image_token_id=ids["<image>"],
+        tie_word_embeddings=False,
+    )
+
+
+def _llama_based_processor(spec: DemoModelSpec, tokenizer, chat_template: str):
+    import transformers
+
+    if spec.family == "llava":
+        image_processor = transformers.CLIPImageProcessor(
+            size={"shortest_edge": _SQUARE}, crop_size={"height": _SQUARE, "width": _SQUARE}
+        )
+        return transformers.LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=14,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+            chat_template=chat_template,
+        )
+    image_processor = transformers.Idefics3ImageProcessor(
+        do_image_splitting=False, size={"longest_edge": _SQUARE}, max_image_size={"longest_edge": _SQUARE}
+    )
+    return transformers.Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=(_SQUARE // 14) ** 2 // 4,  # patches after the 2x2 pixel shuffle
+        chat_template=chat_template,
+    )
+
+
 def _processor(spec: DemoModelSpec, tokenizer):
     import transformers
 
     chat_template = _family_tokens(spec.family).chat_template
+    if spec.family in ("llava", "idefics3"):
+        return _llama_based_processor(spec, tokenizer, chat_template)
     if spec.family.startswith("qwen"):
         patch = 16 if spec.family == "qwen3_vl" else 14
         factor = (patch * 2) ** 2

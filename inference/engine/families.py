@@ -51,6 +51,8 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3_vl", "Qwen3-VL", "Qwen3VLForConditionalGeneration"),
         Family("glm4v", "GLM-4.1V", "Glm4vForConditionalGeneration"),
         Family("glm46v", "GLM-4.6V", "Glm46VForConditionalGeneration"),
+        Family("llava", "LLaVA", "LlavaForConditionalGeneration"),
+        Family("idefics3", "Idefics3", "Idefics3ForConditionalGeneration"),
         Family(
             "chatglm",
             "GLM-4V-9B",
