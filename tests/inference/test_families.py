@@ -497,7 +497,7 @@ async def test_an_image_turn_over_the_websocket(personas, system_context, served
 
 
 @pytest.mark.django_db
-def test_an_image_completion_over_v1(personas, system_context, served_family):
+def test_an_image_completion_over_v1_and_an_extraction_over_the_api(personas, system_context, served_family, settings):
     import base64
     from datetime import timedelta
 
@@ -510,7 +510,7 @@ def test_an_image_completion_over_v1(personas, system_context, served_family):
     created = api_key_create(
         department=personas.department_a,
         name="ERP",
-        scopes=["chat"],
+        scopes=["chat", "extract"],
         created_by=personas.admin,
         expires_at=timezone.now() + timedelta(days=1),
     )
@@ -544,6 +544,28 @@ def test_an_image_completion_over_v1(personas, system_context, served_family):
     )
     assert answer["choices"][0]["message"]["content"] == expected.text
     assert answer["usage"]["prompt_tokens"] == expected.usage.prompt_tokens
+
+    # A stored invoice image through the extraction API (the platform's own retry loop).
+    from assets.services import asset_upload
+    from compliance.models import AuditEntry
+    from departments.tenancy import department_scope
+
+    settings.EXTRACTION_MAX_NEW_TOKENS = 8
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 2
+    with department_scope(personas.department_a):
+        asset = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.admin,
+            stream=iter([png_bytes()]),
+            original_name="invoice.png",
+        )
+    response = client.post("/api/v1/extractions", {"asset": str(asset.pk), "template": "vat-invoice"}, format="json")
+    assert response.status_code == 201, response.content
+    extraction = response.json()
+    # Random weights answer noise: stored as invalid after both attempts, never invented fields.
+    assert extraction["status"] == "invalid" and extraction["attempts"] == 2 and extraction["result"] is None
+    entry = AuditEntry.objects.filter(event_type="inference.extraction").latest("sequence")
+    assert entry.details["status"] == "invalid" and entry.object_id == str(extraction["id"])
 
 
 def _png_image():
