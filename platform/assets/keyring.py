@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,25 @@ def keyring_load() -> KeyRing:
         return ring
 
 
+# Unwrapping (reads) may use a ring checked against the file up to this long ago: a ring that
+# misses a newer key is reloaded by the caller, and one that still holds a key just retired only
+# opens what that key opened a moment ago. Wrapping always uses ``keyring_load()``.
+UNWRAP_RECHECK_SECONDS = 1.0
+_unwrap_cache: list[tuple[float, str, KeyRing]] = []
+
+
+def keyring_for_unwrap() -> KeyRing:
+    """The ring for unwrapping many data keys in a row (a file list's names, a history): the
+    file's status is checked at most once every ``UNWRAP_RECHECK_SECONDS``, not per key."""
+    now, path = time.monotonic(), str(keyring_path())
+    cached = _unwrap_cache[0] if _unwrap_cache else None
+    if cached is not None and cached[1] == path and now - cached[0] < UNWRAP_RECHECK_SECONDS:
+        return cached[2]
+    ring = keyring_load()
+    _unwrap_cache[:] = [(now, path, ring)]
+    return ring
+
+
 def keyring_add_active_key(path: Path | None = None) -> str:
     """Put a freshly generated key first in the ring (it becomes active); returns its id."""
     path = path or keyring_path()
@@ -162,6 +182,7 @@ def keyring_add_active_key(path: Path | None = None) -> str:
         parse_keyring(text, path=path)  # never write a ring we could not read back
         _write_private(path, text)
         _cache.clear()
+        _unwrap_cache.clear()
         return line.split(":", 1)[0]
 
 
@@ -175,3 +196,4 @@ def keyring_remove_keys(key_ids: set[str], path: Path | None = None) -> None:
         parse_keyring(text, path=path)
         _write_private(path, text)
         _cache.clear()
+        _unwrap_cache.clear()

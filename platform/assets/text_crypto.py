@@ -91,7 +91,10 @@ def text_key_open(label: str, key_id: str, stored: bytes) -> AESGCM:
     """The cipher of a stored key; ``keyring.KeyRingError`` when it does not unwrap."""
     stored = bytes(stored)
     ref = stored[:REF_SIZE]
-    data_key = keyring.keyring_load().unwrap(key_id, stored[REF_SIZE:], binding=_wrap_binding(label, ref))
+    ring = keyring.keyring_for_unwrap()
+    if key_id not in ring.key_ids:
+        ring = keyring.keyring_load()  # a key added since the ring was last checked
+    data_key = ring.unwrap(key_id, stored[REF_SIZE:], binding=_wrap_binding(label, ref))
     return AESGCM(data_key)
 
 
