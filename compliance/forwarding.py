@@ -3,7 +3,8 @@
 ``AUDIT_SYSLOG_ADDRESS`` is ``tcp://host:port``, ``tls://host:port`` (certificate checked against
 TLS_CA_BUNDLE), ``udp://host:port`` or a unix socket path. The entry is sent after its transaction
 commits (an entry that rolled back is never forwarded) and forwarding never fails the action: the
-trail in the database is the record, syslog a copy.
+trail in the database is the record, syslog a copy. It carries what the chain holds: hashes and
+sealed previews (ciphertext, compliance/preview_crypto.py), never a readable preview.
 
 Over TCP and TLS a send that fails raises here, so the last entry the target accepted is known:
 it is recorded in ``AuditForwardState`` (at most once a minute per process; a failure at once)
@@ -28,6 +29,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from compliance.chain import format_timestamp
+from compliance.preview_crypto import forwarding_details
 
 logger = logging.getLogger(__name__)
 _handlers: dict[str, logging.handlers.SysLogHandler] = {}
@@ -171,6 +173,8 @@ def forward_entry(payload: dict) -> None:
     address = settings.AUDIT_SYSLOG_ADDRESS
     if not address:
         return
+    # Hashes and ciphertext only: a preview is shipped sealed, never readable (issue 16).
+    payload = {**payload, "details": forwarding_details(payload.get("details") or {})}
     text = json.dumps(payload, ensure_ascii=False)
     try:
         transport = transport_of(address)

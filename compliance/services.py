@@ -16,6 +16,7 @@ from compliance.chain import canonical_json
 from compliance.context import current_request_context, normalise_ip
 from compliance.events import ActorType, EventType, Outcome
 from compliance.models import AuditEntry, AuditPending
+from compliance.preview_crypto import PreviewSealError, entry_seal
 from compliance.sealing import append
 
 logger = logging.getLogger(__name__)
@@ -104,9 +105,26 @@ def audit_record(
     if context is not None and context.client_request_id and (details is None or isinstance(details, dict)):
         # Kept apart from the entry's own request id, and named as what the client said it was.
         details = {**(details or {}), "client_request_id": context.client_request_id}
+    if details is not None and not isinstance(details, dict):
+        raise AuditWriteError("audit details must be a JSON object")
+    timestamp = timezone.now()
+    # Previews are business text: sealed under their object's key before the entry is hashed,
+    # so the chain covers the ciphertext (compliance/preview_crypto.py).
+    try:
+        object_repr, details = entry_seal(
+            obj=obj,
+            object_type=object_type,
+            object_id=str(object_id),
+            object_repr=object_repr,
+            department_id=department_id,
+            timestamp=timestamp,
+            details=details,
+        )
+    except PreviewSealError as exc:
+        raise AuditWriteError(str(exc)) from exc
     details, details_text = _details(details)
     values = {
-        "timestamp": timezone.now(),
+        "timestamp": timestamp,
         "actor_type": actor_type,
         "actor_id": actor_id,
         "actor_name": actor_name[:150],

@@ -26,6 +26,7 @@ from compliance.export import audit_export
 from compliance.forms import AuditExportForm, AuditFilterForm
 from compliance.masking import masked_preview
 from compliance.models import AuditArchive
+from compliance.preview_crypto import STATE_OPEN, entry_previews_open
 from compliance.selectors import audit_archive_list, audit_chain_status, audit_entry_get, audit_entry_list
 from compliance.services import audit_record
 from departments.models import Department
@@ -52,8 +53,11 @@ def entry_list(request: HttpRequest) -> HttpResponse:
         object_repr="audit trail list",
         details={"filters": _plain_filters(filters), "page": page.number},
     )
+    owners: dict = {}  # one key look-up per object on the page
     for entry in page.object_list:
-        entry.details_preview = masked_preview(canonical_json(entry.details), 120)
+        # Sealed previews are opened for the audit administrator (this view is theirs alone).
+        entry.opened = entry_previews_open(entry, owners)
+        entry.details_preview = masked_preview(canonical_json(entry.opened.details), 120)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -75,15 +79,21 @@ def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
     entry = audit_entry_get(sequence=sequence)
     if entry is None:
         raise Http404(ENTRY_NOT_FOUND)
+    opened = entry_previews_open(entry)
     audit_record(
         event_type=EventType.AUDIT_VIEW,
         actor=request.user,
         object_type="compliance.auditentry",
         object_id=str(entry.sequence),
         object_repr=str(entry),
-        details={"view": "detail"},
+        # Which sealed previews the auditor was shown in clear, and whether they could be.
+        details={"view": "detail", "previews": opened.state, "previews_opened": opened.fields}
+        if opened.fields
+        else {"view": "detail"},
     )
-    return render(request, "compliance/entry_detail.html", {"entry": entry})
+    return render(
+        request, "compliance/entry_detail.html", {"entry": entry, "opened": opened, "previews_open": STATE_OPEN}
+    )
 
 
 @requires(Action.AUDIT_EXPORT)

@@ -20,6 +20,13 @@ once, as their file). Images are hashed by their file, not their pixels, so the 
 the same file hashes alike through every channel. For a structured answer (``response_format``,
 extraction) it covers the first attempt, instruction included; retries are counted in
 ``attempts``.
+
+**The preview.** ``prompt_preview`` is the last user text, masked (``compliance.masking``), and
+business text: ``audit_record`` seals it (``compliance.preview_crypto``) under the key of what the
+call belongs to — the conversation (the chat's answer message, or the conversation its
+``inference.start`` names), the extraction — or, for a call tied to no object (``/v1``, a refused
+turn, the first turn of a conversation not created yet), its department's key of the month.
+Deleting the conversation or the extraction shreds its previews; the hashes stay in clear.
 """
 
 from __future__ import annotations
