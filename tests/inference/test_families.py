@@ -1,13 +1,15 @@
 """The family matrix: every supported model family run end to end on a tiny random-weight model.
 
-Families: qwen2_vl, qwen2_5_vl, qwen3_vl, glm4v (GLM-4.1V), glm46v (GLM-4.6V), all with
-transformers' own architecture code, processors and (reduced) chat templates; and GLM-4V-9B
-through a tiny stand-in of its own remote code (tests/support/glm4v9b_standin), loaded with
-trust_remote_code from a pinned manifest. For each: the loader picks the class from the
-config; fp32, NF4 and int8 (bitsandbytes on the CPU) load and answer an image chat; streaming;
-an extraction's structured retry loop; pixel dtype safety; and batched greedy answers equal
-solo ones (fp32: token for token; NF4: identical until they part, and they may part only where
-the solo run's best two logits were a near-tie).
+Families: qwen2_vl, qwen2_5_vl, qwen3_vl, glm4v (GLM-4.1V), glm46v (GLM-4.6V), llava and
+idefics3, all with transformers' own architecture code, processors and (reduced) chat
+templates; and GLM-4V-9B through a tiny stand-in of its own remote code
+(tests/support/glm4v9b_standin), loaded with trust_remote_code from a pinned manifest. For each:
+make_demo_model builds it (native families); the loader picks the class from the config; fp32,
+NF4 and int8 (bitsandbytes on the CPU) load and answer an image chat; the prompt order;
+streaming; an image turn over the websocket; an image completion over /v1/chat/completions and
+an extraction over the API; the extraction's structured retry loop in the engine; image dtype
+safety; and batched greedy answers equal solo ones (fp32: token for token; NF4: identical until
+they part, and they may part only where the solo run's best two logits were a near-tie).
 
 The models are built and loaded once per session (each load is shared by every test here).
 """
