@@ -253,6 +253,61 @@ def test_the_standin_needs_trust_and_a_pin_and_a_changed_code_file_refuses_the_l
         load_model(model_copy, quantization="fp32", trust_remote_code=True, pinned_manifest_sha256=digest)
 
 
+REMOTE_CODE_PROBE = """
+import json, sys
+attempts = []
+
+def hook(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
+        attempts.append([event, repr(args)[:200]])
+        raise OSError("network access is forbidden in this test")
+
+sys.addaudithook(hook)
+sys.path[:0] = [sys.argv[3], sys.argv[3] + "/platform"]
+import inference  # sets the offline switches
+from PIL import Image
+from inference.engine.core import Engine, EngineLimits
+from inference.engine.inputs import Message
+from inference.engine.loading import load_model
+
+loaded = load_model(sys.argv[1], quantization="nf4", trust_remote_code=True, pinned_manifest_sha256=sys.argv[2])
+engine = Engine(loaded, EngineLimits(batch_window_seconds=0))
+image = Image.new("RGB", (64, 64), (0, 120, 255))
+handle = engine.submit([Message("user", "hello", images=(image,))], max_new_tokens=3, min_new_tokens=3)
+kinds = [event.kind for event in handle.events()]
+engine.shutdown()
+print(json.dumps({"attempts": attempts, "kinds": kinds, "module": type(loaded.model).__module__}))
+"""
+
+
+def test_the_standins_own_code_loads_and_answers_without_any_network_attempt(standin_dir, tmp_path):
+    """A fresh interpreter, an audit hook refusing every connection, an empty HF_HOME: the
+    remote-code load (NF4) and a streamed image answer make no network attempt."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env["HF_HUB_OFFLINE"] = "0"  # an inherited "online" must be overridden, not obeyed
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # transformers copies the model's code under it
+    path, digest = standin_dir
+    completed = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_PROBE, str(path), digest, str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["attempts"] == []
+    assert report["kinds"][-1] == "done" and report["kinds"].count("done") == 1
+    assert report["module"].startswith("transformers_modules.")
+    assert list((tmp_path / "hf-home" / "modules").rglob("modeling_chatglm.py"))
+
+
 def test_the_standin_gets_one_image_as_a_tensor_in_the_vision_towers_dtype(family_model, engine_for, red_image):
     loaded = family_model(STANDIN, "nf4")
     inputs = model_inputs(loaded, [tuple(_image_question(red_image))])
