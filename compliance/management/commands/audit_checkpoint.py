@@ -13,5 +13,6 @@ class Command(BaseCommand):
     def handle(self, **options):
         checkpoint = checkpoint_create(reason="scheduled")
         self.stdout.write(
-            f"checkpoint at entry {checkpoint.sequence} ({checkpoint.hash[:16]}…) appended to {log_path()}"
+            f"checkpoint at entry {checkpoint.sequence} ({checkpoint.hash[:16]}…) signed by key {checkpoint.key_id}, "
+            f"appended to {log_path()}"
         )
