@@ -1230,6 +1230,7 @@ def check_ri1() -> list[Evidence]:
 
 @control("RI-2", _("Deleted or expired documents and conversations leave nothing readable"))
 def check_ri2() -> list[Evidence]:
+    from compliance.preview_crypto import audit_plaintext_previews_count
     from compliance.report_probes import BLOB_GRACE_SECONDS, residual_sample
     from compliance.retention import registered_purgers
 
@@ -1238,6 +1239,22 @@ def check_ri2() -> list[Evidence]:
     evidence = []
     if {"assets.files", "inference.conversations"} - set(purgers):
         evidence.append(line(False, _("retention purgers registered: {purgers}"), purgers=_names(purgers) or NONE))
+    # Entries written before previews were sealed keep them readable (the trail is immutable):
+    # a residue until they are purged after export, whatever else was deleted.
+    legacy = audit_plaintext_previews_count()
+    if legacy["total"] or sample.assets or sample.conversations:
+        evidence.append(
+            line(
+                not legacy["total"],
+                _(
+                    "audit entries still holding a readable preview (written before previews were sealed): {total} "
+                    "({prompts} prompt previews, {names} file names)"
+                ),
+                total=legacy["total"],
+                prompts=legacy["prompt_previews"],
+                names=legacy["file_names"],
+            )
+        )
     if not (sample.assets or sample.conversations):
         evidence.append(not_applicable(_("no file or conversation deleted or expired yet: no residue to look for")))
     else:
