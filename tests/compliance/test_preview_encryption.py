@@ -90,8 +90,8 @@ def entry_of(event_type: str, **filters) -> AuditEntry:
     return AuditEntry.objects.filter(event_type=event_type, **filters).order_by("-sequence").first()
 
 
-def console_detail(user, entry: AuditEntry) -> str:
-    client = Client()
+def console_detail(user, entry: AuditEntry, language: str = "en") -> str:
+    client = Client(HTTP_ACCEPT_LANGUAGE=language)
     client.force_login(user)
     response = client.get(f"/audit/entries/{entry.sequence}/")
     assert response.status_code == 200
@@ -181,7 +181,7 @@ async def test_a_chat_turn_preview_is_sealed_opened_for_the_auditor_and_shredded
     states, page = await sync_to_async(after_deletion)()
     assert states.pop((EventType.INFERENCE_START, first["request_id"])) == STATE_OPEN  # no object: month key
     assert set(states.values()) == {STATE_SHREDDED}
-    assert marker not in page and ("Shredded" in page or "已粉碎" in page)
+    assert marker not in page and "Shredded" in page
 
 
 # --- files and extractions ----------------------------------------------------------------------
@@ -213,7 +213,9 @@ def test_a_file_name_is_sealed_under_the_file_key_and_shredded_with_the_file(per
     assert entry_previews_open(entry_of(EventType.ASSET_UPLOAD, object_id=str(other.pk))).state == STATE_OPEN
     assert audit_chain_verify().ok
     page = console_detail(auditor, uploaded)
-    assert name not in page and ("Shredded" in page or "已粉碎" in page)
+    assert name not in page and "Shredded" in page and "was deleted with its object" in page
+    page = console_detail(auditor, uploaded, "zh-hans")
+    assert name not in page and "已粉碎" in page and "已随其对象删除" in page
     assert audit_plaintext_previews_count()["total"] == 0
 
 
@@ -355,8 +357,8 @@ def test_entries_written_before_are_counted_as_plaintext_and_shown_as_such(perso
     assert audit_plaintext_previews_count() == {"prompt_previews": 1, "file_names": 2, "total": 3}
     legacy = AuditEntry.objects.get(event_type=EventType.INFERENCE, department_id=None)
     assert entry_previews_open(legacy).state == STATE_LEGACY
-    page = console_detail(auditor, legacy)
-    assert "Written before previews were encrypted" in page or "加密之前" in page
+    assert "Written before previews were encrypted" in console_detail(auditor, legacy)
+    assert "写于预览加密之前" in console_detail(auditor, legacy, "zh-hans")
     assert audit_chain_verify().ok
 
 
