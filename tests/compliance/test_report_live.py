@@ -27,6 +27,7 @@ from compliance.events import EventType
 from compliance.report import FAIL, MANUAL, NOT_APPLICABLE, PASS, compliance_report_build
 from compliance.services import audit_record
 from tests.conftest import require_postgresql, require_service_url
+from tests.deploy.conftest import tls_pair  # noqa: F401  (the fixture)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -445,3 +446,22 @@ def test_ri2_counts_readable_previews_left_in_the_trail(personas):
         line.startswith("✗ audit entries still holding a readable preview") and ": 1 (1 prompt" in line
         for line in ri2.evidence
     )
+
+
+def test_au5_over_tls_verifies_the_siem_certificate(settings, tls_pair, django_capture_on_commit_callbacks):  # noqa: F811
+    import ssl
+
+    cert, key = tls_pair
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = Listener()
+    listener.server = context.wrap_socket(listener.server, server_side=True)
+    threading.Thread(target=listener._serve, daemon=True).start()
+    settings.AUDIT_SYSLOG_ADDRESS = f"tls://localhost:{listener.port}"
+    settings.TLS_CA_BUNDLE = str(cert)
+    with django_capture_on_commit_callbacks(execute=True):
+        entry = audit_record(event_type=EventType.LOGIN)
+    wait_until(lambda: b"\n" in listener.received, message="the TLS listener received no entry")
+    result = control("AU-5")
+    assert result.status == PASS and "(tls): last entry accepted" in result.evidence[-1]
+    assert f"(#{entry.sequence})" in result.evidence[-1]
