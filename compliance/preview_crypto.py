@@ -227,6 +227,19 @@ def entry_seal(
     return object_repr, details
 
 
+def preview_keys_purge(*, department: Any, cutoff: datetime, dry_run: bool = False) -> int:
+    """Retention (``purge_expired``, with the department's ``conversation_days``): shred the
+    department's month keys whose whole month lies before ``cutoff``. The previews tied to no
+    object (``/v1`` prompts, refused turns and uploads, a conversation's first ``inference.start``)
+    then expire like the conversations they resemble; the entries themselves stay and verify.
+    Registered as the purger ``compliance.audit_previews`` (``days_field="conversation_days"``)."""
+    keys = AuditPreviewKey.objects.filter(department_id=department.pk, month__lt=f"{cutoff:%Y-%m}")
+    count = keys.count()
+    if count and not dry_run:
+        keys.delete()
+    return count
+
+
 # Reading back (the auditor console) --------------------------------------------------------
 
 STATE_CLEAR = "clear"  # nothing sealed, and no plaintext preview either
@@ -356,4 +369,5 @@ __all__ = [
     "entry_previews_open",
     "entry_seal",
     "forwarding_details",
+    "preview_keys_purge",
 ]

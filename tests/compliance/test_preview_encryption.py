@@ -371,6 +371,48 @@ def test_a_sealed_value_moved_to_another_field_does_not_open(personas, system_co
     assert entry_previews_open(moved).state == STATE_UNREADABLE
 
 
+@pytest.fixture
+def previews_purger():
+    """The month keys' purger as compliance's AppConfig registers it (name, days field)."""
+    from compliance.preview_crypto import preview_keys_purge
+    from compliance.retention import register_purger, unregister_purger
+
+    register_purger("compliance.audit_previews", preview_keys_purge, days_field="conversation_days")
+    yield
+    unregister_purger("compliance.audit_previews")
+
+
+@pytest.mark.django_db
+def test_retention_shreds_the_month_keys_of_previews_tied_to_no_object(personas, system_context, previews_purger):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compliance.retention import PurgeReport, business_data_purge, retention_policy_set
+
+    retention_policy_set(department=personas.department_a, conversation_days=30, file_days=None, acting_user="system")
+    retention_policy_set(department=personas.department_b, conversation_days=None, file_days=None, acting_user="system")
+    result = ModelCallResult(outcome="success", latency_ms=1.0)
+    model_call_record(v1_call("finance asks"), result, department=personas.department_a)
+    model_call_record(v1_call("quality asks"), result, department=personas.department_b)
+    finance, quality = (
+        entry_of(EventType.INFERENCE, department_id=department.pk)
+        for department in (personas.department_a, personas.department_b)
+    )
+    report = PurgeReport(dry_run=False)
+    business_data_purge(now=timezone.now() + timedelta(days=20), report=report)  # still this month's
+    assert entry_previews_open(finance).state == STATE_OPEN and not report.business
+
+    report = PurgeReport(dry_run=False)
+    business_data_purge(now=timezone.now() + timedelta(days=70), report=report)
+    assert report.business == {"finance": {"compliance.audit_previews": 1}}
+    assert entry_previews_open(finance).state == STATE_SHREDDED
+    assert entry_previews_open(quality).details["prompt_preview"] == "quality asks"  # kept forever
+    purge = entry_of(EventType.RETENTION_PURGE, department_id=personas.department_a.pk)
+    assert purge.details["purger"] == "compliance.audit_previews" and purge.details["removed"] == 1
+    assert audit_chain_verify().ok
+
+
 # --- syslog --------------------------------------------------------------------------------------
 
 
