@@ -308,6 +308,11 @@ MODEL_QUANTIZATION = env_choice("MODEL_QUANTIZATION", "auto", ("auto", "nf4", "i
 # No hub, ever: the same switches inference/offline.py sets, here too so that whichever module
 # imports transformers first, it starts offline.
 os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
+# A model's own code (MODEL_TRUST_REMOTE_CODE) is copied by transformers into a modules cache
+# before it runs; by default that is under the home directory, which the systemd units make
+# read-only. Under DATA_DIR instead, unless the operator chose HF_HOME or HF_MODULES_CACHE.
+if not (os.environ.get("HF_MODULES_CACHE") or os.environ.get("HF_HOME")):
+    os.environ["HF_MODULES_CACHE"] = str(DATA_DIR / "hf-modules")
 MODEL_NAME = env_str("MODEL_NAME", "")  # shown in UIs and /v1/models; default: the directory name
 MODEL_TRUST_REMOTE_CODE = env_bool("MODEL_TRUST_REMOTE_CODE", False)
 MODEL_MANIFEST_SHA256 = (env_str("MODEL_MANIFEST_SHA256", "") or "").lower()
