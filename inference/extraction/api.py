@@ -45,10 +45,10 @@ class ExtractionSerializer(serializers.ModelSerializer):
     asset = serializers.CharField(source="asset_ref")
     batch = serializers.UUIDField(source="batch_id", allow_null=True)
     # Sealed at rest (assets.text_crypto); JSON values to the client, as before.
-    result = serializers.JSONField(allow_null=True)
-    flags = serializers.JSONField()
-    rule_outcomes = serializers.JSONField()
-    problems = serializers.JSONField()
+    result = serializers.JSONField(allow_null=True, read_only=True)
+    flags = serializers.JSONField(read_only=True)
+    rule_outcomes = serializers.JSONField(read_only=True)
+    problems = serializers.JSONField(read_only=True)
 
     class Meta:
         model = Extraction
