@@ -10,9 +10,10 @@ allocated. A tail check catches ZIP archives appended to an image (JPEG+JAR and 
 data hidden after a PNG's IEND chunk.
 
 "Decodes" means completely: every frame of an image (all its frames' pixels together within
-``MAX_IMAGE_PIXELS``), a PNG's every chunk with its CRC up to IEND, a GIF's every block up to its
-trailer, and each PDF page the model uses today (``MODEL_PAGES_PER_FILE``) rendered. A truncated
-or damaged file is refused at upload instead of failing when it is used.
+``MAX_IMAGE_PIXELS``), a PNG's every chunk with its CRC up to IEND, a JPEG's every segment and
+scan up to its end-of-image marker, a GIF's every block up to its trailer, and each PDF page
+the model uses today (``MODEL_PAGES_PER_FILE``) rendered. A truncated or damaged file is refused
+at upload instead of failing when it is used.
 
 Every decode (upload checks, model inputs, thumbnails) takes one of the process's decode slots
 (``decode_slot``, ``IMAGE_DECODE_CONCURRENCY``), so a burst of requests cannot decode more
@@ -275,6 +276,54 @@ def _png_check_chunks(reader: BinaryIO, size: int) -> None:
             return
 
 
+def _jpeg_check_markers(reader: BinaryIO, size: int) -> None:
+    """Every marker segment whole and every scan's entropy-coded data followed by a marker, up to
+    the end-of-image marker (libjpeg can finish the last scan without reading it, so Pillow
+    accepts a JPEG cut after its last scan). Bytes after EOI are not interpreted (see
+    docs/assets.md)."""
+    walker = _Walker(reader)
+    if walker.read(2) != b"\xff\xd8":
+        raise rejections.unreadable_image()
+    while True:
+        if walker.read(1) != b"\xff":
+            raise rejections.unreadable_image()
+        marker = walker.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = walker.read(1)
+        if not marker:
+            raise rejections.unreadable_image()
+        code = marker[0]
+        if code == 0xD9:  # EOI
+            return
+        if 0xD0 <= code <= 0xD7 or code == 0x01:  # stand-alone markers
+            continue
+        raw_length = walker.read(2)
+        if len(raw_length) < 2 or struct.unpack(">H", raw_length)[0] < 2:
+            raise rejections.unreadable_image()
+        walker.skip(struct.unpack(">H", raw_length)[0] - 2)
+        if walker.position > size:
+            raise rejections.unreadable_image()
+        if code == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+            walker.position = _jpeg_scan_end(reader, walker.position)
+
+
+def _jpeg_scan_end(reader: BinaryIO, position: int) -> int:
+    """Where the entropy-coded data starting at ``position`` ends: the first 0xFF that is neither
+    a stuffed 0xFF00, a restart marker nor fill. Raises when the file ends first."""
+    while True:
+        reader.seek(position)
+        window = reader.read(256 * 1024)
+        if len(window) < 2:
+            raise rejections.unreadable_image()
+        index = window.find(b"\xff")
+        while 0 <= index < len(window) - 1:
+            following = window[index + 1]
+            if following != 0x00 and following != 0xFF and not 0xD0 <= following <= 0xD7:
+                return position + index
+            index = window.find(b"\xff", index + 1)
+        position += len(window) - 1  # the last byte again: it may be the 0xFF of a marker
+
+
 def _gif_check_blocks(reader: BinaryIO, size: int) -> None:
     """Every block and data sub-block present, up to the trailer (Pillow accepts a GIF cut after
     its last image data). Bytes after the trailer are not interpreted (see docs/assets.md)."""
@@ -390,6 +439,8 @@ def _inspect_image(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
             raise rejections.unreadable_image() from None
     if kind is PNG:
         _png_check_chunks(reader, size)
+    elif kind is JPEG:
+        _jpeg_check_markers(reader, size)
     elif kind is GIF:
         _gif_check_blocks(reader, size)
     elif kind is TIFF:

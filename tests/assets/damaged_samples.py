@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import struct
 import zlib
 
@@ -62,8 +63,14 @@ def png_declaring(width: int, height: int) -> bytes:
     return PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
 
 
-def jpeg(size: tuple[int, int] = (300, 300), *, progressive: bool = False) -> bytes:
-    image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+# Seeds of ``jpeg()`` whose baseline file, cut just before its end-of-image marker, Pillow still
+# decodes without complaint (libjpeg finished the last scan without reading further).
+JPEG_SEEDS_PILLOW_ACCEPTS_WITHOUT_EOI = (2, 11)
+
+
+def jpeg(size: tuple[int, int] = (300, 300), *, progressive: bool = False, seed: int = 0) -> bytes:
+    """A JPEG of noise (random.Random(seed): the same bytes every run)."""
+    image = Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90, progressive=progressive)
     return buffer.getvalue()

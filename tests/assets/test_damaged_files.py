@@ -59,6 +59,22 @@ def test_the_same_images_whole_are_accepted(upload, data, name):
     assert upload(data, name).width > 0
 
 
+@pytest.mark.parametrize("seed", damaged_samples.JPEG_SEEDS_PILLOW_ACCEPTS_WITHOUT_EOI)
+def test_a_jpeg_cut_just_before_its_end_marker_is_refused_though_pillow_decodes_it(upload, asset_storage, seed):
+    import io
+
+    from PIL import Image
+
+    whole = damaged_samples.jpeg(seed=seed)
+    cut = damaged_samples.jpeg_cuts(whole)["EOI missing"]
+    with Image.open(io.BytesIO(cut)) as image:  # why the marker walk exists
+        image.load()
+    with pytest.raises(AssetRejected) as refused:
+        upload(cut, "cut.jpg")
+    assert refused.value.code == "unreadable_image"
+    assert upload(whole, "whole.jpg").width == 300
+
+
 def test_a_png_cut_only_after_its_pixels_still_decodes_in_pillow():
     """Why the chunk walk exists: Pillow alone accepts a PNG whose IEND is gone."""
     import io
