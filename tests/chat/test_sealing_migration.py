@@ -29,8 +29,10 @@ def _executor() -> MigrationExecutor:
 
 
 def _raw(table: str, column: str, pk) -> str | None:
+    if isinstance(pk, uuid.UUID):  # as the backend stores a UUIDField
+        pk = pk.hex if connection.vendor == "sqlite" else str(pk)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column}::text FROM {table} WHERE id = %s", [pk])  # noqa: S608 - constant names
+        cursor.execute(f"SELECT CAST({column} AS text) FROM {table} WHERE id = %s", [pk])  # noqa: S608 - constant names
         row = cursor.fetchone()
     return row[0] if row else None
 
