@@ -48,6 +48,9 @@ class Term(str):
         return gettext(str(self))
 
 
+YES, NO = Term(gettext_noop("yes")), Term(gettext_noop("no"))
+
+
 def _localized(value: Any) -> Any:
     return value.localized() if isinstance(value, Term) else value
 
@@ -66,6 +69,8 @@ class Evidence(str):
     def __new__(cls, state: str, template: str, /, **params: Any) -> Evidence:
         if state not in STATES:
             raise ValueError(f"unknown evidence state {state!r}")
+        # yes/no, in the reader's language, rather than Python's True/False
+        params = {name: (YES if value else NO) if isinstance(value, bool) else value for name, value in params.items()}
         line = super().__new__(cls, f"{MARKS[state]} {template.format(**params)}")
         line.state, line.template, line.params = state, template, params
         return line

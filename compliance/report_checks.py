@@ -172,9 +172,10 @@ def check_ia3() -> list[Evidence]:
                 evidence.append(
                     manual(
                         _(
-                            "the sign-in page set no cookie: sign in over PUBLIC_URL and check that the session cookie "
-                            "is Secure and HttpOnly"
-                        )
+                            "the sign-in page (HTTP {status}) set no cookie: sign in over PUBLIC_URL and check that "
+                            "the session cookie is Secure and HttpOnly"
+                        ),
+                        status=probe.response_status,
                     )
                 )
             for cookie in probe.cookies:

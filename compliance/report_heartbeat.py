@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 # A process is counted as alive if it wrote within this many of its intervals (a missed beat
 # or two under load is not an outage).
 MISSED_BEATS_TOLERATED = 3
+HEARTBEAT_KEEP = timedelta(days=1)
 _started = threading.Event()
 _process_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 _started_at = timezone.now()
@@ -54,6 +55,15 @@ def heartbeat_write(*, process_id: str | None = None, hostname: str | None = Non
     )
 
 
+def heartbeats_prune(*, now: datetime | None = None) -> int:
+    """Forget processes not seen for HEARTBEAT_KEEP (each restart is a new process id)."""
+    from compliance.models import ProcessHeartbeat
+
+    now = now or timezone.now()
+    deleted, _ = ProcessHeartbeat.objects.filter(seen_at__lt=now - HEARTBEAT_KEEP).delete()
+    return deleted
+
+
 def heartbeats_recent(*, now: datetime | None = None):
     from compliance.models import ProcessHeartbeat
 
@@ -65,6 +75,7 @@ def _beat_forever(stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             heartbeat_write()
+            heartbeats_prune()
         except DatabaseError:  # the database is away for a moment: the next beat tries again
             logger.warning("process heartbeat could not be written", exc_info=True)
         finally:

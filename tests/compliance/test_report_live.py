@@ -54,7 +54,7 @@ def test_au4_the_audited_action_rolls_back_when_its_entry_is_refused():
     result = control("AU-4")
     assert result.status == PASS, result.evidence
     probe = result.evidence[0]
-    assert "row written: True" in probe and "SQLSTATE 22001" in probe and "left after the failure: False" in probe
+    assert "row written: yes" in probe and "SQLSTATE 22001" in probe and "left after the failure: no" in probe
     # the probe left nothing: no department, no entry, and the chain still verifies
     assert Department.objects.count() == departments and not Department.objects.filter(slug__startswith="au4-probe")
     assert AuditEntry.objects.count() == entries and not AuditPending.objects.exists()
@@ -465,3 +465,13 @@ def test_au5_over_tls_verifies_the_siem_certificate(settings, tls_pair, django_c
     result = control("AU-5")
     assert result.status == PASS and "(tls): last entry accepted" in result.evidence[-1]
     assert f"(#{entry.sequence})" in result.evidence[-1]
+
+
+def test_heartbeats_of_processes_long_gone_are_forgotten():
+    from compliance.models import ProcessHeartbeat
+    from compliance.report_heartbeat import heartbeat_write, heartbeats_prune
+
+    heartbeat_write(process_id="old:1:dead", hostname="old", now=timezone.now() - timedelta(days=2))
+    heartbeat_write(process_id="new:2:live", hostname="new")
+    assert heartbeats_prune() == 1
+    assert list(ProcessHeartbeat.objects.values_list("process_id", flat=True)) == ["new:2:live"]
