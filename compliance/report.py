@@ -10,7 +10,7 @@ Four states, per evidence line and per control (docs/compliance-report.md):
 
 A control fails if any of its lines fails; else it is manual if any line is manual; else it
 passes if any line passes; else it is not applicable. The checks live in
-compliance/report_checks.py, their live probes in compliance/report_probes.py. Every line is
+compliance/report_checks/ (a module per family), their live probes in compliance/report_probes.py. Every line is
 written in English and carries its message id and values, so the page and the exports render
 it in Chinese or English (the assessor's language is Chinese).
 """
@@ -157,10 +157,18 @@ def control(control_id: str, title: str):
     return register
 
 
+# The families of shared/MLPS3.md, in its order: the report lists controls this way.
+FAMILIES = ("IA", "AC", "AU", "IP", "DI", "DC", "BR", "RI", "PI", "SM")
+
+
 def registered_checks() -> list[tuple[str, str, Check]]:
     from compliance import report_checks  # noqa: F401  (registers every check on import)
 
-    return list(_CHECKS)
+    def order(item: tuple[str, str, Check]) -> tuple[int, int]:
+        family, number = item[0].split("-")
+        return FAMILIES.index(family), int(number)
+
+    return sorted(_CHECKS, key=order)
 
 
 COULD_NOT_RUN = gettext_noop("the check could not run: {error}")

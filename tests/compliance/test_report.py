@@ -166,8 +166,8 @@ def test_every_message_of_the_report_is_translated_into_chinese():
 
     root = Path(__file__).resolve().parents[2] / "compliance"
     messages = set()
-    for name in ("report.py", "report_checks.py", "report_probes.py"):
-        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+    for path in [root / "report.py", root / "report_probes.py", *(root / "report_checks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)

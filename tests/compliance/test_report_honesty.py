@@ -32,7 +32,10 @@ from tests.conftest import require_postgresql, require_service_url
 
 pytestmark = pytest.mark.django_db(transaction=False)
 ROOT = Path(__file__).resolve().parents[2]
-CHECK_SOURCES = [ROOT / "compliance" / "report_checks.py", ROOT / "compliance" / "report_probes.py"]
+CHECK_SOURCES = [
+    *sorted((ROOT / "compliance" / "report_checks").glob("*.py")),
+    ROOT / "compliance" / "report_probes.py",
+]
 
 
 def report_lines() -> dict[tuple[str, str, int], tuple[str, str]]:
