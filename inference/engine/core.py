@@ -26,11 +26,16 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from inference.engine.errors import MODEL_IMAGES_OVER_LIMIT, InvalidRequest
+from inference.engine.errors import MODEL_IMAGES_OVER_LIMIT, SCHEDULING_ONE_AT_A_TIME, InvalidRequest
 from inference.engine.handles import Done, GenerationHandle, Result
 from inference.engine.inputs import GenerationRequest, Message, validate_messages, validate_params
 from inference.engine.loading import LoadedModel
-from inference.engine.scheduler import Pending, Scheduler
+from inference.engine.scheduler import ContinuousScheduler, Pending, Scheduler
+
+CONTINUOUS = "continuous"  # iteration-level: requests join and leave the running batch per step
+PER_REQUEST = "per_request"  # one generate call per batch of requests, run to its longest answer
+SCHEDULINGS = (CONTINUOUS, PER_REQUEST)
+ONE_AT_A_TIME = "one_at_a_time"  # what a family the engine cannot batch per step gets
 
 DEMO_LABEL = "demo model — random weights, answers are noise"
 _THROUGHPUT_WINDOW = 60.0
@@ -49,6 +54,9 @@ class ModelInfo:
     parameter_count: int
     max_context: int
     max_new_tokens_cap: int
+    # "continuous", "per_request", or "one_at_a_time" (a family that cannot batch per step)
+    scheduling: str = CONTINUOUS
+    scheduling_note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +72,10 @@ class EngineLimits:
     timeout_seconds: float = 300.0
     batch_window_seconds: float = 0.015
     workers: int = 1
+    # CONTINUOUS, or PER_REQUEST (the former static batching: kept as a benchmark baseline)
+    scheduling: str = CONTINUOUS
+    # Newcomers prefilled between two decoding steps while other requests are running.
+    prefills_per_step: int = 1
 
 
 class Engine:
@@ -76,14 +88,32 @@ class Engine:
         self.completion_tokens_total = 0
         self.prompt_tokens_total = 0
         self.errors_total = 0
-        self.scheduler = Scheduler(
-            self._run,
-            max_concurrent=self.limits.max_concurrent,
-            max_queue=self.limits.max_queue,
-            max_batch=self.limits.max_batch,
-            batch_window=self.limits.batch_window_seconds,
-            workers=self.limits.workers,
-        )
+        limits = self.limits
+        if limits.scheduling not in SCHEDULINGS:
+            raise ValueError(f"scheduling must be one of {', '.join(SCHEDULINGS)}, not {limits.scheduling!r}")
+        self.scheduling = limits.scheduling
+        self.scheduling_note = ""
+        if limits.scheduling == CONTINUOUS and not loaded.profile.step_batching:
+            self.scheduling = ONE_AT_A_TIME
+            self.scheduling_note = SCHEDULING_ONE_AT_A_TIME.format(family=loaded.profile.label)
+        self.scheduler: Scheduler
+        if self.scheduling == CONTINUOUS:
+            from inference.engine.continuous import ContinuousBatch
+
+            batch = ContinuousBatch(loaded, prefills_per_step=limits.prefills_per_step)
+            self.scheduler = ContinuousScheduler(
+                _StepRunner(self, batch), max_concurrent=limits.max_concurrent, max_queue=limits.max_queue
+            )
+        else:
+            alone = self.scheduling == ONE_AT_A_TIME
+            self.scheduler = Scheduler(
+                self._run,
+                max_concurrent=1 if alone else limits.max_concurrent,
+                max_queue=limits.max_queue,
+                max_batch=1 if alone else limits.max_batch,
+                batch_window=0.0 if alone else limits.batch_window_seconds,
+                workers=1 if alone else limits.workers,
+            )
 
     # --- the API --------------------------------------------------------------------------------
     def submit(
@@ -141,6 +171,8 @@ class Engine:
             parameter_count=loaded.parameter_count,
             max_context=loaded.max_positions,
             max_new_tokens_cap=self.limits.max_new_tokens_cap,
+            scheduling=self.scheduling,
+            scheduling_note=self.scheduling_note,
         )
 
     def stats(self, *, include_device: bool = True) -> dict[str, Any]:
@@ -195,3 +227,28 @@ class Engine:
             self.prompt_tokens_total += row.prompt_tokens
             self.completion_tokens_total += len(row.generated)
             self._finished.append((time.perf_counter(), len(row.generated)))
+
+
+class _StepRunner:
+    """The engine's rows in a ContinuousBatch: each row's end frees its place and counts."""
+
+    def __init__(self, engine: Engine, batch: Any) -> None:
+        self.engine = engine
+        self.batch = batch
+
+    @property
+    def busy(self) -> bool:
+        return self.batch.busy
+
+    def add(self, pending: Pending, release) -> None:
+        from inference.engine.generation import Row
+
+        row = Row(request=pending.request, handle=pending.handle)
+        row.on_finish = lambda row, pending=pending: self.engine._row_finished(row, pending, release)
+        self.batch.add(row)
+
+    def work(self) -> None:
+        self.batch.work()
+
+    def fail_all(self, message: str, code: str) -> None:
+        self.batch.fail_all(message, code)

@@ -30,6 +30,10 @@ GENERATION_TIMEOUT = "generation took longer than the limit of {seconds:g} s and
 GENERATION_FAILED = "generation failed ({error}); the model is still serving other requests"
 OUT_OF_MEMORY = "the model ran out of memory for this request; try a shorter prompt, fewer images or fewer tokens"
 ENGINE_STOPPED = "the inference engine has been shut down"
+SCHEDULING_ONE_AT_A_TIME = (
+    "{family} runs its own model code, which the engine cannot batch per decoding step: "
+    "requests are served one at a time"
+)
 # Loading
 MODEL_DIR_MISSING = "MODEL_PATH {path} is not a directory (run `manage.py make_demo_model` for a demo model)"
 MODEL_LOAD_FAILED = "the model in {path} could not be loaded: {error}"

@@ -34,6 +34,9 @@ class Family:
     max_images: int = MAX_IMAGES
     # False when one generate call cannot mix rows with and without an image.
     mixed_image_batches: bool = True
+    # False when the engine cannot run the model one decoding step at a time over a shared cache
+    # (remote code with its own cache and position handling): requests are served one at a time.
+    step_batching: bool = True
 
     @property
     def loading(self) -> str:
@@ -63,6 +66,7 @@ FAMILIES: dict[str, Family] = {
             # Its code takes one image per conversation and one image tensor per batch row.
             max_images=1,
             mixed_image_batches=False,
+            step_batching=False,
         ),
     )
 }

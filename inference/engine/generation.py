@@ -33,11 +33,33 @@ class Row:
     prompt_tokens: int = 0
     generated: list[int] = field(default_factory=list)
     emitted_chars: int = 0
+    text: str = ""  # the answer decoded so far (incrementally: see ``decode_new``)
+    prefix_offset: int = 0
+    read_offset: int = 0
     finished: bool = False
     first_token_at: float | None = None
     started_at: float = 0.0
     batch_size: int = 1
     on_finish: Any = None
+
+    def decode_new(self, tokenizer: Any, *, final: bool = False) -> str:
+        """Extend ``text`` with what the newest tokens add, decoding only a short window.
+
+        Decoding the whole answer at every step is quadratic in its length. A token's text can
+        depend on its neighbours (byte-level pieces of one character, a word's leading space), so
+        the window starts a few tokens back (``prefix_offset``) and only the part beyond what
+        that window already produced is new; a window ending in an incomplete UTF-8 sequence
+        (U+FFFD) waits for the next token, except for the answer's end (``final``).
+        """
+        if self.read_offset >= len(self.generated):
+            return self.text
+        before = tokenizer.decode(self.generated[self.prefix_offset : self.read_offset], skip_special_tokens=True)
+        window = tokenizer.decode(self.generated[self.prefix_offset :], skip_special_tokens=True)
+        if len(window) > len(before) and (final or not window.endswith("\ufffd")):
+            self.text += window[len(before) :]
+            self.prefix_offset = self.read_offset
+            self.read_offset = len(self.generated)
+        return self.text
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
@@ -97,14 +119,15 @@ class RowTracker:
         if row.first_token_at is None:
             row.first_token_at = now
         row.generated.append(token)
-        text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
+        final = len(row.generated) >= row.request.params.max_new_tokens
+        text = row.decode_new(self.tokenizer, final=final)
         stops = row.request.params.stop
         cut = min((i for i in (text.find(s, max(0, row.emitted_chars - len(s))) for s in stops) if i >= 0), default=-1)
         if cut >= 0:
             self._emit(row, text[:cut])
             self.finish(row, "stop", now)
             return
-        if len(row.generated) >= row.request.params.max_new_tokens:
+        if final:
             self._emit(row, text)
             self.finish(row, "length", now)
             return

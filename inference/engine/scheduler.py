@@ -259,3 +259,108 @@ class Scheduler:
 def _empty_usage(handle: GenerationHandle) -> Usage:
     waited = time.perf_counter() - handle.submitted_at
     return Usage(0, 0, round(waited, 6), None, round(waited, 6), 0.0, 0)
+
+
+class StepRunner:
+    """What the continuous scheduler drives (``ContinuousBatch`` behind the engine)."""
+
+    busy: bool
+
+    def add(self, pending: Pending, release: Callable[[Pending], None]) -> None: ...
+
+    def work(self) -> None: ...
+
+    def fail_all(self, message: str, code: str) -> None: ...
+
+
+class ContinuousScheduler(Scheduler):
+    """The same queue, admission and fairness, served per decoding step by one thread.
+
+    Whenever a place is free (fewer than ``max_concurrent`` requests admitted), the next request
+    in round-robin order is admitted, whatever its decoding strategy (each row samples on its
+    own), and joins the running batch at its next step; a request that finishes frees its place
+    at once. Between two steps the thread admits, purges timed-out waiting requests and publishes
+    queue positions.
+    """
+
+    def __init__(self, runner: StepRunner, *, max_concurrent: int = 8, max_queue: int = 32) -> None:
+        self._runner = runner
+        self._latency = 0.0  # moving average of a request's time from admission to its end
+        self._admitted_at: dict[int, float] = {}
+        super().__init__(
+            lambda batch, release: None,
+            max_concurrent=max_concurrent,
+            max_queue=max_queue,
+            max_batch=max_concurrent,
+            batch_window=0.0,
+            workers=1,
+        )
+
+    def _retry_after_locked(self, queued: int) -> int:
+        per_request = self._latency or 5.0
+        rounds = math.ceil((queued + 1) / self.max_concurrent)
+        return int(min(300, max(1, math.ceil(per_request * rounds))))
+
+    def _admit_locked(self) -> list[Pending]:
+        admitted: list[Pending] = []
+        while self._active < self.max_concurrent and self._rotation:
+            key = self._rotation[0]
+            queue = self._queues.get(key)
+            if queue:
+                admitted.append(queue.popleft())
+                self._active += 1
+            self._rotation.rotate(-1)  # served (or empty): to the back of the rotation
+            self._drop_empty_locked(key)
+        return admitted
+
+    def _release(self, pending: Pending) -> None:
+        with self._cond:
+            self._active -= 1
+            started = self._admitted_at.pop(id(pending), None)
+            if started is not None:
+                elapsed = time.perf_counter() - started
+                self._latency = elapsed if not self._latency else 0.8 * self._latency + 0.2 * elapsed
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        runner = self._runner
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped:
+                        break
+                    self._purge_expired_locked()
+                    if runner.busy or (self._queued_locked() and self._active < self.max_concurrent):
+                        break
+                    self._cond.wait(_IDLE_POLL)
+                if self._stopped:
+                    admitted = []
+                else:
+                    admitted = self._admit_locked()
+                    if admitted:
+                        self._publish_positions_locked()
+                        now = time.perf_counter()
+                        for pending in admitted:
+                            self._admitted_at[id(pending)] = now
+            if self._stopped:
+                runner.fail_all(ENGINE_STOPPED, "model_unavailable")
+                return
+            for pending in admitted:
+                runner.add(pending, self._release_once())
+            try:
+                runner.work()
+            except Exception:  # the runner should never raise; if it does, fail its rows and go on
+                logger.exception("a decoding round raised")
+                runner.fail_all("the request ended without a result", "generation_failed")
+            with self._cond:
+                self.batches_run += 1
+
+    def _release_once(self) -> Callable[[Pending], None]:
+        released: set[int] = set()
+
+        def release(pending: Pending) -> None:
+            if id(pending) not in released:
+                released.add(id(pending))
+                self._release(pending)
+
+        return release

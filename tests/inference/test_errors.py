@@ -1,5 +1,9 @@
 """A failed generation fails its own requests with a clear error and the engine keeps serving.
 
+These tests run the per-request scheduling (one ``generate`` call per batch), whose failure
+point is that call; the continuous scheduling's failures (a prefill, a decoding step) are
+tests/inference/test_continuous.py's.
+
 A real CUDA out-of-memory cannot happen on this CPU-only machine, so the model's ``generate``
 is replaced for one call by one that raises torch's own OutOfMemoryError — the stand-in for
 the GPU, as the style guide allows; everything around it (engine, scheduler, handles) is real.
@@ -34,7 +38,7 @@ def _fail_once(engine, exc):
     ],
 )
 def test_a_failed_batch_fails_its_requests_and_the_next_one_is_served(make_engine, exc, message, code):
-    engine = make_engine(batch_window_seconds=0.2)
+    engine = make_engine(batch_window_seconds=0.2, scheduling="per_request")
     _fail_once(engine, exc)
     try:
         handles = [engine.submit([Message("user", f"q{n}")], max_new_tokens=3) for n in range(2)]
@@ -49,7 +53,7 @@ def test_a_failed_batch_fails_its_requests_and_the_next_one_is_served(make_engin
 
 
 def test_result_raises_the_error(make_engine):
-    engine = make_engine()
+    engine = make_engine(scheduling="per_request")
     _fail_once(engine, RuntimeError("boom"))
     try:
         with pytest.raises(GenerationFailed) as caught:

@@ -443,9 +443,9 @@ def _batch_messages(red_image, blue_image) -> list[list[Message]]:
 
 def test_batched_greedy_answers_equal_solo_answers_in_fp32(family, engine_for, red_image, blue_image):
     requests = _batch_messages(red_image, blue_image)
-    solo_engine = engine_for(family)
+    solo_engine = engine_for(family, scheduling="per_request")
     solo = [solo_engine.generate(m, max_new_tokens=6, min_new_tokens=6).text for m in requests]
-    batch_engine = engine_for(family, batch_window_seconds=0.3)
+    batch_engine = engine_for(family, batch_window_seconds=0.3, scheduling="per_request")
     handles = [batch_engine.submit(m, max_new_tokens=6, min_new_tokens=6) for m in requests]
     batched = [handle.result() for handle in handles]
     if FAMILIES[MODEL_TYPE[family]].mixed_image_batches:

@@ -2,7 +2,9 @@
 
 The first tests drive the Scheduler with a batch runner that records what it is given and
 finishes requests when the test says so: that isolates the queueing policy (which requests,
-in which order, in which batches) from the model. The batching tests then use the real engine.
+in which order, in which batches) from the model. The batching tests then use the real engine
+with its per-request scheduling (one ``generate`` call per batch, kept as the benchmarks'
+baseline); the continuous scheduling has tests/inference/test_continuous.py.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def test_only_compatible_requests_are_batched(gated):
 
 
 def test_concurrent_engine_requests_run_as_one_generate_call(make_engine, red_image):
-    engine = make_engine(batch_window_seconds=0.3)
+    engine = make_engine(batch_window_seconds=0.3, scheduling="per_request")
     generate = engine.loaded.model.generate
     calls = []
 
@@ -188,9 +190,9 @@ def test_concurrent_engine_requests_run_as_one_generate_call(make_engine, red_im
 
 def test_batched_greedy_answers_equal_solo_answers(make_engine):
     prompts = ["short", "a somewhat longer question about invoices", "质量报告"]
-    solo_engine = make_engine(batch_window_seconds=0)
+    solo_engine = make_engine(batch_window_seconds=0, scheduling="per_request")
     solo = [solo_engine.generate([Message("user", p)], max_new_tokens=6, min_new_tokens=6).text for p in prompts]
-    batch_engine = make_engine(batch_window_seconds=0.3)
+    batch_engine = make_engine(batch_window_seconds=0.3, scheduling="per_request")
     handles = [batch_engine.submit([Message("user", p)], max_new_tokens=6, min_new_tokens=6) for p in prompts]
     batched = [h.result() for h in handles]
     assert {r.usage.batch_size for r in batched} == {3}

@@ -1,0 +1,322 @@
+"""Iteration-level batching: requests join the running batch at the next decoding step and leave
+it the step they finish.
+
+transformers' own continuous batching takes token ids only; ours carries images and each
+family's rotary positions, so it is built here from the model's ``forward`` and a
+``DynamicCache``:
+
+- **Prefill alone.** A newcomer's prompt (its images through the vision tower, once) runs as a
+  batch of one, with the position ids ``generate`` itself would build (Qwen-VL and GLM-V
+  families: four rows, text and the three multimodal rotary positions; LLaVA and Idefics3: one).
+  Its first token comes from those logits, and its cache joins the batch's.
+- **Decode together.** One forward per step for every running row: each feeds its newest token
+  at its own next position (the last prompt position plus one per step, as ``generate`` counts),
+  against one cache whose rows are left-padded to a common length and masked.
+- **Leave at once.** A finished, cancelled or timed-out row is dropped from the cache and the
+  mask before the next step, and columns that only held padding are trimmed.
+- **Interleaved prefill.** At most ``prefills_per_step`` newcomers are prefilled between two
+  decoding steps while others are running, so a running stream waits at most that many
+  prefills for its next token; with nothing running, every newcomer is prefilled at once.
+
+Greedy answers equal a bare ``generate`` of each request alone (same prefill, same positions;
+padding is masked), whatever joins or leaves: tests/inference/test_continuous.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.engine.errors import GENERATION_FAILED, OUT_OF_MEMORY, PROMPT_TOO_LONG
+from inference.engine.generation import Row, RowTracker, _free_memory, _image_count, _input_device
+from inference.engine.loading import LoadedModel
+from inference.engine.prompting import model_inputs, place_inputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A row in the decoding batch: its next token to feed and that token's position."""
+
+    row: Row
+    next_token: int
+    position: Any  # tensor: (4,) for multimodal rotary positions, (1,) for plain ones
+    generator: Any = None  # a seeded request's own random stream
+    warpers: list[Any] = field(default_factory=list)
+
+
+class ContinuousBatch:
+    """The running rows of one model and their shared cache; driven by one thread."""
+
+    def __init__(self, loaded: LoadedModel, *, prefills_per_step: int = 1) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+        self.tracker = RowTracker([], self.tokenizer, loaded.eos_token_ids)
+        self.prefills_per_step = max(1, prefills_per_step)
+        self.waiting: list[Row] = []  # admitted, not yet prefilled
+        self.running: list[Running] = []
+        self.cache: Any = None
+        self.mask: Any = None  # (rows, cache length) long: 1 = a real position, 0 = padding
+        self.steps = 0
+        parameters = set(inspect.signature(self.model.forward).parameters)
+        self._takes_positions = "position_ids" in parameters
+        self._takes_logits_to_keep = "logits_to_keep" in parameters
+
+    # --- the scheduler's side -------------------------------------------------------------------
+    def add(self, row: Row) -> None:
+        self.waiting.append(row)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def work(self) -> None:
+        """One round: drop rows that ended, prefill newcomers, then one decoding step."""
+        import torch
+
+        self._drop_ended()
+        budget = len(self.waiting) if not self.running else self.prefills_per_step
+        while self.waiting and budget > 0:
+            row = self.waiting.pop(0)
+            budget -= 1
+            self._prefill(row)
+        self._drop_ended()
+        if not self.running:
+            return
+        try:
+            self._decode_step()
+        except torch.OutOfMemoryError:
+            logger.warning("out of memory in a decoding step of %d rows", len(self.running))
+            self._fail_running(OUT_OF_MEMORY, "out_of_memory")
+        except Exception as exc:  # one bad step fails the rows in it, not the engine
+            logger.exception("a decoding step of %d rows failed", len(self.running))
+            self._fail_running(GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed")
+
+    def fail_all(self, message: str, code: str) -> None:
+        for row in [*self.waiting, *(r.row for r in self.running)]:
+            if not row.finished:
+                row.handle.fail(message, code)
+                self.tracker.finish(row, None)
+        self.waiting.clear()
+        self._reset()
+
+    # --- prefill --------------------------------------------------------------------------------
+    def _prefill(self, row: Row) -> None:
+        import torch
+
+        row.started_at = time.perf_counter()
+        if self._ended(row):
+            return
+        try:
+            with torch.inference_mode():
+                self._prefill_row(row)
+        except torch.OutOfMemoryError:
+            logger.warning("out of memory in a prefill")
+            self._fail_row(row, OUT_OF_MEMORY, "out_of_memory")
+            _free_memory(torch)
+        except Exception as exc:
+            logger.exception("a prefill failed")
+            self._fail_row(row, GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed")
+            _free_memory(torch)
+
+    def _prefill_row(self, row: Row) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        loaded, model = self.loaded, self.model
+        inputs = model_inputs(loaded, [row.request.messages])
+        length = int(inputs["attention_mask"].sum()) + loaded.image_extra_tokens * _image_count(row)
+        if length + row.request.params.max_new_tokens > loaded.max_positions:
+            self._fail_row(row, PROMPT_TOO_LONG.format(tokens=length, limit=loaded.max_positions), "prompt_too_long")
+            return
+        row.prompt_tokens = length
+        vision_dtype, vision_device = loaded.vision_dtype_device
+        placed = place_inputs(
+            inputs,
+            input_device=_input_device(model),
+            vision_dtype=vision_dtype,
+            vision_device=vision_device,
+            image_keys=loaded.profile.image_keys,
+        )
+        input_ids = placed.pop("input_ids")
+        kwargs = dict(placed)
+        position_ids = None
+        if self._takes_positions:
+            # Exactly what generate builds: Qwen-VL / GLM-V models compute their multimodal
+            # positions (and rope deltas) here, plain models count the attention mask.
+            position_ids = model._prepare_position_ids_for_generation(input_ids, {"input_ids": input_ids, **kwargs})
+        kwargs.pop("attention_mask", None)  # one unpadded row: generate drops an all-ones mask too
+        cache = DynamicCache(config=model.config)
+        extra = {"logits_to_keep": 1} if self._takes_logits_to_keep else {}
+        if position_ids is not None:
+            extra["position_ids"] = position_ids
+        output = model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs, **extra)
+        logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+        cache = output.past_key_values
+        if position_ids is None:
+            position = torch.tensor([input_ids.shape[1] - 1], dtype=torch.long, device=input_ids.device)
+        elif position_ids.ndim == 3:
+            position = position_ids[:, 0, -1].clone()
+        else:
+            position = position_ids[0, -1:].clone()
+        entry = Running(row=row, next_token=0, position=position)
+        params = row.request.params
+        if params.do_sample:
+            entry.warpers = _warpers(params)
+            if params.seed is not None:
+                entry.generator = torch.Generator(device=logits.device).manual_seed(params.seed)
+        row.batch_size = max(row.batch_size, len(self.running) + 1)
+        token = self._choose(entry, logits[0])
+        self.tracker._advance(row, token, time.perf_counter())
+        if row.finished:
+            return
+        entry.next_token = token
+        self._join(entry, cache, input_ids.shape[1])
+
+    def _join(self, entry: Running, cache: Any, length: int) -> None:
+        import torch
+
+        ones = torch.ones((1, length), dtype=torch.long, device=self._mask_device(cache))
+        if self.cache is None:
+            self.cache, self.mask = cache, ones
+            self.running = [entry]
+            return
+        total = max(self.mask.shape[1], length)
+        grow_batch, grow_new = total - self.mask.shape[1], total - length
+        for layer, new in zip(self.cache.layers, cache.layers, strict=True):
+            layer.keys = torch.cat([_pad_left(layer.keys, grow_batch), _pad_left(new.keys, grow_new)], dim=0)
+            layer.values = torch.cat([_pad_left(layer.values, grow_batch), _pad_left(new.values, grow_new)], dim=0)
+        self.mask = torch.cat([_pad_left(self.mask, grow_batch), _pad_left(ones, grow_new)], dim=0)
+        self.running.append(entry)
+
+    @staticmethod
+    def _mask_device(cache: Any) -> Any:
+        return cache.layers[0].keys.device
+
+    # --- decoding -------------------------------------------------------------------------------
+    def _decode_step(self) -> None:
+        import torch
+
+        running = self.running
+        device = self.mask.device
+        input_ids = torch.tensor([[entry.next_token] for entry in running], dtype=torch.long, device=device)
+        for entry in running:
+            entry.position = entry.position + 1
+        positions = torch.stack([entry.position for entry in running], dim=-1)  # (P, rows)
+        if positions.shape[0] == 1:
+            position_ids = positions.reshape(len(running), 1)  # (rows, 1)
+        else:
+            position_ids = positions.unsqueeze(-1)  # (4, rows, 1)
+        self.mask = torch.cat([self.mask, torch.ones((len(running), 1), dtype=torch.long, device=device)], dim=1)
+        kwargs: dict[str, Any] = {}
+        if not bool(self.mask.all()):
+            kwargs["attention_mask"] = self.mask  # a lone or equal-length batch needs none, like generate
+        if self._takes_positions:
+            kwargs["position_ids"] = position_ids.to(device)
+        if self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        with torch.inference_mode():
+            output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, **kwargs)
+        self.cache = output.past_key_values
+        logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+        self.steps += 1
+        now = time.perf_counter()
+        for index, entry in enumerate(running):
+            row = entry.row
+            row.batch_size = max(row.batch_size, len(running))
+            token = self._choose(entry, logits[index])
+            self.tracker._advance(row, token, now)
+            entry.next_token = token
+
+    def _choose(self, entry: Running, scores: Any) -> int:
+        import torch
+
+        row = entry.row
+        scores = scores.unsqueeze(0)
+        if len(row.generated) < row.request.params.min_new_tokens and self.tracker.eos_list:
+            scores[:, self.tracker.eos_list] = float("-inf")
+        if not entry.warpers:
+            return int(scores.argmax(dim=-1))
+        ids = torch.tensor([row.generated], dtype=torch.long, device=scores.device)
+        for warper in entry.warpers:
+            scores = warper(ids, scores)
+        probabilities = torch.nn.functional.softmax(scores, dim=-1)
+        return int(torch.multinomial(probabilities, num_samples=1, generator=entry.generator))
+
+    # --- leaving --------------------------------------------------------------------------------
+    def _ended(self, row: Row) -> bool:
+        """Finish a row whose handle was cancelled or timed out; True if the row is finished."""
+        if row.finished:
+            return True
+        now = time.perf_counter()
+        if row.handle.cancelled:
+            self.tracker.finish(row, "cancelled", now)
+        elif row.handle.timed_out(now):
+            row.handle.fail_timeout()
+            self.tracker.finish(row, None, now)
+        return row.finished
+
+    def _drop_ended(self) -> None:
+        import torch
+
+        self.waiting = [row for row in self.waiting if not self._ended(row)]
+        keep = [index for index, entry in enumerate(self.running) if not self._ended(entry.row)]
+        if len(keep) == len(self.running):
+            return
+        if not keep:
+            self._reset()
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        mask = self.mask.index_select(0, index)
+        # Columns that were padding for every remaining row are dropped with the rows that left.
+        first = int(mask.any(dim=0).to(torch.long).argmax())
+        self.mask = mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))[:, :, first:]
+            layer.values = layer.values.index_select(0, index.to(layer.values.device))[:, :, first:]
+        self.running = [self.running[i] for i in keep]
+
+    def _reset(self) -> None:
+        self.running = []
+        self.cache = self.mask = None
+
+    def _fail_row(self, row: Row, message: str, code: str) -> None:
+        if not row.finished:
+            row.handle.fail(message, code)
+            self.tracker.finish(row, None)
+
+    def _fail_running(self, message: str, code: str) -> None:
+        import torch
+
+        for entry in self.running:
+            self._fail_row(entry.row, message, code)
+        self._reset()
+        _free_memory(torch)
+
+
+def _pad_left(tensor: Any, width: int) -> Any:
+    """``tensor`` with ``width`` zero columns before its sequence dimension (-2 for a cache's
+    keys and values, -1 for a mask)."""
+    import torch
+
+    if width <= 0:
+        return tensor
+    dim = -1 if tensor.ndim == 2 else -2
+    shape = list(tensor.shape)
+    shape[dim] = width
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)
+
+
+def _warpers(params: Any) -> list[Any]:
+    """transformers' own warpers, in generate's order: temperature, then top-p."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    warpers = [TemperatureLogitsWarper(params.temperature)]
+    if params.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(params.top_p))
+    return warpers
