@@ -41,6 +41,7 @@ from functools import cache
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Cast, Concat
@@ -165,6 +166,43 @@ def _seal(owner: TextKeyOwner, path: str, value: Any) -> str:
     return seal_text(owner.text_cipher(), text, **_aad_context(owner, path))
 
 
+def _owner_row(model: type[TextKeyOwner], object_id: str) -> TextKeyOwner | None:
+    try:
+        return model._base_manager.filter(pk=object_id).first()
+    except (ValueError, TypeError, ValidationError):  # an id that cannot be this model's key
+        return None
+
+
+def _business_text(
+    subject: TextKeyOwner | None,
+    model: type[TextKeyOwner],
+    object_id: str,
+    object_repr: str,
+    details: dict[str, Any],
+    paths: dict[str, Any],
+) -> None:
+    """Add to ``paths`` what of an entry about a key owner is business text: what repeats the
+    object's sealed text, sealed fields' values; without a stored object (a refused upload), its
+    names and any description it does not state in clear anyway (a model's name)."""
+    secrets = _sealed_texts(subject) if subject is not None else None
+    sealed_names = _sealed_field_names(model)
+    for key, value in details.items():
+        if key in CHANGE_KEYS and isinstance(value, dict):
+            paths.update({f"{key}.{name}": inner for name, inner in value.items() if name in sealed_names})
+        elif key in sealed_names or (
+            isinstance(value, str) and value and (_reveals(value, secrets) if secrets is not None else key in NAME_KEYS)
+        ):
+            paths[key] = value
+    neutral = f"{model._meta.model_name} {object_id}".strip()
+    clear = {value for key, value in details.items() if key not in paths and isinstance(value, str)}
+    if (
+        object_repr
+        and object_repr != neutral
+        and (_reveals(object_repr, secrets) if secrets is not None else object_repr not in clear)
+    ):
+        paths[REPR_KEY] = object_repr
+
+
 def entry_seal(
     *,
     obj: Any,
@@ -183,37 +221,20 @@ def entry_seal(
         for key in PREVIEW_KEYS:
             if details.get(key) not in (None, ""):
                 paths[key] = details[key]
-    if owner_model is not None:
-        neutral = f"{owner_model._meta.model_name} {object_id}".strip()
-        secrets = _sealed_texts(obj) if isinstance(obj, owner_model) else None
-        sealed_names = _sealed_field_names(owner_model)
-        for key, value in (details or {}).items():
-            if key in CHANGE_KEYS and isinstance(value, dict):
-                paths.update({f"{key}.{name}": inner for name, inner in value.items() if name in sealed_names})
-            elif key in sealed_names or (
-                isinstance(value, str)
-                and value
-                and (_reveals(value, secrets) if secrets is not None else key in NAME_KEYS)
-            ):
-                paths[key] = value
-        # Without the object to compare with, a description is business text unless it only
-        # repeats what the entry states in clear anyway (a model's name).
-        clear = {value for key, value in (details or {}).items() if key not in paths and isinstance(value, str)}
-        if (
-            object_repr
-            and object_repr != neutral
-            and (_reveals(object_repr, secrets) if secrets is not None else object_repr not in clear)
-        ):
-            paths[REPR_KEY] = object_repr
-            object_repr = neutral
+    subject: TextKeyOwner | None = None
+    if owner_model is not None and (paths or object_repr or details):
+        subject = obj if isinstance(obj, owner_model) else _owner_row(owner_model, object_id) if object_id else None
+        if subject is not None or not object_id:
+            _business_text(subject, owner_model, object_id, object_repr, details or {}, paths)
+            if REPR_KEY in paths:
+                object_repr = f"{owner_model._meta.model_name} {object_id}".strip()
+        # An id that names no row: nothing sealed there for the entry to repeat.
     if not paths:
         return object_repr, details
     details = dict(details or {})
     if SEALED in details or (REPR_KEY in paths and REPR_KEY in details):
         raise PreviewSealError(f"audit details may not carry {SEALED!r} or {REPR_KEY!r} of their own")
-    owner: TextKeyOwner | None = _owner_of(obj)
-    if owner is None and owner_model is not None and object_id:
-        owner = _owner_of(owner_model._base_manager.filter(pk=object_id).first())
+    owner = _owner_of(obj) or _owner_of(subject)
     if owner is None:
         owner = _month_key(department_id, timestamp)
     try:

@@ -36,6 +36,7 @@ from compliance.preview_crypto import (
     audit_plaintext_previews_count,
     entry_previews_open,
 )
+from compliance.sealing import seal_pending
 from compliance.services import audit_record
 from compliance.verification import audit_chain_verify
 from departments.tenancy import department_scope
@@ -87,6 +88,7 @@ def stored_row(sequence: int) -> str:
 
 
 def entry_of(event_type: str, **filters) -> AuditEntry:
+    seal_pending(wait=True)  # an entry another thread wrote may still wait for the sealer
     return AuditEntry.objects.filter(event_type=event_type, **filters).order_by("-sequence").first()
 
 
@@ -125,6 +127,7 @@ async def test_a_chat_turn_preview_is_sealed_opened_for_the_auditor_and_shredded
     await chat.disconnect()
 
     def sealed_state():
+        seal_pending(wait=True)  # under load the turn's entries may still wait for the sealer
         calls = list(
             AuditEntry.objects.filter(
                 event_type__in=[EventType.INFERENCE, EventType.INFERENCE_START],
