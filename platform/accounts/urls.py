@@ -14,6 +14,7 @@ urlpatterns = [
     path("two-factor/", views.two_factor_settings, name="two-factor"),
     path("two-factor/recovery-codes/", views.recovery_codes, name="recovery-codes"),
     path("password/", views.password_change, name="password-change"),
+    path("profile/", views.profile, name="profile"),
     path("api/login/", views.api_login, name="api-login"),
     path("session/", session_views.session_state, name="session-state"),
     path("session/keep-alive/", session_views.session_keep_alive, name="session-keep-alive"),

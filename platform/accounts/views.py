@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -47,11 +47,22 @@ def _safe_next(request: HttpRequest, candidate: str | None) -> str:
     return reverse(settings.LOGIN_REDIRECT_URL)
 
 
+def _landing(request: HttpRequest, pending_next: str) -> str:
+    """The page to open once signed in: the one asked for, else the person's landing page (a
+    sign-in that began at the picker, e.g. from "/", asked for no page in particular)."""
+    from departments.views import landing_url
+
+    target = _safe_next(request, pending_next)
+    if target == reverse(settings.LOGIN_REDIRECT_URL):
+        return landing_url(request)
+    return target
+
+
 def _after_stage(request: HttpRequest, stage: Stage, pending_next: str) -> HttpResponse:
     if stage == Stage.DONE:
         if request.session.get(RECOVERY_CODES_SESSION_KEY):
             return redirect("recovery-codes")
-        return redirect(_safe_next(request, pending_next))
+        return redirect(_landing(request, pending_next))
     return redirect(STAGE_URL_NAMES[stage])
 
 
@@ -77,8 +88,20 @@ def login_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "registration/login.html",
-        {"form": form, "next": next_url, "session_expired": request.GET.get("expired") == "1"},
+        {
+            "form": form,
+            "next": next_url,
+            "session_expired": request.GET.get("expired") == "1",
+            # Switching the language keeps where the person was going (after a failed attempt
+            # too, when the page's own address no longer carries ?next=).
+            "language_next": _login_url_with_next(next_url),
+        },
     )
+
+
+def _login_url_with_next(next_url: str) -> str:
+    login_url = reverse("login")
+    return f"{login_url}?{urlencode({'next': next_url})}" if next_url else login_url
 
 
 def _pending_or_restart(request: HttpRequest):
@@ -272,6 +295,24 @@ def password_change(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Your password was changed."))
             return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "accounts/password_renew.html", {"form": form, "self_service": True})
+
+
+@requires(Action.OWN_ACCOUNT)
+@never_cache
+def profile(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's own account: who the platform knows them as, and their access."""
+    from departments.selectors import membership_list_for_user
+
+    user = request.user
+    return render(
+        request,
+        "accounts/profile.html",
+        {
+            "profile_user": user,
+            "memberships": membership_list_for_user(user=user),
+            "two_factor_enrolled": two_factor_enrolled(user),
+        },
+    )
 
 
 API_LOGIN_SECOND_FACTOR_NEEDED = "second_factor_required"

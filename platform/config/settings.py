@@ -429,7 +429,10 @@ LOGGING = {
         "json": {"()": "config.logging_json.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # An ordinary refusal (403/404) logs one line, without a traceback (config/logging_refusals.py).
+    "filters": {"refusals": {"()": "config.logging_refusals.RefusalTracebackFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": LOG_FORMAT}},
+    "loggers": {"django.request": {"filters": ["refusals"]}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))},
 }
 

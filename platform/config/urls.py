@@ -25,3 +25,10 @@ urlpatterns = [
     path("d/", include("departments.urls")),
     path("", public(Action.ENTRY)(RedirectView.as_view(pattern_name="departments:picker", permanent=False))),
 ]
+
+# Styled error pages in the reader's language (config/error_pages.py); a CSRF failure renders
+# templates/403_csrf.html through Django's own view.
+handler400 = "config.error_pages.bad_request"
+handler403 = "config.error_pages.permission_denied"
+handler404 = "config.error_pages.page_not_found"
+handler500 = "config.error_pages.server_error"

@@ -100,12 +100,18 @@
       return;
     }
     var zone = document.getElementById("drop-zone");
-    var input = document.getElementById("file-input");
-    input.addEventListener("change", function () {
-      if (input.files.length) {
-        uploadAll(form, input.files);
-        input.value = "";
+    // The file chooser, and on phones the camera: both upload what they were given.
+    ["file-input", "camera-input"].forEach(function (id) {
+      var input = document.getElementById(id);
+      if (!input) {
+        return;
       }
+      input.addEventListener("change", function () {
+        if (input.files.length) {
+          uploadAll(form, input.files);
+          input.value = "";
+        }
+      });
     });
     ["dragenter", "dragover"].forEach(function (type) {
       zone.addEventListener(type, function (event) {

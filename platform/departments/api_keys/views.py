@@ -35,6 +35,11 @@ class ApiKeyForm(forms.Form):
     )
 
 
+def _scope_labels(scopes: list[str]) -> list[str]:
+    labels = dict(Scope.choices)
+    return [str(labels.get(scope, scope)) for scope in scopes]
+
+
 @requires(Action.DEPARTMENT_API_KEY_MANAGE)
 @require_http_methods(["GET", "POST"])
 def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
@@ -63,7 +68,7 @@ def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
         {
             "department": department,
             "membership": request.membership,
-            "keys": api_key_list(department=department),
+            "rows": [{"key": key, "scopes": _scope_labels(key.scopes)} for key in api_key_list(department=department)],
             "form": form,
             "created": created,
             "now": timezone.now(),

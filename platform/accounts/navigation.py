@@ -1,0 +1,101 @@
+"""The links of the header's user menu and of the administrators' landing page.
+
+Every link is shown only where the policy layer allows its action (``allowed``), asked with the
+request's address as a request would be, so a link never leads to a refusal and no role is
+compared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import AccountSource
+from accounts.permissions import Action, allowed
+
+
+@dataclass(frozen=True)
+class Link:
+    key: str  # stable: tests and styles find a link by it, whatever the language
+    label: str
+    url: str
+    description: str = ""
+
+
+def _user(request: HttpRequest):
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def _allowed(request: HttpRequest, action: Action, **kwargs) -> bool:
+    return allowed(_user(request), action, source_ip=getattr(request, "source_ip", None), check_network=True, **kwargs)
+
+
+def console_links(request: HttpRequest) -> list[Link]:
+    """The administrators' consoles the request's user may open from where they are."""
+    if _user(request) is None:
+        return []
+    candidates = [
+        (
+            Action.CONSOLE_ENTER,
+            Link(
+                "console",
+                _("Administration console"),
+                reverse("admin:index"),
+                _("Accounts, departments, memberships, policies and keys, as your role allows."),
+            ),
+        ),
+        (
+            Action.AUDIT_VIEW,
+            Link(
+                "audit",
+                _("Audit console"),
+                reverse("compliance:entry_list"),
+                _("Review, filter and export the audit trail."),
+            ),
+        ),
+        (
+            Action.COMPLIANCE_REPORT_VIEW,
+            Link(
+                "report",
+                _("Compliance report"),
+                reverse("compliance-report"),
+                _("The self-check against the protection requirements, with its evidence."),
+            ),
+        ),
+    ]
+    return [link for action, link in candidates if _allowed(request, action)]
+
+
+def account_links(request: HttpRequest) -> list[Link]:
+    """The signed-in person's own pages: profile, password (local accounts), two-factor."""
+    user = _user(request)
+    if user is None or not _allowed(request, Action.OWN_ACCOUNT):
+        return []
+    links = [Link("profile", _("Profile"), reverse("profile"))]
+    if user.source == AccountSource.LOCAL:
+        # Directory accounts change their password in the directory: the page would only say so.
+        links.append(Link("password", _("Change password"), reverse("password-change")))
+    links.append(Link("two-factor", _("Two-factor authentication"), reverse("two-factor")))
+    return links
+
+
+def api_key_links(request: HttpRequest) -> list[Link]:
+    """The API-key pages of the departments whose keys the user may manage."""
+    from departments.selectors import membership_list_for_user
+
+    user = _user(request)
+    if user is None:
+        return []
+    return [
+        Link(
+            f"api-keys-{membership.department.slug}",
+            membership.department.name,
+            reverse("departments:api_keys", args=[membership.department.slug]),
+        )
+        for membership in membership_list_for_user(user=user)
+        if _allowed(request, Action.DEPARTMENT_API_KEY_MANAGE, department=membership.department, membership=membership)
+    ]
