@@ -146,7 +146,7 @@ class TextKeyOwner(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.text_key:
-            self.text_cipher()  # a new object gets its key before any field is sealed
+            self.text_cipher(create=True)  # a new object gets its key before any field is sealed
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "text_key_id", "text_key"}
@@ -156,16 +156,18 @@ class TextKeyOwner(models.Model):
         """(the owner whose key seals ``field`` of this row, the row's own binding)."""
         return self, ""
 
-    def text_cipher(self) -> AESGCM:
-        """This object's data key as a cipher: unwrapped once per model instance, or made the
-        first time the object seals something (``save()`` stores it with the row)."""
+    def text_cipher(self, *, create: bool = False) -> AESGCM:
+        """This object's data key as a cipher, unwrapped once per model instance. ``save()``
+        makes it (``create``) for a new object before any field is sealed; nothing else does, so
+        a write that bypasses ``save()`` (``bulk_create``) fails instead of sealing under a key
+        that would never be stored."""
         cipher = self.__dict__.get("_text_cipher")
         if cipher is not None:
             return cipher
         label = self._meta.label_lower
         if self.text_key:
             cipher = text_key_open(label, self.text_key_id, self.text_key)
-        elif self.pk is None or self._state.adding:
+        elif create:
             self.text_key_id, self.text_key, cipher = text_key_new(label)
         else:
             raise TextSealError(NO_TEXT_KEY.format(model=label, pk=self.pk))

@@ -102,6 +102,12 @@ def test_sql_cannot_write_or_search_plaintext_by_accident(personas, conversation
         upload(samples.image_bytes("PNG", (21, 21)), "photo.png")
         assert list(Asset.objects.filter(original_name__icontains="rechnung-mä")) == [wanted]
         assert list(Asset.objects.filter(original_name__icontains="nothing")) == []
+        # A bulk insert bypasses save(), which makes an object's key: it fails, never stores
+        # ciphertext under a key that is not stored with it.
+        with pytest.raises(text_crypto.TextSealError, match="no text key"), transaction.atomic():
+            Conversation.objects.bulk_create(
+                [Conversation(department=personas.department_a, owner=personas.member, title="bulk")]
+            )
 
 
 def test_a_conversation_key_is_unwrapped_once_for_all_its_messages(personas, conversation, monkeypatch):
