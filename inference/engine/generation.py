@@ -43,23 +43,44 @@ class Row:
     on_finish: Any = None
 
     def decode_new(self, tokenizer: Any, *, final: bool = False) -> str:
-        """Extend ``text`` with what the newest tokens add, decoding only a short window.
+        """The answer's text so far, decoding only a short window of the newest tokens.
 
         Decoding the whole answer at every step is quadratic in its length. A token's text can
         depend on its neighbours (byte-level pieces of one character, a word's leading space), so
-        the window starts a few tokens back (``prefix_offset``) and only the part beyond what
-        that window already produced is new; a window ending in an incomplete UTF-8 sequence
-        (U+FFFD) waits for the next token, except for the answer's end (``final``).
+        the window starts a few tokens back (``prefix_offset``): what it adds beyond the text of
+        the tokens already committed (up to ``read_offset``) is the new tail. A tail that ends in
+        an incomplete UTF-8 sequence (U+FFFD) is shown without those trailing characters and
+        stays uncommitted until it completes (or the answer ends, ``final``). The result is the
+        whole answer's decode, less its trailing U+FFFD until the end (tested).
         """
-        if self.read_offset >= len(self.generated):
+        generated = self.generated
+        if self.read_offset >= len(generated):
             return self.text
-        before = tokenizer.decode(self.generated[self.prefix_offset : self.read_offset], skip_special_tokens=True)
-        window = tokenizer.decode(self.generated[self.prefix_offset :], skip_special_tokens=True)
-        if len(window) > len(before) and (final or not window.endswith("\ufffd")):
-            self.text += window[len(before) :]
-            self.prefix_offset = self.read_offset
-            self.read_offset = len(self.generated)
-        return self.text
+        before = tokenizer.decode(generated[self.prefix_offset : self.read_offset], skip_special_tokens=True)
+        window = tokenizer.decode(generated[self.prefix_offset :], skip_special_tokens=True)
+        tail = window[len(before) :]
+        if final or not tail.endswith("\ufffd"):
+            self._commit(tail, len(generated))
+            return self.text
+        if len(generated) - self.read_offset > _PENDING_TOKENS:
+            # A long run of bytes that never completes (random weights do that): commit all but
+            # its last few tokens, where a character can still be incomplete, at a clean boundary.
+            for cut in range(len(generated) - 1, len(generated) - 5, -1):
+                part = tokenizer.decode(generated[self.prefix_offset : cut], skip_special_tokens=True)
+                if not part.endswith("\ufffd") and window.startswith(part) and len(part) >= len(before):
+                    self._commit(part[len(before) :], cut)
+                    tail = window[len(part) :]
+                    break
+        return self.text + tail.rstrip("\ufffd")
+
+    def _commit(self, text: str, upto: int) -> None:
+        self.text += text
+        self.prefix_offset = self.read_offset
+        self.read_offset = upto
+
+
+# Uncommitted tokens after which decode_new commits the part of them that is complete.
+_PENDING_TOKENS = 16
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:

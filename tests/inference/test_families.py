@@ -33,6 +33,7 @@ from inference.engine.errors import (
     MANIFEST_MISMATCH,
     MODEL_IMAGES_OVER_LIMIT,
     REMOTE_CODE_REFUSED,
+    SCHEDULING_ONE_AT_A_TIME,
     InvalidRequest,
     ManifestError,
     ModelLoadError,
@@ -454,6 +455,18 @@ def test_batched_greedy_answers_equal_solo_answers_in_fp32(family, engine_for, r
         expected_sizes = [4, 4, 2, 4, 4, 2]
     assert [r.usage.batch_size for r in batched] == expected_sizes
     assert [r.text for r in batched] == solo
+
+
+def test_the_standin_is_served_one_request_at_a_time_and_says_so(engine_for, red_image):
+    # Its own code keeps its own cache and positions: the engine cannot run it one step at a time.
+    engine = engine_for(STANDIN)
+    info = engine.info()
+    assert info.scheduling == "one_at_a_time"
+    assert info.scheduling_note == SCHEDULING_ONE_AT_A_TIME.format(family="GLM-4V-9B")
+    handles = [engine.submit(_image_question(red_image), max_new_tokens=3, min_new_tokens=3) for _ in range(3)]
+    assert [h.result().usage.batch_size for h in handles] == [1, 1, 1]
+    native = engine_for("qwen2_vl").info()
+    assert native.scheduling == "continuous" and native.scheduling_note == ""
 
 
 def _greedy(loaded, batch: list[list[Message]], steps: int):
