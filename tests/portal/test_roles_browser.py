@@ -91,8 +91,20 @@ def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path
         )
 
     def close_menu(page) -> None:
-        page.click("#user-menu > summary")
+        page.keyboard.press("Escape")  # static/js/menu.js
         page.wait_for_selector("#user-menu .user-menu-panel", state="hidden")
+
+    def profile_page(page, language: str, landing: str) -> None:
+        """The profile, from the menu; a click outside closes the menu again."""
+        page.click("#user-menu > summary")
+        page.click("#user-menu [data-nav=profile]")
+        page.wait_for_selector("dl.profile")
+        check_no_sideways_scroll(page, f"the profile at phone width in {language}")
+        page.click("#user-menu > summary")
+        page.wait_for_selector("#user-menu .user-menu-panel", state="visible")
+        page.mouse.click(5, WIDTHS["phone"]["height"] - 5)  # left of the right-aligned panel
+        page.wait_for_selector("#user-menu .user-menu-panel", state="hidden")
+        page.goto(f"{server.base_url}{landing}")
 
     def refusal_page(page, language: str, width_name: str) -> None:
         """A member opens the department administrator's page: the styled 403 with its reason."""
@@ -190,6 +202,8 @@ def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path
                         slug = f"{role.replace(' ', '-')}-{language}-{width_name}"
                         page.screenshot(path=str(shots / f"{slug}-menu.png"), full_page=True)
                         close_menu(page)
+                        if width_name == "phone":
+                            profile_page(page, language, landing)
                         if username == "bob":
                             refusal_page(page, language, width_name)
                             file_page(page, language, width_name)
