@@ -161,3 +161,27 @@ def test_a_real_failure_keeps_its_traceback(caplog):
             logger.error("Internal Server Error: /x/", exc_info=sys.exc_info())
     assert caplog.records[-1].exc_info is not None
     assert "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("status", "handler"),
+    [(400, "bad_request"), (403, "permission_denied"), (404, "page_not_found"), (500, "server_error")],
+)
+def test_the_handlers_are_wired(status, handler):
+    from django.urls import get_resolver
+
+    from config import error_pages
+
+    assert get_resolver().resolve_error_handler(status) is getattr(error_pages, handler)
+
+
+def test_administrator_of_another_role_reads_why_in_chinese(client, make_admin):
+    from tests.accounts.conftest import sign_in_with_totp
+
+    user, device = make_admin("system")
+    sign_in_with_totp(client, user, device)
+    response = client.get(reverse("compliance:entry_list"))  # the audit administrator's console
+    assert response.status_code == 403
+    content = response.content.decode()
+    assert "此页面属于其他管理员角色。" in content and HEADINGS[403]["zh-hans"] in content
+    assert 'data-nav="console"' in content  # the menu still offers the console this role may open
