@@ -76,7 +76,7 @@ def check_ri2() -> list[Evidence]:
         )
     if not (sample.assets or sample.conversations):
         evidence.append(not_applicable(_("no file or conversation deleted or expired yet: no residue to look for")))
-    else:
+    if sample.assets:
         evidence.append(
             line(
                 not (sample.asset_rows or sample.extraction_rows),
@@ -86,6 +86,7 @@ def check_ri2() -> list[Evidence]:
                 extractions=listing(sample.extraction_rows) or NONE,
             )
         )
+    if sample.conversations:
         evidence.append(
             line(
                 not (sample.conversation_rows or sample.message_rows),

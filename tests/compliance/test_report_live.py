@@ -5,6 +5,7 @@ real serving processes), never by telling the report what to say."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import os
@@ -241,6 +242,12 @@ def test_br1_verifies_the_last_backup_and_fails_when_it_is_damaged(settings, tmp
 # --- BR-2, BR-3: a real streaming replica, real heartbeats ------------------------------------------
 @pytest.fixture
 def standby():
+    with standby_running() as port:
+        yield port
+
+
+@contextlib.contextmanager
+def standby_running():
     """A streaming replica of the test cluster, made with pg_basebackup, on its own port."""
     url = require_postgresql("a streaming replica")
     from throwaway_services import _as_postgres_user, _pg_bin, free_port, wait_for_port
@@ -475,3 +482,14 @@ def test_heartbeats_of_processes_long_gone_are_forgotten():
     heartbeat_write(process_id="new:2:live", hostname="new")
     assert heartbeats_prune() == 1
     assert list(ProcessHeartbeat.objects.values_list("process_id", flat=True)) == ["new:2:live"]
+
+
+def test_pi1_keeps_only_the_directory_attributes_the_business_needs(settings):
+    settings.LDAP_ENABLED = False
+    assert control("PI-1").status == NOT_APPLICABLE
+    settings.LDAP_ENABLED = True
+    settings.AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "email": "mail"}
+    assert control("PI-1").status == PASS
+    settings.AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "mobile": "mobile"}
+    result = control("PI-1")
+    assert result.status == FAIL and "beyond the business need: mobile" in result.evidence[0]
