@@ -9,7 +9,8 @@ audit) and the endpoint answers its own refusal (413 from the upload path or the
 from the declared length. The server then closes the connection without reading the body.
 
 Limits by type: multipart uploads ``MAX_UPLOAD_MB`` (+ room for the parts' headers), JSON
-``API_MAX_BODY_MB``, anything else Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+``API_MAX_BODY_MB``, anything else Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``. A body that declares
+no length (``Transfer-Encoding: chunked``) is read up to that limit and no further.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def body_limit(content_type: str) -> int | None:
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
+def _has_header(scope: dict, wanted: bytes) -> bool:
+    return any(name == wanted for name, _ in scope.get("headers", []))
+
+
 def _declared(scope: dict) -> tuple[int | None, str]:
     length, content_type = None, ""
     for name, value in scope.get("headers", []):
@@ -45,6 +50,33 @@ def _declared(scope: dict) -> tuple[int | None, str]:
     return length, content_type
 
 
+def _capped(receive, limit: int):
+    """``receive`` for a body that declares no length (chunked): bytes are passed on up to
+    ``limit`` (and one more, so that a parser reading to its limit sees it was passed), then the
+    body ends there and the rest is never read. Without this Django would spool any amount to disk
+    before the first view ran."""
+    received = 0
+    cut = False
+
+    async def capped():
+        nonlocal received, cut
+        if cut:
+            await asyncio.Event().wait()  # only a disconnect could come; the rest stays unread
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        body = message.get("body", b"")
+        if received + len(body) > limit:
+            cut = True
+            body = body[: limit + 1 - received]
+            received = limit + 1
+            return {"type": "http.request", "body": body, "more_body": False}
+        received += len(body)
+        return message
+
+    return capped
+
+
 class UnreadOversizedBody:
     def __init__(self, app) -> None:
         self.app = app
@@ -53,7 +85,12 @@ class UnreadOversizedBody:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length, content_type = _declared(scope)
-        limit = body_limit(content_type) if length is not None else None
+        if length is None:
+            if not _has_header(scope, b"transfer-encoding"):
+                return await self.app(scope, receive, send)  # no body at all
+            limit = body_limit(content_type)
+            return await self.app(scope, receive if limit is None else _capped(receive, limit), send)
+        limit = body_limit(content_type)
         if limit is None or length <= limit:
             return await self.app(scope, receive, send)
         delivered = False

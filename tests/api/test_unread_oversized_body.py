@@ -24,14 +24,17 @@ DEADLINE_SECONDS = 15
 
 
 class CountingReceive:
-    """An ASGI ``receive`` that would deliver an endless body, and counts how often it is asked."""
+    """An ASGI ``receive`` that delivers 64 KiB a read (``chunks`` of them, or without end), and
+    counts how often it is asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: int | None = None) -> None:
         self.reads = 0
+        self.chunks = chunks
 
     async def __call__(self) -> dict:
         self.reads += 1
-        return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+        more = self.chunks is None or self.reads < self.chunks
+        return {"type": "http.request", "body": b"x" * 65536, "more_body": more}
 
 
 async def _drive(path: str, headers: list[tuple[bytes, bytes]], receive) -> tuple[int, dict]:
@@ -69,7 +72,7 @@ def bearer(make_key) -> bytes:
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_json_body_over_the_limit_is_answered_413_without_a_read(bearer):
-    receive = CountingReceive()
+    receive = CountingReceive(chunks=64)  # finite: without the guarantee it would all be read
     headers = [
         (b"authorization", bearer),
         (b"content-type", b"application/json"),
@@ -82,7 +85,7 @@ async def test_a_json_body_over_the_limit_is_answered_413_without_a_read(bearer)
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_upload_over_the_limit_is_answered_413_without_a_read(bearer):
-    receive = CountingReceive()
+    receive = CountingReceive(chunks=64)  # finite: without the guarantee it would all be read
     headers = [
         (b"authorization", bearer),
         (b"content-type", b"multipart/form-data; boundary=xyz"),
@@ -114,6 +117,22 @@ async def test_a_body_within_the_limit_is_read_as_usual(bearer):
     status, body = await _drive("/v1/chat/completions", headers, receive)
     assert reads >= 1 and status != 413, body
     assert json.loads(raw) and settings.API_MAX_BODY_MB * 1024 * 1024 > len(raw)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_body_without_a_length_is_read_only_up_to_the_limit(api_engine, bearer, settings):
+    """Chunked (no Content-Length): Django would spool any amount before the view; the wrapper
+    passes on the endpoint's limit and ends the body there, the rest is never asked for."""
+    settings.API_MAX_BODY_MB = 1
+    receive = CountingReceive(chunks=64)  # 4 MiB (finite: without the cap it would all be spooled)
+    headers = [
+        (b"authorization", bearer),
+        (b"content-type", b"application/json"),
+        (b"transfer-encoding", b"chunked"),
+    ]
+    status, _ = await _drive("/v1/chat/completions", headers, receive)
+    assert 400 <= status < 500
+    assert receive.reads == 1024 * 1024 // 65536 + 1  # the limit, and the read that passed it
 
 
 @pytest.fixture(scope="module")
