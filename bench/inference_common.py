@@ -38,3 +38,31 @@ def prompt(n: int = 0):
         Message("system", "You are a careful assistant."),
         Message("user", f"Describe picture number {n} in detail.", images=(image,)),
     )
+
+
+def newcomer_prompt(n: int = 0, *, words: int = 45):
+    """A newcomer as the continuous-batching figures define it: one 672×672 image and a long
+    instruction (≥ 300 prompt tokens on the bench model; the benchmarks print the count)."""
+    from PIL import Image
+
+    from inference.engine.inputs import Message
+
+    image = Image.new("RGB", (672, 672), (40 + n * 37 % 200, 120, 200 - n * 13 % 150))
+    for x in range(0, 672, 48):  # some structure, so the image is not one flat colour
+        image.paste((255 - x % 255, x % 255, 90), (x, x, x + 24, x + 24))
+    lines = " ".join(
+        f"line {i}: item {i * 7 + n} costs {i * 3 + 1}.50 yuan, quantity {i % 5 + 1};" for i in range(words // 6)
+    )
+    return (
+        Message("system", "You are a careful assistant that reads invoices and answers in full sentences."),
+        Message(
+            "user", f"Invoice {n}. {lines} Check every line against the picture and report the total.", images=(image,)
+        ),
+    )
+
+
+def long_prompt(n: int = 0):
+    """A running request: a short text question that gets a long answer."""
+    from inference.engine.inputs import Message
+
+    return (Message("user", f"Write a long report number {n} about the quarterly figures."),)

@@ -14,12 +14,15 @@ family's rotary positions, so it is built here from the model's ``forward`` and 
   against one cache whose rows are left-padded to a common length and masked.
 - **Leave at once.** A finished, cancelled or timed-out row is dropped from the cache and the
   mask before the next step, and columns that only held padding are trimmed.
-- **Interleaved prefill.** At most ``prefills_per_step`` newcomers are prefilled between two
-  decoding steps while others are running, so a running stream waits at most that many
-  prefills for its next token; with nothing running, every newcomer is prefilled at once.
+- **Chunked prefill.** While others are running, a newcomer's prompt goes into its cache one
+  chunk (``prefill_chunk_tokens``) between two decoding steps, so a running stream waits at
+  most one chunk longer for its next token. The first chunk carries the images (the vision
+  tower runs whole, once) and reaches past the last image position; the rest is text. With
+  nothing running, a newcomer is prefilled whole, exactly as ``generate`` does.
 
-Greedy answers equal a bare ``generate`` of each request alone (same prefill, same positions;
-padding is masked), whatever joins or leaves: tests/inference/test_continuous.py.
+Greedy answers equal a bare ``generate`` of each request alone (same positions, padding masked;
+in fp32 token for token, chunked prefill included), whatever joins or leaves:
+tests/inference/test_continuous.py.
 """
 
 from __future__ import annotations
@@ -49,16 +52,34 @@ class Running:
     warpers: list[Any] = field(default_factory=list)
 
 
+@dataclass
+class Prefill:
+    """A newcomer's prompt on its way into its own cache, one chunk at a time."""
+
+    row: Row
+    input_ids: Any  # (1, prompt length)
+    position_ids: Any  # as generate builds them, cut with each chunk (None: the model counts)
+    along: dict[str, Any]  # tensors along the prompt (token type ids), cut with each chunk
+    images: dict[str, Any]  # image tensors and grids, given with the first chunk
+    cache: Any
+    # The chunk that reaches the first image position carries the images and every image
+    # position (the model fills them from the vision tower's output in one forward).
+    image_span: tuple[int, int]
+    done: int = 0  # prompt positions already in the cache
+    chunks: int = 0
+
+
 class ContinuousBatch:
     """The running rows of one model and their shared cache; driven by one thread."""
 
-    def __init__(self, loaded: LoadedModel, *, prefills_per_step: int = 1) -> None:
+    def __init__(self, loaded: LoadedModel, *, prefill_chunk_tokens: int = 0) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
         self.tracker = RowTracker([], self.tokenizer, loaded.eos_token_ids)
-        self.prefills_per_step = max(1, prefills_per_step)
+        self.chunk_tokens = prefill_chunk_tokens or default_chunk_tokens(loaded)
         self.waiting: list[Row] = []  # admitted, not yet prefilled
+        self.prefilling: Prefill | None = None
         self.running: list[Running] = []
         self.cache: Any = None
         self.mask: Any = None  # (rows, cache length) long: 1 = a real position, 0 = padding
@@ -73,18 +94,18 @@ class ContinuousBatch:
 
     @property
     def busy(self) -> bool:
-        return bool(self.waiting or self.running)
+        return bool(self.waiting or self.running or self.prefilling is not None)
 
     def work(self) -> None:
-        """One round: drop rows that ended, prefill newcomers, then one decoding step."""
+        """One round: drop rows that ended, prefill (a chunk), then one decoding step."""
         import torch
 
         self._drop_ended()
-        budget = len(self.waiting) if not self.running else self.prefills_per_step
-        while self.waiting and budget > 0:
-            row = self.waiting.pop(0)
-            budget -= 1
-            self._prefill(row)
+        if self.running:
+            self._prefill_some(whole=False)  # one chunk: the running rows wait no longer than that
+        else:
+            while self.waiting or self.prefilling is not None:  # nobody is waiting on a step
+                self._prefill_some(whole=True)
         self._drop_ended()
         if not self.running:
             return
@@ -98,34 +119,48 @@ class ContinuousBatch:
             self._fail_running(GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed")
 
     def fail_all(self, message: str, code: str) -> None:
-        for row in [*self.waiting, *(r.row for r in self.running)]:
-            if not row.finished:
-                row.handle.fail(message, code)
-                self.tracker.finish(row, None)
+        rows = [*self.waiting, *(r.row for r in self.running)]
+        if self.prefilling is not None:
+            rows.append(self.prefilling.row)
+        for row in rows:
+            self._fail_row(row, message, code)
         self.waiting.clear()
+        self.prefilling = None
         self._reset()
 
     # --- prefill --------------------------------------------------------------------------------
-    def _prefill(self, row: Row) -> None:
+    def _prefill_some(self, *, whole: bool) -> None:
+        """Start the next newcomer's prefill if none is under way, and run one chunk of it (or
+        all of it, ``whole``); a failure fails that request alone."""
         import torch
 
-        row.started_at = time.perf_counter()
-        if self._ended(row):
-            return
+        state = self.prefilling
         try:
             with torch.inference_mode():
-                self._prefill_row(row)
-        except torch.OutOfMemoryError:
-            logger.warning("out of memory in a prefill")
-            self._fail_row(row, OUT_OF_MEMORY, "out_of_memory")
-            _free_memory(torch)
+                if state is None:
+                    if not self.waiting:
+                        return
+                    row = self.waiting.pop(0)
+                    row.started_at = time.perf_counter()
+                    if self._ended(row):
+                        return
+                    state = self.prefilling = self._prefill_start(row)
+                    if state is None:
+                        return
+                if self._prefill_chunk(state, whole=whole):
+                    self.prefilling = None
         except Exception as exc:
-            logger.exception("a prefill failed")
-            self._fail_row(row, GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed")
+            failed = state.row if state is not None else row
+            self.prefilling = None
+            if isinstance(exc, torch.OutOfMemoryError):
+                logger.warning("out of memory in a prefill")
+                self._fail_row(failed, OUT_OF_MEMORY, "out_of_memory")
+            else:
+                logger.exception("a prefill failed")
+                self._fail_row(failed, GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed")
             _free_memory(torch)
 
-    def _prefill_row(self, row: Row) -> None:
-        import torch
+    def _prefill_start(self, row: Row) -> Prefill | None:
         from transformers import DynamicCache
 
         loaded, model = self.loaded, self.model
@@ -133,7 +168,7 @@ class ContinuousBatch:
         length = int(inputs["attention_mask"].sum()) + loaded.image_extra_tokens * _image_count(row)
         if length + row.request.params.max_new_tokens > loaded.max_positions:
             self._fail_row(row, PROMPT_TOO_LONG.format(tokens=length, limit=loaded.max_positions), "prompt_too_long")
-            return
+            return None
         row.prompt_tokens = length
         vision_dtype, vision_device = loaded.vision_dtype_device
         placed = place_inputs(
@@ -144,26 +179,83 @@ class ContinuousBatch:
             image_keys=loaded.profile.image_keys,
         )
         input_ids = placed.pop("input_ids")
-        kwargs = dict(placed)
         position_ids = None
         if self._takes_positions:
             # Exactly what generate builds: Qwen-VL / GLM-V models compute their multimodal
             # positions (and rope deltas) here, plain models count the attention mask.
-            position_ids = model._prepare_position_ids_for_generation(input_ids, {"input_ids": input_ids, **kwargs})
-        kwargs.pop("attention_mask", None)  # one unpadded row: generate drops an all-ones mask too
-        cache = DynamicCache(config=model.config)
-        extra = {"logits_to_keep": 1} if self._takes_logits_to_keep else {}
-        if position_ids is not None:
-            extra["position_ids"] = position_ids
-        output = model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs, **extra)
-        logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
-        cache = output.past_key_values
-        if position_ids is None:
-            position = torch.tensor([input_ids.shape[1] - 1], dtype=torch.long, device=input_ids.device)
-        elif position_ids.ndim == 3:
-            position = position_ids[:, 0, -1].clone()
+            position_ids = model._prepare_position_ids_for_generation(input_ids, {"input_ids": input_ids, **placed})
+        placed.pop("attention_mask", None)  # one unpadded row: generate drops an all-ones mask too
+        total = input_ids.shape[1]
+        # Tensors along the prompt (token type ids) are cut with it; the rest (images) go whole
+        # with the first chunk, which reaches past the last image position.
+        along = {k: v for k, v in placed.items() if hasattr(v, "shape") and v.ndim == 2 and v.shape[-1] == total}
+        images = {k: v for k, v in placed.items() if k not in along}
+        return Prefill(
+            row=row,
+            input_ids=input_ids,
+            position_ids=position_ids,
+            along=along,
+            images=images,
+            cache=DynamicCache(config=model.config),
+            image_span=self._image_span(input_ids, along) if _image_count(row) else (-1, -1),
+        )
+
+    def _image_span(self, input_ids: Any, along: dict[str, Any]) -> tuple[int, int]:
+        """The prompt positions from the first image position to past the last one (the whole
+        prompt when this model does not say which positions are images)."""
+        kinds = along.get("mm_token_type_ids")
+        if kinds is not None:
+            marked = kinds[0].nonzero()
         else:
-            position = position_ids[0, -1:].clone()
+            config = self.model.config
+            image_id = getattr(config, "image_token_id", None)
+            if image_id is None:
+                image_id = getattr(config, "image_token_index", None)
+            marked = [] if image_id is None else (input_ids[0] == image_id).nonzero()
+        if not len(marked):
+            return 0, input_ids.shape[1]
+        return int(marked[0]), int(marked[-1]) + 1
+
+    def _prefill_chunk(self, state: Prefill, *, whole: bool) -> bool:
+        """Run the next piece of the prompt into the newcomer's cache; True when it is done (its
+        first token chosen and, unless that ended it, the row joined the batch)."""
+        import torch
+
+        total = state.input_ids.shape[1]
+        begin = state.done
+        end = total if whole else min(total, begin + self.chunk_tokens)
+        first_image, past_images = state.image_span
+        with_images = first_image < 0 and begin == 0 or begin <= first_image < end
+        if with_images and first_image >= 0:
+            end = max(end, past_images)
+        if end - begin < total:
+            cut = slice(begin, end)
+            kwargs = {k: v[..., cut] for k, v in state.along.items()}
+            if with_images:
+                kwargs.update(state.images)
+            input_ids = state.input_ids[:, cut]
+            position_ids = None if state.position_ids is None else state.position_ids[..., cut]
+        else:
+            kwargs = {**state.along, **state.images}
+            input_ids, position_ids = state.input_ids, state.position_ids
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        if self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        output = self.model(input_ids=input_ids, past_key_values=state.cache, use_cache=True, **kwargs)
+        state.cache = output.past_key_values
+        state.done = end
+        state.chunks += 1
+        if end < total:
+            return False
+        logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+        if state.position_ids is None:
+            position = torch.tensor([total - 1], dtype=torch.long, device=state.input_ids.device)
+        elif state.position_ids.ndim == 3:
+            position = state.position_ids[:, 0, -1].clone()
+        else:
+            position = state.position_ids[0, -1:].clone()
+        row = state.row
         entry = Running(row=row, next_token=0, position=position)
         params = row.request.params
         if params.do_sample:
@@ -173,10 +265,10 @@ class ContinuousBatch:
         row.batch_size = max(row.batch_size, len(self.running) + 1)
         token = self._choose(entry, logits[0])
         self.tracker._advance(row, token, time.perf_counter())
-        if row.finished:
-            return
-        entry.next_token = token
-        self._join(entry, cache, input_ids.shape[1])
+        if not row.finished:
+            entry.next_token = token
+            self._join(entry, state.cache, total)
+        return True
 
     def _join(self, entry: Running, cache: Any, length: int) -> None:
         import torch
@@ -265,6 +357,8 @@ class ContinuousBatch:
         import torch
 
         self.waiting = [row for row in self.waiting if not self._ended(row)]
+        if self.prefilling is not None and self._ended(self.prefilling.row):
+            self.prefilling = None
         keep = [index for index, entry in enumerate(self.running) if not self._ended(entry.row)]
         if len(keep) == len(self.running):
             return
@@ -320,3 +414,9 @@ def _warpers(params: Any) -> list[Any]:
     if params.top_p < 1.0:
         warpers.append(TopPLogitsWarper(params.top_p))
     return warpers
+
+
+def default_chunk_tokens(loaded: LoadedModel) -> int:
+    """Prompt tokens per prefill chunk: a GPU runs a few hundred in about the time of one
+    decoding step (both read all the weights once); a CPU computes each, so far fewer."""
+    return 512 if str(loaded.device).startswith("cuda") else 32

@@ -93,6 +93,20 @@ def recorder():
         made_one.engine.shutdown()
 
 
+def count_prefill_chunks(recorder: Recorder) -> dict[str, int]:
+    """Prefill chunks per request id, counted as the engine runs them (an observer)."""
+    batch = recorder.engine.scheduler._runner.batch
+    counts: dict[str, int] = {}
+    run_chunk = batch._prefill_chunk
+
+    def counted(state, *, whole):
+        counts[state.row.request.request_id] = counts.get(state.row.request.request_id, 0) + 1
+        return run_chunk(state, whole=whole)
+
+    batch._prefill_chunk = counted
+    return counts
+
+
 def bare_generate(loaded, messages, *, max_new_tokens: int, min_new_tokens: int = 0, logits: bool = False):
     """transformers' generate on this one request: greedy token ids (and its logits if asked)."""
     inputs = model_inputs(loaded, [tuple(messages)])
@@ -152,7 +166,9 @@ REQUESTS = [
 def test_each_familys_answers_equal_bare_generate_whatever_joins_or_leaves(family, continuous_model, recorder):
     loaded = continuous_model(family)
     solo = [bare_generate(loaded, m, max_new_tokens=n, min_new_tokens=n) for m, n in REQUESTS]
-    engine = recorder(loaded, max_concurrent=3)
+    # Small prefill chunks: a newcomer's prompt goes in over several steps of the running rows.
+    engine = recorder(loaded, max_concurrent=3, prefill_chunk_tokens=8)
+    chunks = count_prefill_chunks(engine)
     first_messages, first_length = REQUESTS[0]
     first = engine.submit(first_messages, max_new_tokens=first_length, min_new_tokens=first_length)
     wait_until(streamed_or_ended(first, 1), timeout=30, message="the first request never streamed")
@@ -163,6 +179,8 @@ def test_each_familys_answers_equal_bare_generate_whatever_joins_or_leaves(famil
     assert [engine.ids(h) for h in handles] == solo
     assert [r.usage.completion_tokens for r in results] == [n for _, n in REQUESTS]
     assert results[0].usage.batch_size == 3  # it shared steps with two newcomers at most
+    assert chunks[first.request_id] == 1  # alone: prefilled whole, as generate does
+    assert all(chunks[h.request_id] >= 2 for h in handles[1:3])  # joined: in chunks between steps
     assert max(r.usage.batch_size for r in results) <= 3
     assert engine.engine.scheduler.active() == 0
 
@@ -172,7 +190,7 @@ def test_each_familys_nf4_answers_equal_bare_generate_up_to_the_first_near_tie(f
     loaded = continuous_model(family, "nf4")
     steps = 12
     requests = [m for m, _ in REQUESTS]
-    engine = recorder(loaded, max_concurrent=8)
+    engine = recorder(loaded, max_concurrent=8, prefill_chunk_tokens=8)
     first = engine.submit(requests[0], max_new_tokens=steps + 150, min_new_tokens=steps + 150)
     wait_until(streamed_or_ended(first, 1), timeout=30, message="the first request never streamed")
     handles = [engine.submit(m, max_new_tokens=steps, min_new_tokens=steps) for m in requests[1:]]
@@ -236,9 +254,13 @@ def test_random_arrivals_lengths_cancellations_and_images_keep_every_answer_solo
         return references[key]
 
     @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
-    @given(schedule=st.lists(arrivals, min_size=2, max_size=5), places=st.integers(1, 4))
-    def check(schedule: list[Arrival], places: int) -> None:
-        engine = Recorder(loaded, max_concurrent=places)
+    @given(
+        schedule=st.lists(arrivals, min_size=2, max_size=5),
+        places=st.integers(1, 4),
+        chunk=st.sampled_from([3, 8, 16, 512]),
+    )
+    def check(schedule: list[Arrival], places: int, chunk: int) -> None:
+        engine = Recorder(loaded, max_concurrent=places, prefill_chunk_tokens=chunk)
         try:
             handles: list[GenerationHandle] = []
             for arrival in schedule:
