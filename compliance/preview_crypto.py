@@ -43,7 +43,7 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q, Value
+from django.db.models import Count, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext_lazy as _
 
@@ -282,6 +282,12 @@ class OpenedEntry:
     fields: list[str] = field(default_factory=list)
 
     @property
+    def plain_details(self) -> dict[str, Any]:
+        """The details as the caller wrote them: opened values, without the sealing's bookkeeping
+        (``sealed``; a sealed description is ``object_repr`` here, and in ``self.object_repr``)."""
+        return {key: value for key, value in self.details.items() if key != SEALED}
+
+    @property
     def month_key(self) -> bool:
         """Sealed under a department-and-month key (the entry belongs to no object)."""
         return self.owner_label == AuditPreviewKey._meta.label_lower
@@ -353,7 +359,7 @@ def audit_plaintext_previews_count() -> dict[str, int]:
 
     ``{"prompt_previews": n, "file_names": m, "total": entries}``: entries with an unsealed prompt
     preview; entries about a file (``assets.asset``) whose description or details name the file
-    in clear. Counted in SQL on the stored canonical text (one pass each), pending entries too.
+    in clear. Counted in SQL on the stored canonical text (one pass per table), pending entries too.
     """
     from compliance.events import EventType
     from compliance.models import AuditEntry, AuditPending
@@ -376,9 +382,11 @@ def audit_plaintext_previews_count() -> dict[str, int]:
         rows = model.objects.annotate(details_text=Cast("details", output_field=models.TextField())).filter(
             prompt | named
         )
-        counts["prompt_previews"] += rows.filter(prompt).count()
-        counts["file_names"] += rows.filter(named).count()
-        counts["total"] += rows.count()
+        found = rows.aggregate(
+            prompt_previews=Count("pk", filter=prompt), file_names=Count("pk", filter=named), total=Count("pk")
+        )
+        for name, value in found.items():
+            counts[name] += value or 0
     return counts
 
 

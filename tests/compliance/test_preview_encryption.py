@@ -202,6 +202,11 @@ def test_a_file_name_is_sealed_under_the_file_key_and_shredded_with_the_file(per
     assert uploaded.details[SEALED] == {"owner": "assets.asset", "id": str(asset.pk), "fields": ["name", "object_repr"]}
     opened = entry_previews_open(uploaded)
     assert opened.state == STATE_OPEN and opened.details["name"] == name and opened.object_repr.startswith(name)
+    assert opened.plain_details == {
+        "name": name,
+        "object_repr": opened.object_repr,
+        **{key: value for key, value in uploaded.details.items() if key not in ("name", "object_repr", SEALED)},
+    }
     page = console_detail(auditor, uploaded)
     assert name in page
 
