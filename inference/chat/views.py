@@ -213,7 +213,9 @@ def _chat_upload(request: HttpRequest, upload: RequestUpload) -> JsonResponse:
         }
 
     payload = result.as_dict(links)
-    return JsonResponse(payload, status=result.status, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        payload, status=result.status, headers=result.headers, json_dumps_params={"ensure_ascii": False}
+    )
 
 
 # --- the department administrator ---------------------------------------------------------------

@@ -179,7 +179,7 @@ class AssetListView(ApiKeyView):
             )
         refusal = result.rejection if result.rejection is not None else result.files[0].rejection
         if refusal is not None:  # already audited by the upload path
-            return Response(refusal.as_dict(), status=refusal.status)
+            return Response(refusal.as_dict(), status=refusal.status, headers=refusal.headers)
         (stored,) = result.files
         return Response(
             _asset_response_data(stored.asset, deduplicated=stored.deduplicated), status=status.HTTP_201_CREATED

@@ -94,7 +94,7 @@ def test_the_migration_keeps_every_existing_upload():
         department=department, storage_name="a" * 32, original_name="old.png", sha256="1" * 64, **fields
     )
     executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes("assets"))
+    executor.migrate(executor.loader.graph.leaf_nodes())
     with all_departments(reason="test inspects migrated rows"):
         (row,) = Asset.objects.filter(department__slug="legacy")
         assert (row.storage_name, row.original_name, row.sha256, row.unusable_pages) == (
