@@ -73,7 +73,7 @@ def _after_stage(request: HttpRequest, stage: Stage, pending_next: str) -> HttpR
 def login_view(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if request.user.is_authenticated:
-        return redirect(_safe_next(request, next_url))
+        return redirect(_landing(request, next_url))
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

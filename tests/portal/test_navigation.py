@@ -141,3 +141,21 @@ def test_language_switch_on_the_login_page_keeps_next(client, personas):
     failed = client.post(reverse("login"), {"username": "bob", "password": "wrong", "next": target})
     form_next = re.search(r'data-nav="language">.*?name="next" value="([^"]+)"', failed.content.decode(), re.S)
     assert form_next.group(1).replace("&amp;", "&") == f"{reverse('login')}?next={target.replace('/', '%2F')}"
+
+
+def home_link(response) -> str:
+    return re.search(r'<a href="([^"]+)" data-nav="home">', response.content.decode()).group(1)
+
+
+def test_home_is_where_the_person_landed(client, personas, make_admin):
+    from departments.services import membership_add
+
+    client.force_login(personas.member)
+    assert home_link(client.get(reverse("profile"))) == reverse("chat:home", args=["finance"])
+    assert client.get(reverse("login"))["Location"] == reverse("chat:home", args=["finance"])  # signed in already
+    membership_add(user=personas.member, department=personas.department_b, acting_user="system")
+    assert home_link(client.get(reverse("profile"))) == reverse("departments:picker")
+    user, device = make_admin("security")
+    client.logout()
+    sign_in_with_totp(client, user, device)
+    assert home_link(client.get(reverse("profile"))) == reverse("departments:picker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 
 from accounts.navigation import account_links, api_key_links, console_links
+from departments.views import landing_url
 
 register = template.Library()
 
@@ -17,6 +18,7 @@ def user_menu(context) -> dict:
         return {"show": False}
     return {
         "show": True,
+        "home_url": landing_url(request),
         "request": request,
         "user": user,
         "account_links": account_links(request),
