@@ -55,6 +55,10 @@ from inference.runtime import current_engine, require_engine
 logger = logging.getLogger(__name__)
 
 CLOSE_ACCESS_REVOKED = 4403  # no longer a member (removed, demoted, department closed)
+# Refusals of a prepared turn's files, audited as inference.call with the code as its error.
+_REFUSED_BEFORE_THE_MODEL = frozenset(
+    {protocol.CODE_TOO_MANY_PIXELS, protocol.CODE_TOO_MANY_IMAGES, protocol.CODE_UNREADABLE_FILE, protocol.CODE_BUSY}
+)
 MAX_PDF_PAGES_PER_FILE = MODEL_PAGES_PER_FILE  # what the model sees of a PDF (checked at upload)
 STORE_TIMEOUT_SECONDS = 60
 
@@ -393,8 +397,17 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             prepared = self._prepare(request, request_id)
         except ConversationNotFound:
             return protocol.ProtocolError(protocol.CONVERSATION_NOT_FOUND, protocol.CODE_NOT_FOUND)
-        except protocol.ProtocolError as problem:  # a file id not in this department
-            return problem
+        except protocol.ProtocolError as problem:
+            if problem.code in _REFUSED_BEFORE_THE_MODEL:
+                # The turn's files cannot be shown to the model: refused like a busy engine, audited.
+                with request_context(self._context(request_id)):
+                    inference_refusal_record(
+                        department=self.department,
+                        user=self.user,
+                        reason=problem.code,
+                        call=self._model_call(request, info),
+                    )
+            return problem  # (a file id not in this department was recorded by asset_get)
         prepared.call = self._model_call(request, info, prepared)
         # Before the first token leaves: if this entry cannot be written, nothing is sent (AU-4).
         with request_context(self._context(request_id)):

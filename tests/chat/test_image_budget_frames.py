@@ -13,6 +13,8 @@ from asgiref.sync import sync_to_async
 
 from assets import content
 from assets.models import Asset
+from compliance.events import EventType
+from compliance.models import AuditEntry
 from departments.tenancy import all_departments, department_scope
 from inference.image_budget import TOO_MANY_PIXELS
 from tests.assets import damaged_samples
@@ -44,6 +46,16 @@ def store(personas, system_context):
     return sync_to_async(do)
 
 
+@sync_to_async
+def refusals_recorded() -> list[tuple[str, str, int]]:
+    """The turns refused before the model, as audited: (error, outcome, attempts)."""
+    return [
+        (entry.details["error"], entry.outcome, entry.details["attempts"])
+        for entry in AuditEntry.objects.filter(event_type=EventType.INFERENCE).order_by("sequence")
+        if entry.details.get("attempts") == 0
+    ]
+
+
 async def _still_open(chat) -> None:
     """The socket answers a ping and still carries a whole turn."""
     await chat.send_to(text_data=frame("ping"))
@@ -67,6 +79,7 @@ async def test_a_turn_over_the_pixel_budget_answers_too_many_pixels_without_deco
     assert (error["type"], error["code"], error["fatal"], error["ref"]) == ("error", "too_many_pixels", False, "big")
     assert error["message"] == TOO_MANY_PIXELS.format(limit=settings.MAX_REQUEST_PIXELS)
     assert spy.decoded_nothing
+    assert await refusals_recorded() == [("too_many_pixels", "failure", 0)]
     await _still_open(chat)
     await chat.disconnect()
 
@@ -84,6 +97,7 @@ async def test_a_turn_without_a_free_decode_slot_answers_busy_and_the_socket_sta
         error = await receive(chat)
     assert (error["type"], error["code"], error["fatal"], error["ref"]) == ("error", "busy", False, "b1")
     assert error["retry_after"] >= 1
+    assert await refusals_recorded() == [("busy", "failure", 0)]
     # The slots are free again: the same turn is answered.
     await chat.send_to(text_data=turn)
     _, done = await receive_until(chat, {"done", "error"})
@@ -112,5 +126,6 @@ async def test_a_file_that_fails_when_used_answers_unreadable_file_and_is_refuse
     again = await receive(chat)
     assert (again["type"], again["code"]) == ("error", "unreadable_file")
     assert spy.decoded_nothing
+    assert await refusals_recorded() == [("unreadable_file", "failure", 0)] * 2
     await _still_open(chat)
     await chat.disconnect()
