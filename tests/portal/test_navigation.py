@@ -159,3 +159,13 @@ def test_home_is_where_the_person_landed(client, personas, make_admin):
     client.logout()
     sign_in_with_totp(client, user, device)
     assert home_link(client.get(reverse("profile"))) == reverse("departments:picker")
+
+
+def test_the_one_time_key_page_is_never_cached(client, personas):
+    client.force_login(personas.admin)
+    response = client.post(
+        reverse("departments:api_keys", args=["finance"]), {"name": "ERP", "scopes": ["chat"], "days": "30"}
+    )
+    assert response.status_code == 200 and response.context["created"].raw_key in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert 'data-copy-target="new-key-value"' in response.content.decode()

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.permissions import Action, department_object_get, requires
@@ -42,6 +43,7 @@ def _scope_labels(scopes: list[str]) -> list[str]:
 
 @requires(Action.DEPARTMENT_API_KEY_MANAGE)
 @require_http_methods(["GET", "POST"])
+@never_cache  # the answer to a creation holds the one-time key: no copy of it in any cache
 def api_key_page(request: HttpRequest, department_slug: str) -> HttpResponse:
     department = request.department
     created = None
