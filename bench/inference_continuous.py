@@ -217,13 +217,16 @@ def main() -> None:
             wait_for(lambda newcomer=newcomer: newcomer.request_id in stamps)  # it joined
             wait_for(lambda n=n: len(stamps[running.request_id]) >= 20 * (n + 2) or running.finished)
         running.result()
+        chunking = f"{eng.scheduler._runner.batch.chunk_tokens} tokens"
         eng.shutdown()
         times = stamps[running.request_id]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         median, worst = statistics.median(gaps), max(gaps)
+        top = ", ".join(f"{gap * 1000:.1f}" for gap in sorted(gaps)[-5:])
+        print(f"   {len(gaps)} gaps; p95 {percentile(gaps, 0.95) * 1000:.1f} ms; largest five (ms): {top}")
         print(
             f"   median gap {median * 1000:6.2f} ms, worst {worst * 1000:7.2f} ms  = {worst / median:5.2f}x   "
-            f"(goal <= 3x; prefill chunks of {eng.scheduler._runner.batch.chunk_tokens} tokens)"
+            f"(goal <= 3x; prefill chunks: {chunking})"
         )
 
 
