@@ -63,6 +63,12 @@ class EventType(models.TextChoices):
     INFERENCE_START = "inference.start", _("Model call started")
     EXTRACTION = "inference.extraction", _("Structured extraction")
     MODEL_LOAD = "model.load", _("Model loaded")
+    # The model registry (docs/inference.md, "Model versions"): each step of a version's life
+    MODEL_REGISTER = "model.register", _("Model version registered")
+    MODEL_APPROVE = "model.approve", _("Model version approved")
+    MODEL_ACTIVATE = "model.activate", _("Model version activated")
+    MODEL_ROLLBACK = "model.rollback", _("Model version rolled back")
+    MODEL_ACCESS_CHANGE = "model.access_change", _("Department model access changed")
     API_KEY_CREATE = "api_key.create", _("API key created")
     API_KEY_REVOKE = "api_key.revoke", _("API key revoked")
     TASK_TEMPLATE_CHANGE = "task_template.change", _("Task template changed")

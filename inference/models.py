@@ -18,3 +18,9 @@ from inference.extraction.models import (  # noqa: F401
     ExtractionStatus,
     TaskTemplate,
 )
+from inference.registry.models import (  # noqa: F401
+    ActivationKind,
+    DepartmentModelAccess,
+    ModelActivation,
+    ModelVersion,
+)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from inference.engine.core import Engine, EngineLimits
-from inference.engine.errors import MODEL_LOADING, InferenceError, ModelUnavailable
+from inference.engine.errors import MODEL_LOADING, InferenceError, ModelLoadError, ModelUnavailable
 from inference.engine.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -89,23 +89,42 @@ def record_model_load_failure(path: str, error: InferenceError) -> None:
         )
 
 
+VERSION_NOT_APPROVED_LOAD = "The active model version '{name}' ({sha256}) is not approved: it is not loaded."
+
+
 def load_engine_from_settings() -> Engine:
-    """Load MODEL_PATH as configured, audit the outcome, and build an engine (no global state)."""
+    """Load the model registry's active version (or, on an installation's first start, MODEL_PATH,
+    then registered as approved and active by the system), audit the outcome, build an engine."""
     from django.conf import settings
 
     from inference.engine.loading import load_model
+    from inference.registry.selectors import model_version_active
 
+    active = model_version_active()
+    if active is None:
+        path = str(settings.MODEL_PATH)
+        options = {
+            "quantization": settings.MODEL_QUANTIZATION,
+            "pinned_manifest_sha256": settings.MODEL_MANIFEST_SHA256,
+            "name": settings.MODEL_NAME,
+        }
+    else:
+        # The approved manifest is the pin: a file that differs from it refuses the load.
+        path = active.path
+        options = {
+            "quantization": active.quantization or settings.MODEL_QUANTIZATION,
+            "pinned_manifest_sha256": active.manifest_sha256,
+            "name": active.name,
+        }
+        if str(settings.MODEL_PATH) != active.path:
+            logger.info("loading the registry's active model %s, not MODEL_PATH %s", active.path, settings.MODEL_PATH)
     try:
-        loaded = load_model(
-            settings.MODEL_PATH,
-            quantization=settings.MODEL_QUANTIZATION,
-            trust_remote_code=settings.MODEL_TRUST_REMOTE_CODE,
-            pinned_manifest_sha256=settings.MODEL_MANIFEST_SHA256,
-            name=settings.MODEL_NAME,
-        )
+        if active is not None and not active.is_approved:
+            raise ModelLoadError(VERSION_NOT_APPROVED_LOAD.format(name=active.name, sha256=active.manifest_sha256))
+        loaded = load_model(path, trust_remote_code=settings.MODEL_TRUST_REMOTE_CODE, **options)
     except InferenceError as exc:
         logger.error("model load refused: %s", exc)
-        record_model_load_failure(str(settings.MODEL_PATH), exc)
+        record_model_load_failure(path, exc)
         raise
     logger.info(
         "model %s loaded: %s on %s (%s) in %.1f s",
@@ -115,6 +134,12 @@ def load_engine_from_settings() -> Engine:
         loaded.quantization_reason,
         loaded.load_seconds,
     )
+    if active is None:
+        from inference.registry.services import model_installation_record
+
+        model_installation_record(
+            manifest_sha256=loaded.manifest_sha256, name=loaded.name, path=loaded.path, family=loaded.family
+        )
     record_model_load(loaded)
     return Engine(loaded, limits_from_settings())
 

@@ -71,6 +71,9 @@ class ConversationMessage(models.Model):
     assets = models.ManyToManyField("assets.Asset", blank=True, related_name="conversation_messages")
     # Generation figures of an assistant message: tokens, latency, finish reason, parameters.
     usage = models.JSONField(_("usage"), default=dict, blank=True)
+    # The model version (manifest SHA-256) that wrote an assistant message; NULL: not recorded
+    # (a user message, or an answer stored before model versions were recorded)
+    model_sha256 = models.CharField(_("model version"), max_length=64, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = ConversationMessageManager()

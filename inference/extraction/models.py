@@ -119,6 +119,9 @@ class Extraction(TextKeyOwner):
     raw_answer = SealedTextField(_("the model's last answer"), blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     usage = models.JSONField(_("usage"), default=dict, blank=True)
+    # The model version (manifest SHA-256) that produced it; NULL: not recorded (no model call,
+    # or stored before model versions were recorded)
+    model_sha256 = models.CharField(_("model version"), max_length=64, null=True, blank=True)  # noqa: DJ001
     api_key = models.ForeignKey(
         "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -22,7 +22,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
-from accounts.permissions import Action
+from accounts.permissions import Action, refusal_record
 from assets.content import DecodeBusy
 from assets.reading import AssetUnreadable
 from compliance.context import current_request_context, request_context
@@ -46,6 +46,8 @@ from inference.model_calls import (
     prompt_of,
 )
 from inference.openai.images import DecodedImages, ImageRefused, image_source_resolve
+from inference.registry.selectors import model_access_allowed
+from inference.registry.services import ModelNotEnabled, model_use_authorize
 from inference.runtime import require_engine
 
 BODY_NOT_OBJECT = "The request body must be a JSON object."
@@ -237,16 +239,46 @@ def _model_object(info) -> dict[str, Any]:
     }
 
 
+def model_check(view: ApiKeyView, requested: str, info) -> None:
+    """The model a request names must be the one served here and enabled for the key's
+    department (docs/inference.md, "Model versions"); each refusal is recorded as access.denied."""
+    where = {"path": view.request.path, "method": view.request.method}
+    if requested != info.name:
+        refusal_record(
+            action=Action.API_CHAT,
+            reason="the model is not served here",
+            actor=view.api_key,
+            department=view.department,
+            object_type="inference.modelversion",
+            object_repr=requested[:255],
+            **where,
+        )
+        raise OpenAIError(MODEL_NOT_FOUND.format(model=requested), status=404, param="model", code="model_not_found")
+    try:
+        model_use_authorize(
+            subject=view.api_key,
+            department=view.department,
+            manifest_sha256=info.manifest_sha256,
+            model_name=info.name,
+            action=Action.API_CHAT,
+            **where,
+        )
+    except ModelNotEnabled as exc:
+        raise OpenAIError(str(exc), status=404, param="model", code="model_not_found") from exc
+
+
 class ModelListView(OpenAIView):
     required_action = Action.API_CHAT
 
     @extend_schema(
         operation_id="listModels",
-        summary="The served model (OpenAI format)",
+        summary="The served model, if the key's department may use it (OpenAI format)",
         responses={200: ModelListSerializer, **_ERRORS},
     )
     def get(self, request):
-        return Response({"object": "list", "data": [_model_object(require_engine().info())]})
+        info = require_engine().info()
+        usable = model_access_allowed(department=self.department, manifest_sha256=info.manifest_sha256)
+        return Response({"object": "list", "data": [_model_object(info)] if usable else []})
 
 
 class ModelDetailView(OpenAIView):
@@ -257,8 +289,7 @@ class ModelDetailView(OpenAIView):
     )
     def get(self, request, model_id: str):
         info = require_engine().info()
-        if model_id != info.name:
-            raise OpenAIError(MODEL_NOT_FOUND.format(model=model_id), status=404, param="model", code="model_not_found")
+        model_check(self, model_id, info)
         return Response(_model_object(info))
 
 
@@ -449,6 +480,8 @@ class ChatCompletionsView(OpenAIView):
         body = request.data  # parsed first: an oversized or malformed body is refused before anything else
         engine = require_engine()
         info = engine.info()
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            model_check(self, body["model"], info)
         chat = chat_request_parse(body, served_model=info.name, department=department, key=key)
         call = ModelCall(
             channel=Channel.V1,

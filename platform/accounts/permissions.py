@@ -83,6 +83,11 @@ class Action(StrEnum):
     DEPARTMENT_MANAGE = "department.manage"
     ASSET_METADATA_VIEW = "asset.metadata_view"
     MODEL_SETTINGS = "model.settings"
+    # The model registry: the system administrator registers, activates and rolls back versions;
+    # only a version the security administrator approved can be activated (SM-1, SM-2)
+    MODEL_REGISTRY_VIEW = "model.registry_view"
+    MODEL_REGISTER = "model.register"
+    MODEL_ACTIVATE = "model.activate"
     BACKUP_RUN = "backup.run"
     TWO_FACTOR_RESET = "two_factor.reset"
     # An administrator's second factor is reset by the security administrator, never by the
@@ -97,6 +102,7 @@ class Action(StrEnum):
     SECURITY_POLICY_MANAGE = "security_policy.manage"
     CHAT_POLICY_MANAGE = "chat_policy.manage"
     API_KEY_ADMINISTER = "api_key.administer"
+    MODEL_APPROVE = "model.approve"  # a model version may be loaded at all
     # --- either of them (a lockout is both an account and a security matter)
     LOCK_RELEASE = "lock.release"
     # --- the audit administrator (SM-3); the report also for the security administrator
@@ -119,6 +125,7 @@ class Action(StrEnum):
     TASK_TEMPLATE_MANAGE = "task_template.manage"
     DEPARTMENT_MEMBERS_VIEW = "department.members_view"
     DEPARTMENT_API_KEY_MANAGE = "department.api_key_manage"
+    DEPARTMENT_MODEL_MANAGE = "department.model_manage"  # which approved models the department uses
     # --- REST API keys, one action per scope
     API_CHAT = "api.chat"
     API_ASSETS_READ = "api.assets_read"
@@ -194,6 +201,9 @@ POLICY: Mapping[Action, Grant] = {
     Action.DEPARTMENT_MANAGE: _admins(_S),
     Action.ASSET_METADATA_VIEW: _admins(_S, _X),
     Action.MODEL_SETTINGS: _admins(_S),
+    Action.MODEL_REGISTRY_VIEW: _admins(_S, _X),
+    Action.MODEL_REGISTER: _admins(_S),
+    Action.MODEL_ACTIVATE: _admins(_S),
     Action.BACKUP_RUN: _admins(_S),
     Action.TWO_FACTOR_RESET: _admins(_S),
     Action.ADMIN_TWO_FACTOR_RESET: _admins(_X),
@@ -205,6 +215,7 @@ POLICY: Mapping[Action, Grant] = {
     Action.SECURITY_POLICY_MANAGE: _admins(_X),
     Action.CHAT_POLICY_MANAGE: _admins(_X),
     Action.API_KEY_ADMINISTER: _admins(_X),
+    Action.MODEL_APPROVE: _admins(_X),
     Action.LOCK_RELEASE: _admins(_S, _X),
     Action.AUDIT_VIEW: _admins(_A),
     Action.AUDIT_EXPORT: _admins(_A),
@@ -223,6 +234,7 @@ POLICY: Mapping[Action, Grant] = {
     Action.TASK_TEMPLATE_MANAGE: _department(_D),
     Action.DEPARTMENT_MEMBERS_VIEW: _department(_D),
     Action.DEPARTMENT_API_KEY_MANAGE: _department(_D),
+    Action.DEPARTMENT_MODEL_MANAGE: _department(_D),
     Action.API_CHAT: Grant(api_scope="chat"),
     Action.API_ASSETS_READ: Grant(api_scope="assets:read"),
     Action.API_ASSETS_WRITE: Grant(api_scope="assets:write"),
@@ -248,6 +260,9 @@ CONSOLE: Mapping[str, Mapping[str, Action]] = {
     "accounts.securitypolicy": {op: Action.SECURITY_POLICY_MANAGE for op in (_VIEW, _ADD, _CHANGE)},
     "compliance.retentionpolicy": {op: Action.RETENTION_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
     "inference.chatpolicy": {op: Action.CHAT_POLICY_MANAGE for op in (_VIEW, _ADD, _CHANGE, _DELETE)},
+    # the model registry: approving, activating and rolling back are its own pages (each asks its
+    # action); versions are never changed or removed, a new directory is a new version
+    "inference.modelversion": {_VIEW: Action.MODEL_REGISTRY_VIEW, _ADD: Action.MODEL_REGISTER},
     "departments.apikey": {op: Action.API_KEY_ADMINISTER for op in (_VIEW, _CHANGE)},
     # the audit trail: read-only for the audit administrator, nobody may change or delete it
     "compliance.auditentry": {_VIEW: Action.AUDIT_VIEW},

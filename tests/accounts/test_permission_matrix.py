@@ -55,6 +55,10 @@ ADMIN_EXPECTED = {
     Action.MEMBERSHIP_MANAGE: {"security"},  # department data access is a permission (SM-2)
     Action.ASSET_METADATA_VIEW: {"system", "security"},
     Action.MODEL_SETTINGS: {"system"},
+    Action.MODEL_REGISTRY_VIEW: {"system", "security"},
+    Action.MODEL_REGISTER: {"system"},
+    Action.MODEL_ACTIVATE: {"system"},  # activation and rollback, of approved versions only
+    Action.MODEL_APPROVE: {"security"},
     Action.BACKUP_RUN: {"system"},
     Action.TWO_FACTOR_RESET: {"system"},
     Action.ROLE_ASSIGN: {"security"},
@@ -83,6 +87,7 @@ DEPARTMENT_EXPECTED = {
     Action.TASK_TEMPLATE_MANAGE: ADMIN_ONLY,
     Action.DEPARTMENT_MEMBERS_VIEW: ADMIN_ONLY,
     Action.DEPARTMENT_API_KEY_MANAGE: ADMIN_ONLY,
+    Action.DEPARTMENT_MODEL_MANAGE: ADMIN_ONLY,
 }
 # Actions on an object owned by the member (bob): who else may take them.
 OWNED_EXPECTED = {
@@ -285,6 +290,8 @@ CONSOLE_EXPECTED = {
     "accounts.securitypolicy": {"security": "view add change"},
     "compliance.retentionpolicy": {"security": "view add change delete"},
     "inference.chatpolicy": {"security": "view add change delete"},
+    # approve / activate / roll back are pages of their own, each asking its action
+    "inference.modelversion": {"system": "view add", "security": "view"},
     "departments.apikey": {"security": "view change"},
     "accounts.loginthrottle": {"system": "view delete", "security": "view delete"},
     "assets.asset": {"system": "view", "security": "view change"},

@@ -1,0 +1,284 @@
+"""Writes of the model registry: register, approve, activate, roll back, the installation model,
+and a department's choice of models. Each asks the policy table before its transaction, writes
+its audit entry inside it, and a refusal is recorded by the policy layer's one path.
+
+Activation changes which version the engine loads at its **next start**: the running engine
+keeps serving the version it loaded (there is no hot swap; restart the service).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.permissions import Action, RefusedForbidden, authorize, refusal_record
+from compliance.events import EventType
+from compliance.services import audit_record
+from departments.tenancy import department_scope
+from inference.engine.errors import ModelLoadError
+from inference.engine.families import family_for_config
+from inference.engine.manifest import manifest_verify
+from inference.registry.models import ActivationKind, DepartmentModelAccess, ModelActivation, ModelVersion
+from inference.registry.selectors import model_access_allowed, model_version_active, model_version_previous
+
+SYSTEM = "system"
+VERSION_NOT_APPROVED = (
+    "This model version is not approved: the security administrator approves a version before it can be used."
+)
+NO_PREVIOUS_VERSION = "There is no earlier approved version to roll back to."
+DIRECTORY_REFUSED = "The directory cannot be registered: {error}"
+VERSION_EXISTS = "This model directory (manifest {sha256}) is already registered as '{name}'."
+QUANTIZATIONS = ("", "nf4", "int8", "bf16", "fp16", "fp32")
+
+
+def _name_of(user: Any) -> str:
+    return user.get_username() if hasattr(user, "get_username") else str(user)
+
+
+def _version_details(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "manifest_sha256": version.manifest_sha256,
+        "name": version.name,
+        "path": version.path,
+        "family": version.family,
+        "quantization": version.quantization,
+        "note": version.note,
+    }
+
+
+def _audit(event_type: EventType, version: ModelVersion, *, actor: Any, **details: Any) -> None:
+    audit_record(
+        event_type=event_type,
+        actor=actor,
+        object_type="inference.modelversion",
+        object_id=version.manifest_sha256,
+        object_repr=version.name,
+        details={**_version_details(version), **details},
+    )
+
+
+class VersionNotApproved(RefusedForbidden):
+    """An unapproved version was to be activated or enabled (the refusal is recorded)."""
+
+
+def _refuse_unapproved(version: ModelVersion, *, action: Action, actor: Any, department: Any = None) -> Exception:
+    """Record the refusal of an unapproved version (the policy layer's one path) and return it."""
+    refusal_record(
+        action=action,
+        reason="the model version is not approved",
+        actor=actor,
+        department=department,
+        object_type="inference.modelversion",
+        object_id=version.manifest_sha256,
+        object_repr=version.name,
+    )
+    return VersionNotApproved(VERSION_NOT_APPROVED)
+
+
+def model_directory_describe(path: str | Path) -> tuple[str, str]:
+    """(manifest SHA-256, family) of a model directory: every file checked against its manifest,
+    the family read from ``config.json``'s ``model_type``; ValidationError naming the problem."""
+    model_dir = Path(path)
+    try:
+        manifest = manifest_verify(model_dir)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        family = family_for_config(config).model_type
+    except ModelLoadError as exc:
+        raise ValidationError(DIRECTORY_REFUSED.format(error=exc)) from exc
+    except (OSError, ValueError) as exc:
+        raise ValidationError(DIRECTORY_REFUSED.format(error=exc)) from exc
+    return manifest.sha256, family
+
+
+def model_version_register(
+    *, path: str | Path, name: str, quantization: str = "", note: str = "", acting_user: Any
+) -> ModelVersion:
+    """Register a model directory as a new, unapproved version (the system administrator)."""
+    authorize(acting_user, Action.MODEL_REGISTER, object_type="inference.modelversion", object_repr=str(name)[:255])
+    sha256, family = model_directory_describe(path)
+    existing = ModelVersion.objects.filter(manifest_sha256=sha256).first()
+    if existing is not None:
+        raise ValidationError(VERSION_EXISTS.format(sha256=sha256, name=existing.name))
+    if quantization not in QUANTIZATIONS:
+        raise ValidationError({"quantization": f"One of: {', '.join(q or '(default)' for q in QUANTIZATIONS)}"})
+    with transaction.atomic(durable=True):
+        version = ModelVersion(
+            manifest_sha256=sha256,
+            name=name,
+            path=str(Path(path).resolve()),
+            family=family,
+            quantization=quantization,
+            note=note,
+            registered_by_name=_name_of(acting_user),
+        )
+        version.full_clean()
+        version.save()
+        _audit(EventType.MODEL_REGISTER, version, actor=acting_user)
+    return version
+
+
+def model_version_approve(*, version: ModelVersion, acting_user: Any) -> ModelVersion:
+    """Approve a version's manifest for loading (the security administrator)."""
+    authorize(acting_user, Action.MODEL_APPROVE, obj=version)
+    with transaction.atomic(durable=True):
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.is_approved:
+            return version
+        version.approved_by_name = _name_of(acting_user)
+        version.approved_at = timezone.now()
+        version.save(update_fields=["approved_by_name", "approved_at"])
+        _audit(EventType.MODEL_APPROVE, version, actor=acting_user)
+    return version
+
+
+def _activation_write(
+    version: ModelVersion, *, kind: str, actor: Any, event_type: EventType, **details: Any
+) -> ModelActivation:
+    # Called inside the caller's transaction: the activation and its audit entry go together.
+    before = model_version_active()
+    activation = ModelActivation(version=version, kind=kind, activated_by_name=_name_of(actor))
+    activation.full_clean()
+    activation.save()
+    _audit(
+        event_type,
+        version,
+        actor=actor,
+        kind=kind,
+        previous_manifest_sha256=before.manifest_sha256 if before is not None else "",
+        previous_name=before.name if before is not None else "",
+        takes_effect="next engine start",
+        **details,
+    )
+    return activation
+
+
+def model_version_activate(*, version: ModelVersion, acting_user: Any) -> ModelActivation:
+    """Make an approved version the one the engine loads at its next start (the system
+    administrator). An unapproved version is refused, and the refusal recorded."""
+    authorize(acting_user, Action.MODEL_ACTIVATE, obj=version)
+    version.refresh_from_db()
+    if not version.is_approved:
+        raise _refuse_unapproved(version, action=Action.MODEL_ACTIVATE, actor=acting_user)
+    with transaction.atomic(durable=True):
+        return _activation_write(
+            version, kind=ActivationKind.ACTIVATION, actor=acting_user, event_type=EventType.MODEL_ACTIVATE
+        )
+
+
+def model_version_rollback(*, acting_user: Any) -> ModelActivation:
+    """Activate again the version that was active before the current one (the system
+    administrator): no environment to edit, the next engine start loads it."""
+    authorize(acting_user, Action.MODEL_ACTIVATE, object_type="inference.modelversion", object_repr="rollback")
+    with transaction.atomic(durable=True):
+        previous = model_version_previous()
+        if previous is None:
+            raise ValidationError(NO_PREVIOUS_VERSION)
+        return _activation_write(
+            previous, kind=ActivationKind.ROLLBACK, actor=acting_user, event_type=EventType.MODEL_ROLLBACK
+        )
+
+
+def model_installation_record(*, manifest_sha256: str, name: str, path: str | Path, family: str) -> ModelVersion:
+    """Register ``MODEL_PATH``'s model as approved and active, done by the system at installation
+    (the first engine start with an empty registry): an installation needs no step of its own,
+    and the operator who set MODEL_PATH (and MODEL_MANIFEST_SHA256) vouched for it."""
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().filter(manifest_sha256=manifest_sha256).first()
+        if version is None:
+            if ModelVersion.objects.filter(name=name).exists():
+                name = f"{name}-{manifest_sha256[:12]}"
+            version = ModelVersion(
+                manifest_sha256=manifest_sha256,
+                name=name,
+                path=str(Path(path).resolve()),
+                family=family,
+                registered_by_name=SYSTEM,
+                installation=True,
+                note="MODEL_PATH at installation",
+            )
+            version.full_clean()
+            version.save()
+            _audit(EventType.MODEL_REGISTER, version, actor=SYSTEM, installation=True)
+        elif not version.installation:
+            version.installation = True
+            version.save(update_fields=["installation"])
+        if not version.is_approved:
+            version.approved_by_name = SYSTEM
+            version.approved_at = timezone.now()
+            version.save(update_fields=["approved_by_name", "approved_at"])
+            _audit(EventType.MODEL_APPROVE, version, actor=SYSTEM, installation=True)
+        _activation_write(
+            version,
+            kind=ActivationKind.INSTALLATION,
+            actor=SYSTEM,
+            event_type=EventType.MODEL_ACTIVATE,
+            installation=True,
+        )
+    return version
+
+
+def department_model_access_set(
+    *, department: Any, version: ModelVersion, enabled: bool, acting_user: Any, membership: Any = None
+) -> DepartmentModelAccess:
+    """Enable or disable an approved version for a department (its department administrator).
+
+    The first choice a department makes writes down its default too (the installation model
+    stays enabled unless it is switched off), so enabling a second model takes nothing away."""
+    authorize(acting_user, Action.DEPARTMENT_MODEL_MANAGE, department=department, membership=membership, obj=version)
+    version.refresh_from_db()
+    if enabled and not version.is_approved:
+        raise _refuse_unapproved(
+            version, action=Action.DEPARTMENT_MODEL_MANAGE, actor=acting_user, department=department
+        )
+    name = _name_of(acting_user)
+    with transaction.atomic(durable=True), department_scope(department):
+        if not DepartmentModelAccess.objects.exists():
+            for default in ModelVersion.objects.filter(installation=True, approved_at__isnull=False):
+                DepartmentModelAccess.objects.create(
+                    department=department, version=default, enabled=True, changed_by_name=name
+                )
+        access, _created = DepartmentModelAccess.objects.update_or_create(
+            department=department, version=version, defaults={"enabled": enabled, "changed_by_name": name}
+        )
+        audit_record(
+            event_type=EventType.MODEL_ACCESS_CHANGE,
+            actor=acting_user,
+            department=department,
+            object_type="inference.modelversion",
+            object_id=version.manifest_sha256,
+            object_repr=version.name,
+            details={"manifest_sha256": version.manifest_sha256, "name": version.name, "enabled": enabled},
+        )
+    return access
+
+
+MODEL_NOT_ENABLED = "The model '{model}' is not enabled for this department."
+
+
+class ModelNotEnabled(RefusedForbidden):
+    """A department asked for a model its administrator did not enable (recorded)."""
+
+
+def model_use_authorize(
+    *, subject: Any, department: Any, manifest_sha256: str, model_name: str, action: Action, **where: Any
+) -> None:
+    """Raise a recorded ``ModelNotEnabled`` unless ``department`` may use this model (every
+    channel that calls the model asks this before submitting)."""
+    if model_access_allowed(department=department, manifest_sha256=manifest_sha256):
+        return
+    refusal_record(
+        action=action,
+        reason="the model is not enabled for the department",
+        actor=subject,
+        department=department,
+        object_type="inference.modelversion",
+        object_id=manifest_sha256,
+        object_repr=model_name[:255],
+        **where,
+    )
+    raise ModelNotEnabled(MODEL_NOT_ENABLED.format(model=model_name))
