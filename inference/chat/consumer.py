@@ -512,8 +512,12 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 sha256 += [asset.sha256] if decoded else []
             if not asked.content and not images:  # nothing left to send of that question
                 continue
-            earlier[:0] = [Message("user", asked.content, images=tuple(images)), Message("assistant", answered.content)]
-            earlier_sha256[:0] = [tuple(sha256), ()]
+            pair = [Message("user", asked.content, images=tuple(images))]
+            # An answer may be empty (stopped before its first token, or the model ended at once):
+            # the question still travels; an empty message would be refused by the engine.
+            pair += [Message("assistant", answered.content)] if answered.content else []
+            earlier[:0] = pair
+            earlier_sha256[:0] = [tuple(sha256), ()][: len(pair)]
         messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
         image_sha256 = [*earlier_sha256, tuple(current_sha256)]
         return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)

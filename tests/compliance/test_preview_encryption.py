@@ -381,13 +381,12 @@ def test_a_sealed_value_moved_to_another_field_does_not_open(personas, system_co
 
 @pytest.fixture
 def previews_purger():
-    """The month keys' purger as compliance's AppConfig registers it (name, days field)."""
+    """The month keys' purger, as compliance's AppConfig registers it (name, days field)."""
     from compliance.preview_crypto import preview_keys_purge
-    from compliance.retention import register_purger, unregister_purger
+    from compliance.retention import registered_purgers
 
-    register_purger("compliance.audit_previews", preview_keys_purge, days_field="conversation_days")
-    yield
-    unregister_purger("compliance.audit_previews")
+    (registered,) = [purger for purger in registered_purgers() if purger.name == "compliance.audit_previews"]
+    assert registered.purger is preview_keys_purge and registered.days_field == "conversation_days"
 
 
 @pytest.mark.django_db
