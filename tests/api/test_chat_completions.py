@@ -8,6 +8,7 @@ import json
 import pytest
 
 from compliance.models import AuditEntry
+from compliance.preview_crypto import entry_previews_open
 from inference.engine.core import DEMO_LABEL
 from inference.openai.images import REMOTE_URL_REFUSED
 from tests.api.conftest import data_url, png_bytes
@@ -63,7 +64,8 @@ def test_a_completion_with_an_inline_image_is_answered_and_audited(api_engine, k
     details = entry.details
     assert len(details["prompt_sha256"]) == 64 and details["channel"] == "v1"
     assert details["image_sha256"] == [hashlib.sha256(png_bytes()).hexdigest()]
-    assert "13812345678" not in details["prompt_preview"] and "5678" in details["prompt_preview"]
+    preview = entry_previews_open(entry).details["prompt_preview"]  # sealed; opened as the auditor reads it
+    assert "13812345678" not in preview and "5678" in preview
     assert details["completion_tokens"] == usage["completion_tokens"] and details["latency_ms"] > 0
 
 

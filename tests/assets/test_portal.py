@@ -17,6 +17,7 @@ from assets.models import Asset
 from assets.services import asset_upload
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
+from compliance.preview_crypto import entry_previews_open
 from departments.tenancy import all_departments, department_scope
 from tests.assets import samples
 from tests.assets.conftest import stored_files
@@ -181,11 +182,13 @@ def test_thumbnail_is_made_on_the_fly_and_never_stored(client, personas, stored,
     assert response["Cache-Control"] == "private, no-store"
     assert stored_files(asset_storage) == before
     entry = last_entry()  # the decrypted content was shown: audited like a view
-    assert (entry.event_type, entry.object_id, entry.details) == (
+    opened = entry_previews_open(entry)  # the file's name in the entry is sealed under its key
+    assert (entry.event_type, entry.object_id, opened.object_repr) == (
         EventType.ASSET_VIEW,
         str(stored["admin_file"].pk),
-        {"view": "thumbnail"},
+        f"{stored['admin_file'].original_name} ({stored['admin_file'].sha256[:12]})",
     )
+    assert {key: value for key, value in opened.plain_details.items() if key != "object_repr"} == {"view": "thumbnail"}
 
 
 def test_pdf_thumbnail_renders_the_first_page(client, personas, system_context):

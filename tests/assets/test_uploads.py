@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from assets import uploads
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
+from compliance.preview_crypto import entry_previews_open
 from departments.api_keys.services import api_key_create
 from departments.tenancy import department_scope
 from inference.models import ChatUpload
@@ -77,15 +78,19 @@ def store_calls(monkeypatch):
 
 
 def refusal_entry() -> tuple:
+    """The newest upload entry as the auditor reads it: the file name is sealed (docs/audit.md),
+    opened here, and compared with what the entry was written with."""
     entry = AuditEntry.objects.filter(event_type=EventType.ASSET_UPLOAD).order_by("-sequence").first()
+    opened = entry_previews_open(entry)
+    details = {key: value for key, value in opened.plain_details.items() if key != "object_repr"}
     return (
         entry.event_type,
         entry.outcome,
         entry.department_slug,
         entry.object_type,
         entry.object_id,
-        entry.object_repr,
-        entry.details,
+        opened.object_repr if opened.object_repr is not None else entry.object_repr,
+        details,
     )
 
 

@@ -15,6 +15,7 @@ from accounts.sessions import SESSION_LAST_SEEN_KEY
 from accounts.websocket import CLOSE_SESSION_ENDED
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
+from compliance.preview_crypto import entry_previews_open
 from departments.tenancy import all_departments
 from inference.chat import protocol
 from inference.chat.consumer import CLOSE_ACCESS_REVOKED, ChatConsumer
@@ -125,7 +126,10 @@ async def test_a_turn_streams_tokens_and_is_stored_and_audited(personas, chat_en
     assert call.details["model_sha256"] == chat_engine.info().manifest_sha256
     assert call.details["image_sha256"] == [] and call.details["asset_ids"] == []
     assert "13812345678" not in json.dumps(call.details, ensure_ascii=False)
-    assert call.details["prompt_preview"].startswith("Invoice for 138****5678")
+    # The preview is sealed under the conversation's key; the auditor's reading opens it.
+    opened = await sync_to_async(entry_previews_open)(call)
+    assert call.details["prompt_preview"].startswith("mmt1:")
+    assert opened.details["prompt_preview"].startswith("Invoice for 138****5678")
     assert call.details["completion_tokens"] == 4 and call.details["latency_ms"] > 0
     assert call.details["finish_reason"] == "length" and call.details["error"] == ""
     assert call.request_id == done["request_id"] and call.source_ip == "127.0.0.1"

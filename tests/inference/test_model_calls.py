@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 
 from compliance.events import EventType
 from compliance.models import AuditEntry
+from compliance.preview_crypto import entry_previews_open
 from departments.tenancy import all_departments, department_scope
 from inference.engine.core import Engine, EngineLimits
 from inference.model_calls import ModelCallResult
@@ -195,9 +196,11 @@ async def test_the_same_prompt_is_audited_alike_through_every_channel(personas, 
     # and the hash is the documented one.
     canonical = json.dumps([["user", PROMPT, [asset.sha256]]], ensure_ascii=False, separators=(",", ":"))
     expected = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    opened = await sync_to_async(lambda: {name: entry_previews_open(entry) for name, entry in entries.items()})()
     for name in ("websocket", "v1 inline", "v1 asset"):
         assert entries[name].details["prompt_sha256"] == expected, name
-        assert entries[name].details["prompt_preview"].startswith("What is the total of this invoice? Call 138****5678")
+        preview = opened[name].details["prompt_preview"]  # sealed; opened as the auditor reads it
+        assert preview.startswith("What is the total of this invoice? Call 138****5678"), name
         assert "13812345678" not in json.dumps(entries[name].details, ensure_ascii=False), name
     assert entries["v1 asset"].details["asset_ids"] == [str(asset.pk)] == websocket.details["asset_ids"]
     assert entries["v1 inline"].details["asset_ids"] == []
