@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.permissions import Action, RefusedForbidden, authorize, refusal_record
@@ -165,6 +165,7 @@ def model_version_activate(*, version: ModelVersion, acting_user: Any) -> ModelA
     if not version.is_approved:
         raise _refuse_unapproved(version, action=Action.MODEL_ACTIVATE, actor=acting_user)
     with transaction.atomic(durable=True):
+        _activations_lock()
         return _activation_write(
             version, kind=ActivationKind.ACTIVATION, actor=acting_user, event_type=EventType.MODEL_ACTIVATE
         )
@@ -175,6 +176,7 @@ def model_version_rollback(*, acting_user: Any) -> ModelActivation:
     administrator): no environment to edit, the next engine start loads it."""
     authorize(acting_user, Action.MODEL_ACTIVATE, object_type="inference.modelversion", object_repr="rollback")
     with transaction.atomic(durable=True):
+        _activations_lock()
         previous = model_version_previous()
         if previous is None:
             raise ValidationError(NO_PREVIOUS_VERSION)
@@ -183,11 +185,26 @@ def model_version_rollback(*, acting_user: Any) -> ModelActivation:
         )
 
 
+def _activations_lock() -> None:
+    """Serialise writers of the activation history until the transaction ends (PostgreSQL; SQLite
+    serialises writing transactions by itself)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {ModelActivation._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+
+
 def model_installation_record(*, manifest_sha256: str, name: str, path: str | Path, family: str) -> ModelVersion:
     """Register ``MODEL_PATH``'s model as approved and active, done by the system at installation
     (the first engine start with an empty registry): an installation needs no step of its own,
-    and the operator who set MODEL_PATH (and MODEL_MANIFEST_SHA256) vouched for it."""
+    and the operator who set MODEL_PATH (and MODEL_MANIFEST_SHA256) vouched for it.
+
+    Several worker processes may start at once on an empty registry: the first one installs, the
+    others find its activation and record nothing."""
     with transaction.atomic():
+        _activations_lock()
+        installed = model_version_active()
+        if installed is not None:
+            return installed
         version = ModelVersion.objects.select_for_update().filter(manifest_sha256=manifest_sha256).first()
         if version is None:
             if ModelVersion.objects.filter(name=name).exists():

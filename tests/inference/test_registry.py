@@ -25,6 +25,7 @@ from inference.registry.services import (
     NO_PREVIOUS_VERSION,
     VERSION_NOT_APPROVED,
     department_model_access_set,
+    model_installation_record,
     model_version_activate,
     model_version_approve,
     model_version_register,
@@ -96,6 +97,15 @@ def test_the_first_start_registers_model_path_as_approved_and_active_by_the_syst
     # The next start loads the active version again, and registers nothing new.
     assert start_engine().manifest_sha256 == version.manifest_sha256
     assert ModelVersion.objects.count() == 1 and ModelActivation.objects.count() == 1
+
+
+def test_a_second_worker_starting_on_the_empty_registry_finds_the_first_ones_installation(installed):
+    # What a worker that loaded MODEL_PATH at the same time as the first one records afterwards.
+    again = model_installation_record(
+        manifest_sha256=installed.manifest_sha256, name=installed.name, path=installed.path, family=installed.family
+    )
+    assert again == installed
+    assert ModelActivation.objects.count() == 1 and len(entries(EventType.MODEL_ACTIVATE)) == 1
 
 
 def test_approve_activate_roll_back_and_refuse_an_unapproved_model(installed, second_model_dir, admins):
