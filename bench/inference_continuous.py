@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=16, help="requests in the mixed workload")
     parser.add_argument("--gap", type=float, default=0.25, help="mean seconds between mixed arrivals")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--places", type=int, default=8, help="MAX_CONCURRENT_GENERATIONS = MAX_BATCH_SIZE, both")
     parser.add_argument("--chunk", type=int, default=0, help="prefill chunk tokens (0: the engine's default)")
     parser.add_argument("--only", default="1,2,4,5,6", help="figures to run (3 comes with 2)")
     args = parser.parse_args()
@@ -72,7 +73,11 @@ def main() -> None:
 
     def engine(scheduling: str) -> Engine:
         limits = EngineLimits(
-            max_concurrent=8, max_batch=8, max_queue=64, scheduling=scheduling, prefill_chunk_tokens=args.chunk
+            max_concurrent=args.places,
+            max_batch=args.places,
+            max_queue=64,
+            scheduling=scheduling,
+            prefill_chunk_tokens=args.chunk,
         )
         return Engine(loaded, limits)
 

@@ -102,7 +102,10 @@ class ContinuousBatch:
 
         self._drop_ended()
         if self.running:
-            self._prefill_some(whole=False)  # one chunk: the running rows wait no longer than that
+            # One chunk per newcomer waiting for its first token: a lone newcomer costs the running
+            # streams one chunk per step, a burst of them is not prefilled at a trickle.
+            for _ in range(len(self.waiting) + (self.prefilling is not None)):
+                self._prefill_some(whole=False)
         else:
             while self.waiting or self.prefilling is not None:  # nobody is waiting on a step
                 self._prefill_some(whole=True)
