@@ -77,8 +77,9 @@ def test_index_lists_only_the_roles_models(console):
     own = {"AdministratorRole", "DepartmentLabel", "DirectoryGroupMapping", "SecurityPolicy", "LoginThrottle"}
     own |= {"Membership"}  # granting department data access is the security administrator's
     # Plus, where their apps register them, files' labels and retention policies; never anything else.
-    # ApiKey: review and revoke; ChatPolicy: whether department admins may read chat content.
-    assert own <= models <= own | {"Asset", "RetentionPolicy", "ApiKey", "ChatPolicy"}
+    # ApiKey: review and revoke; ChatPolicy: whether department admins may read chat content;
+    # ModelVersion: approving model versions (docs/inference.md, "Model versions").
+    assert own <= models <= own | {"Asset", "RetentionPolicy", "ApiKey", "ChatPolicy", "ModelVersion"}
     audit_models = {
         m["object_name"] for app in console["audit"].get("/admin/").context["app_list"] for m in app["models"]
     }
