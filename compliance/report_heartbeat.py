@@ -1,9 +1,10 @@
 """Each app process says it is alive, so that redundancy is seen, not declared (BR-3).
 
-A serving process (the ASGI application, config/asgi.py) starts ``heartbeat_start()``: a daemon
-thread that writes this process's row of ``ProcessHeartbeat`` every HEARTBEAT_SECONDS. The
-compliance report counts the processes seen within ``heartbeat_window()`` and compares them with
-APP_PROCESSES. Management commands never start it: a one-off command is not a serving process.
+A serving process (``manage.py serve``, the launcher of the Dockerfile, the systemd unit and the
+compose file) starts ``heartbeat_start()``: a daemon thread that writes this process's row of
+``ProcessHeartbeat`` every HEARTBEAT_SECONDS. The compliance report counts the processes seen
+within ``heartbeat_window()`` and compares them with APP_PROCESSES. Nothing else starts it: a
+one-off command, a shell or a test that imports the application is not a serving process.
 """
 
 from __future__ import annotations

@@ -15,11 +15,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from compliance.report_heartbeat import heartbeat_start  # noqa: E402
 from config.request_body import UnreadOversizedBody  # noqa: E402
 from config.websocket import websocket_application  # noqa: E402
-
-heartbeat_start()  # this serving process says it is alive every HEARTBEAT_SECONDS (BR-3)
 
 if settings.MODEL_LOAD_AT_STARTUP:
     from inference.runtime import start_loading

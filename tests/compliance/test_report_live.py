@@ -218,6 +218,7 @@ def test_ip3_default_location_is_under_data_dir(settings):
 
 
 # --- BR-1 -----------------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)  # the backup reads the database from its own connection
 def test_br1_verifies_the_last_backup_and_fails_when_it_is_damaged(settings, tmp_path):
     from compliance.backup import backup_create
 

@@ -31,7 +31,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, log_level: str, **options: Any) -> None:
         import uvicorn
 
+        from compliance.report_heartbeat import heartbeat_start
         from config.asgi import application
+
+        # This serving process says it is alive every HEARTBEAT_SECONDS (BR-3 of the compliance
+        # report); here, not in config.asgi, so that a process that only imports the application
+        # (a test, a shell) reports nothing.
+        heartbeat_start()
 
         uvicorn.run(
             application,
