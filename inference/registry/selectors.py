@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
@@ -56,3 +57,27 @@ def department_model_choices(department: Any) -> list[tuple[ModelVersion, bool]]
     """Every approved version with whether ``department`` may use it (its administrator's page)."""
     allowed = set(model_versions_for_department(department).values_list("pk", flat=True))
     return [(version, version.pk in allowed) for version in ModelVersion.objects.filter(approved_at__isnull=False)]
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """What the compliance report shows of the registry (SM-1, SM-2: who approved, who activated)."""
+
+    versions: int
+    approved: int
+    active: ModelVersion | None
+    active_since: ModelActivation | None
+    # Activations of a version that is not approved: the services refuse them, so any is a finding
+    activations_of_unapproved: list[str]
+
+
+def model_registry_state() -> RegistryState:
+    activation = ModelActivation.objects.select_related("version").first()
+    unapproved = ModelActivation.objects.filter(version__approved_at__isnull=True).select_related("version")
+    return RegistryState(
+        versions=ModelVersion.objects.count(),
+        approved=ModelVersion.objects.filter(approved_at__isnull=False).count(),
+        active=activation.version if activation is not None else None,
+        active_since=activation,
+        activations_of_unapproved=[f"{a.version.name} ({a.activated_at:%Y-%m-%d %H:%M})" for a in unapproved],
+    )

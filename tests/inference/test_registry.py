@@ -20,7 +20,12 @@ from compliance.models import AuditEntry
 from inference.engine.demo_model import DemoModelSpec
 from inference.engine.errors import MANIFEST_MISMATCH, ManifestError
 from inference.registry.models import ActivationKind, ModelActivation, ModelVersion
-from inference.registry.selectors import model_access_allowed, model_version_active, model_versions_for_department
+from inference.registry.selectors import (
+    model_access_allowed,
+    model_registry_state,
+    model_version_active,
+    model_versions_for_department,
+)
 from inference.registry.services import (
     NO_PREVIOUS_VERSION,
     VERSION_NOT_APPROVED,
@@ -146,6 +151,10 @@ def test_approve_activate_roll_back_and_refuse_an_unapproved_model(installed, se
     # A second rollback goes forward again (the previous version is the second one).
     model_version_rollback(acting_user=system)
     assert model_version_active() == second
+    state = model_registry_state()
+    assert (state.versions, state.approved, state.active) == (2, 2, second)
+    assert state.active_since.kind == ActivationKind.ROLLBACK and state.active_since.activated_by_name == "sys"
+    assert state.activations_of_unapproved == []
 
 
 def test_rollback_needs_an_earlier_version(installed, admins):
