@@ -1,7 +1,8 @@
 """The process's engine: built from the settings, loaded once, its loads audited.
 
 The engine itself (``inference.engine``) knows nothing of Django; this module is where the
-settings, the audit trail and the readiness check meet it. Request handlers call
+settings, the model registry (which version to load: docs/inference.md, "Model versions"),
+the audit trail and the readiness check meet it. Request handlers call
 ``require_engine()`` (503 while loading), commands ``get_engine()`` (blocking). Tests and
 benchmarks that bring their own engine install it with ``engine_override``.
 """
@@ -90,6 +91,33 @@ def record_model_load_failure(path: str, error: InferenceError) -> None:
 
 
 VERSION_NOT_APPROVED_LOAD = "The active model version '{name}' ({sha256}) is not approved: it is not loaded."
+VERSION_MANIFEST_CHANGED = (
+    "The manifest of {path} is {actual}, not the approved version '{name}' ({sha256}): a changed directory "
+    "is a new version, to be registered, approved and activated (docs/inference.md, 'Model versions')."
+)
+
+
+def _active_version_check(active) -> None:
+    """Refuse an unapproved active version, and name the registry when the directory's manifest is
+    no longer the approved one (load_model checks the pin and every file again)."""
+    import hashlib
+    from pathlib import Path
+
+    from inference.engine.errors import ManifestError
+    from inference.engine.manifest import MANIFEST_NAME
+
+    if not active.is_approved:
+        raise ModelLoadError(VERSION_NOT_APPROVED_LOAD.format(name=active.name, sha256=active.manifest_sha256))
+    try:
+        actual = hashlib.sha256((Path(active.path) / MANIFEST_NAME).read_bytes()).hexdigest()
+    except OSError:
+        return  # a missing directory or manifest: load_model names it
+    if actual != active.manifest_sha256:
+        raise ManifestError(
+            VERSION_MANIFEST_CHANGED.format(
+                path=active.path, actual=actual, name=active.name, sha256=active.manifest_sha256
+            )
+        )
 
 
 def load_engine_from_settings() -> Engine:
@@ -119,8 +147,8 @@ def load_engine_from_settings() -> Engine:
         if str(settings.MODEL_PATH) != active.path:
             logger.info("loading the registry's active model %s, not MODEL_PATH %s", active.path, settings.MODEL_PATH)
     try:
-        if active is not None and not active.is_approved:
-            raise ModelLoadError(VERSION_NOT_APPROVED_LOAD.format(name=active.name, sha256=active.manifest_sha256))
+        if active is not None:
+            _active_version_check(active)
         loaded = load_model(path, trust_remote_code=settings.MODEL_TRUST_REMOTE_CODE, **options)
     except InferenceError as exc:
         logger.error("model load refused: %s", exc)

@@ -18,7 +18,7 @@ from accounts.roles import AdminRole
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from inference.engine.demo_model import DemoModelSpec
-from inference.engine.errors import MANIFEST_MISMATCH, ManifestError
+from inference.engine.errors import MANIFEST_MISMATCH, ManifestError, ModelLoadError
 from inference.registry.models import ActivationKind, ModelActivation, ModelVersion
 from inference.registry.selectors import (
     model_access_allowed,
@@ -36,7 +36,7 @@ from inference.registry.services import (
     model_version_register,
     model_version_rollback,
 )
-from inference.runtime import load_engine_from_settings
+from inference.runtime import VERSION_MANIFEST_CHANGED, VERSION_NOT_APPROVED_LOAD, load_engine_from_settings
 from tests.accounts.conftest import sign_in_with_totp
 
 pytestmark = pytest.mark.django_db
@@ -221,9 +221,26 @@ def test_a_file_that_differs_from_the_approved_manifest_refuses_the_load(
     assert failure.outcome == Outcome.FAILURE
     assert failure.details["error"] == MANIFEST_MISMATCH.format(name="generation_config.json")
     # A rewritten manifest is another version: the approved hash pins the load.
-    manifest_write(copy)
-    with pytest.raises(ManifestError, match=version.manifest_sha256):
+    rewritten = manifest_write(copy)
+    with pytest.raises(ManifestError) as refused:
         start_engine()
+    assert str(refused.value) == VERSION_MANIFEST_CHANGED.format(
+        path=version.path, actual=rewritten, name="copy", sha256=version.manifest_sha256
+    )
+    assert entries(EventType.MODEL_LOAD)[-1].details["error"] == str(refused.value)
+
+
+def test_an_active_version_without_approval_is_not_loaded(installed):
+    # Written around the services (they never activate an unapproved version): the load refuses.
+    ModelVersion.objects.filter(pk=installed.pk).update(approved_at=None, approved_by_name="")
+    with pytest.raises(ModelLoadError) as refused:
+        start_engine()
+    assert str(refused.value) == VERSION_NOT_APPROVED_LOAD.format(name=installed.name, sha256=installed.manifest_sha256)
+    failure = entries(EventType.MODEL_LOAD)[-1]
+    assert failure.outcome == Outcome.FAILURE and failure.details["error"] == str(refused.value)
+    assert model_registry_state().activations_of_unapproved == [
+        f"{installed.name} ({ModelActivation.objects.get().activated_at:%Y-%m-%d %H:%M})"
+    ]
 
 
 def test_a_directory_that_fails_its_manifest_cannot_be_registered(installed, shared_demo_model_dir, admins, tmp_path):
