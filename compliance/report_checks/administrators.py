@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_noop as _
 
-from compliance.report import Evidence, control, line
+from compliance.report import Evidence, control, line, not_applicable
 from compliance.report_checks.live import (
     NONE,
     listing,
@@ -30,8 +30,32 @@ def check_sm1() -> list[Evidence]:
 
 @control("SM-2", _("Security administrator"))
 def check_sm2() -> list[Evidence]:
+    from inference.registry.selectors import model_registry_state
+
     holders = _role_holders("security")
-    return [line(bool(holders), _("security administrators: {names}"), names=listing(holders) or NONE)]
+    evidence = [line(bool(holders), _("security administrators: {names}"), names=listing(holders) or NONE)]
+    # The security administrator approves model versions; the services refuse to activate one
+    # that is not approved, so an activation of an unapproved version is a finding.
+    state = model_registry_state()
+    if not state.versions:
+        evidence.append(not_applicable(_("no model version registered yet")))
+        return evidence
+    active = state.active
+    evidence.append(
+        line(
+            active is not None and active.approved_at is not None and not state.activations_of_unapproved,
+            _(
+                "model versions {versions}, approved {approved}; active: {active} (approved by {approver}); "
+                "activations of unapproved versions: {unapproved}"
+            ),
+            versions=state.versions,
+            approved=state.approved,
+            active=active.name if active else NONE,
+            approver=(active.approved_by_name or NONE) if active else NONE,
+            unapproved=listing(state.activations_of_unapproved) or NONE,
+        )
+    )
+    return evidence
 
 
 @control("SM-3", _("Audit administrator; no account holds two roles"))

@@ -494,3 +494,28 @@ def test_pi1_keeps_only_the_directory_attributes_the_business_needs(settings):
     settings.AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "mobile": "mobile"}
     result = control("PI-1")
     assert result.status == FAIL and "beyond the business need: mobile" in result.evidence[0]
+
+
+def test_sm2_an_active_model_version_must_be_approved(make_user):
+    from inference.registry.models import ActivationKind, ModelActivation, ModelVersion
+
+    make_user("sec-officer", admin_role=AdminRole.SECURITY)
+    assert control("SM-2").evidence[-1].state == NOT_APPLICABLE  # no model registered yet
+    approved = ModelVersion.objects.create(
+        manifest_sha256="a" * 64,
+        name="qwen-approved",
+        path="/models/a",
+        family="qwen2_5_vl",
+        registered_by_name="system",
+        approved_by_name="sec-officer",
+        approved_at=timezone.now(),
+    )
+    ModelActivation.objects.create(version=approved, kind=ActivationKind.ACTIVATION, activated_by_name="sys")
+    sm2 = control("SM-2")
+    assert sm2.status == PASS and "active: qwen-approved (approved by sec-officer)" in sm2.evidence[-1]
+    unapproved = ModelVersion.objects.create(
+        manifest_sha256="b" * 64, name="qwen-unreviewed", path="/models/b", family="qwen2_5_vl", registered_by_name="x"
+    )
+    ModelActivation.objects.create(version=unapproved, kind=ActivationKind.ACTIVATION, activated_by_name="sys")
+    sm2 = control("SM-2")
+    assert sm2.status == FAIL and "qwen-unreviewed" in sm2.evidence[-1]
