@@ -50,6 +50,7 @@ from inference.engine.inputs import Message
 from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
+from inference.registry.services import ModelNotEnabled, model_use_authorize
 from inference.runtime import current_engine, require_engine
 
 logger = logging.getLogger(__name__)
@@ -393,6 +394,18 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 protocol.CODE_RATE_LIMITED,
                 retry_after=retry_after,
             )
+        try:
+            # Only a model the department's administrator enabled (refused and recorded otherwise).
+            with request_context(self._context(request_id)):
+                model_use_authorize(
+                    subject=self.user,
+                    department=self.department,
+                    manifest_sha256=info.manifest_sha256,
+                    model_name=info.name,
+                    action=Action.CHAT,
+                )
+        except ModelNotEnabled as refused:
+            return protocol.ProtocolError(str(refused), protocol.CODE_MODEL_NOT_ENABLED)
         try:
             prepared = self._prepare(request, request_id)
         except ConversationNotFound:

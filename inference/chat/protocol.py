@@ -47,6 +47,7 @@ CODE_MODEL_UNAVAILABLE = "model_unavailable"
 CODE_INTERNAL = "internal_error"
 CODE_UNREADABLE_FILE = "unreadable_file"  # a file of the turn does not decode (marked unusable)
 CODE_TOO_MANY_PIXELS = "too_many_pixels"  # the turn's images exceed the request's pixel budget
+CODE_MODEL_NOT_ENABLED = "model_not_enabled"  # the department's administrator did not enable this model
 CODE_TOO_MANY_IMAGES = "too_many_images"  # more images than the model takes in one request
 
 FRAME_NOT_JSON = "the frame is not valid JSON"

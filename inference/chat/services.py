@@ -224,6 +224,7 @@ def conversation_turn_record(
                 **({"error": error_code} if error_code else {}),
                 **({"relay": relay_seconds} if relay_seconds else {}),
             },
+            model_sha256=call.model_sha256 or None,  # the model version that answered
         )
         answered.full_clean()
         answered.save()

@@ -122,6 +122,7 @@ def chat_texts() -> dict[str, str]:
         "error": _("Error: {message}"),
         "error_rate_limited": _("Too many questions in a minute; try again in {retry_after} s."),
         "error_busy": _("The model is busy; try again in {retry_after} s."),
+        "error_model_not_enabled": _("Your department's administrator has not enabled this model."),
         "error_model_unavailable": _("The model is not available right now."),
         "error_not_found": _("That conversation or file is not available."),
         "error_turn_in_progress": _("Wait for the current answer, or stop it."),

@@ -28,6 +28,7 @@ from inference.extraction.models import BatchJob, Extraction
 from inference.extraction.services import extraction_run, templates_builtin_ensure
 from inference.image_budget import ImageBudgetExceeded
 from inference.models import TaskTemplate
+from inference.registry.services import model_use_authorize
 from inference.runtime import require_engine
 
 TEMPLATE_UNKNOWN = "No active extraction template '{slug}' in this department."
@@ -222,11 +223,22 @@ class ExtractionListView(ExtractView):
             actor=self.api_key,
             purpose="extraction",
         )
+        engine = require_engine()
+        info = engine.info()
+        # Only a model the department's administrator enabled (refused and recorded otherwise).
+        model_use_authorize(
+            subject=self.api_key,
+            department=self.department,
+            manifest_sha256=info.manifest_sha256,
+            model_name=info.name,
+            action=Action.API_EXTRACT,
+            path=request.path,
+        )
         extraction = extraction_run(
             department=self.department,
             template=template,
             asset=asset,
-            engine=require_engine(),
+            engine=engine,
             api_key=self.api_key,
             request_id=getattr(request._request, "request_id", None),
         )

@@ -373,6 +373,7 @@ def extraction_run(
         batch=batch,
         api_key=api_key,
         created_by_name=getattr(api_key, "audit_name", "") or "system",
+        model_sha256=info.manifest_sha256 or None,  # the model version that answered
     )
     failure: GenerationFailed | None = None
     outcome = None

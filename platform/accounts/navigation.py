@@ -83,6 +83,24 @@ def account_links(request: HttpRequest) -> list[Link]:
     return links
 
 
+def model_links(request: HttpRequest) -> list[Link]:
+    """The model-choice pages of the departments whose approved models the user may enable."""
+    from departments.selectors import membership_list_for_user
+
+    user = _user(request)
+    if user is None:
+        return []
+    return [
+        Link(
+            f"models-{membership.department.slug}",
+            membership.department.name,
+            reverse("department_models:page", args=[membership.department.slug]),
+        )
+        for membership in membership_list_for_user(user=user)
+        if _allowed(request, Action.DEPARTMENT_MODEL_MANAGE, department=membership.department, membership=membership)
+    ]
+
+
 def api_key_links(request: HttpRequest) -> list[Link]:
     """The API-key pages of the departments whose keys the user may manage."""
     from departments.selectors import membership_list_for_user

@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/v1/", include(api_urls.platform_urlpatterns)),
     path("api/", include(api_urls.schema_urlpatterns)),
     path("d/<slug:department_slug>/files/", include("assets.urls")),
+    # The department administrator's choice of approved models (inference/registry).
+    path("d/<slug:department_slug>/models/", include("inference.registry.urls")),
     # The chat is the department home page (/d/<slug>/) and its pages; before departments.urls.
     path("d/<slug:department_slug>/", include("inference.chat.urls")),
     path("d/", include("departments.urls")),

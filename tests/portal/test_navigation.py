@@ -94,7 +94,7 @@ def test_administrator_outside_the_admin_networks_sees_no_console_link(client, m
 def test_department_administrator_menu_offers_the_api_keys_and_no_console(client, personas):
     client.force_login(personas.admin)
     page = client.get(reverse("chat:home", args=["finance"]))
-    assert menu_keys(page) == [*ACCOUNT, "api-keys-finance", *LANGUAGE_AND_SIGN_OUT]
+    assert menu_keys(page) == [*ACCOUNT, "api-keys-finance", "models-finance", *LANGUAGE_AND_SIGN_OUT]
     assert client.get(reverse("departments:api_keys", args=["finance"])).status_code == 200
 
 

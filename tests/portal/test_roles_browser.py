@@ -47,7 +47,7 @@ AUDITOR_CONSOLES = ["console", "audit", "report"]
 # role → (user, the landing path, the consoles on the landing page, the menu's entries)
 ROLES = {
     "member": ("bob", "/d/finance/", [], ACCOUNT + END),
-    "department administrator": ("dora", "/d/finance/", [], [*ACCOUNT, "api-keys-finance", *END]),
+    "department administrator": ("dora", "/d/finance/", [], [*ACCOUNT, "api-keys-finance", "models-finance", *END]),
     "system administrator": ("sam", "/d/", ["console"], [*ACCOUNT, "console", *END]),
     "security administrator": ("sue", "/d/", ["console", "report"], [*ACCOUNT, "console", "report", *END]),
     "audit administrator": ("ann", "/d/", AUDITOR_CONSOLES, [*ACCOUNT, *AUDITOR_CONSOLES, *END]),

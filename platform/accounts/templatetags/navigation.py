@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from accounts.navigation import account_links, api_key_links, console_links
+from accounts.navigation import account_links, api_key_links, console_links, model_links
 from departments.views import landing_url
 
 register = template.Library()
@@ -23,6 +23,7 @@ def user_menu(context) -> dict:
         "user": user,
         "account_links": account_links(request),
         "api_key_links": api_key_links(request),
+        "model_links": model_links(request),
         "console_links": console_links(request),
         "language_next": context.get("language_next") or request.get_full_path(),
         "csrf_token": context.get("csrf_token"),
