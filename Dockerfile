@@ -16,8 +16,7 @@ RUN pip install -r requirements.txt && apt-get purge -y build-essential && apt-g
 
 COPY . .
 RUN find locale -name '*.po' -exec sh -c 'msgfmt --check -o "${1%.po}.mo" "$1"' _ {} \; \
- && SECRET_KEY=build-only-not-a-secret-build-only-not-a-secret-0000 ALLOWED_HOSTS=build \
-    python manage.py collectstatic --noinput \
+ && scripts/build-static \
  && useradd --system --uid 10001 --home-dir /var/lib/platform platform \
  && mkdir -p /var/lib/platform && chown platform /var/lib/platform
 

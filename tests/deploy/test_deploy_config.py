@@ -64,3 +64,24 @@ def test_compose_file_is_valid_for_docker_compose(tmp_path):
     assert ":/models:ro" in rendered
     assert "SECRET_KEY_FILE: /run/secrets/secret_key" in rendered
     assert "capabilities:\n              - gpu" in rendered or "- gpu" in rendered
+
+
+def test_the_image_s_static_build_step_runs_in_the_production_profile(tmp_path):
+    """The Dockerfile collects static files with scripts/build-static: production settings (their
+    manifest storage), no database reached, no secret baked in."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert "scripts/build-static" in (root / "Dockerfile").read_text()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHON": sys.executable,
+        "DATA_DIR": str(tmp_path / "data"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
+    completed = subprocess.run(
+        [str(root / "scripts" / "build-static")], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "static" / "staticfiles.json").is_file()  # the manifest production serves from
