@@ -10,6 +10,7 @@ reference, so another upload of the same bytes (by anyone) keeps the blob.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -257,7 +258,13 @@ def inference_start_record(
     *, department: Department | int, user: Any, call: ModelCall, conversation: Any = None
 ) -> None:
     """Audit a streamed answer before its first token is sent (AU-4: if the audit write fails,
-    the answer is never sent). The ``inference.call`` entry with the outcome follows at the end."""
+    the answer is never sent). The ``inference.call`` entry with the outcome follows at the end.
+
+    A conversation's first turn starts before the conversation exists: its start entry carries
+    the prompt's hash but no preview, which only its ``inference.call`` holds, sealed under the
+    conversation's key — so deleting the conversation shreds every preview of it."""
+    if conversation is None:
+        call = dataclasses.replace(call, preview="")
     model_call_start_record(
         call,
         actor=user,

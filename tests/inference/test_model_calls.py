@@ -178,7 +178,9 @@ async def test_the_same_prompt_is_audited_alike_through_every_channel(personas, 
         assert entry.details["image_sha256"] == [asset.sha256] == [hashlib.sha256(IMAGE).hexdigest()], name
         assert entry.details["attempts"] >= 1 and entry.details["latency_ms"] > 0, name
         assert entry.details["completion_tokens"] > 0 and entry.details["prompt_tokens"] > 0, name
-    assert set(start.details) == keys - RESULT_KEYS
+    # A first turn's start entry holds no preview (its conversation does not exist yet), so has
+    # nothing sealed either: the call's facts and hashes only.
+    assert set(start.details) == keys - RESULT_KEYS - {"sealed"} and start.details["prompt_preview"] == ""
     assert start.details["prompt_sha256"] == websocket.details["prompt_sha256"]
     assert start.sequence < websocket.sequence
 
