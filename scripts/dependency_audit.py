@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Dependency audit of the pinned requirements (IP-3), run by `make test` and so by CI.
 
-    python scripts/dependency_audit.py [--output var/dependency-audit.json]
+    python scripts/dependency_audit.py [--output FILE]   (default: $DEPENDENCY_AUDIT_RESULT, else
+                                                          $DATA_DIR/dependency-audit.json, else var/)
 
 Runs pip-audit over requirements.txt. A known vulnerability fails the run unless it is listed in
 deploy/dependency-audit-accepted.txt (``ID package reason...`` per line). Packages the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -39,7 +41,11 @@ def accepted_findings() -> dict[tuple[str, str], str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=ROOT / "var" / "dependency-audit.json")
+    # Where the compliance report reads it (settings.DEPENDENCY_AUDIT_RESULT, same default).
+    default_output = os.environ.get("DEPENDENCY_AUDIT_RESULT") or str(
+        Path(os.environ.get("DATA_DIR") or ROOT / "var") / "dependency-audit.json"
+    )
+    parser.add_argument("--output", type=Path, default=Path(default_output))
     args = parser.parse_args()
     pip_audit = Path(sys.executable).with_name("pip-audit")
     result = subprocess.run(
