@@ -34,6 +34,45 @@ def audit_entry_list(*, filters: dict[str, Any]) -> QuerySet[AuditEntry]:
     return queryset
 
 
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of the console's list, newest first, by keyset on the sequence number (no
+    OFFSET: a page costs the same wherever it is in the trail)."""
+
+    entries: list[AuditEntry]
+    size: int
+    before: int | None  # the page holds entries older than this (None: from the newest)
+    older: int | None  # ``before`` of the next, older page (None: this is the last)
+    newer: int | None  # ``before`` of the previous, newer page (None: this is the first)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def audit_entry_page(*, filters: dict[str, Any], size: int, before: int | None = None) -> EntryPage:
+    """The ``size`` newest entries matching ``filters`` with a sequence below ``before``."""
+    queryset = audit_entry_list(filters=filters)
+    window = queryset if before is None else queryset.filter(sequence__lt=before)
+    rows = list(window[: size + 1])
+    entries, more = rows[:size], len(rows) > size
+    older = entries[-1].sequence if more and entries else None
+    newer = None
+    if before is not None:
+        # The newer page is the ``size`` entries just above this one: its ``before`` is the
+        # sequence after the newest of them (None when they are the newest of all).
+        above = list(
+            queryset.filter(sequence__gte=before).order_by("sequence").values_list("sequence", flat=True)[: size + 1]
+        )
+        if above:
+            newer = above[size] if len(above) > size else None
+            if newer is None:
+                newer = 0  # the first page
+    return EntryPage(entries, size, before, older, newer)
+
+
 def audit_entry_get(*, sequence: int) -> AuditEntry | None:
     return AuditEntry.objects.filter(sequence=sequence).first()
 

@@ -7,12 +7,12 @@ exporting are audited too.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,51 +23,69 @@ from accounts.permissions import Action, requires
 from compliance.chain import canonical_json
 from compliance.events import EventType
 from compliance.export import audit_export
-from compliance.forms import AuditExportForm, AuditFilterForm
+from compliance.forms import PAGE_SIZE_DEFAULT, PAGE_SIZES, AuditConsoleForm, AuditExportForm
 from compliance.masking import masked_preview
 from compliance.models import AuditArchive
 from compliance.preview_crypto import STATE_OPEN, entry_previews_open
-from compliance.selectors import audit_archive_list, audit_chain_status, audit_entry_get, audit_entry_list
+from compliance.selectors import audit_archive_list, audit_chain_status, audit_entry_get, audit_entry_page
 from compliance.services import audit_record
+from compliance.verify_runs import verify_run_get, verify_run_latest, verify_run_start
 from departments.models import Department
 
-PAGE_SIZE = 50
 ENTRY_NOT_FOUND = "No audit entry with this sequence number (it may have been purged after export)."
 ARCHIVE_FILE_MISSING = "The archive file is no longer on this server."
+RUN_NOT_FOUND = "No such chain verification."
+DETAILS_SHOWN = 160  # characters of an entry's details in the list; the detail view has them all
+REFRESH_SECONDS = 2  # how often a running verification's page reloads itself
 
 
 def _plain_filters(filters: dict) -> dict:
     return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in filters.items()}
 
 
+def _pretty(details: dict) -> str:
+    """Details as an auditor reads them: indented JSON, CJK text as itself."""
+    return json.dumps(details, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
 @requires(Action.AUDIT_VIEW)
 @require_http_methods(["GET"])
 def entry_list(request: HttpRequest) -> HttpResponse:
-    form = AuditFilterForm(request.GET or None)
-    filters = form.active_filters() if request.GET else {}
-    page = Paginator(audit_entry_list(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    data = request.GET.copy()
+    data.setdefault("size", str(PAGE_SIZE_DEFAULT))  # so that the choice shows the size in use
+    form = AuditConsoleForm(data if request.GET else None)
+    invalid = form.is_bound and not form.is_valid()
+    filters = form.active_filters() if form.is_bound else {}
+    size, before = form.page_size(), form.before_sequence()
+    # Invalid filters list nothing: the errors are shown by their fields, never silently dropped.
+    page = None if invalid else audit_entry_page(filters=filters, size=size, before=before)
     audit_record(
         event_type=EventType.AUDIT_VIEW,
         actor=request.user,
         object_type="compliance.auditentry",
         object_repr="audit trail list",
-        details={"filters": _plain_filters(filters), "page": page.number},
+        details={"filters": _plain_filters(filters), "before": before, "size": size}
+        if not invalid
+        else {"filters_invalid": sorted(form.errors)},
     )
     owners: dict = {}  # one key look-up per object on the page
-    for entry in page.object_list:
+    for entry in page or ():
         # Sealed previews are opened for the audit administrator (this view is theirs alone).
         entry.opened = entry_previews_open(entry, owners)
-        entry.details_preview = masked_preview(canonical_json(entry.opened.details), 120)
+        entry.details_preview = masked_preview(canonical_json(entry.opened.details), DETAILS_SHOWN)
+        entry.details_truncated = len(canonical_json(entry.opened.details)) > DETAILS_SHOWN
     query = request.GET.copy()
-    query.pop("page", None)
+    query.pop("before", None)
     return render(
         request,
         "compliance/entry_list.html",
         {
             "form": form,
             "page": page,
+            "page_sizes": PAGE_SIZES,
             "query": query.urlencode(),
             "status": audit_chain_status(),
+            "verify_run": verify_run_latest(),
             "export_form": AuditExportForm(initial={"format": "jsonl"}),
         },
     )
@@ -92,7 +110,40 @@ def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
         else {"view": "detail"},
     )
     return render(
-        request, "compliance/entry_detail.html", {"entry": entry, "opened": opened, "previews_open": STATE_OPEN}
+        request,
+        "compliance/entry_detail.html",
+        {"entry": entry, "opened": opened, "previews_open": STATE_OPEN, "details_json": _pretty(opened.details)},
+    )
+
+
+@requires(Action.AUDIT_VIEW)
+@require_POST
+def verify_start(request: HttpRequest) -> HttpResponse:
+    """Start verifying the whole chain in the background (or show the run already going)."""
+    run, created = verify_run_start(acting_user=request.user)
+    if not created:
+        messages.info(request, _("A verification of the chain is already running: here is its progress."))
+    return redirect("compliance:verify_detail", pk=run.pk)
+
+
+@requires(Action.AUDIT_VIEW)
+@require_http_methods(["GET"])
+def verify_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = verify_run_get(pk=pk)
+    if run is None:
+        raise Http404(RUN_NOT_FOUND)
+    audit_record(
+        event_type=EventType.AUDIT_VIEW,
+        actor=request.user,
+        object_type="compliance.auditverifyrun",
+        object_id=str(run.pk),
+        object_repr=str(run),
+        details={"view": "verify", "run": run.pk, "state": run.state},
+    )
+    return render(
+        request,
+        "compliance/verify_run.html",
+        {"run": run, "refresh": None if run.finished or run.stale else REFRESH_SECONDS},
     )
 
 
