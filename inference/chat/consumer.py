@@ -625,5 +625,6 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 usage=usage,
                 relay=relay,
                 message_ids=[asked.pk, answered.pk],
+                model_sha256=answered.model_sha256 or "",
             )
         )

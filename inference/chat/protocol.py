@@ -12,7 +12,8 @@ Client → server::
     {"v": 1, "type": "ping"}
 
 Server → client: ``hello`` (model, limits), ``turn.accepted`` (conversation, ref), ``queued``
-(position), ``token`` (text), ``done`` (usage, finish_reason, status, message ids), ``error``
+(position), ``token`` (text), ``done`` (usage, finish_reason, status, message ids, the model
+version ``model_sha256`` that answered), ``error``
 (code, message, fatal, retry_after?), ``pong``.
 """
 

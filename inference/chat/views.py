@@ -112,6 +112,7 @@ def chat_texts() -> dict[str, str]:
         "remove": _("Remove"),
         "untitled": _("Untitled"),
         "usage": _("{tokens} tokens · {tps} tokens/s · {seconds} s"),
+        "model_version": _("model version {version}"),
         "loading": _("The model is loading…"),
         "queue": _("{depth} waiting ({here} from this department)"),
         "active": _("{active} of {max}"),

@@ -423,6 +423,9 @@
           if (frame.status === "stopped") {
             line = texts.stopped + " · " + line;
           }
+          if (frame.model_sha256) {
+            line += " · " + format(texts.model_version, { version: frame.model_sha256.slice(0, 12) });
+          }
           finishTurn(line, "msg-usage");
         }
         break;

@@ -1,6 +1,7 @@
 """The chat uses only a model the department's administrator enabled (issue 17): switched off,
 a turn answers a ``model_not_enabled`` error frame (recorded, the socket stays open); enabled,
-the stored answer records the model version (manifest SHA-256) that produced it."""
+the stored answer records the model version (manifest SHA-256) that produced it, and the
+conversation shows it (the ``done`` frame's footer, and the stored answer's after a reload)."""
 
 from __future__ import annotations
 
@@ -62,5 +63,13 @@ async def test_a_turn_needs_the_model_enabled_and_its_answer_records_the_version
     await chat.send_to(text_data=frame("turn.start", ref="on", text="hello", params=SHORT_TURN))
     _frames, done = await receive_until(chat, {"done", "error"})
     assert done["type"] == "done", done
+    assert done["model_sha256"] == version.manifest_sha256  # the live footer names it
     assert await answer_version(personas, done["message_ids"][1]) == version.manifest_sha256
+    # After a reload the stored answer's footer names the version too, in either language.
+    short = version.manifest_sha256[:12]
+    for language, label in (("en", f"model version {short}"), ("zh-hans", f"模型版本 {short}")):
+        page = await sync_to_async(chat.http_client.get)(
+            f"/d/finance/?c={done['conversation']}", HTTP_ACCEPT_LANGUAGE=language
+        )
+        assert page.status_code == 200 and label in page.content.decode(), language
     await chat.disconnect()
