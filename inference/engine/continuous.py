@@ -50,6 +50,7 @@ class Running:
     position: Any  # tensor: (4,) for multimodal rotary positions, (1,) for plain ones
     generator: Any = None  # a seeded request's own random stream
     warpers: list[Any] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)  # for the model's repetition penalty
 
 
 @dataclass
@@ -87,6 +88,14 @@ class ContinuousBatch:
         parameters = set(inspect.signature(self.model.forward).parameters)
         self._takes_positions = "position_ids" in parameters
         self._takes_logits_to_keep = "logits_to_keep" in parameters
+        # generate applies the model's own repetition penalty (generation_config.json; Qwen-VL
+        # checkpoints ship one) over prompt and answer: so does each row here.
+        penalty = getattr(self.model.generation_config, "repetition_penalty", None)
+        self.repetition = None
+        if penalty is not None and float(penalty) != 1.0:
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            self.repetition = RepetitionPenaltyLogitsProcessor(float(penalty))
 
     # --- the scheduler's side -------------------------------------------------------------------
     def add(self, row: Row) -> None:
@@ -260,6 +269,8 @@ class ContinuousBatch:
             position = state.position_ids[0, -1:].clone()
         row = state.row
         entry = Running(row=row, next_token=0, position=position)
+        if self.repetition is not None:
+            entry.prompt_ids = state.input_ids[0].tolist()
         params = row.request.params
         if params.do_sample:
             entry.warpers = _warpers(params)
@@ -333,6 +344,9 @@ class ContinuousBatch:
 
         row = entry.row
         scores = scores.unsqueeze(0)
+        if self.repetition is not None:
+            seen = torch.tensor([entry.prompt_ids + row.generated], dtype=torch.long, device=scores.device)
+            scores = self.repetition(seen, scores)
         if len(row.generated) < row.request.params.min_new_tokens and self.tracker.eos_list:
             scores[:, self.tracker.eos_list] = float("-inf")
         if not entry.warpers:

@@ -308,6 +308,24 @@ def test_a_newcomer_answers_while_a_long_answer_is_still_running(continuous_mode
     wait_until(lambda: long.finished, timeout=10)
 
 
+def test_the_models_own_repetition_penalty_applies_as_in_generate(demo_model_factory, recorder):
+    # A private load: the penalty is set on this model's generation config only (Qwen-VL
+    # checkpoints ship one in generation_config.json; generate applies it unless told otherwise).
+    loaded = load_model(demo_model_factory(DemoModelSpec(family="qwen2_vl")), quantization="fp32")
+    loaded.model.generation_config.repetition_penalty = 1.5
+    messages, steps = [Message("user", "Say it again and again.", images=(RED,))], 40
+    solo = bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps)
+    engine = recorder(loaded, prefill_chunk_tokens=8)
+    long = engine.submit([Message("user", "talk")], max_new_tokens=1500, min_new_tokens=1500)
+    wait_until(streamed_or_ended(long, 1), timeout=30)
+    handle = engine.submit(messages, max_new_tokens=steps, min_new_tokens=steps)
+    handle.result()
+    long.cancel()
+    assert engine.ids(handle) == solo
+    loaded.model.generation_config.repetition_penalty = 1.0
+    assert bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps) != solo  # it mattered
+
+
 def test_sampled_and_greedy_requests_share_steps_and_a_seed_still_reproduces(continuous_model, recorder):
     engine = recorder(continuous_model("qwen2_5_vl"))
     messages = [Message("user", "Tell a story.")]
