@@ -41,8 +41,18 @@ from departments.models import Membership
 from departments.tenancy import department_scope
 from inference.chat import protocol
 from inference.chat.rate_limits import chat_turn_admit
-from inference.chat.selectors import ConversationNotFound, conversation_get_for_owner, conversation_history
-from inference.chat.services import conversation_turn_record, inference_refusal_record, inference_start_record
+from inference.chat.selectors import (
+    ConversationNotFound,
+    conversation_get_for_owner,
+    conversation_history,
+    task_template_list_active,
+)
+from inference.chat.services import (
+    conversation_turn_record,
+    inference_refusal_record,
+    inference_start_record,
+    template_model_text,
+)
 from inference.engine.core import ModelInfo
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, GenerationHandle, Queued, Token
@@ -481,12 +491,24 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             except DecodeBusy as busy:
                 raise protocol.ProtocolError(str(busy), protocol.CODE_BUSY, retry_after=busy.retry_after) from None
 
+    def _model_text(self, request: protocol.TurnStart) -> str:
+        """The turn's text as the model gets it: with its task template's schema, if it names one
+        (looked up in this department: an unknown or inactive one is refused)."""
+        if not request.template:
+            return request.text
+        template = task_template_list_active(department=self.department).filter(slug=request.template).first()
+        if template is None:
+            raise protocol.ProtocolError(protocol.TEMPLATE_NOT_FOUND, protocol.CODE_NOT_FOUND)
+        return template_model_text(template, request.text)
+
     def _prepare_images(self, request: protocol.TurnStart, assets: list, conversation, history) -> Prepared:
         """The turn's images and the history's, counted and costed from the files' stored sizes
         before any is decoded (inference.image_budget): the turn's own files must fit (a PDF's
         pages beyond the image count are left out, as before); earlier turns' images come along,
         newest first, while both the count and the pixels last, and older ones travel as text."""
         from assets.reading import asset_decode_cost, asset_page_images, asset_unusable_page
+
+        model_text = self._model_text(request)  # before anything is decoded
 
         budget = ImageBudget()
         current: list[tuple[Any, int]] = []  # (asset, pages to decode)
@@ -531,7 +553,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             pair += [Message("assistant", answered.content)] if answered.content else []
             earlier[:0] = pair
             earlier_sha256[:0] = [tuple(sha256), ()][: len(pair)]
-        messages = [*earlier, Message("user", request.text, images=tuple(current_images))]
+        messages = [*earlier, Message("user", model_text, images=tuple(current_images))]
         image_sha256 = [*earlier_sha256, tuple(current_sha256)]
         return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)
 

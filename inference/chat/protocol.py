@@ -7,7 +7,8 @@ Every frame is a JSON object with ``"v": 1`` and a ``"type"``. A frame that does
 Client → server::
 
     {"v": 1, "type": "turn.start", "ref": "c1", "conversation": 12 | null, "text": "...",
-     "assets": ["<uuid>", ...], "params": {"temperature": 0.7, "max_new_tokens": 256}}
+     "assets": ["<uuid>", ...], "params": {"temperature": 0.7, "max_new_tokens": 256},
+     "template": "<task template slug>" (optional: its JSON schema goes to the model with the text)}
     {"v": 1, "type": "turn.stop"}
     {"v": 1, "type": "ping"}
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,7 @@ CODE_INVALID_REQUEST = "invalid_request"
 CODE_BUSY = "busy"
 CODE_MODEL_UNAVAILABLE = "model_unavailable"
 CODE_INTERNAL = "internal_error"
+TEMPLATE_NOT_FOUND = "That task template is not available in this department."
 CODE_UNREADABLE_FILE = "unreadable_file"  # a file of the turn does not decode (marked unusable)
 CODE_TOO_MANY_PIXELS = "too_many_pixels"  # the turn's images exceed the request's pixel budget
 CODE_MODEL_NOT_ENABLED = "model_not_enabled"  # the department's administrator did not enable this model
@@ -86,6 +89,7 @@ class TurnStart:
     temperature: float = 0.0
     max_new_tokens: int | None = None
     ref: str = ""
+    template: str = ""  # a task template's slug: its schema is sent to the model with the text
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,9 @@ def _invalid(name: str, problem: str) -> ProtocolError:
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TEMPLATE_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,50}")
 
 
 def _turn_start(frame: dict[str, Any], *, max_new_tokens_cap: int) -> TurnStart:
@@ -143,6 +150,9 @@ def _turn_start(frame: dict[str, Any], *, max_new_tokens_cap: int) -> TurnStart:
     max_new_tokens = params.get("max_new_tokens")
     if max_new_tokens is not None and (not _whole(max_new_tokens) or not 1 <= max_new_tokens <= max_new_tokens_cap):
         raise _invalid("params.max_new_tokens", f"must be a whole number from 1 to {max_new_tokens_cap}")
+    template = frame.get("template", "")
+    if not isinstance(template, str) or not _TEMPLATE_SLUG.fullmatch(template or "x"):
+        raise _invalid("template", "must be a task template's identifier")
     return TurnStart(
         text=text,
         conversation_id=conversation,
@@ -150,6 +160,7 @@ def _turn_start(frame: dict[str, Any], *, max_new_tokens_cap: int) -> TurnStart:
         temperature=float(temperature),
         max_new_tokens=max_new_tokens,
         ref=ref,
+        template=template,
     )
 
 

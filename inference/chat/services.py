@@ -11,6 +11,7 @@ reference, so another upload of the same bytes (by anyone) keeps the blob.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -314,3 +315,16 @@ def chat_policy_set(*, department: Department, admin_may_read_content: bool, act
             },
         )
     return policy
+
+
+SCHEMA_INSTRUCTION = "Answer with JSON that matches this schema:"
+
+
+def template_model_text(template: Any, text: str) -> str:
+    """What the model is asked when a turn names a task template: the person's text (the
+    template's instruction, perhaps edited) and, for a template with a JSON schema, the schema.
+    The conversation stores and shows the person's text only."""
+    if not template.json_schema:
+        return text
+    schema = json.dumps(template.json_schema, ensure_ascii=False, indent=1)
+    return f"{text}\n\n{SCHEMA_INSTRUCTION}\n```json\n{schema}\n```"

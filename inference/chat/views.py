@@ -9,8 +9,6 @@ the task templates.
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -46,14 +44,6 @@ from inference.runtime import current_engine
 PICKER_FILES = 24
 
 
-def template_prompt(template: TaskTemplate) -> str:
-    """What a template's one-click button sends: the instruction, and the schema when it has one."""
-    if not template.json_schema:
-        return template.instruction
-    schema = json.dumps(template.json_schema, ensure_ascii=False, indent=1)
-    return f"{template.instruction}\n\n{_('Answer with JSON that matches this schema:')}\n```json\n{schema}\n```"
-
-
 @requires(Action.CHAT)
 @require_GET
 def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
@@ -68,7 +58,7 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
         history = list(conversation_messages(conversation=current))
     engine = current_engine()
     files = [a for a in asset_list(department=department)[:PICKER_FILES]]
-    templates = [(t, template_prompt(t)) for t in task_template_list_active(department=department)]
+    templates = list(task_template_list_active(department=department))
     return render(
         request,
         "inference/chat.html",

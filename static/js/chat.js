@@ -34,6 +34,7 @@
     retryDelay: 1000,
     closedForGood: false,
     refCounter: 0,
+    template: "", // the chosen task template's slug, sent with the next question
   };
 
   function format(template, values) {
@@ -469,6 +470,9 @@
       assets: state.attachments.map(function (item) { return item.id; }),
       params: params,
     };
+    if (state.template) {
+      frame.template = state.template;
+    }
     addMessage("user", text, state.attachments.slice());
     var answer = addMessage("assistant", "");
     answer.article.classList.add("streaming");
@@ -479,6 +483,7 @@
     };
     state.attachments = [];
     renderAttachments();
+    chooseTemplate(null);
     promptBox.value = "";
     say("");
     setBusy(true);
@@ -501,9 +506,24 @@
       state.socket.send(JSON.stringify({ v: 1, type: "turn.stop" }));
     }
   });
-  Array.prototype.forEach.call(document.querySelectorAll(".template-prompt"), function (button) {
+  // A template chip fills in its instruction (to edit, and to attach files to) and is sent with
+  // the next question, whose answer the model then shapes by the template's schema; clicking the
+  // chosen chip again lets it go.
+  var templateChips = document.querySelectorAll(".template-prompt");
+  function chooseTemplate(button) {
+    var chosen = button && state.template !== button.dataset.template ? button.dataset.template : "";
+    state.template = chosen;
+    Array.prototype.forEach.call(templateChips, function (chip) {
+      chip.setAttribute("aria-pressed", String(chip.dataset.template === chosen));
+    });
+    if (chosen) {
+      promptBox.value = button.dataset.prompt;
+      promptBox.focus();
+    }
+  }
+  Array.prototype.forEach.call(templateChips, function (button) {
     button.addEventListener("click", function () {
-      send(button.dataset.prompt);
+      chooseTemplate(button);
     });
   });
   Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {

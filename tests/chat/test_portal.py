@@ -304,7 +304,9 @@ def test_admin_defines_a_template_that_appears_as_a_one_click_prompt(client, per
     client.force_login(personas.member)
     page = client.get(home()).content.decode()
     assert "发票字段 Invoice fields" in page and "Extract the invoice fields." in page
-    assert "&quot;total&quot;" in page  # the schema travels with the prompt, escaped in the attribute
+    # The chip fills in the instruction and names the template; the schema is added server-side
+    # (tests/chat/test_template_turns.py), never shown in the page or the question's bubble.
+    assert f'data-template="{template.slug}"' in page and "&quot;total&quot;" not in page
 
 
 def test_template_validation_and_deactivation(client, personas):
@@ -353,7 +355,7 @@ def test_only_active_templates_of_the_department_appear(client, personas):
         )
         TaskTemplate.objects.create(department=personas.department_b, name="Theirs", slug="t", instruction="c")
     client.force_login(personas.member)
-    templates = [template.name for template, _ in client.get(home()).context["templates"]]
+    templates = [template.name for template in client.get(home()).context["templates"]]
     assert templates == ["On"]
 
 
