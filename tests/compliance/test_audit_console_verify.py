@@ -1,0 +1,142 @@
+"""Verifying the chain from the auditor console (issue 19): a background run recorded in its
+own row, its progress and result page, audited, refused to every other role.
+
+The runs start a thread with its own database connection, which sees only committed rows:
+these tests are transactional and wait for the run's row with a deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from compliance.checkpoints import checkpoint_sign
+from compliance.events import EventType, Outcome
+from compliance.models import AuditChainHead, AuditEntry
+from compliance.services import audit_record
+from compliance.verify_runs import AuditVerifyRun, RunState
+from tests.compliance.conftest import raw_sql, triggers_lifted
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DEADLINE_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def runs_removed():
+    """The run table is outside the project's registry, so the flush between transactional
+    tests does not empty it: each test leaves it as it found it."""
+    yield
+    AuditVerifyRun.objects.all().delete()
+
+
+@pytest.fixture
+def auditor(make_user):
+    return make_user("audrey", admin_role="audit")
+
+
+@pytest.fixture
+def signed_chain(system_context, personas):
+    for index in range(6):
+        audit_record(event_type=EventType.ASSET_VIEW, department=personas.department_a, details={"index": index})
+    head = AuditChainHead.objects.get()
+    checkpoint_sign(sequence=head.sequence, hash=head.hash)
+    return head.sequence
+
+
+def finished(pk: int) -> AuditVerifyRun:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        run = AuditVerifyRun.objects.get(pk=pk)
+        if run.finished:
+            return run
+        time.sleep(0.05)
+    pytest.fail(f"verification {pk} did not finish within {DEADLINE_SECONDS}s")
+
+
+def start(client) -> AuditVerifyRun:
+    response = client.post("/audit/verify/", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302
+    run = AuditVerifyRun.objects.order_by("-pk").first()
+    assert response["Location"] == f"/audit/verify/{run.pk}/"
+    return run
+
+
+def verify_entries(action: str) -> list[AuditEntry]:
+    return [
+        entry
+        for entry in AuditEntry.objects.filter(event_type=EventType.AUDIT_VIEW).order_by("sequence")
+        if entry.details.get("view") == "verify" and entry.details.get("action") == action
+    ]
+
+
+def test_an_intact_chain_is_verified_in_the_background_and_every_step_is_audited(client, auditor, signed_chain):
+    client.force_login(auditor)
+    run = start(client)
+    assert run.requested_by_name == "audrey" and run.head_sequence >= signed_chain
+    (started,) = verify_entries("start")
+    assert started.actor_name == "audrey" and started.details["run"] == run.pk
+    # While it runs (or queued), the page shows the state and reloads itself.
+    page = client.get(f"/audit/verify/{run.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200
+    if not AuditVerifyRun.objects.get(pk=run.pk).finished and not page.context["run"].finished:
+        assert 'http-equiv="refresh"' in page.content.decode()
+    run = finished(run.pk)
+    assert run.state == RunState.DONE and run.ok is True and run.entries >= signed_chain
+    assert run.checkpoints_matched >= 1 and run.process
+    (outcome,) = verify_entries("finish")
+    assert outcome.outcome == Outcome.SUCCESS and outcome.actor_name == "audrey"
+    assert outcome.details["ok"] is True and outcome.details["run"] == run.pk
+    body = client.get(f"/audit/verify/{run.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "intact" in body and 'http-equiv="refresh"' not in body
+    viewed = [e for e in AuditEntry.objects.filter(event_type=EventType.AUDIT_VIEW) if e.object_id == str(run.pk)]
+    assert len([e for e in viewed if "action" not in e.details]) == 2  # each look at the page
+    # The console names the latest run.
+    assert f"/audit/verify/{run.pk}/" in client.get("/audit/").content.decode()
+
+
+def test_a_tampered_row_is_reported_as_a_break(client, auditor, signed_chain):
+    with triggers_lifted():
+        raw_sql("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 4")
+    client.force_login(auditor)
+    run = finished(start(client).pk)
+    assert (run.state, run.ok, run.break_kind, run.break_sequence) == (RunState.DONE, False, "hash_mismatch", 4)
+    (outcome,) = verify_entries("finish")
+    assert outcome.outcome == Outcome.SUCCESS  # the run ran; what it found is in the details
+    assert (outcome.details["ok"], outcome.details["break_kind"], outcome.details["break_sequence"]) == (
+        False,
+        "hash_mismatch",
+        4,
+    )
+    for language, text in (("en", "BROKEN at entry 4: hash_mismatch"), ("zh-hans", "第 4 条记录处断裂：hash_mismatch")):
+        body = client.get(f"/audit/verify/{run.pk}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        assert text in body and 'href="/audit/entries/4/"' in body
+
+
+def test_a_second_start_while_one_runs_shows_the_running_one(client, auditor, signed_chain):
+    client.force_login(auditor)
+    running = AuditVerifyRun.objects.create(
+        requested_by_id=str(auditor.pk),
+        requested_by_name="audrey",
+        requested_at=timezone.now(),
+        state=RunState.RUNNING,
+    )
+    response = client.post("/audit/verify/")
+    assert response["Location"] == f"/audit/verify/{running.pk}/"
+    assert AuditVerifyRun.objects.count() == 1 and not verify_entries("start")
+
+
+@pytest.mark.parametrize("who", ["member", "admin", "security", "system"])
+def test_other_roles_are_refused_through_the_policy_and_the_refusal_is_audited(client, make_user, personas, who):
+    user = (
+        make_user(f"{who}-administrator", admin_role=who) if who in ("security", "system") else getattr(personas, who)
+    )
+    client.force_login(user)
+    assert client.post("/audit/verify/").status_code == 403
+    assert not AuditVerifyRun.objects.exists()
+    denied = AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED).order_by("-sequence").first()
+    assert denied.outcome == Outcome.DENIED and denied.actor_name == user.username
+    run = AuditVerifyRun.objects.create(
+        requested_by_id="1", requested_by_name="audrey", requested_at="2026-01-01T00:00Z"
+    )
+    assert client.get(f"/audit/verify/{run.pk}/").status_code == 403
