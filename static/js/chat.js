@@ -266,6 +266,11 @@
   Array.prototype.forEach.call(document.querySelectorAll(".pick[data-asset-id]"), function (button) {
     button.addEventListener("click", function () {
       attach(button.dataset.assetId, button.dataset.name);
+      // Chosen: the picker closes so that it no longer covers Send and Stop.
+      var picker = document.getElementById("file-picker");
+      if (picker) {
+        picker.open = false;
+      }
     });
   });
 
