@@ -227,7 +227,9 @@ def model_readiness() -> tuple[bool, str]:
     """The /readyz check: ready once the model is loaded; the first poll starts the load."""
     if _engine is not None:
         info = _engine.info()
-        return True, f"{info.name} ({info.quantization} on {info.device})"
+        # A family served one request at a time (no per-step batching) says so here.
+        note = f"; {info.scheduling_note}" if getattr(info, "scheduling", "") == "one_at_a_time" else ""
+        return True, f"{info.name} ({info.quantization} on {info.device}{note})"
     if _engine_error is not None:
         return False, f"load failed: {_engine_error}"
     start_loading()

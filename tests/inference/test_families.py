@@ -465,8 +465,17 @@ def test_the_standin_is_served_one_request_at_a_time_and_says_so(engine_for, red
     assert info.scheduling_note == SCHEDULING_ONE_AT_A_TIME.format(family="GLM-4V-9B")
     handles = [engine.submit(_image_question(red_image), max_new_tokens=3, min_new_tokens=3) for _ in range(3)]
     assert [h.result().usage.batch_size for h in handles] == [1, 1, 1]
-    native = engine_for("qwen2_vl").info()
+    native_engine = engine_for("qwen2_vl")
+    native = native_engine.info()
     assert native.scheduling == "continuous" and native.scheduling_note == ""
+    # /readyz's model line says so for the stand-in, and only for it.
+    from inference.runtime import engine_override, model_readiness
+
+    with engine_override(engine):
+        ready, detail = model_readiness()
+    assert ready and detail.endswith(f"; {info.scheduling_note})")
+    with engine_override(native_engine):
+        assert "one at a time" not in model_readiness()[1]
 
 
 def _greedy(loaded, batch: list[list[Message]], steps: int):
