@@ -298,6 +298,20 @@
     link.textContent = title || texts.untitled;
     item.appendChild(link);
     conversationList.insertBefore(item, conversationList.firstChild);
+    showConversationTools(id, title);
+  }
+
+  // Rename and Delete for a conversation started on this page, without a reload.
+  function showConversationTools(id, title) {
+    var tools = document.getElementById("conversation-tools");
+    if (!tools) {
+      return;
+    }
+    var forId = function (url) { return url.replace(/\/0\/(rename|delete)\/$/, "/" + id + "/$1/"); };
+    tools.querySelector(".rename-form").action = forId(tools.dataset.renameUrl);
+    tools.querySelector(".delete-form").action = forId(tools.dataset.deleteUrl);
+    tools.querySelector(".rename-form input[name=title]").value = title || "";
+    tools.hidden = false;
   }
 
   // --- the websocket -----------------------------------------------------------------------------

@@ -125,8 +125,16 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
             assert "<img src=x" in page.text_content(".msg-user .msg-body")
             page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
 
-            # Reload: the address names the conversation; it is in the list with both messages.
+            # Rename and Delete are there for the new conversation without a reload.
             assert "?c=" in page.url
+            conversation_id = page.url.split("?c=", 1)[1]
+            assert page.is_visible("#conversation-tools .rename-form button")
+            rename_action = page.get_attribute("#conversation-tools .rename-form", "action")
+            assert rename_action.endswith(f"/conversations/{conversation_id}/rename/"), rename_action
+            delete_action = page.get_attribute("#conversation-tools .delete-form", "action")
+            assert delete_action.endswith(f"/conversations/{conversation_id}/delete/"), delete_action
+
+            # Reload: the address names the conversation; it is in the list with both messages.
             page.reload()
             page.wait_for_selector("#conversation-list li.current a")
             assert "What is on this invoice?" in page.text_content("#conversation-list li.current a")
