@@ -94,7 +94,9 @@ class ChatPolicy(models.Model):
     """A department's chat policy, set by the security administrator (not by the department's
     own administrator, who is the person it restrains)."""
 
-    department = models.OneToOneField("departments.Department", on_delete=models.CASCADE, related_name="chat_policy")
+    department = models.OneToOneField(
+        "departments.Department", on_delete=models.CASCADE, related_name="chat_policy", verbose_name=_("department")
+    )
     # Off by default: a department administrator sees who chatted when, not what was said.
     admin_may_read_content = models.BooleanField(_("department administrators may read message content"), default=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import SetUnusablePasswordMixin
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -44,13 +46,30 @@ ROLE_FOR_ACCESS_HOLDER_REFUSED = _(
 )
 
 
+class ConsolePasswordChangeForm(AuditedAdminPasswordChangeForm):
+    """Django's form joins its two help texts with ``+`` when its module is imported, which
+    translates them once, in whatever language was active then (and leaves the warning in English):
+    joined lazily here, they follow the reader's language."""
+
+    usable_password_help_text = format_lazy(
+        '{}<ul id="id_unusable_warning" class="messagelist"><li class="warning">{}</li></ul>',
+        SetUnusablePasswordMixin.usable_password_help_text,
+        _("If disabled, the current password for this user will be lost."),
+    )
+
+
+@admin.display(description=_("full name"))
+def full_name(user: User) -> str:
+    return user.get_full_name()
+
+
 @admin.register(User)
 class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     """The system administrator's users page. Administrator accounts are read-only here: the
     system administrator must not be able to reset the security or audit administrator's
     password and sign in as them (三权分立)."""
 
-    list_display = ("username", "get_full_name", "source", "admin_role", "is_active", "last_login")
+    list_display = ("username", full_name, "source", "admin_role", "is_active", "last_login")
     list_filter = ("source", "admin_role", "is_active")
     search_fields = ("username", "first_name", "last_name", "email", "employee_number")
     ordering = ("username",)
@@ -70,7 +89,7 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         ),
     )
     readonly_fields = ("source", "admin_role", "last_login", "date_joined", "password_changed_at")
-    change_password_form = AuditedAdminPasswordChangeForm
+    change_password_form = ConsolePasswordChangeForm
     actions = ["unlock_accounts", "reset_two_factor"]
     filter_horizontal = ()
 
@@ -151,7 +170,7 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
 
     audit_event_type = EventType.ROLE_CHANGE
     form = AdministratorRoleForm
-    list_display = ("username", "get_full_name", "source", "admin_role", "is_active")
+    list_display = ("username", full_name, "source", "admin_role", "is_active")
     list_filter = ("admin_role", "source")
     search_fields = ("username", "first_name", "last_name")
     fields = ("username", "first_name", "last_name", "source", "admin_role")

@@ -25,10 +25,17 @@ class Asset(TextKeyOwner):
     shredded with the row even when other uploads keep the blob.
     """
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="assets")
+    id = models.UUIDField(_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.ForeignKey(
+        Department, on_delete=models.PROTECT, related_name="assets", verbose_name=_("department")
+    )
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("uploader's account"),
     )
     # Frozen at upload, so the list still says who uploaded after the account is gone.
     uploaded_by_name = models.CharField(_("uploaded by"), max_length=150, blank=True)

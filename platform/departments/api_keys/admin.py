@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from compliance.admin_audit import AuditedModelAdmin
-from departments.api_keys.models import ApiKey
+from departments.api_keys.models import ApiKey, Scope
 from departments.api_keys.services import api_key_revoke
 from departments.tenancy import all_departments
 
@@ -20,7 +20,7 @@ class ApiKeyAdmin(AuditedModelAdmin):
         "prefix",
         "name",
         "department",
-        "scopes",
+        "scope_labels",
         "expires_at",
         "last_used_at",
         "created_by_name",
@@ -28,13 +28,23 @@ class ApiKeyAdmin(AuditedModelAdmin):
     )
     list_filter = ("department", "revoked_at")
     search_fields = ("prefix", "name", "created_by_name")
-    readonly_fields = [field.name for field in ApiKey._meta.fields if field.name != "secret_hash"]
-    exclude = ("secret_hash",)
+    # The scopes are shown by their names in the reader's language, not as the stored codes.
+    readonly_fields = [
+        "scope_labels" if field.name == "scopes" else field.name
+        for field in ApiKey._meta.fields
+        if field.name != "secret_hash"
+    ]
+    exclude = ("secret_hash", "scopes")
     actions = ["revoke"]
 
     def get_queryset(self, request):
         with all_departments(reason="the security administrator reviews API keys of every department"):
             return ApiKey._base_manager.select_related("department")
+
+    @admin.display(description=_("scopes"))
+    def scope_labels(self, key: ApiKey) -> str:
+        names = dict(Scope.choices)
+        return "; ".join(str(names.get(scope, scope)) for scope in key.scopes)
 
     def has_add_permission(self, request):
         return False

@@ -81,7 +81,12 @@ class ApiKey(models.Model):
     allowed_networks = models.JSONField(_("allowed networks"), default=list, blank=True)
     expires_at = models.DateTimeField(_("expires at"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("creator's account"),
     )
     # Frozen, so the key (and the trail) still says who created it after the account is gone.
     created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
