@@ -360,3 +360,31 @@ def test_the_audit_console_names_events_in_the_readers_language(site):
         client.cookies["django_language"] = language
         page = client.get("/admin/compliance/auditentry/").content.decode()
         assert f"{name} <code>department.create</code>" in page
+
+
+MESSAGES = re.compile(r'<ul class="messagelist">.*?</ul>', re.S)
+
+
+@pytest.mark.parametrize(
+    ("role", "changelist", "action", "model"),
+    [
+        (AdminRole.SECURITY, "/admin/departments/apikey/", "revoke", "departments.ApiKey"),
+        (AdminRole.SYSTEM, "/admin/accounts/user/", "unlock_accounts", "accounts.User"),
+        (AdminRole.SYSTEM, "/admin/accounts/user/", "reset_two_factor", "accounts.User"),
+    ],
+)
+def test_console_actions_and_their_messages_speak_the_readers_language(site, role, changelist, action, model):
+    """The walk sends only GET: the console's actions are posted here, and their names (in the
+    action menu) and their messages checked in both languages."""
+    from django.apps import apps
+
+    client = site.clients[str(role)]
+    target = apps.get_model(model)._base_manager.order_by("pk").last()  # the key k1; the member u2
+    for language in LANGUAGES:
+        client.cookies["django_language"] = language
+        response = client.post(changelist, {"action": action, "_selected_action": [target.pk]}, follow=True)
+        assert response.status_code == 200
+        shown = MESSAGES.search(response.content.decode())
+        assert shown, f"{action}: no message"
+        text = " ".join(visible_text(shown.group(0)))
+        assert (english_words(text) if language == "zh-hans" else chinese_text(text)) == set(), text
