@@ -26,7 +26,7 @@ import threading
 from datetime import timedelta
 
 from django.apps.registry import Apps
-from django.db import connections, models, transaction
+from django.db import connection, connections, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 RUN_APPS = Apps(installed_apps=())
 RUN_STALE = timedelta(hours=1)
 TABLE = "compliance_auditverifyrun"
+# Serialises starts across processes (PostgreSQL advisory lock, held to the end of the start's
+# transaction), so two auditors clicking at once get one run. SQLite serialises writers anyway.
+START_LOCK = 0x61756476  # "audv"
 
 
 class RunState(models.TextChoices):
@@ -118,6 +121,9 @@ def verify_run_start(*, acting_user) -> tuple[AuditVerifyRun, bool]:
     """Record a run and start it once the row is committed; a run already in progress is
     returned instead (``created`` False). The start is audited in the same transaction."""
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [START_LOCK])
         active = verify_run_active()
         if active is not None:
             return active, False
