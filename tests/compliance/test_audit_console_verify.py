@@ -7,6 +7,7 @@ these tests are transactional and wait for the run's row with a deadline."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -140,3 +141,30 @@ def test_other_roles_are_refused_through_the_policy_and_the_refusal_is_audited(c
         requested_by_id="1", requested_by_name="audrey", requested_at="2026-01-01T00:00Z"
     )
     assert client.get(f"/audit/verify/{run.pk}/").status_code == 403
+
+
+def test_a_verifier_that_crashes_leaves_a_failed_run_recorded(client, auditor, signed_chain, monkeypatch):
+    def crash():
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("compliance.verify_runs.audit_chain_verify", crash)
+    client.force_login(auditor)
+    run = finished(start(client).pk)
+    assert run.state == RunState.FAILED and run.ok is None and "disk on fire" in run.message
+    (outcome,) = verify_entries("finish")
+    assert outcome.outcome == Outcome.FAILURE and outcome.details["state"] == "failed"
+    assert "could not run" in client.get(f"/audit/verify/{run.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+
+def test_a_run_whose_process_died_is_shown_interrupted_and_does_not_block_a_new_one(client, auditor, signed_chain):
+    client.force_login(auditor)
+    dead = AuditVerifyRun.objects.create(
+        requested_by_id=str(auditor.pk),
+        requested_by_name="audrey",
+        requested_at=timezone.now() - timedelta(hours=2),
+        state=RunState.RUNNING,
+    )
+    body = client.get(f"/audit/verify/{dead.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "interrupted" in body and 'http-equiv="refresh"' not in body
+    run = finished(start(client).pk)
+    assert run.pk != dead.pk and run.ok is True
