@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from inference.engine.core import Engine, EngineLimits
 from inference.engine.errors import MODEL_LOADING, InferenceError, ModelLoadError, ModelUnavailable
@@ -37,10 +40,52 @@ def limits_from_settings() -> EngineLimits:
 
 
 # --- the process-wide engine ------------------------------------------------------------------
+# Two locks: ``_state_lock`` guards the fields below and is only ever held for a moment, so that
+# /readyz, require_engine() and start_loading() answer at once while a load takes minutes;
+# ``_load_lock`` is held for a whole load, so that concurrent get_engine() callers load once.
 _engine: Engine | None = None
 _engine_error: InferenceError | None = None
-_engine_lock = threading.Lock()
+_state_lock = threading.Lock()
+_load_lock = threading.Lock()
 _loading_thread: threading.Thread | None = None
+_progress: LoadProgress | None = None
+_stopping: str = ""  # why the process takes no new turns (set by inference.shutdown), or ""
+
+# What /readyz reports while the model loads (the loader itself reports no finer progress).
+LOAD_STAGE_STARTING = "starting"
+LOAD_STAGE_WEIGHTS = "verifying the files and loading the weights"
+LOAD_STAGE_RECORDING = "recording the load"
+LOAD_STAGE_ENGINE = "starting the engine"
+
+
+@dataclass
+class LoadProgress:
+    stage: str
+    started: float = field(default_factory=time.monotonic)
+    stage_started: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "stage": self.stage,
+            "elapsed_seconds": round(now - self.started, 1),
+            "stage_elapsed_seconds": round(now - self.stage_started, 1),
+        }
+
+
+def _stage(stage: str) -> None:
+    global _progress
+    with _state_lock:
+        if _progress is None:
+            _progress = LoadProgress(stage)
+        else:
+            _progress.stage, _progress.stage_started = stage, time.monotonic()
+
+
+def model_load_progress() -> dict[str, Any] | None:
+    """The running load's stage and seconds, or None when no load is under way."""
+    progress = _progress
+    return progress.as_dict() if progress is not None else None
 
 
 def record_model_load(loaded: LoadedModel) -> None:
@@ -129,6 +174,7 @@ def load_engine_from_settings() -> Engine:
     from inference.registry.selectors import model_version_active
 
     active = model_version_active()
+    _stage(LOAD_STAGE_WEIGHTS)
     if active is None:
         path = str(settings.MODEL_PATH)
         options = {
@@ -162,6 +208,7 @@ def load_engine_from_settings() -> Engine:
         loaded.quantization_reason,
         loaded.load_seconds,
     )
+    _stage(LOAD_STAGE_RECORDING)
     if active is None:
         from inference.registry.services import model_installation_record
 
@@ -169,26 +216,36 @@ def load_engine_from_settings() -> Engine:
             manifest_sha256=loaded.manifest_sha256, name=loaded.name, path=loaded.path, family=loaded.family
         )
     record_model_load(loaded)
+    _stage(LOAD_STAGE_ENGINE)
     return Engine(loaded, limits_from_settings())
 
 
 def get_engine() -> Engine:
     """The process's engine, loading it on first use; a failed load is remembered and re-raised."""
-    global _engine, _engine_error
-    if _engine is not None:
-        return _engine
-    with _engine_lock:
-        if _engine is None:
+    global _engine, _engine_error, _progress
+    engine = _engine
+    if engine is not None:
+        return engine
+    with _load_lock:
+        with _state_lock:
+            if _engine is not None:
+                return _engine
             if _engine_error is not None:
                 raise _engine_error
-            try:
-                _engine = load_engine_from_settings()
-            except InferenceError as exc:
+            _progress = LoadProgress(LOAD_STAGE_STARTING)
+        try:
+            engine = load_engine_from_settings()
+        except InferenceError as exc:
+            with _state_lock:
                 _engine_error = exc
-                raise
-            finally:
-                _close_thread_connection()
-        return _engine
+            raise
+        finally:
+            with _state_lock:
+                _progress = None
+            _close_thread_connection()
+        with _state_lock:
+            _engine = engine
+        return engine
 
 
 def _close_thread_connection() -> None:
@@ -200,10 +257,14 @@ def _close_thread_connection() -> None:
 
 
 def start_loading() -> None:
-    """Begin loading in the background (idempotent): /readyz stays "loading" until it is done."""
+    """Begin loading in the background (idempotent): /readyz stays "loading" until it is done.
+
+    Never waits for a load under way (only the state lock, held for a moment), so a request that
+    asks during a load is answered at once.
+    """
     global _loading_thread
-    with _engine_lock:
-        if _engine is not None or _engine_error is not None or _loading_thread is not None:
+    with _state_lock:
+        if _engine is not None or _engine_error is not None or _loading_thread is not None or _stopping:
             return
         _loading_thread = threading.Thread(target=_load_quietly, name="inference-model-load", daemon=True)
         _loading_thread.start()
@@ -218,42 +279,100 @@ def _load_quietly() -> None:
         logger.exception("model load crashed")
 
 
+def model_code_import() -> float:
+    """Import torch, transformers and the configured family's model class now; returns seconds.
+
+    Importing them is most of what holds the GIL during a load (a C extension's module
+    initialisation and unmarshalling bytecode hold it for up to half a second at a time, measured
+    on the bench-size demo model), while reading and hashing the weights mostly release it.
+    ``manage.py serve`` calls this before the server listens, so that the load that follows in the
+    background leaves the event loop answering (/healthz within milliseconds instead of stalls of
+    0.2-0.8 s). A configuration it cannot read is left for the load itself to report.
+    """
+    import json
+    from pathlib import Path
+
+    from django.conf import settings
+
+    started = time.perf_counter()
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import AutoProcessor, AutoTokenizer  # noqa: F401
+
+    import inference.engine.continuous
+    import inference.engine.generation  # noqa: F401
+    from inference.engine.families import family_for_config, model_class
+
+    try:
+        config = json.loads((Path(settings.MODEL_PATH) / "config.json").read_text(encoding="utf-8"))
+        family = family_for_config(config)
+        if not family.remote_code:  # a remote-code class is the model directory's own code: not before its check
+            model_class(family)
+    except Exception as exc:  # the load itself reports it, with its audit entry
+        logger.debug("model code not imported ahead of the load: %s", exc)
+    return time.perf_counter() - started
+
+
 def current_engine() -> Engine | None:
     """The engine if it is loaded, without triggering a load (for stats and metrics)."""
     return _engine
 
 
 def model_readiness() -> tuple[bool, str]:
-    """The /readyz check: ready once the model is loaded; the first poll starts the load."""
-    if _engine is not None:
-        info = _engine.info()
+    """The /readyz check: ready once the model is loaded; the first poll starts the load.
+
+    While loading, /readyz adds ``model_load_progress()`` (the ``progress`` attribute below).
+    """
+    if _stopping:
+        return False, _stopping
+    engine = _engine
+    if engine is not None:
+        info = engine.info()
         # A family served one request at a time (no per-step batching) says so here.
         note = f"; {info.scheduling_note}" if getattr(info, "scheduling", "") == "one_at_a_time" else ""
         return True, f"{info.name} ({info.quantization} on {info.device}{note})"
-    if _engine_error is not None:
-        return False, f"load failed: {_engine_error}"
+    error = _engine_error
+    if error is not None:
+        return False, f"load failed: {error}"
     start_loading()
     return False, MODEL_LOADING
 
 
+model_readiness.progress = model_load_progress  # type: ignore[attr-defined]  (read by config.health)
+
+
 def require_engine() -> Engine:
-    """For request handlers: the engine, or ModelUnavailable (503) while it loads."""
-    if _engine is not None:
-        return _engine
+    """For request handlers: the engine, or ModelUnavailable (503) while it loads or the process
+    stops (a new turn is refused once a shutdown began: inference.shutdown)."""
+    if _stopping:
+        raise ModelUnavailable(_stopping)
+    engine = _engine
+    if engine is not None:
+        return engine
     ready, detail = model_readiness()
-    if ready and _engine is not None:
-        return _engine
+    engine = _engine
+    if ready and engine is not None:
+        return engine
     raise ModelUnavailable(detail)
+
+
+def stopping_set(reason: str) -> None:
+    """From now on no new turn is taken (``reason`` is what callers and /readyz are told); ""
+    takes turns again (tests)."""
+    global _stopping
+    with _state_lock:
+        _stopping = reason
 
 
 def reset_engine() -> None:
     """Shut the process's engine down and forget it (a reload after the model changed; tests)."""
     global _engine, _engine_error, _loading_thread
-    with _engine_lock:
-        engine, _engine, _engine_error = _engine, None, None
+    with _state_lock:
         thread, _loading_thread = _loading_thread, None
     if thread is not None:
         thread.join(60)
+    with _state_lock:
+        engine, _engine, _engine_error = _engine, None, None
     if engine is not None:
         engine.shutdown()
 
@@ -275,13 +394,13 @@ def engine_override(engine: Engine | None) -> Iterator[Engine | None]:
     placeholder = threading.Thread(name="inference-engine-override")
     placeholder.start()
     placeholder.join()
-    with _engine_lock:
+    with _state_lock:
         saved = _engine, _engine_error, _loading_thread
         _engine, _engine_error, _loading_thread = engine, None, placeholder
     try:
         yield engine
     finally:
-        with _engine_lock:
+        with _state_lock:
             # An engine loaded inside the block (get_engine() with a None override) is not the
             # caller's: shut it down rather than leak its worker threads.
             stray = _engine if _engine is not engine and _engine is not saved[0] else None

@@ -22,11 +22,17 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from inference.engine.errors import MODEL_IMAGES_OVER_LIMIT, SCHEDULING_ONE_AT_A_TIME, InvalidRequest
+from inference.engine.errors import (
+    MODEL_IMAGES_OVER_LIMIT,
+    SCHEDULING_ONE_AT_A_TIME,
+    InvalidRequest,
+    ModelUnavailable,
+)
 from inference.engine.handles import Done, GenerationHandle, Result
 from inference.engine.inputs import GenerationRequest, Message, validate_messages, validate_params
 from inference.engine.loading import LoadedModel
@@ -36,6 +42,10 @@ CONTINUOUS = "continuous"  # iteration-level: requests join and leave the runnin
 PER_REQUEST = "per_request"  # one generate call per batch of requests, run to its longest answer
 SCHEDULINGS = (CONTINUOUS, PER_REQUEST)
 ONE_AT_A_TIME = "one_at_a_time"  # what a family the engine cannot batch per step gets
+
+# The Error code of a request ended because the process is stopping (Engine.drain_begin /
+# end_running): a caller stores the turn as failed with this code and tells the person so.
+SHUTTING_DOWN = "shutting_down"
 
 DEMO_LABEL = "demo model — random weights, answers are noise"
 _THROUGHPUT_WINDOW = 60.0
@@ -89,6 +99,10 @@ class Engine:
         self.completion_tokens_total = 0
         self.prompt_tokens_total = 0
         self.errors_total = 0
+        # Requests not finished yet, for a shutdown that ends them (weak: a handle nobody holds
+        # any more is nobody's business); _draining: why submit refuses, once a shutdown began.
+        self._live: weakref.WeakSet[GenerationHandle] = weakref.WeakSet()
+        self._draining = ""
         limits = self.limits
         if limits.scheduling not in SCHEDULINGS:
             raise ValueError(f"scheduling must be one of {', '.join(SCHEDULINGS)}, not {limits.scheduling!r}")
@@ -148,10 +162,14 @@ class Engine:
         request = GenerationRequest(messages=messages, params=params, department=str(department))
         if request_id:
             request.request_id = request_id
+        if self._draining:
+            raise ModelUnavailable(self._draining)
         handle = GenerationHandle(
             request.request_id, timeout=self.limits.timeout_seconds, on_cancel=self.scheduler.withdraw
         )
         self.scheduler.submit(request, handle)
+        with self._stats_lock:
+            self._live.add(handle)
         return handle
 
     def generate(self, messages: list[Message] | tuple[Message, ...], **kwargs: Any) -> Result:
@@ -206,6 +224,36 @@ class Engine:
 
     def shutdown(self) -> None:
         self.scheduler.shutdown()
+
+    # --- stopping the process (inference.shutdown drives these) -----------------------------------
+    def drain_begin(self, message: str) -> int:
+        """Take no new request (``submit`` raises ModelUnavailable(message)) and end the waiting
+        ones with ``Error(message, SHUTTING_DOWN)``; running ones go on. Returns how many waited."""
+        self._draining = message
+        with self.scheduler._cond:
+            waiting = [p.handle for queue in self.scheduler._queues.values() for p in queue]
+        for handle in waiting:
+            handle.fail(message, SHUTTING_DOWN)  # the scheduler drops finished requests from its queue
+        return len(waiting)
+
+    def unfinished(self) -> int:
+        """Requests submitted and not finished yet (waiting or running)."""
+        return len(self._unfinished())
+
+    def end_running(self, message: str) -> int:
+        """End every unfinished request with ``Error(message, SHUTTING_DOWN)`` and free its row
+        at the next decoding step. Returns how many were ended."""
+        handles = self._unfinished()
+        for handle in handles:
+            handle.fail(message, SHUTTING_DOWN)
+            # The Error is final; the cancellation flag makes its row leave the batch at the next
+            # step (cancel() itself does nothing for a finished handle).
+            handle._cancelled.set()
+        return len(handles)
+
+    def _unfinished(self) -> list[GenerationHandle]:
+        with self._stats_lock:
+            return [handle for handle in list(self._live) if not handle.finished]
 
     # --- the worker side ------------------------------------------------------------------------
     def _run(self, batch: list[Pending], release) -> None:

@@ -2,7 +2,9 @@
 
 ``/healthz`` answers as long as the process serves requests. ``/readyz`` runs every registered
 readiness check (database first; apps add theirs with ``register_readiness_check``) and answers
-503 naming the checks that failed.
+503 naming the checks that failed. A check whose function has a ``progress`` attribute (a callable
+returning a dict, or None) reports it while it fails: the model's load says its stage and
+seconds, and the answer's status is "loading" while that is all that is missing.
 """
 
 from __future__ import annotations
@@ -99,12 +101,25 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     results = {}
     ready = True
+    loading_only = True  # every failing check is one still loading
     for name, check in _readiness_checks.items():
+        progress = None
         try:
             ok, detail = check()
+            progress = None if ok else _progress_of(check)
         except Exception as exc:  # a failing dependency must answer 503, not 500
             logger.warning("readiness check %s failed: %s", name, exc)
             ok, detail = False, type(exc).__name__
-        results[name] = {"ok": ok, "detail": detail}
+        results[name] = {"ok": ok, "detail": detail, **({"progress": progress} if progress else {})}
         ready = ready and ok
-    return JsonResponse({"status": "ready" if ready else "not ready", "checks": results}, status=200 if ready else 503)
+        loading_only = loading_only and (ok or bool(progress))
+    status = "ready" if ready else (READY_STATUS_LOADING if loading_only else "not ready")
+    return JsonResponse({"status": status, "checks": results}, status=200 if ready else 503)
+
+
+READY_STATUS_LOADING = "loading"
+
+
+def _progress_of(check: ReadinessCheck) -> dict | None:
+    progress = getattr(check, "progress", None)
+    return progress() if progress is not None else None

@@ -324,6 +324,9 @@ MAX_QUEUE = env_int("MAX_QUEUE", 32, minimum=0, maximum=10000)
 MAX_NEW_TOKENS_CAP = env_int("MAX_NEW_TOKENS_CAP", 2048, minimum=1, maximum=131072)
 DEFAULT_MAX_NEW_TOKENS = env_int("DEFAULT_MAX_NEW_TOKENS", 512, minimum=1, maximum=131072)
 GENERATION_TIMEOUT_SECONDS = env_int("GENERATION_TIMEOUT_SECONDS", 300, minimum=1, maximum=3600)
+# On SIGTERM (manage.py serve): how long running answers get to finish before they are ended with
+# an error; the process exits within this plus about 10 s (docs/operations.md, "Stopping").
+SHUTDOWN_GRACE_SECONDS = env_int("SHUTDOWN_GRACE_SECONDS", 20, minimum=0, maximum=3600)
 BATCH_WINDOW_MS = env_int("BATCH_WINDOW_MS", 15, minimum=0, maximum=1000)
 INFERENCE_WORKERS = env_int("INFERENCE_WORKERS", 1, minimum=1, maximum=16)
 # /readyz includes "model" (and its first poll starts the load); off in the test profile, whose
