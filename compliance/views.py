@@ -23,7 +23,7 @@ from accounts.permissions import Action, requires
 from compliance.chain import canonical_json
 from compliance.events import EventType
 from compliance.export import audit_export
-from compliance.forms import PAGE_SIZE_DEFAULT, PAGE_SIZES, AuditConsoleForm, AuditExportForm
+from compliance.forms import PAGE_SIZE_DEFAULT, AuditConsoleForm, AuditExportForm
 from compliance.masking import masked_preview
 from compliance.models import AuditArchive
 from compliance.preview_crypto import STATE_OPEN, entry_previews_open
@@ -73,8 +73,7 @@ def entry_list(request: HttpRequest) -> HttpResponse:
         # Sealed previews are opened for the audit administrator (this view is theirs alone).
         entry.opened = entry_previews_open(entry, owners)
         entry.details_preview = masked_preview(canonical_json(entry.opened.details), DETAILS_SHOWN)
-        entry.details_truncated = len(canonical_json(entry.opened.details)) > DETAILS_SHOWN
-    query = request.GET.copy()
+    query = data.copy()  # the pager keeps the filters and the size, and moves ``before``
     query.pop("before", None)
     return render(
         request,
@@ -82,7 +81,6 @@ def entry_list(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
-            "page_sizes": PAGE_SIZES,
             "query": query.urlencode(),
             "status": audit_chain_status(),
             "verify_run": verify_run_latest(),
