@@ -175,6 +175,7 @@ def load_engine_from_settings() -> Engine:
 
     active = model_version_active()
     _stage(LOAD_STAGE_WEIGHTS)
+    _test_profile_load_delay()
     if active is None:
         path = str(settings.MODEL_PATH)
         options = {
@@ -220,6 +221,23 @@ def load_engine_from_settings() -> Engine:
     return Engine(loaded, limits_from_settings())
 
 
+# The test profile's deliberately slow load: tests/inference/test_never_stalls.py proves the
+# server answers while a load takes this long (a real load takes minutes; the demo model, less
+# than a second). Read only in the test profile.
+TEST_LOAD_DELAY_VARIABLE = "TEST_MODEL_LOAD_DELAY_SECONDS"
+
+
+def _test_profile_load_delay() -> None:
+    import os
+
+    from django.conf import settings
+
+    if settings.PROFILE == "test":
+        seconds = float(os.environ.get(TEST_LOAD_DELAY_VARIABLE, "0") or 0)
+        if seconds > 0:
+            threading.Event().wait(seconds)
+
+
 def get_engine() -> Engine:
     """The process's engine, loading it on first use; a failed load is remembered and re-raised."""
     global _engine, _engine_error, _progress
@@ -232,7 +250,7 @@ def get_engine() -> Engine:
                 return _engine
             if _engine_error is not None:
                 raise _engine_error
-            _progress = LoadProgress(LOAD_STAGE_STARTING)
+            _progress = _progress or LoadProgress(LOAD_STAGE_STARTING)  # start_loading may have set it
         try:
             engine = load_engine_from_settings()
         except InferenceError as exc:
@@ -262,10 +280,11 @@ def start_loading() -> None:
     Never waits for a load under way (only the state lock, held for a moment), so a request that
     asks during a load is answered at once.
     """
-    global _loading_thread
+    global _loading_thread, _progress
     with _state_lock:
         if _engine is not None or _engine_error is not None or _loading_thread is not None or _stopping:
             return
+        _progress = LoadProgress(LOAD_STAGE_STARTING)  # "loading" from the poll that starts it
         _loading_thread = threading.Thread(target=_load_quietly, name="inference-model-load", daemon=True)
         _loading_thread.start()
 

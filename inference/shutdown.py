@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "the server is shutting down and takes no new requests; try again in a moment"
 STREAM_ENDED = "the server is shutting down: this answer was ended after the {seconds:g} s grace period"
 POLL_SECONDS = 0.05
+RELAY_SECONDS = 3.0  # at most, for the relays of ended streams to store them and say so
 SEAL_SECONDS = 3.0  # at most, for chaining the pending audit entries at the end
 
 
@@ -64,7 +65,12 @@ async def graceful_stop(grace: float, *, hurry: Callable[[], bool] = lambda: Fal
             await asyncio.sleep(POLL_SECONDS)
         if engine.unfinished():
             report.finished_in_grace = False
+            relays = _relay_tasks()
             report.running_ended = engine.end_running(STREAM_ENDED.format(seconds=grace))
+            # The relays store the ended turns and send their error frames before the server
+            # closes the sockets (closing first would leave the person a bare close code).
+            if relays:
+                await asyncio.wait(relays, timeout=RELAY_SECONDS)
     report.seconds = time.monotonic() - started
     logger.warning(
         "shutting down: %d waiting request(s) refused, %s, after %.1f s",
@@ -75,6 +81,17 @@ async def graceful_stop(grace: float, *, hurry: Callable[[], bool] = lambda: Fal
         report.seconds,
     )
     return report
+
+
+def _relay_tasks() -> set[asyncio.Task]:
+    """The event loop's tasks relaying an answer to a websocket (the chat consumer's ``_relay``,
+    found by name: the consumer registers nothing with the engine)."""
+    current = asyncio.current_task()
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if task is not current and getattr(task.get_coro(), "__qualname__", "").endswith("._relay")
+    }
 
 
 def audit_pending_seal() -> int:
