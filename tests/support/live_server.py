@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -28,6 +29,11 @@ from throwaway_services import free_port  # noqa: E402
 
 class LiveServerError(RuntimeError):
     pass
+
+
+def _read_timeout(deadline: float) -> float:
+    """What is left of the caller's deadline (a poll's read never outlives it, nor ends before it)."""
+    return max(0.1, deadline - time.monotonic())
 
 
 class LiveServer:
@@ -52,6 +58,8 @@ class LiveServer:
             DATA_DIR=str(directory / "data"),
             ALLOWED_HOSTS="127.0.0.1,localhost",
             PYTHONUNBUFFERED="1",
+            # stop() sends SIGTERM: answers still running get this long before they are ended
+            SHUTDOWN_GRACE_SECONDS="2",
         )
         if model_path is not None:
             self.env["MODEL_PATH"] = str(model_path)
@@ -122,17 +130,18 @@ class LiveServer:
         command += ["--port", str(self.port), "--log-level", "warning"]
         log = self.log_path.open("w")
         self._process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
         try:
-            wait_until(self._healthy, timeout=timeout, interval=0.2)
+            wait_until(lambda: self._healthy(deadline), timeout=timeout, interval=0.2)
         except WaitTimeout:
             self.stop()
             raise LiveServerError(f"the server did not answer /healthz within {timeout:.0f}s") from None
         return self
 
-    def _healthy(self) -> bool:
+    def _healthy(self, deadline: float) -> bool:
         self._check_running()
         try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=_read_timeout(deadline)) as response:  # noqa: S310
                 return response.status == 200
         except OSError:
             return False
@@ -149,11 +158,13 @@ class LiveServer:
         """
         request = urllib.request.Request(f"{self.base_url}{path}", headers=headers or {})  # noqa: S310 - loopback
         last: list[str] = ["no answer yet"]
+        deadline = time.monotonic() + timeout
 
         def answered() -> dict | None:
             self._check_running()
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                # A slow answer still counts until the deadline (no fixed per-read limit).
+                with urllib.request.urlopen(request, timeout=_read_timeout(deadline)) as response:  # noqa: S310
                     return json.loads(response.read())
             except urllib.error.HTTPError as error:
                 last[0] = error.read().decode(errors="replace")
@@ -171,9 +182,10 @@ class LiveServer:
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+            self._process.terminate()  # SIGTERM: the server drains (inference/shutdown.py) and exits
             try:
-                self._process.wait(timeout=15)
+                grace = float(self.env.get("SHUTDOWN_GRACE_SECONDS", "20"))
+                self._process.wait(timeout=grace + 30)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
