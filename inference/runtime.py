@@ -287,6 +287,12 @@ def start_loading() -> None:
         _progress = LoadProgress(LOAD_STAGE_STARTING)  # "loading" from the poll that starts it
         _loading_thread = threading.Thread(target=_load_quietly, name="inference-model-load", daemon=True)
         _loading_thread.start()
+    # The serving process's engine is being built: under daphne (make run) the drain on SIGTERM
+    # hooks into its reactor here, the one place both its start-up and the first poll pass
+    # (manage.py serve drains from its own server class).
+    from inference.shutdown import daphne_drain_install
+
+    daphne_drain_install()
 
 
 def _load_quietly() -> None:

@@ -141,3 +141,41 @@ def engine_stop() -> None:
     engine = current_engine()
     if engine is not None:
         engine.shutdown()
+
+
+_daphne_hooked = False
+
+
+def daphne_drain_install() -> bool:
+    """Under ``make run``'s server (``runserver``: daphne, Twisted's reactor on asyncio), drain as
+    ``manage.py serve`` does before the reactor stops; False where no such reactor runs.
+
+    Daphne cancels its connections' application instances at the same moment (its own "before
+    shutdown" trigger), so a running chat turn keeps streaming to the end of the grace period and
+    is then ended and stored, but a person whose socket daphne closed first sees a bare close.
+    """
+    global _daphne_hooked
+    import sys
+
+    if _daphne_hooked or "twisted.internet.reactor" not in sys.modules:
+        return _daphne_hooked
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        return False
+
+    def before_shutdown():
+        from django.conf import settings
+
+        return Deferred.fromFuture(loop.create_task(_daphne_stop(float(settings.SHUTDOWN_GRACE_SECONDS))))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    _daphne_hooked = True
+    return True
+
+
+async def _daphne_stop(grace: float) -> None:
+    await graceful_stop(grace)
+    await audit_pending_seal_bounded()

@@ -45,8 +45,10 @@ class LiveServer:
         env: dict[str, str] | None = None,
         profile: str = "test",
         database_url: str | None = None,
+        runserver: bool = False,
     ) -> None:
         self.directory = directory
+        self.runserver = runserver  # served by `manage.py runserver` (daphne, as `make run`) instead
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -126,8 +128,11 @@ class LiveServer:
         self.manage("migrate", "--noinput")
         if prepare is not None:
             prepare(self)
-        command = [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--log-level", "warning"]
+        if self.runserver:
+            command = [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        else:
+            command = [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), "--log-level", "warning"]
         log = self.log_path.open("w")
         self._process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
