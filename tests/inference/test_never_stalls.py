@@ -23,9 +23,7 @@ from inference.engine.errors import MODEL_LOADING
 from inference.runtime import LOAD_STAGE_WEIGHTS, TEST_LOAD_DELAY_VARIABLE
 from inference.shutdown import RELAY_SECONDS, SEAL_SECONDS, STREAM_ENDED
 from inference.shutdown import SHUTTING_DOWN as SHUTTING_DOWN_MESSAGE
-from tests.support.waiting import wait_until_async
-
-pytestmark = pytest.mark.slow
+from tests.support.waiting import wait_until, wait_until_async
 
 PASSWORD = "Never-Stalls-Passw0rd!"
 PREPARE = (
@@ -85,6 +83,7 @@ def login(base_url: str) -> httpx.Client:
     return client
 
 
+@pytest.mark.slow
 def test_the_server_answers_while_the_model_loads(live_server_factory, demo_model_factory):
     from inference.engine.demo_model import DemoModelSpec
 
@@ -175,6 +174,7 @@ async def _turn(url: str, cookie: str, origin: str, *, ref: str, max_new_tokens:
             frames.append({"type": "closed", "code": closed.rcvd.code if closed.rcvd else None})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runserver", [False, True], ids=["serve", "runserver"])
 def test_sigterm_drains_streams_refuses_new_turns_stores_everything_and_exits(
     live_server_factory, endless_demo_model_dir, runserver
@@ -266,3 +266,50 @@ def test_sigterm_drains_streams_refuses_new_turns_stores_everything_and_exits(
     assert result["pending"] == 0, result  # the pending audit entries were chained before the exit
     verify = server.manage("audit_verify", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# --- the engine's side, in process ----------------------------------------------------------------
+def test_a_drain_refuses_new_requests_ends_waiting_ones_and_then_running_ones(make_engine):
+    from inference.engine.errors import ModelUnavailable
+    from inference.engine.handles import Error, Token
+    from inference.engine.inputs import Message
+
+    engine = make_engine(max_concurrent=1)
+    running = engine.submit([Message("user", "go on")], max_new_tokens=2000, min_new_tokens=2000)
+    waiting = engine.submit([Message("user", "me next")], max_new_tokens=4)
+    events = running.events()
+    assert isinstance(next(e for e in events if isinstance(e, Token)), Token)  # it is generating
+    assert engine.unfinished() == 2
+
+    assert engine.drain_begin(SHUTTING_DOWN_MESSAGE) == 1
+    assert waiting.final == Error(SHUTTING_DOWN_MESSAGE, SHUTTING_DOWN)
+    with pytest.raises(ModelUnavailable, match="shutting down"):
+        engine.submit([Message("user", "too late")])
+    assert not running.finished and engine.unfinished() == 1  # the running answer goes on
+
+    assert engine.end_running("ended") == 1
+    assert running.final == Error("ended", SHUTTING_DOWN)
+    # Its row leaves the batch at the next step: the place is free, the step thread idle.
+    wait_until(lambda: engine.scheduler.active() == 0 and engine.unfinished() == 0, timeout=30)
+
+
+def test_graceful_stop_waits_for_answers_that_finish_within_the_grace(make_engine, serve_engine):
+    from inference.engine.handles import Done
+    from inference.engine.inputs import Message
+    from inference.runtime import require_engine, stopping_set
+    from inference.shutdown import graceful_stop
+
+    engine = make_engine()
+    serve_engine(engine)
+    handle = engine.submit([Message("user", "short")], max_new_tokens=48, min_new_tokens=48)
+    wait_until(lambda: handle._history_text, timeout=30)  # admitted and generating
+    try:
+        report = asyncio.run(graceful_stop(60))
+        assert report.finished_in_grace and report.running_ended == 0
+        assert isinstance(handle.final, Done) and handle.final.finish_reason == "length"
+        from inference.engine.errors import ModelUnavailable
+
+        with pytest.raises(ModelUnavailable, match="shutting down"):
+            require_engine()
+    finally:
+        stopping_set("")

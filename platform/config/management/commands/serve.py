@@ -18,7 +18,7 @@ SIGTERM (systemd, docker stop) or Ctrl-C: the server keeps its connections while
 finish, within ``SHUTDOWN_GRACE_SECONDS``, takes no new turn meanwhile, ends what still runs with
 a clear error, then closes the connections, waits at most ``STORE_SECONDS`` for the turns to be
 stored, chains the pending audit entries and exits (``inference.shutdown``; docs/operations.md,
-"Stopping"). A second signal ends the streams at once.
+"Stopping"). A second Ctrl-C (SIGINT) ends the streams at once.
 """
 
 from __future__ import annotations
