@@ -87,4 +87,4 @@ class AuditExportForm(forms.Form):
     since = AuditFilterForm.base_fields["since"]
     until = AuditFilterForm.base_fields["until"]
     department = AuditFilterForm.base_fields["department"]
-    format = forms.ChoiceField(label=_("Format"), choices=[(name, name) for name in FORMATS], initial="jsonl")
+    format = forms.ChoiceField(label=_("Format"), choices=[(name, name.upper()) for name in FORMATS], initial="jsonl")
