@@ -85,3 +85,18 @@ def test_the_image_s_static_build_step_runs_in_the_production_profile(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert (tmp_path / "static" / "staticfiles.json").is_file()  # the manifest production serves from
+
+
+def test_stop_timeouts_leave_room_for_the_drain():
+    """systemd and compose wait long enough on SIGTERM for the default grace and the drain after
+    it (docs/operations.md, "Stopping"): a shorter timeout would kill a process mid-drain."""
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+
+    needed = settings.SHUTDOWN_GRACE_SECONDS + 14
+    unit = (DEPLOY / "systemd" / "platform@.service").read_text()
+    assert int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1)) >= needed
+    compose = (Path(DEPLOY) / "compose.yaml").read_text()
+    assert int(re.search(r"stop_grace_period: (\d+)s", compose).group(1)) >= needed
