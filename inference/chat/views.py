@@ -109,7 +109,7 @@ def chat_texts() -> dict[str, str]:
         "gpu_memory": _("GPU memory"),
         "gpu_load": _("GPU temperature / load"),
         "host_memory": _("Host memory"),
-        "host_load": _("CPU load"),
+        "host_load": _("Machine CPU (all processes)"),
         "error": _("Error: {message}"),
         "error_rate_limited": _("Too many questions in a minute; try again in {retry_after} s."),
         "error_busy": _("The model is busy; try again in {retry_after} s."),

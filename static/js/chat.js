@@ -381,6 +381,9 @@
     turn.article.classList.remove("streaming");
     setBusy(false);
     pollStatus();
+    // The engine frees the answer's place just after its last frame: look again shortly, so the
+    // panel does not keep showing it as generating until the next regular poll.
+    window.setTimeout(pollStatus, 1500);
     scrollDown();
   }
 
