@@ -66,6 +66,12 @@ from inference.runtime import current_engine, require_engine
 logger = logging.getLogger(__name__)
 
 CLOSE_ACCESS_REVOKED = 4403  # no longer a member (removed, demoted, department closed)
+
+
+class TemplateNotFound(protocol.ProtocolError):
+    """The turn names a task template that is not active in the department (audited)."""
+
+
 # Refusals of a prepared turn's files, audited as inference.call with the code as its error.
 _REFUSED_BEFORE_THE_MODEL = frozenset(
     {protocol.CODE_TOO_MANY_PIXELS, protocol.CODE_TOO_MANY_IMAGES, protocol.CODE_UNREADABLE_FILE, protocol.CODE_BUSY}
@@ -421,13 +427,13 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         except ConversationNotFound:
             return protocol.ProtocolError(protocol.CONVERSATION_NOT_FOUND, protocol.CODE_NOT_FOUND)
         except protocol.ProtocolError as problem:
-            if problem.code in _REFUSED_BEFORE_THE_MODEL:
-                # The turn's files cannot be shown to the model: refused like a busy engine, audited.
+            if problem.code in _REFUSED_BEFORE_THE_MODEL or isinstance(problem, TemplateNotFound):
+                # The turn's files (or its template) cannot be used: refused like a busy engine, audited.
                 with request_context(self._context(request_id)):
                     inference_refusal_record(
                         department=self.department,
                         user=self.user,
-                        reason=problem.code,
+                        reason="template_not_found" if isinstance(problem, TemplateNotFound) else problem.code,
                         call=self._model_call(request, info),
                     )
             return problem  # (a file id not in this department was recorded by asset_get)
@@ -466,6 +472,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
 
         with request_context(self._context(request_id)), department_scope(self.department_id):
             department = self.department
+            model_text = self._model_text(request)  # an unknown template is refused before any file is read
             assets = []
             for asset_id in request.asset_ids:
                 try:
@@ -483,7 +490,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 )
                 history = conversation_history(conversation=conversation, turns=settings.CHAT_HISTORY_TURNS)
             try:
-                return self._prepare_images(request, assets, conversation, history)
+                return self._prepare_images(request, model_text, assets, conversation, history)
             except ImageBudgetExceeded as over:
                 raise protocol.ProtocolError(str(over), over.code) from None
             except AssetUnreadable as unreadable:
@@ -498,17 +505,17 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             return request.text
         template = task_template_list_active(department=self.department).filter(slug=request.template).first()
         if template is None:
-            raise protocol.ProtocolError(protocol.TEMPLATE_NOT_FOUND, protocol.CODE_NOT_FOUND)
+            raise TemplateNotFound(protocol.TEMPLATE_NOT_FOUND, protocol.CODE_NOT_FOUND)
         return template_model_text(template, request.text)
 
-    def _prepare_images(self, request: protocol.TurnStart, assets: list, conversation, history) -> Prepared:
+    def _prepare_images(
+        self, request: protocol.TurnStart, model_text: str, assets: list, conversation, history
+    ) -> Prepared:
         """The turn's images and the history's, counted and costed from the files' stored sizes
         before any is decoded (inference.image_budget): the turn's own files must fit (a PDF's
         pages beyond the image count are left out, as before); earlier turns' images come along,
         newest first, while both the count and the pixels last, and older ones travel as text."""
         from assets.reading import asset_decode_cost, asset_page_images, asset_unusable_page
-
-        model_text = self._model_text(request)  # before anything is decoded
 
         budget = ImageBudget()
         current: list[tuple[Any, int]] = []  # (asset, pages to decode)

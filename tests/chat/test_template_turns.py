@@ -29,6 +29,14 @@ def stored_question(personas, message_id: int) -> str:
         return message.content
 
 
+@sync_to_async
+def last_refusal():
+    from compliance.events import EventType
+    from compliance.models import AuditEntry
+
+    return AuditEntry.objects.filter(event_type=EventType.INFERENCE).latest("sequence")
+
+
 def spy_on_submissions(engine, monkeypatch) -> list:
     seen = []
     submit = engine.submit
@@ -61,6 +69,8 @@ async def test_a_template_turn_sends_the_schema_to_the_model_and_stores_the_text
     await chat.send_to(text_data=frame("turn.start", ref="x", text=text, template="no-such", params=SHORT_TURN))
     error = await receive(chat)
     assert (error["type"], error["code"], error["ref"]) == ("error", "not_found", "x")
+    refusal = await last_refusal()
+    assert refusal.details["error"] == "template_not_found" and refusal.details["attempts"] == 0
     await chat.send_to(text_data=frame("turn.start", ref="y", text=text, template=["bad"], params=SHORT_TURN))
     error = await receive(chat)
     assert (error["type"], error["code"]) == ("error", "bad_frame") and "template" in error["message"]
