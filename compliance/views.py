@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.permissions import Action, requires
+from accounts.permissions import Action, refusal_record, requires
 from compliance.chain import canonical_json
 from compliance.events import EventType
 from compliance.export import audit_export
@@ -94,6 +94,14 @@ def entry_list(request: HttpRequest) -> HttpResponse:
 def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
     entry = audit_entry_get(sequence=sequence)
     if entry is None:
+        refusal_record(
+            action=Action.AUDIT_VIEW,
+            reason="no such audit entry",
+            actor=request.user,
+            object_type="compliance.auditentry",
+            object_id=str(sequence),
+            path=request.path,
+        )
         raise Http404(ENTRY_NOT_FOUND)
     opened = entry_previews_open(entry)
     audit_record(
@@ -129,15 +137,28 @@ def verify_start(request: HttpRequest) -> HttpResponse:
 def verify_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = verify_run_get(pk=pk)
     if run is None:
+        refusal_record(
+            action=Action.AUDIT_VIEW,
+            reason="no such verification run",
+            actor=request.user,
+            object_type="compliance.auditverifyrun",
+            object_id=str(pk),
+            path=request.path,
+        )
         raise Http404(RUN_NOT_FOUND)
-    audit_record(
-        event_type=EventType.AUDIT_VIEW,
-        actor=request.user,
-        object_type="compliance.auditverifyrun",
-        object_id=str(run.pk),
-        object_repr=str(run),
-        details={"view": "verify", "run": run.pk, "state": run.state},
-    )
+    # Recorded once per state this session has seen (started, then finished): the page reloads
+    # itself every few seconds while the run goes on, and each reload is not a new look.
+    seen_key = f"audit_verify_run_seen_{run.pk}"
+    if request.session.get(seen_key) != run.state:
+        audit_record(
+            event_type=EventType.AUDIT_VIEW,
+            actor=request.user,
+            object_type="compliance.auditverifyrun",
+            object_id=str(run.pk),
+            object_repr=str(run),
+            details={"view": "verify", "run": run.pk, "state": run.state},
+        )
+        request.session[seen_key] = run.state
     return render(
         request,
         "compliance/verify_run.html",

@@ -91,7 +91,20 @@ def test_an_intact_chain_is_verified_in_the_background_and_every_step_is_audited
     body = client.get(f"/audit/verify/{run.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "intact" in body and 'http-equiv="refresh"' not in body
     viewed = [e for e in AuditEntry.objects.filter(event_type=EventType.AUDIT_VIEW) if e.object_id == str(run.pk)]
-    assert len([e for e in viewed if "action" not in e.details]) == 2  # each look at the page
+    looks = [e.details["state"] for e in viewed if "action" not in e.details]
+    # Each state this session saw is recorded once (the page's own reloads are not new looks).
+    assert looks[-1] == RunState.DONE and len(looks) == len(set(looks)), looks
+    client.get(f"/audit/verify/{run.pk}/")
+    client.get(f"/audit/verify/{run.pk}/")
+    again = [e for e in AuditEntry.objects.filter(event_type=EventType.AUDIT_VIEW) if e.object_id == str(run.pk)]
+    assert len(again) == len(viewed)
+    # Another session's look is its own.
+    other = type(client)()
+    other.force_login(auditor)
+    other.get(f"/audit/verify/{run.pk}/")
+    assert len(
+        [e for e in AuditEntry.objects.filter(event_type=EventType.AUDIT_VIEW) if e.object_id == str(run.pk)]
+    ) == (len(viewed) + 1)
     # The console names the latest run.
     assert f"/audit/verify/{run.pk}/" in client.get("/audit/").content.decode()
 
@@ -168,3 +181,14 @@ def test_a_run_whose_process_died_is_shown_interrupted_and_does_not_block_a_new_
     assert "interrupted" in body and 'http-equiv="refresh"' not in body
     run = finished(start(client).pk)
     assert run.pk != dead.pk and run.ok is True
+
+
+def test_an_unknown_run_or_entry_answers_404_and_the_refusal_is_audited(client, auditor, signed_chain):
+    client.force_login(auditor)
+    assert client.get("/audit/verify/999999/").status_code == 404
+    assert client.get("/audit/entries/999999/").status_code == 404
+    denied = AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED).order_by("sequence")
+    assert [(e.object_type, e.object_id) for e in denied][-2:] == [
+        ("compliance.auditverifyrun", "999999"),
+        ("compliance.auditentry", "999999"),
+    ]
