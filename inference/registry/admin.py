@@ -12,13 +12,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.permissions import Action, allowed, authorize_request
+from accounts.permissions import Action, allowed, authorize_request, object_not_found
 from inference.registry.models import ModelActivation, ModelVersion
 from inference.registry.selectors import model_version_active, model_version_previous
 from inference.registry.services import (
@@ -29,6 +28,21 @@ from inference.registry.services import (
     model_version_register,
     model_version_rollback,
 )
+
+
+def _version_or_404(request, version_id: int, action: Action) -> ModelVersion:
+    """The version, or a 404 whose refusal is recorded like every other one."""
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        raise object_not_found(
+            action=action,
+            subject=request.user,
+            model=ModelVersion,
+            object_id=version_id,
+            reason="no such model version",
+            path=request.path,
+        )
+    return version
 
 
 class ModelVersionRegisterForm(forms.Form):
@@ -130,7 +144,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         version = model_version_approve(
-            version=get_object_or_404(ModelVersion, pk=version_id), acting_user=request.user
+            version=_version_or_404(request, version_id, Action.MODEL_APPROVE), acting_user=request.user
         )
         messages.success(request, gettext("Approved %(name)s.") % {"name": version.name})
         return HttpResponseRedirect(self._registry_url())
@@ -141,7 +155,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         try:
             activation = model_version_activate(
-                version=get_object_or_404(ModelVersion, pk=version_id), acting_user=request.user
+                version=_version_or_404(request, version_id, Action.MODEL_ACTIVATE), acting_user=request.user
             )
         except VersionNotApproved:
             messages.error(

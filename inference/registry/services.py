@@ -254,10 +254,13 @@ def department_model_access_set(
         )
     name = _name_of(acting_user)
     with transaction.atomic(durable=True), department_scope(department):
+        # Two administrators making the department's first choice at once: the department row's
+        # lock makes the second wait and then see the first one's defaults.
+        type(department).objects.select_for_update().filter(pk=department.pk).first()
         if not DepartmentModelAccess.objects.exists():
             for default in ModelVersion.objects.filter(installation=True, approved_at__isnull=False):
-                DepartmentModelAccess.objects.create(
-                    department=department, version=default, enabled=True, changed_by_name=name
+                DepartmentModelAccess.objects.get_or_create(
+                    department=department, version=default, defaults={"enabled": True, "changed_by_name": name}
                 )
         access, _created = DepartmentModelAccess.objects.update_or_create(
             department=department, version=version, defaults={"enabled": enabled, "changed_by_name": name}

@@ -445,3 +445,11 @@ def test_v1_follows_the_departments_choice(served, installed, second_model_dir, 
     assert denial.details["reason"] == "the model is not enabled for the department"
     assert denial.object_id == installed.manifest_sha256
     assert client.get(f"/v1/models/{name}").status_code == 404
+
+
+def test_an_unknown_version_answers_404_and_the_refusal_is_recorded(installed, console):
+    system, security = console("system"), console("security")
+    assert security.post(f"{REGISTRY}999999/approve/").status_code == 404
+    assert (last_denial().object_id, last_denial().details["action"]) == ("999999", "model.approve")
+    assert system.post(f"{REGISTRY}999999/activate/").status_code == 404
+    assert (last_denial().object_id, last_denial().details["action"]) == ("999999", "model.activate")
