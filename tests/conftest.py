@@ -7,6 +7,7 @@ nothing of A.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,31 @@ def demo_model_factory(tmp_path_factory):
 def shared_demo_model_dir(demo_model_factory) -> Path:
     """The tiny demo model (Qwen2.5-VL family) with its manifest, built once per test session."""
     return demo_model_factory()
+
+
+@pytest.fixture(scope="session")
+def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory) -> Path:
+    """The demo model with every special token suppressed (generation_config.json's suppress_tokens,
+    which the engine honours as generate does): random weights would otherwise end some answers
+    after a few tokens, and a token that decodes to nothing would make no visible progress. Every
+    answer runs to its length, growing at every step."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from inference.engine.manifest import manifest_write
+
+    target = tmp_path_factory.mktemp("endless") / "model"
+    shutil.copytree(shared_demo_model_dir, target)
+    config_path = target / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    eos = config["eos_token_id"]
+    special = set(AutoTokenizer.from_pretrained(target).all_special_ids)
+    special |= set(eos if isinstance(eos, list) else [eos])
+    config["suppress_tokens"] = sorted(special)
+    config_path.write_text(json.dumps(config))
+    manifest_write(target)
+    return target
 
 
 @pytest.fixture(scope="session")

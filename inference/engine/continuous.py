@@ -96,6 +96,9 @@ class ContinuousBatch:
             from transformers import RepetitionPenaltyLogitsProcessor
 
             self.repetition = RepetitionPenaltyLogitsProcessor(float(penalty))
+        # ... and never chooses a token the model's generation config suppresses (suppress_tokens).
+        suppressed = getattr(self.model.generation_config, "suppress_tokens", None) or ()
+        self.suppressed = sorted({int(token) for token in suppressed})
 
     # --- the scheduler's side -------------------------------------------------------------------
     def add(self, row: Row) -> None:
@@ -347,6 +350,8 @@ class ContinuousBatch:
         if self.repetition is not None:
             seen = torch.tensor([entry.prompt_ids + row.generated], dtype=torch.long, device=scores.device)
             scores = self.repetition(seen, scores)
+        if self.suppressed:
+            scores[:, self.suppressed] = float("-inf")
         if len(row.generated) < row.request.params.min_new_tokens and self.tracker.eos_list:
             scores[:, self.tracker.eos_list] = float("-inf")
         if not entry.warpers:

@@ -45,25 +45,6 @@ print(json.dumps([[e.event_type, e.outcome, e.details] for e in rows], ensure_as
 """
 
 
-@pytest.fixture(scope="module")
-def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory) -> Path:
-    """The demo model with its end-of-turn token suppressed: random weights would otherwise end
-    some answers after a few tokens, before the test can press stop while tokens are arriving."""
-    import shutil
-
-    from inference.engine.manifest import manifest_write
-
-    target = tmp_path_factory.mktemp("endless") / "model"
-    shutil.copytree(shared_demo_model_dir, target)
-    config_path = target / "generation_config.json"
-    config = json.loads(config_path.read_text())
-    eos = config["eos_token_id"]
-    config["suppress_tokens"] = eos if isinstance(eos, list) else [eos]
-    config_path.write_text(json.dumps(config))
-    manifest_write(target)
-    return target
-
-
 def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
     if not Path(CHROMIUM).exists():

@@ -326,6 +326,25 @@ def test_the_models_own_repetition_penalty_applies_as_in_generate(demo_model_fac
     assert bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps) != solo  # it mattered
 
 
+def test_the_models_suppressed_tokens_are_never_chosen_as_in_generate(demo_model_factory, recorder):
+    # generation_config.json's suppress_tokens: generate never picks them; neither does a row here,
+    # greedy or sampled hot, nor does a suppressed end-of-turn token end an answer early.
+    loaded = load_model(demo_model_factory(DemoModelSpec(family="qwen2_vl")), quantization="fp32")
+    vocabulary = loaded.model.get_output_embeddings().weight.shape[0]
+    allowed = {40, 41, 42}
+    loaded.model.generation_config.suppress_tokens = [t for t in range(vocabulary) if t not in allowed]
+    engine = recorder(loaded)
+    greedy = engine.submit([Message("user", "Colour?", images=(RED,))], max_new_tokens=24)
+    hot = engine.submit([Message("user", "Tell a story.")], max_new_tokens=24, temperature=2.0, seed=3)
+    for handle in (greedy, hot):
+        result = handle.result()
+        assert result.usage.completion_tokens == 24, result.finish_reason
+        assert set(engine.ids(handle)) <= allowed, engine.ids(handle)
+    loaded.model.generation_config.suppress_tokens = None
+    free = recorder(loaded).submit([Message("user", "Tell a story.")], max_new_tokens=24, temperature=2.0, seed=3)
+    assert not set(free.result().text) <= set(loaded.processor.tokenizer.decode(sorted(allowed)))  # it mattered
+
+
 def test_sampled_and_greedy_requests_share_steps_and_a_seed_still_reproduces(continuous_model, recorder):
     engine = recorder(continuous_model("qwen2_5_vl"))
     messages = [Message("user", "Tell a story.")]

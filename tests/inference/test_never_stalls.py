@@ -36,24 +36,6 @@ PREPARE = (
 )
 
 
-@pytest.fixture(scope="module")
-def endless_demo_model_dir(shared_demo_model_dir, tmp_path_factory):
-    """The demo model with its end-of-turn token suppressed, so an answer runs to its length."""
-    import shutil
-
-    from inference.engine.manifest import manifest_write
-
-    target = tmp_path_factory.mktemp("endless") / "model"
-    shutil.copytree(shared_demo_model_dir, target)
-    config_path = target / "generation_config.json"
-    config = json.loads(config_path.read_text())
-    eos = config["eos_token_id"]
-    config["suppress_tokens"] = eos if isinstance(eos, list) else [eos]
-    config_path.write_text(json.dumps(config))
-    manifest_write(target)
-    return target
-
-
 def timed_get(url: str, *, headers: dict[str, str] | None = None) -> tuple[float, int, bytes]:
     request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback
     started = time.perf_counter()
