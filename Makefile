@@ -42,9 +42,10 @@ demo-passwords: setup
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.runtime-installed: requirements.txt | $(PY)
+$(VENV)/.runtime-installed: requirements.txt requirements-nodeps.txt | $(PY)
 	scripts/system-packages run
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed

@@ -4,7 +4,8 @@
     python scripts/dependency_audit.py [--output FILE]   (default: $DEPENDENCY_AUDIT_RESULT, else
                                                           $DATA_DIR/dependency-audit.json, else var/)
 
-Runs pip-audit over requirements.txt. A known vulnerability fails the run unless it is listed in
+Runs pip-audit over requirements.txt and requirements-nodeps.txt. A known vulnerability fails
+the run unless it is listed in
 deploy/dependency-audit-accepted.txt (``ID package reason...`` per line). Packages the
 vulnerability service could not answer for are reported as *unverified*, never as clean: the
 result file says so, and `manage.py compliance_report` shows IP-3 as failing until a run has
@@ -53,6 +54,8 @@ def main() -> int:
             str(pip_audit),
             "-r",
             str(ROOT / "requirements.txt"),
+            "-r",
+            str(ROOT / "requirements-nodeps.txt"),
             "--disable-pip",
             "--no-deps",
             "--format",

@@ -117,3 +117,26 @@ def api_key_links(request: HttpRequest) -> list[Link]:
         for membership in membership_list_for_user(user=user)
         if _allowed(request, Action.DEPARTMENT_API_KEY_MANAGE, department=membership.department, membership=membership)
     ]
+
+
+def department_links(request: HttpRequest, department, membership=None) -> list[Link]:
+    """The department's pages (the bar under its name) that the request's user may open.
+
+    Each entry names its action; a page is listed only where ``allowed`` says so. A feature adds
+    its page here, one entry, with the action its view asks.
+    """
+    if _user(request) is None:
+        return []
+    slug = department.slug
+    candidates = [
+        (Action.CHAT, Link("chat", _("Chat"), reverse("chat:home", args=[slug]))),
+        (Action.ASSET_VIEW, Link("files", _("Files"), reverse("assets:list", args=[slug]))),
+        (
+            Action.CONVERSATION_VIEW_ANY,
+            Link("conversations", _("Department conversations"), reverse("chat:admin_conversations", args=[slug])),
+        ),
+        (Action.TASK_TEMPLATE_MANAGE, Link("templates", _("Task templates"), reverse("chat:templates", args=[slug]))),
+    ]
+    return [
+        link for action, link in candidates if _allowed(request, action, department=department, membership=membership)
+    ]

@@ -126,6 +126,13 @@ class Action(StrEnum):
     DEPARTMENT_MEMBERS_VIEW = "department.members_view"
     DEPARTMENT_API_KEY_MANAGE = "department.api_key_manage"
     DEPARTMENT_MODEL_MANAGE = "department.model_manage"  # which approved models the department uses
+    CONVERSATION_EXPORT = "conversation.export"  # Markdown/JSON of one's own conversation
+    EXTRACTION_RUN = "extraction.run"  # the portal's extraction and batch screens
+    EXTRACTION_REVIEW = "extraction.review"  # a reviewer's correction (the original is kept)
+    DOCUMENT_SEARCH = "document.search"  # full text over the department's documents
+    USAGE_VIEW = "usage.view"  # requests and tokens of the department, by day and person: counts only
+    # --- the system administrator: usage of every department (counts only, never content)
+    USAGE_VIEW_ALL = "usage.view_all"
     # --- REST API keys, one action per scope
     API_CHAT = "api.chat"
     API_ASSETS_READ = "api.assets_read"
@@ -235,6 +242,12 @@ POLICY: Mapping[Action, Grant] = {
     Action.DEPARTMENT_MEMBERS_VIEW: _department(_D),
     Action.DEPARTMENT_API_KEY_MANAGE: _department(_D),
     Action.DEPARTMENT_MODEL_MANAGE: _department(_D),
+    Action.CONVERSATION_EXPORT: _department(owners=(_M, _D), hides=True),
+    Action.EXTRACTION_RUN: _department(_M, _D),
+    Action.EXTRACTION_REVIEW: _department(_D, owners=(_M,)),
+    Action.DOCUMENT_SEARCH: _department(_M, _D, scope="assets:read"),
+    Action.USAGE_VIEW: _department(_D),
+    Action.USAGE_VIEW_ALL: _admins(_S),
     Action.API_CHAT: Grant(api_scope="chat"),
     Action.API_ASSETS_READ: Grant(api_scope="assets:read"),
     Action.API_ASSETS_WRITE: Grant(api_scope="assets:write"),

@@ -73,6 +73,7 @@ ADMIN_EXPECTED = {
     Action.AUDIT_VIEW: {"audit"},
     Action.AUDIT_EXPORT: {"audit"},
     Action.COMPLIANCE_REPORT_VIEW: {"security", "audit"},
+    Action.USAGE_VIEW_ALL: {"system"},  # counts only, never content
 }
 # Department actions on department A (finance): non-members 404, members lacking the role 403.
 MEMBER_AND_ADMIN = {"department_admin": OK, "member": OK}
@@ -88,11 +89,16 @@ DEPARTMENT_EXPECTED = {
     Action.DEPARTMENT_MEMBERS_VIEW: ADMIN_ONLY,
     Action.DEPARTMENT_API_KEY_MANAGE: ADMIN_ONLY,
     Action.DEPARTMENT_MODEL_MANAGE: ADMIN_ONLY,
+    Action.EXTRACTION_RUN: MEMBER_AND_ADMIN,
+    Action.DOCUMENT_SEARCH: MEMBER_AND_ADMIN,
+    Action.USAGE_VIEW: ADMIN_ONLY,
 }
 # Actions on an object owned by the member (bob): who else may take them.
 OWNED_EXPECTED = {
     Action.ASSET_DELETE: {"department_admin": OK, "member": OK},  # the uploader or an administrator
     Action.CONVERSATION_OWN: {"department_admin": NOT_FOUND, "member": OK},  # private: the owner only
+    Action.CONVERSATION_EXPORT: {"department_admin": NOT_FOUND, "member": OK},  # as CONVERSATION_OWN
+    Action.EXTRACTION_REVIEW: {"department_admin": OK, "member": OK},  # its requester or an administrator
 }
 SWITCHED_EXPECTED = {Action.CONVERSATION_CONTENT_VIEW}  # the department administrator, if the policy allows
 API_SCOPES = {

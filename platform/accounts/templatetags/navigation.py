@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from accounts.navigation import account_links, api_key_links, console_links, model_links
+from accounts.navigation import account_links, api_key_links, console_links, department_links, model_links
 from departments.views import landing_url
 
 register = template.Library()
@@ -28,4 +28,14 @@ def user_menu(context) -> dict:
         "language_next": context.get("language_next") or request.get_full_path(),
         "csrf_token": context.get("csrf_token"),
         "LANGUAGE_CODE": context.get("LANGUAGE_CODE"),
+    }
+
+
+@register.inclusion_tag("navigation/department_nav.html", takes_context=True)
+def department_nav(context, department, current: str = "") -> dict:
+    """``{% department_nav department "files" %}``: the department's pages, the current one marked."""
+    request = context.get("request")
+    return {
+        "links": department_links(request, department, context.get("membership")) if request is not None else [],
+        "current": current,
     }
