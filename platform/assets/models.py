@@ -73,3 +73,6 @@ class Asset(TextKeyOwner):
     @property
     def is_pdf(self) -> bool:
         return self.content_type == "application/pdf"
+
+
+from assets.documents.models import TextLayer  # noqa: E402,F401  (the text layer: assets.documents)
