@@ -83,9 +83,9 @@ def check_ip3() -> list[Evidence]:
         return [
             manual(
                 _(
-                    "no dependency audit result at DEPENDENCY_AUDIT_RESULT={path}: schedule "
-                    "scripts/dependency_audit.py "
-                    "against the site's internal advisory mirror, or show the assessor the organisation's own audit"
+                    "no dependency audit result at DEPENDENCY_AUDIT_RESULT={path}: enable "
+                    "deploy/systemd/platform-dependency-audit.timer (scripts/dependency_audit.py), or show the "
+                    "assessor the organisation's own audit"
                 ),
                 path=str(path),
             )
@@ -121,8 +121,8 @@ def check_ip3() -> list[Evidence]:
         evidence.append(
             manual(
                 _(
-                    "the result does not say which advisory database it used: show the assessor the scheduled run "
-                    "against the internal mirror"
+                    "the result does not say which advisory service it used: show the assessor the scheduled run "
+                    "and its service"
                 )
             )
         )

@@ -519,3 +519,54 @@ def test_sm2_an_active_model_version_must_be_approved(make_user):
     ModelActivation.objects.create(version=unapproved, kind=ActivationKind.ACTIVATION, activated_by_name="sys")
     sm2 = control("SM-2")
     assert sm2.status == FAIL and "qwen-unreviewed" in sm2.evidence[-1]
+
+
+def _dependency_audit_script():
+    import runpy
+
+    return runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "dependency_audit.py"))
+
+
+def test_ip3_passes_on_what_the_audit_script_itself_writes(settings, tmp_path):
+    """The script's own result (pip-audit's JSON report shape) is what the report accepts: it
+    names its service, a clean run passes, an unanswered package is not clean."""
+    script = _dependency_audit_script()
+    clean = {"dependencies": [{"name": "Django", "version": "5.2.19", "vulns": []}]}
+    result = tmp_path / "dependency-audit.json"
+    result.write_text(json.dumps(script["summarise"](clean, {}, service="osv")))
+    settings.DEPENDENCY_AUDIT_RESULT = result
+    assert control("IP-3").status == PASS
+    unanswered = {"dependencies": [{"name": "torch", "version": "2.14.1", "skip_reason": "service unreachable"}]}
+    result.write_text(json.dumps(script["summarise"](unanswered, {}, service="pypi")))
+    assert control("IP-3").status == FAIL
+    found = {
+        "dependencies": [{"name": "pillow", "version": "13.0.0", "vulns": [{"id": "PYSEC-1", "fix_versions": []}]}]
+    }
+    result.write_text(json.dumps(script["summarise"](found, {("PYSEC-1", "pillow"): "not reachable"}, service="pypi")))
+    assert control("IP-3").status == PASS  # accepted with a reason
+    result.write_text(json.dumps(script["summarise"](found, {}, service="pypi")))
+    assert control("IP-3").status == FAIL
+
+
+def test_ip3_the_scheduled_unit_writes_where_the_report_reads():
+    """deploy/systemd runs the script daily with the deployment's environment; the script's default
+    output for that environment is the setting's default (DATA_DIR/dependency-audit.json)."""
+    import configparser
+
+    systemd = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+    timer, service = configparser.ConfigParser(), configparser.ConfigParser()
+    timer.read(systemd / "platform-dependency-audit.timer")
+    service.read(systemd / "platform-dependency-audit.service")
+    assert timer["Timer"]["OnCalendar"] and timer["Install"]["WantedBy"] == "timers.target"
+    assert "Unit" not in timer["Timer"]  # so it starts the service of its own name
+    run = service["Service"]
+    assert run["ExecStart"].split()[1:] == ["scripts/dependency_audit.py"]
+    purge = configparser.ConfigParser()
+    purge.read(systemd / "platform-purge-expired.service")
+    for key in ("User", "WorkingDirectory", "EnvironmentFile"):
+        assert run[key] == purge["Service"][key]  # the same installation and settings as the others
+    assert run["ReadWritePaths"] == "/var/lib/platform"
+    script = _dependency_audit_script()
+    data_dir = "/var/lib/platform"
+    assert script["default_output"]({"DATA_DIR": data_dir}) == Path(data_dir) / "dependency-audit.json"
+    assert script["default_output"]({"DATA_DIR": data_dir, "DEPENDENCY_AUDIT_RESULT": "/x/r.json"}) == Path("/x/r.json")
