@@ -13,8 +13,10 @@ without entering the project's migration state (so this module is imported only 
 
 Progress is the run's state (queued, running, finished) with the chain length it set out to
 verify and the time it has taken: ``audit_chain_verify`` is one pass with no progress hook.
-A run whose process died stays ``running``; after ``RUN_STALE`` it is shown as interrupted and a
-new run may start.
+While a run verifies, a ticker thread writes ``heartbeat_at`` every ``HEARTBEAT`` seconds. A run
+whose process died (killed, stopped, crashed) stops beating: once its last sign of life (the
+heartbeat, else its start, else its request) is older than ``RUN_STALE`` it is shown as
+interrupted and a new run may start — however long a healthy run of a long chain takes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from compliance.verification import audit_chain_verify
 logger = logging.getLogger(__name__)
 
 RUN_APPS = Apps(installed_apps=())
-RUN_STALE = timedelta(hours=1)
+HEARTBEAT = 10.0  # seconds between a running run's signs of life
+RUN_STALE = timedelta(seconds=90)  # no sign of life for this long: its process is gone
 TABLE = "compliance_auditverifyrun"
 # Serialises starts across processes (PostgreSQL advisory lock, held to the end of the start's
 # transaction), so two auditors clicking at once get one run. SQLite serialises writers anyway.
@@ -75,6 +78,7 @@ class AuditVerifyRun(models.Model):
     backdated_count = models.IntegerField(default=0)
     message = models.TextField(blank=True)
     warnings = models.JSONField(default=list)
+    heartbeat_at = models.DateTimeField(null=True)  # the ticker's last write while running (0012)
 
     class Meta:
         apps = RUN_APPS
@@ -89,8 +93,12 @@ class AuditVerifyRun(models.Model):
         return self.state in (RunState.DONE, RunState.FAILED)
 
     @property
+    def last_sign_of_life(self):
+        return self.heartbeat_at or self.started_at or self.requested_at
+
+    @property
     def stale(self) -> bool:
-        return not self.finished and timezone.now() - self.requested_at > RUN_STALE
+        return not self.finished and timezone.now() - self.last_sign_of_life > RUN_STALE
 
     @property
     def elapsed(self) -> timedelta | None:
@@ -101,12 +109,8 @@ class AuditVerifyRun(models.Model):
 
 def verify_run_active() -> AuditVerifyRun | None:
     """The run in progress, if any (one at a time is enough: each verifies the whole chain)."""
-    cutoff = timezone.now() - RUN_STALE
-    return (
-        AuditVerifyRun.objects.filter(state__in=(RunState.QUEUED, RunState.RUNNING), requested_at__gte=cutoff)
-        .order_by("-pk")
-        .first()
-    )
+    unfinished = AuditVerifyRun.objects.filter(state__in=(RunState.QUEUED, RunState.RUNNING)).order_by("-pk")
+    return next((run for run in unfinished[:5] if not run.stale), None)
 
 
 def verify_run_get(*, pk: int) -> AuditVerifyRun | None:
@@ -165,14 +169,31 @@ def _run_in_thread(pk: int, acting_user, context: RequestContext | None) -> None
         connections.close_all()
 
 
+def _beat(pk: int, stop: threading.Event) -> None:
+    """Write the run's heartbeat until ``stop`` (its own database connection, closed at the end)."""
+    try:
+        while True:
+            AuditVerifyRun.objects.filter(pk=pk, state=RunState.RUNNING).update(heartbeat_at=timezone.now())
+            if stop.wait(HEARTBEAT):
+                return
+    except Exception:
+        logger.exception("chain verification %s: heartbeat failed", pk)
+    finally:
+        connection.close()
+
+
 def verify_run_execute(pk: int, *, acting_user) -> AuditVerifyRun:
     """Run the verification for row ``pk`` and record its outcome (the thread; audited)."""
+    now = timezone.now()
     claimed = AuditVerifyRun.objects.filter(pk=pk, state=RunState.QUEUED).update(
-        state=RunState.RUNNING, started_at=timezone.now(), process=f"{socket.gethostname()}:{os.getpid()}"
+        state=RunState.RUNNING, started_at=now, heartbeat_at=now, process=f"{socket.gethostname()}:{os.getpid()}"
     )
     run = AuditVerifyRun.objects.get(pk=pk)
     if not claimed:  # another thread has it already
         return run
+    stop = threading.Event()
+    ticker = threading.Thread(target=_beat, args=(pk, stop), name=f"audit-verify-{pk}-heartbeat", daemon=True)
+    ticker.start()
     try:
         result = audit_chain_verify()
     except Exception as error:  # audit_chain_verify reports breaks; this is anything else
@@ -186,7 +207,10 @@ def verify_run_execute(pk: int, *, acting_user) -> AuditVerifyRun:
         run.entries, run.checkpoints_matched = result.entries, result.checkpoints_matched
         run.backdated_count = result.backdated_count
         run.message, run.warnings = result.message, list(result.warnings)
+    stop.set()
+    ticker.join()
     run.finished_at = timezone.now()
+    run.heartbeat_at = run.finished_at
     with transaction.atomic():
         run.save()
         audit_record(

@@ -192,3 +192,51 @@ def test_an_unknown_run_or_entry_answers_404_and_the_refusal_is_audited(client, 
         ("compliance.auditverifyrun", "999999"),
         ("compliance.auditentry", "999999"),
     ]
+
+
+def test_a_long_run_that_still_beats_is_not_interrupted_and_a_silent_one_is(client, auditor, signed_chain):
+    """Judged by the last sign of life, not by when it was requested: a run verifying a long chain
+    for two hours is still running while its heartbeat is fresh."""
+    client.force_login(auditor)
+    long_ago = timezone.now() - timedelta(hours=2)
+    beating = AuditVerifyRun.objects.create(
+        requested_by_id=str(auditor.pk),
+        requested_by_name="audrey",
+        requested_at=long_ago,
+        started_at=long_ago,
+        heartbeat_at=timezone.now(),
+        state=RunState.RUNNING,
+    )
+    body = client.get(f"/audit/verify/{beating.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "interrupted" not in body and 'http-equiv="refresh"' in body
+    assert client.post("/audit/verify/")["Location"] == f"/audit/verify/{beating.pk}/"  # no second run
+    AuditVerifyRun.objects.filter(pk=beating.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=2))
+    body = client.get(f"/audit/verify/{beating.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "interrupted" in body
+    assert finished(start(client).pk).ok is True
+
+
+def test_a_running_verification_writes_its_heartbeat(client, auditor, signed_chain, monkeypatch):
+    import threading
+
+    from compliance import verify_runs
+    from tests.support.waiting import wait_until
+
+    release = threading.Event()
+    real_verify = verify_runs.audit_chain_verify
+
+    def slow_verify():
+        release.wait(DEADLINE_SECONDS)
+        return real_verify()
+
+    monkeypatch.setattr(verify_runs, "HEARTBEAT", 0.05)
+    monkeypatch.setattr(verify_runs, "audit_chain_verify", slow_verify)
+    client.force_login(auditor)
+    run = start(client)
+    wait_until(lambda: AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at is not None, timeout=DEADLINE_SECONDS)
+    first = AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at
+    wait_until(lambda: AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at > first, timeout=DEADLINE_SECONDS)
+    assert not AuditVerifyRun.objects.get(pk=run.pk).finished
+    release.set()
+    done = finished(run.pk)
+    assert done.ok is True and done.heartbeat_at >= first
