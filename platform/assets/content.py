@@ -68,7 +68,17 @@ WEBP = Kind("WEBP", "image/webp", "webp")
 TIFF = Kind("TIFF", "image/tiff", "tiff")
 GIF = Kind("GIF", "image/gif", "gif")
 PDF = Kind("PDF", "application/pdf", "pdf")
-KINDS = {kind.mime: kind for kind in (JPEG, PNG, BMP, WEBP, TIFF, GIF, PDF)}
+# Documents departments have (issue 20; assets.documents): Office Open XML and DICOM Part 10.
+DOCX = Kind("DOCX", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx")
+XLSX = Kind("XLSX", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx")
+PPTX = Kind("PPTX", "application/vnd.openxmlformats-officedocument.presentationml.presentation", "pptx")
+DICOM = Kind("DICOM", "application/dicom", "dcm")
+# What a ZIP head announces while streaming: which Office type it is (or none) is decided by
+# ``inspect_content`` from its [Content_Types].xml; never a stored type.
+ZIP = Kind("ZIP", "application/zip", "zip")
+OFFICE_KINDS = (DOCX, XLSX, PPTX)
+KINDS = {kind.mime: kind for kind in (JPEG, PNG, BMP, WEBP, TIFF, GIF, PDF, DOCX, XLSX, PPTX, DICOM)}
+IMAGE_KINDS = (JPEG, PNG, BMP, WEBP, TIFF, GIF)
 
 _SIGNATURES: tuple[tuple[Kind, re.Pattern[bytes]], ...] = (
     (JPEG, re.compile(rb"\A\xff\xd8\xff")),
@@ -84,6 +94,9 @@ _MARKUP = re.compile(rb"<(?:!doctype\s+html|html|head|body|script|svg|iframe|obj
 _PDF_MARK = b"%PDF-"
 _ZIP_LOCAL_HEADER = b"PK\x03\x04"
 _ZIP_END_RECORD = b"PK\x05\x06"
+# The Compound File Binary container: legacy .doc/.xls/.ppt and every password-protected OOXML file.
+_CFB_HEADER = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_DICOM_MAGIC_AT = 128  # a DICOM Part 10 file: a 128-byte preamble, then "DICM"
 
 
 @dataclass(frozen=True)
@@ -170,16 +183,22 @@ def decode_slot() -> Iterator[None]:
 def decode_cost(kind: Kind, *, width: int, height: int, pages: int, max_pages: int, max_side: int) -> DecodeCost:
     """The cost of ``page_images`` for a file whose dimensions (or page count) are known: an image
     decodes its own pixels (its first frame), a PDF page is rendered at most ``max_side`` square."""
-    if kind is PDF:
+    if kind is PDF or kind in OFFICE_KINDS:
         used = max(0, min(pages, max_pages))
         return DecodeCost(images=used, pixels=used * max_side * max_side)
+    if kind is DICOM:  # each frame decodes its own pixels
+        used = max(0, min(pages, max_pages))
+        return DecodeCost(images=used, pixels=used * max(0, width) * max(0, height))
     return DecodeCost(images=1, pixels=max(0, width) * max(0, height))
 
 
 def probe_cost(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -> DecodeCost:
     """``decode_cost`` read from the file's header, without decoding a pixel: the dimensions and
     frame count of an image (every frame is decoded when it is checked), a PDF's page count.
-    A header that does not parse raises AssetRejected."""
+    A header that does not parse raises AssetRejected. Office files and DICOM are only taken as
+    stored files (inline, a DICOM would reach the model without its de-identification)."""
+    if kind not in IMAGE_KINDS and kind is not PDF:
+        raise rejections.unsupported_type()
     reader.seek(0)
     if kind is PDF:
         with PDFIUM_LOCK:
@@ -207,14 +226,26 @@ def probe_cost(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -
 
 
 def sniff_prefix(prefix: bytes) -> Kind:
-    """The format the first bytes announce; refuses unknown and ambiguous heads."""
+    """The format the first bytes announce; refuses unknown and ambiguous heads.
+
+    A ZIP local header at offset 0 announces a possible Office file (``ZIP``: decided later by
+    its content); anywhere else in the first KiB it stays a polyglot. A DICOM file's preamble
+    may hold anything, so one that is also another format's head is refused as ambiguous."""
+    if prefix.startswith(_CFB_HEADER):
+        raise rejections.office_encrypted()
     matches = [kind for kind, pattern in _SIGNATURES if pattern.match(prefix)]
+    if prefix[_DICOM_MAGIC_AT : _DICOM_MAGIC_AT + 4] == b"DICM":
+        if matches:
+            raise rejections.ambiguous_content()
+        matches = [DICOM]
+    elif prefix.startswith(_ZIP_LOCAL_HEADER):
+        matches = [ZIP]
     if not matches:
         raise rejections.unsupported_type()
     kind = matches[0]
     head = prefix[:PREFIX_SIZE]
-    if _MARKUP.search(head) or _ZIP_LOCAL_HEADER in head:
-        raise rejections.ambiguous_content()
+    if kind is not ZIP and (_MARKUP.search(head) or _ZIP_LOCAL_HEADER in head):
+        raise rejections.ambiguous_content()  # (a ZIP's head is checked once it is known to be Office)
     # PDF readers accept a header anywhere in the first KiB, so an image carrying one there is
     # also a PDF: refuse rather than guess which reader a consumer will use.
     if kind is not PDF and _PDF_MARK in head:
@@ -222,8 +253,22 @@ def sniff_prefix(prefix: bytes) -> Kind:
     return kind
 
 
+def markup_in(head: bytes) -> bool:
+    """Whether the first KiB holds page or script markup (a browser could sniff it as HTML)."""
+    return bool(_MARKUP.search(head[:PREFIX_SIZE]))
+
+
 def check_tail(kind: Kind, tail: bytes) -> None:
-    """Refuse archives appended to a file (read by ZIP tools from the end)."""
+    """Refuse archives appended to a file (read by ZIP tools from the end). An Office file is a
+    ZIP archive: its end record must be the file's very end (nothing appended after it)."""
+    if kind is ZIP:
+        end = tail.rfind(_ZIP_END_RECORD)
+        if end < 0 or len(tail) - end < 22:
+            raise rejections.office_unreadable()
+        (comment_length,) = struct.unpack("<H", tail[end + 20 : end + 22])
+        if end + 22 + comment_length != len(tail):
+            raise rejections.ambiguous_content()
+        return
     if _ZIP_END_RECORD in tail:
         raise rejections.ambiguous_content()
 
@@ -491,6 +536,14 @@ def inspect_content(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
         with decode_slot():
             if kind is PDF:
                 return _inspect_pdf(reader)
+            if kind is ZIP or kind in OFFICE_KINDS:
+                from assets.documents.office import office_inspect
+
+                return office_inspect(reader, size)
+            if kind is DICOM:
+                from assets.documents.dicom import dicom_inspect
+
+                return dicom_inspect(reader, size)
             return _inspect_image(kind, reader, size)
     except DecodeBusy as busy:
         raise rejections.busy(busy.retry_after) from None
@@ -508,6 +561,14 @@ def page_images(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) 
     does not decode raises PageUnreadable (page 1 when the file as a whole does not open)."""
     reader.seek(0)
     with decode_slot():
+        if kind in OFFICE_KINDS:
+            from assets.documents.office import office_page_images
+
+            return office_page_images(reader, max_pages=max_pages, max_side=max_side)
+        if kind is DICOM:
+            from assets.documents.dicom import dicom_page_images
+
+            return dicom_page_images(reader, max_pages=max_pages, max_side=max_side)
         if kind is not PDF:
             try:
                 with Image.open(reader, formats=[kind.name]) as image:

@@ -43,8 +43,11 @@ class Asset(TextKeyOwner):
     storage_name = models.CharField(_("storage name"), max_length=32, editable=False, db_index=True)
     original_name = SealedCharField(_("file name"), max_length=255)
     size = models.PositiveBigIntegerField(_("size (bytes)"))
-    content_type = models.CharField(_("type"), max_length=32, choices=MIME_CHOICES)
+    content_type = models.CharField(_("type"), max_length=100, choices=MIME_CHOICES)
     sha256 = models.CharField(_("SHA-256"), max_length=64)
+    # A DICOM file as it was uploaded, before its de-identification (``sha256`` is the stored,
+    # de-identified file's); empty for every other type.
+    uploaded_sha256 = models.CharField(_("SHA-256 as uploaded"), max_length=64, blank=True, default="")
     page_count = models.PositiveIntegerField(_("pages"), default=1)
     width = models.PositiveIntegerField(_("width"), default=0)
     height = models.PositiveIntegerField(_("height"), default=0)

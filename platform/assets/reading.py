@@ -36,7 +36,8 @@ class AssetUnreadable(Exception):
 
     def __init__(self, asset: Asset, page: int) -> None:
         name = asset.original_name[:80]
-        message = PAGE_UNREADABLE.format(page=page, name=name) if asset.is_pdf else FILE_UNREADABLE.format(name=name)
+        paged = not asset.content_type.startswith("image/")  # PDF, Office file, DICOM frames
+        message = PAGE_UNREADABLE.format(page=page, name=name) if paged else FILE_UNREADABLE.format(name=name)
         super().__init__(message)
         self.asset = asset
         self.page = page
@@ -80,7 +81,9 @@ def asset_unusable_page(asset: Asset, *, max_pages: int = content.MODEL_PAGES_PE
 def asset_page_images(
     asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE, max_side: int = DEFAULT_MODEL_SIDE
 ) -> list[Image.Image]:
-    """RGB images for the model: the image itself, or the first ``max_pages`` PDF pages.
+    """RGB images for the model: the image itself, or the first ``max_pages`` pages of a PDF,
+    an Office file (its text rendered, then its embedded images) or a DICOM file (its frames,
+    de-identified and windowed).
 
     Raises AssetUnreadable (a page marked unusable before, or one that fails now and is marked)
     and ``content.DecodeBusy`` (no decode slot freed up in time)."""

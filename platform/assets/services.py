@@ -97,10 +97,25 @@ def asset_upload(
         name = original_name_clean(original_name)
         if staged is None:
             staged = stage_stream(stream, max_bytes=max_upload_bytes(), expected_size=expected_size)
+        deidentified: dict[str, Any] | None = None
+        if staged.kind is content.DICOM:
+            # Patient identifiers go before anything is stored or shown: the de-identified bytes
+            # are staged again (encrypted) and are what is checked, hashed and kept.
+            from assets.documents.dicom import dicom_deidentify_staged
+
+            uploaded_sha256 = staged.sha256
+            staged, report = dicom_deidentify_staged(staged, department=department)
+            deidentified = {"uploaded_sha256": uploaded_sha256, "deidentification": report.audit_details()}
         with staged.open_reader() as reader:
             info = content.inspect_content(staged.kind, reader, staged.size)
         return _store(
-            department=department, uploaded_by=uploaded_by, staged=staged, name=name, info=info, acting_user=acting_user
+            department=department,
+            uploaded_by=uploaded_by,
+            staged=staged,
+            name=name,
+            info=info,
+            acting_user=acting_user,
+            deidentified=deidentified,
         )
     except AssetRejected as rejection:
         if staged is not None:
@@ -128,7 +143,9 @@ def _store(
     name: str,
     info: content.ContentInfo,
     acting_user: Any,
+    deidentified: dict[str, Any] | None = None,
 ) -> Asset:
+    uploaded_sha256 = (deidentified or {}).get("uploaded_sha256", "")
     try:
         with transaction.atomic(), department_scope(department):
             # One upload at a time per department reaches this point: the quota sum and the
@@ -157,6 +174,7 @@ def _store(
                     key_id=existing.key_id,
                     wrapped_key=existing.wrapped_key,
                     unusable_pages=existing.unusable_pages,
+                    uploaded_sha256=uploaded_sha256,
                 )
                 asset.full_clean()
                 asset.save()
@@ -172,6 +190,7 @@ def _store(
                         "size": staged.size,
                         "blob_of": str(existing.pk),
                         "classification": asset.classification,
+                        **(deidentified or {}),
                     },
                 )
                 staged.discard()
@@ -191,6 +210,7 @@ def _store(
                 height=info.height,
                 key_id=key_id,
                 wrapped_key=wrapped,
+                uploaded_sha256=uploaded_sha256,
             )
             asset.full_clean()
             asset.save()
@@ -206,6 +226,7 @@ def _store(
                     "type": info.kind.mime,
                     "pages": info.page_count,
                     "classification": asset.classification,
+                    **(deidentified or {}),
                 },
             )
             # Last step inside the transaction: if the rename fails, the row rolls back.

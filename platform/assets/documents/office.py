@@ -1,0 +1,343 @@
+"""Reading DOCX, XLSX and PPTX files: their text, rendered into page images the model can take,
+with every rendered line's box, and their embedded images as further pages.
+
+The package is checked first (``ooxml.package_check``: macros, encryption, archive limits, unsafe
+XML, external relationships); then the document library reads it — python-docx (body paragraphs
+and tables, in order), openpyxl (``read_only``, ``data_only``: each sheet's rows, at most
+``OFFICE_MAX_CELLS`` non-empty cells in all), python-pptx (each slide's text frames and tables,
+group shapes included). Nothing in the file runs: these libraries only parse XML.
+
+The text is laid out on A4-proportioned pages of ``PAGE_WIDTH`` × ``PAGE_HEIGHT`` pixels (the
+size ``assets.reading.asset_page_images`` returns at its default ``max_side``), wrapped to the
+width in ``FONT_PATH``, at most ``MAX_PDF_PAGES`` pages in all (a longer document is refused);
+each line keeps its box, so the text layer of an Office file has exact boxes
+(``TextSource.OFFICE``). Embedded raster images (``*/media/*``: JPEG, PNG, BMP, WebP, TIFF, GIF)
+follow the text as pages, at most ``OFFICE_MAX_IMAGES``, each checked like an uploaded image (a
+damaged or ambiguous one refuses the document); vector pictures (EMF, WMF, SVG) are skipped.
+Layout is deterministic: the upload, the model and the text layer see the same pages.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from PIL import Image, ImageDraw, ImageFont
+
+from assets import content, rejections
+from assets.documents.ooxml import PackageReader, package_check
+from assets.documents.pages import DocumentText, Line, PageText, TextSource
+
+PAGE_WIDTH = 1131
+PAGE_HEIGHT = 1600
+MARGIN = 90
+FONT_SIZE = 22
+LINE_HEIGHT = 32
+FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+LINES_PER_PAGE = (PAGE_HEIGHT - 2 * MARGIN) // LINE_HEIGHT
+_MEDIA_FOLDERS = {content.DOCX: "word/media/", content.XLSX: "xl/media/", content.PPTX: "ppt/media/"}
+# A run of characters that wraps as one word; every other character (CJK above all) wraps alone.
+_TOKEN = re.compile(r"\s+|[^\s\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+|.")
+_NUMBER = re.compile(r"(\d+)")
+
+
+def max_cells() -> int:
+    return getattr(settings, "OFFICE_MAX_CELLS", 100_000)
+
+
+def max_images() -> int:
+    return getattr(settings, "OFFICE_MAX_IMAGES", 20)
+
+
+@dataclass(frozen=True)
+class OfficeContent:
+    kind: content.Kind
+    paragraphs: tuple[str, ...]  # the text in reading order, one entry per paragraph/row
+    images: tuple[tuple[content.Kind, bytes], ...]  # embedded raster images, checked
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if FONT_PATH.exists():
+        return ImageFont.truetype(str(FONT_PATH), FONT_SIZE)
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _docx_paragraphs(reader: BinaryIO) -> list[str]:
+    import docx
+
+    document = docx.Document(reader)
+    paragraphs: list[str] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, docx.table.Table):
+            for row in item.rows:
+                seen, cells = set(), []
+                for cell in row.cells:
+                    if id(cell._tc) not in seen:  # a merged cell is listed once per grid column
+                        seen.add(id(cell._tc))
+                        cells.append(" ".join(cell.text.split()))
+                paragraphs.append(" | ".join(cells))
+        else:
+            paragraphs.append(item.text)
+    return paragraphs
+
+
+def _xlsx_paragraphs(reader: BinaryIO) -> list[str]:
+    import openpyxl
+
+    limit, cells = max_cells(), 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        workbook = openpyxl.load_workbook(reader, read_only=True, data_only=True, keep_links=False)
+        try:
+            paragraphs: list[str] = []
+            for sheet in workbook.worksheets:
+                if not hasattr(sheet, "iter_rows"):
+                    continue
+                paragraphs.append(f"[{sheet.title}]")
+                for row in sheet.iter_rows(values_only=True):
+                    values = [_cell_text(value) for value in row]
+                    values = [value for value in values if value]
+                    cells += len(values)
+                    if cells > limit:
+                        raise rejections.office_too_long(settings.MAX_PDF_PAGES)
+                    if values:
+                        paragraphs.append(" | ".join(values))
+        finally:
+            workbook.close()
+    return paragraphs
+
+
+def _pptx_shape_paragraphs(shape) -> list[str]:
+    paragraphs: list[str] = []
+    if getattr(shape, "shape_type", None) is not None and hasattr(shape, "shapes"):  # a group
+        for inner in shape.shapes:
+            paragraphs.extend(_pptx_shape_paragraphs(inner))
+        return paragraphs
+    if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        paragraphs.extend(paragraph.text for paragraph in shape.text_frame.paragraphs)
+    if getattr(shape, "has_table", False) and shape.has_table:
+        for row in shape.table.rows:
+            paragraphs.append(" | ".join(" ".join(cell.text.split()) for cell in row.cells))
+    return paragraphs
+
+
+def _pptx_paragraphs(reader: BinaryIO) -> list[str]:
+    import pptx
+
+    presentation = pptx.Presentation(reader)
+    paragraphs: list[str] = []
+    for number, slide in enumerate(presentation.slides, start=1):
+        if number > 1:
+            paragraphs.append("")
+        paragraphs.append(f"[{number}]")
+        for shape in slide.shapes:
+            paragraphs.extend(_pptx_shape_paragraphs(shape))
+    return paragraphs
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]
+
+
+def _embedded_images(kind: content.Kind, package: PackageReader) -> list[tuple[content.Kind, bytes]]:
+    folder = _MEDIA_FOLDERS[kind]
+    images: list[tuple[content.Kind, bytes]] = []
+    for name in sorted((name for name in package.names() if name.startswith(folder)), key=_natural):
+        data = package.read(name)
+        try:
+            image_kind = content.sniff_prefix(data[: content.PREFIX_SIZE])
+        except rejections.AssetRejected as refusal:
+            if refusal.code == "unsupported_type":
+                continue  # a vector picture (EMF/WMF/SVG) or another non-raster part: no page
+            raise
+        if image_kind not in content.IMAGE_KINDS:
+            raise rejections.ambiguous_content()  # a PDF, Office file or DICOM posing as a picture
+        if len(images) >= max_images():
+            raise rejections.office_images(max_images())
+        content.check_tail(image_kind, data[-content.TAIL_SIZE :])
+        content.inspect_content(image_kind, io.BytesIO(data), len(data))  # like an uploaded image
+        images.append((image_kind, data))
+    return images
+
+
+def office_read(reader: BinaryIO, size: int) -> OfficeContent:
+    """The checked package's text and images (AssetRejected for anything refused)."""
+    kind, package = package_check(reader, size)
+    readers = {content.DOCX: _docx_paragraphs, content.XLSX: _xlsx_paragraphs, content.PPTX: _pptx_paragraphs}
+    reader.seek(0)
+    try:
+        paragraphs = readers[kind](reader)
+    except rejections.AssetRejected:
+        raise
+    except Exception as error:
+        if isinstance(error, MemoryError):
+            raise
+        raise rejections.office_unreadable() from None
+    images = _embedded_images(kind, package)
+    return OfficeContent(kind=kind, paragraphs=tuple(paragraphs), images=tuple(images))
+
+
+# --- layout and rendering ---------------------------------------------------------------------
+
+
+def _fit(text: str, width: float) -> int:
+    """How many leading characters of ``text`` fit in ``width`` (at least one)."""
+    font = _font()
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if font.getlength(text[:middle]) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def wrap(text: str, width: float) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels: between words, or between
+    characters for CJK and for a word longer than a line."""
+    font = _font()
+    lines: list[str] = []
+    for raw in text.replace("\t", "    ").split("\n"):
+        current = ""
+        for token in _TOKEN.findall(raw):
+            if font.getlength(current + token) <= width:
+                current += token
+                continue
+            if current.strip():
+                lines.append(current.rstrip())
+            current = "" if token.isspace() else token
+            while current and font.getlength(current) > width:
+                cut = _fit(current, width)
+                lines.append(current[:cut])
+                current = current[cut:]
+        lines.append(current.rstrip())
+    return lines
+
+
+def layout(paragraphs: tuple[str, ...] | list[str]) -> list[list[Line]]:
+    """Pages of positioned lines (empty lines only take room; at least one page)."""
+    limit = settings.MAX_PDF_PAGES
+    font = _font()
+    width = PAGE_WIDTH - 2 * MARGIN
+    pages: list[list[Line]] = [[]]
+    row = 0
+    previous_blank = True
+    for paragraph in paragraphs:
+        for text in wrap(paragraph, width):
+            blank = not text.strip()
+            if blank and previous_blank:
+                continue  # runs of empty lines collapse into one
+            previous_blank = blank
+            if row == LINES_PER_PAGE:
+                if blank:
+                    continue
+                pages.append([])
+                row = 0
+                if len(pages) > limit:
+                    raise rejections.office_too_long(limit)
+            top = MARGIN + row * LINE_HEIGHT
+            row += 1
+            if not blank:
+                box = (float(MARGIN), float(top), float(MARGIN + font.getlength(text)), float(top + FONT_SIZE + 6))
+                pages[-1].append(Line(text=text, box=box, confidence=1.0))
+    return pages
+
+
+def _render(lines: list[Line]) -> Image.Image:
+    image = Image.new("RGB", (PAGE_WIDTH, PAGE_HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font()
+    for line in lines:
+        draw.text((line.box[0], line.box[1]), line.text, fill="black", font=font)
+    return image
+
+
+def _page_count(document: OfficeContent) -> tuple[list[list[Line]], int]:
+    pages = layout(document.paragraphs)
+    total = len(pages) + len(document.images)
+    if total > settings.MAX_PDF_PAGES:
+        raise rejections.office_too_long(settings.MAX_PDF_PAGES)
+    return pages, total
+
+
+def office_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
+    """The upload's complete check: package, document, every embedded image, the layout."""
+    document = office_read(reader, size)
+    _pages, total = _page_count(document)
+    return content.ContentInfo(kind=document.kind, width=PAGE_WIDTH, height=PAGE_HEIGHT, page_count=total)
+
+
+def office_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
+    """The first ``max_pages`` pages: the text pages, then the embedded images, each at most
+    ``max_side`` on its longer side. A file that no longer reads raises PageUnreadable(1)."""
+    reader.seek(0)
+    size = reader.seek(0, io.SEEK_END)
+    try:
+        document = office_read(reader, size)
+        pages, _total = _page_count(document)
+    except rejections.AssetRejected:
+        raise content.PageUnreadable(1) from None
+    images: list[Image.Image] = []
+    for lines in pages[:max_pages]:
+        page = _render(lines)
+        if max(page.size) > max_side:
+            page.thumbnail((max_side, max_side))
+        images.append(page)
+    for index, (kind, data) in enumerate(document.images[: max(0, max_pages - len(images))]):
+        try:
+            images.extend(content.page_images(kind, io.BytesIO(data), max_pages=1, max_side=max_side))
+        except content.PageUnreadable:
+            raise content.PageUnreadable(len(pages) + index + 1) from None
+    return images
+
+
+def office_document_text(reader: BinaryIO) -> DocumentText:
+    """The text layer of an Office file: every text page's lines with their boxes in the
+    default page image's pixels (``TextSource.OFFICE``), then one page without text per
+    embedded image (its size as ``asset_page_images`` returns it by default)."""
+    reader.seek(0)
+    size = reader.seek(0, io.SEEK_END)
+    document = office_read(reader, size)
+    pages, _total = _page_count(document)
+    result = [
+        PageText(
+            number=number,
+            lines=tuple(lines),
+            source=TextSource.OFFICE,
+            width=PAGE_WIDTH,
+            height=PAGE_HEIGHT,
+        )
+        for number, lines in enumerate(pages, start=1)
+    ]
+    for kind, data in document.images:
+        with Image.open(io.BytesIO(data), formats=[kind.name]) as image:
+            width, height = image.size
+        scale = min(1.0, PAGE_HEIGHT / max(width, height, 1))
+        result.append(
+            PageText(
+                number=len(result) + 1,
+                source=TextSource.NONE,
+                width=max(1, round(width * scale)),
+                height=max(1, round(height * scale)),
+            )
+        )
+    return DocumentText(pages=tuple(result))

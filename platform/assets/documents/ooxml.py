@@ -1,0 +1,227 @@
+"""Office Open XML packages (DOCX, XLSX, PPTX): what is accepted is decided here, by content.
+
+An OOXML file is a ZIP archive whose ``[Content_Types].xml`` names the main part of exactly one
+of the three document types. ``package_check`` reads the archive from the (decrypting) reader
+and refuses, each with its own code (``assets.rejections``):
+
+- a macro-enabled or active document: a ``vbaProject.bin`` (or ``vbaData.xml``) entry anywhere,
+  an ``activeX`` folder, an OLE object (a ``.bin`` under ``embeddings/``), an embedded
+  macro-enabled package, or a content type that names macros, VBA, ActiveX or OLE objects
+  (``office_macros``) — nothing in the file is ever executed, we only read XML;
+- an encrypted entry (``office_encrypted``; an encrypted OOXML file is a CFB container, which
+  ``content.sniff_prefix`` refuses with the same code);
+- more entries, more uncompressed bytes in all, or a higher compression ratio for one entry than
+  the limits (``office_archive_limit``, 413): from the central directory first, then **measured
+  while decompressing** — the declared sizes are never trusted alone; entries that overlap or
+  leave gaps (the "non-recursive zip bomb" and polyglot tricks) and duplicate names are refused;
+- any XML part with a DOCTYPE or entity declaration (``office_unsafe_xml``, parsed with
+  ``defusedxml``);
+- a relationship with ``TargetMode="External"`` other than a hyperlink (``office_external_
+  relationship``): remote templates, linked images, linked OLE data. Hyperlinks are text; nothing
+  is ever fetched.
+
+Limits (settings, with defaults): ``OFFICE_MAX_ENTRIES`` 2000, ``OFFICE_MAX_UNCOMPRESSED_MB``
+100, ``OFFICE_MAX_COMPRESSION_RATIO`` 100 (for entries over 64 KiB uncompressed).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import struct
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeElementTree
+from django.conf import settings
+
+from assets import content, rejections
+from assets.content import DOCX, PPTX, XLSX, Kind
+
+MAIN_TYPES = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml": DOCX,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml": XLSX,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml": PPTX,
+}
+# Content types that mean active content: macros (any *.macroEnabled* type, VBA projects),
+# ActiveX controls and embedded OLE objects.
+_ACTIVE_TYPE_MARKERS = ("macroenabled", "vbaproject", "vbadata", "activex", "oleobject", "ms-office.vba")
+_ACTIVE_NAMES = {"vbaproject.bin", "vbadata.xml", "vbaprojectsignature.bin", "vbaprojectsignatureagile.bin"}
+_ACTIVE_EXTENSIONS = {"docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppsm", "ppam", "bin"}
+_XML_EXTENSIONS = {"xml", "rels", "vml"}
+_HYPERLINK = "/relationships/hyperlink"
+_CT_NS = "{http://schemas.openxmlformats.org/package/2006/content-types}"
+_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_READ_SIZE = 64 * 1024
+# The ratio limit applies to entries larger than this (a short, repetitive XML part compresses
+# far beyond any sane ratio and costs nothing).
+RATIO_FLOOR = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    entries: int
+    total_bytes: int
+    ratio: int
+
+    @classmethod
+    def configured(cls) -> Limits:
+        return cls(
+            entries=getattr(settings, "OFFICE_MAX_ENTRIES", 2000),
+            total_bytes=getattr(settings, "OFFICE_MAX_UNCOMPRESSED_MB", 100) * 1024 * 1024,
+            ratio=getattr(settings, "OFFICE_MAX_COMPRESSION_RATIO", 100),
+        )
+
+
+class PackageReader:
+    """Entries of a checked package, read within the limits (the byte budget is shared by every
+    read through this object: the checks and the document reader together)."""
+
+    def __init__(self, archive: zipfile.ZipFile, limits: Limits) -> None:
+        self.archive = archive
+        self.limits = limits
+        self.read_total = 0
+
+    def names(self) -> list[str]:
+        return [info.filename for info in self.archive.infolist()]
+
+    def read(self, name: str) -> bytes:
+        return b"".join(self.chunks(self.archive.getinfo(name)))
+
+    def chunks(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        produced = 0
+        ratio_cap = self.limits.ratio * max(info.compress_size, 1)
+        try:
+            with self.archive.open(info) as entry:
+                while chunk := entry.read(_READ_SIZE):
+                    produced += len(chunk)
+                    self.read_total += len(chunk)
+                    if produced > RATIO_FLOOR and produced > ratio_cap:
+                        raise rejections.office_too_big(ratio=self.limits.ratio)
+                    if self.read_total > self.limits.total_bytes:
+                        raise rejections.office_too_big(size_bytes=self.limits.total_bytes)
+                    yield chunk
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError):
+            raise rejections.office_unreadable() from None
+
+
+def _open_archive(reader: BinaryIO) -> zipfile.ZipFile:
+    reader.seek(0)
+    try:
+        return zipfile.ZipFile(reader)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, struct.error):
+        raise rejections.office_unreadable() from None
+
+
+def _check_layout(reader: BinaryIO, archive: zipfile.ZipFile, limits: Limits) -> None:
+    """Entries from the central directory: within the limits, unique, not encrypted, stored or
+    deflated, and laid out back to back from offset 0 up to the central directory."""
+    infos = archive.infolist()
+    if not infos:
+        raise rejections.office_unreadable()
+    if len(infos) > limits.entries:
+        raise rejections.office_too_big(entries=limits.entries)
+    if sum(info.file_size for info in infos) > limits.total_bytes:
+        raise rejections.office_too_big(size_bytes=limits.total_bytes)
+    names = set()
+    for info in infos:
+        folded = info.filename.lower()
+        if folded in names:
+            raise rejections.ambiguous_content()
+        names.add(folded)
+        if info.flag_bits & 0x1:
+            raise rejections.office_encrypted()
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise rejections.office_unreadable()
+        if info.file_size > RATIO_FLOOR and info.file_size > limits.ratio * max(info.compress_size, 1):
+            raise rejections.office_too_big(ratio=limits.ratio)
+    position = 0
+    for info in sorted(infos, key=lambda item: item.header_offset):
+        if info.header_offset != position:
+            raise rejections.ambiguous_content()  # overlapping entries, or bytes hidden between them
+        reader.seek(info.header_offset)
+        header = reader.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise rejections.office_unreadable()
+        fields = _LOCAL_HEADER.unpack(header)
+        position = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + info.compress_size
+        if info.flag_bits & 0x8:  # a data descriptor follows the data: 12 to 24 bytes
+            reader.seek(position)
+            descriptor = reader.read(4)
+            position += (4 if descriptor == b"PK\x07\x08" else 0) + (20 if info.file_size >= 0xFFFFFFFF else 12)
+    if position != archive.start_dir:
+        raise rejections.ambiguous_content()
+
+
+def _parse_xml(data: bytes):
+    try:
+        return SafeElementTree.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise rejections.office_unsafe_xml() from None
+    except SafeElementTree.ParseError:
+        raise rejections.office_unreadable() from None
+
+
+def _check_names(names: list[str]) -> None:
+    for name in names:
+        folded = name.lower()
+        parts = folded.split("/")
+        extension = posixpath.splitext(folded)[1].lstrip(".")
+        if parts[-1] in _ACTIVE_NAMES or "activex" in parts:
+            raise rejections.office_macros()
+        if "embeddings" in parts and extension in _ACTIVE_EXTENSIONS:
+            raise rejections.office_macros()
+
+
+def _main_kind(content_types) -> tuple[Kind, str]:
+    mains: list[tuple[Kind, str]] = []
+    for element in content_types:
+        content_type = (element.get("ContentType") or "").strip()
+        if any(marker in content_type.lower() for marker in _ACTIVE_TYPE_MARKERS):
+            raise rejections.office_macros()
+        if content_type in MAIN_TYPES:
+            if element.tag != f"{_CT_NS}Override":
+                raise rejections.unsupported_type()
+            mains.append((MAIN_TYPES[content_type], (element.get("PartName") or "").lstrip("/")))
+    if len(mains) != 1:
+        raise rejections.unsupported_type()
+    return mains[0]
+
+
+def _check_relationships(root) -> None:
+    for relationship in root.iter(f"{_RELS_NS}Relationship"):
+        if (relationship.get("TargetMode") or "").lower() == "external":
+            if not (relationship.get("Type") or "").endswith(_HYPERLINK):
+                raise rejections.office_external()
+
+
+def package_check(reader: BinaryIO, size: int) -> tuple[Kind, PackageReader]:
+    """Check the whole package (see the module's docstring); its kind and a bounded reader."""
+    archive = _open_archive(reader)
+    limits = Limits.configured()
+    _check_layout(reader, archive, limits)
+    package = PackageReader(archive, limits)
+    names = package.names()
+    _check_names(names)
+    if "[Content_Types].xml" not in names:
+        raise rejections.unsupported_type()  # a ZIP archive, not an Office document
+    kind, main_part = _main_kind(_parse_xml(package.read("[Content_Types].xml")))
+    reader.seek(0)
+    if content.markup_in(reader.read(content.PREFIX_SIZE)):
+        raise rejections.ambiguous_content()  # an uncompressed page or script at the head
+    if main_part not in names:
+        raise rejections.office_unreadable()
+    for info in archive.infolist():
+        if posixpath.splitext(info.filename.lower())[1].lstrip(".") in _XML_EXTENSIONS and info.filename != (
+            "[Content_Types].xml"
+        ):
+            root = _parse_xml(b"".join(package.chunks(info)))
+            if info.filename.lower().endswith(".rels"):
+                _check_relationships(root)
+        else:
+            for _chunk in package.chunks(info):  # every entry decompresses, within the limits, CRC checked
+                pass
+    return kind, package
