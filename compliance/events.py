@@ -57,6 +57,7 @@ class EventType(models.TextChoices):
     CONVERSATION_UPDATE = "conversation.update", _("Conversation changed")
     CONVERSATION_DELETE = "conversation.delete", _("Conversation deleted")
     CONVERSATION_VIEW = "conversation.view", _("Conversation content viewed")
+    CONVERSATION_EXPORT = "conversation.export", _("Conversation exported")
     INFERENCE = "inference.call", _("Model call")
     # Written before a streamed answer's first token: if it cannot be written, nothing is sent
     # (AU-4); the inference.call entry with the outcome follows when the stream ends.
@@ -75,6 +76,9 @@ class EventType(models.TextChoices):
     BATCH_CREATE = "inference.batch_create", _("Batch job created")
     BATCH_CANCEL = "inference.batch_cancel", _("Batch job cancelled")
     BATCH_FINISH = "inference.batch_finish", _("Batch job finished")
+    # Usage figures (requests and tokens, never content): each viewing and each export
+    USAGE_VIEW = "usage.view", _("Usage viewed")
+    USAGE_EXPORT = "usage.export", _("Usage exported")
     # Audit trail and retention
     AUDIT_VIEW = "audit.view", _("Audit trail viewed")
     AUDIT_EXPORT = "audit.export", _("Audit trail exported")

@@ -66,6 +66,15 @@ def console_links(request: HttpRequest) -> list[Link]:
                 _("The self-check against the protection requirements, with its evidence."),
             ),
         ),
+        (
+            Action.USAGE_VIEW_ALL,
+            Link(
+                "usage",
+                _("Usage"),
+                reverse("usage:page"),
+                _("Requests and tokens per department and person, by day (counts only)."),
+            ),
+        ),
     ]
     return [link for action, link in candidates if _allowed(request, action)]
 
@@ -136,6 +145,7 @@ def department_links(request: HttpRequest, department, membership=None) -> list[
             Link("conversations", _("Department conversations"), reverse("chat:admin_conversations", args=[slug])),
         ),
         (Action.TASK_TEMPLATE_MANAGE, Link("templates", _("Task templates"), reverse("chat:templates", args=[slug]))),
+        (Action.USAGE_VIEW, Link("usage", _("Usage"), reverse("department_usage:page", args=[slug]))),
     ]
     return [
         link for action, link in candidates if _allowed(request, action, department=department, membership=membership)

@@ -6,6 +6,7 @@ from django.views.i18n import set_language
 from accounts.permissions import Action, public
 from compliance.report_views import compliance_report_view
 from config import api_urls, health, metrics
+from inference.usage import urls as usage_urls
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -22,6 +23,9 @@ urlpatterns = [
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     # The department administrator's choice of approved models (inference/registry).
     path("d/<slug:department_slug>/models/", include("inference.registry.urls")),
+    # Usage (requests and tokens, counts only): the department administrator's, the system administrator's.
+    path("d/<slug:department_slug>/usage/", include(usage_urls.department_urlpatterns)),
+    path("usage/", include("inference.usage.urls")),
     # The chat is the department home page (/d/<slug>/) and its pages; before departments.urls.
     path("d/<slug:department_slug>/", include("inference.chat.urls")),
     path("d/", include("departments.urls")),

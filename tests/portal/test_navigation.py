@@ -65,7 +65,7 @@ def test_member_of_two_departments_chooses(client, personas):
 
 @pytest.mark.parametrize(
     ("role", "consoles"),
-    [("system", ["console"]), ("security", ["console", "report"]), ("audit", ["console", "audit", "report"])],
+    [("system", ["console", "usage"]), ("security", ["console", "report"]), ("audit", ["console", "audit", "report"])],
 )
 def test_administrator_lands_on_the_consoles_and_each_link_opens(client, make_admin, role, consoles):
     user, device = make_admin(role)

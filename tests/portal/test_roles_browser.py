@@ -48,7 +48,7 @@ AUDITOR_CONSOLES = ["console", "audit", "report"]
 ROLES = {
     "member": ("bob", "/d/finance/", [], ACCOUNT + END),
     "department administrator": ("dora", "/d/finance/", [], [*ACCOUNT, "api-keys-finance", "models-finance", *END]),
-    "system administrator": ("sam", "/d/", ["console"], [*ACCOUNT, "console", *END]),
+    "system administrator": ("sam", "/d/", ["console", "usage"], [*ACCOUNT, "console", "usage", *END]),
     "security administrator": ("sue", "/d/", ["console", "report"], [*ACCOUNT, "console", "report", *END]),
     "audit administrator": ("ann", "/d/", AUDITOR_CONSOLES, [*ACCOUNT, *AUDITOR_CONSOLES, *END]),
 }
