@@ -13,8 +13,18 @@ urlpatterns = [
     path("chat/upload/", views.chat_upload, name="upload"),
     path("chat/conversations/<int:conversation_id>/rename/", views.conversation_rename_view, name="rename"),
     path("chat/conversations/<int:conversation_id>/delete/", views.conversation_delete_view, name="delete"),
+    path(
+        "chat/conversations/<int:conversation_id>/export.<str:format>",
+        views.conversation_export_view,
+        name="export",
+    ),
     path("chat/admin/", views.admin_conversations, name="admin_conversations"),
     path("chat/admin/<int:conversation_id>/", views.admin_conversation, name="admin_conversation"),
+    path(
+        "chat/admin/<int:conversation_id>/export.<str:format>",
+        views.admin_conversation_export,
+        name="admin_conversation_export",
+    ),
     path("chat/templates/", views.template_list, name="templates"),
     path("chat/templates/<int:template_id>/", views.template_edit, name="template_edit"),
     path("chat/templates/<int:template_id>/delete/", views.template_delete, name="template_delete"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -21,11 +21,14 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.activity import background
 from accounts.permissions import Action, allowed, authorize_request, department_object_get, requires
 from assets.models import Asset
+from assets.names import content_disposition
 from assets.selectors import asset_list
 from assets.uploads import RequestUpload
 from compliance.events import EventType
 from compliance.services import audit_record
 from inference.chat import protocol
+from inference.chat.export import FORMATS as EXPORT_FORMATS
+from inference.chat.export import conversation_export
 from inference.chat.forms import ConversationRenameForm, TaskTemplateForm
 from inference.chat.selectors import (
     chat_policy_admin_may_read,
@@ -210,6 +213,37 @@ def _chat_upload(request: HttpRequest, upload: RequestUpload) -> JsonResponse:
     )
 
 
+def _export_response(request: HttpRequest, conversation, *, format: str, by: str) -> HttpResponse:
+    """The conversation as a Markdown or JSON download, its export recorded (never its content)."""
+    if format not in EXPORT_FORMATS:
+        raise Http404(_("Unknown export format."))
+    history = list(conversation_messages(conversation=conversation))
+    exported = conversation_export(conversation=conversation, messages=history, format=format)
+    audit_record(
+        event_type=EventType.CONVERSATION_EXPORT,
+        department=request.department,
+        obj=conversation,
+        object_repr=f"conversation {conversation.pk}",
+        details={"owner": conversation.owner.get_username(), "messages": len(history), "format": format, "by": by},
+    )
+    response = HttpResponse(exported.content, content_type=exported.content_type)
+    response["Content-Disposition"] = content_disposition(exported.name)
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@requires(Action.CONVERSATION_EXPORT)
+@require_GET
+def conversation_export_view(
+    request: HttpRequest, department_slug: str, conversation_id: int, format: str
+) -> HttpResponse:
+    """One's own conversation (another member's answers 404, as for any private object)."""
+    conversation = _owned(request, conversation_id, "export")
+    authorize_request(request, Action.CONVERSATION_EXPORT, owner_id=conversation.owner_id, obj=conversation)
+    return _export_response(request, conversation, format=format, by="owner")
+
+
 # --- the department administrator ---------------------------------------------------------------
 
 
@@ -252,6 +286,24 @@ def admin_conversation(request: HttpRequest, department_slug: str, conversation_
         "inference/admin_conversation.html",
         {"department": request.department, "conversation": conversation, "history": history},
     )
+
+
+@requires(Action.CONVERSATION_VIEW_ANY)
+@require_GET
+def admin_conversation_export(
+    request: HttpRequest, department_slug: str, conversation_id: int, format: str
+) -> HttpResponse:
+    """A member's conversation, for the department administrator: only where the department's
+    chat policy lets administrators read content (as the conversation's page)."""
+    conversation = department_object_get(
+        request,
+        conversation_list_for_admin(department=request.department),
+        conversation_id,
+        action=Action.CONVERSATION_CONTENT_VIEW,
+        noun="conversation",
+    )
+    authorize_request(request, Action.CONVERSATION_CONTENT_VIEW, obj=conversation)
+    return _export_response(request, conversation, format=format, by="department admin")
 
 
 @requires(Action.TASK_TEMPLATE_MANAGE)
