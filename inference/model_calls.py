@@ -97,6 +97,8 @@ class ModelCall:
     stream: bool = False  # tokens are relayed as they come
     response_format: str = "text"  # text, json_object or json_schema
     asset_ids: tuple[str, ...] = ()  # department files the prompt refers to (inline images have none)
+    # The document pages the model was shown ({"asset": id, "page": n}; numbers only, never text)
+    pages: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def image_sha256(self) -> list[str]:
@@ -112,6 +114,7 @@ class ModelCall:
             "image_sha256": self.image_sha256,
             "prompt_preview": masked_preview(self.preview),
             "asset_ids": list(self.asset_ids),
+            "pages": [{"asset": str(ref["asset"]), "page": int(ref["page"])} for ref in self.pages],
             "params": dict(self.params),
             "stream": self.stream,
             "response_format": self.response_format,

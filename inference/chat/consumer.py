@@ -56,7 +56,7 @@ from inference.chat.services import (
 from inference.engine.core import ModelInfo
 from inference.engine.errors import EngineBusy, InferenceError, InvalidRequest, ModelUnavailable
 from inference.engine.handles import Done, Error, GenerationHandle, Queued, Token
-from inference.engine.inputs import Message
+from inference.engine.inputs import MAX_IMAGES, Message
 from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
@@ -76,7 +76,8 @@ class TemplateNotFound(protocol.ProtocolError):
 _REFUSED_BEFORE_THE_MODEL = frozenset(
     {protocol.CODE_TOO_MANY_PIXELS, protocol.CODE_TOO_MANY_IMAGES, protocol.CODE_UNREADABLE_FILE, protocol.CODE_BUSY}
 )
-MAX_PDF_PAGES_PER_FILE = MODEL_PAGES_PER_FILE  # what the model sees of a PDF (checked at upload)
+MAX_PDF_PAGES_PER_FILE = MODEL_PAGES_PER_FILE  # what the model sees of a PDF unless more pages are pinned
+MAX_IMAGES_PER_FILE = MAX_IMAGES  # pinned pages: at most the engine's image count
 STORE_TIMEOUT_SECONDS = 60
 
 
@@ -87,6 +88,9 @@ class Prepared:
     messages: list[Message]
     image_sha256: list[tuple[str, ...]]  # per message: the files its images came from
     call: ModelCall | None = None  # what is submitted to the model, as audited
+    # The PDF pages the turn's own files sent ([{"asset": id, "page": n}]): recorded in the
+    # answer's usage and in the audit entry (assets.documents.model_pages).
+    pages: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +105,16 @@ class Turn:
     stop_reason: str = ""  # "stop" (the button), "disconnect", "access revoked"
     parts: list[str] = field(default_factory=list)
     first_token_at: float | None = None
+
+
+def _pages_drawn(answered) -> dict[str, list[int]]:
+    """The pages an earlier answer recorded per file ({asset id: [page, …]})."""
+    drawn: dict[str, list[int]] = {}
+    usage = getattr(answered, "usage", None)
+    for ref in (usage or {}).get("pages", ()) if isinstance(usage, dict) else ():
+        if isinstance(ref, dict) and isinstance(ref.get("page"), int):
+            drawn.setdefault(str(ref.get("asset")), []).append(ref["page"])
+    return drawn
 
 
 def _headers(scope: dict) -> dict[str, str]:
@@ -386,6 +400,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             params={"temperature": request.temperature, "max_new_tokens": request.max_new_tokens},
             stream=True,
             asset_ids=tuple(str(asset.pk) for asset in prepared.assets) if prepared is not None else (),
+            pages=tuple(prepared.pages) if prepared is not None else (),
         )
 
     def _begin(
@@ -512,42 +527,55 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         self, request: protocol.TurnStart, model_text: str, assets: list, conversation, history
     ) -> Prepared:
         """The turn's images and the history's, counted and costed from the files' stored sizes
-        before any is decoded (inference.image_budget): the turn's own files must fit (a PDF's
-        pages beyond the image count are left out, as before); earlier turns' images come along,
-        newest first, while both the count and the pixels last, and older ones travel as text."""
-        from assets.reading import asset_decode_cost, asset_page_images, asset_unusable_page
+        before any is decoded (inference.image_budget): the turn's own files must fit. A PDF
+        sends the pages the question pins or is about (assets.documents.model_pages: pinned,
+        then BM25 over its text layer, else its first pages), within the image count; earlier
+        turns' files send again the pages their answers drew on, newest first, while both the
+        count and the pixels last, and older ones travel as text."""
+        from assets.documents.model_pages import (
+            page_refs,
+            pages_choose,
+            pages_cost,
+            pages_images,
+            pages_recorded,
+            pages_unusable,
+        )
 
         budget = ImageBudget()
-        current: list[tuple[Any, int]] = []  # (asset, pages to decode)
+        query = request.text or model_text
+        current: list[tuple[Any, Any]] = []  # (asset, the pages to decode)
         for asset in assets:
-            pages = min(MAX_PDF_PAGES_PER_FILE, budget.images_left)
-            if pages:
-                budget.take(asset_decode_cost(asset, max_pages=pages))  # refuses the turn
-                current.append((asset, pages))
-        earlier_plans: list[tuple[Any, list[tuple[Any, int]]]] = []  # newest first
+            choice = pages_choose(
+                asset, query, limit=min(budget.images_left, MAX_IMAGES_PER_FILE), per_file=MAX_PDF_PAGES_PER_FILE
+            )
+            if choice.pages:
+                budget.take(pages_cost(asset, choice))  # refuses the turn
+                current.append((asset, choice))
+        earlier_plans: list[tuple[Any, list[tuple[Any, Any]]]] = []  # newest first
         for asked, answered in reversed(history):
             plan = []
+            drawn = _pages_drawn(answered)
             for asset in asked.assets.all():
-                pages = min(MAX_PDF_PAGES_PER_FILE, budget.images_left)
-                cost = asset_decode_cost(asset, max_pages=pages)
-                if not pages or not budget.fits(cost):
+                choice = pages_recorded(asset, drawn.get(str(asset.pk), ()), limit=budget.images_left)
+                cost = pages_cost(asset, choice)
+                if not choice.pages or not budget.fits(cost):
                     break
-                if asset_unusable_page(asset, max_pages=pages) is None:  # a damaged earlier file stays out
+                if pages_unusable(asset, choice) is None:  # a damaged earlier file stays out
                     budget.take(cost)
-                    plan.append((asset, pages))
+                    plan.append((asset, choice))
             earlier_plans.append(((asked, answered), plan))
         current_images, current_sha256 = [], []
-        for asset, pages in current:
-            images = asset_page_images(asset, max_pages=pages)
+        for asset, choice in current:
+            images = pages_images(asset, choice)
             current_images.extend(images)
             current_sha256 += [asset.sha256] if images else []
         earlier: list[Message] = []
         earlier_sha256: list[tuple[str, ...]] = []  # the audit's prompt hash names each image's file
         for (asked, answered), plan in earlier_plans:
             images, sha256 = [], []
-            for asset, pages in plan:
+            for asset, choice in plan:
                 try:
-                    decoded = asset_page_images(asset, max_pages=pages)
+                    decoded = pages_images(asset, choice)
                 except AssetUnreadable:  # now marked unusable; the earlier image stays out
                     continue
                 images.extend(decoded)
@@ -562,7 +590,10 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             earlier_sha256[:0] = [tuple(sha256), ()][: len(pair)]
         messages = [*earlier, Message("user", model_text, images=tuple(current_images))]
         image_sha256 = [*earlier_sha256, tuple(current_sha256)]
-        return Prepared(conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256)
+        pages = [ref for asset, choice in current for ref in page_refs(asset, choice)]
+        return Prepared(
+            conversation=conversation, assets=assets, messages=messages, image_sha256=image_sha256, pages=pages
+        )
 
     async def _relay(self, turn: Turn) -> None:
         final: Done | Error | None = None
@@ -596,6 +627,8 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             finish_reason, status, error_code = "error", MessageStatus.FAILED, final.code
         else:
             finish_reason, status, error_code = "cancelled", MessageStatus.FAILED, "relay_interrupted"
+        if turn.prepared.pages:  # the pages the answer drew on (shown under it as thumbnails)
+            usage["pages"] = turn.prepared.pages
         now = time.perf_counter()
         submitted = turn.handle.submitted_at
         # Where the time went, for the relay benchmark and the curious: before the model (checks,

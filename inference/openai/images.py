@@ -26,7 +26,8 @@ from django.conf import settings
 from PIL import Image
 
 from assets import content
-from assets.reading import AssetUnreadable, asset_decode_cost, asset_page_images, asset_unusable_page
+from assets.documents.model_pages import page_refs, pages_choose, pages_cost, pages_images, pages_unusable
+from assets.reading import AssetUnreadable
 from assets.rejections import AssetRejected
 from assets.selectors import asset_get
 
@@ -61,6 +62,7 @@ class DecodedImages:
     images: list[Image.Image] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)  # of each source (for the audit entry)
     asset_ids: list[str] = field(default_factory=list)
+    pages: list[dict] = field(default_factory=list)  # the PDF pages sent ({"asset": id, "page": n})
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class ImageSource:
     cost: content.DecodeCost
     decode: Callable[[], list[Image.Image]]  # ImageRefused / AssetUnreadable / DecodeBusy
     asset_id: str | None = None
+    pages: tuple[dict, ...] = ()  # a PDF's pages chosen for the request (assets.documents.model_pages)
 
 
 def _refused(rejection: AssetRejected) -> ImageRefused:
@@ -113,9 +116,15 @@ def _data_source(url: str) -> ImageSource:
     return ImageSource(sha256=hashlib.sha256(data).hexdigest(), cost=cost, decode=decode)
 
 
-def image_source_resolve(url: Any, *, department, actor) -> ImageSource:
+def image_source_resolve(
+    url: Any, *, department, actor, query: str = "", limit: int = MAX_PDF_PAGES_PER_IMAGE
+) -> ImageSource:
     """Find one image reference and its decoding cost, decoding nothing (raising ImageRefused,
-    AssetUnreadable for a file already known to be damaged, or 404 for a foreign asset)."""
+    AssetUnreadable for a file already known to be damaged, or 404 for a foreign asset).
+
+    A department PDF sends the pages ``query`` pins or is about, else its first pages
+    (``assets.documents.model_pages``), at most ``limit`` (what the request's image count has
+    left); an inline ``data:`` PDF sends its first pages."""
     if not isinstance(url, str) or not url:
         raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")
     scheme = url.split(":", 1)[0].lower()
@@ -125,13 +134,17 @@ def image_source_resolve(url: Any, *, department, actor) -> ImageSource:
         return _data_source(url)
     if url.startswith("asset://"):
         asset = asset_get(department=department, asset_id=url[len("asset://") :], actor=actor, purpose="chat")
-        known = asset_unusable_page(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE)
+        # As many pages as before retrieval (the budget refuses a request over it), more if pinned.
+        limit = max(MAX_PDF_PAGES_PER_IMAGE, limit)
+        choice = pages_choose(asset, query, limit=limit, per_file=MAX_PDF_PAGES_PER_IMAGE)
+        known = pages_unusable(asset, choice)
         if known is not None:
             raise AssetUnreadable(asset, known)
         return ImageSource(
             sha256=asset.sha256,
-            cost=asset_decode_cost(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE),
-            decode=lambda: asset_page_images(asset, max_pages=MAX_PDF_PAGES_PER_IMAGE, max_side=MODEL_IMAGE_SIDE),
+            cost=pages_cost(asset, choice, max_side=MODEL_IMAGE_SIDE),
+            decode=lambda: pages_images(asset, choice, max_side=MODEL_IMAGE_SIDE),
             asset_id=str(asset.pk),
+            pages=tuple(page_refs(asset, choice)),
         )
     raise ImageRefused(URL_UNSUPPORTED, code="invalid_image_url")

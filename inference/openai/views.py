@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -216,6 +217,10 @@ ChatResponseSerializer = inline_serializer(
         "model": serializers.CharField(),
         "choices": serializers.ListField(child=serializers.DictField()),
         "usage": serializers.DictField(),
+        "pages": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="The department PDF pages the model was shown: [{asset: <id>, page: n}] (not OpenAI's).",
+        ),
     },
 )
 
@@ -375,9 +380,15 @@ def _messages_with_images(shapes: list[_MessageShape], *, department, key, into:
     budget = ImageBudget()
     budget.refuse_count(sum(len(shape.images) for shape in shapes))
     sources = []
+    last_user_text = next((shape.text for shape in reversed(shapes) if shape.role == "user"), "")
     for shape in shapes:
+        # A PDF's pages are chosen by its own message's text (else the last user text).
+        query = shape.text or last_user_text
         for param, url in shape.images:
-            source = _image_call(param, lambda url=url: image_source_resolve(url, department=department, actor=key))
+            resolve = partial(
+                image_source_resolve, url, department=department, actor=key, query=query, limit=budget.images_left
+            )
+            source = _image_call(param, resolve)
             budget.take(source.cost)
             sources.append((param, source))
     messages, position = [], 0
@@ -388,6 +399,7 @@ def _messages_with_images(shapes: list[_MessageShape], *, department, key, into:
             into.sha256.append(source.sha256)
             if source.asset_id is not None:
                 into.asset_ids.append(source.asset_id)
+            into.pages.extend(source.pages)
         position += len(shape.images)
         into.images.extend(images)
         messages.append(Message(shape.role, shape.text, images=tuple(images)))
@@ -493,6 +505,7 @@ class ChatCompletionsView(OpenAIView):
             stream=chat.stream,
             response_format=chat.response_format,
             asset_ids=tuple(chat.images.asset_ids),
+            pages=tuple(chat.images.pages),
         )
         audit = _AuditDraft(context=current_request_context(), department=department, call=call, started=started)
         request_id = getattr(request._request, "request_id", None)
@@ -508,7 +521,12 @@ class ChatCompletionsView(OpenAIView):
                         completion_id, created, chat, text, finish, prompt_tokens, completion_tokens
                     )
                 return Response(
-                    _completion_body(completion_id, created, chat.model, text, finish, prompt_tokens, completion_tokens)
+                    _with_pages(
+                        _completion_body(
+                            completion_id, created, chat.model, text, finish, prompt_tokens, completion_tokens
+                        ),
+                        chat,
+                    )
                 )
             if chat.stream:
                 # Before the first token leaves: if this entry cannot be written, nothing is sent
@@ -533,14 +551,17 @@ class ChatCompletionsView(OpenAIView):
         audit.record(outcome=Outcome.SUCCESS, result=result)
         usage = result.usage
         return Response(
-            _completion_body(
-                completion_id,
-                created,
-                chat.model,
-                result.text,
-                result.finish_reason,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
+            _with_pages(
+                _completion_body(
+                    completion_id,
+                    created,
+                    chat.model,
+                    result.text,
+                    result.finish_reason,
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                ),
+                chat,
             )
         )
 
@@ -566,7 +587,7 @@ class ChatCompletionsView(OpenAIView):
         chunks = [
             _chunk(completion_id, created, chat.model, {"role": "assistant", "content": ""}),
             _chunk(completion_id, created, chat.model, {"content": text}),
-            _chunk(completion_id, created, chat.model, {}, finish),
+            _with_pages(_chunk(completion_id, created, chat.model, {}, finish), chat),
         ]
         if chat.include_usage:
             chunks.append(_usage_chunk(completion_id, created, chat.model, prompt_tokens, completion_tokens))
@@ -601,6 +622,13 @@ def _completion_body(completion_id, created, model, text, finish, prompt_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _with_pages(body: dict[str, Any], chat: ChatRequest) -> dict[str, Any]:
+    """The document pages the answer drew on, as an extra top-level field ``pages``
+    ([{"asset": id, "page": n}], empty without a department PDF): OpenAI clients ignore it."""
+    body["pages"] = list(chat.images.pages)
+    return body
 
 
 def _chunk(completion_id, created, model, delta, finish=None) -> dict[str, Any]:
@@ -640,7 +668,7 @@ async def _stream_events(handle, completion_id, created, chat: ChatRequest, audi
             elif isinstance(event, Done):
                 final = event
                 finish = event.finish_reason if event.finish_reason in ("stop", "length") else "stop"
-                yield _sse(_chunk(completion_id, created, chat.model, {}, finish))
+                yield _sse(_with_pages(_chunk(completion_id, created, chat.model, {}, finish), chat))
                 if chat.include_usage:
                     usage = event.usage
                     yield _sse(

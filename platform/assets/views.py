@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -143,15 +143,29 @@ def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> 
 @requires(Action.ASSET_VIEW)
 @require_GET
 def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
+    """The file's first page, small; ``?page=N`` another page of a PDF (the pages a chat answer
+    drew on), ``&size=large`` that page larger. A page the file does not have is a 404."""
     asset = asset_get_for_request(request, asset_id, purpose="thumbnail")
+    page, large = request.GET.get("page"), request.GET.get("size") == "large"
+    details = {"view": "thumbnail"}
     try:
-        png = asset_thumbnail_png(asset)
+        if page is None and not large:
+            png = asset_thumbnail_png(asset)
+        else:
+            from assets.documents.model_pages import PAGE_VIEW_SIDE, page_png
+            from assets.reading import THUMBNAIL_SIDE
+
+            number = 1 if page is None else int(page) if page.isascii() and page.isdigit() else 0
+            if not 1 <= number <= asset.page_count:
+                raise Http404  # a page the file does not have
+            png = page_png(asset, number, side=PAGE_VIEW_SIDE if large else THUMBNAIL_SIDE)
+            details["page"] = number
     except AssetUnreadable:  # marked unusable; the page shows the file without a preview
         return HttpResponse(status=422)
     except DecodeBusy as busy:
         return HttpResponse(status=503, headers={"Retry-After": str(busy.retry_after)})
     # A thumbnail is the file's content, decrypted and scaled down: a view like any other (AU-1).
-    audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "thumbnail"})
+    audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details=details)
     response = HttpResponse(png, content_type="image/png")
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = _LOCKED_DOWN_CSP

@@ -175,6 +175,36 @@
     return root.dataset.thumbnailUrl.replace("00000000-0000-0000-0000-000000000000", id);
   }
 
+  // The document pages an answer drew on (the done frame's usage.pages): a thumbnail each,
+  // opening the page larger. Built with DOM calls only, like every other text here.
+  var UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  function showPages(article, pages) {
+    if (!Array.isArray(pages) || !pages.length) {
+      return;
+    }
+    var strip = document.createElement("div");
+    strip.className = "attachments msg-pages";
+    strip.title = root.dataset.pagesLabel;
+    pages.forEach(function (ref) {
+      if (!ref || !UUID.test(String(ref.asset)) || !Number.isInteger(ref.page)) {
+        return;
+      }
+      var url = thumbnailUrl(ref.asset) + "?page=" + ref.page;
+      var link = document.createElement("a");
+      link.href = url + "&size=large";
+      link.target = "_blank";
+      link.rel = "noopener";
+      var img = document.createElement("img");
+      img.className = "thumb";
+      img.loading = "lazy";
+      img.alt = format(root.dataset.pageLabel, { page: ref.page });
+      img.src = url;
+      link.appendChild(img);
+      strip.appendChild(link);
+    });
+    article.appendChild(strip);
+  }
+
   function renderAttachments() {
     pending.textContent = "";
     state.attachments.forEach(function (item, index) {
@@ -449,7 +479,9 @@
           if (frame.model_sha256) {
             line += " · " + format(texts.model_version, { version: frame.model_sha256.slice(0, 12) });
           }
+          var article = turn.article;
           finishTurn(line, "msg-usage");
+          showPages(article, usage.pages);
         }
         break;
       case "error":
