@@ -207,6 +207,30 @@ def test_a_long_document_is_laid_out_on_several_pages_and_refused_beyond_the_pag
 # --- refused ----------------------------------------------------------------------------------
 
 
+def test_a_sparse_sheet_that_would_walk_billions_of_empty_cells_is_refused_quickly(upload, asset_storage):
+    import time
+
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    for row in range(1, 2001):  # a cell in the first and in the last column of 2000 rows
+        workbook.active.cell(row=row, column=1, value="x")
+        workbook.active.cell(row=row, column=16384, value="y")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    began = time.monotonic()
+    assert_refused(upload, asset_storage, buffer.getvalue(), "sparse.xlsx", "too_many_pages", 413)
+    assert time.monotonic() - began < 30  # 32 million positions would take minutes
+
+
+def test_a_row_numbered_in_the_billions_is_refused(upload, asset_storage):
+    original = xlsx_bytes()
+    sheet = entry(original, "xl/worksheets/sheet1.xml")
+    far = b'<row r="2000000000"><c r="A2000000000" t="inlineStr"><is><t>far</t></is></c></row></sheetData>'
+    data = rezip(original, replace={"xl/worksheets/sheet1.xml": sheet.replace(b"</sheetData>", far)})
+    assert_refused(upload, asset_storage, data, "far.xlsx", "too_many_pages", 413)
+
+
 def test_a_vba_project_anywhere_is_refused(upload, asset_storage):
     data = rezip(docx_bytes(), add={"word/vbaProject.bin": b"\x00" * 64})
     refusal = assert_refused(upload, asset_storage, data, "letter.docx", "office_macros")
@@ -308,6 +332,16 @@ def test_a_jpeg_zip_polyglot_is_still_refused(upload, asset_storage):
     image = io.BytesIO()
     Image.new("RGB", (32, 32), RED).save(image, "JPEG")
     assert_refused(upload, asset_storage, image.getvalue() + docx_bytes(image=False), "photo.jpg", "ambiguous")
+
+
+def test_markup_at_the_head_of_an_office_file_is_refused(upload, asset_storage):
+    """An uncompressed page as the first entry: the head a browser would sniff is HTML."""
+    output = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(docx_bytes(image=False))) as source, zipfile.ZipFile(output, "w") as target:
+        target.writestr("a.html", b"<html><script>alert(1)</script></html>", zipfile.ZIP_STORED)
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename), zipfile.ZIP_DEFLATED)
+    assert_refused(upload, asset_storage, output.getvalue(), "page.docx", "ambiguous")
 
 
 def test_bytes_appended_after_the_archive_are_refused(upload, asset_storage):

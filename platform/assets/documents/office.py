@@ -5,7 +5,10 @@ The package is checked first (``ooxml.package_check``: macros, encryption, archi
 XML, external relationships); then the document library reads it — python-docx (body paragraphs
 and tables, in order), openpyxl (``read_only``, ``data_only``: each sheet's rows, at most
 ``OFFICE_MAX_CELLS`` non-empty cells in all), python-pptx (each slide's text frames and tables,
-group shapes included). Nothing in the file runs: these libraries only parse XML.
+group shapes included). A workbook may make openpyxl walk empty rows and cells (a cell declared
+at XFD1048576, a row numbered in the billions): at most ``SCAN_FACTOR`` × ``OFFICE_MAX_CELLS``
+positions are walked, then the document is refused as too long. Nothing in the file runs: these
+libraries only parse XML.
 
 The text is laid out on A4-proportioned pages of ``PAGE_WIDTH`` × ``PAGE_HEIGHT`` pixels (the
 size ``assets.reading.asset_page_images`` returns at its default ``max_side``), wrapped to the
@@ -22,6 +25,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +45,7 @@ FONT_SIZE = 22
 LINE_HEIGHT = 32
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 LINES_PER_PAGE = (PAGE_HEIGHT - 2 * MARGIN) // LINE_HEIGHT
+SCAN_FACTOR = 10  # cell positions (empty ones included) read per allowed non-empty cell
 _MEDIA_FOLDERS = {content.DOCX: "word/media/", content.XLSX: "xl/media/", content.PPTX: "ppt/media/"}
 # A run of characters that wraps as one word; every other character (CJK above all) wraps alone.
 _TOKEN = re.compile(r"\s+|[^\s\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+|.")
@@ -102,7 +107,10 @@ def _docx_paragraphs(reader: BinaryIO) -> list[str]:
 def _xlsx_paragraphs(reader: BinaryIO) -> list[str]:
     import openpyxl
 
-    limit, cells = max_cells(), 0
+    # Bounds on what is read: the non-empty cells, and every position iterated (an empty row
+    # counts one, a row its length up to its last cell): a sheet can declare a cell at XFD1048576
+    # or a row numbered in the billions, and openpyxl yields the empty rows and cells in between.
+    limit, cells, scanned = max_cells(), 0, 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         workbook = openpyxl.load_workbook(reader, read_only=True, data_only=True, keep_links=False)
@@ -112,11 +120,13 @@ def _xlsx_paragraphs(reader: BinaryIO) -> list[str]:
                 if not hasattr(sheet, "iter_rows"):
                     continue
                 paragraphs.append(f"[{sheet.title}]")
+                sheet.reset_dimensions()  # rows as stored, not padded to a declared dimension
                 for row in sheet.iter_rows(values_only=True):
+                    scanned += len(row) + 1
                     values = [_cell_text(value) for value in row]
                     values = [value for value in values if value]
                     cells += len(values)
-                    if cells > limit:
+                    if cells > limit or scanned > SCAN_FACTOR * limit:
                         raise rejections.office_too_long(settings.MAX_PDF_PAGES)
                     if values:
                         paragraphs.append(" | ".join(values))
@@ -341,3 +351,30 @@ def office_document_text(reader: BinaryIO) -> DocumentText:
             )
         )
     return DocumentText(pages=tuple(result))
+
+
+def office_text_extractor(reader: BinaryIO, *, asset, limits) -> Iterator[PageText]:
+    """The text-layer job's extractor (``text_layer.TEXT_EXTRACTORS``): the text pages exactly
+    as laid out (no OCR needed), then each embedded image OCR'd within the job's limits."""
+    from assets.documents.text_layer import TextLayerRefused
+
+    reader.seek(0)
+    size = reader.seek(0, io.SEEK_END)
+    try:
+        document = office_read(reader, size)
+        pages, total = _page_count(document)
+    except rejections.AssetRejected:
+        raise TextLayerRefused("unreadable") from None
+    if total > limits.max_pages:
+        raise TextLayerRefused("too_many_pages", pages=total, limit=limits.max_pages)
+    for number, lines in enumerate(pages, start=1):
+        yield PageText(number, tuple(lines), TextSource.OFFICE, PAGE_WIDTH, PAGE_HEIGHT)
+    for index, (kind, data) in enumerate(document.images):
+        number = len(pages) + index + 1
+        try:
+            (image,) = content.page_images(kind, io.BytesIO(data), max_pages=1, max_side=limits.max_side)
+        except content.PageUnreadable:
+            yield PageText(number=number, usable=False)
+            continue
+        lines = limits.ocr(image, page=number)
+        yield PageText(number, lines, TextSource.OCR if lines else TextSource.NONE, image.width, image.height)
