@@ -207,6 +207,23 @@ def test_a_long_document_is_laid_out_on_several_pages_and_refused_beyond_the_pag
 # --- refused ----------------------------------------------------------------------------------
 
 
+def test_a_huge_paragraph_without_spaces_is_refused_quickly(upload, asset_storage, settings):
+    import random
+    import string
+    import time
+
+    import docx
+
+    document = docx.Document()
+    letters = random.Random(7).choices(string.ascii_letters, k=2_000_000)
+    document.add_paragraph("".join(letters))  # two million characters, one word, incompressible
+    buffer = io.BytesIO()
+    document.save(buffer)
+    began = time.monotonic()
+    assert_refused(upload, asset_storage, buffer.getvalue(), "word.docx", "too_many_pages", 413)
+    assert time.monotonic() - began < 30
+
+
 def test_a_sparse_sheet_that_would_walk_billions_of_empty_cells_is_refused_quickly(upload, asset_storage):
     import time
 

@@ -45,6 +45,7 @@ FONT_SIZE = 22
 LINE_HEIGHT = 32
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 LINES_PER_PAGE = (PAGE_HEIGHT - 2 * MARGIN) // LINE_HEIGHT
+MAX_LINE_CHARS = 400  # more than a line ever holds (the narrowest glyphs are about 5 px wide)
 SCAN_FACTOR = 10  # cell positions (empty ones included) read per allowed non-empty cell
 _MEDIA_FOLDERS = {content.DOCX: "word/media/", content.XLSX: "xl/media/", content.PPTX: "ppt/media/"}
 # A run of characters that wraps as one word; every other character (CJK above all) wraps alone.
@@ -221,26 +222,32 @@ def _fit(text: str, width: float) -> int:
     return low
 
 
-def wrap(text: str, width: float) -> list[str]:
+def wrap(text: str, width: float) -> Iterator[str]:
     """``text`` broken into lines no wider than ``width`` pixels: between words, or between
-    characters for CJK and for a word longer than a line."""
+    characters for CJK and for a word longer than a line. A generator, and no measurement is of
+    more than ``MAX_LINE_CHARS`` characters: a paragraph of a million characters without a space
+    costs its lines, and the layout stops at the page limit."""
     font = _font()
-    lines: list[str] = []
     for raw in text.replace("\t", "    ").split("\n"):
         current = ""
-        for token in _TOKEN.findall(raw):
-            if font.getlength(current + token) <= width:
+        for match in _TOKEN.finditer(raw):
+            token = match.group()
+            if len(current) + len(token) <= MAX_LINE_CHARS and font.getlength(current + token) <= width:
                 current += token
                 continue
             if current.strip():
-                lines.append(current.rstrip())
+                yield current.rstrip()
             current = "" if token.isspace() else token
-            while current and font.getlength(current) > width:
-                cut = _fit(current, width)
-                lines.append(current[:cut])
-                current = current[cut:]
-        lines.append(current.rstrip())
-    return lines
+            start = 0
+            while start < len(current):
+                window = current[start : start + MAX_LINE_CHARS + 1]
+                if len(window) <= MAX_LINE_CHARS and font.getlength(window) <= width:
+                    break
+                cut = _fit(window[:MAX_LINE_CHARS], width)
+                yield current[start : start + cut]
+                start += cut
+            current = current[start:]
+        yield current.rstrip()
 
 
 def layout(paragraphs: tuple[str, ...] | list[str]) -> list[list[Line]]:
