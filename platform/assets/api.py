@@ -21,6 +21,8 @@ from rest_framework.response import Response
 
 from accounts.permissions import Action
 from assets.content import KINDS
+from assets.documents.api import TextLayerStatusSerializer, text_layer_status
+from assets.documents.jobs import text_layer_look
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import asset_plaintext_chunks
@@ -71,6 +73,14 @@ class AssetUploadedSerializer(AssetSerializer):
 
     class Meta(AssetSerializer.Meta):
         fields = [*AssetSerializer.Meta.fields, "deduplicated"]
+        read_only_fields = fields
+
+
+class AssetDetailSerializer(AssetSerializer):
+    text_layer = TextLayerStatusSerializer(read_only=True)
+
+    class Meta(AssetSerializer.Meta):
+        fields = [*AssetSerializer.Meta.fields, "text_layer"]
         read_only_fields = fields
 
 
@@ -189,11 +199,13 @@ class AssetListView(ApiKeyView):
 class AssetDetailView(ApiKeyView):
     required_action = {"GET": Action.API_ASSETS_READ, "DELETE": Action.API_ASSETS_WRITE}
 
-    @extend_schema(summary="A file's metadata", responses={200: AssetSerializer})
+    @extend_schema(summary="A file's metadata and its text layer's status", responses={200: AssetDetailSerializer})
     def get(self, request, asset_id):
         asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.view")
         audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "api"})
-        return Response(_asset_response_data(asset))
+        data = _asset_response_data(asset)
+        data["text_layer"] = text_layer_status(text_layer_look(asset))
+        return Response(data)
 
     @extend_schema(summary="Delete a file (crypto-shredding)", responses={204: None})
     def delete(self, request, asset_id):

@@ -26,6 +26,7 @@ from django.db.models import Max, Sum
 
 from accounts.permissions import Action, allowed, authorize
 from assets import content, keyring, rejections, text_crypto
+from assets.documents.jobs import text_layer_create
 from assets.models import Asset
 from assets.names import original_name_clean
 from assets.rejections import AssetRejected
@@ -178,6 +179,7 @@ def _store(
                 )
                 asset.full_clean()
                 asset.save()
+                text_layer_create(asset)  # copies the other upload's layer once it is done
                 audit_record(
                     event_type=EventType.ASSET_UPLOAD,
                     actor=acting_user,
@@ -214,6 +216,7 @@ def _store(
             )
             asset.full_clean()
             asset.save()
+            text_layer_create(asset)  # read in the background once the upload commits
             audit_record(
                 event_type=EventType.ASSET_UPLOAD,
                 actor=acting_user,

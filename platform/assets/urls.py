@@ -9,6 +9,7 @@ app_name = "assets"
 urlpatterns = [
     path("", views.file_list, name="list"),
     path("upload/", views.file_upload, name="upload"),
+    path("text-status/", views.file_text_status, name="text-status"),
     path("<uuid:asset_id>/", views.file_detail, name="detail"),
     path("<uuid:asset_id>/download/", views.file_download, name="download"),
     path("<uuid:asset_id>/thumbnail/", views.file_thumbnail, name="thumbnail"),

@@ -17,8 +17,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.activity import background
 from accounts.permissions import Action, allowed, requires
 from assets.content import KINDS, DecodeBusy
+from assets.documents.views import text_layer_context, text_layer_list_attach, text_layer_statuses
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import AssetUnreadable, asset_plaintext_chunks, asset_thumbnail_png
@@ -56,7 +58,7 @@ def file_list(request: HttpRequest, department_slug: str) -> HttpResponse:
         {
             "department": department,
             "membership": request.membership,
-            "assets": asset_list(department=department).select_related("uploaded_by"),
+            "assets": text_layer_list_attach(list(asset_list(department=department).select_related("uploaded_by"))),
             "usage_bytes": department_usage_bytes(department),
             "max_upload_mb": settings.MAX_UPLOAD_MB,
             "accept": ",".join(sorted(KINDS)),
@@ -120,8 +122,18 @@ def file_detail(request: HttpRequest, department_slug: str, asset_id: str) -> Ht
             "may_delete": asset_user_may_delete(asset=asset, user=request.user),
             "may_label": allowed(request.user, Action.ASSET_LABEL_RAISE, membership=request.membership),
             "classifications": Classification.choices,
+            **text_layer_context(asset),
         },
     )
+
+
+@background  # the list and detail pages poll it while a text layer is being made
+@requires(Action.ASSET_VIEW)
+@require_GET
+def file_text_status(request: HttpRequest, department_slug: str) -> HttpResponse:
+    """``{"files": {id: status}}`` of the text layers of the files named by ``id`` (at most 100);
+    ids not in the department are left out. Progress only: no text of any file."""
+    return JsonResponse({"files": text_layer_statuses(request.GET.getlist("id")[:100])})
 
 
 @requires(Action.ASSET_VIEW)

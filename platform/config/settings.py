@@ -299,6 +299,14 @@ MAX_REQUEST_PIXELS = env_int("MAX_REQUEST_PIXELS", 200_000_000, minimum=1, maxim
 IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", min(4, os.cpu_count() or 1), minimum=1, maximum=256)
 IMAGE_DECODE_WAIT_SECONDS = env_int("IMAGE_DECODE_WAIT_SECONDS", 30, minimum=1, maximum=600)
 DEPARTMENT_QUOTA_MB = env_int("DEPARTMENT_QUOTA_MB", 0, minimum=0)  # 0 = no quota
+# The text layer of every page (assets/documents/; docs/assets.md "Text layer"): worker threads
+# per process (0: none, the layer waits; the test profile's default), and the limits past which
+# a document's text layer ends "failed" with its reason.
+TEXT_LAYER_WORKERS = env_int("TEXT_LAYER_WORKERS", 0 if PROFILE == "test" else 1, minimum=0, maximum=16)
+TEXT_LAYER_MAX_PAGES = env_int("TEXT_LAYER_MAX_PAGES", 200, minimum=1, maximum=100_000)
+TEXT_LAYER_MAX_PAGE_PIXELS = env_int("TEXT_LAYER_MAX_PAGE_PIXELS", 4_000_000, minimum=1, maximum=100_000_000)
+OCR_PAGE_SECONDS = env_int("OCR_PAGE_SECONDS", 60, minimum=1, maximum=3600)
+OCR_DOCUMENT_SECONDS = env_int("OCR_DOCUMENT_SECONDS", 1800, minimum=1, maximum=86_400)
 # --- end of assets ------------------------------------------------------------------------------
 
 # --- Model ------------------------------------------------------------------------------------

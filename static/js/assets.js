@@ -142,8 +142,56 @@
     });
   }
 
+  // Text layer progress: while a file's text is waiting or being read, ask the status endpoint
+  // every 2 s (a background poll: it never keeps the session alive) and show its label. The
+  // detail page reloads once the text is ready, to show it.
+  function setUpTextLayerProgress() {
+    var cells = Array.prototype.slice.call(document.querySelectorAll("[data-text-layer]"));
+    var unfinished = function () {
+      return cells.filter(function (cell) {
+        return cell.dataset.status === "pending" || cell.dataset.status === "running";
+      });
+    };
+    if (!unfinished().length) {
+      return;
+    }
+    var url = cells[0].dataset.textStatusUrl;
+    function poll() {
+      var waiting = unfinished();
+      if (!waiting.length) {
+        return;
+      }
+      var query = waiting.map(function (cell) {
+        return "id=" + encodeURIComponent(cell.dataset.textLayer);
+      }).join("&");
+      fetch(url + "?" + query, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) {
+          return response.ok ? response.json() : { files: {} };
+        })
+        .then(function (data) {
+          waiting.forEach(function (cell) {
+            var status = data.files[cell.dataset.textLayer];
+            if (!status) {
+              return;
+            }
+            cell.dataset.status = status.status;
+            cell.textContent = status.label;
+            if (status.status === "done" && cell.dataset.reloadWhenDone) {
+              window.location.reload();
+            }
+          });
+        })
+        .catch(function () {})
+        .then(function () {
+          window.setTimeout(poll, 2000);
+        });
+    }
+    window.setTimeout(poll, 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpUpload();
     setUpDeleteConfirmation();
+    setUpTextLayerProgress();
   });
 })();

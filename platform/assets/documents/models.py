@@ -65,6 +65,12 @@ class TextLayer(TextKeyOwner):
     def __str__(self) -> str:
         return f"text layer of {self.asset_id} ({self.status})"
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.text_key and self.__dict__.get("pages") is None:
+            # Nothing to seal yet (pending, running, failed): the key is made with the first pages.
+            return super(TextKeyOwner, self).save(*args, **kwargs)
+        return super().save(*args, **kwargs)
+
     @property
     def is_finished(self) -> bool:
         return self.status in (TextLayerStatus.DONE, TextLayerStatus.FAILED)
