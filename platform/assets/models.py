@@ -11,7 +11,13 @@ from assets.text_crypto import SealedCharField, TextKeyOwner
 from departments.models import Classification, Department
 from departments.tenancy import DepartmentScopedManager
 
-MIME_CHOICES = [(mime, kind.name) for mime, kind in KINDS.items()]
+# Office formats by a name a reader knows (the bare extension reads as an English word in zh).
+_TYPE_LABELS = {
+    "DOCX": _("Word document (DOCX)"),
+    "XLSX": _("Excel workbook (XLSX)"),
+    "PPTX": _("PowerPoint presentation (PPTX)"),
+}
+MIME_CHOICES = [(mime, _TYPE_LABELS.get(kind.name, kind.name)) for mime, kind in KINDS.items()]
 
 
 class Asset(TextKeyOwner):
