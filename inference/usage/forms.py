@@ -25,6 +25,15 @@ class UsageFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.today = today or timezone.localdate()
 
+    @classmethod
+    def for_query(cls, query, **kwargs) -> UsageFilterForm:
+        """The form of a page's query; without one, the default range filled in (so that the
+        fields show the days the page covers)."""
+        if not query:
+            today = kwargs.get("today") or timezone.localdate()
+            query = {"start": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(), "end": today.isoformat()}
+        return cls(query, **kwargs)
+
     def clean(self):
         cleaned = super().clean()
         if self.errors:

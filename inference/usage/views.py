@@ -75,7 +75,7 @@ class _Scope:
 def _department_scope(request: HttpRequest) -> _Scope:
     department = request.department
     return _Scope(
-        form=UsageFilterForm(request.GET),
+        form=UsageFilterForm.for_query(request.GET),
         department=department,
         name=department.slug,
         page_url=reverse("department_usage:page", args=[department.slug]),
@@ -85,7 +85,7 @@ def _department_scope(request: HttpRequest) -> _Scope:
 
 
 def _all_scope(request: HttpRequest) -> _Scope:
-    form = UsageAllFilterForm(request.GET)
+    form = UsageAllFilterForm.for_query(request.GET)
     department = form.cleaned_data.get("department") if form.is_valid() else None
     return _Scope(
         form=form,

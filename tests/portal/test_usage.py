@@ -294,7 +294,9 @@ def test_the_default_range_is_the_last_thirty_days_in_the_platforms_zone(client,
     period = response.context["summary"].period
     today = timezone.localdate()
     assert (period.start, period.end) == (today - timedelta(days=29), today)
-    assert str(timezone.get_current_timezone()) in response.content.decode()
+    page = response.content.decode()
+    assert str(timezone.get_current_timezone()) in page
+    assert f'value="{period.start.isoformat()}"' in page and f'value="{today.isoformat()}"' in page
 
 
 def test_the_navigation_links_the_usage_pages(client, personas, system_admin):
