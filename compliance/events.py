@@ -76,6 +76,7 @@ class EventType(models.TextChoices):
     BATCH_CREATE = "inference.batch_create", _("Batch job created")
     BATCH_CANCEL = "inference.batch_cancel", _("Batch job cancelled")
     BATCH_FINISH = "inference.batch_finish", _("Batch job finished")
+    EXTRACTION_CORRECT = "extraction.correct", _("Extracted value corrected")
     # Usage figures (requests and tokens, never content): each viewing and each export
     USAGE_VIEW = "usage.view", _("Usage viewed")
     USAGE_EXPORT = "usage.export", _("Usage exported")

@@ -40,6 +40,8 @@ from inference.chat.selectors import (
     task_template_list_active,
 )
 from inference.chat.services import chat_upload_mark, conversation_delete, conversation_rename
+from inference.extraction.forms import operator_choices, rule_rows_from_post, rule_rows_from_rules, rules_from_rows
+from inference.extraction.services import task_template_rules_set, templates_builtin_ensure
 from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
 from inference.models import TaskTemplate
 from inference.runtime import current_engine
@@ -308,12 +310,19 @@ def admin_conversation_export(
 
 @requires(Action.TASK_TEMPLATE_MANAGE)
 def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
+    templates_builtin_ensure(department=request.department)  # the built-in ones, visible from the start
     form = TaskTemplateForm()
+    rule_rows = []
     if request.method == "POST":
         form = TaskTemplateForm(request.POST)
-        if form.is_valid():
+        rule_rows = rule_rows_from_post(request.POST)
+        rules, rules_usable = rules_from_rows(rule_rows)
+        if form.is_valid() and rules_usable:
             try:
-                task_template_create(department=request.department, acting_user=request.user, **form.cleaned_data)
+                template = task_template_create(
+                    department=request.department, acting_user=request.user, **form.cleaned_data
+                )
+                task_template_rules_set(template=template, rules=rules, acting_user=request.user)
             except ValidationError as error:
                 form.add_error(None, error)
             else:
@@ -326,6 +335,7 @@ def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
             "department": request.department,
             "templates": task_template_list(department=request.department),
             "form": form,
+            "rules_editor": {"rows": rule_rows, "operators": operator_choices()},
         },
     )
 
@@ -345,16 +355,28 @@ def _template(request: HttpRequest, template_id: int) -> TaskTemplate:
 def template_edit(request: HttpRequest, department_slug: str, template_id: int) -> HttpResponse:
     template = _template(request, template_id)
     form = TaskTemplateForm(request.POST if request.method == "POST" else None, template=template)
-    if request.method == "POST" and form.is_valid():
-        try:
-            task_template_update(template=template, acting_user=request.user, **form.cleaned_data)
-        except ValidationError as error:
-            form.add_error(None, error)
-        else:
-            messages.success(request, _("Template saved."))
-            return redirect("chat:templates", department_slug=department_slug)
+    # The extraction rules, edited as rows; each row's problems are shown beside it.
+    rule_rows = rule_rows_from_post(request.POST) if request.method == "POST" else rule_rows_from_rules(template.rules)
+    if request.method == "POST":
+        rules, rules_usable = rules_from_rows(rule_rows)
+        if form.is_valid() and rules_usable:
+            try:
+                task_template_update(template=template, acting_user=request.user, **form.cleaned_data)
+                task_template_rules_set(template=template, rules=rules, acting_user=request.user)
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                messages.success(request, _("Template saved."))
+                return redirect("chat:templates", department_slug=department_slug)
     return render(
-        request, "inference/template_edit.html", {"department": request.department, "template": template, "form": form}
+        request,
+        "inference/template_edit.html",
+        {
+            "department": request.department,
+            "template": template,
+            "form": form,
+            "rules_editor": {"rows": rule_rows, "operators": operator_choices()},
+        },
     )
 
 

@@ -49,6 +49,42 @@ class TaskTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def _builtin_unchanged(self, field: str) -> bool:
+        from inference.extraction.services import BUILTIN_TEMPLATES
+
+        spec = BUILTIN_TEMPLATES.get(self.slug) if self.is_builtin else None
+        return spec is not None and self.slug in BUILTIN_DISPLAY and getattr(self, field) == spec[field]
+
+    @property
+    def display_name(self) -> str:
+        """The name as a reader sees it: a built-in template's in the reader's language (its
+        stored name is bilingual), unless the department's administrator renamed it."""
+        return str(BUILTIN_DISPLAY[self.slug][0]) if self._builtin_unchanged("name") else self.name
+
+    @property
+    def display_instruction(self) -> str:
+        """What the template does, for the reader (the model is sent the stored instruction)."""
+        return str(BUILTIN_DISPLAY[self.slug][1]) if self._builtin_unchanged("instruction") else self.instruction
+
+
+# The built-in templates (inference.extraction.services.BUILTIN_TEMPLATES) as pages show them.
+BUILTIN_DISPLAY = {
+    "vat-invoice": (
+        _("VAT invoice"),
+        _(
+            "Reads Chinese VAT invoices: type, code and number, date, seller and buyer with their tax ids, "
+            "amount before tax, tax rate, tax and total."
+        ),
+    ),
+    "equipment-inspection": (
+        _("Equipment inspection report"),
+        _(
+            "Reads equipment inspection reports: equipment id, each anomaly with its severity, meter readings "
+            "and the recommendation."
+        ),
+    ),
+}
+
 
 class ExtractionStatus(models.TextChoices):
     VALID = "valid", _("Valid (matches the schema)")
@@ -79,6 +115,15 @@ class BatchJob(models.Model):
     error = models.CharField(_("error"), max_length=500, blank=True)
     api_key = models.ForeignKey(
         "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The person who started it in the portal (NULL: an API key, or before the portal had batches)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
     )
     created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -125,6 +170,16 @@ class Extraction(TextKeyOwner):
     api_key = models.ForeignKey(
         "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The person who asked for it in the portal: the owner a member's correction needs (NULL: an
+    # API key's, or stored before the portal ran extractions)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
     created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -138,3 +193,42 @@ class Extraction(TextKeyOwner):
 
     def __str__(self) -> str:
         return f"{self.template_slug} on {self.asset_ref} ({self.status})"
+
+
+class ExtractionCorrection(models.Model):
+    """A reviewer's correction of one field of a stored result. The result itself never changes:
+    the corrected value lives here, sealed under the extraction's own data key (so it is shredded
+    with the result, and with the file), beside who corrected it and when. The latest correction
+    of a field is the one that counts."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
+    extraction = models.ForeignKey(Extraction, on_delete=models.CASCADE, related_name="corrections")
+    # Binds the sealed values to this row (the key is the extraction's, shared by its corrections).
+    ref = models.UUIDField(default=uuid.uuid4, editable=False)
+    field_path = models.CharField(_("field"), max_length=200)
+    value = SealedJSONField(_("corrected value"), null=True, blank=True)
+    note = SealedTextField(_("note"), blank=True)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("corrected by"),
+    )
+    corrected_by_name = models.CharField(_("corrected by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        ordering = ["extraction", "created_at"]
+        verbose_name = _("extraction correction")
+        verbose_name_plural = _("extraction corrections")
+
+    def __str__(self) -> str:
+        return f"correction of {self.field_path} on extraction {self.extraction_id}"
+
+    def text_seal_context(self, field: str) -> tuple[Extraction, str]:
+        return self.extraction, self.ref.hex

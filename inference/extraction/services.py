@@ -324,6 +324,7 @@ def extraction_run(
     api_key=None,
     batch=None,
     request_id: str | None = None,
+    acting_user=None,
 ) -> Extraction:
     """Run the template on the asset, store the result with its rule outcomes, audit it: the
     model call as ``inference.call`` (channel ``extraction``, or ``batch`` for a batch's file) and
@@ -372,7 +373,9 @@ def extraction_run(
         asset_sha256=asset.sha256,
         batch=batch,
         api_key=api_key,
-        created_by_name=getattr(api_key, "audit_name", "") or "system",
+        # acting_user: the person who asked in the portal (the owner of the result for reviews).
+        requested_by=acting_user,
+        created_by_name=getattr(api_key, "audit_name", "") or getattr(acting_user, "username", "") or "system",
         model_sha256=info.manifest_sha256 or None,  # the model version that answered
     )
     failure: GenerationFailed | None = None
@@ -436,4 +439,122 @@ def extraction_run(
     return extraction
 
 
-__all__ = ["InferenceError", "extraction_run", "rules_evaluate", "rules_validate", "templates_builtin_ensure"]
+# --- reviewers' corrections and the template's rules (the portal) -------------------------------
+
+CORRECTION_FIELD_UNKNOWN = "No field '{field}' in this result or its template."
+
+
+def extraction_owner_id(extraction: Extraction) -> int | None:
+    """Who asked for the result in the portal (directly, or by starting its batch); None for an
+    API key's result, which only the department administrator may correct."""
+    if extraction.requested_by_id is not None:
+        return extraction.requested_by_id
+    batch = extraction.batch
+    return batch.requested_by_id if batch is not None else None
+
+
+def extraction_field_paths(extraction: Extraction) -> list[str]:
+    """The fields a reviewer may correct: the template's top-level properties, then any other
+    top-level key of the result (a template edited since)."""
+    template = extraction.template
+    schema = template.json_schema if template is not None and isinstance(template.json_schema, dict) else {}
+    paths = [name for name in (schema.get("properties") or {}) if isinstance(name, str)]
+    if isinstance(extraction.result, dict):
+        paths += [name for name in extraction.result if name not in paths]
+    return paths
+
+
+def extraction_corrections_latest(extraction: Extraction) -> dict:
+    """Field path → its latest correction (the one that counts)."""
+    from inference.extraction.models import ExtractionCorrection
+
+    with department_scope(extraction.department_id):
+        corrections = list(ExtractionCorrection.objects.filter(extraction=extraction).order_by("created_at"))
+    return {correction.field_path: correction for correction in corrections}
+
+
+def extraction_correct(*, extraction: Extraction, field_path: str, value: Any, note: str = "", acting_user: Any):
+    """Store a reviewer's correction of one field; the result itself stays as the model gave it.
+    Department administrators correct any result of the department, members the results they
+    asked for (``Action.EXTRACTION_REVIEW``); audited as ``extraction.correct`` (no values)."""
+    from django.core.exceptions import ValidationError
+
+    from accounts.permissions import Action, authorize
+    from inference.extraction.models import ExtractionCorrection
+
+    department = extraction.department
+    authorize(
+        acting_user,
+        Action.EXTRACTION_REVIEW,
+        department=department,
+        owner_id=extraction_owner_id(extraction),
+        obj=extraction,
+    )
+    if field_path not in extraction_field_paths(extraction):
+        raise ValidationError({"field_path": CORRECTION_FIELD_UNKNOWN.format(field=field_path)})
+    with transaction.atomic(durable=True), department_scope(department):
+        correction = ExtractionCorrection(
+            department=department,
+            extraction=extraction,
+            field_path=field_path,
+            value=value,
+            note=note,
+            corrected_by=acting_user,
+            corrected_by_name=acting_user.get_username(),
+        )
+        correction.full_clean()
+        correction.save()
+        audit_record(
+            event_type=EventType.EXTRACTION_CORRECT,
+            actor=acting_user,
+            department=department,
+            obj=extraction,
+            details={
+                "field": field_path,
+                "correction": str(correction.pk),
+                "template": extraction.template_slug,
+                "asset": extraction.asset_ref,
+                "has_note": bool(note),
+            },
+        )
+    return correction
+
+
+def task_template_rules_set(*, template: TaskTemplate, rules: list, acting_user: Any) -> TaskTemplate:
+    """Replace a template's extraction rules (the department administrator's template editor),
+    refused with each problem of ``rules_validate``; audited as ``task_template.change``."""
+    from django.core.exceptions import ValidationError
+
+    from accounts.permissions import Action, authorize
+
+    department = template.department
+    authorize(acting_user, Action.TASK_TEMPLATE_MANAGE, department=department, obj=template)
+    problems = rules_validate(rules)
+    if problems:
+        raise ValidationError({"rules": problems})
+    with transaction.atomic(durable=True), department_scope(department):
+        before = list(template.rules or [])
+        if before == rules:
+            return template
+        template.rules = rules
+        template.full_clean()
+        template.save(update_fields=["rules", "updated_at"])
+        audit_record(
+            event_type=EventType.TASK_TEMPLATE_CHANGE,
+            actor=acting_user,
+            department=department,
+            obj=template,
+            details={"action": "rules", "before": {"rules": len(before)}, "after": {"rules": len(rules)}},
+        )
+    return template
+
+
+__all__ = [
+    "InferenceError",
+    "extraction_correct",
+    "extraction_run",
+    "rules_evaluate",
+    "rules_validate",
+    "task_template_rules_set",
+    "templates_builtin_ensure",
+]

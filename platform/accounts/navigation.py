@@ -146,6 +146,7 @@ def department_links(request: HttpRequest, department, membership=None) -> list[
         ),
         (Action.TASK_TEMPLATE_MANAGE, Link("templates", _("Task templates"), reverse("chat:templates", args=[slug]))),
         (Action.USAGE_VIEW, Link("usage", _("Usage"), reverse("department_usage:page", args=[slug]))),
+        (Action.EXTRACTION_RUN, Link("extract", _("Extraction"), reverse("extraction:home", args=[slug]))),
     ]
     return [
         link for action, link in candidates if _allowed(request, action, department=department, membership=membership)

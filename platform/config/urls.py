@@ -23,6 +23,7 @@ urlpatterns = [
     path("d/<slug:department_slug>/files/", include("assets.urls")),
     # The department administrator's choice of approved models (inference/registry).
     path("d/<slug:department_slug>/models/", include("inference.registry.urls")),
+    path("d/<slug:department_slug>/extract/", include("inference.extraction.urls")),  # extraction and batches
     # Usage (requests and tokens, counts only): the department administrator's, the system administrator's.
     path("d/<slug:department_slug>/usage/", include(usage_urls.department_urlpatterns)),
     path("usage/", include("inference.usage.urls")),

@@ -1,0 +1,428 @@
+"""The portal's extraction pages (/d/<slug>/extract/): three personas and an API key, a run on the
+real demo engine, reviewers' corrections (the original kept, sealed, audited), batches with their
+status and CSV/XLSX/JSONL downloads (formula cells neutralised), and the template editor's rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import translation
+
+from accounts.permissions import NOT_FOR_API_KEYS, Action, decide
+from compliance.models import AuditEntry
+from departments.tenancy import department_scope
+from inference.extraction import forms
+from inference.extraction.batch_jobs import batch_run
+from inference.extraction.models import BUILTIN_DISPLAY, BatchJob, Extraction, ExtractionCorrection, ExtractionStatus
+from inference.extraction.services import BUILTIN_TEMPLATES, rules_evaluate, templates_builtin_ensure
+from inference.models import TaskTemplate
+from tests.api import conftest as api_fixtures
+from tests.api.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "Correct-Horse-9"
+api_engine = api_fixtures.api_engine  # the demo model as the process's engine
+make_key = api_fixtures.make_key
+INVOICE = {
+    "invoice_type": "增值税专用发票",
+    "invoice_number": "04419876",
+    "invoice_date": "2025-03-14",
+    "seller_name": '=HYPERLINK("http://evil.example","click")',
+    "seller_tax_id": "91310115MA1H7GXX3B",
+    "buyer_name": "某某制造股份有限公司",
+    "amount_excluding_tax": 11327.43,
+    "tax_amount": 1472.57,
+    "total_amount": 12800.00,
+}
+
+
+@pytest.fixture(autouse=True)
+def storage(settings, tmp_path):
+    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    settings.MAX_UPLOAD_MB = 5
+    settings.EXTRACTION_MAX_NEW_TOKENS = 16
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+
+
+def sign_in(user) -> Client:
+    client = Client()
+    response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, response.content[:300]
+    return client
+
+
+@pytest.fixture
+def upload(personas, system_context):
+    from assets.services import asset_upload
+
+    def make(department=None, name="invoice.png", color=(200, 30, 60), by=None):
+        department = department or personas.department_a
+        with department_scope(department):
+            return asset_upload(
+                department=department,
+                uploaded_by=by or personas.admin,
+                stream=iter([png_bytes((64, 48), color)]),
+                original_name=name,
+            )
+
+    return make
+
+
+@pytest.fixture
+def stored_result(personas, upload, system_context):
+    """``make(requested_by, department=None, batch=None)``: a valid VAT-invoice result as the model
+    would have stored it (the demo model's random weights never write valid JSON)."""
+
+    def make(requested_by=None, department=None, batch=None, asset=None, result=None):
+        department = department or personas.department_a
+        templates_builtin_ensure(department=department)
+        asset = asset or upload(department=department)
+        with department_scope(department):
+            template = TaskTemplate.objects.get(department=department, slug="vat-invoice")
+            value = result or INVOICE
+            outcomes = rules_evaluate(template.rules, value)
+            extraction = Extraction(
+                department=department,
+                template=template,
+                template_slug=template.slug,
+                asset=asset,
+                asset_ref=str(asset.pk),
+                asset_sha256=asset.sha256,
+                batch=batch,
+                status=ExtractionStatus.VALID,
+                result=value,
+                rule_outcomes=outcomes,
+                flags=sorted({o["outcome"] for o in outcomes if o["triggered"]}),
+                requested_by=requested_by,
+                created_by_name=getattr(requested_by, "username", "system"),
+            )
+            extraction.save()
+        return extraction
+
+    return make
+
+
+def zh(message) -> str:
+    """A message constant as the page shows it (the portal's default language is Chinese)."""
+    with translation.override("zh-hans"):
+        return str(message)
+
+
+def url(name, *args, slug="finance"):
+    return reverse(f"extraction:{name}", args=[slug, *args])
+
+
+# --- the page, and a run on the real engine ---------------------------------------------------------
+
+
+def test_the_page_lists_files_and_the_builtin_templates_from_the_start(personas, upload):
+    asset = upload(name="发票-March.png")
+    response = sign_in(personas.member).get(url("home"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "发票-March.png" in page and str(asset.pk) in page
+    for slug in BUILTIN_TEMPLATES:
+        assert zh(BUILTIN_DISPLAY[slug][0]) in page  # in the reader's language
+    assert reverse("extraction:home", args=["finance"]) in page  # in the department's navigation
+
+
+def test_a_member_runs_an_extraction_through_the_service_and_reads_it(personas, upload, api_engine):
+    asset = upload()
+    client = sign_in(personas.member)
+    response = client.post(url("home"), {"template": "vat-invoice", "assets": [str(asset.pk)], "run": ""})
+    assert response.status_code == 302, response.content[:500]
+    with department_scope(personas.department_a):
+        extraction = Extraction.objects.get(asset=asset)
+    assert extraction.requested_by == personas.member and extraction.created_by_name == "bob"
+    assert response["Location"] == url("result", extraction.pk)
+    entry = AuditEntry.objects.filter(event_type="inference.extraction").order_by("-sequence").first()
+    assert entry.actor_name == "bob" and entry.object_id == str(extraction.pk)
+    page = client.get(response["Location"]).content.decode()
+    # Every field of the template is listed (valid or not), and the page image of the file.
+    for field in BUILTIN_TEMPLATES["vat-invoice"]["json_schema"]["properties"]:
+        assert f'data-field="{field}"' in page
+    assert url("page", extraction.pk, 1) in page
+    image = client.get(url("page", extraction.pk, 1))
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+
+
+def test_two_files_for_one_extraction_are_refused_with_the_choice_kept(personas, upload):
+    first, second = upload(name="a.png"), upload(name="b.png", color=(10, 200, 10))
+    response = sign_in(personas.member).post(
+        url("home"), {"template": "vat-invoice", "assets": [str(first.pk), str(second.pk)], "run": ""}
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert zh(forms.ONE_FILE_ONLY) in page
+    assert page.count("checked") >= 2  # nothing lost: both files stay chosen
+
+
+def test_a_busy_model_is_a_clear_message_and_nothing_is_stored(personas, upload, serve_engine):
+    asset = upload()
+    serve_engine(None)  # the model is still loading
+    response = sign_in(personas.member).post(
+        url("home"), {"template": "vat-invoice", "assets": [str(asset.pk)], "run": ""}
+    )
+    assert response.status_code == 200
+    assert "(model_unavailable)" in response.content.decode()
+    with department_scope(personas.department_a):
+        assert not Extraction.objects.exists()
+
+
+# --- permissions ---------------------------------------------------------------------------------------
+
+
+def test_another_departments_result_and_batch_answer_404(personas, stored_result, upload):
+    theirs = stored_result(requested_by=personas.outsider, department=personas.department_b)
+    with department_scope(personas.department_b):
+        job = BatchJob.objects.create(
+            department=personas.department_b, template_slug="vat-invoice", asset_ids=[], total=0
+        )
+    for user in (personas.member, personas.admin):
+        client = sign_in(user)
+        for path in (
+            url("result", theirs.pk),
+            url("page", theirs.pk, 1),
+            url("batch", job.pk),
+            url("batch_status", job.pk),
+            url("batch_download", job.pk, "csv"),
+        ):
+            assert client.get(path).status_code == 404, path
+        assert client.post(url("correct", theirs.pk), {"field_path": "total_amount", "value": "1"}).status_code == 404
+        assert client.post(url("batch_cancel", job.pk)).status_code == 404
+    # Through their own department's address it is still not theirs: not a member there.
+    assert sign_in(personas.member).get(url("result", theirs.pk, slug="quality")).status_code == 404
+    denials = [
+        e for e in AuditEntry.objects.filter(event_type="access.denied") if e.details["action"] == "extraction.run"
+    ]
+    assert len(denials) >= 12
+
+
+def test_api_keys_never_reach_the_portal_pages(personas, stored_result, make_key):
+    raw, key = make_key()
+    for action in (Action.EXTRACTION_RUN, Action.EXTRACTION_REVIEW):
+        decision = decide(key, action, department=personas.department_a)
+        assert not decision.allowed and decision.message == NOT_FOR_API_KEYS
+    extraction = stored_result(requested_by=personas.member)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    for path in (url("home"), url("result", extraction.pk)):
+        response = client.get(path)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- corrections ----------------------------------------------------------------------------------------
+
+
+def test_a_member_corrects_their_own_result_and_the_original_is_kept(personas, stored_result):
+    extraction = stored_result(requested_by=personas.member)
+    client = sign_in(personas.member)
+    response = client.post(
+        url("correct", extraction.pk),
+        {"field_path": "total_amount", "value": "12,900.50", "note": "复核: 发票第二页"},
+    )
+    assert response.status_code == 302, response.content[:800]
+    with department_scope(personas.department_a):
+        stored = Extraction.objects.get(pk=extraction.pk)
+        correction = ExtractionCorrection.objects.get(extraction=extraction)
+    assert stored.result == INVOICE  # unchanged
+    assert correction.value == 12900.5 and correction.field_path == "total_amount"
+    assert correction.corrected_by == personas.member and correction.note == "复核: 发票第二页"
+    # Sealed at rest under the extraction's key, like the result.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT value, note FROM {ExtractionCorrection._meta.db_table} WHERE id = %s",  # noqa: S608
+            [correction.pk.hex] if connection.vendor == "sqlite" else [correction.pk],
+        )
+        raw_value, raw_note = cursor.fetchone()
+    assert raw_value.startswith("mmt1:") and raw_note.startswith("mmt1:") and "12900" not in raw_value
+    entry = AuditEntry.objects.filter(event_type="extraction.correct").get()
+    assert entry.actor_name == "bob" and entry.details["field"] == "total_amount"
+    assert "12900" not in json.dumps(entry.details)  # no values in the trail
+    page = client.get(url("result", extraction.pk)).content.decode()
+    assert "12800.0" in page and "12900.5" in page  # original and corrected, side by side
+
+
+def test_a_bad_value_is_shown_and_nothing_is_stored(personas, stored_result):
+    extraction = stored_result(requested_by=personas.member)
+    response = sign_in(personas.member).post(
+        url("correct", extraction.pk), {"field_path": "total_amount", "value": "lots"}
+    )
+    assert response.status_code == 400
+    assert zh(forms.VALUE_NOT_NUMBER) in response.content.decode()
+    with department_scope(personas.department_a):
+        assert not ExtractionCorrection.objects.exists()
+
+
+def test_only_the_owner_or_the_department_administrator_corrects(personas, stored_result):
+    admins_result = stored_result(requested_by=personas.admin)
+    assert (
+        sign_in(personas.member)
+        .post(url("correct", admins_result.pk), {"field_path": "seller_name", "value": "x"})
+        .status_code
+        == 403
+    )
+    denials = AuditEntry.objects.filter(event_type="access.denied")
+    assert any(entry.details["action"] == "extraction.review" for entry in denials)
+    api_result = stored_result(requested_by=None)  # an API key's result: the administrator's to review
+    assert (
+        sign_in(personas.member)
+        .post(url("correct", api_result.pk), {"field_path": "seller_name", "value": "x"})
+        .status_code
+        == 403
+    )
+    response = sign_in(personas.admin).post(
+        url("correct", admins_result.pk), {"field_path": "seller_name", "value": "甲公司"}
+    )
+    assert response.status_code == 302
+    # The member's page offers no correction form on a result that is not theirs.
+    page = sign_in(personas.member).get(url("result", admins_result.pk)).content.decode()
+    assert 'id="correction-form"' not in page
+
+
+# --- batches and exports -------------------------------------------------------------------------------
+
+
+def test_a_batch_runs_with_status_and_its_exports_neutralise_formulas(
+    personas, upload, stored_result, api_engine, django_capture_on_commit_callbacks
+):
+    files = [upload(name=f"file-{index}.png", color=(index * 60, 20, 20)) for index in range(3)]
+    client = sign_in(personas.member)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            url("home"), {"template": "vat-invoice", "assets": [str(f.pk) for f in files], "batch": ""}
+        )
+    assert response.status_code == 302 and len(callbacks) == 1
+    with department_scope(personas.department_a):
+        job = BatchJob.objects.get()
+    assert job.requested_by == personas.member and job.created_by_name == "bob"
+    status = client.get(url("batch_status", job.pk)).json()
+    assert [f["status"] for f in status["files"]] == ["pending"] * 3 and not status["finished"]
+    batch_run(job.pk, engine=api_engine)  # what the runner thread does
+    status = client.get(url("batch_status", job.pk)).json()
+    assert status["finished"] and status["processed"] == 3
+    assert all(f["status"] in ("valid", "invalid", "failed") and f["url"] for f in status["files"])
+    assert [f["name"] for f in status["files"]] == ["file-0.png", "file-1.png", "file-2.png"]
+
+    # A result of the batch with text a spreadsheet would run, and a correction starting with '+'.
+    with department_scope(personas.department_a):
+        first = Extraction.objects.filter(batch=job, asset=files[0]).get()
+        first.status, first.result = ExtractionStatus.VALID, INVOICE
+        first.save()
+    response = client.post(url("correct", first.pk), {"field_path": "buyer_name", "value": "+cmd|' /C calc'!A0"})
+    assert response.status_code == 302  # the member started the batch: their results to correct
+
+    rows = list(csv.reader(io.StringIO(client.get(url("batch_download", job.pk, "csv")).content.decode("utf-8-sig"))))
+    header, row = rows[0], rows[1]
+    assert row[header.index("seller_name")] == "'" + INVOICE["seller_name"]
+    assert row[header.index("buyer_name")] == INVOICE["buyer_name"]
+    assert row[header.index("buyer_name.corrected")] == "'+cmd|' /C calc'!A0"
+    assert row[header.index("total_amount")] == "12800.0"
+    assert len(rows) == 4
+
+    from openpyxl import load_workbook
+
+    response = client.get(url("batch_download", job.pk, "xlsx"))
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    values = list(sheet.values)
+    header = list(values[0])
+    cell = sheet.cell(row=2, column=header.index("seller_name") + 1)
+    assert cell.data_type == "s" and cell.value == "'" + INVOICE["seller_name"]
+    assert values[1][header.index("buyer_name.corrected")] == "'+cmd|' /C calc'!A0"
+    assert values[1][header.index("total_amount")] == 12800.0  # numbers stay numbers
+
+    lines = [json.loads(line) for line in client.get(url("batch_download", job.pk, "jsonl")).content.splitlines()]
+    assert lines[0]["result"]["buyer_name"] == INVOICE["buyer_name"]  # the original
+    assert lines[0]["corrections"]["buyer_name"]["value"] == "+cmd|' /C calc'!A0"
+    views = AuditEntry.objects.filter(event_type="asset.view")
+    assert sum(entry.details.get("view") == "batch_export" for entry in views) == 3
+
+
+def test_cancelling_a_queued_batch(personas, upload, django_capture_on_commit_callbacks):
+    asset = upload()
+    client = sign_in(personas.member)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(url("home"), {"template": "vat-invoice", "assets": [str(asset.pk)], "batch": ""})
+    with department_scope(personas.department_a):
+        job = BatchJob.objects.get()
+    assert client.post(url("batch_cancel", job.pk)).status_code == 302
+    job.refresh_from_db()
+    assert job.cancel_requested and job.status == "cancelled"
+    assert AuditEntry.objects.filter(event_type="inference.batch_cancel", actor_name="bob").exists()
+
+
+# --- the template editor's rules ------------------------------------------------------------------------
+
+
+def _template_post(rows, **fields):
+    data = {
+        "name": "Receipt",
+        "instruction": "Read the receipt.",
+        "json_schema": '{"type": "object"}',
+        "is_active": "on",
+    }
+    data.update(fields)
+    for name in ("field", "op", "value", "outcome", "message"):
+        data[f"rule_{name}"] = [row.get(name, "") for row in rows]
+    return data
+
+
+def test_the_rules_editor_shows_each_rows_problem_and_saves_nothing(personas):
+    client = sign_in(personas.admin)
+    templates_builtin_ensure(department=personas.department_a)
+    with department_scope(personas.department_a):
+        template = TaskTemplate.objects.get(slug="vat-invoice")
+    before = list(template.rules)
+    rows = [
+        {"field": "total_amount", "op": "gt", "value": "a lot", "outcome": "second_approver"},
+        {"field": "seller_tax_id", "op": "matches", "value": "([", "outcome": "bad_id"},
+        {"field": "", "op": "eq", "value": "1", "outcome": ""},
+    ]
+    response = client.post(reverse("chat:template_edit", args=["finance", template.pk]), _template_post(rows))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count('class="rule-row has-errors"') == 3
+    assert zh(forms.RULE_NEEDS_NUMBER) in page and zh(forms.RULE_NEEDS_PATTERN) in page
+    assert zh(forms.RULE_NEEDS_FIELD) in page and zh(forms.RULE_NEEDS_OUTCOME) in page
+    assert 'value="a lot"' in page  # nothing lost
+    template.refresh_from_db()
+    assert template.rules == before
+
+
+def test_the_rules_editor_saves_rules_that_validate(personas):
+    client = sign_in(personas.admin)
+    rows = [
+        {"field": "total", "op": "gte", "value": "5,000", "outcome": "review", "message": "大额"},
+        {"field": "category", "op": "in", "value": "fuel, 餐饮", "outcome": "expense_check"},
+        {},  # an empty row is ignored
+    ]
+    response = client.post(reverse("chat:templates", args=["finance"]), _template_post(rows))
+    assert response.status_code == 302, response.content[:800]
+    with department_scope(personas.department_a):
+        template = TaskTemplate.objects.get(name="Receipt")
+    assert template.rules == [
+        {"field": "total", "op": "gte", "value": 5000, "outcome": "review", "message": "大额"},
+        {"field": "category", "op": "in", "value": ["fuel", "餐饮"], "outcome": "expense_check"},
+    ]
+    changes = AuditEntry.objects.filter(event_type="task_template.change")
+    assert any(entry.details.get("action") == "rules" for entry in changes)
+    page = client.get(reverse("chat:template_edit", args=["finance", template.pk])).content.decode()
+    assert 'value="fuel, 餐饮"' in page
+
+
+def test_the_template_list_shows_the_builtin_templates_from_the_start(personas):
+    page = sign_in(personas.admin).get(reverse("chat:templates", args=["finance"])).content.decode()
+    for slug in BUILTIN_TEMPLATES:
+        assert zh(BUILTIN_DISPLAY[slug][0]) in page and zh(BUILTIN_DISPLAY[slug][1])[:20] in page
+    # Renamed by the department's administrator: its own name is shown.
+    with department_scope(personas.department_a):
+        TaskTemplate.objects.filter(slug="vat-invoice").update(name="Rechnung")
+    page = sign_in(personas.admin).get(reverse("chat:templates", args=["finance"])).content.decode()
+    assert ">Rechnung</a>" in page and f">{zh(BUILTIN_DISPLAY['vat-invoice'][0])}</a>" not in page
