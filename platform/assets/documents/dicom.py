@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -49,6 +50,7 @@ from django.conf import settings
 from PIL import Image
 
 from assets import content, rejections
+from assets.documents.pages import PageText, TextSource
 
 PROFILE_NAME = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
 # Tag -> action, from PS3.15 table E.1-1 (Basic Profile column). Z/D etc. written without "/".
@@ -430,17 +432,22 @@ def render_frame(dataset, frame: np.ndarray) -> Image.Image:
     return Image.fromarray(frame, mode="RGB")
 
 
+def _frames_from(dataset, index: int):
+    """Frame ``index`` (0-based) decoded alone; PageUnreadable when it does not decode."""
+    dataset.pixel_array_options(index=index if _frame_count(dataset) > 1 else None)
+    try:
+        yield dataset.pixel_array
+    except rejections.AssetRejected:
+        raise
+    except Exception as error:
+        if isinstance(error, MemoryError):
+            raise
+        raise content.PageUnreadable(index + 1) from None
+
+
 def _frames(dataset, count: int):
     for index in range(count):
-        dataset.pixel_array_options(index=index if _frame_count(dataset) > 1 else None)
-        try:
-            yield dataset.pixel_array
-        except rejections.AssetRejected:
-            raise
-        except Exception as error:
-            if isinstance(error, MemoryError):
-                raise
-            raise content.PageUnreadable(index + 1) from None
+        yield from _frames_from(dataset, index)
 
 
 def _load(reader: BinaryIO):
@@ -488,3 +495,31 @@ def dicom_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> lis
         image.thumbnail((max_side, max_side))
         images.append(image)
     return images
+
+
+def dicom_text_extractor(reader: BinaryIO, *, asset, limits) -> Iterator[PageText]:
+    """The text-layer job's extractor (``text_layer.TEXT_EXTRACTORS``): each frame rendered as
+    the model sees it and OCR'd within the job's limits (a secondary-capture scan of a paper
+    form has text; a CT slice comes out blank and costs no OCR)."""
+    from assets.documents.text_layer import TextLayerRefused
+
+    try:
+        dataset = _load(reader)
+        _rows, _columns, frames = _check_geometry(dataset)
+    except rejections.AssetRejected:
+        raise TextLayerRefused("unreadable") from None
+    if frames > limits.max_pages:
+        raise TextLayerRefused("too_many_pages", pages=frames, limit=limits.max_pages)
+    for index in range(frames):
+        number = index + 1
+        try:
+            (frame,) = list(_frames_from(dataset, index))
+            image = render_frame(dataset, frame)
+        except Exception as error:
+            if isinstance(error, MemoryError):
+                raise
+            yield PageText(number=number, usable=False)
+            continue
+        image.thumbnail((limits.max_side, limits.max_side))
+        lines = limits.ocr(image, page=number)
+        yield PageText(number, lines, TextSource.OCR if lines else TextSource.NONE, image.width, image.height)

@@ -31,7 +31,9 @@ from PIL import Image
 
 from assets import content
 from assets.documents import pdf_text
+from assets.documents.dicom import dicom_text_extractor
 from assets.documents.ocr import ocr_lines
+from assets.documents.office import office_text_extractor
 from assets.documents.pages import DocumentText, Line, PageText, TextSource
 from assets.reading import DEFAULT_MODEL_SIDE
 
@@ -155,6 +157,8 @@ def _image_extractor(reader: BinaryIO, *, asset, limits: TextLimits) -> Iterator
 TEXT_EXTRACTORS: dict[str, Callable[..., Iterator[PageText]]] = {
     "application/pdf": _pdf_extractor,
     **{mime: _image_extractor for mime in content.KINDS if mime.startswith("image/")},
+    **{kind.mime: office_text_extractor for kind in content.OFFICE_KINDS},
+    content.DICOM.mime: dicom_text_extractor,
 }
 
 
