@@ -5,23 +5,31 @@ transformers' own continuous batching takes token ids only; ours carries images 
 family's rotary positions, so it is built here from the model's ``forward`` and a
 ``DynamicCache``:
 
-- **Prefill alone.** A newcomer's prompt (its images through the vision tower, once) runs as a
-  batch of one, with the position ids ``generate`` itself would build (Qwen-VL and GLM-V
-  families: four rows, text and the three multimodal rotary positions; LLaVA and Idefics3: one).
-  Its first token comes from those logits, and its cache joins the batch's.
+- **Prefill into its own cache.** A newcomer's prompt (its images through the vision tower,
+  once) goes into a cache of its own, with the position ids ``generate`` itself would build
+  (Qwen-VL and GLM-V families: four rows, text and the three multimodal rotary positions; LLaVA
+  and Idefics3: one). Its first token comes from the last prompt position's logits, and its
+  cache then joins the batch's.
 - **Decode together.** One forward per step for every running row: each feeds its newest token
   at its own next position (the last prompt position plus one per step, as ``generate`` counts),
   against one cache whose rows are left-padded to a common length and masked.
 - **Leave at once.** A finished, cancelled or timed-out row is dropped from the cache and the
   mask before the next step, and columns that only held padding are trimmed.
-- **Chunked prefill.** While others are running, a newcomer's prompt goes into its cache one
-  chunk (``prefill_chunk_tokens``) between two decoding steps, so a running stream waits at
-  most one chunk longer for its next token. The first chunk carries the images (the vision
-  tower runs whole, once) and reaches past the last image position; the rest is text. With
-  nothing running, a newcomer is prefilled whole, exactly as ``generate`` does.
+- **Chunked prefill, fused with decoding.** While others are running, a newcomer's prompt goes
+  in one chunk per step, in the *same forward* as the running rows' decoding step: one packed
+  sequence (the chunk's tokens, then each row's newest token, each at its own position), a
+  4-D mask that keeps each token to its own sequence, and a cache view (``FusedCache``) that
+  appends each part to its own cache. One forward's fixed cost per step instead of two, so
+  neither the running streams nor the newcomer wait for the other's forward. The text before
+  the first image is a chunk of its own; the chunk with the images holds exactly the image
+  positions (the vision tower runs whole, once, in that forward); the rest is text. A chunk
+  holds ``prefill_chunk_tokens`` when configured, else as many tokens as make the fused step
+  cost about ``FUSED_STEP_BUDGET`` decoding steps, from this machine's measured step times
+  (vLLM's token budget per iteration). With nothing running, a newcomer is prefilled whole,
+  exactly as ``generate`` does.
 
 Greedy answers equal a bare ``generate`` of each request alone (same positions, padding masked;
-in fp32 token for token, chunked prefill included), whatever joins or leaves:
+in fp32 token for token, chunked and fused prefill included), whatever joins or leaves:
 tests/inference/test_continuous.py.
 """
 
@@ -29,7 +37,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,16 +88,29 @@ class ContinuousBatch:
         self.model = loaded.model
         self.tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
         self.tracker = RowTracker([], self.tokenizer, loaded.eos_token_ids)
+        # Prompt tokens per chunk: fixed when configured, else sized from measured step times.
+        self.fixed_chunk_tokens = prefill_chunk_tokens
         self.chunk_tokens = prefill_chunk_tokens or default_chunk_tokens(loaded)
+        # Recent measurements: a decoding step's seconds, and what one prompt token adds to it.
+        self._decode_times: deque[float] = deque(maxlen=MEASUREMENTS)
+        self._token_times: deque[float] = deque(maxlen=MEASUREMENTS)
         self.waiting: list[Row] = []  # admitted, not yet prefilled
         self.prefilling: Prefill | None = None
         self.running: list[Running] = []
         self.cache: Any = None
         self.mask: Any = None  # (rows, cache length) long: 1 = a real position, 0 = padding
         self.steps = 0
+        self.fused_steps = 0  # of which a newcomer's prompt chunk shared the forward
+        self.fused_image_steps = 0  # ... a chunk with images (the vision tower ran in it)
         parameters = set(inspect.signature(self.model.forward).parameters)
         self._takes_positions = "position_ids" in parameters
         self._takes_logits_to_keep = "logits_to_keep" in parameters
+        # A newcomer's chunk shares the running rows' forward where attention takes a 4-D mask.
+        text_config = getattr(self.model.config, "text_config", None) or self.model.config
+        attention = getattr(text_config, "_attn_implementation", None) or "eager"
+        self._fuses = self._takes_positions and attention in ("sdpa", "eager")
+        self._bool_mask = attention == "sdpa"
+        self._placeholders = _placeholder_ids(self.model.config)
         # generate applies the model's own repetition penalty (generation_config.json; Qwen-VL
         # checkpoints ship one) over prompt and answer: so does each row here.
         penalty = getattr(self.model.generation_config, "repetition_penalty", None)
@@ -113,16 +136,18 @@ class ContinuousBatch:
         import torch
 
         self._drop_ended()
+        steps = self.steps
         if self.running:
             # One chunk per newcomer waiting for its first token: a lone newcomer costs the running
-            # streams one chunk per step, a burst of them is not prefilled at a trickle.
-            for _ in range(len(self.waiting) + (self.prefilling is not None)):
-                self._prefill_some(whole=False)
+            # streams one chunk per step, a burst of them is not prefilled at a trickle. The first
+            # chunk goes into the same forward as the running rows' decoding step (``_fused_step``).
+            for n in range(len(self.waiting) + (self.prefilling is not None)):
+                self._prefill_some(whole=False, fuse=n == 0)
         else:
             while self.waiting or self.prefilling is not None:  # nobody is waiting on a step
                 self._prefill_some(whole=True)
         self._drop_ended()
-        if not self.running:
+        if not self.running or self.steps != steps:  # none left, or their step ran with the chunk
             return
         try:
             self._decode_step()
@@ -144,9 +169,10 @@ class ContinuousBatch:
         self._reset()
 
     # --- prefill --------------------------------------------------------------------------------
-    def _prefill_some(self, *, whole: bool) -> None:
+    def _prefill_some(self, *, whole: bool, fuse: bool = False) -> None:
         """Start the next newcomer's prefill if none is under way, and run one chunk of it (or
-        all of it, ``whole``); a failure fails that request alone."""
+        all of it, ``whole``; with the running rows' decoding step where it can, ``fuse``); a
+        failure fails that request alone."""
         import torch
 
         state = self.prefilling
@@ -162,7 +188,7 @@ class ContinuousBatch:
                     state = self.prefilling = self._prefill_start(row)
                     if state is None:
                         return
-                if self._prefill_chunk(state, whole=whole):
+                if self._prefill_chunk(state, whole=whole, fuse=fuse):
                     self.prefilling = None
         except Exception as exc:
             failed = state.row if state is not None else row
@@ -231,39 +257,55 @@ class ContinuousBatch:
             return 0, input_ids.shape[1]
         return int(marked[0]), int(marked[-1]) + 1
 
-    def _prefill_chunk(self, state: Prefill, *, whole: bool) -> bool:
+    def _prefill_chunk(self, state: Prefill, *, whole: bool, fuse: bool = False) -> bool:
         """Run the next piece of the prompt into the newcomer's cache; True when it is done (its
-        first token chosen and, unless that ended it, the row joined the batch)."""
+        first token chosen and, unless that ended it, the row joined the batch).
+
+        ``fuse``: the chunk goes into one forward with the running rows' decoding step
+        (``_fused_step``); the chunk that carries images holds just the image positions then."""
         import torch
 
         total = state.input_ids.shape[1]
         begin = state.done
-        end = total if whole else min(total, begin + self.chunk_tokens)
+        end = total if whole else min(total, begin + self.chunk_size())
         first_image, past_images = state.image_span
+        if not whole and 0 <= begin < first_image < end:
+            end = first_image  # the text before the images is a chunk of its own
         with_images = first_image < 0 and begin == 0 or begin <= first_image < end
         if with_images and first_image >= 0:
-            end = max(end, past_images)
-        if end - begin < total:
-            cut = slice(begin, end)
-            kwargs = {k: v[..., cut] for k, v in state.along.items()}
-            if with_images:
-                kwargs.update(state.images)
-            input_ids = state.input_ids[:, cut]
-            position_ids = None if state.position_ids is None else state.position_ids[..., cut]
+            # Every image position in one chunk; with others running, no text after them.
+            end = past_images if fuse else max(end, past_images)
+        images = state.images if with_images else {}
+        fusable = fuse and self._fuses and bool(self.running) and state.position_ids is not None
+        if fusable and images:
+            # The model finds image positions by their placeholder token: no running row may be
+            # feeding one (a random-weight model can choose it) in the same forward.
+            fusable = not any(entry.next_token in self._placeholders for entry in self.running)
+        if fusable:
+            logits = self._fused_step(state, begin, end, images)
+            if logits is None:
+                return False
         else:
-            kwargs = {**state.along, **state.images}
-            input_ids, position_ids = state.input_ids, state.position_ids
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
-        if self._takes_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
-        output = self.model(input_ids=input_ids, past_key_values=state.cache, use_cache=True, **kwargs)
-        state.cache = output.past_key_values
-        state.done = end
-        state.chunks += 1
-        if end < total:
-            return False
-        logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+            if end - begin < total:
+                cut = slice(begin, end)
+                kwargs = {k: v[..., cut] for k, v in state.along.items()}
+                kwargs.update(images)
+                input_ids = state.input_ids[:, cut]
+                position_ids = None if state.position_ids is None else state.position_ids[..., cut]
+            else:
+                kwargs = {**state.along, **state.images}
+                input_ids, position_ids = state.input_ids, state.position_ids
+            if position_ids is not None:
+                kwargs["position_ids"] = position_ids
+            if self._takes_logits_to_keep:
+                kwargs["logits_to_keep"] = 1
+            output = self.model(input_ids=input_ids, past_key_values=state.cache, use_cache=True, **kwargs)
+            state.cache = output.past_key_values
+            state.done = end
+            state.chunks += 1
+            if end < total:
+                return False
+            logits = output.logits[0, -1, :].to(copy=True, dtype=torch.float32)
         if state.position_ids is None:
             position = torch.tensor([total - 1], dtype=torch.long, device=state.input_ids.device)
         elif state.position_ids.ndim == 3:
@@ -280,12 +322,101 @@ class ContinuousBatch:
             if params.seed is not None:
                 entry.generator = torch.Generator(device=logits.device).manual_seed(params.seed)
         row.batch_size = max(row.batch_size, len(self.running) + 1)
-        token = self._choose(entry, logits[0])
+        token = self._choose(entry, logits)
         self.tracker._advance(row, token, time.perf_counter())
         if not row.finished:
             entry.next_token = token
             self._join(entry, state.cache, total)
         return True
+
+    def _fused_step(self, state: Prefill, begin: int, end: int, images: dict[str, Any]) -> Any:
+        """One forward for a newcomer's prompt chunk and the running rows' decoding step.
+
+        The batch is one packed sequence: the chunk's tokens, then each running row's newest
+        token, each at its own position (``generate``'s multimodal rotary positions for the
+        chunk, the row's next one for the others). ``FusedCache`` appends the chunk's keys and
+        values to the newcomer's cache and each row's to its row of the shared cache, and hands
+        attention both side by side; a 4-D mask lets each token see only its own sequence (the
+        chunk: its prompt so far, causally; a row: its unpadded past). Without this, the running
+        streams would wait for a separate chunk forward each step, and the newcomer for their
+        decoding forwards — two fixed costs per chunk instead of one.
+
+        The running rows advance by one token; returns the newcomer's last-position logits when
+        the chunk ends its prompt (else None). A failure leaves the running rows as they were.
+        """
+        import torch
+
+        running = self.running
+        rows, width = len(running), end - begin
+        device = state.input_ids.device
+        started = time.perf_counter()
+        fresh = [entry.next_token for entry in running]
+        input_ids = torch.cat(
+            [state.input_ids[:, begin:end], torch.tensor([fresh], dtype=torch.long, device=device)], 1
+        )
+        previous = [entry.position for entry in running]
+        for entry in running:
+            entry.position = entry.position + 1
+        chunk_positions = state.position_ids[..., begin:end]
+        positions = torch.stack([entry.position for entry in running], dim=-1).to(device)  # (P, rows)
+        if chunk_positions.ndim == 3:
+            positions = positions.unsqueeze(1)  # (P, 1, rows)
+        kwargs: dict[str, Any] = {"position_ids": torch.cat([chunk_positions, positions], dim=-1), **images}
+        for key, value in state.along.items():  # token type ids: the running rows' are text
+            kwargs[key] = torch.cat([value[..., begin:end], value.new_zeros((value.shape[0], rows))], dim=-1)
+        row_mask = torch.cat([self.mask, self.mask.new_ones((rows, 1))], dim=1)
+        kwargs["attention_mask"] = self._fused_mask(begin, width, row_mask, device)
+        if self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = rows + 1
+        kept = [(layer.keys, layer.values) for layer in self.cache.layers]
+        cache = _fused_cache(self.cache, state.cache, width)
+        try:
+            with torch.inference_mode():
+                output = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **kwargs)
+        except BaseException:
+            for layer, (keys, values) in zip(self.cache.layers, kept, strict=True):
+                layer.keys, layer.values = keys, values
+            for entry, position in zip(running, previous, strict=True):
+                entry.position = position
+            raise
+        logits = output.logits[0, -(rows + 1) :, :].to(copy=True, dtype=torch.float32)
+        self.mask = row_mask
+        state.done = end
+        state.chunks += 1
+        self.steps += 1
+        self.fused_steps += 1
+        self.fused_image_steps += bool(images)
+        now = time.perf_counter()
+        self._measure_fused(now - started, width)
+        for index, entry in enumerate(running, start=1):
+            row = entry.row
+            row.batch_size = max(row.batch_size, rows + 1)
+            token = self._choose(entry, logits[index])
+            self.tracker._advance(row, token, now)
+            entry.next_token = token
+        return logits[0] if end == state.input_ids.shape[1] else None
+
+    def _fused_mask(self, begin: int, width: int, row_mask: Any, device: Any) -> Any:
+        """(1, 1, chunk + rows, newcomer keys + rows × row keys): what each packed token sees."""
+        import torch
+
+        rows, length = row_mask.shape
+        seen = begin + width
+        causal = torch.arange(seen, device=device)[None, :] <= torch.arange(begin, seen, device=device)[:, None]
+        own = torch.zeros((rows, rows, length), dtype=torch.bool, device=device)
+        index = torch.arange(rows, device=device)
+        own[index, index] = row_mask.to(device=device, dtype=torch.bool)
+        mask = torch.cat(
+            [
+                torch.cat([causal, causal.new_zeros((width, rows * length))], dim=1),
+                torch.cat([causal.new_zeros((rows, seen)), own.view(rows, rows * length)], dim=1),
+            ],
+            dim=0,
+        )[None, None]
+        if self._bool_mask:
+            return mask
+        dtype = self.model.dtype if self.model.dtype.is_floating_point else torch.float32
+        return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
 
     def _join(self, entry: Running, cache: Any, length: int) -> None:
         import torch
@@ -302,6 +433,27 @@ class ContinuousBatch:
             layer.values = torch.cat([_pad_left(layer.values, grow_batch), _pad_left(new.values, grow_new)], dim=0)
         self.mask = torch.cat([_pad_left(self.mask, grow_batch), _pad_left(ones, grow_new)], dim=0)
         self.running.append(entry)
+
+    # --- chunk size --------------------------------------------------------------------------------
+    def chunk_size(self) -> int:
+        """Prompt tokens for the next chunk: the configured number, or as many as make a fused
+        step cost about ``FUSED_STEP_BUDGET`` decoding steps (vLLM's token budget per iteration,
+        from this machine's measured times: a GPU fits hundreds, a CPU a few dozen)."""
+        if self.fixed_chunk_tokens:
+            return self.fixed_chunk_tokens
+        if self._decode_times and self._token_times:
+            # A busy machine stretches single steps, never shortens them: a decoding step costs
+            # at least the fastest recent one, a prompt token the median of what it added over
+            # that; the chunk at most doubles or halves at a time.
+            step, token = min(self._decode_times), statistics.median(self._token_times)
+            room = (FUSED_STEP_BUDGET - 1.0) * step / token if token > 0 else MAX_CHUNK_TOKENS
+            room = min(2 * self.chunk_tokens, max(self.chunk_tokens // 2, room))
+            self.chunk_tokens = int(min(MAX_CHUNK_TOKENS, max(MIN_CHUNK_TOKENS, room)))
+        return self.chunk_tokens
+
+    def _measure_fused(self, seconds: float, width: int) -> None:
+        if self._decode_times:
+            self._token_times.append(max(seconds - min(self._decode_times), 0.0) / width)
 
     @staticmethod
     def _mask_device(cache: Any) -> Any:
@@ -329,12 +481,14 @@ class ContinuousBatch:
             kwargs["position_ids"] = position_ids.to(device)
         if self._takes_logits_to_keep:
             kwargs["logits_to_keep"] = 1
+        started = time.perf_counter()
         with torch.inference_mode():
             output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, **kwargs)
         self.cache = output.past_key_values
         logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         self.steps += 1
         now = time.perf_counter()
+        self._decode_times.append(now - started)
         for index, entry in enumerate(running):
             row = entry.row
             row.batch_size = max(row.batch_size, len(running))
@@ -415,6 +569,65 @@ class ContinuousBatch:
         _free_memory(torch)
 
 
+def _placeholder_ids(config: Any) -> set[int]:
+    """The token ids a model replaces with image or video embeddings."""
+    names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
+    found = set()
+    for part in (config, getattr(config, "text_config", None)):
+        for name in names:
+            value = getattr(part, name, None)
+            if isinstance(value, int):
+                found.add(value)
+    return found
+
+
+def _fused_cache_class() -> Any:
+    from transformers.cache_utils import Cache
+
+    class FusedCache(Cache):
+        """What one fused forward's attention layers see (``ContinuousBatch._fused_step``).
+
+        The packed keys and values of a layer are the chunk's, then one per running row;
+        ``update`` appends the chunk's to the newcomer's cache and each row's to its row of
+        the shared cache, and returns the newcomer's whole prompt so far followed by every
+        row's past, flattened into one sequence (the 4-D mask keeps each to its own).
+        """
+
+        def __init__(self, shared: Any, newcomer: Any, width: int) -> None:
+            super().__init__(layers=shared.layers)
+            self.shared, self.newcomer, self.width = shared, newcomer, width
+
+        def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> Any:
+            import torch
+
+            width = self.width
+            # (1, heads, rows, dim) -> (rows, heads, 1, dim): each row's one new position
+            row_keys = key_states[:, :, width:].permute(2, 1, 0, 3)
+            row_values = value_states[:, :, width:].permute(2, 1, 0, 3)
+            new_keys, new_values = self.newcomer.update(key_states[:, :, :width], value_states[:, :, :width], layer_idx)
+            keys, values = self.shared.update(row_keys, row_values, layer_idx)
+            rows, heads, length, dim = keys.shape
+            packed_keys = keys.transpose(0, 1).reshape(1, heads, rows * length, dim)
+            packed_values = values.transpose(0, 1).reshape(1, heads, rows * length, values.shape[-1])
+            return torch.cat([new_keys, packed_keys], dim=2), torch.cat([new_values, packed_values], dim=2)
+
+        def get_seq_length(self, layer_idx: int = 0) -> int:
+            return self.newcomer.get_seq_length(layer_idx)
+
+    return FusedCache
+
+
+_FUSED_CACHE: Any = None
+
+
+def _fused_cache(shared: Any, newcomer: Any, width: int) -> Any:
+    """A FusedCache (its class is made on first use: torch and transformers load lazily)."""
+    global _FUSED_CACHE
+    if _FUSED_CACHE is None:
+        _FUSED_CACHE = _fused_cache_class()
+    return _FUSED_CACHE(shared, newcomer, width)
+
+
 def _pad_left(tensor: Any, width: int) -> Any:
     """``tensor`` with ``width`` zero columns before its sequence dimension (-2 for a cache's
     keys and values, -1 for a mask)."""
@@ -436,6 +649,13 @@ def _warpers(params: Any) -> list[Any]:
     if params.top_p < 1.0:
         warpers.append(TopPLogitsWarper(params.top_p))
     return warpers
+
+
+# A fused step (a newcomer's chunk with the running rows' decoding step) may cost this many
+# decoding steps: the running streams' worst gap while newcomers join stays near it (goal ≤ 3×).
+FUSED_STEP_BUDGET = 2.5
+MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 2048
+MEASUREMENTS = 32  # recent steps the chunk size is taken from
 
 
 def default_chunk_tokens(loaded: LoadedModel) -> int:

@@ -99,9 +99,9 @@ def count_prefill_chunks(recorder: Recorder) -> dict[str, int]:
     counts: dict[str, int] = {}
     run_chunk = batch._prefill_chunk
 
-    def counted(state, *, whole):
+    def counted(state, **how):
         counts[state.row.request.request_id] = counts.get(state.row.request.request_id, 0) + 1
-        return run_chunk(state, whole=whole)
+        return run_chunk(state, **how)
 
     batch._prefill_chunk = counted
     return counts
@@ -181,6 +181,9 @@ def test_each_familys_answers_equal_bare_generate_whatever_joins_or_leaves(famil
     assert results[0].usage.batch_size == 3  # it shared steps with two newcomers at most
     assert chunks[first.request_id] == 1  # alone: prefilled whole, as generate does
     assert all(chunks[h.request_id] >= 2 for h in handles[1:3])  # joined: in chunks between steps
+    # text chunks went into the running rows' decoding forwards (one packed forward each)
+    batch = engine.engine.scheduler._runner.batch
+    assert batch.fused_steps >= 2 and batch.fused_image_steps >= 1  # images too, the vision tower in it
     assert max(r.usage.batch_size for r in results) <= 3
     assert engine.engine.scheduler.active() == 0
 
