@@ -207,3 +207,48 @@ def test_a_dicom_preamble_that_is_another_format_is_ambiguous(upload, asset_stor
         upload(bytes(data), "dual.dcm")
     assert refused.value.code == "ambiguous"
     assert asset_count() == 0
+
+
+def test_a_dicom_is_never_taken_inline_by_the_model_api(personas):
+    """Inline, a DICOM would reach the model without its de-identification."""
+    import base64
+
+    from inference.openai.images import ImageRefused, image_source_resolve
+
+    url = "data:application/dicom;base64," + base64.b64encode(dicom_bytes()).decode()
+    with pytest.raises(ImageRefused) as refused:
+        image_source_resolve(url, department=personas.department_a, actor=personas.member)
+    assert refused.value.code == "invalid_image" and "unsupported_type" in str(refused.value)
+
+
+def test_a_dicom_refusal_is_a_clean_400_through_the_portal_and_the_api(client, personas, asset_storage, settings):
+    from datetime import timedelta
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from departments.api_keys.services import api_key_create
+
+    settings.API_KEY_RATE_PER_MINUTE = 1000
+    client.force_login(personas.member)
+    response = client.post(
+        reverse("assets:upload", args=[personas.department_a.slug]),
+        {"file": SimpleUploadedFile("burned.dcm", dicom_bytes(burned_in="YES"), "application/dicom")},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 400 and response.json()["code"] == "dicom_burned_in_annotation"
+    created = api_key_create(
+        department=personas.department_a,
+        name="PACS",
+        scopes=["assets:read", "assets:write"],
+        created_by=personas.admin,
+        expires_at=timezone.now() + timedelta(days=30),
+    )
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    jpegls = SimpleUploadedFile("ls.dcm", dicom_bytes(syntax=JPEGLSLossless), "application/dicom")
+    response = api.post("/api/v1/assets", {"file": jpegls})
+    assert response.status_code == 400 and response.json()["code"] == "dicom_unsupported_compression"
+    assert asset_count() == 0 and stored_files(asset_storage) == []

@@ -385,3 +385,14 @@ def test_an_office_refusal_is_answered_by_the_portal_with_its_code(client, perso
     )
     assert response.status_code == 400 and response.json()["code"] == "office_macros"
     assert asset_count() == 0
+
+
+def test_an_office_file_is_never_taken_inline_by_the_model_api(personas):
+    import base64
+
+    from inference.openai.images import ImageRefused, image_source_resolve
+
+    url = "data:image/png;base64," + base64.b64encode(docx_bytes(image=False)).decode()
+    with pytest.raises(ImageRefused) as refused:
+        image_source_resolve(url, department=personas.department_a, actor=personas.member)
+    assert refused.value.code == "invalid_image" and "unsupported_type" in str(refused.value)

@@ -168,7 +168,7 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(name)]
 
 
-def _embedded_images(kind: content.Kind, package: PackageReader) -> list[tuple[content.Kind, bytes]]:
+def _embedded_images(kind: content.Kind, package: PackageReader, *, check: bool) -> list[tuple[content.Kind, bytes]]:
     folder = _MEDIA_FOLDERS[kind]
     images: list[tuple[content.Kind, bytes]] = []
     for name in sorted((name for name in package.names() if name.startswith(folder)), key=_natural):
@@ -184,13 +184,15 @@ def _embedded_images(kind: content.Kind, package: PackageReader) -> list[tuple[c
         if len(images) >= max_images():
             raise rejections.office_images(max_images())
         content.check_tail(image_kind, data[-content.TAIL_SIZE :])
-        content.inspect_content(image_kind, io.BytesIO(data), len(data))  # like an uploaded image
+        if check:  # at upload; a stored file's blob is authenticated, its pages decode when used
+            content.inspect_content(image_kind, io.BytesIO(data), len(data))  # like an uploaded image
         images.append((image_kind, data))
     return images
 
 
-def office_read(reader: BinaryIO, size: int) -> OfficeContent:
-    """The checked package's text and images (AssetRejected for anything refused)."""
+def office_read(reader: BinaryIO, size: int, *, check_images: bool = False) -> OfficeContent:
+    """The checked package's text and images (AssetRejected for anything refused); every
+    embedded image decoded completely too with ``check_images`` (the upload's check)."""
     kind, package = package_check(reader, size)
     readers = {content.DOCX: _docx_paragraphs, content.XLSX: _xlsx_paragraphs, content.PPTX: _pptx_paragraphs}
     reader.seek(0)
@@ -202,7 +204,7 @@ def office_read(reader: BinaryIO, size: int) -> OfficeContent:
         if isinstance(error, MemoryError):
             raise
         raise rejections.office_unreadable() from None
-    images = _embedded_images(kind, package)
+    images = _embedded_images(kind, package, check=check_images)
     return OfficeContent(kind=kind, paragraphs=tuple(paragraphs), images=tuple(images))
 
 
@@ -298,7 +300,7 @@ def _page_count(document: OfficeContent) -> tuple[list[list[Line]], int]:
 
 def office_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
     """The upload's complete check: package, document, every embedded image, the layout."""
-    document = office_read(reader, size)
+    document = office_read(reader, size, check_images=True)
     _pages, total = _page_count(document)
     return content.ContentInfo(kind=document.kind, width=PAGE_WIDTH, height=PAGE_HEIGHT, page_count=total)
 
@@ -346,8 +348,14 @@ def office_document_text(reader: BinaryIO) -> DocumentText:
         for number, lines in enumerate(pages, start=1)
     ]
     for kind, data in document.images:
-        with Image.open(io.BytesIO(data), formats=[kind.name]) as image:
-            width, height = image.size
+        try:
+            with Image.open(io.BytesIO(data), formats=[kind.name]) as image:
+                width, height = image.size
+        except Exception as error:
+            if not content._is_damage(error):  # the one definition of "the file is damaged"
+                raise
+            result.append(PageText(number=len(result) + 1, usable=False))
+            continue
         scale = min(1.0, PAGE_HEIGHT / max(width, height, 1))
         result.append(
             PageText(
