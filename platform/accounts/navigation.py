@@ -140,6 +140,7 @@ def department_links(request: HttpRequest, department, membership=None) -> list[
     candidates = [
         (Action.CHAT, Link("chat", _("Chat"), reverse("chat:home", args=[slug]))),
         (Action.ASSET_VIEW, Link("files", _("Files"), reverse("assets:list", args=[slug]))),
+        (Action.DOCUMENT_SEARCH, Link("search", _("Search documents"), reverse("assets:search", args=[slug]))),
         (
             Action.CONVERSATION_VIEW_ANY,
             Link("conversations", _("Department conversations"), reverse("chat:admin_conversations", args=[slug])),

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from assets import views
+from assets.documents import search_views
 
 app_name = "assets"
 
@@ -9,6 +10,7 @@ app_name = "assets"
 urlpatterns = [
     path("", views.file_list, name="list"),
     path("upload/", views.file_upload, name="upload"),
+    path("search/", search_views.document_search_page, name="search"),
     path("text-status/", views.file_text_status, name="text-status"),
     path("<uuid:asset_id>/", views.file_detail, name="detail"),
     path("<uuid:asset_id>/download/", views.file_download, name="download"),

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.permissions import Action, public
 from assets import api as assets_api
 from assets.documents import api as documents_api
+from assets.documents import search_api as documents_search_api
 from compliance import api as compliance_api
 from inference.extraction import api as extraction_api
 from inference.openai import views as openai_api
@@ -23,6 +24,7 @@ platform_urlpatterns = [
     path("assets/<str:asset_id>", assets_api.AssetDetailView.as_view(), name="api-asset"),
     path("assets/<str:asset_id>/content", assets_api.AssetContentView.as_view(), name="api-asset-content"),
     path("assets/<str:asset_id>/text", documents_api.AssetTextView.as_view(), name="api-asset-text"),
+    path("search", documents_search_api.DocumentSearchView.as_view(), name="api-search"),
     path("templates", extraction_api.TemplateListView.as_view(), name="api-templates"),
     path("templates/<str:slug>", extraction_api.TemplateDetailView.as_view(), name="api-template"),
     path("extractions", extraction_api.ExtractionListView.as_view(), name="api-extractions"),
