@@ -50,6 +50,11 @@ class ExtractionSerializer(serializers.ModelSerializer):
     flags = serializers.JSONField(read_only=True)
     rule_outcomes = serializers.JSONField(read_only=True)
     problems = serializers.JSONField(read_only=True)
+    # Kept in ``usage`` (no migration), answered beside it: the pages the model was shown, and
+    # where each value was found ({"page", "box", "source", "width", "height"} or {"ungrounded": true}).
+    usage = serializers.SerializerMethodField()
+    pages = serializers.SerializerMethodField()
+    grounding = serializers.SerializerMethodField()
 
     class Meta:
         model = Extraction
@@ -66,10 +71,21 @@ class ExtractionSerializer(serializers.ModelSerializer):
             "problems",
             "attempts",
             "usage",
+            "pages",
+            "grounding",
             "created_by_name",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_usage(self, extraction) -> dict:
+        return {key: value for key, value in (extraction.usage or {}).items() if key not in ("pages", "grounding")}
+
+    def get_pages(self, extraction) -> list[int] | None:
+        return (extraction.usage or {}).get("pages")
+
+    def get_grounding(self, extraction) -> dict | None:
+        return (extraction.usage or {}).get("grounding")
 
 
 class ExtractionCreateSerializer(serializers.Serializer):

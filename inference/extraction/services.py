@@ -14,6 +14,11 @@ Rules (``TaskTemplate.rules``) are a JSON list of checks on the extracted value,
 ``matches`` / ``not_matches`` (a regular expression, full match), ``contains``, ``in``,
 ``missing`` (the field is absent or empty). A comparison on a missing field does not raise its
 outcome but is reported with ``"missing": true`` — add a ``missing`` rule to require the field.
+``grounded`` requires the field's value to be found in the document's text
+(``assets.documents.grounding``): its outcome (``ungrounded`` unless named) is raised when the
+value, or any value under a ``[*]`` path, is missing or written nowhere in the document::
+
+    {"field": "total_amount", "op": "grounded", "outcome": "total_not_found"}
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from assets.content import MODEL_PAGES_PER_FILE
+from assets.documents.grounding import ground_fields
+from assets.documents.model_pages import pages_choose, pages_cost, pages_images
+from assets.documents.pages import DocumentText
+from assets.documents.selectors import document_text
 from assets.models import Asset
-from assets.reading import asset_decode_cost, asset_page_images
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 from departments.models import Department
@@ -49,7 +58,23 @@ from inference.model_calls import (
 )
 from inference.models import TaskTemplate
 
-OPERATORS = ("gt", "gte", "lt", "lte", "eq", "ne", "matches", "not_matches", "contains", "in", "missing")
+OPERATORS = (
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "eq",
+    "ne",
+    "matches",
+    "not_matches",
+    "contains",
+    "in",
+    "missing",
+    "grounded",
+)
+GROUNDED_OUTCOME = "ungrounded"  # the outcome of a ``grounded`` rule that names none
+# The message of a ``grounded`` rule that has none (translated when the rule is evaluated).
+GROUNDED_MESSAGE = "The value of {field} was not found in the document."
 RULES_NOT_A_LIST = "Rules must be a list of objects."
 RULE_INVALID = "Rule {index}: {problem}."
 TEMPLATE_HAS_NO_SCHEMA = "This template has no JSON schema, so it cannot be used for extraction."
@@ -75,7 +100,8 @@ def rules_validate(rules: Any) -> list[str]:
             problems.append(RULE_INVALID.format(index=index, problem="'field' must be a path such as total_amount"))
         if rule.get("op") not in OPERATORS:
             problems.append(RULE_INVALID.format(index=index, problem=f"'op' must be one of {', '.join(OPERATORS)}"))
-        if not isinstance(rule.get("outcome"), str) or not rule["outcome"]:
+        outcome = rule.get("outcome", GROUNDED_OUTCOME if rule.get("op") == "grounded" else None)
+        if not isinstance(outcome, str) or not outcome:
             problems.append(RULE_INVALID.format(index=index, problem="'outcome' must name what follows"))
         if rule.get("op") in ("matches", "not_matches"):
             try:
@@ -148,8 +174,18 @@ def _holds(op: str, actual: Any, expected: Any) -> bool:
     return False
 
 
-def rules_evaluate(rules: list[dict], value: Any) -> list[dict]:
-    """One outcome record per rule: ``triggered`` says whether its outcome is raised."""
+def _grounded(grounding: dict | None, field: str) -> bool:
+    """Whether every value at the rule's path (``[*]``: every element's) was found in the document:
+    ``grounding`` maps leaf paths (``total_amount``, ``anomalies[0].type``) to where they were found
+    or ``{"ungrounded": true}``."""
+    pattern = re.compile(re.escape(field).replace(r"\[\*\]", r"\[\d+\]") + r"(?:$|[.\[])")
+    entries = [entry for path, entry in (grounding or {}).items() if pattern.match(path)]
+    return bool(entries) and all(isinstance(entry, dict) and not entry.get("ungrounded") for entry in entries)
+
+
+def rules_evaluate(rules: list[dict], value: Any, *, grounding: dict | None = None) -> list[dict]:
+    """One outcome record per rule: ``triggered`` says whether its outcome is raised. ``grounding``:
+    the result's grounding (``extraction_ground``), for ``grounded`` rules (none: nothing is grounded)."""
     outcomes = []
     for index, rule in enumerate(rules or []):
         field, op, expected = rule.get("field", ""), rule.get("op"), rule.get("value")
@@ -157,6 +193,8 @@ def rules_evaluate(rules: list[dict], value: Any) -> list[dict]:
         missing = actual is _MISSING or actual in (None, "", [])
         if op == "missing":
             triggered = missing
+        elif op == "grounded":
+            triggered = missing or not _grounded(grounding, field)
         elif missing:
             triggered = False
         else:
@@ -170,8 +208,9 @@ def rules_evaluate(rules: list[dict], value: Any) -> list[dict]:
                 "actual": None if actual is _MISSING else actual,
                 "missing": missing,
                 "triggered": bool(triggered),
-                "outcome": rule.get("outcome", ""),
-                "message": rule.get("message", ""),
+                "outcome": rule.get("outcome", GROUNDED_OUTCOME if op == "grounded" else ""),
+                "message": rule.get("message")
+                or (gettext(GROUNDED_MESSAGE).format(field=field) if op == "grounded" else ""),
             }
         )
     return outcomes
@@ -310,6 +349,47 @@ def templates_builtin_ensure(*, department: Department) -> int:
 # --- running an extraction ------------------------------------------------------------------------
 
 
+def _template_query(template: TaskTemplate) -> str:
+    """What the template looks for, as a search query: its name, instruction, and every field's
+    name and description."""
+    words = [template.name, template.instruction]
+
+    def walk(schema: Any, name: str = "") -> None:
+        if not isinstance(schema, dict):
+            return
+        if name:
+            words.append(name.replace("_", " "))
+        if isinstance(schema.get("description"), str):
+            words.append(schema["description"])
+        for key, child in (schema.get("properties") or {}).items():
+            walk(child, str(key))
+        walk(schema.get("items"))
+
+    walk(template.json_schema)
+    return " ".join(words)
+
+
+def extraction_ground(value: Any, *, schema: dict | None, document: DocumentText | None, pages=()) -> dict:
+    """Where each leaf of the result is written: ``{path: {"page", "box", "source", "width",
+    "height"}}``, or ``{path: {"ungrounded": true}}`` when it is nowhere in the document's text (or
+    the file has no text layer yet). Coordinates only: the text found is not kept."""
+    document = document or DocumentText()
+    grounding = {}
+    for path, found in ground_fields(document, value, schema=schema, pages=pages).items():
+        if found is None:
+            grounding[path] = {"ungrounded": True}
+            continue
+        page = document.page(found.page)
+        grounding[path] = {
+            "page": found.page,
+            "box": list(found.box),
+            "source": found.source,
+            "width": page.width,
+            "height": page.height,
+        }
+    return grounding
+
+
 def extraction_messages(template: TaskTemplate, images: list) -> list[Message]:
     system = f"{template.instruction}\n\n{instruction_for(template.json_schema)}"
     return [Message("system", system), Message("user", EXTRACTION_PROMPT, images=tuple(images))]
@@ -340,8 +420,13 @@ def extraction_run(
         raise SchemaInvalid(TEMPLATE_HAS_NO_SCHEMA)
     schema_check(template.json_schema)
     started = time.perf_counter()
-    ImageBudget().take(asset_decode_cost(asset, max_pages=MAX_PAGES))
-    images = asset_page_images(asset, max_pages=MAX_PAGES)
+    # A PDF with a text layer: the pages whose text best matches the template's fields (BM25),
+    # wherever they are; without one, the first pages as before.
+    budget = ImageBudget()
+    choice = pages_choose(asset, _template_query(template), limit=budget.images_left, per_file=MAX_PAGES)
+    budget.take(pages_cost(asset, choice))
+    images = pages_images(asset, choice)
+    pages = list(choice.pages)
     messages = extraction_messages(template, images)
     info = engine.info()
     call = ModelCall(
@@ -399,11 +484,16 @@ def extraction_run(
         if outcome.valid:
             extraction.status = ExtractionStatus.VALID
             extraction.result = outcome.value
-            extraction.rule_outcomes = rules_evaluate(template.rules, outcome.value)
+            grounding = extraction_ground(
+                outcome.value, schema=template.json_schema, document=document_text(asset), pages=pages
+            )
+            extraction.usage["grounding"] = grounding
+            extraction.rule_outcomes = rules_evaluate(template.rules, outcome.value, grounding=grounding)
             extraction.flags = sorted({o["outcome"] for o in extraction.rule_outcomes if o["triggered"]})
         else:
             extraction.status = ExtractionStatus.INVALID
     extraction.usage["latency"] = round(time.perf_counter() - started, 4)
+    extraction.usage["pages"] = pages  # the pages the model was shown
     first = outcome.results[0].usage if outcome is not None and outcome.results else None
     result = ModelCallResult(
         outcome=Outcome.SUCCESS if extraction.status == ExtractionStatus.VALID else Outcome.FAILURE,

@@ -9,7 +9,6 @@ from assets.documents.grounding import (
     ground_fields,
     ground_value,
     labels_of,
-    rank_pages_by_overlap,
 )
 from assets.documents.pages import DocumentText, Line, PageText, TextSource
 
@@ -186,12 +185,6 @@ def test_every_leaf_of_an_object_is_grounded_by_path():
     assert found["total"].page == 2 and found["tax_rate"].text == "13%" and found["items[0].qty"] is not None
     assert found["items[1].qty"] is None and found["missing_text"] is None
     assert found["seller.name"].text.startswith("Beijing ACME")
-
-
-def test_the_fallback_ranking_prefers_pages_sharing_the_query_terms():
-    ranked = rank_pages_by_overlap(INVOICE, "增值税发票 开票日期 seller", limit=2)
-    assert ranked[0][0] == 2 and all(score > 0 for _number, score in ranked)
-    assert rank_pages_by_overlap(INVOICE, "nothing alike", limit=3) == []
 
 
 def test_ocr_dots_for_thousands_commas_still_read_as_the_number():

@@ -451,27 +451,4 @@ def ground_fields(
     return {path: index.ground(leaf, labels=labels) for path, leaf, labels in _leaves(value, schema, "", "")}
 
 
-def rank_pages_by_overlap(document: DocumentText, query: str, *, limit: int) -> list[tuple[int, float]]:
-    """Pages sharing the most of the query's terms (Latin words, CJK character pairs), best first;
-    pages sharing none are left out. The fallback while ``assets.documents.retrieval`` is absent."""
-
-    def terms(text: str) -> set[str]:
-        text = normalise(text)
-        words = set(re.findall(r"[a-z0-9]{2,}", text))
-        for run in re.findall(r"[\u3400-\u9fff]+", text):
-            words.update(run[i : i + 2] for i in range(len(run) - 1))
-        return words
-
-    wanted = terms(query)
-    scores = []
-    for page in document.pages:
-        if not page.usable:
-            continue
-        score = float(len(wanted & terms(page.text)))
-        if score > 0:
-            scores.append((page.number, score))
-    scores.sort(key=lambda item: (-item[1], item[0]))
-    return scores[:limit]
-
-
 __all__ = ["DocumentIndex", "Grounding", "ground_fields", "ground_value", "labels_of", "normalise"]

@@ -1,0 +1,316 @@
+"""Extraction over whole documents: the pages the model is shown come from the template's fields,
+every extracted value is grounded in the text layer (page + box, or ungrounded), and a rule can
+require grounding."""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.utils import translation
+
+from departments.tenancy import department_scope
+from inference.engine.handles import Result, Usage
+from inference.extraction.services import (
+    GROUNDED_MESSAGE,
+    VAT_INVOICE_SCHEMA,
+    extraction_ground,
+    extraction_run,
+    rules_evaluate,
+    rules_validate,
+)
+from tests.api import conftest as api_fixtures
+from tests.conftest import requirement_missing
+
+api_engine = api_fixtures.api_engine  # the demo model as the process's engine
+api_storage = api_fixtures.api_storage  # storage and key ring of this test's own
+make_key = api_fixtures.make_key
+key_a = api_fixtures.key_a
+client_for = api_fixtures.client_for
+
+FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+A4 = (595.0, 842.0)
+FONT_POINTS = 12.0
+SCALE = 1600 / A4[1]  # the model's page image: longest side 1600 pixels
+
+INVOICE_PAGE = [
+    "增值税专用发票",
+    "发票号码：No.04419876",
+    "开票日期：2025年3月14日",
+    "销售方名称：上海某某机械有限公司",
+    "纳税人识别号：91310115MA1H7GXX3B",
+    "购买方名称：某某制造股份有限公司",
+    "金额：¥11,327.43",
+    "税率：13%    税额：1,472.57",
+    "价税合计（小写）：¥12,800.00",
+]
+OTHER_PAGES = [
+    ["Delivery note 交货单", "Batch 314 shipped on 2025-02-02", "Carrier: Example Freight Ltd."],
+    ["Terms and conditions", "Payment within 30 days", "Warranty 12 months from delivery"],
+    ["Packing list", "Pallets 4, cartons 37", "Gross weight 812 kg"],
+    ["Inspection report 检验报告", "Pressure 0.62 MPa", "Result: passed"],
+    ["Cover letter", "Dear customer, please find the documents enclosed.", "Regards"],
+]
+ANSWER = {
+    "invoice_type": "增值税专用发票",
+    "invoice_number": "04419876",
+    "invoice_date": "2025-03-14",
+    "seller_name": "上海某某机械有限公司",
+    "seller_tax_id": "91310115MA1H7GXX3B",
+    "buyer_name": "某某制造股份有限公司",
+    "buyer_tax_id": "91320500134785645K",  # written nowhere on the document
+    "amount_excluding_tax": 11327.43,
+    "tax_rate": "13%",
+    "tax_amount": 1472.57,
+    "total_amount": 12800.0,
+}
+RULES = [
+    {"field": "total_amount", "op": "grounded", "outcome": "total_not_found"},
+    {"field": "buyer_tax_id", "op": "grounded"},  # outcome "ungrounded", the translated message
+]
+
+
+def _row_top(index: int) -> float:
+    return 60.0 + index * FONT_POINTS * 2.4
+
+
+def invoice_bundle_pdf() -> bytes:
+    """Six born-digital pages (real PDF text, the font embedded): five others, the invoice last."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    document = pdfium.PdfDocument.new()
+    data = FONT_PATH.read_bytes()
+    buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    font = pdfium_c.FPDFText_LoadFont(document.raw, buffer, len(data), pdfium_c.FPDF_FONT_TRUETYPE, 1)
+    for lines in [*OTHER_PAGES, INVOICE_PAGE]:
+        page = document.new_page(*A4)
+        for index, line in enumerate(lines):
+            text = pdfium_c.FPDFPageObj_CreateTextObj(document.raw, font, FONT_POINTS)
+            encoded = ctypes.create_string_buffer((line + "\0").encode("utf-16-le"))
+            pdfium_c.FPDFText_SetText(text, ctypes.cast(encoded, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+            pdfium_c.FPDFPageObj_Transform(text, 1, 0, 0, 1, 60.0, A4[1] - _row_top(index) - FONT_POINTS * 0.88)
+            pdfium_c.FPDFPage_InsertObject(page.raw, text)
+        page.gen_content()
+        page.close()
+    out = io.BytesIO()
+    document.save(out)
+    document.close()
+    return out.getvalue()
+
+
+def pdf_document_text(data: bytes):
+    """The PDF's own text as the text layer holds it (lines with boxes in page-image pixels).
+    Stands in for the text-layer job (assets.documents.jobs) until that job is part of the tree."""
+    import pypdfium2 as pdfium
+
+    from assets.documents.pages import DocumentText, Line, PageText, TextSource
+
+    pdf = pdfium.PdfDocument(io.BytesIO(data))
+    pages = []
+    for index in range(len(pdf)):
+        page = pdf[index]
+        width, height = page.get_size()
+        scale = 1600 / max(width, height)
+        textpage = page.get_textpage()
+        lines = []
+        for rect in range(textpage.count_rects()):
+            left, bottom, right, top = textpage.get_rect(rect)
+            text = " ".join(textpage.get_text_bounded(left, bottom, right, top).split())
+            if text:
+                lines.append(
+                    Line(text, (left * scale, (height - top) * scale, right * scale, (height - bottom) * scale))
+                )
+        pages.append(PageText(index + 1, tuple(lines), TextSource.PDF, round(width * scale), round(height * scale)))
+        textpage.close()
+        page.close()
+    pdf.close()
+    return DocumentText(pages=tuple(pages))
+
+
+class ScriptedEngine:
+    """The process's demo engine (its identity, limits and audit record) answering a fixed JSON:
+    the demo model's random weights cannot read an invoice, which is what this test needs. It
+    records what the model was shown."""
+
+    def __init__(self, engine, answer: dict) -> None:
+        self.engine, self.answer, self.seen = engine, answer, []
+        self.limits = engine.limits
+
+    def info(self):
+        return self.engine.info()
+
+    def submit(self, messages, **_params):
+        self.seen.append(messages)
+        text = json.dumps(self.answer, ensure_ascii=False)
+        result = Result(text=text, usage=Usage(50, 20, 0.0, 0.01, 0.02, 100.0, 1), finish_reason="stop")
+        return type("Handle", (), {"result": lambda self: result})()
+
+
+@pytest.fixture
+def bundle(personas, system_context, settings, monkeypatch):
+    """The six-page bundle uploaded to department A, with its text layer."""
+    if not FONT_PATH.exists():
+        requirement_missing(f"{FONT_PATH} is missing (install fonts-wqy-zenhei)")
+    from assets.services import asset_upload
+
+    settings.MAX_PDF_PAGES = 50
+    settings.MAX_UPLOAD_MB = 20  # pdfium embeds the whole CJK font (~10 MB)
+    data = invoice_bundle_pdf()
+    with department_scope(personas.department_a):
+        asset = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.admin,
+            stream=iter([data]),
+            original_name="bundle.pdf",
+        )
+    document = pdf_document_text(data)
+    import assets.documents.selectors
+    import inference.extraction.services
+
+    monkeypatch.setattr(assets.documents.selectors, "document_text", lambda a: document if a.pk == asset.pk else None)
+    monkeypatch.setattr(
+        inference.extraction.services, "document_text", lambda a: document if a.pk == asset.pk else None
+    )
+    return asset
+
+
+@pytest.fixture
+def invoice_template(personas):
+    from inference.models import TaskTemplate
+
+    with department_scope(personas.department_a):
+        return TaskTemplate.objects.create(
+            department=personas.department_a,
+            slug="invoice-grounded",
+            name="Invoice (grounded)",
+            instruction="Read the VAT invoice.",
+            json_schema=VAT_INVOICE_SCHEMA,
+            rules=RULES,
+        )
+
+
+@pytest.mark.django_db
+def test_an_extraction_is_shown_the_invoice_page_and_grounds_each_value(
+    api_engine, bundle, invoice_template, personas, key_a, client_for
+):
+    raw, key = key_a
+    engine = ScriptedEngine(api_engine, ANSWER)
+    extraction = extraction_run(
+        department=personas.department_a, template=invoice_template, asset=bundle, engine=engine, api_key=key
+    )
+    assert extraction.status == "valid", extraction.problems
+    pages = extraction.usage["pages"]
+    assert 6 in pages and pages == sorted(pages) and len(pages) <= 4  # the invoice is the last page
+    shown = engine.seen[0][-1].images
+    assert len(shown) == len(pages) and max(shown[0].size) == 1600
+
+    grounding = extraction.usage["grounding"]
+    assert set(grounding) == set(ANSWER)
+    assert grounding["buyer_tax_id"] == {"ungrounded": True}
+    for name in set(ANSWER) - {"buyer_tax_id"}:
+        entry = grounding[name]
+        assert entry["page"] == 6 and entry["source"] == "pdf", name
+        assert (entry["width"], entry["height"]) == (round(A4[0] * SCALE), 1600)
+    # Each box sits on the row its value was written on, to the right of its label.
+    for name, row in (("invoice_date", 2), ("total_amount", 8), ("tax_rate", 7), ("tax_amount", 7)):
+        x0, y0, x1, y1 = grounding[name]["box"]
+        centre = (_row_top(row) + FONT_POINTS / 2) * SCALE
+        assert y0 <= centre <= y1 and x0 > 60 * SCALE + 3 * FONT_POINTS * SCALE, name
+    assert grounding["tax_amount"]["box"][0] > grounding["tax_rate"]["box"][2]
+
+    # The grounding rule: the total is found, the buyer's tax id is not.
+    outcomes = {o["field"]: o for o in extraction.rule_outcomes}
+    assert outcomes["total_amount"]["triggered"] is False
+    assert outcomes["buyer_tax_id"]["triggered"] is True and outcomes["buyer_tax_id"]["outcome"] == "ungrounded"
+    assert extraction.flags == ["ungrounded"]
+
+    # The API answers the pages and the grounding beside the result; usage keeps its counts.
+    body = client_for(raw).get(f"/api/v1/extractions/{extraction.pk}").json()
+    assert body["pages"] == pages and body["grounding"] == grounding
+    assert body["result"] == ANSWER and "grounding" not in body["usage"] and "pages" not in body["usage"]
+
+
+@pytest.mark.django_db
+def test_without_a_text_layer_the_first_pages_are_shown_and_nothing_is_grounded(
+    api_engine, bundle, invoice_template, personas, key_a, monkeypatch
+):
+    import assets.documents.selectors
+    import inference.extraction.services
+
+    monkeypatch.setattr(assets.documents.selectors, "document_text", lambda asset: None)
+    monkeypatch.setattr(inference.extraction.services, "document_text", lambda asset: None)
+    _raw, key = key_a
+    extraction = extraction_run(
+        department=personas.department_a,
+        template=invoice_template,
+        asset=bundle,
+        engine=ScriptedEngine(api_engine, ANSWER),
+        api_key=key,
+    )
+    assert extraction.usage["pages"] == [1, 2, 3, 4]
+    assert set(extraction.usage["grounding"]) == set(ANSWER)
+    assert all(entry == {"ungrounded": True} for entry in extraction.usage["grounding"].values())
+    assert extraction.flags == ["total_not_found", "ungrounded"]
+
+
+@pytest.mark.django_db
+def test_the_demo_model_is_shown_the_chosen_pages_too(api_engine, bundle, invoice_template, personas, key_a, settings):
+    settings.EXTRACTION_MAX_NEW_TOKENS = 16
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+    _raw, key = key_a
+    extraction = extraction_run(
+        department=personas.department_a, template=invoice_template, asset=bundle, engine=api_engine, api_key=key
+    )
+    # Its random weights write no valid JSON: no result, nothing to ground; the pages are recorded.
+    assert extraction.status == "invalid" and "grounding" not in extraction.usage
+    assert 6 in extraction.usage["pages"]
+
+
+def test_the_grounded_rule_is_validated_and_evaluated():
+    assert rules_validate(RULES) == []
+    assert rules_validate([{"field": "total", "op": "grounded", "outcome": ""}]) != []
+    assert rules_validate([{"op": "grounded"}])[0].startswith("Rule 0:")
+    value = {"total": 5, "items": [{"name": "pump"}, {"name": "valve"}], "empty": ""}
+    grounding = {
+        "total": {"page": 1, "box": [0, 0, 1, 1], "source": "pdf", "width": 10, "height": 10},
+        "items[0].name": {"page": 1, "box": [0, 0, 1, 1], "source": "pdf", "width": 10, "height": 10},
+        "items[1].name": {"ungrounded": True},
+    }
+
+    def triggered(field):
+        (outcome,) = rules_evaluate([{"field": field, "op": "grounded"}], value, grounding=grounding)
+        return outcome["triggered"]
+
+    assert triggered("total") is False
+    assert triggered("items[*].name") is True  # one element's value is nowhere in the document
+    assert triggered("items") is True
+    assert triggered("empty") is True and triggered("absent") is True  # nothing to find
+    assert triggered("tot") is True  # a path is matched whole, not as a prefix
+    (no_layer,) = rules_evaluate([{"field": "total", "op": "grounded"}], value)
+    assert no_layer["triggered"] is True and no_layer["outcome"] == "ungrounded"
+
+
+def test_the_grounded_rule_message_is_translated():
+    with translation.override("en"):
+        (english,) = rules_evaluate([{"field": "total", "op": "grounded"}], {"total": 1})
+    with translation.override("zh-hans"):
+        (chinese,) = rules_evaluate([{"field": "total", "op": "grounded"}], {"total": 1})
+    assert english["message"] == GROUNDED_MESSAGE.format(field="total")
+    assert chinese["message"] == "字段 total 的值在文档中未找到。"
+    (own,) = rules_evaluate([{"field": "total", "op": "grounded", "message": "发票金额须可查"}], {"total": 1})
+    assert own["message"] == "发票金额须可查"
+
+
+def test_extraction_ground_keeps_coordinates_only():
+    from assets.documents.pages import DocumentText, Line, PageText, TextSource
+
+    page = PageText(1, (Line("合计：¥12,800.00", (10, 20, 210, 40)),), TextSource.OCR, 300, 400)
+    grounding = extraction_ground({"total": 12800, "other": "nowhere"}, schema=None, document=DocumentText((page,)))
+    assert grounding["other"] == {"ungrounded": True}
+    assert set(grounding["total"]) == {"page", "box", "source", "width", "height"}
+    assert grounding["total"]["page"] == 1 and grounding["total"]["source"] == "ocr"
+    assert extraction_ground({"total": 12800}, schema=None, document=None) == {"total": {"ungrounded": True}}
