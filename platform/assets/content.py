@@ -585,6 +585,23 @@ def page_images(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) 
         return _pdf_page_images(reader, max_pages=max_pages, max_side=max_side)
 
 
+def page_images_at(kind: Kind, reader: BinaryIO, pages, *, max_side: int) -> list[Image.Image]:
+    """RGB images of the given pages (1-based, in that order) of an Office file or a DICOM
+    file, only those rendered or decoded: the retrieval's choice for documents that are not
+    PDFs. Same contract as ``page_images`` (decode slot, PageUnreadable naming the page)."""
+    reader.seek(0)
+    with decode_slot():
+        if kind in OFFICE_KINDS:
+            from assets.documents.office import office_pages_at
+
+            return office_pages_at(reader, pages, max_side=max_side)
+        if kind is DICOM:
+            from assets.documents.dicom import dicom_pages_at
+
+            return dicom_pages_at(reader, pages, max_side=max_side)
+    raise ValueError(f"page_images_at reads Office and DICOM files, not {kind.name}")
+
+
 def _pdf_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
     images = []
     with PDFIUM_LOCK:

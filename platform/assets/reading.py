@@ -102,6 +102,23 @@ def asset_page_images(
         raise AssetUnreadable(asset, failure.page) from None
 
 
+def asset_document_pages(asset: Asset, pages, *, max_side: int = DEFAULT_MODEL_SIDE) -> list[Image.Image]:
+    """Given pages (1-based, in that order) of an Office or DICOM file, only those rendered:
+    what a retrieval's choice of pages needs (``content.page_images_at``; PDFs render their own
+    way). Raises AssetUnreadable like ``asset_page_images``."""
+    marked = [page for page in pages if page in (asset.unusable_pages or ()) or not 1 <= page <= asset.page_count]
+    if marked:
+        raise AssetUnreadable(asset, min(marked))  # a page the file lacks is not marked on it
+    try:
+        with asset_open_reader(asset) as reader:
+            return content.page_images_at(content.KINDS[asset.content_type], reader, pages, max_side=max_side)
+    except content.PageUnreadable as failure:
+        from assets.services import asset_page_unusable_mark
+
+        asset_page_unusable_mark(asset=asset, page=failure.page)
+        raise AssetUnreadable(asset, failure.page) from None
+
+
 def asset_thumbnail_png(asset: Asset, *, side: int = THUMBNAIL_SIDE) -> bytes:
     """A small PNG preview made on the fly, kept only in memory (never cached in clear)."""
     (image,) = asset_page_images(asset, max_pages=1, max_side=side)

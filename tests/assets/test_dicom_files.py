@@ -172,6 +172,14 @@ def test_frames_are_pages_and_bounded(upload, settings, asset_storage):
     assert (refused.value.code, refused.value.status) == ("too_many_pages", 413)
 
 
+def test_chosen_frames_alone_are_decoded(upload):
+    from assets.reading import asset_document_pages
+
+    asset = upload(dicom_bytes(frames=3), "cine.dcm")
+    frames = asset_document_pages(asset, [3, 1])
+    assert [frame.getpixel((0, 0)) for frame in frames] == [(128,) * 3, (128,) * 3]
+
+
 def test_a_burned_in_annotation_is_refused_and_audited(upload, asset_storage):
     with pytest.raises(AssetRejected) as refused:
         upload(dicom_bytes(burned_in="YES"), "burned.dcm")

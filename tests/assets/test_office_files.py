@@ -155,6 +155,20 @@ def test_a_docx_is_stored_as_docx_and_read_in_order_with_boxes_and_its_image_as_
     assert asset_thumbnail_png(asset).startswith(b"\x89PNG")
 
 
+def test_chosen_pages_alone_are_rendered_and_a_page_beyond_the_document_is_refused(upload):
+    from assets.reading import AssetUnreadable, asset_document_pages
+
+    asset = upload(docx_bytes(), "contract.docx")
+    picture, text = asset_document_pages(asset, [2, 1], max_side=800)
+    assert picture.size == (64, 48) and picture.getpixel((3, 3)) == RED
+    assert max(text.size) == 800
+    with pytest.raises(AssetUnreadable) as unreadable:
+        asset_document_pages(asset, [3])
+    assert unreadable.value.page == 3
+    asset.refresh_from_db()
+    assert asset.unusable_pages == []
+
+
 def test_an_xlsx_is_read_sheet_by_sheet_as_rows(upload):
     asset = upload(xlsx_bytes(), "ledger.xlsx")
     assert (asset.content_type, asset.page_count) == (content.XLSX.mime, 1)

@@ -479,19 +479,30 @@ def dicom_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
 
 def dicom_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
     """The first ``max_pages`` frames, rendered, each at most ``max_side`` on its longer side."""
+    return dicom_pages_at(reader, range(1, max_pages + 1), max_side=max_side, clip=True)
+
+
+def dicom_pages_at(reader: BinaryIO, numbers, *, max_side: int, clip: bool = False) -> list[Image.Image]:
+    """The frames ``numbers`` (1-based, in the order given) decoded and rendered, only those. A
+    number beyond the file raises PageUnreadable (left out with ``clip``)."""
     try:
         dataset = _load(reader)
         _rows, _columns, frames = _check_geometry(dataset)
     except rejections.AssetRejected:
         raise content.PageUnreadable(1) from None
     images = []
-    for index, frame in enumerate(_frames(dataset, min(frames, max_pages))):
+    for number in numbers:
+        if not 1 <= number <= frames:
+            if clip:
+                continue
+            raise content.PageUnreadable(number)
+        (frame,) = list(_frames_from(dataset, number - 1))
         try:
             image = render_frame(dataset, frame)
         except Exception as error:
             if isinstance(error, MemoryError):
                 raise
-            raise content.PageUnreadable(index + 1) from None
+            raise content.PageUnreadable(number) from None
         image.thumbnail((max_side, max_side))
         images.append(image)
     return images

@@ -308,24 +308,36 @@ def office_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
 def office_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
     """The first ``max_pages`` pages: the text pages, then the embedded images, each at most
     ``max_side`` on its longer side. A file that no longer reads raises PageUnreadable(1)."""
+    return office_pages_at(reader, range(1, max_pages + 1), max_side=max_side, clip=True)
+
+
+def office_pages_at(reader: BinaryIO, numbers, *, max_side: int, clip: bool = False) -> list[Image.Image]:
+    """The pages ``numbers`` (1-based, in the order given) rendered; only those are drawn or
+    decoded. A number beyond the document raises PageUnreadable (left out with ``clip``)."""
     reader.seek(0)
     size = reader.seek(0, io.SEEK_END)
     try:
         document = office_read(reader, size)
-        pages, _total = _page_count(document)
+        pages, total = _page_count(document)
     except rejections.AssetRejected:
         raise content.PageUnreadable(1) from None
     images: list[Image.Image] = []
-    for lines in pages[:max_pages]:
-        page = _render(lines)
-        if max(page.size) > max_side:
-            page.thumbnail((max_side, max_side))
-        images.append(page)
-    for index, (kind, data) in enumerate(document.images[: max(0, max_pages - len(images))]):
+    for number in numbers:
+        if not 1 <= number <= total:
+            if clip:
+                continue
+            raise content.PageUnreadable(number)
+        if number <= len(pages):
+            page = _render(pages[number - 1])
+            if max(page.size) > max_side:
+                page.thumbnail((max_side, max_side))
+            images.append(page)
+            continue
+        kind, data = document.images[number - len(pages) - 1]
         try:
             images.extend(content.page_images(kind, io.BytesIO(data), max_pages=1, max_side=max_side))
         except content.PageUnreadable:
-            raise content.PageUnreadable(len(pages) + index + 1) from None
+            raise content.PageUnreadable(number) from None
     return images
 
 
