@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import math
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -20,8 +21,9 @@ def page_width(number: int) -> float:
 
 
 def rendered_width(number: int, side: int) -> int:
-    """The width of page ``number`` rendered with its longest side (the height) ``side``."""
-    return round(side * page_width(number) / PAGE_HEIGHT)
+    """The width of page ``number`` rendered with its longest side (the height) ``side``
+    (pypdfium2 rounds a rendered size up)."""
+    return math.ceil(page_width(number) * (side / PAGE_HEIGHT))
 
 
 def text_pdf(pages: list[str]) -> bytes:
