@@ -423,7 +423,9 @@ def extraction_run(
     # A PDF with a text layer: the pages whose text best matches the template's fields (BM25),
     # wherever they are; without one, the first pages as before.
     budget = ImageBudget()
-    choice = pages_choose(asset, _template_query(template), limit=budget.images_left, per_file=MAX_PAGES)
+    with department_scope(department):  # the text layer is the department's, like the file
+        choice = pages_choose(asset, _template_query(template), limit=budget.images_left, per_file=MAX_PAGES)
+        document = document_text(asset)
     budget.take(pages_cost(asset, choice))
     images = pages_images(asset, choice)
     pages = list(choice.pages)
@@ -484,9 +486,7 @@ def extraction_run(
         if outcome.valid:
             extraction.status = ExtractionStatus.VALID
             extraction.result = outcome.value
-            grounding = extraction_ground(
-                outcome.value, schema=template.json_schema, document=document_text(asset), pages=pages
-            )
+            grounding = extraction_ground(outcome.value, schema=template.json_schema, document=document, pages=pages)
             extraction.usage["grounding"] = grounding
             extraction.rule_outcomes = rules_evaluate(template.rules, outcome.value, grounding=grounding)
             extraction.flags = sorted({o["outcome"] for o in extraction.rule_outcomes if o["triggered"]})

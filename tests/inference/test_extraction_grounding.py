@@ -1,6 +1,7 @@
 """Extraction over whole documents: the pages the model is shown come from the template's fields,
 every extracted value is grounded in the text layer (page + box, or ungrounded), and a rule can
-require grounding."""
+require grounding. The text layer is made by the real job (committed transactions: the job runs on
+its worker thread after the upload commits)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from inference.extraction.services import (
 )
 from tests.api import conftest as api_fixtures
 from tests.conftest import requirement_missing
+from tests.support.waiting import wait_until
 
 api_engine = api_fixtures.api_engine  # the demo model as the process's engine
 api_storage = api_fixtures.api_storage  # storage and key ring of this test's own
@@ -35,6 +37,7 @@ FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 A4 = (595.0, 842.0)
 FONT_POINTS = 12.0
 SCALE = 1600 / A4[1]  # the model's page image: longest side 1600 pixels
+DEADLINE = 90.0  # seconds for the text layer of six born-digital pages on a loaded 2-core machine
 
 INVOICE_PAGE = [
     "增值税专用发票",
@@ -102,35 +105,6 @@ def invoice_bundle_pdf() -> bytes:
     return out.getvalue()
 
 
-def pdf_document_text(data: bytes):
-    """The PDF's own text as the text layer holds it (lines with boxes in page-image pixels).
-    Stands in for the text-layer job (assets.documents.jobs) until that job is part of the tree."""
-    import pypdfium2 as pdfium
-
-    from assets.documents.pages import DocumentText, Line, PageText, TextSource
-
-    pdf = pdfium.PdfDocument(io.BytesIO(data))
-    pages = []
-    for index in range(len(pdf)):
-        page = pdf[index]
-        width, height = page.get_size()
-        scale = 1600 / max(width, height)
-        textpage = page.get_textpage()
-        lines = []
-        for rect in range(textpage.count_rects()):
-            left, bottom, right, top = textpage.get_rect(rect)
-            text = " ".join(textpage.get_text_bounded(left, bottom, right, top).split())
-            if text:
-                lines.append(
-                    Line(text, (left * scale, (height - top) * scale, right * scale, (height - bottom) * scale))
-                )
-        pages.append(PageText(index + 1, tuple(lines), TextSource.PDF, round(width * scale), round(height * scale)))
-        textpage.close()
-        page.close()
-    pdf.close()
-    return DocumentText(pages=tuple(pages))
-
-
 class ScriptedEngine:
     """The process's demo engine (its identity, limits and audit record) answering a fixed JSON:
     the demo model's random weights cannot read an invoice, which is what this test needs. It
@@ -150,32 +124,45 @@ class ScriptedEngine:
         return type("Handle", (), {"result": lambda self: result})()
 
 
-@pytest.fixture
-def bundle(personas, system_context, settings, monkeypatch):
-    """The six-page bundle uploaded to department A, with its text layer."""
+def _upload_bundle(personas, settings, *, text_layer: bool):
+    """The six-page bundle uploaded to department A; with its text layer made by the real job
+    (the PDF's own text: no OCR needed), or with none (no text-layer worker in this process)."""
     if not FONT_PATH.exists():
         requirement_missing(f"{FONT_PATH} is missing (install fonts-wqy-zenhei)")
+    from assets.documents.models import TextLayer, TextLayerStatus
     from assets.services import asset_upload
 
     settings.MAX_PDF_PAGES = 50
     settings.MAX_UPLOAD_MB = 20  # pdfium embeds the whole CJK font (~10 MB)
-    data = invoice_bundle_pdf()
+    settings.TEXT_LAYER_WORKERS = 1 if text_layer else 0
+    settings.TEXT_LAYER_MAX_PAGES = 50
     with department_scope(personas.department_a):
         asset = asset_upload(
             department=personas.department_a,
             uploaded_by=personas.admin,
-            stream=iter([data]),
+            stream=iter([invoice_bundle_pdf()]),
             original_name="bundle.pdf",
         )
-    document = pdf_document_text(data)
-    import assets.documents.selectors
-    import inference.extraction.services
+    if text_layer:
 
-    monkeypatch.setattr(assets.documents.selectors, "document_text", lambda a: document if a.pk == asset.pk else None)
-    monkeypatch.setattr(
-        inference.extraction.services, "document_text", lambda a: document if a.pk == asset.pk else None
-    )
+        def finished():
+            with department_scope(personas.department_a):
+                layer = TextLayer.objects.get(asset=asset)
+            return layer if layer.is_finished else None
+
+        layer = wait_until(finished, timeout=DEADLINE, interval=0.2, message="the text layer did not finish")
+        assert layer.status == TextLayerStatus.DONE, layer.status
     return asset
+
+
+@pytest.fixture
+def bundle(personas, system_context, settings):
+    return _upload_bundle(personas, settings, text_layer=True)
+
+
+@pytest.fixture
+def bundle_without_text(personas, system_context, settings):
+    return _upload_bundle(personas, settings, text_layer=False)
 
 
 @pytest.fixture
@@ -193,7 +180,7 @@ def invoice_template(personas):
         )
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_an_extraction_is_shown_the_invoice_page_and_grounds_each_value(
     api_engine, bundle, invoice_template, personas, key_a, client_for
 ):
@@ -234,20 +221,15 @@ def test_an_extraction_is_shown_the_invoice_page_and_grounds_each_value(
     assert body["result"] == ANSWER and "grounding" not in body["usage"] and "pages" not in body["usage"]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_without_a_text_layer_the_first_pages_are_shown_and_nothing_is_grounded(
-    api_engine, bundle, invoice_template, personas, key_a, monkeypatch
+    api_engine, bundle_without_text, invoice_template, personas, key_a
 ):
-    import assets.documents.selectors
-    import inference.extraction.services
-
-    monkeypatch.setattr(assets.documents.selectors, "document_text", lambda asset: None)
-    monkeypatch.setattr(inference.extraction.services, "document_text", lambda asset: None)
     _raw, key = key_a
     extraction = extraction_run(
         department=personas.department_a,
         template=invoice_template,
-        asset=bundle,
+        asset=bundle_without_text,
         engine=ScriptedEngine(api_engine, ANSWER),
         api_key=key,
     )
@@ -257,7 +239,7 @@ def test_without_a_text_layer_the_first_pages_are_shown_and_nothing_is_grounded(
     assert extraction.flags == ["total_not_found", "ungrounded"]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_the_demo_model_is_shown_the_chosen_pages_too(api_engine, bundle, invoice_template, personas, key_a, settings):
     settings.EXTRACTION_MAX_NEW_TOKENS = 16
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
