@@ -375,6 +375,12 @@ def test_markup_at_the_head_of_an_office_file_is_refused(upload, asset_storage):
     assert_refused(upload, asset_storage, output.getvalue(), "page.docx", "ambiguous")
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.98])
+def test_a_truncated_office_file_is_refused(upload, asset_storage, keep):
+    data = docx_bytes(image=False)
+    assert_refused(upload, asset_storage, data[: int(len(data) * keep)], "cut.docx", "unreadable_office")
+
+
 def test_bytes_appended_after_the_archive_are_refused(upload, asset_storage):
     data = docx_bytes(image=False) + b"%PDF-1.7 trailing document"
     assert_refused(upload, asset_storage, data, "tail.docx", "ambiguous")
