@@ -168,6 +168,8 @@ def test_pinned_pages_are_read_in_english_and_chinese(question, expected):
         ("the top 5 stamps and 3 pages", []),  # no page named
         ("共7页", []),  # "7 pages in all" names no page
         ("step 4", []),
+        ("page " + "9" * 5000, []),  # longer than Python converts to an integer: never an error
+        ("第" + "9" * 5000 + "页", []),
         ("", []),
     ],
 )

@@ -156,7 +156,7 @@ async def test_an_image_records_no_pages_and_a_page_out_of_range_is_not_pinned(
     assert len(submitted[-1][-1].images) == 3
 
 
-@pytest.mark.parametrize("query", ["?page=3", "?page=0", "?page=x", "?page=-1", "?page=%D9%A3"])
+@pytest.mark.parametrize("query", ["?page=3", "?page=0", "?page=x", "?page=-1", "?page=%D9%A3", "?page=" + "9" * 5000])
 def test_a_page_the_file_does_not_have_is_404(personas, system_context, query):
     from assets.services import asset_upload
 

@@ -236,6 +236,8 @@ def _zh_number(numeral: str) -> str:
 
 
 def _span(first: str, last: str | None, page_count: int) -> range:
+    if len(first) > 6 or (last and len(last) > 6):  # no document has a millionth page
+        return range(0)
     start, end = int(first), int(last) if last else int(first)
     if start > end:
         start, end = end, start
