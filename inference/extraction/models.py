@@ -194,6 +194,19 @@ class Extraction(TextKeyOwner):
     def __str__(self) -> str:
         return f"{self.template_slug} on {self.asset_ref} ({self.status})"
 
+    @property
+    def status_label(self) -> str:
+        """The status in a word, for badges (``get_status_display`` says why)."""
+        return str(STATUS_SHORT.get(self.status, self.get_status_display()))
+
+
+# A result's status in a word (the badges of the portal's lists and pages).
+STATUS_SHORT = {
+    ExtractionStatus.VALID: _("Valid"),
+    ExtractionStatus.INVALID: _("Invalid"),
+    ExtractionStatus.FAILED: _("Failed"),
+}
+
 
 class ExtractionCorrection(models.Model):
     """A reviewer's correction of one field of a stored result. The result itself never changes:

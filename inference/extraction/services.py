@@ -548,7 +548,11 @@ def extraction_field_paths(extraction: Extraction) -> list[str]:
     top-level key of the result (a template edited since)."""
     template = extraction.template
     schema = template.json_schema if template is not None and isinstance(template.json_schema, dict) else {}
-    paths = [name for name in (schema.get("properties") or {}) if isinstance(name, str)]
+    properties = [name for name in (schema.get("properties") or {}) if isinstance(name, str)]
+    # The required fields in their listed order first: a stored schema's properties may come back
+    # reordered (PostgreSQL's jsonb keeps no key order), its required list does not.
+    required = [name for name in schema.get("required") or [] if name in properties]
+    paths = list(dict.fromkeys([*required, *properties]))
     if isinstance(extraction.result, dict):
         paths += [name for name in extraction.result if name not in paths]
     return paths

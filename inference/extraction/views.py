@@ -431,7 +431,7 @@ def _file_states(request: HttpRequest, job: BatchJob) -> list[dict]:
         str(asset.pk): asset.original_name
         for asset in Asset.objects.filter(department=request.department, pk__in=job.asset_ids)
     }
-    labels = dict(ExtractionStatus.choices)
+    titles = dict(ExtractionStatus.choices)
     states = []
     for asset_id in job.asset_ids:
         extraction = results.get(asset_id)
@@ -441,7 +441,8 @@ def _file_states(request: HttpRequest, job: BatchJob) -> list[dict]:
                 "id": asset_id,
                 "name": names.get(asset_id, asset_id),
                 "status": state,
-                "label": str(labels.get(state, _("Waiting"))),
+                "label": extraction.status_label if extraction is not None else _("Waiting"),
+                "title": str(titles.get(state, "")),
                 "url": reverse("extraction:result", args=[request.department.slug, extraction.pk])
                 if extraction is not None
                 else "",

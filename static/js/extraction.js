@@ -199,6 +199,7 @@
     var badge = document.createElement("span");
     badge.className = "badge status-" + file.status;
     badge.textContent = file.label;
+    badge.title = file.title;
     return badge;
   }
 

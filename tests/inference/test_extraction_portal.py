@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.db import connection
@@ -149,6 +150,9 @@ def test_a_member_runs_an_extraction_through_the_service_and_reads_it(personas, 
     # Every field of the template is listed (valid or not), and the page image of the file.
     for field in BUILTIN_TEMPLATES["vat-invoice"]["json_schema"]["properties"]:
         assert f'data-field="{field}"' in page
+    # In the schema's required order first, whatever order the database kept its properties in.
+    rows = re.findall(r'<tr data-field="([^"]+)"', page)
+    assert rows[:3] == ["invoice_type", "invoice_number", "invoice_date"]
     assert url("page", extraction.pk, 1) in page
     image = client.get(url("page", extraction.pk, 1))
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
@@ -248,6 +252,26 @@ def test_a_member_corrects_their_own_result_and_the_original_is_kept(personas, s
     assert "12900" not in json.dumps(entry.details)  # no values in the trail
     page = client.get(url("result", extraction.pk)).content.decode()
     assert "12800.0" in page and "12900.5" in page  # original and corrected, side by side
+
+
+def test_grounded_fields_get_a_box_on_their_page_and_the_others_a_badge(personas, stored_result):
+    extraction = stored_result(requested_by=personas.member)
+    with department_scope(personas.department_a):
+        extraction.usage = {
+            "pages": [1],
+            "grounding": {
+                "total_amount": {"page": 1, "box": [16, 12, 48, 24], "source": "ocr", "width": 64, "height": 48},
+                "seller_name": {"ungrounded": True},
+            },
+        }
+        extraction.save()
+    page = sign_in(personas.member).get(url("result", extraction.pk)).content.decode()
+    assert 'data-field="total_amount" data-left="25.0" data-top="25.0" data-width="50.0" data-height="25.0"' in page
+    assert 'class="badge grounded" data-box-field="total_amount"' in page
+    seller = page.split('<tr data-field="seller_name">', 1)[1].split("</tr>", 1)[0]
+    assert 'class="badge ungrounded"' in seller
+    buyer = page.split('<tr data-field="buyer_name">', 1)[1].split("</tr>", 1)[0]
+    assert "badge" not in buyer  # not looked for: neither
 
 
 def test_a_bad_value_is_shown_and_nothing_is_stored(personas, stored_result):
