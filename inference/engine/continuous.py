@@ -138,11 +138,12 @@ class ContinuousBatch:
         self._drop_ended()
         steps = self.steps
         if self.running:
-            # One chunk per newcomer waiting for its first token: a lone newcomer costs the running
-            # streams one chunk per step, a burst of them is not prefilled at a trickle. The first
-            # chunk goes into the same forward as the running rows' decoding step (``_fused_step``).
-            for n in range(len(self.waiting) + (self.prefilling is not None)):
-                self._prefill_some(whole=False, fuse=n == 0)
+            # One chunk's worth of prompt per newcomer waiting for its first token, in the same
+            # forward as the running rows' decoding step (``_fused_step``): a lone newcomer costs
+            # the running streams one chunk per step, a burst of them is not prefilled at a trickle.
+            newcomers = len(self.waiting) + (self.prefilling is not None)
+            if newcomers:
+                self._prefill_some(whole=False, fuse=True, share=newcomers)
         else:
             while self.waiting or self.prefilling is not None:  # nobody is waiting on a step
                 self._prefill_some(whole=True)
@@ -169,7 +170,7 @@ class ContinuousBatch:
         self._reset()
 
     # --- prefill --------------------------------------------------------------------------------
-    def _prefill_some(self, *, whole: bool, fuse: bool = False) -> None:
+    def _prefill_some(self, *, whole: bool, fuse: bool = False, share: int = 1) -> None:
         """Start the next newcomer's prefill if none is under way, and run one chunk of it (or
         all of it, ``whole``; with the running rows' decoding step where it can, ``fuse``); a
         failure fails that request alone."""
@@ -188,7 +189,7 @@ class ContinuousBatch:
                     state = self.prefilling = self._prefill_start(row)
                     if state is None:
                         return
-                if self._prefill_chunk(state, whole=whole, fuse=fuse):
+                if self._prefill_chunk(state, whole=whole, fuse=fuse, share=share):
                     self.prefilling = None
         except Exception as exc:
             failed = state.row if state is not None else row
@@ -257,17 +258,18 @@ class ContinuousBatch:
             return 0, input_ids.shape[1]
         return int(marked[0]), int(marked[-1]) + 1
 
-    def _prefill_chunk(self, state: Prefill, *, whole: bool, fuse: bool = False) -> bool:
+    def _prefill_chunk(self, state: Prefill, *, whole: bool, fuse: bool = False, share: int = 1) -> bool:
         """Run the next piece of the prompt into the newcomer's cache; True when it is done (its
         first token chosen and, unless that ended it, the row joined the batch).
 
         ``fuse``: the chunk goes into one forward with the running rows' decoding step
-        (``_fused_step``); the chunk that carries images holds just the image positions then."""
+        (``_fused_step``); the chunk that carries images holds just the image positions then.
+        ``share``: newcomers waiting, each of whom this chunk may take a chunk's worth for."""
         import torch
 
         total = state.input_ids.shape[1]
         begin = state.done
-        end = total if whole else min(total, begin + self.chunk_size())
+        end = total if whole else min(total, begin + self.chunk_size() * share)
         first_image, past_images = state.image_span
         if not whole and 0 <= begin < first_image < end:
             end = first_image  # the text before the images is a chunk of its own
@@ -423,7 +425,7 @@ class ContinuousBatch:
 
         ones = torch.ones((1, length), dtype=torch.long, device=self._mask_device(cache))
         if self.cache is None:
-            self.cache, self.mask = cache, ones
+            self.cache, self.mask = _growing(cache), ones
             self.running = [entry]
             return
         total = max(self.mask.shape[1], length)
@@ -626,6 +628,70 @@ def _fused_cache(shared: Any, newcomer: Any, width: int) -> Any:
     if _FUSED_CACHE is None:
         _FUSED_CACHE = _fused_cache_class()
     return _FUSED_CACHE(shared, newcomer, width)
+
+
+def _growing_layer_class() -> Any:
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """A DynamicLayer whose keys and values are views of a buffer with room to grow: a
+        decoding step writes its position in place instead of copying the whole cache
+        (``torch.cat`` of every row's past, every layer, every step). Whoever replaces
+        ``keys``/``values`` (rows joining or leaving) gets a fresh buffer at the next update."""
+
+        buffers: tuple[Any, Any] | None = None
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self.is_initialized or self.keys.numel() == 0:
+                return super().update(key_states, value_states, *args, **kwargs)
+            keys, values = self.keys, self.values
+            length, adding = keys.shape[-2], key_states.shape[-2]
+            buffers = self.buffers
+            if (
+                buffers is None
+                or keys.data_ptr() != buffers[0].data_ptr()
+                or values.data_ptr() != buffers[1].data_ptr()
+                or keys.shape[:2] != buffers[0].shape[:2]
+                or length + adding > buffers[0].shape[-2]
+            ):
+                room = length + adding + max(GROW_POSITIONS, length // 2)
+                buffers = tuple(_with_room(tensor, room) for tensor in (keys, values))
+                self.buffers = buffers
+            end = length + adding
+            buffers[0][:, :, length:end] = key_states
+            buffers[1][:, :, length:end] = value_states
+            self.keys, self.values = buffers[0][:, :, :end], buffers[1][:, :, :end]
+            return self.keys, self.values
+
+    return GrowingLayer
+
+
+_GROWING_LAYER: Any = None
+GROW_POSITIONS = 64  # spare positions a cache buffer gets at least when it is (re)made
+
+
+def _growing(cache: Any) -> Any:
+    """``cache`` (a DynamicCache) with its layers made GrowingLayers, their states kept."""
+    global _GROWING_LAYER
+    if _GROWING_LAYER is None:
+        _GROWING_LAYER = _growing_layer_class()
+    for index, layer in enumerate(cache.layers):
+        if type(layer).__name__ == "DynamicLayer":
+            grown = _GROWING_LAYER()
+            grown.__dict__.update(layer.__dict__)
+            cache.layers[index] = grown
+    return cache
+
+
+def _with_room(tensor: Any, length: int) -> Any:
+    """A (batch, heads, ``length``, dim) buffer that starts with ``tensor``'s positions."""
+    import torch
+
+    shape = list(tensor.shape)
+    shape[-2] = length
+    buffer = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
+    buffer[:, :, : tensor.shape[-2]] = tensor
+    return buffer
 
 
 def _pad_left(tensor: Any, width: int) -> Any:
