@@ -9,7 +9,6 @@ and a result or batch of another department answers a recorded 404 (``department
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +25,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.permissions import Action, allowed, department_object_get, requires
 from assets.content import KINDS, DecodeBusy
-from assets.reading import AssetUnreadable, asset_page_images
+from assets.documents.model_pages import page_png
+from assets.reading import AssetUnreadable
 from assets.selectors import asset_get_for_request, asset_list
 from compliance.context import current_request_context
 from compliance.events import EventType
@@ -384,22 +384,18 @@ def extraction_page_image(request: HttpRequest, department_slug: str, extraction
     if asset is None or not 1 <= page <= asset.page_count:
         return HttpResponse(status=404)
     try:
-        images = asset_page_images(asset, max_pages=page, max_side=PAGE_SIDE)
+        png = page_png(asset, page, side=PAGE_SIDE)  # only that page is rendered
     except AssetUnreadable:
         return HttpResponse(status=422)
     except DecodeBusy as busy:
         return HttpResponse(status=503, headers={"Retry-After": str(busy.retry_after)})
-    if len(images) < page:
-        return HttpResponse(status=404)
-    buffer = io.BytesIO()
-    images[page - 1].save(buffer, format="PNG")
     audit_record(
         event_type=EventType.ASSET_VIEW,
         department=asset.department,
         obj=asset,
         details={"view": "page", "page": page, "extraction": str(extraction.pk)},
     )
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    response = HttpResponse(png, content_type="image/png")
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, no-store"

@@ -274,6 +274,32 @@ def test_grounded_fields_get_a_box_on_their_page_and_the_others_a_badge(personas
     assert "badge" not in buyer  # not looked for: neither
 
 
+def test_the_pages_the_model_was_shown_are_the_pages_on_view(personas, stored_result, system_context):
+    """usage.pages (a PDF's retrieved pages) are the page images shown; each renders on its own."""
+    from assets.services import asset_upload
+    from tests.assets.samples import pdf_bytes
+
+    with department_scope(personas.department_a):
+        pdf = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.member,
+            stream=iter([pdf_bytes(pages=5)]),
+            original_name="bundle.pdf",
+        )
+    extraction = stored_result(requested_by=personas.member, asset=pdf)
+    with department_scope(personas.department_a):
+        extraction.usage = {"pages": [2, 4]}
+        extraction.save()
+    client = sign_in(personas.member)
+    page = client.get(url("result", extraction.pk)).content.decode()
+    assert re.findall(r'id="page-(\d+)"', page) == ["2", "4"]
+    image = client.get(url("page", extraction.pk, 4))
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert client.get(url("page", extraction.pk, 6)).status_code == 404  # the file has 5
+    views = [e.details for e in AuditEntry.objects.filter(event_type="asset.view") if e.details.get("view") == "page"]
+    assert [(d["page"], d["extraction"]) for d in views] == [(4, str(extraction.pk))]
+
+
 def test_a_bad_value_is_shown_and_nothing_is_stored(personas, stored_result):
     extraction = stored_result(requested_by=personas.member)
     response = sign_in(personas.member).post(
