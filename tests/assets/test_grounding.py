@@ -197,3 +197,18 @@ def test_ocr_dots_for_thousands_commas_still_read_as_the_number():
     words = DocumentText(pages=(_page(1, [("Ref A98765 and RMB43210 and Qty 55555", (0, 0, 600, 30))]),))
     assert ground_value(words, 98765) is None
     assert ground_value(words, 43210) is not None and ground_value(words, 55555) is not None
+
+
+def test_characters_nfkc_joins_splits_or_drops_keep_their_boxes():
+    page = _page(
+        1,
+        [
+            ("Ref: ﬁnance-2024-77 ok", (0, 0, 460, 30)),  # "ﬁ" is one character, "fi" after NFKC
+            ("合计：12\u200b800.00", (0, 100, 300, 130)),  # a zero-width space inside the number
+        ],
+    )
+    document = DocumentText(pages=(page,))
+    found = ground_value(document, "finance-2024-77")
+    assert found.text == "ﬁnance-2024-77" and 80 < found.box[0] < 120 and found.box[2] < 420
+    total = ground_value(document, 12800)
+    assert total is not None and total.box[0] > 50

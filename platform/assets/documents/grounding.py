@@ -36,9 +36,10 @@ otherwise. Booleans, empty strings and nulls are not looked up.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -84,6 +85,20 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
+def _normalise_line(text: str) -> str:
+    """``_normalise_char`` of every character at once (NFKC may join or split characters: the
+    caller checks that the length held)."""
+    if text.isascii():
+        return _WHITESPACE.sub(" ", text.lower())
+    if any(unicodedata.category(char) == "Cf" for char in text):
+        return ""  # zero-width characters are dropped: character by character
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold())
+
+
+@functools.lru_cache(maxsize=8192)
 def _normalise_char(char: str) -> str:
     if char.isspace():
         return " "
@@ -100,6 +115,7 @@ def _is_latin_alnum(char: str) -> bool:
     return char.isascii() and char.isalnum()
 
 
+@functools.lru_cache(maxsize=8192)
 def _char_width(char: str) -> int:
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
@@ -177,6 +193,8 @@ class _Row:
     origin: list[tuple[int, int] | None]  # per char of ``text``: (line, char of the line's text)
     compact: str  # ``text`` without whitespace
     compact_at: list[int]  # per char of ``compact``: its index in ``text``
+    numbers: list | None = None  # its number and date tokens, read once (``_number_tokens``)
+    dates: list | None = None
 
     def box(self, start: int, end: int) -> tuple[float, float, float, float] | None:
         """The union of the parts of the row's boxes that ``text[start:end]`` covers."""
@@ -237,6 +255,11 @@ def _rows_of(page: PageText) -> list[_Row]:
                 separator = _COLUMN_BREAK if line.box[0] - previous.box[2] > COLUMN_GAP * height else " "
                 text.extend(separator)
                 origin.extend([None] * len(separator))
+            whole = _normalise_line(line.text)
+            if len(whole) == len(line.text):  # one character each (nearly always): aligned as is
+                text.append(whole)
+                origin.extend((number, position) for position in range(len(whole)))
+                continue
             for position, char in enumerate(line.text):
                 for piece in _normalise_char(char):
                     text.append(piece)
@@ -260,7 +283,13 @@ def _rows_of(page: PageText) -> list[_Row]:
 # --- occurrences ----------------------------------------------------------------------------------
 
 
-def _number_tokens(row: _Row) -> Iterator[tuple[int, int, Decimal]]:
+def _number_tokens(row: _Row) -> list[tuple[int, int, Decimal]]:
+    if row.numbers is None:
+        row.numbers = list(_read_number_tokens(row))
+    return row.numbers
+
+
+def _read_number_tokens(row: _Row) -> Iterator[tuple[int, int, Decimal]]:
     dates = [m.span() for m in _DATE.finditer(row.text)]
     for match in _NUMBER_TOKEN.finditer(row.text):
         start, end = match.span()
@@ -281,7 +310,13 @@ def _number_tokens(row: _Row) -> Iterator[tuple[int, int, Decimal]]:
             continue
 
 
-def _date_tokens(row: _Row) -> Iterator[tuple[int, int, tuple[int, int, int]]]:
+def _date_tokens(row: _Row) -> list[tuple[int, int, tuple[int, int, int]]]:
+    if row.dates is None:
+        row.dates = list(_read_date_tokens(row))
+    return row.dates
+
+
+def _read_date_tokens(row: _Row) -> Iterator[tuple[int, int, tuple[int, int, int]]]:
     for pattern in (_DATE, _DATE_MDY, _DATE_DMY):
         for match in pattern.finditer(row.text):
             date = _date_of(match.group())
@@ -364,32 +399,36 @@ class DocumentIndex:
         usable = [page for page in document.pages if page.usable and page.lines]
         usable.sort(key=lambda page: (preferred.get(page.number, len(preferred)), page.number))
         self.rows = [row for page in usable for row in _rows_of(page)]
-        self._by_page: dict[int, list[_Row]] = {}
-        for row in self.rows:
-            self._by_page.setdefault(row.page.number, []).append(row)
+        self._spots: dict[tuple[str, ...], dict] = {}
 
-    def _label_spots(self, labels: Iterable[str]) -> list[tuple[_Row, tuple[float, float, float, float], int]]:
-        spots = []
-        for label in labels:
-            for row in self.rows:
-                for start, end in _text_occurrences(row, label):
-                    box = row.box(start, end)
-                    if box is not None:
-                        spots.append((row, box, end))
+    def _label_spots(self, labels: tuple[str, ...]) -> dict[tuple[int, int], list[tuple[_Row, int, int]]]:
+        """Where the labels are written, by (page, row index); asked once per set of labels."""
+        spots = self._spots.get(labels)
+        if spots is None:
+            spots = {}
+            for label in labels:
+                for row in self.rows:
+                    for start, end in _text_occurrences(row, label):
+                        spots.setdefault((row.page.number, row.index), []).append((row, start, end))
+            self._spots[labels] = spots
         return spots
 
-    def _near(self, candidate: _Candidate, spots) -> bool:
+    @staticmethod
+    def _near(candidate: _Candidate, spots) -> bool:
+        """On a label's row to its right, or on the row below it, under it."""
         row = candidate.row
-        for label_row, label_box, label_end in spots:
-            if label_row.page.number != row.page.number:
-                continue
-            if label_row is row and candidate.start >= label_end:
+        for _label_row, _start, label_end in spots.get((row.page.number, row.index), ()):
+            if candidate.start >= label_end:
                 return True
-            if row.index == label_row.index + 1:
-                box = row.box(candidate.start, candidate.end)
-                width = label_box[2] - label_box[0]
-                if box is not None and box[0] < label_box[2] + width and box[2] > label_box[0] - width:
-                    return True
+        above = spots.get((row.page.number, row.index - 1), ())
+        box = row.box(candidate.start, candidate.end) if above else None
+        for label_row, label_start, label_end in above if box is not None else ():
+            label_box = label_row.box(label_start, label_end)
+            if label_box is None:
+                continue
+            width = label_box[2] - label_box[0]
+            if box[0] < label_box[2] + width and box[2] > label_box[0] - width:
+                return True
         return False
 
     def ground(self, value: Any, *, labels: Sequence[str] = ()) -> Grounding | None:
@@ -399,14 +438,17 @@ class DocumentIndex:
         candidates = [_Candidate(row, start, end) for row in self.rows for start, end in _occurrences(row, parsed)]
         if not candidates:
             return None
-        spots = self._label_spots(labels) if labels else []
-        near = [candidate for candidate in candidates if spots and self._near(candidate, spots)]
-        if parsed.distinctive:
-            chosen = (near or candidates)[0]
-        elif len(near) == 1:
-            chosen = near[0]
+        if parsed.distinctive and len(candidates) == 1:
+            chosen = candidates[0]
         else:
-            return None  # a short value: only its one occurrence next to its label counts
+            spots = self._label_spots(tuple(labels)) if labels else {}
+            near = [candidate for candidate in candidates if spots and self._near(candidate, spots)]
+            if parsed.distinctive:
+                chosen = (near or candidates)[0]
+            elif len(near) == 1:
+                chosen = near[0]
+            else:
+                return None  # a short value: only its one occurrence next to its label counts
         box = chosen.row.box(chosen.start, chosen.end)
         if box is None:
             return None
