@@ -57,7 +57,8 @@ def test_empty_and_punctuation_only_text_has_no_tokens():
     assert tokenize("") == [] and tokenize("。，!? --- ") == [] and tokenize(None) == []
 
 
-def test_the_dictionary_loads_once_under_concurrency():
+def test_the_dictionary_loads_once_under_concurrency_its_cache_in_data_dir(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
     fresh = retrieval._Segmenter()
     seen = []
 
@@ -70,6 +71,9 @@ def test_the_dictionary_loads_once_under_concurrency():
     for thread in threads:
         thread.join(timeout=60)
     assert len(seen) == 4 and all(tokenizer is seen[0] for tokenizer in seen)
+    # jieba's parsed dictionary is cached in the service's own directory, not in a shared /tmp.
+    assert (tmp_path / "jieba" / "jieba.cache").stat().st_size > 1_000_000
+    assert (tmp_path / "jieba").stat().st_mode & 0o777 == 0o700
 
 
 # --- ranking ------------------------------------------------------------------------------------

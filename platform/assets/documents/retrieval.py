@@ -18,14 +18,17 @@ key); it is never written anywhere — it holds business text.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import re
+import shutil
 import tempfile
 import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from assets.documents.pages import DocumentText
 
@@ -59,12 +62,28 @@ _RUNS = re.compile(rf"[{_HAN}]+|[0-9]+(?:[.,][0-9]+)*|[^\W\d_{_HAN}]+(?:'[^\W\d_
 class _Segmenter:
     """jieba's tokenizer, its dictionary loaded once, on first use, quietly, under a lock.
 
-    jieba keeps a cache of its parsed dictionary (not business text) in a directory of its
-    own: a private temporary directory, never a shared /tmp file another user could plant."""
+    jieba keeps its parsed dictionary (not business text, 9 MB) in a cache file that it reads
+    back with ``marshal``: it lives in ``DATA_DIR/jieba`` (the service's own, private directory,
+    shared by its processes and kept across restarts), never in a shared /tmp where another
+    user could plant one; without Django settings, in a private temporary directory removed
+    at exit."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokenizer = None
+
+    @staticmethod
+    def _cache_directory() -> str:
+        try:
+            from django.conf import settings
+
+            directory = Path(settings.DATA_DIR) / "jieba"
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return str(directory)
+        except Exception:  # no Django settings (a script), or DATA_DIR not writable
+            directory = tempfile.mkdtemp(prefix="jieba-")
+            atexit.register(shutil.rmtree, directory, True)
+            return directory
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -74,7 +93,7 @@ class _Segmenter:
 
                     jieba.setLogLevel(logging.WARNING)
                     tokenizer = jieba.Tokenizer()
-                    tokenizer.tmp_dir = tempfile.mkdtemp(prefix="jieba-")
+                    tokenizer.tmp_dir = self._cache_directory()
                     tokenizer.initialize()
                     self._tokenizer = tokenizer
         return self._tokenizer
