@@ -34,6 +34,10 @@ bob = User(username="bob")
 bob.set_password("Correct-Horse-9")
 bob.save()
 membership_add(user=bob, department=finance, acting_user="system")
+dora = User(username="dora")
+dora.set_password("Correct-Horse-9")
+dora.save()
+membership_add(user=dora, department=finance, role="admin", acting_user="system")
 print("ok")
 """
 
@@ -43,6 +47,14 @@ from compliance.models import AuditEntry
 rows = AuditEntry.objects.filter(actor_name="bob", event_type__in=["inference.extraction", "extraction.correct",
     "inference.batch_create"]).order_by("sequence")
 print(json.dumps([e.event_type for e in rows]))
+"""
+
+RULES_QUERY = """
+import json
+from departments.tenancy import all_departments
+from inference.models import TaskTemplate
+with all_departments(reason="test"):
+    print(json.dumps(TaskTemplate.objects.get(slug="vat-invoice").rules, sort_keys=True, ensure_ascii=False))
 """
 
 TEXTS = {
@@ -166,9 +178,43 @@ def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, 
             sheet = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes())).active
             assert sheet.max_row == 4 and sheet.cell(row=1, column=1).value == "id"
             context.close()
+
+            # The department administrator's rules editor at phone width: a row added in the page,
+            # refused with its reason beside it, nothing lost; then corrected and saved.
+            context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"])
+            page = context.new_page()
+            page.goto(f"{server.base_url}/accounts/login/")
+            page.fill("#id_username", "dora")
+            page.fill("#id_password", PASSWORD)
+            page.click("main button[type=submit]")
+            page.wait_for_url(f"{server.base_url}/d/finance/")
+            page.goto(f"{server.base_url}/d/finance/chat/templates/")
+            page.click("#template-table a:has-text('VAT invoice')")  # built in, in the reader's language
+            page.wait_for_selector("#rules-editor")
+            rows_before = len(page.query_selector_all("#rule-rows tr"))
+            page.click("#rule-add")
+            assert len(page.query_selector_all("#rule-rows tr")) == rows_before + 1
+            new_row = page.locator("#rule-rows tr").last
+            new_row.locator("input[name=rule_field]").fill("tax_amount")
+            new_row.locator("select[name=rule_op]").select_option("gte")
+            new_row.locator("input[name=rule_value]").fill("a lot")
+            new_row.locator("input[name=rule_outcome]").fill("tax_review")
+            no_sideways_scroll(page, "the rules editor at phone width")
+            page.click(".template-form button.primary")
+            page.wait_for_selector("#rules-editor .rule-row.has-errors")
+            assert "needs a number" in page.inner_text("#rules-editor .rule-row.has-errors")
+            assert page.locator("#rules-editor .rule-row.has-errors input[name=rule_value]").input_value() == "a lot"
+            no_sideways_scroll(page, "the rules editor's errors at phone width")
+            page.screenshot(path=str(shots / "rules-editor-en-phone.png"), full_page=True)
+            page.locator("#rules-editor .rule-row.has-errors input[name=rule_value]").fill("2000")
+            page.click(".template-form button.primary")
+            page.wait_for_selector("#template-table")
+            context.close()
         finally:
             browser.close()
 
     events = server.shell(AUDIT_QUERY)
     assert events.count("inference.extraction") == 5 and events.count("extraction.correct") == 2
     assert "inference.batch_create" in events
+    rules = server.shell(RULES_QUERY)
+    assert rules.endswith('{"field": "tax_amount", "op": "gte", "outcome": "tax_review", "value": 2000}]'), rules
