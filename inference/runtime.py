@@ -1,10 +1,15 @@
-"""The process's engine: built from the settings, loaded once, its loads audited.
+"""The process's engines: built from the settings, loaded once, their loads audited.
 
 The engine itself (``inference.engine``) knows nothing of Django; this module is where the
-settings, the model registry (which version to load: docs/inference.md, "Model versions"),
+settings, the model registry (which versions to load: docs/inference.md, "Model versions"),
 the audit trail and the readiness check meet it. Request handlers call
 ``require_engine()`` (503 while loading), commands ``get_engine()`` (blocking). Tests and
 benchmarks that bring their own engine install it with ``engine_override``.
+
+The **default** engine serves the registry's active version. Where ``MODEL_MAX_LOADED`` > 1, the
+versions the system administrator marked "load beside the active one" get an engine each (own
+scheduler, own department-fair queue), loaded after the default one on the same thread, each
+after a memory check; ``require_engine(name)`` finds one by its name.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,19 +78,47 @@ class LoadProgress:
         }
 
 
-def _stage(stage: str) -> None:
+@dataclass
+class _Slot:
+    """A version loaded beside the default one: its engine once loaded, or why it is not."""
+
+    name: str
+    manifest_sha256: str
+    engine: Engine | None = None
+    error: InferenceError | None = None
+    progress: LoadProgress | None = None
+
+
+# Versions loaded beside the default engine, by manifest SHA-256, in load order (guarded by
+# _state_lock like the fields above).
+_others: dict[str, _Slot] = {}
+
+
+def _stage(stage: str, slot: _Slot | None = None) -> None:
     global _progress
     with _state_lock:
-        if _progress is None:
-            _progress = LoadProgress(stage)
+        current = slot.progress if slot is not None else _progress
+        if current is None:
+            current = LoadProgress(stage)
         else:
-            _progress.stage, _progress.stage_started = stage, time.monotonic()
+            current.stage, current.stage_started = stage, time.monotonic()
+        if slot is not None:
+            slot.progress = current
+        else:
+            _progress = current
 
 
 def model_load_progress() -> dict[str, Any] | None:
-    """The running load's stage and seconds, or None when no load is under way."""
+    """The running load's stage and seconds, or None when no load is under way (the default
+    model's load first, then the load of a model beside it, which also names it)."""
     progress = _progress
-    return progress.as_dict() if progress is not None else None
+    if progress is not None:
+        return progress.as_dict()
+    for slot in list(_others.values()):
+        progress = slot.progress
+        if progress is not None:
+            return {"model": slot.name, **progress.as_dict()}
+    return None
 
 
 def record_model_load(loaded: LoadedModel) -> None:
@@ -165,6 +198,17 @@ def _active_version_check(active) -> None:
         )
 
 
+def _version_options(version) -> dict[str, Any]:
+    from django.conf import settings
+
+    # The approved manifest is the pin: a file that differs from it refuses the load.
+    return {
+        "quantization": version.quantization or settings.MODEL_QUANTIZATION,
+        "pinned_manifest_sha256": version.manifest_sha256,
+        "name": version.name,
+    }
+
+
 def load_engine_from_settings() -> Engine:
     """Load the model registry's active version (or, on an installation's first start, MODEL_PATH,
     then registered as approved and active by the system), audit the outcome, build an engine."""
@@ -184,13 +228,8 @@ def load_engine_from_settings() -> Engine:
             "name": settings.MODEL_NAME,
         }
     else:
-        # The approved manifest is the pin: a file that differs from it refuses the load.
         path = active.path
-        options = {
-            "quantization": active.quantization or settings.MODEL_QUANTIZATION,
-            "pinned_manifest_sha256": active.manifest_sha256,
-            "name": active.name,
-        }
+        options = _version_options(active)
         if str(settings.MODEL_PATH) != active.path:
             logger.info("loading the registry's active model %s, not MODEL_PATH %s", active.path, settings.MODEL_PATH)
     try:
@@ -219,6 +258,165 @@ def load_engine_from_settings() -> Engine:
     record_model_load(loaded)
     _stage(LOAD_STAGE_ENGINE)
     return Engine(loaded, limits_from_settings())
+
+
+# --- models beside the default one (MODEL_MAX_LOADED > 1) -----------------------------------------
+# Before a further model loads, its weights must fit in what is free now: on CUDA the free GPU
+# memory (all devices), on the CPU the RAM available to new processes (psutil). The need is the
+# checkpoint's weight files × MEMORY_HEADROOM (activations, cache, the runtime's own buffers): a
+# floor, not a promise — a half-precision checkpoint loaded as fp32 takes about twice its size,
+# an NF4 load about a third.
+MEMORY_HEADROOM = 1.2
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+MODEL_DOES_NOT_FIT = (
+    "The model '{name}' is not loaded: it needs about {needed} MiB ({weights} MiB of weights × {headroom:g}) "
+    "and {where} has {free} MiB free. Unload a model (or lower MODEL_MAX_LOADED), or choose a smaller "
+    "quantisation for it."
+)
+MODEL_NOT_LOADED = "The model '{model}' is not loaded on this server."
+MODEL_STILL_LOADING = "The model '{model}' is still loading."
+MODEL_LOAD_FAILED = "The model '{model}' could not be loaded: {error}"
+
+
+class ModelNotLoaded(ModelUnavailable):
+    """A request named a model this process has not loaded (503: not available here now)."""
+
+    code = "model_not_loaded"
+
+
+@dataclass(frozen=True)
+class MemoryFree:
+    bytes: int
+    where: str  # "the GPU memory (CUDA)" or "the host's RAM"
+
+
+def memory_free() -> MemoryFree:
+    """What is free now for another model: CUDA's free memory over every device, else the host's
+    available RAM."""
+    import torch
+
+    if torch.cuda.is_available():
+        free = sum(torch.cuda.mem_get_info(index)[0] for index in range(torch.cuda.device_count()))
+        return MemoryFree(int(free), "the GPU memory (CUDA)")
+    import psutil
+
+    return MemoryFree(int(psutil.virtual_memory().available), "the host's RAM")
+
+
+# The memory check's input: tests inject a figure here; the check itself runs as in production.
+memory_probe: Callable[[], MemoryFree] = memory_free
+
+
+def checkpoint_bytes(path: str) -> int:
+    """The size of a model directory's weight files."""
+    from pathlib import Path
+
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def memory_fit_check(*, name: str, weights_bytes: int, free: MemoryFree) -> None:
+    """ModelLoadError (with the figures) unless ``weights_bytes`` × MEMORY_HEADROOM fits ``free``."""
+    needed = int(weights_bytes * MEMORY_HEADROOM)
+    if needed > free.bytes:
+        mib = 1024 * 1024
+        raise ModelLoadError(
+            MODEL_DOES_NOT_FIT.format(
+                name=name,
+                needed=-(-needed // mib),
+                weights=-(-weights_bytes // mib),
+                headroom=MEMORY_HEADROOM,
+                where=free.where,
+                free=free.bytes // mib,
+            )
+        )
+
+
+def load_engine_beside(version, slot: _Slot | None = None) -> Engine:
+    """Load an approved version beside the default engine: approval and manifest checked, then
+    the memory check, then the load, each refusal audited as a failed ``model.load``."""
+    from django.conf import settings
+
+    from inference.engine.loading import load_model
+
+    _stage(LOAD_STAGE_WEIGHTS, slot)
+    try:
+        _active_version_check(version)
+        memory_fit_check(name=version.name, weights_bytes=checkpoint_bytes(version.path), free=memory_probe())
+        options = _version_options(version)
+        loaded = load_model(version.path, trust_remote_code=settings.MODEL_TRUST_REMOTE_CODE, **options)
+    except InferenceError as exc:
+        logger.error("model %s not loaded beside the default one: %s", version.name, exc)
+        record_model_load_failure(version.path, exc)
+        raise
+    _stage(LOAD_STAGE_RECORDING, slot)
+    record_model_load(loaded)
+    _stage(LOAD_STAGE_ENGINE, slot)
+    return Engine(loaded, limits_from_settings())
+
+
+def load_others() -> None:
+    """Load the versions marked to be loaded beside the default one (at most MODEL_MAX_LOADED - 1),
+    one after the other; a refused one is remembered and reported by /readyz, the others go on."""
+    from django.conf import settings
+
+    from inference.registry.selectors import model_versions_additional
+
+    if settings.MODEL_MAX_LOADED <= 1:
+        return
+    try:
+        with _load_lock:
+            for version in model_versions_additional(settings.MODEL_MAX_LOADED - 1):
+                with _state_lock:
+                    if version.manifest_sha256 in _others or _stopping:
+                        continue
+                    slot = _others[version.manifest_sha256] = _Slot(
+                        version.name, version.manifest_sha256, progress=LoadProgress(LOAD_STAGE_STARTING)
+                    )
+                try:
+                    engine = load_engine_beside(version, slot)
+                except InferenceError as exc:
+                    with _state_lock:
+                        slot.error, slot.progress = exc, None
+                    continue
+                with _state_lock:
+                    slot.engine, slot.progress = engine, None
+    finally:
+        _close_thread_connection()
+
+
+def engines_load() -> list[Engine]:
+    """Load every engine now (blocking: commands, tests): the default one, then the others."""
+    get_engine()
+    load_others()
+    return engines_loaded()
+
+
+def engines_loaded() -> list[Engine]:
+    """The loaded engines, the default one first (none while it loads)."""
+    engine = _engine
+    if engine is None:
+        return []
+    return [engine, *(slot.engine for slot in list(_others.values()) if slot.engine is not None)]
+
+
+def models_report() -> list[dict[str, Any]]:
+    """Each model this process loads, for /readyz: name, manifest, loaded or why not."""
+    report = []
+    engine = _engine
+    if engine is not None:
+        info = engine.info()
+        report.append({"name": info.name, "manifest_sha256": info.manifest_sha256, "default": True, "ok": True})
+    for slot in list(_others.values()):
+        entry: dict[str, Any] = {"name": slot.name, "manifest_sha256": slot.manifest_sha256, "default": False}
+        if slot.engine is not None:
+            info = slot.engine.info()
+            entry.update(ok=True, detail=f"{info.quantization} on {info.device}")
+        elif slot.error is not None:
+            entry.update(ok=False, detail=f"load failed: {slot.error}")
+        else:
+            entry.update(ok=False, detail=MODEL_LOADING)
+        report.append(entry)
+    return report
 
 
 # The test profile's deliberately slow load: tests/inference/test_never_stalls.py proves the
@@ -298,6 +496,7 @@ def start_loading() -> None:
 def _load_quietly() -> None:
     try:
         get_engine()
+        load_others()
     except InferenceError:
         pass  # remembered in _engine_error and reported by the readiness check
     except Exception:
@@ -352,10 +551,21 @@ def model_readiness() -> tuple[bool, str]:
         return False, _stopping
     engine = _engine
     if engine is not None:
+        loading = [slot.name for slot in list(_others.values()) if slot.engine is None and slot.error is None]
+        if loading:
+            return False, f"{MODEL_LOADING}: {', '.join(loading)}"
         info = engine.info()
         # A family served one request at a time (no per-step batching) says so here.
         note = f"; {info.scheduling_note}" if getattr(info, "scheduling", "") == "one_at_a_time" else ""
-        return True, f"{info.name} ({info.quantization} on {info.device}{note})"
+        detail = f"{info.name} ({info.quantization} on {info.device}{note})"
+        others = [slot for slot in list(_others.values())]
+        if others:
+            # A model beside the default one that could not load leaves the default serving.
+            detail += "; " + "; ".join(
+                f"{slot.name} ({'loaded' if slot.engine is not None else f'load failed: {slot.error}'})"
+                for slot in others
+            )
+        return True, detail
     error = _engine_error
     if error is not None:
         return False, f"load failed: {error}"
@@ -366,19 +576,42 @@ def model_readiness() -> tuple[bool, str]:
 model_readiness.progress = model_load_progress  # type: ignore[attr-defined]  (read by config.health)
 
 
-def require_engine() -> Engine:
-    """For request handlers: the engine, or ModelUnavailable (503) while it loads or the process
-    stops (a new turn is refused once a shutdown began: inference.shutdown)."""
+def _models_for_readyz() -> list[dict[str, Any]] | None:
+    """/readyz's list of models where several may be loaded (None with MODEL_MAX_LOADED = 1: the
+    answer stays as it was, the check's detail names the one model)."""
+    from django.conf import settings
+
+    return models_report() if settings.MODEL_MAX_LOADED > 1 or _others else None
+
+
+model_readiness.models = _models_for_readyz  # type: ignore[attr-defined]  (read by config.health)
+
+
+def require_engine(model: str | None = None) -> Engine:
+    """For request handlers: the default engine, or the loaded one named ``model``; or
+    ModelUnavailable (503) while it loads or the process stops (a new turn is refused once a
+    shutdown began: inference.shutdown), ModelNotLoaded for a name this process has not loaded.
+
+    Who may use which model is not decided here: ``inference.registry.services.model_engine_for``
+    asks the registry and records refusals."""
     if _stopping:
         raise ModelUnavailable(_stopping)
     engine = _engine
-    if engine is not None:
+    if engine is None:
+        _ready, detail = model_readiness()
+        engine = _engine
+        if engine is None:
+            raise ModelUnavailable(detail)
+    if not model or engine.info().name == model:
         return engine
-    ready, detail = model_readiness()
-    engine = _engine
-    if ready and engine is not None:
-        return engine
-    raise ModelUnavailable(detail)
+    for slot in list(_others.values()):
+        if slot.engine is not None and slot.engine.info().name == model:
+            return slot.engine
+        if slot.name == model:
+            if slot.error is not None:
+                raise ModelNotLoaded(MODEL_LOAD_FAILED.format(model=model, error=slot.error))
+            raise ModelUnavailable(MODEL_STILL_LOADING.format(model=model))
+    raise ModelNotLoaded(MODEL_NOT_LOADED.format(model=model))
 
 
 def stopping_set(reason: str) -> None:
@@ -390,7 +623,7 @@ def stopping_set(reason: str) -> None:
 
 
 def reset_engine() -> None:
-    """Shut the process's engine down and forget it (a reload after the model changed; tests)."""
+    """Shut the process's engines down and forget them (a reload after the model changed; tests)."""
     global _engine, _engine_error, _loading_thread
     with _state_lock:
         thread, _loading_thread = _loading_thread, None
@@ -398,18 +631,22 @@ def reset_engine() -> None:
         thread.join(60)
     with _state_lock:
         engine, _engine, _engine_error = _engine, None, None
-    if engine is not None:
-        engine.shutdown()
+        others = [slot.engine for slot in _others.values() if slot.engine is not None]
+        _others.clear()
+    for stopped in [engine, *others]:
+        if stopped is not None:
+            stopped.shutdown()
 
 
 @contextmanager
-def engine_override(engine: Engine | None) -> Iterator[Engine | None]:
-    """Serve ``engine`` as the process's engine inside the block (``None``: as if still loading).
+def engine_override(engine: Engine | None, others: tuple[Engine, ...] = ()) -> Iterator[Engine | None]:
+    """Serve ``engine`` as the process's default engine inside the block (``None``: as if still
+    loading), and ``others`` as the models loaded beside it.
 
-    For tests and benchmarks that build their own engine; the previous state comes back after,
-    and the caller keeps owning (and shuts down) ``engine``. Overrides nest.
+    For tests and benchmarks that build their own engines; the previous state comes back after,
+    and the caller keeps owning (and shuts down) the engines. Overrides nest.
     """
-    global _engine, _engine_error, _loading_thread
+    global _engine, _engine_error, _loading_thread, _others
     # A load already under way would install its engine over the override when it finishes.
     running = _loading_thread
     if running is not None and running is not threading.current_thread():
@@ -419,16 +656,22 @@ def engine_override(engine: Engine | None) -> Iterator[Engine | None]:
     placeholder = threading.Thread(name="inference-engine-override")
     placeholder.start()
     placeholder.join()
+    installed = {
+        other.info().manifest_sha256: _Slot(other.info().name, other.info().manifest_sha256, engine=other)
+        for other in others
+    }
     with _state_lock:
-        saved = _engine, _engine_error, _loading_thread
-        _engine, _engine_error, _loading_thread = engine, None, placeholder
+        saved = _engine, _engine_error, _loading_thread, _others
+        _engine, _engine_error, _loading_thread, _others = engine, None, placeholder, installed
     try:
         yield engine
     finally:
         with _state_lock:
             # An engine loaded inside the block (get_engine() with a None override) is not the
             # caller's: shut it down rather than leak its worker threads.
-            stray = _engine if _engine is not engine and _engine is not saved[0] else None
-            _engine, _engine_error, _loading_thread = saved
-        if stray is not None:
-            stray.shutdown()
+            stray = [_engine] if _engine is not engine and _engine is not saved[0] else []
+            stray += [s.engine for s in _others.values() if s.engine is not None and s.engine not in others]
+            _engine, _engine_error, _loading_thread, _others = saved
+        for engine_left in stray:
+            if engine_left is not None:
+                engine_left.shutdown()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inference.runtime import current_engine, stopping_set
+from inference.runtime import engines_loaded, stopping_set
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,9 @@ class StopReport:
 
 
 def stop_taking_turns() -> int:
-    """From now on no new turn; the engine's waiting requests end. Returns how many waited."""
+    """From now on no new turn; every loaded engine's waiting requests end. Returns how many waited."""
     stopping_set(SHUTTING_DOWN)
-    engine = current_engine()
-    return engine.drain_begin(SHUTTING_DOWN) if engine is not None else 0
+    return sum(engine.drain_begin(SHUTTING_DOWN) for engine in engines_loaded())
 
 
 async def graceful_stop(grace: float, *, hurry: Callable[[], bool] = lambda: False) -> StopReport:
@@ -58,15 +57,15 @@ async def graceful_stop(grace: float, *, hurry: Callable[[], bool] = lambda: Fal
     """
     started = time.monotonic()
     report = StopReport(waiting_ended=stop_taking_turns())
-    engine = current_engine()
-    if engine is not None:
+    engines = engines_loaded()  # each model loaded at once drains the same way
+    if engines:
         deadline = started + grace
-        while engine.unfinished() and time.monotonic() < deadline and not hurry():
+        while any(e.unfinished() for e in engines) and time.monotonic() < deadline and not hurry():
             await asyncio.sleep(POLL_SECONDS)
-        if engine.unfinished():
+        if any(e.unfinished() for e in engines):
             report.finished_in_grace = False
             relays = _relay_tasks()
-            report.running_ended = engine.end_running(STREAM_ENDED.format(seconds=grace))
+            report.running_ended = sum(e.end_running(STREAM_ENDED.format(seconds=grace)) for e in engines)
             # The relays store the ended turns and send their error frames before the server
             # closes the sockets (closing first would leave the person a bare close code).
             if relays:
@@ -138,8 +137,7 @@ async def audit_pending_seal_bounded(seconds: float = SEAL_SECONDS) -> int | Non
 
 
 def engine_stop() -> None:
-    engine = current_engine()
-    if engine is not None:
+    for engine in engines_loaded():
         engine.shutdown()
 
 

@@ -60,7 +60,7 @@ from inference.engine.inputs import MAX_IMAGES, Message
 from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
-from inference.registry.services import ModelNotEnabled, model_use_authorize
+from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionNotApproved, model_engine_for
 from inference.runtime import current_engine, require_engine
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class Prepared:
     messages: list[Message]
     image_sha256: list[tuple[str, ...]]  # per message: the files its images came from
     call: ModelCall | None = None  # what is submitted to the model, as audited
+    engine: Any = None  # the engine of the model the turn goes to (the named one, or the default)
     # The PDF pages the turn's own files sent ([{"asset": id, "page": n}]): recorded in the
     # answer's usage and in the audit entry (assets.documents.model_pages).
     pages: list[dict] = field(default_factory=list)
@@ -340,6 +341,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
             await self._error(outcome.code, str(outcome), ref=request.ref, **outcome.fields)
             return
         prepared = outcome
+        engine = prepared.engine or engine  # the model the turn named, or the department's default
         params = {"temperature": request.temperature, "max_new_tokens": request.max_new_tokens}
         try:
             handle = engine.submit(
@@ -426,17 +428,21 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                 retry_after=retry_after,
             )
         try:
-            # Only a model the department's administrator enabled (refused and recorded otherwise).
+            # The model the turn names (or the department's default): only a loaded one the
+            # department's administrator enabled (each refusal recorded by the registry).
             with request_context(self._context(request_id)):
-                model_use_authorize(
-                    subject=self.user,
-                    department=self.department,
-                    manifest_sha256=info.manifest_sha256,
-                    model_name=info.name,
-                    action=Action.CHAT,
+                engine = model_engine_for(
+                    subject=self.user, department=self.department, requested=request.model, action=Action.CHAT
                 )
         except ModelNotEnabled as refused:
             return protocol.ProtocolError(str(refused), protocol.CODE_MODEL_NOT_ENABLED)
+        except VersionNotApproved as refused:
+            return protocol.ProtocolError(str(refused), protocol.CODE_MODEL_NOT_APPROVED)
+        except ModelNotFound as refused:
+            return protocol.ProtocolError(str(refused), protocol.CODE_MODEL_NOT_FOUND)
+        except ModelUnavailable as refused:  # not loaded here (recorded), or still loading
+            return protocol.ProtocolError(str(refused), protocol.CODE_MODEL_UNAVAILABLE)
+        info = engine.info()
         try:
             prepared = self._prepare(request, request_id)
         except ConversationNotFound:
@@ -453,6 +459,7 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
                     )
             return problem  # (a file id not in this department was recorded by asset_get)
         prepared.call = self._model_call(request, info, prepared)
+        prepared.engine = engine
         # Before the first token leaves: if this entry cannot be written, nothing is sent (AU-4).
         with request_context(self._context(request_id)):
             inference_start_record(

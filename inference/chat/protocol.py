@@ -8,7 +8,9 @@ Client → server::
 
     {"v": 1, "type": "turn.start", "ref": "c1", "conversation": 12 | null, "text": "...",
      "assets": ["<uuid>", ...], "params": {"temperature": 0.7, "max_new_tokens": 256},
-     "template": "<task template slug>" (optional: its JSON schema goes to the model with the text)}
+     "template": "<task template slug>" (optional: its JSON schema goes to the model with the text),
+     "model": "<model name>" (optional: one of the loaded models the department may use; without
+     it, the department's default)}
     {"v": 1, "type": "turn.stop"}
     {"v": 1, "type": "ping"}
 
@@ -53,6 +55,9 @@ CODE_UNREADABLE_FILE = "unreadable_file"  # a file of the turn does not decode (
 CODE_TOO_MANY_PIXELS = "too_many_pixels"  # the turn's images exceed the request's pixel budget
 CODE_MODEL_NOT_ENABLED = "model_not_enabled"  # the department's administrator did not enable this model
 CODE_TOO_MANY_IMAGES = "too_many_images"  # more images than the model takes in one request
+CODE_MODEL_NOT_FOUND = "model_not_found"  # the turn names a model this server does not have
+CODE_MODEL_NOT_APPROVED = "model_not_approved"  # the turn names a version the security administrator did not approve
+MAX_MODEL_CHARS = 100  # a model version's name (inference.registry.models.ModelVersion.name)
 
 FRAME_NOT_JSON = "the frame is not valid JSON"
 FRAME_NOT_OBJECT = "a frame must be a JSON object"
@@ -90,6 +95,7 @@ class TurnStart:
     max_new_tokens: int | None = None
     ref: str = ""
     template: str = ""  # a task template's slug: its schema is sent to the model with the text
+    model: str = ""  # the model's name; "" = the department's default
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,11 @@ def _turn_start(frame: dict[str, Any], *, max_new_tokens_cap: int) -> TurnStart:
     template = frame.get("template", "")
     if not isinstance(template, str) or not _TEMPLATE_SLUG.fullmatch(template or "x"):
         raise _invalid("template", "must be a task template's identifier")
+    model = frame.get("model", "")
+    if model is None:
+        model = ""
+    if not isinstance(model, str) or len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        raise _invalid("model", f"must be a model's name of at most {MAX_MODEL_CHARS} characters")
     return TurnStart(
         text=text,
         conversation_id=conversation,
@@ -161,6 +172,7 @@ def _turn_start(frame: dict[str, Any], *, max_new_tokens_cap: int) -> TurnStart:
         max_new_tokens=max_new_tokens,
         ref=ref,
         template=template,
+        model=model,
     )
 
 

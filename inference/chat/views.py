@@ -44,6 +44,7 @@ from inference.extraction.forms import operator_choices, rule_rows_from_post, ru
 from inference.extraction.services import task_template_rules_set, templates_builtin_ensure
 from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
 from inference.models import TaskTemplate
+from inference.registry.selectors import model_infos_for_department
 from inference.runtime import current_engine
 
 PICKER_FILES = 24
@@ -62,6 +63,7 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
         )
         history = list(conversation_messages(conversation=current))
     engine = current_engine()
+    models = model_infos_for_department(department)
     files = [a for a in asset_list(department=department)[:PICKER_FILES]]
     templates = list(task_template_list_active(department=department))
     return render(
@@ -76,6 +78,10 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
             "files": files,
             "templates": templates,
             "model_info": engine.info() if engine is not None else None,
+            # The selector: the loaded models the department may use (shown when there are several),
+            # the conversation's own model chosen (remembered by its answers' model version).
+            "model_choices": models,
+            "model_chosen": _model_chosen(models, history),
             "limits": {
                 "max_text_chars": protocol.MAX_TEXT_CHARS,
                 "max_assets": protocol.MAX_ASSETS_PER_TURN,
@@ -87,6 +93,17 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
             "chat_texts": chat_texts(),
         },
     )
+
+
+def _model_chosen(models: list, history: list) -> str:
+    """The name of the model that last answered in this conversation, if it is still a choice;
+    else the department's default (the first choice)."""
+    by_sha256 = {info.manifest_sha256: info.name for info in models}
+    for message in reversed(history):
+        name = by_sha256.get(getattr(message, "model_sha256", None) or "")
+        if name:
+            return name
+    return models[0].name if models else ""
 
 
 def chat_texts() -> dict[str, str]:
@@ -119,6 +136,10 @@ def chat_texts() -> dict[str, str]:
         "error_rate_limited": _("Too many questions in a minute; try again in {retry_after} s."),
         "error_busy": _("The model is busy; try again in {retry_after} s."),
         "error_model_not_enabled": _("Your department's administrator has not enabled this model."),
+        "error_model_not_approved": _(
+            "This model version is not approved: the security administrator approves a version before it can be used."
+        ),
+        "error_model_not_found": _("This model does not exist on this server."),
         "error_model_unavailable": _("The model is not available right now."),
         "error_not_found": _("That conversation or file is not available."),
         "error_turn_in_progress": _("Wait for the current answer, or stop it."),

@@ -28,8 +28,7 @@ from inference.extraction.models import BatchJob, Extraction
 from inference.extraction.services import extraction_run, templates_builtin_ensure
 from inference.image_budget import ImageBudgetExceeded
 from inference.models import TaskTemplate
-from inference.registry.services import model_use_authorize
-from inference.runtime import require_engine
+from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionNotApproved, model_engine_for
 
 TEMPLATE_UNKNOWN = "No active extraction template '{slug}' in this department."
 
@@ -91,6 +90,12 @@ class ExtractionSerializer(serializers.ModelSerializer):
 class ExtractionCreateSerializer(serializers.Serializer):
     asset = serializers.UUIDField(help_text="The file's id (from /api/v1/assets).")
     template = serializers.SlugField(help_text="The template's identifier, e.g. vat-invoice.")
+    model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="A loaded model the department may use (GET /v1/models); default: the department's default.",
+    )
 
 
 class BatchSerializer(serializers.ModelSerializer):
@@ -144,6 +149,13 @@ class ExtractView(ApiKeyView):
         # The engine's refusals, with the statuses the rest of the API uses.
         if isinstance(exc, EngineBusy):
             return Response({"detail": str(exc)}, status=429, headers={"Retry-After": str(exc.retry_after)})
+        # The model the request names (each refusal recorded by the registry).
+        if isinstance(exc, ModelNotFound):
+            return Response({"detail": str(exc), "code": "model_not_found"}, status=404)
+        if isinstance(exc, VersionNotApproved):
+            return Response({"detail": str(exc), "code": "model_not_approved"}, status=403)
+        if isinstance(exc, ModelNotEnabled):
+            return Response({"detail": str(exc), "code": "model_not_enabled"}, status=403)
         if isinstance(exc, ModelUnavailable):
             return Response({"detail": str(exc)}, status=503, headers={"Retry-After": "5"})
         if isinstance(exc, InvalidRequest | SchemaInvalid):
@@ -233,22 +245,21 @@ class ExtractionListView(ExtractView):
         payload = ExtractionCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         template = self.template_get(payload.validated_data["template"])
+        # The model it names, or the department's default: only a loaded one the department's
+        # administrator enabled (refused and recorded otherwise), before the file is read.
+        engine = model_engine_for(
+            subject=self.api_key,
+            department=self.department,
+            requested=payload.validated_data.get("model") or None,
+            action=Action.API_EXTRACT,
+            path=request.path,
+            method=request.method,
+        )
         asset = asset_get(
             department=self.department,
             asset_id=payload.validated_data["asset"],
             actor=self.api_key,
             purpose="extraction",
-        )
-        engine = require_engine()
-        info = engine.info()
-        # Only a model the department's administrator enabled (refused and recorded otherwise).
-        model_use_authorize(
-            subject=self.api_key,
-            department=self.department,
-            manifest_sha256=info.manifest_sha256,
-            model_name=info.name,
-            action=Action.API_EXTRACT,
-            path=request.path,
         )
         extraction = extraction_run(
             department=self.department,

@@ -400,11 +400,14 @@ def extraction_run(
     department: Department,
     template: TaskTemplate,
     asset: Asset,
-    engine,
+    engine=None,
     api_key=None,
     batch=None,
     request_id: str | None = None,
     acting_user=None,
+    model: str | None = None,
+    action=None,
+    where: dict | None = None,
 ) -> Extraction:
     """Run the template on the asset, store the result with its rule outcomes, audit it: the
     model call as ``inference.call`` (channel ``extraction``, or ``batch`` for a batch's file) and
@@ -415,10 +418,28 @@ def extraction_run(
     file's decoding cost is checked against the request's image budget from its stored size
     (``ImageBudgetExceeded``), then it is decoded (``AssetUnreadable`` for a damaged page, now
     marked unusable; ``DecodeBusy`` when no decode slot frees up).
+
+    Without ``engine``, the model is chosen here: the loaded one named ``model`` (``None``: the
+    department's default), if the department may use it, asked as ``action`` (default
+    ``Action.API_EXTRACT``; the portal passes its own) by ``api_key`` or ``acting_user``, with
+    ``where`` (path, method) in the refusal's record. Refusals are recorded and raised before
+    anything is read: ``ModelNotFound``, ``VersionNotApproved``, ``ModelNotEnabled`` (both
+    ``RefusedForbidden``), ``ModelNotLoaded`` / ``ModelUnavailable`` (503).
     """
     if not template.json_schema:
         raise SchemaInvalid(TEMPLATE_HAS_NO_SCHEMA)
     schema_check(template.json_schema)
+    if engine is None:
+        from accounts.permissions import Action
+        from inference.registry.services import model_engine_for
+
+        engine = model_engine_for(
+            subject=api_key or acting_user,
+            department=department,
+            requested=model,
+            action=action or Action.API_EXTRACT,
+            **(where or {}),
+        )
     started = time.perf_counter()
     # A PDF with a text layer: the pages whose text best matches the template's fields (BM25),
     # wherever they are; without one, the first pages as before.

@@ -23,7 +23,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
-from accounts.permissions import Action, refusal_record
+from accounts.permissions import Action
 from assets.content import DecodeBusy
 from assets.reading import AssetUnreadable
 from compliance.context import current_request_context, request_context
@@ -47,14 +47,14 @@ from inference.model_calls import (
     prompt_of,
 )
 from inference.openai.images import DecodedImages, ImageRefused, image_source_resolve
-from inference.registry.selectors import model_access_allowed
-from inference.registry.services import ModelNotEnabled, model_use_authorize
+from inference.registry.selectors import model_infos_for_department
+from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionNotApproved, model_engine_for
 from inference.runtime import require_engine
 
 BODY_NOT_OBJECT = "The request body must be a JSON object."
 FIELD_REQUIRED = "'{name}' is required."
 FIELD_TYPE = "'{name}' must be {kind}."
-MODEL_NOT_FOUND = "The model '{model}' does not exist on this server; GET /v1/models lists the one it serves."
+MODEL_NOT_FOUND = "The model '{model}' does not exist on this server; GET /v1/models lists the models it serves."
 ROLE_UNSUPPORTED = "Unsupported message role '{role}' (use system, user or assistant)."
 PART_UNSUPPORTED = "Unsupported content part type '{type}' (use text or image_url)."
 N_UNSUPPORTED = "Only n=1 is supported."
@@ -244,32 +244,26 @@ def _model_object(info) -> dict[str, Any]:
     }
 
 
-def model_check(view: ApiKeyView, requested: str, info) -> None:
-    """The model a request names must be the one served here and enabled for the key's
-    department (docs/inference.md, "Model versions"); each refusal is recorded as access.denied."""
+def model_engine(view: ApiKeyView, requested: str):
+    """The engine of the loaded model a request names, if the key's department may use it
+    (docs/inference.md, "Several models at once"); each refusal is recorded as access.denied by
+    the registry: no such model or not enabled → 404 ``model_not_found``, a version that is not
+    approved → 403 ``model_not_approved``, approved and enabled but not loaded here → 503."""
     where = {"path": view.request.path, "method": view.request.method}
-    if requested != info.name:
-        refusal_record(
-            action=Action.API_CHAT,
-            reason="the model is not served here",
-            actor=view.api_key,
-            department=view.department,
-            object_type="inference.modelversion",
-            object_repr=requested[:255],
-            **where,
-        )
-        raise OpenAIError(MODEL_NOT_FOUND.format(model=requested), status=404, param="model", code="model_not_found")
     try:
-        model_use_authorize(
-            subject=view.api_key,
-            department=view.department,
-            manifest_sha256=info.manifest_sha256,
-            model_name=info.name,
-            action=Action.API_CHAT,
-            **where,
+        return model_engine_for(
+            subject=view.api_key, department=view.department, requested=requested, action=Action.API_CHAT, **where
         )
+    except ModelNotFound as exc:
+        raise OpenAIError(
+            MODEL_NOT_FOUND.format(model=requested), status=404, param="model", code="model_not_found"
+        ) from exc
     except ModelNotEnabled as exc:
         raise OpenAIError(str(exc), status=404, param="model", code="model_not_found") from exc
+    except VersionNotApproved as exc:
+        raise OpenAIError(
+            str(exc), status=403, type="permission_error", param="model", code="model_not_approved"
+        ) from exc
 
 
 class ModelListView(OpenAIView):
@@ -277,13 +271,13 @@ class ModelListView(OpenAIView):
 
     @extend_schema(
         operation_id="listModels",
-        summary="The served model, if the key's department may use it (OpenAI format)",
+        summary="The loaded models the key's department may use (OpenAI format)",
         responses={200: ModelListSerializer, **_ERRORS},
     )
     def get(self, request):
-        info = require_engine().info()
-        usable = model_access_allowed(department=self.department, manifest_sha256=info.manifest_sha256)
-        return Response({"object": "list", "data": [_model_object(info)] if usable else []})
+        require_engine()  # 503 while the default model loads
+        infos = model_infos_for_department(self.department)
+        return Response({"object": "list", "data": [_model_object(info) for info in infos]})
 
 
 class ModelDetailView(OpenAIView):
@@ -293,9 +287,7 @@ class ModelDetailView(OpenAIView):
         operation_id="retrieveModel", summary="One model (OpenAI format)", responses={200: ModelSerializer, **_ERRORS}
     )
     def get(self, request, model_id: str):
-        info = require_engine().info()
-        model_check(self, model_id, info)
-        return Response(_model_object(info))
+        return Response(_model_object(model_engine(self, model_id).info()))
 
 
 # --- request parsing ----------------------------------------------------------------------------
@@ -410,7 +402,7 @@ def chat_request_parse(body: Any, *, served_model: str, department, key) -> Chat
     if not isinstance(body, dict):
         raise OpenAIError(BODY_NOT_OBJECT, code="invalid_body")
     model = _require(body, "model", str, "a string", required=True)
-    if model != served_model:
+    if model != served_model:  # the view chose the engine by this name (model_engine)
         raise OpenAIError(MODEL_NOT_FOUND.format(model=model), status=404, param="model", code="model_not_found")
     raw_messages = _require(body, "messages", list, "a list", required=True)
     if body.get("n") not in (None, 1):
@@ -491,9 +483,9 @@ class ChatCompletionsView(OpenAIView):
         started = time.perf_counter()
         body = request.data  # parsed first: an oversized or malformed body is refused before anything else
         engine = require_engine()
-        info = engine.info()
         if isinstance(body, dict) and isinstance(body.get("model"), str):
-            model_check(self, body["model"], info)
+            engine = model_engine(self, body["model"])  # routed by the request's model
+        info = engine.info()
         chat = chat_request_parse(body, served_model=info.name, department=department, key=key)
         call = ModelCall(
             channel=Channel.V1,

@@ -1,6 +1,7 @@
-"""The model registry's console pages: one registry page (versions, the active one, the history
-of activations) and the steps, each bound to its own action of the policy table and asking it
-before anything else: register (system), approve (security), activate and roll back (system).
+"""The model registry's console pages: one registry page (versions, the active one, those loaded
+beside it, the history of activations) and the steps, each bound to its own action of the policy
+table and asking it before anything else: register (system), approve (security), activate, roll
+back, load beside the active version and unload (system, ``Action.MODEL_ACTIVATE``).
 
 The steps call the registry's services, which audit them; a refusal (another role, an unapproved
 version) is recorded by the policy layer and answered 403.
@@ -9,6 +10,7 @@ version) is recorded by the policy layer and answered 403.
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -19,14 +21,16 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Action, allowed, authorize_request, object_not_found
 from inference.registry.models import ModelActivation, ModelVersion
-from inference.registry.selectors import model_version_active, model_version_previous
+from inference.registry.selectors import model_version_active, model_version_previous, model_versions_additional
 from inference.registry.services import (
     QUANTIZATIONS,
     VersionNotApproved,
     model_version_activate,
     model_version_approve,
+    model_version_load,
     model_version_register,
     model_version_rollback,
+    model_version_unload,
 )
 
 
@@ -56,11 +60,23 @@ class ModelVersionRegisterForm(forms.Form):
     note = forms.CharField(label=_("Note"), widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
 
-def _engine_manifest() -> str:
-    from inference.runtime import current_engine
+def _loaded_manifests() -> list[str]:
+    from inference.runtime import engines_loaded
 
-    engine = current_engine()
-    return engine.info().manifest_sha256 if engine is not None else ""
+    return [engine.info().manifest_sha256 for engine in engines_loaded()]
+
+
+def _load_refusal_text(exc: ValidationError) -> str:
+    """The console's words (translated) for the registry's refusal to load or unload a version."""
+    code = getattr(exc, "code", "")
+    if code == "load_limit_reached":
+        return gettext(
+            "%(limit)s model(s) are loaded already, the most MODEL_MAX_LOADED allows: unload one first, "
+            "or raise the setting."
+        ) % {"limit": settings.MODEL_MAX_LOADED}
+    if code == "load_is_active":
+        return gettext("This version is the active one: it is always loaded.")
+    return gettext("This version is not loaded beside the active one.")
 
 
 @admin.register(ModelVersion)
@@ -93,6 +109,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 name="inference_modelversion_activate",
             ),
             path("rollback/", bound(self.rollback_view, Action.MODEL_ACTIVATE), name="inference_modelversion_rollback"),
+            path(
+                "<int:version_id>/load/",
+                bound(self.load_view, Action.MODEL_ACTIVATE),
+                name="inference_modelversion_load",
+            ),
+            path(
+                "<int:version_id>/unload/",
+                bound(self.unload_view, Action.MODEL_ACTIVATE),
+                name="inference_modelversion_unload",
+            ),
         ]
 
     def _registry_url(self) -> str:
@@ -109,7 +135,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "versions": ModelVersion.objects.all(),
             "active": active,
             "previous": previous,
-            "loaded_sha256": _engine_manifest(),
+            "loaded_sha256s": _loaded_manifests(),
+            "additional": [version.pk for version in model_versions_additional()],
+            "max_loaded": settings.MODEL_MAX_LOADED,
             "activations": ModelActivation.objects.select_related("version")[:20],
             "may_register": allowed(request.user, Action.MODEL_REGISTER),
             "may_approve": allowed(request.user, Action.MODEL_APPROVE),
@@ -167,6 +195,43 @@ class ModelVersionAdmin(admin.ModelAdmin):
             gettext("Activated %(name)s: it is loaded when the service next starts.")
             % {"name": activation.version.name},
         )
+        return HttpResponseRedirect(self._registry_url())
+
+    def load_view(self, request, version_id: int):
+        authorize_request(request, Action.MODEL_ACTIVATE)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        version = _version_or_404(request, version_id, Action.MODEL_ACTIVATE)
+        try:
+            model_version_load(version=version, acting_user=request.user)
+        except VersionNotApproved:
+            messages.error(
+                request, gettext("This version is not approved: the security administrator approves it first.")
+            )
+        except ValidationError as exc:
+            messages.error(request, _load_refusal_text(exc))
+        else:
+            messages.success(
+                request,
+                gettext("%(name)s is loaded beside the active version when the service next starts.")
+                % {"name": version.name},
+            )
+        return HttpResponseRedirect(self._registry_url())
+
+    def unload_view(self, request, version_id: int):
+        authorize_request(request, Action.MODEL_ACTIVATE)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        version = _version_or_404(request, version_id, Action.MODEL_ACTIVATE)
+        try:
+            model_version_unload(version=version, acting_user=request.user)
+        except ValidationError as exc:
+            messages.error(request, _load_refusal_text(exc))
+        else:
+            messages.success(
+                request,
+                gettext("%(name)s is no longer loaded from the next start of the service.") % {"name": version.name},
+            )
         return HttpResponseRedirect(self._registry_url())
 
     def rollback_view(self, request):

@@ -2,8 +2,11 @@
 
 A ``ModelVersion`` is one model directory as its manifest describes it: the manifest's SHA-256 is
 its identity, so a changed file is a different (unapproved) version, and loading the directory
-pins that hash. ``ModelActivation`` rows are the append-only history of which version the engine
-loads: the newest row is the active version; a rollback appends a row for the previous one.
+pins that hash. ``ModelActivation`` rows are the append-only history of which versions the engine
+loads: the newest installation/activation/rollback row is the active (default) version; a rollback
+appends a row for the previous one. Where ``MODEL_MAX_LOADED`` allows more than one model, "load" /
+"unload" rows mark further approved versions loaded beside it (the newest such row of a version
+decides).
 ``DepartmentModelAccess`` records a department administrator's choice of approved versions.
 """
 
@@ -49,6 +52,12 @@ class ActivationKind(models.TextChoices):
     INSTALLATION = "installation", _("Installation (MODEL_PATH)")
     ACTIVATION = "activation", _("Activation")
     ROLLBACK = "rollback", _("Rollback")
+    LOAD = "load", _("Loaded beside the active version")
+    UNLOAD = "unload", _("No longer loaded beside the active version")
+
+
+# The kinds that choose the active (default) version; LOAD / UNLOAD choose the further ones.
+DEFAULT_KINDS = (ActivationKind.INSTALLATION, ActivationKind.ACTIVATION, ActivationKind.ROLLBACK)
 
 
 class ModelActivation(models.Model):

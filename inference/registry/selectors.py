@@ -1,4 +1,5 @@
-"""Reads of the model registry: the active version, and what a department may use."""
+"""Reads of the model registry: the active version, the versions loaded beside it, and what a
+department may use."""
 
 from __future__ import annotations
 
@@ -8,20 +9,56 @@ from typing import Any
 from django.db.models import QuerySet
 
 from departments.tenancy import department_scope
-from inference.registry.models import DepartmentModelAccess, ModelActivation, ModelVersion
+from inference.registry.models import (
+    DEFAULT_KINDS,
+    ActivationKind,
+    DepartmentModelAccess,
+    ModelActivation,
+    ModelVersion,
+)
+
+
+def _default_activations() -> QuerySet[ModelActivation]:
+    return ModelActivation.objects.filter(kind__in=DEFAULT_KINDS).select_related("version")
 
 
 def model_version_active() -> ModelVersion | None:
-    """The version the engine loads at its next start: the newest activation's."""
-    activation = ModelActivation.objects.select_related("version").first()
+    """The version the engine loads at its next start as its default: the newest activation's."""
+    activation = _default_activations().first()
     return activation.version if activation is not None else None
+
+
+def model_versions_additional(limit: int | None = None) -> list[ModelVersion]:
+    """The approved versions marked to be loaded beside the active one (newest "load" first), at
+    most ``limit`` of them; the active version itself is never among them."""
+    active = model_version_active()
+    latest: dict[int, ModelActivation] = {}
+    rows = ModelActivation.objects.filter(kind__in=(ActivationKind.LOAD, ActivationKind.UNLOAD)).select_related(
+        "version"
+    )
+    for activation in rows:  # newest first: the first row seen of a version decides
+        latest.setdefault(activation.version_id, activation)
+    versions = [
+        a.version
+        for a in latest.values()
+        if a.kind == ActivationKind.LOAD and a.version.is_approved and (active is None or a.version_id != active.pk)
+    ]
+    return versions if limit is None else versions[: max(limit, 0)]
+
+
+def model_versions_loaded(limit: int) -> list[ModelVersion]:
+    """What an engine start loads: the active version first, then at most ``limit`` - 1 others."""
+    active = model_version_active()
+    if active is None:
+        return []
+    return [active, *model_versions_additional(limit - 1)]
 
 
 def model_version_previous() -> ModelVersion | None:
     """The version a rollback returns to: the newest earlier activation of another version that
     is still approved."""
     active = model_version_active()
-    for activation in ModelActivation.objects.select_related("version"):
+    for activation in _default_activations():
         version = activation.version
         if active is not None and version.pk == active.pk:
             continue
@@ -53,6 +90,14 @@ def model_access_allowed(*, department: Any, manifest_sha256: str) -> bool:
     return model_versions_for_department(department).filter(manifest_sha256=manifest_sha256).exists()
 
 
+def model_infos_for_department(department: Any) -> list[Any]:
+    """The loaded models ``department`` may use (their ``ModelInfo``), the default engine's first."""
+    from inference.runtime import engines_loaded
+
+    infos = [engine.info() for engine in engines_loaded()]
+    return [info for info in infos if model_access_allowed(department=department, manifest_sha256=info.manifest_sha256)]
+
+
 def department_model_choices(department: Any) -> list[tuple[ModelVersion, bool]]:
     """Every approved version with whether ``department`` may use it (its administrator's page)."""
     allowed = set(model_versions_for_department(department).values_list("pk", flat=True))
@@ -72,7 +117,7 @@ class RegistryState:
 
 
 def model_registry_state() -> RegistryState:
-    activation = ModelActivation.objects.select_related("version").first()
+    activation = _default_activations().first()
     unapproved = ModelActivation.objects.filter(version__approved_at__isnull=True).select_related("version")
     return RegistryState(
         versions=ModelVersion.objects.count(),

@@ -1,9 +1,11 @@
-"""Writes of the model registry: register, approve, activate, roll back, the installation model,
-and a department's choice of models. Each asks the policy table before its transaction, writes
-its audit entry inside it, and a refusal is recorded by the policy layer's one path.
+"""Writes of the model registry: register, approve, activate, roll back, load beside the active
+version / unload, the installation model, and a department's choice of models. Each asks the
+policy table before its transaction, writes its audit entry inside it, and a refusal is recorded
+by the policy layer's one path.
 
-Activation changes which version the engine loads at its **next start**: the running engine
-keeps serving the version it loaded (there is no hot swap; restart the service).
+Activation (and loading a version beside the active one) changes what the engine loads at its
+**next start**: the running engine keeps serving what it loaded (there is no hot swap; restart
+the service).
 """
 
 from __future__ import annotations
@@ -16,15 +18,26 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.permissions import Action, RefusedForbidden, authorize, refusal_record
+from accounts.permissions import Action, RefusedForbidden, RefusedNotFound, authorize, refusal_record
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.tenancy import department_scope
 from inference.engine.errors import ModelLoadError
 from inference.engine.families import family_for_config
 from inference.engine.manifest import manifest_verify
-from inference.registry.models import ActivationKind, DepartmentModelAccess, ModelActivation, ModelVersion
-from inference.registry.selectors import model_access_allowed, model_version_active, model_version_previous
+from inference.registry.models import (
+    DEFAULT_KINDS,
+    ActivationKind,
+    DepartmentModelAccess,
+    ModelActivation,
+    ModelVersion,
+)
+from inference.registry.selectors import (
+    model_access_allowed,
+    model_version_active,
+    model_version_previous,
+    model_versions_additional,
+)
 
 SYSTEM = "system"
 VERSION_NOT_APPROVED = (
@@ -33,6 +46,11 @@ VERSION_NOT_APPROVED = (
 NO_PREVIOUS_VERSION = "There is no earlier approved version to roll back to."
 DIRECTORY_REFUSED = "The directory cannot be registered: {error}"
 VERSION_EXISTS = "This model directory (manifest {sha256}) is already registered as '{name}'."
+LOAD_LIMIT_REACHED = (
+    "{limit} model(s) are loaded already, the most MODEL_MAX_LOADED allows: unload one first, or raise the setting."
+)
+LOAD_IS_ACTIVE = "This version is the active one: it is always loaded."
+NOT_LOADED_BESIDE = "This version is not loaded beside the active one."
 QUANTIZATIONS = ("", "nf4", "int8", "bf16", "fp16", "fp32")
 
 
@@ -66,7 +84,9 @@ class VersionNotApproved(RefusedForbidden):
     """An unapproved version was to be activated or enabled (the refusal is recorded)."""
 
 
-def _refuse_unapproved(version: ModelVersion, *, action: Action, actor: Any, department: Any = None) -> Exception:
+def _refuse_unapproved(
+    version: ModelVersion, *, action: Action, actor: Any, department: Any = None, **where: Any
+) -> Exception:
     """Record the refusal of an unapproved version (the policy layer's one path) and return it."""
     refusal_record(
         action=action,
@@ -76,6 +96,7 @@ def _refuse_unapproved(version: ModelVersion, *, action: Action, actor: Any, dep
         object_type="inference.modelversion",
         object_id=version.manifest_sha256,
         object_repr=version.name,
+        **where,
     )
     return VersionNotApproved(VERSION_NOT_APPROVED)
 
@@ -144,16 +165,15 @@ def _activation_write(
     activation = ModelActivation(version=version, kind=kind, activated_by_name=_name_of(actor))
     activation.full_clean()
     activation.save()
-    _audit(
-        event_type,
-        version,
-        actor=actor,
-        kind=kind,
-        previous_manifest_sha256=before.manifest_sha256 if before is not None else "",
-        previous_name=before.name if before is not None else "",
-        takes_effect="next engine start",
-        **details,
-    )
+    if kind in DEFAULT_KINDS:
+        details = {
+            "previous_manifest_sha256": before.manifest_sha256 if before is not None else "",
+            "previous_name": before.name if before is not None else "",
+            **details,
+        }
+    else:  # loaded beside the active version, or no longer
+        details = {"active_manifest_sha256": before.manifest_sha256 if before is not None else "", **details}
+    _audit(event_type, version, actor=actor, kind=kind, takes_effect="next engine start", **details)
     return activation
 
 
@@ -182,6 +202,50 @@ def model_version_rollback(*, acting_user: Any) -> ModelActivation:
             raise ValidationError(NO_PREVIOUS_VERSION)
         return _activation_write(
             previous, kind=ActivationKind.ROLLBACK, actor=acting_user, event_type=EventType.MODEL_ROLLBACK
+        )
+
+
+def model_version_load(*, version: ModelVersion, acting_user: Any) -> ModelActivation:
+    """Mark an approved version to be loaded beside the active one at the next engine start (the
+    system administrator, ``Action.MODEL_ACTIVATE``), within ``MODEL_MAX_LOADED``. An unapproved
+    version is refused and the refusal recorded."""
+    from django.conf import settings
+
+    authorize(acting_user, Action.MODEL_ACTIVATE, obj=version)
+    version.refresh_from_db()
+    if not version.is_approved:
+        raise _refuse_unapproved(version, action=Action.MODEL_ACTIVATE, actor=acting_user)
+    with transaction.atomic(durable=True):
+        _activations_lock()
+        active = model_version_active()
+        if active is not None and active.pk == version.pk:
+            raise ValidationError(LOAD_IS_ACTIVE, code="load_is_active")
+        additional = model_versions_additional()
+        if any(other.pk == version.pk for other in additional):
+            return version.activations.filter(kind=ActivationKind.LOAD).first()
+        limit = settings.MODEL_MAX_LOADED
+        if 1 + len(additional) >= limit:
+            raise ValidationError(LOAD_LIMIT_REACHED.format(limit=limit), code="load_limit_reached")
+        return _activation_write(
+            version,
+            kind=ActivationKind.LOAD,
+            actor=acting_user,
+            event_type=EventType.MODEL_ACTIVATE,
+            loaded_beside=[other.manifest_sha256 for other in additional],
+            max_loaded=limit,
+        )
+
+
+def model_version_unload(*, version: ModelVersion, acting_user: Any) -> ModelActivation:
+    """No longer load ``version`` beside the active one from the next engine start (the system
+    administrator, ``Action.MODEL_ACTIVATE``)."""
+    authorize(acting_user, Action.MODEL_ACTIVATE, obj=version)
+    with transaction.atomic(durable=True):
+        _activations_lock()
+        if not any(other.pk == version.pk for other in model_versions_additional()):
+            raise ValidationError(NOT_LOADED_BESIDE, code="not_loaded_beside")
+        return _activation_write(
+            version, kind=ActivationKind.UNLOAD, actor=acting_user, event_type=EventType.MODEL_ACTIVATE
         )
 
 
@@ -278,10 +342,20 @@ def department_model_access_set(
 
 
 MODEL_NOT_ENABLED = "The model '{model}' is not enabled for this department."
+# The same refusal in words that name no model: what the portal's 403 page shows (config.error_pages).
+MODEL_NOT_ENABLED_REASON = "This model is not enabled for your department."
+MODEL_UNKNOWN = "The model '{model}' does not exist on this server."
 
 
 class ModelNotEnabled(RefusedForbidden):
     """A department asked for a model its administrator did not enable (recorded)."""
+
+    shown_reason = MODEL_NOT_ENABLED_REASON
+
+
+class ModelNotFound(RefusedNotFound):
+    """A request named a model no version of the registry and no loaded engine is called (recorded;
+    a 404 where nothing catches it)."""
 
 
 def model_use_authorize(
@@ -302,3 +376,77 @@ def model_use_authorize(
         **where,
     )
     raise ModelNotEnabled(MODEL_NOT_ENABLED.format(model=model_name))
+
+
+def model_engine_for(*, subject: Any, department: Any, requested: str | None, action: Action, **where: Any):
+    """The engine a request of ``department`` goes to: the loaded model named ``requested``, or
+    with no name the department's default — the active version's engine if the department may use
+    it, else the first loaded model it may use. Every refusal is recorded first:
+
+    - ``ModelUnavailable`` (503) while the default model loads or the process stops;
+    - ``ModelNotFound``: no such model (reason "the model is not served here");
+    - ``VersionNotApproved``: a registered version that is not approved (``VERSION_NOT_APPROVED``);
+    - ``ModelNotEnabled``: a model the department's administrator did not enable;
+    - ``ModelNotLoaded`` (503): approved and enabled, but not loaded by this process.
+    """
+    from inference.runtime import ModelNotLoaded, engines_loaded, require_engine
+
+    default = require_engine()
+    if not requested:
+        for engine in engines_loaded():
+            if model_access_allowed(department=department, manifest_sha256=engine.info().manifest_sha256):
+                return engine
+        engine = default
+    else:
+        try:
+            engine = require_engine(requested)
+        except ModelNotLoaded:
+            _refuse_not_loaded(subject=subject, department=department, requested=requested, action=action, **where)
+            raise
+    info = engine.info()
+    model_use_authorize(
+        subject=subject,
+        department=department,
+        manifest_sha256=info.manifest_sha256,
+        model_name=info.name,
+        action=action,
+        **where,
+    )
+    return engine
+
+
+def _refuse_not_loaded(*, subject: Any, department: Any, requested: str, action: Action, **where: Any) -> None:
+    """Why a named model that is not loaded here is refused, recorded: unknown, not approved, not
+    enabled for the department; else (approved and enabled) "not loaded", for the caller to raise."""
+    version = ModelVersion.objects.filter(name=requested).first()
+    if version is None:
+        refusal_record(
+            action=action,
+            reason="the model is not served here",
+            actor=subject,
+            department=department,
+            object_type="inference.modelversion",
+            object_repr=requested[:255],
+            **where,
+        )
+        raise ModelNotFound(MODEL_UNKNOWN.format(model=requested))
+    if not version.is_approved:
+        raise _refuse_unapproved(version, action=action, actor=subject, department=department, **where)
+    model_use_authorize(
+        subject=subject,
+        department=department,
+        manifest_sha256=version.manifest_sha256,
+        model_name=version.name,
+        action=action,
+        **where,
+    )
+    refusal_record(
+        action=action,
+        reason="the model is not loaded",
+        actor=subject,
+        department=department,
+        object_type="inference.modelversion",
+        object_id=version.manifest_sha256,
+        object_repr=version.name,
+        **where,
+    )

@@ -14,11 +14,10 @@ from inference.registry.selectors import department_model_choices
 from inference.registry.services import department_model_access_set
 
 
-def _engine_manifest() -> str:
-    from inference.runtime import current_engine
+def _loaded_manifests() -> list[str]:
+    from inference.runtime import engines_loaded
 
-    engine = current_engine()
-    return engine.info().manifest_sha256 if engine is not None else ""
+    return [engine.info().manifest_sha256 for engine in engines_loaded()]
 
 
 @requires(Action.DEPARTMENT_MODEL_MANAGE)
@@ -31,7 +30,7 @@ def department_models_page(request: HttpRequest, department_slug: str) -> HttpRe
             "department": request.department,
             "membership": request.membership,
             "choices": department_model_choices(request.department),
-            "loaded_sha256": _engine_manifest(),
+            "loaded_sha256s": _loaded_manifests(),
         },
     )
 

@@ -28,6 +28,16 @@ FORBIDDEN_REASONS = frozenset(
         noop("Administrators cannot switch two-factor authentication off."),
     }
 )
+# A model refused to a department (inference.registry.services: VERSION_NOT_APPROVED,
+# MODEL_NOT_ENABLED_REASON): the person learns which of the two it is.
+MODEL_REFUSAL_REASONS = frozenset(
+    {
+        noop(
+            "This model version is not approved: the security administrator approves a version before it can be used."
+        ),
+        noop("This model is not enabled for your department."),
+    }
+)
 NOT_FOUND_REASONS = frozenset(
     {
         noop("No such department, or you are not a member of it."),
@@ -37,7 +47,10 @@ NOT_FOUND_REASONS = frozenset(
 
 
 def _reason(exception: BaseException | None, shown: frozenset[str]) -> str:
-    message = str(exception) if exception is not None and exception.args else ""
+    # A refusal whose message names something (a model) carries a fixed wording to show instead.
+    message = getattr(exception, "shown_reason", "") or (
+        str(exception) if exception is not None and exception.args else ""
+    )
     return gettext(message) if message in shown else ""
 
 
@@ -52,7 +65,7 @@ def bad_request(request: HttpRequest, exception: BaseException | None = None) ->
 
 
 def permission_denied(request: HttpRequest, exception: BaseException | None = None) -> HttpResponse:
-    return _render(request, "403.html", 403, {"reason": _reason(exception, FORBIDDEN_REASONS)})
+    return _render(request, "403.html", 403, {"reason": _reason(exception, FORBIDDEN_REASONS | MODEL_REFUSAL_REASONS)})
 
 
 def page_not_found(request: HttpRequest, exception: BaseException | None = None) -> HttpResponse:

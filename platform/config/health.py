@@ -4,7 +4,8 @@
 readiness check (database first; apps add theirs with ``register_readiness_check``) and answers
 503 naming the checks that failed. A check whose function has a ``progress`` attribute (a callable
 returning a dict, or None) reports it while it fails: the model's load says its stage and
-seconds, and the answer's status is "loading" while that is all that is missing.
+seconds, and the answer's status is "loading" while that is all that is missing. A check with a
+``models`` attribute (the model check) lists each model loaded at once with its state.
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
             logger.warning("readiness check %s failed: %s", name, exc)
             ok, detail = False, type(exc).__name__
         results[name] = {"ok": ok, "detail": detail, **({"progress": progress} if progress else {})}
+        models = getattr(check, "models", None)  # the model check: each model loaded at once
+        if models is not None:
+            try:
+                listed = models()
+            except Exception as exc:
+                logger.warning("readiness check %s could not list its models: %s", name, exc)
+                listed = None
+            if listed is not None:
+                results[name]["models"] = listed
         ready = ready and ok
         loading_only = loading_only and (ok or bool(progress))
     status = "ready" if ready else (READY_STATUS_LOADING if loading_only else "not ready")

@@ -323,6 +323,10 @@ if not (os.environ.get("HF_MODULES_CACHE") or os.environ.get("HF_HOME")):
     os.environ["HF_MODULES_CACHE"] = str(DATA_DIR / "hf-modules")
 MODEL_NAME = env_str("MODEL_NAME", "")  # shown in UIs and /v1/models; default: the directory name
 MODEL_TRUST_REMOTE_CODE = env_bool("MODEL_TRUST_REMOTE_CODE", False)
+# How many approved model versions one process loads at once: the active one plus those the system
+# administrator marked "load beside it" (docs/inference.md, "Several models at once"); 1 = the
+# active version alone, as before.
+MODEL_MAX_LOADED = env_int("MODEL_MAX_LOADED", 1, minimum=1, maximum=8)
 MODEL_MANIFEST_SHA256 = (env_str("MODEL_MANIFEST_SHA256", "") or "").lower()
 if MODEL_TRUST_REMOTE_CODE and len(MODEL_MANIFEST_SHA256) != 64:
     raise ImproperlyConfigured("MODEL_TRUST_REMOTE_CODE=true requires MODEL_MANIFEST_SHA256 (64 hex digits)")

@@ -527,6 +527,11 @@
     if (state.template) {
       frame.template = state.template;
     }
+    // The model the person chose (shown when the department may use several loaded models).
+    var modelChoice = document.getElementById("model-choice");
+    if (modelChoice && modelChoice.value) {
+      frame.model = modelChoice.value;
+    }
     addMessage("user", text, state.attachments.slice());
     var answer = addMessage("assistant", "");
     answer.article.classList.add("streaming");

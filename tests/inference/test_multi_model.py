@@ -1,0 +1,567 @@
+"""Several approved models loaded at once (issue 17): the system administrator marks approved
+versions to be loaded beside the active one (within MODEL_MAX_LOADED, audited as model.activate),
+the runtime loads each into its own engine after a memory check, /readyz lists them, and every
+channel routes a request by the model it names — the websocket chat, /v1/chat/completions and
+the extraction API — refusing (and recording) a model the department may not use, with the
+reason: not approved, or not enabled.
+
+Two tiny demo models of different families (qwen2_5_vl, the installation model, and qwen2_vl),
+both really loaded by the runtime: the stored rows' model versions prove which engine answered.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.test import Client, RequestFactory
+from django.utils import translation
+
+from accounts.roles import AdminRole
+from compliance.context import RequestContext, request_context
+from compliance.events import EventType, Outcome
+from compliance.models import AuditEntry
+from departments.tenancy import department_scope
+from inference.engine.demo_model import DemoModelSpec
+from inference.engine.errors import ModelLoadError, ModelUnavailable
+from inference.engine.manifest import manifest_write
+from inference.registry.models import ActivationKind, ModelActivation, ModelVersion
+from inference.registry.selectors import model_version_active, model_versions_additional
+from inference.registry.services import (
+    VERSION_NOT_APPROVED,
+    VersionNotApproved,
+    department_model_access_set,
+    model_version_approve,
+    model_version_load,
+    model_version_register,
+    model_version_unload,
+)
+from inference.runtime import (
+    MODEL_DOES_NOT_FIT,
+    MemoryFree,
+    ModelNotLoaded,
+    engine_override,
+    engines_load,
+    engines_loaded,
+    load_engine_from_settings,
+    memory_fit_check,
+    model_readiness,
+    models_report,
+    require_engine,
+    reset_engine,
+)
+
+SECOND = "qwen2-vl-small"
+
+
+@pytest.fixture
+def configured(settings, shared_demo_model_dir):
+    settings.MODEL_PATH = shared_demo_model_dir
+    settings.MODEL_QUANTIZATION = "fp32"
+    settings.MODEL_NAME = ""
+    settings.MODEL_MANIFEST_SHA256 = ""
+    settings.MODEL_MAX_LOADED = 2
+    return settings
+
+
+@pytest.fixture
+def admins(make_user):
+    return {
+        "system": make_user("sys", admin_role=AdminRole.SYSTEM),
+        "security": make_user("sec", admin_role=AdminRole.SECURITY),
+    }
+
+
+@pytest.fixture
+def installed(configured, system_context):
+    """The first engine start: MODEL_PATH registered as approved and active by the system."""
+    engine = load_engine_from_settings()
+    sha256 = engine.info().manifest_sha256
+    engine.shutdown()
+    return ModelVersion.objects.get(manifest_sha256=sha256)
+
+
+@pytest.fixture
+def second(installed, demo_model_factory, admins, system_context):
+    """A second family's demo model, registered and approved (not loaded yet)."""
+    path = demo_model_factory(DemoModelSpec(family="qwen2_vl"))
+    version = model_version_register(path=path, name=SECOND, acting_user=admins["system"])
+    return model_version_approve(version=version, acting_user=admins["security"])
+
+
+@pytest.fixture
+def third_dir(shared_demo_model_dir, tmp_path):
+    """Another version: the shared model with one more configuration key (another manifest)."""
+    target = tmp_path / "third"
+    shutil.copytree(shared_demo_model_dir, target)
+    (target / "MANIFEST.sha256").unlink()
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "platform_note": "third"}))
+    manifest_write(target)
+    return target
+
+
+def denials():
+    return AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED).order_by("-sequence")
+
+
+@pytest.fixture
+def runtime_reset():
+    reset_engine()
+    yield
+    reset_engine()
+
+
+# --- the registry: load beside the active version ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_loading_beside_the_active_version_is_audited_limited_and_refused_when_unapproved(
+    second, third_dir, admins, configured, system_context
+):
+    system = admins["system"]
+    activation = model_version_load(version=second, acting_user=system)
+    assert activation.kind == ActivationKind.LOAD
+    assert model_versions_additional() == [second]
+    assert model_version_active().installation  # the active (default) version did not change
+    entry = AuditEntry.objects.filter(event_type=EventType.MODEL_ACTIVATE).latest("sequence")
+    assert entry.details["kind"] == "load" and entry.object_id == second.manifest_sha256
+    assert entry.actor_name == "sys" and entry.details["takes_effect"] == "next engine start"
+
+    # An unapproved version is refused, and the refusal recorded.
+    third = model_version_register(path=third_dir, name="third", acting_user=system)
+    with pytest.raises(VersionNotApproved):
+        model_version_load(version=third, acting_user=system)
+    denial = denials().first()
+    assert denial.details["reason"] == "the model version is not approved" and denial.object_id == third.manifest_sha256
+    # Approved, it still does not fit in MODEL_MAX_LOADED = 2 (the active one + the second).
+    model_version_approve(version=third, acting_user=admins["security"])
+    with pytest.raises(ValidationError) as refused:
+        model_version_load(version=third, acting_user=system)
+    assert refused.value.code == "load_limit_reached"
+    # Only the system administrator chooses (the security administrator is refused, recorded).
+    with pytest.raises(PermissionDenied):
+        model_version_unload(version=second, acting_user=admins["security"])
+    assert denials().first().details["action"] == "model.activate"
+
+    model_version_unload(version=second, acting_user=system)
+    assert model_versions_additional() == []
+    assert ModelActivation.objects.filter(kind=ActivationKind.UNLOAD).count() == 1
+    configured.MODEL_MAX_LOADED = 1  # the default: the active version alone
+    with pytest.raises(ValidationError):
+        model_version_load(version=third, acting_user=system)
+
+
+@pytest.mark.django_db
+def test_the_default_of_one_loads_the_active_version_alone(second, admins, configured, runtime_reset, system_context):
+    model_version_load(version=second, acting_user=admins["system"])
+    configured.MODEL_MAX_LOADED = 1  # lowered after the choice: the next start loads one model
+    engines = engines_load()
+    assert [engine.info().name for engine in engines] == ["demo-qwen2_5_vl"]
+    assert [entry["name"] for entry in models_report()] == ["demo-qwen2_5_vl"]
+    with pytest.raises(ModelNotLoaded):
+        require_engine(SECOND)
+
+
+# --- the memory check ---------------------------------------------------------------------------------
+
+
+def test_the_memory_check_compares_the_weights_with_what_is_free():
+    memory_fit_check(name="m", weights_bytes=1000, free=MemoryFree(1200, "the host's RAM"))  # 1000 × 1.2 fits
+    with pytest.raises(ModelLoadError) as refused:
+        memory_fit_check(name="m", weights_bytes=1000, free=MemoryFree(1199, "the host's RAM"))
+    assert "is not loaded: it needs about" in str(refused.value) and "the host's RAM has 0 MiB free" in str(
+        refused.value
+    )
+    mib = 1024 * 1024
+    with pytest.raises(ModelLoadError) as refused:
+        memory_fit_check(name="big", weights_bytes=100 * mib, free=MemoryFree(50 * mib, "the GPU memory (CUDA)"))
+    assert str(refused.value) == MODEL_DOES_NOT_FIT.format(
+        name="big", needed=120, weights=100, headroom=1.2, where="the GPU memory (CUDA)", free=50
+    )
+
+
+@pytest.mark.django_db
+def test_a_model_that_does_not_fit_is_refused_and_the_default_one_serves(
+    second, admins, runtime_reset, monkeypatch, system_context
+):
+    import inference.runtime as runtime
+
+    model_version_load(version=second, acting_user=admins["system"])
+    # The check's input (the free memory) is injected; the check and the load run as in production.
+    monkeypatch.setattr(runtime, "memory_probe", lambda: MemoryFree(64 * 1024, "the host's RAM"))
+    engines = engines_load()
+    assert len(engines) == 1
+    report = {entry["name"]: entry for entry in models_report()}
+    assert report["demo-qwen2_5_vl"]["ok"] and report["demo-qwen2_5_vl"]["default"]
+    assert not report[SECOND]["ok"] and "is not loaded: it needs about" in report[SECOND]["detail"]
+    ready, detail = model_readiness()
+    assert ready and f"{SECOND} (load failed:" in detail
+    failure = AuditEntry.objects.filter(event_type=EventType.MODEL_LOAD, outcome=Outcome.FAILURE).latest("sequence")
+    assert "the host's RAM has 0 MiB free" in failure.details["error"]
+    with pytest.raises(ModelNotLoaded) as refused:
+        require_engine(SECOND)
+    assert "could not be loaded" in str(refused.value)
+
+
+# --- two models loaded at once, each channel routed by the model it names -----------------------------
+
+
+@pytest.fixture
+def two_loaded(second, admins, personas, runtime_reset, system_context):
+    """Both models loaded by the runtime (the real path: registry → memory check → load), both
+    enabled for finance."""
+    model_version_load(version=second, acting_user=admins["system"])
+    engines = engines_load()
+    assert len(engines) == 2, models_report()
+    installed = model_version_active()
+    for version in (installed, second):
+        department_model_access_set(
+            department=personas.department_a, version=version, enabled=True, acting_user=personas.admin
+        )
+    return {"default": installed, "second": second, "engines": engines}
+
+
+@pytest.mark.django_db
+def test_readyz_lists_every_loaded_model(two_loaded, monkeypatch):
+    from config import health
+
+    monkeypatch.setitem(health._readiness_checks, "model", model_readiness)
+    answer = Client().get("/readyz").json()
+    model = answer["checks"]["model"]
+    assert model["ok"] and answer["status"] == "ready"
+    listed = {entry["name"]: entry for entry in model["models"]}
+    assert set(listed) == {"demo-qwen2_5_vl", SECOND}
+    assert listed["demo-qwen2_5_vl"]["default"] and not listed[SECOND]["default"]
+    assert listed[SECOND]["manifest_sha256"] == two_loaded["second"].manifest_sha256 and listed[SECOND]["ok"]
+
+
+@pytest.fixture
+def api(personas, system_context):
+    from rest_framework.test import APIClient
+
+    from departments.api_keys.services import api_key_create
+
+    raw = api_key_create(
+        department=personas.department_a,
+        name="ERP",
+        scopes=["chat", "extract"],
+        created_by=personas.admin,
+        expires_at=None,
+    ).raw_key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+class _Calls(list):
+    def count(self) -> int:
+        return len(self)
+
+
+def _calls(model_sha256: str) -> _Calls:
+    """The inference.call entries of a model version (the audit details are canonical JSON text)."""
+    entries = AuditEntry.objects.filter(event_type=EventType.INFERENCE)
+    return _Calls(e for e in entries if e.details.get("model_sha256") == model_sha256)
+
+
+@pytest.mark.django_db
+def test_v1_routes_by_model_and_refuses_with_the_reason(two_loaded, api, personas, admins, third_dir):
+    default, second = two_loaded["default"], two_loaded["second"]
+    assert {m["id"] for m in api.get("/v1/models").json()["data"]} == {default.name, SECOND}
+    assert api.get(f"/v1/models/{SECOND}").json()["metadata"]["manifest_sha256"] == second.manifest_sha256
+    for version in (default, second):
+        body = {"model": version.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        response = api.post("/v1/chat/completions", body, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["model"] == version.name
+        assert _calls(version.manifest_sha256).count() == 1  # the call's entry names the version that answered
+
+    # Not enabled for the department: refused and recorded, not listed.
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+    )
+    body = {"model": SECOND, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    response = api.post("/v1/chat/completions", body, format="json")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+    assert response.json()["error"]["message"] == f"The model '{SECOND}' is not enabled for this department."
+    denial = denials().first()
+    assert (denial.details["action"], denial.object_id) == ("api.chat", second.manifest_sha256)
+    assert denial.details["reason"] == "the model is not enabled for the department"
+    assert [m["id"] for m in api.get("/v1/models").json()["data"]] == [default.name]
+    assert _calls(second.manifest_sha256).count() == 1  # no call reached the model
+
+    # A registered version that is not approved: the person is told so.
+    model_version_register(path=third_dir, name="third", acting_user=admins["system"])
+    response = api.post("/v1/chat/completions", {**body, "model": "third"}, format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "model_not_approved"
+    assert response.json()["error"]["message"] == VERSION_NOT_APPROVED
+    assert denials().first().details["reason"] == "the model version is not approved"
+    # No such model at all.
+    response = api.post("/v1/chat/completions", {**body, "model": "gpt-4o"}, format="json")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+    assert denials().first().object_repr == "gpt-4o"
+
+
+@pytest.mark.django_db
+def test_extraction_names_its_model(two_loaded, api, personas, settings, tmp_path):
+    from assets.services import asset_upload
+    from inference.extraction.models import Extraction
+    from tests.api.conftest import png_bytes
+
+    settings.EXTRACTION_MAX_NEW_TOKENS = 8
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    with department_scope(personas.department_a):
+        asset = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.admin,
+            stream=iter([png_bytes((64, 48))]),
+            original_name="invoice.png",
+        )
+    api.get("/api/v1/templates")  # the built-in templates
+    request = {"asset": str(asset.pk), "template": "vat-invoice"}
+    second = two_loaded["second"]
+    for name, version in ((None, two_loaded["default"]), (SECOND, second)):
+        answered = api.post("/api/v1/extractions", {**request, **({"model": name} if name else {})}, format="json")
+        assert answered.status_code == 201, answered.content
+        with department_scope(personas.department_a):
+            assert Extraction.objects.get(pk=answered.json()["id"]).model_sha256 == version.manifest_sha256
+
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+    )
+    refused = api.post("/api/v1/extractions", {**request, "model": SECOND}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "model_not_enabled"
+    unknown = api.post("/api/v1/extractions", {**request, "model": "gpt-4o"}, format="json")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "model_not_found"
+    assert denials().first().object_repr == "gpt-4o"
+    denial = denials().all()[1]
+    assert (denial.details["action"], denial.object_id) == ("api.extract", second.manifest_sha256)
+    with department_scope(personas.department_a):
+        assert Extraction.objects.count() == 2  # nothing stored for the refused call
+
+
+# --- the websocket chat --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_chat_turn_names_its_model_and_each_answers_on_its_own_engine(
+    configured, demo_model_factory, make_user, personas, settings, runtime_reset, tmp_path
+):
+    from tests.chat.conftest import SHORT_TURN, frame, open_chat, receive, receive_until
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    second_path = demo_model_factory(DemoModelSpec(family="qwen2_vl"))
+
+    @sync_to_async
+    def set_up():
+        with request_context(RequestContext(request_id="test-set-up")):
+            system = make_user("sys", admin_role=AdminRole.SYSTEM)
+            security = make_user("sec", admin_role=AdminRole.SECURITY)
+            engine = load_engine_from_settings()  # the installation
+            engine.shutdown()
+            version = model_version_register(path=second_path, name=SECOND, acting_user=system)
+            version = model_version_approve(version=version, acting_user=security)
+            model_version_load(version=version, acting_user=system)
+            engines_load()
+            installed = model_version_active()
+            department_model_access_set(
+                department=personas.department_a, version=installed, enabled=True, acting_user=personas.admin
+            )
+            return installed, version
+
+    @sync_to_async
+    def switch(version, enabled: bool):
+        with request_context(RequestContext(request_id="test-switch")):
+            department_model_access_set(
+                department=personas.department_a, version=version, enabled=enabled, acting_user=personas.admin
+            )
+
+    async def enable(version):
+        await switch(version, True)
+
+    async def disable(version):
+        await switch(version, False)
+
+    @sync_to_async
+    def stored_version(message_id: int) -> str | None:
+        from inference.chat.models import ConversationMessage
+
+        with department_scope(personas.department_a):
+            return ConversationMessage.objects.get(pk=message_id).model_sha256
+
+    @sync_to_async
+    def last_denial():
+        return denials().first()
+
+    installed, second = await set_up()
+    chat = await open_chat("bob")
+    # The second model is not enabled for finance yet: refused with the reason, recorded.
+    await chat.send_to(text_data=frame("turn.start", ref="no", text="hi", params=SHORT_TURN, model=SECOND))
+    error = await receive(chat)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "model_not_enabled", "no")
+    denial = await last_denial()
+    assert (denial.details["action"], denial.object_id) == ("department.chat", second.manifest_sha256)
+
+    await enable(second)
+    answered = {}
+    for ref, name in (("one", ""), ("two", SECOND), ("three", installed.name)):
+        fields = {"model": name} if name else {}
+        await chat.send_to(text_data=frame("turn.start", ref=ref, text="hi", params=SHORT_TURN, **fields))
+        _frames, done = await receive_until(chat, {"done", "error"})
+        assert done["type"] == "done", done
+        assert await stored_version(done["message_ids"][1]) == done["model_sha256"]
+        answered[ref] = done["model_sha256"]
+    assert answered == {
+        "one": installed.manifest_sha256,  # no name: the department's default
+        "two": second.manifest_sha256,
+        "three": installed.manifest_sha256,
+    }
+    # The portal's selector lists both and keeps the conversation's model.
+    page = await sync_to_async(chat.http_client.get)(f"/d/finance/?c={done['conversation']}")
+    content = page.content.decode()
+    assert 'id="model-choice"' in content and f'<option value="{SECOND}">' in content
+    assert f'<option value="{installed.name}" selected>' in content
+
+    # Unknown and unapproved names: error frames, recorded.
+    await chat.send_to(text_data=frame("turn.start", ref="x", text="hi", params=SHORT_TURN, model="gpt-4o"))
+    assert (await receive(chat))["code"] == "model_not_found"
+    assert (await last_denial()).object_repr == "gpt-4o"
+    await chat.send_to(text_data=frame("turn.start", ref="y", text="hi", params=SHORT_TURN, model=7))
+    assert (await receive(chat))["code"] == "bad_frame"
+    await disable(second)
+    await chat.send_to(text_data=frame("turn.start", ref="z", text="hi", params=SHORT_TURN, model=SECOND))
+    assert (await receive(chat))["code"] == "model_not_enabled"
+    await chat.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_turn_naming_an_unapproved_version_is_told_so(
+    configured, make_user, personas, settings, runtime_reset, tmp_path, third_dir
+):
+    from tests.chat.conftest import frame, open_chat, receive
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+    @sync_to_async
+    def set_up():
+        with request_context(RequestContext(request_id="test-set-up")):
+            engines_load()
+            return model_version_register(
+                path=third_dir, name="third", acting_user=make_user("sys", admin_role=AdminRole.SYSTEM)
+            )
+
+    third = await set_up()
+    chat = await open_chat("bob")
+    await chat.send_to(text_data=frame("turn.start", ref="u", text="hi", model="third"))
+    error = await receive(chat)
+    assert (error["code"], error["message"]) == ("model_not_approved", VERSION_NOT_APPROVED)
+    denial = await sync_to_async(lambda: denials().first())()
+    assert (denial.object_id, denial.details["action"]) == (third.manifest_sha256, "department.chat")
+    await chat.disconnect()
+
+
+# --- the portal's refusal page, and the drain on SIGTERM ---------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "approved_reason", "enabled_reason"),
+    [
+        (
+            "en",
+            "This model version is not approved: the security administrator approves a version before it can be used.",
+            "This model is not enabled for your department.",
+        ),
+        ("zh-hans", "此模型版本未经批准：安全管理员批准一个版本后才能使用。", "您的部门未启用此模型。"),
+    ],
+)
+def test_the_portal_error_page_gives_the_models_refusal_reason(personas, language, approved_reason, enabled_reason):
+    from django.contrib.auth.models import AnonymousUser
+
+    from config.error_pages import permission_denied
+    from inference.registry.services import MODEL_NOT_ENABLED, ModelNotEnabled
+
+    request = RequestFactory().get("/d/finance/extraction/")
+    request.user = AnonymousUser()
+    with translation.override(language):
+        for refusal, reason in (
+            (VersionNotApproved(VERSION_NOT_APPROVED), approved_reason),
+            (ModelNotEnabled(MODEL_NOT_ENABLED.format(model="x")), enabled_reason),
+        ):
+            page = permission_denied(request, refusal)
+            assert page.status_code == 403
+            assert f'<p class="reason" id="error-reason">{reason}</p>' in page.content.decode()
+
+
+def test_a_shutdown_drains_every_loaded_model(loaded_models):
+    from inference.engine.core import Engine, EngineLimits
+    from inference.engine.inputs import Message
+    from inference.runtime import stopping_set
+    from inference.shutdown import SHUTTING_DOWN, stop_taking_turns
+
+    first = Engine(loaded_models["qwen2_5_vl"], EngineLimits())
+    other = Engine(loaded_models["qwen2_vl"], EngineLimits())
+    try:
+        with engine_override(first, others=(other,)):
+            assert engines_loaded() == [first, other]
+            assert require_engine(other.info().name) is other
+            stop_taking_turns()
+            try:
+                for name in (None, other.info().name):
+                    with pytest.raises(ModelUnavailable, match="shutting down"):
+                        require_engine(name)
+                with pytest.raises(ModelUnavailable, match="shutting down"):
+                    other.submit([Message("user", "hi")], department="finance")
+                assert str(SHUTTING_DOWN).startswith("the server is shutting down")
+            finally:
+                stopping_set("")
+    finally:
+        first.shutdown()
+        other.shutdown()
+
+
+# --- the console ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_console_loads_a_version_beside_the_active_one_and_unloads_it(second, configured, make_user, settings):
+    import ipaddress
+
+    from django.utils import timezone
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from tests.accounts.conftest import sign_in_with_totp
+
+    settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.0/8")]
+
+    def console(role: str) -> Client:
+        user = make_user(f"{role}-admin", admin_role=role, password_changed_at=timezone.now())
+        device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+        client = Client()
+        sign_in_with_totp(client, user, device)
+        return client
+
+    registry = "/admin/inference/modelversion/"
+    system = console(AdminRole.SYSTEM)
+    page = system.get(registry, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Up to 2 model(s) may be loaded at once" in page and f"{second.pk}/load/" in page
+    response = system.post(f"{registry}{second.pk}/load/", follow=True, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert f"服务下次启动时，{SECOND} 将与当前版本同时加载。" in response.content.decode()
+    assert model_versions_additional() == [second]
+    assert "与当前版本同时加载" in system.get(registry, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    # The security administrator may not choose what is loaded (403, recorded).
+    assert console(AdminRole.SECURITY).post(f"{registry}{second.pk}/unload/").status_code == 403
+    assert denials().first().details["action"] == "model.activate"
+    assert system.post(f"{registry}{second.pk}/unload/").status_code == 302
+    assert model_versions_additional() == []
+    # Unloading what is not loaded beside the active version: said on the page.
+    response = system.post(f"{registry}{second.pk}/unload/", follow=True, HTTP_ACCEPT_LANGUAGE="en")
+    assert "This version is not loaded beside the active one." in response.content.decode()
