@@ -66,3 +66,50 @@ def test_a_dicom_text_layer_has_a_page_per_frame(upload):
         document = document_text(asset)
     assert [page.number for page in document.pages] == [1, 2]
     assert all(page.usable and (page.width, page.height) == (16, 16) for page in document.pages)
+
+
+def long_docx_bytes(pages: int) -> bytes:
+    """A DOCX whose text renders to several pages, one page break per topic, the last topic the
+    only one that mentions the warranty."""
+    import io
+
+    import docx
+
+    document = docx.Document()
+    for number in range(1, pages + 1):
+        topic = "warranty claims and the repair deadline" if number == pages else f"delivery schedule part {number}"
+        document.add_paragraph(f"Section {number}: {topic}")
+        for line in range(40):
+            document.add_paragraph(f"Clause {number}.{line} of the {topic.split()[0]} terms.")
+        if number < pages:
+            document.add_page_break()
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_an_office_file_and_a_dicom_file_send_the_pages_the_question_needs(upload):
+    """Retrieval is not for PDFs only: a long DOCX sends the page that answers, a DICOM file the
+    frame the question pins — only those pages are drawn or decoded, and the answer records them."""
+    from assets.documents.model_pages import page_refs, pages_choose, pages_images
+
+    asset = upload(long_docx_bytes(6), "terms.docx")
+    assert finished_layer(asset).status == TextLayerStatus.DONE
+    assert asset.page_count >= 6
+    with department_scope(asset.department_id):
+        document = document_text(asset)
+        answer = next(page.number for page in document.pages if "warranty" in page.text)
+        assert answer > 4  # beyond the first pages a request sent before retrieval
+        choice = pages_choose(asset, "What does the warranty say about the repair deadline?", limit=16)
+        assert choice.how == "retrieved" and answer in choice.pages
+        images = pages_images(asset, choice)
+    assert len(images) == len(choice.pages)
+    assert {"asset": str(asset.pk), "page": answer} in page_refs(asset, choice)
+
+    scan = upload(dicom_bytes(frames=3), "cine.dcm")
+    with department_scope(scan.department_id):
+        choice = pages_choose(scan, "Look at page 3 only", limit=16)
+        assert choice.pages[0] == 3 and choice.pinned == (3,)
+        (frame, *_rest) = pages_images(scan, choice)
+    assert frame.size[0] > 0
+    assert page_refs(scan, choice)[0] == {"asset": str(scan.pk), "page": 3}

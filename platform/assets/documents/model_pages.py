@@ -1,6 +1,7 @@
 """Which pages of a file a model request is shown, and their images (chat, ``/v1``).
 
-A PDF gives the model at most ``MODEL_PAGES_PER_FILE`` pages (more when the person pinned more),
+A paged document — a PDF, an Office file (its rendered text pages, then its pictures), a DICOM
+file (its frames) — gives the model at most ``MODEL_PAGES_PER_FILE`` pages (more when the person pinned more),
 within what the request's image budget has left. Which ones, in this order of preference:
 
 1. the pages the question names ("p. 23–25", "第7页": ``retrieval.pinned_pages``), whether or not
@@ -23,7 +24,13 @@ from PIL import Image
 
 from assets import content
 from assets.documents.retrieval import pinned_pages, rank_pages
-from assets.reading import DEFAULT_MODEL_SIDE, AssetUnreadable, asset_open_reader, asset_page_images
+from assets.reading import (
+    DEFAULT_MODEL_SIDE,
+    AssetUnreadable,
+    asset_document_pages,
+    asset_open_reader,
+    asset_page_images,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ class PageChoice:
         return self.pages == tuple(range(1, len(self.pages) + 1))
 
 
+def _paged(asset) -> bool:
+    """A document of pages (PDF, Office, DICOM), as opposed to an image file (its one page)."""
+    return content.KINDS[asset.content_type] not in content.IMAGE_KINDS
+
+
 def _document_text(asset):
     from assets.documents.selectors import document_text
 
@@ -48,7 +60,7 @@ def _document_text(asset):
 def pages_choose(asset, query: str, *, limit: int, per_file: int = content.MODEL_PAGES_PER_FILE) -> PageChoice:
     """The pages of ``asset`` a request about ``query`` sends: at most ``limit`` (what the image
     budget has left), ``per_file`` unless more are pinned. Decodes nothing."""
-    if not asset.is_pdf:
+    if not _paged(asset):
         return PageChoice(pages=(1,) if limit > 0 else (), how="image")
     count = max(0, min(limit, asset.page_count))
     if count == 0:
@@ -73,7 +85,7 @@ def pages_choose(asset, query: str, *, limit: int, per_file: int = content.MODEL
 def pages_recorded(asset, pages, *, limit: int) -> PageChoice:
     """The pages an earlier answer recorded for ``asset`` (sent again with the history), within
     ``limit``; the first pages when none were recorded (answers made before retrieval)."""
-    if not asset.is_pdf:
+    if not _paged(asset):
         return PageChoice(pages=(1,) if limit > 0 else (), how="image")
     known = sorted({page for page in pages if isinstance(page, int) and 1 <= page <= asset.page_count})
     if not known:
@@ -85,12 +97,15 @@ def pages_recorded(asset, pages, *, limit: int) -> PageChoice:
 def pages_cost(asset, choice: PageChoice, *, max_side: int = DEFAULT_MODEL_SIDE) -> content.DecodeCost:
     """What rendering ``choice`` costs, from the stored dimensions alone (image_budget)."""
     kind = content.KINDS[asset.content_type]
-    if not asset.is_pdf:
+    if not _paged(asset):
         return content.decode_cost(
             kind, width=asset.width, height=asset.height, pages=1, max_pages=1, max_side=max_side
         )
     pages = len(choice.pages)
-    return content.decode_cost(kind, width=0, height=0, pages=pages, max_pages=pages, max_side=max_side)
+    # A PDF or Office page is rendered at most max_side square; a DICOM frame decodes its own pixels.
+    return content.decode_cost(
+        kind, width=asset.width, height=asset.height, pages=pages, max_pages=pages, max_side=max_side
+    )
 
 
 def pages_unusable(asset, choice: PageChoice) -> int | None:
@@ -105,11 +120,14 @@ def pages_images(asset, choice: PageChoice, *, max_side: int = DEFAULT_MODEL_SID
     ``content.DecodeBusy``."""
     if not choice.pages:
         return []
-    if not asset.is_pdf or choice.first_pages:  # the path every request took before retrieval
+    if not _paged(asset) or choice.first_pages:  # the path every request took before retrieval
         return asset_page_images(asset, max_pages=len(choice.pages), max_side=max_side)
     known = pages_unusable(asset, choice)
     if known is not None:
         raise AssetUnreadable(asset, known)
+    if not asset.is_pdf:  # Office pages and DICOM frames: only the chosen ones are drawn/decoded
+        with content.decode_slot():
+            return asset_document_pages(asset, choice.pages, max_side=max_side)
     try:
         with asset_open_reader(asset) as reader, content.decode_slot():
             return _render(reader, choice.pages, max_side=max_side)
@@ -153,8 +171,8 @@ def _render(reader, pages: tuple[int, ...], *, max_side: int) -> list[Image.Imag
 
 
 def page_refs(asset, choice: PageChoice) -> list[dict]:
-    """What an answer records of the pages it drew on (PDF pages; an image file records none)."""
-    if not asset.is_pdf:
+    """What an answer records of the pages it drew on (a document's pages; an image file records none)."""
+    if not _paged(asset):
         return []
     return [{"asset": str(asset.pk), "page": page} for page in choice.pages]
 
