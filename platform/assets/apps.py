@@ -18,14 +18,18 @@ class AssetsConfig(AppConfig):
     verbose_name = _("Files")
 
     def ready(self) -> None:
-        # Text layers left unfinished by a stopped process are queued again by the first request
-        # this process serves (in a thread; never in management commands such as migrate).
+        from django.conf import settings
         from django.core.signals import request_started
 
         from assets import checks  # noqa: F401  (registers the system checks)
-        from assets.documents.jobs import text_layer_sweep_once
+        from assets.documents.jobs import text_layer_sigterm_install, text_layer_sweep_once
 
+        # Text layers left unfinished by a stopped process are queued again by the first request
+        # this process serves (in a thread; never in management commands such as migrate), and
+        # SIGTERM hands the job in hand back (docs/assets.md, "Text layer").
         request_started.connect(text_layer_sweep_once, dispatch_uid="assets.text_layer_sweep")
+        if settings.TEXT_LAYER_WORKERS > 0:
+            text_layer_sigterm_install()
 
         # purge_expired (compliance) calls every registered purger per department policy,
         # skipping departments under legal hold; files follow the policy's file_days.

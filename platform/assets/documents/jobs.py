@@ -13,9 +13,10 @@ page) under a row lock, so two processes never read the same file. A job whose r
 a process on this host that no longer exists, or no progress for ``_stale_seconds()`` — is
 *abandoned*: the first look at it (the file list's status poll, the detail page, the API, the
 start-up sweep of the first request) queues it again. A job interrupted ``MAX_ATTEMPTS`` times
-ends ``failed`` (``interrupted``) rather than trying forever. On exit (SIGTERM ends the server,
-then ``atexit``) the workers stop after the page in hand and hand their job back (``pending``),
-so the next start reads it without counting an attempt.
+ends ``failed`` (``interrupted``) rather than trying forever. On SIGTERM
+(``text_layer_sigterm_install``) and on a normal exit (``atexit``) the workers stop after the
+page in hand and hand their job back (``pending``, runner ``HANDED_BACK``), so the next start
+reads it without counting an attempt.
 
 Identical bytes uploaded again (a new reference to the same blob) copy the finished layer of
 another upload of the same blob (re-sealed under the new row's key) instead of reading again.
@@ -27,6 +28,7 @@ import atexit
 import logging
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -84,7 +86,8 @@ def _stale_seconds() -> float:
 def text_layer_create(asset: Asset) -> TextLayer:
     """A pending text layer for a new upload, queued once the upload commits. Inside the
     upload's transaction: the row exists exactly when the upload does."""
-    layer = TextLayer(asset=asset, department_id=asset.department_id, pages_total=asset.page_count)
+    # ``runner`` names the process that queues it: if that process dies first, the job is abandoned.
+    layer = TextLayer(asset=asset, department_id=asset.department_id, pages_total=asset.page_count, runner=RUNNER)
     layer.save()
     transaction.on_commit(lambda: text_layer_enqueue(layer.pk))
     return layer
@@ -147,6 +150,26 @@ def text_layer_workers_stop(timeout: float = STOP_JOIN_SECONDS) -> None:
 atexit.register(text_layer_workers_stop)
 
 
+def text_layer_sigterm_install() -> None:
+    """Stop the workers on SIGTERM, then let SIGTERM do what it did before. Needed besides
+    ``atexit``: uvicorn (``manage.py serve``) drains, puts back the handler it found at start —
+    this one — and raises SIGTERM again, whose default action ends the process without ``atexit``.
+    Main thread only (``AssetsConfig.ready``), where Python allows signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        text_layer_workers_stop()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 # --- abandoned jobs -------------------------------------------------------------------------------
 
 
@@ -181,7 +204,8 @@ def text_layer_abandoned(layer: TextLayer) -> bool:
     since = layer.heartbeat_at or layer.created_at
     stale = since is None or timezone.now() - since > timedelta(seconds=_stale_seconds())
     if layer.status == TextLayerStatus.PENDING:
-        return layer.runner == HANDED_BACK or stale
+        # Queued by a process that is gone (or one that handed it back), or waiting too long.
+        return layer.runner == HANDED_BACK or (layer.runner != RUNNER and _runner_gone(layer.runner)) or stale
     return layer.runner == RUNNER or _runner_gone(layer.runner) or stale
 
 
