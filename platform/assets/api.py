@@ -204,7 +204,7 @@ class AssetDetailView(ApiKeyView):
         asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.view")
         audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "api"})
         data = _asset_response_data(asset)
-        data["text_layer"] = text_layer_status(text_layer_look(asset))
+        data["text_layer"] = text_layer_status(text_layer_look(asset, pages=False))
         return Response(data)
 
     @extend_schema(summary="Delete a file (crypto-shredding)", responses={204: None})

@@ -209,11 +209,12 @@ def text_layer_abandoned(layer: TextLayer) -> bool:
     return layer.runner == RUNNER or _runner_gone(layer.runner) or stale
 
 
-def text_layer_look(asset: Asset) -> TextLayer:
+def text_layer_look(asset: Asset, *, pages: bool = True) -> TextLayer:
     """The upload's text layer for a status read (inside the department's scope): one is made
     for an upload that has none (stored before text layers existed), and an abandoned one is
-    queued again in this process."""
-    layer = TextLayer.objects.filter(asset=asset).first()
+    queued again in this process. ``pages=False``: the sealed pages are not read."""
+    layers = TextLayer.objects.filter(asset=asset)
+    layer = (layers if pages else layers.defer("pages")).first()
     if layer is None:
         with transaction.atomic():
             layer = text_layer_create(asset)
