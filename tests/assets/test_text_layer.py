@@ -217,6 +217,12 @@ def test_the_layer_is_sealed_at_rest_and_shredded_with_its_file(upload, personas
     assert stored.startswith("mmt1:")
     assert "1,234.56" not in stored and "12345678" not in stored and "发票" not in stored
     with department_scope(asset.department_id):
+        assert "上海示例贸易" in document_text(asset).page(1).text  # what the dump must not show
+    from tests.chat.test_encryption_at_rest import pg_dump_tables
+
+    dump = "\n".join(pg_dump_tables().values())
+    assert "上海示例贸易" not in dump and "12345678" not in dump and "1,234.56" not in dump
+    with department_scope(asset.department_id):
         asset_delete(asset=Asset.objects.get(pk=asset.pk), acting_user=personas.member)
     with all_departments(reason="test"):
         assert not TextLayer.objects.filter(pk=layer.pk).exists()
