@@ -313,3 +313,23 @@ def test_master_key_rotation_rewraps_the_layers_key(upload):
         layer = TextLayer.objects.get(asset=asset)
         assert document_text(asset) == before
     assert old_key_id and old_key_id != new_key_id and layer.text_key_id == new_key_id
+
+
+def test_deleting_a_file_while_its_text_is_read_stops_the_job_quietly(upload, personas, caplog):
+    from assets.documents import jobs
+
+    asset = upload(scanned_pdf(3), "scan.pdf")
+
+    def reading():
+        with department_scope(asset.department_id):
+            layer = TextLayer.objects.get(asset=asset)
+        return layer.status == TextLayerStatus.RUNNING and layer.pages_done >= 1 and layer
+
+    layer = wait_until(reading, timeout=DEADLINE, interval=0.05, message="the job never started")
+    with department_scope(asset.department_id):
+        asset_delete(asset=Asset.objects.get(pk=asset.pk), acting_user=personas.member)
+    wait_until(lambda: str(layer.pk) not in jobs._active, timeout=DEADLINE, message="the worker kept reading")
+    with all_departments(reason="test"):
+        assert not TextLayer.objects.filter(pk=layer.pk).exists()  # not written back
+    assert [summary["status"] for summary in text_layer_entries(asset)] == ["running"]  # no end recorded
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -76,6 +76,10 @@ class _Busy(Exception):
     """No decode slot freed up: try the job again a little later."""
 
 
+class _Gone(Exception):
+    """The row is gone (deleted with its file) or another process took the job: write nothing."""
+
+
 def _stale_seconds() -> float:
     return max(120.0, 3 * float(settings.OCR_PAGE_SECONDS))
 
@@ -301,7 +305,9 @@ def _audit(layer: TextLayer, outcome: str, summary: dict[str, Any]) -> None:
 
 def _progress(layer: TextLayer, done: int) -> None:
     layer.pages_done = done
-    TextLayer._base_manager.filter(pk=layer.pk, runner=RUNNER).update(pages_done=done, heartbeat_at=timezone.now())
+    still_ours = TextLayer._base_manager.filter(pk=layer.pk, runner=RUNNER)
+    if not still_ours.update(pages_done=done, heartbeat_at=timezone.now()):
+        raise _Gone()
 
 
 def _release(layer: TextLayer) -> None:
@@ -316,7 +322,16 @@ def _finish_failed(layer: TextLayer, refusal: TextLayerRefused) -> None:
         layer.status, layer.finished_at = TextLayerStatus.FAILED, timezone.now()
         layer.failure, layer.failure_params = refusal.code, refusal.params
         layer.pages, layer.runner = None, ""
-        layer.save(update_fields=["status", "finished_at", "failure", "failure_params", "pages", "runner"])
+        updated = TextLayer._base_manager.filter(pk=layer.pk).update(
+            status=layer.status,
+            finished_at=layer.finished_at,
+            failure=layer.failure,
+            failure_params=layer.failure_params,
+            pages=None,
+            runner="",
+        )
+        if not updated:
+            return  # deleted with its file meanwhile: nothing to record
         _audit(
             layer,
             Outcome.FAILURE,
@@ -331,7 +346,7 @@ def _finish_done(layer: TextLayer, pages: list[dict[str, Any]], *, copied_from: 
         layer.pages, layer.pages_done, layer.pages_total = pages, len(pages), len(pages)
         layer.sources = {source: sources.get(source, 0) for source in (s.value for s in TextSource)}
         layer.failure, layer.failure_params = "", {}
-        layer.save()
+        layer.save(force_update=True)  # never inserted again if the file was deleted meanwhile
         summary: dict[str, Any] = {
             "status": "done",
             "pages": len(pages),
@@ -364,21 +379,21 @@ def text_layer_run(layer_id: Any) -> TextLayer | None:
                 _finish_done(layer, sibling[1], copied_from=sibling[0])
                 return layer
             pages = _read_pages(layer, asset)
+            _finish_done(layer, pages)
+        except _Gone:
+            return None
         except _Stopping:
             _release(layer)
-            return layer
         except _Busy:
             _release(layer)
             threading.Timer(5.0, text_layer_enqueue, args=(layer.pk,)).start()
-            return layer
         except TextLayerRefused as refusal:
             _finish_failed(layer, refusal)
-            return layer
         except Exception:
+            if not TextLayer._base_manager.filter(pk=layer.pk).exists():
+                return None  # deleted with its file while it was read (or finished)
             logger.exception("text layer of asset %s failed", asset.pk)
             _finish_failed(layer, TextLayerRefused("error"))
-            return layer
-        _finish_done(layer, pages)
     return layer
 
 
@@ -395,10 +410,10 @@ def _read_pages(layer: TextLayer, asset: Asset) -> list[dict[str, Any]]:
     try:
         with asset_open_reader(asset) as reader:
             for page in extractor(reader, asset=asset, limits=limits):
+                _progress(layer, len(pages) + 1)  # first: a deleted file's page is not marked
                 if not page.usable and page.number not in (asset.unusable_pages or ()):
                     asset_page_unusable_mark(asset=asset, page=page.number)
                 pages.append(page_to_json(page))
-                _progress(layer, len(pages))
                 if _stop.is_set():
                     raise _Stopping()
     except content.DecodeBusy:
