@@ -565,3 +565,17 @@ def test_the_console_loads_a_version_beside_the_active_one_and_unloads_it(second
     # Unloading what is not loaded beside the active version: said on the page.
     response = system.post(f"{registry}{second.pk}/unload/", follow=True, HTTP_ACCEPT_LANGUAGE="en")
     assert "This version is not loaded beside the active one." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_version_loaded_beside_that_becomes_active_is_the_active_one_and_returns_after_a_rollback(
+    second, installed, admins, system_context
+):
+    from inference.registry.services import model_version_activate, model_version_rollback
+
+    system = admins["system"]
+    model_version_load(version=second, acting_user=system)
+    model_version_activate(version=second, acting_user=system)
+    assert model_version_active() == second and model_versions_additional() == []
+    model_version_rollback(acting_user=system)
+    assert model_version_active() == installed and model_versions_additional() == [second]
