@@ -45,7 +45,7 @@ from inference.extraction.services import task_template_rules_set, templates_bui
 from inference.extraction.templates import task_template_create, task_template_delete, task_template_update
 from inference.models import TaskTemplate
 from inference.registry.selectors import model_infos_for_department
-from inference.runtime import current_engine
+from inference.runtime import current_engine, engines_loaded
 
 PICKER_FILES = 24
 
@@ -185,10 +185,15 @@ def conversation_delete_view(request: HttpRequest, department_slug: str, convers
 @requires(Action.CHAT)
 @require_GET
 def chat_status(request: HttpRequest, department_slug: str) -> JsonResponse:
-    """The status panel's figures, polled by chat.js: a background poll, never activity."""
+    """The status panel's figures, polled by chat.js: a background poll, never activity. With
+    ``?model=<name>``: that loaded model's, if the department may use it (else the default's)."""
     engine = current_engine()
     if engine is None:  # loading (the first chat turn or /readyz starts it) or failed
         return JsonResponse({"ready": False})
+    chosen = request.GET.get("model", "")
+    if chosen and chosen != engine.info().name:
+        usable = {info.name for info in model_infos_for_department(request.department)}
+        engine = next((e for e in engines_loaded() if e.info().name == chosen and chosen in usable), engine)
     stats = engine.stats()
     model = stats["model"]
     payload = {

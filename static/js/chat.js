@@ -610,7 +610,13 @@
 
   function pollStatus() {
     var xhr = new XMLHttpRequest();
-    xhr.open("GET", root.dataset.statusUrl);
+    // The panel follows the model chosen in the selector (the department's default without one).
+    var chosenModel = document.getElementById("model-choice");
+    var statusUrl = root.dataset.statusUrl;
+    if (chosenModel && chosenModel.value) {
+      statusUrl += (statusUrl.indexOf("?") < 0 ? "?" : "&") + "model=" + encodeURIComponent(chosenModel.value);
+    }
+    xhr.open("GET", statusUrl);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.addEventListener("load", function () {
       var data;
@@ -655,6 +661,10 @@
 
   connect();
   pollStatus();
+  var modelSelector = document.getElementById("model-choice");
+  if (modelSelector) {
+    modelSelector.addEventListener("change", pollStatus);
+  }
   // A background poll: it never keeps the session alive (accounts/activity.py), and it stops
   // once the session has ended (static/js/session.js).
   var statusPoller = window.setInterval(pollStatus, 5000);

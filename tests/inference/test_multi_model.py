@@ -429,6 +429,11 @@ async def test_the_chat_turn_names_its_model_and_each_answers_on_its_own_engine(
     content = page.content.decode()
     assert 'id="model-choice"' in content and f'<option value="{SECOND}">' in content
     assert f'<option value="{installed.name}" selected>' in content
+    # The status panel follows the chosen model (and only a model the department may use).
+    status = await sync_to_async(chat.http_client.get)(f"/d/finance/chat/status/?model={SECOND}")
+    assert status.json()["model"]["name"] == SECOND
+    status = await sync_to_async(chat.http_client.get)("/d/finance/chat/status/")
+    assert status.json()["model"]["name"] == installed.name
 
     # Unknown and unapproved names: error frames, recorded.
     await chat.send_to(text_data=frame("turn.start", ref="x", text="hi", params=SHORT_TURN, model="gpt-4o"))
@@ -439,6 +444,8 @@ async def test_the_chat_turn_names_its_model_and_each_answers_on_its_own_engine(
     await disable(second)
     await chat.send_to(text_data=frame("turn.start", ref="z", text="hi", params=SHORT_TURN, model=SECOND))
     assert (await receive(chat))["code"] == "model_not_enabled"
+    status = await sync_to_async(chat.http_client.get)(f"/d/finance/chat/status/?model={SECOND}")
+    assert status.json()["model"]["name"] == installed.name
     await chat.disconnect()
 
 
