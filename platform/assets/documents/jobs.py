@@ -113,7 +113,7 @@ def text_layer_enqueue(layer_id: Any) -> bool:
             worker = threading.Thread(target=_work, name=f"text-layer-{len(_workers) + 1}", daemon=True)
             _workers.append(worker)
             worker.start()
-    _queue.put(key)
+        _queue.put(key)  # under the lock: an idle worker never leaves between the check and this
     return True
 
 
