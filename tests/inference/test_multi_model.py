@@ -586,3 +586,17 @@ def test_a_version_loaded_beside_that_becomes_active_is_the_active_one_and_retur
     assert model_version_active() == second and model_versions_additional() == []
     model_version_rollback(acting_user=system)
     assert model_version_active() == installed and model_versions_additional() == [second]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_background_load_of_the_serving_process_loads_both(second, admins, runtime_reset, system_context):
+    """What the ASGI start-up does (start_loading): the default model, then the one beside it, on
+    the loading thread; /readyz's model check is ready only once both are."""
+    from inference.runtime import start_loading
+    from tests.support.waiting import wait_until
+
+    model_version_load(version=second, acting_user=admins["system"])
+    start_loading()
+    wait_until(lambda: model_readiness()[0], timeout=120, message="both models are still loading")
+    assert {entry["name"]: entry["ok"] for entry in models_report()} == {"demo-qwen2_5_vl": True, SECOND: True}
+    assert require_engine(SECOND).info().manifest_sha256 == second.manifest_sha256
