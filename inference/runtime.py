@@ -534,6 +534,18 @@ def model_code_import() -> float:
             model_class(family)
     except Exception as exc:  # the load itself reports it, with its audit entry
         logger.debug("model code not imported ahead of the load: %s", exc)
+    if settings.MODEL_MAX_LOADED > 1:
+        # The families of the registry's versions loaded at start (the active one and those beside it).
+        from inference.engine.families import FAMILIES
+        from inference.registry.selectors import model_versions_loaded
+
+        try:
+            for version in model_versions_loaded(settings.MODEL_MAX_LOADED):
+                other = FAMILIES.get(version.family)
+                if other is not None and not other.remote_code:
+                    model_class(other)
+        except Exception as exc:
+            logger.debug("model code of the registry's versions not imported ahead of the load: %s", exc)
     return time.perf_counter() - started
 
 

@@ -600,3 +600,18 @@ def test_the_background_load_of_the_serving_process_loads_both(second, admins, r
     wait_until(lambda: model_readiness()[0], timeout=120, message="both models are still loading")
     assert {entry["name"]: entry["ok"] for entry in models_report()} == {"demo-qwen2_5_vl": True, SECOND: True}
     assert require_engine(SECOND).info().manifest_sha256 == second.manifest_sha256
+
+
+@pytest.mark.django_db
+def test_serve_imports_the_code_of_every_family_it_will_load(second, admins, monkeypatch, system_context):
+    """manage.py serve imports the model classes before it listens (docs/inference.md, "While the
+    model loads"): with a model beside the default one, its family's class too."""
+    import inference.engine.families as families
+    from inference.runtime import model_code_import
+
+    imported = []
+    real = families.model_class
+    monkeypatch.setattr(families, "model_class", lambda family: imported.append(family.model_type) or real(family))
+    model_version_load(version=second, acting_user=admins["system"])
+    model_code_import()
+    assert imported == ["qwen2_5_vl", "qwen2_5_vl", "qwen2_vl"]  # MODEL_PATH's, then the registry's two
