@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -389,13 +388,14 @@ class ContinuousBatch:
         self.fused_steps += 1
         self.fused_image_steps += bool(images)
         now = time.perf_counter()
-        self._measure_fused(now - started, width)
         for index, entry in enumerate(running, start=1):
             row = entry.row
             row.batch_size = max(row.batch_size, rows + 1)
             token = self._choose(entry, logits[index])
             self.tracker._advance(row, token, now)
             entry.next_token = token
+        # Measured once the tokens are chosen (on a GPU, that waits for the forward to finish).
+        self._measure_fused(time.perf_counter() - started, width)
         return logits[0] if end == state.input_ids.shape[1] else None
 
     def _fused_mask(self, begin: int, width: int, row_mask: Any, device: Any) -> Any:
@@ -444,10 +444,10 @@ class ContinuousBatch:
         if self.fixed_chunk_tokens:
             return self.fixed_chunk_tokens
         if self._decode_times and self._token_times:
-            # A busy machine stretches single steps, never shortens them: a decoding step costs
-            # at least the fastest recent one, a prompt token the median of what it added over
-            # that; the chunk at most doubles or halves at a time.
-            step, token = min(self._decode_times), statistics.median(self._token_times)
+            # A busy machine stretches single steps at random, never shortens them: the low
+            # quartile of recent steps is this machine's own cost, for a decoding step and for
+            # what a prompt token adds to it; the chunk at most doubles or halves at a time.
+            step, token = _low_quartile(self._decode_times), _low_quartile(self._token_times)
             room = (FUSED_STEP_BUDGET - 1.0) * step / token if token > 0 else MAX_CHUNK_TOKENS
             room = min(2 * self.chunk_tokens, max(self.chunk_tokens // 2, room))
             self.chunk_tokens = int(min(MAX_CHUNK_TOKENS, max(MIN_CHUNK_TOKENS, room)))
@@ -455,7 +455,7 @@ class ContinuousBatch:
 
     def _measure_fused(self, seconds: float, width: int) -> None:
         if self._decode_times:
-            self._token_times.append(max(seconds - min(self._decode_times), 0.0) / width)
+            self._token_times.append(max(seconds - _low_quartile(self._decode_times), 0.0) / width)
 
     @staticmethod
     def _mask_device(cache: Any) -> Any:
@@ -490,13 +490,13 @@ class ContinuousBatch:
         logits = output.logits[:, -1, :].to(copy=True, dtype=torch.float32)
         self.steps += 1
         now = time.perf_counter()
-        self._decode_times.append(now - started)
         for index, entry in enumerate(running):
             row = entry.row
             row.batch_size = max(row.batch_size, len(running))
             token = self._choose(entry, logits[index])
             self.tracker._advance(row, token, now)
             entry.next_token = token
+        self._decode_times.append(time.perf_counter() - started)  # as a fused step is measured
 
     def _choose(self, entry: Running, scores: Any) -> int:
         import torch
@@ -569,6 +569,11 @@ class ContinuousBatch:
             self._fail_row(entry.row, message, code)
         self._reset()
         _free_memory(torch)
+
+
+def _low_quartile(values: Any) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 4]
 
 
 def _placeholder_ids(config: Any) -> set[int]:
