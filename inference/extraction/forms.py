@@ -54,6 +54,9 @@ def operator_choices() -> list[tuple[str, str]]:
 class ExtractionRunForm(forms.Form):
     template = forms.ChoiceField(label=_("Template"))
     assets = forms.MultipleChoiceField(label=_("Files"), required=False)
+    # A loaded model's name (the page offers those the department may use); empty: the department's
+    # default. Checked by the service, which records a refusal (a name from a stale page included).
+    model = forms.CharField(label=_("Model"), required=False, max_length=200)
 
     def __init__(self, data=None, *, templates, assets, batch: bool = False, **kwargs):
         super().__init__(data, **kwargs)

@@ -48,8 +48,8 @@ from inference.extraction.services import (
 )
 from inference.image_budget import ImageBudgetExceeded
 from inference.models import TaskTemplate
-from inference.registry.services import ModelNotEnabled, model_use_authorize
-from inference.runtime import require_engine
+from inference.registry.selectors import model_infos_for_department
+from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionNotApproved
 
 FILES_SHOWN = 200
 RECENT_SHOWN = 20
@@ -89,6 +89,10 @@ def _refusal_message(error: Exception) -> str:
         text = _("This template's JSON schema cannot be used for extraction; the department administrator can fix it.")
     elif isinstance(error, ModelNotEnabled):
         text = _("The model is not enabled for this department; the department administrator can enable it.")
+    elif isinstance(error, VersionNotApproved):
+        text = _("This model version is not approved; the security administrator approves versions.")
+    elif isinstance(error, ModelNotFound):
+        text = _("No such model is loaded; choose one from the list.")
     else:
         text = _("The model refused the request.")
     code = getattr(error, "code", "") or type(error).__name__
@@ -105,6 +109,7 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
     templates = _templates(department)
     assets = list(asset_list(department=department)[:FILES_SHOWN])
     batch = request.method == "POST" and "batch" in request.POST
+    models = model_infos_for_department(department)
     form = ExtractionRunForm(
         request.POST if request.method == "POST" else None,
         templates=templates,
@@ -117,7 +122,7 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
         if batch:
             return _batch_start(request, template, form.cleaned_data["assets"])
         try:
-            extraction = _run_one(request, template, form.cleaned_data["assets"][0])
+            extraction = _run_one(request, template, form.cleaned_data["assets"][0], form.cleaned_data["model"])
         except (
             EngineBusy,
             ModelUnavailable,
@@ -127,6 +132,8 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
             AssetUnreadable,
             DecodeBusy,
             ModelNotEnabled,
+            VersionNotApproved,
+            ModelNotFound,
         ) as error:
             form.add_error(None, _refusal_message(error))
         else:
@@ -141,6 +148,8 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
             "form": form,
             "templates": templates,
             "chosen_template": form["template"].value() or (templates[0].slug if templates else ""),
+            "models": models,
+            "chosen_model": form["model"].value() or "",
             "assets": assets,
             "chosen": chosen,
             "recent": list(
@@ -160,23 +169,17 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
     )
 
 
-def _run_one(request: HttpRequest, template: TaskTemplate, asset_id: str) -> Extraction:
+def _run_one(request: HttpRequest, template: TaskTemplate, asset_id: str, model: str | None) -> Extraction:
+    """One extraction on the model the form named (None: the department's default); the service
+    picks and checks the model and records each refusal before anything is read."""
     asset = asset_get_for_request(request, asset_id, purpose="extraction")
-    engine = require_engine()
-    info = engine.info()
-    model_use_authorize(
-        subject=request.user,
-        department=request.department,
-        manifest_sha256=info.manifest_sha256,
-        model_name=info.name,
-        action=Action.EXTRACTION_RUN,
-        path=request.path,
-    )
     return extraction_run(
         department=request.department,
         template=template,
         asset=asset,
-        engine=engine,
+        model=model or None,
+        action=Action.EXTRACTION_RUN,
+        where={"path": request.path, "method": request.method},
         request_id=getattr(request, "request_id", None),
         acting_user=request.user,
     )

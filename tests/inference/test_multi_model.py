@@ -346,6 +346,55 @@ def test_extraction_names_its_model(two_loaded, api, personas, settings, tmp_pat
         assert Extraction.objects.count() == 2  # nothing stored for the refused call
 
 
+@pytest.mark.django_db
+def test_the_portal_extraction_names_its_model(two_loaded, personas, settings, tmp_path):
+    """The extraction page offers the loaded models the department may use and runs the chosen
+    one; a model no longer enabled is refused with its reason shown, nothing stored."""
+    from assets.services import asset_upload
+    from inference.extraction.models import Extraction
+    from tests.api.conftest import png_bytes
+
+    settings.EXTRACTION_MAX_NEW_TOKENS = 8
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    with department_scope(personas.department_a):
+        asset = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.member,
+            stream=iter([png_bytes((64, 48))]),
+            original_name="invoice.png",
+        )
+    client = Client()
+    client.force_login(personas.member)
+    url = f"/d/{personas.department_a.slug}/extract/"
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'name="model"' in page and f'value="{SECOND}"' in page
+    second = two_loaded["second"]
+    for name, version in (("", two_loaded["default"]), (SECOND, second)):
+        answered = client.post(url, {"template": "vat-invoice", "assets": [str(asset.pk)], "model": name})
+        assert answered.status_code == 302, answered.content.decode()[-2000:]
+        with department_scope(personas.department_a):
+            latest = Extraction.objects.order_by("-created_at").first()
+            assert latest.model_sha256 == version.manifest_sha256
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+    )
+    refused = client.post(
+        url, {"template": "vat-invoice", "assets": [str(asset.pk)], "model": SECOND}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert refused.status_code == 200  # the form again, with the reason
+    assert "not enabled for this department" in refused.content.decode()
+    denial = denials().first()
+    assert (denial.details["action"], denial.object_id) == ("extraction.run", second.manifest_sha256)
+    unknown = client.post(
+        url, {"template": "vat-invoice", "assets": [str(asset.pk)], "model": "gpt-4o"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert "No such model is loaded" in unknown.content.decode() and denials().first().object_repr == "gpt-4o"
+    with department_scope(personas.department_a):
+        assert Extraction.objects.count() == 2
+
+
 # --- the websocket chat --------------------------------------------------------------------------------
 
 
