@@ -331,7 +331,7 @@
     showConversationTools(id, title);
   }
 
-  // Rename and Delete for a conversation started on this page, without a reload.
+  // Rename, Delete and Export for a conversation started on this page, without a reload.
   function showConversationTools(id, title) {
     var tools = document.getElementById("conversation-tools");
     if (!tools) {
@@ -341,6 +341,9 @@
     tools.querySelector(".rename-form").action = forId(tools.dataset.renameUrl);
     tools.querySelector(".delete-form").action = forId(tools.dataset.deleteUrl);
     tools.querySelector(".rename-form input[name=title]").value = title || "";
+    var forExport = function (url) { return url.replace(/\/0\/export\./, "/" + id + "/export."); };
+    tools.querySelector("a[data-export=md]").href = forExport(tools.dataset.exportMdUrl);
+    tools.querySelector("a[data-export=json]").href = forExport(tools.dataset.exportJsonUrl);
     tools.hidden = false;
   }
 

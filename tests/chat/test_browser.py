@@ -106,7 +106,7 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
             assert "<img src=x" in page.text_content(".msg-user .msg-body")
             page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
 
-            # Rename and Delete are there for the new conversation without a reload.
+            # Rename, Delete and Export are there for the new conversation without a reload.
             assert "?c=" in page.url
             conversation_id = page.url.split("?c=", 1)[1]
             assert page.is_visible("#conversation-tools .rename-form button")
@@ -114,6 +114,13 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
             assert rename_action.endswith(f"/conversations/{conversation_id}/rename/"), rename_action
             delete_action = page.get_attribute("#conversation-tools .delete-form", "action")
             assert delete_action.endswith(f"/conversations/{conversation_id}/delete/"), delete_action
+            # Export too: it downloads this conversation as Markdown.
+            export_href = page.get_attribute("#conversation-export a[data-export=md]", "href")
+            assert export_href.endswith(f"/conversations/{conversation_id}/export.md"), export_href
+            with page.expect_download() as download_info:
+                page.click("#conversation-export a[data-export=md]")
+            exported = Path(download_info.value.path()).read_text(encoding="utf-8")
+            assert "What is on this invoice?" in exported
 
             # Reload: the address names the conversation; it is in the list with both messages.
             page.reload()

@@ -167,7 +167,9 @@ def test_the_chat_offers_the_export_of_the_open_conversation(client, personas, c
     client.force_login(personas.member)
     page = client.get(reverse("chat:home", args=["finance"]), {"c": conversation.pk}).content.decode()
     assert f'href="{_url(conversation, "md")}"' in page and f'href="{_url(conversation, "json")}"' in page
-    assert 'id="conversation-export"' not in client.get(reverse("chat:home", args=["finance"])).content.decode()
+    # A new chat: the tools are hidden and the links lead nowhere until chat.js names the new one.
+    fresh = client.get(reverse("chat:home", args=["finance"])).content.decode()
+    assert 'id="conversation-tools" hidden' in fresh and 'href="" download data-export="md"' in fresh
 
 
 def test_file_names_are_safe_whatever_the_title(personas, system_context):
