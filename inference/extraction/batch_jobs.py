@@ -284,6 +284,10 @@ def batch_results_jsonl(job: BatchJob) -> Iterator[bytes]:
             "rule_outcomes": extraction.rule_outcomes,
             "problems": extraction.problems,
             "attempts": extraction.attempts,
+            # Where the values were found, and the pages the model was shown (as the API's single
+            # result answers them; absent from results made before grounding).
+            "pages": (extraction.usage or {}).get("pages", []),
+            "grounding": (extraction.usage or {}).get("grounding", {}),
             "created_at": extraction.created_at.isoformat(),
         }
         yield json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n"

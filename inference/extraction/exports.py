@@ -77,6 +77,8 @@ def batch_export_records(job: BatchJob) -> list[dict]:
                 "fields": extraction_field_paths(extraction),
                 "result": extraction.result,
                 "rule_outcomes": extraction.rule_outcomes,
+                "pages": (extraction.usage or {}).get("pages", []),
+                "grounding": (extraction.usage or {}).get("grounding", {}),
                 "corrections": {
                     path: {
                         "value": correction.value,

@@ -222,6 +222,27 @@ def test_an_extraction_is_shown_the_invoice_page_and_grounds_each_value(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_batchs_downloads_carry_the_pages_and_the_grounding(api_engine, bundle, invoice_template, personas, key_a):
+    """The batch's JSONL (API) and the portal's export records answer where each value was found, as
+    a single extraction does."""
+    from inference.extraction.batch_jobs import batch_create, batch_results_jsonl, batch_run
+    from inference.extraction.exports import batch_export_records
+
+    _raw, key = key_a
+    with department_scope(personas.department_a):
+        job = batch_create(
+            department=personas.department_a, template=invoice_template, asset_ids=[str(bundle.pk)], api_key=key
+        )
+    batch_run(job.pk, engine=ScriptedEngine(api_engine, ANSWER))
+    (line,) = [json.loads(row) for row in batch_results_jsonl(job)]
+    assert line["status"] == "valid" and 6 in line["pages"]
+    assert line["grounding"]["total_amount"]["page"] == 6 and line["grounding"]["buyer_tax_id"] == {"ungrounded": True}
+    with department_scope(personas.department_a):
+        (record,) = batch_export_records(job)
+    assert record["pages"] == line["pages"] and record["grounding"] == line["grounding"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_without_a_text_layer_the_first_pages_are_shown_and_nothing_is_grounded(
     api_engine, bundle_without_text, invoice_template, personas, key_a
 ):
