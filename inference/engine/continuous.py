@@ -394,8 +394,10 @@ class ContinuousBatch:
             token = self._choose(entry, logits[index])
             self.tracker._advance(row, token, now)
             entry.next_token = token
-        # Measured once the tokens are chosen (on a GPU, that waits for the forward to finish).
-        self._measure_fused(time.perf_counter() - started, width)
+        # Measured once the tokens are chosen (on a GPU, that waits for the forward to finish);
+        # a chunk with images also ran the vision tower, which is no prompt token's cost.
+        if not images:
+            self._measure_fused(time.perf_counter() - started, width)
         return logits[0] if end == state.input_ids.shape[1] else None
 
     def _fused_mask(self, begin: int, width: int, row_mask: Any, device: Any) -> Any:
