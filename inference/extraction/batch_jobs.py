@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
+from accounts.permissions import Action, authorize
 from assets.content import DecodeBusy
 from assets.reading import AssetUnreadable
 from assets.selectors import asset_get
@@ -106,10 +107,12 @@ def _run_in_thread(job_id, context: RequestContext | None) -> None:
             _running.pop(str(job_id), None)
 
 
-@transaction.atomic
-def batch_cancel(*, job: BatchJob, acting_user=None) -> BatchJob:
-    """Ask the runner to stop; it finishes the file in hand. A queued job stops at once."""
-    with department_scope(job.department_id):
+def batch_cancel(*, job: BatchJob, acting_user) -> BatchJob:
+    """Ask the runner to stop; it finishes the file in hand. A queued job stops at once.
+    ``Action.BATCH_CANCEL``: a member stops the batches they started, the department
+    administrator and the department's API keys (scope ``extract``) any of the department's."""
+    authorize(acting_user, Action.BATCH_CANCEL, department=job.department_id, owner_id=job.requested_by_id, obj=job)
+    with transaction.atomic(), department_scope(job.department_id):
         job = BatchJob.objects.select_for_update().get(pk=job.pk)
         if job.is_finished:
             return job
@@ -119,13 +122,13 @@ def batch_cancel(*, job: BatchJob, acting_user=None) -> BatchJob:
             job.status, job.finished_at = BatchStatus.CANCELLED, timezone.now()
             fields += ["status", "finished_at"]
         job.save(update_fields=fields)
-    audit_record(
-        event_type=EventType.BATCH_CANCEL,
-        actor=acting_user,
-        department=job.department_id,
-        obj=job,
-        details={"processed": job.processed, "total": job.total},
-    )
+        audit_record(
+            event_type=EventType.BATCH_CANCEL,
+            actor=acting_user,
+            department=job.department_id,
+            obj=job,
+            details={"processed": job.processed, "total": job.total},
+        )
     return job
 
 

@@ -480,6 +480,9 @@ def batch_detail(request: HttpRequest, department_slug: str, batch_id: str) -> H
             "job": job,
             "state": _batch_state(request, job),
             "formats": list(FORMATS),
+            "may_cancel": allowed(
+                request.user, Action.BATCH_CANCEL, membership=request.membership, owner_id=job.requested_by_id
+            ),
         },
     )
 

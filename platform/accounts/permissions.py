@@ -129,6 +129,7 @@ class Action(StrEnum):
     CONVERSATION_EXPORT = "conversation.export"  # Markdown/JSON of one's own conversation
     EXTRACTION_RUN = "extraction.run"  # the portal's extraction and batch screens
     EXTRACTION_REVIEW = "extraction.review"  # a reviewer's correction (the original is kept)
+    BATCH_CANCEL = "batch.cancel"  # one's own batch; any batch for the department administrator
     DOCUMENT_SEARCH = "document.search"  # full text over the department's documents
     USAGE_VIEW = "usage.view"  # requests and tokens of the department, by day and person: counts only
     # --- the system administrator: usage of every department (counts only, never content)
@@ -245,6 +246,8 @@ POLICY: Mapping[Action, Grant] = {
     Action.CONVERSATION_EXPORT: _department(owners=(_M, _D), hides=True),
     Action.EXTRACTION_RUN: _department(_M, _D),
     Action.EXTRACTION_REVIEW: _department(_D, owners=(_M,)),
+    # an API key's batches are the department's integration: any key with the scope may stop them
+    Action.BATCH_CANCEL: _department(_D, owners=(_M,), scope="extract"),
     Action.DOCUMENT_SEARCH: _department(_M, _D, scope="assets:read"),
     Action.USAGE_VIEW: _department(_D),
     Action.USAGE_VIEW_ALL: _admins(_S),

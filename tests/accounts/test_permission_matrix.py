@@ -99,6 +99,7 @@ OWNED_EXPECTED = {
     Action.CONVERSATION_OWN: {"department_admin": NOT_FOUND, "member": OK},  # private: the owner only
     Action.CONVERSATION_EXPORT: {"department_admin": NOT_FOUND, "member": OK},  # as CONVERSATION_OWN
     Action.EXTRACTION_REVIEW: {"department_admin": OK, "member": OK},  # its requester or an administrator
+    Action.BATCH_CANCEL: {"department_admin": OK, "member": OK},  # who started it or an administrator
 }
 SWITCHED_EXPECTED = {Action.CONVERSATION_CONTENT_VIEW}  # the department administrator, if the policy allows
 API_SCOPES = {
@@ -198,8 +199,8 @@ def test_owned_object_matrix(people, personas, role, action, system_context):
     expected = OWNED_EXPECTED[action].get(role, NOT_FOUND)
     owner = personas.member.pk
     assert outcome(people[role], action, department=personas.department_a, owner_id=owner) == expected
-    if action == Action.ASSET_DELETE and role == "member":
-        # bob may delete his own files, not the administrator's
+    if action in (Action.ASSET_DELETE, Action.EXTRACTION_REVIEW, Action.BATCH_CANCEL) and role == "member":
+        # bob may delete his own files (correct his results, stop his batches), not the administrator's
         assert outcome(people[role], action, department=personas.department_a, owner_id=personas.admin.pk) == 403
 
 

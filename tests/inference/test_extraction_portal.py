@@ -408,6 +408,32 @@ def test_cancelling_a_queued_batch(personas, upload, django_capture_on_commit_ca
     assert AuditEntry.objects.filter(event_type="inference.batch_cancel", actor_name="bob").exists()
 
 
+def test_only_who_started_a_batch_or_the_department_administrator_cancels_it(
+    personas, upload, django_capture_on_commit_callbacks
+):
+    asset = upload()
+    admin, member = sign_in(personas.admin), sign_in(personas.member)
+    with django_capture_on_commit_callbacks(execute=False):
+        admin.post(url("home"), {"template": "vat-invoice", "assets": [str(asset.pk)], "batch": ""})
+        member.post(url("home"), {"template": "vat-invoice", "assets": [str(asset.pk)], "batch": ""})
+    with department_scope(personas.department_a):
+        admins_job = BatchJob.objects.get(requested_by=personas.admin)
+        members_job = BatchJob.objects.get(requested_by=personas.member)
+    # The member sees no Cancel on the administrator's batch, and a forged post is refused.
+    assert 'id="batch-cancel"' not in member.get(url("batch", admins_job.pk)).content.decode()
+    assert 'id="batch-cancel"' in member.get(url("batch", members_job.pk)).content.decode()
+    assert member.post(url("batch_cancel", admins_job.pk)).status_code == 403
+    admins_job.refresh_from_db()
+    assert not admins_job.cancel_requested and admins_job.status == "queued"
+    denial = AuditEntry.objects.filter(event_type="access.denied", object_id=str(admins_job.pk)).get()
+    assert denial.details["action"] == "batch.cancel" and denial.actor_name == "bob"
+    # The department administrator stops anyone's batch of the department.
+    assert 'id="batch-cancel"' in admin.get(url("batch", members_job.pk)).content.decode()
+    assert admin.post(url("batch_cancel", members_job.pk)).status_code == 302
+    members_job.refresh_from_db()
+    assert members_job.cancel_requested and members_job.status == "cancelled"
+
+
 # --- the template editor's rules ------------------------------------------------------------------------
 
 
