@@ -100,12 +100,16 @@ class ExtractionCreateSerializer(serializers.Serializer):
 
 class BatchSerializer(serializers.ModelSerializer):
     template = serializers.CharField(source="template_slug")
+    model = serializers.CharField(
+        source="model_name", help_text="The model the batch named; empty: the department's default."
+    )
 
     class Meta:
         model = BatchJob
         fields = [
             "id",
             "template",
+            "model",
             "status",
             "total",
             "processed",
@@ -124,6 +128,13 @@ class BatchSerializer(serializers.ModelSerializer):
 class BatchCreateSerializer(serializers.Serializer):
     assets = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=1000)
     template = serializers.SlugField()
+    model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="A loaded model the department may use (GET /v1/models), for every file; default: the "
+        "department's default.",
+    )
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -290,7 +301,7 @@ class BatchListView(ExtractView):
         operation_id="createBatch",
         summary="Start a batch job: many files × one template",
         request=BatchCreateSerializer,
-        responses={202: BatchSerializer, 400: VALIDATION_ERROR},
+        responses={202: BatchSerializer, 400: VALIDATION_ERROR, 403: ErrorDetailSerializer, 404: ErrorDetailSerializer},
     )
     def post(self, request):
         payload = BatchCreateSerializer(data=request.data)
@@ -301,6 +312,8 @@ class BatchListView(ExtractView):
             template=template,
             asset_ids=[str(value) for value in payload.validated_data["assets"]],
             api_key=self.api_key,
+            model=payload.validated_data.get("model") or "",
+            where={"path": request.path, "method": request.method},
         )
         batch_start_after_commit(job, context=current_request_context())
         return Response(BatchSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -23,7 +23,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from accounts.permissions import Action, authorize
+from accounts.permissions import Action, Refused, authorize
 from assets.content import DecodeBusy
 from assets.reading import AssetUnreadable
 from assets.selectors import asset_get
@@ -49,14 +49,35 @@ _running: dict[str, threading.Thread] = {}
 _running_lock = threading.Lock()
 
 
-@transaction.atomic
-def batch_create(*, department: Department, template: TaskTemplate, asset_ids: list[str], api_key=None) -> BatchJob:
-    """Store the job (the files are checked when they are reached) and start it after commit."""
+def batch_create(
+    *,
+    department: Department,
+    template: TaskTemplate,
+    asset_ids: list[str],
+    api_key=None,
+    requested_by=None,
+    model: str = "",
+    where: dict | None = None,
+) -> BatchJob:
+    """Store the job (the files are checked when they are reached); the caller starts it after
+    commit. A model named by the caller is checked now — loaded here, approved, enabled for the
+    department — and each refusal recorded before anything is stored (``model_engine_for``); the
+    runner checks it again for every file, as it does the department's default."""
     ids = list(dict.fromkeys(str(asset_id) for asset_id in asset_ids))  # unique, order kept
     if not ids:
         raise ValueError(BATCH_EMPTY)
     if len(ids) > MAX_BATCH_ASSETS:
         raise ValueError(BATCH_TOO_LARGE.format(limit=MAX_BATCH_ASSETS))
+    if model:
+        from inference.registry.services import model_engine_for
+
+        model_engine_for(
+            subject=api_key or requested_by,
+            department=department,
+            requested=model,
+            action=_batch_action(api_key),
+            **(where or {}),
+        )
     job = BatchJob(
         department=department,
         template=template,
@@ -64,19 +85,29 @@ def batch_create(*, department: Department, template: TaskTemplate, asset_ids: l
         asset_ids=ids,
         total=len(ids),
         api_key=api_key,
-        created_by_name=getattr(api_key, "audit_name", "") or "system",
+        requested_by=requested_by,
+        model_name=model,
+        created_by_name=(
+            getattr(api_key, "audit_name", "") or (requested_by.get_username() if requested_by else "") or "system"
+        ),
     )
-    with department_scope(department):
+    with transaction.atomic(), department_scope(department):
         job.full_clean()
         job.save()
-    audit_record(
-        event_type=EventType.BATCH_CREATE,
-        actor=api_key,
-        department=department,
-        obj=job,
-        details={"template": template.slug, "files": len(ids)},
-    )
+        audit_record(
+            event_type=EventType.BATCH_CREATE,
+            actor=api_key or requested_by,
+            department=department,
+            obj=job,
+            details={"template": template.slug, "files": len(ids), "model": model or None},
+        )
     return job
+
+
+def _batch_action(api_key) -> Action:
+    """What a batch's model use is checked as: the API's extraction for a key's batch, the
+    portal's for a person's."""
+    return Action.API_EXTRACT if api_key is not None else Action.EXTRACTION_RUN
 
 
 def batch_start_after_commit(job: BatchJob, *, context: RequestContext | None) -> None:
@@ -179,10 +210,10 @@ def _extract_with_patience(*, engine, job: BatchJob, template, asset) -> Extract
 
 def batch_run(job_id, *, engine=None) -> BatchJob:
     """Process the job's remaining files one at a time (the runner thread; tests call it directly)."""
-    from inference.runtime import require_engine
+    from inference.registry.services import model_engine_for
 
     with all_departments(reason="a batch runner loads its job before it knows the department"):
-        job = BatchJob.objects.select_related("department", "api_key", "template").get(pk=job_id)
+        job = BatchJob.objects.select_related("department", "api_key", "template", "requested_by").get(pk=job_id)
     if job.is_finished:
         return job
     with department_scope(job.department):
@@ -194,8 +225,16 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
             _finish(job, BatchStatus.FAILED, "the template was removed or deactivated")
             return job
         try:
-            engine = engine or require_engine()
-        except InferenceError as exc:
+            # The model it named, or the department's default — only one the department may use
+            # now (a model disabled since the batch began refuses, recorded, and the batch stops).
+            engine = engine or model_engine_for(
+                subject=job.api_key or job.requested_by,
+                department=job.department,
+                requested=job.model_name or None,
+                action=_batch_action(job.api_key),
+                batch=str(job.pk),
+            )
+        except (InferenceError, Refused) as exc:
             _finish(job, BatchStatus.FAILED, str(exc))
             return job
         _update(job, status=BatchStatus.RUNNING, started_at=job.started_at or timezone.now())

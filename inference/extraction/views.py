@@ -14,7 +14,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -119,9 +118,10 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         template = next(t for t in templates if t.slug == form.cleaned_data["template"])
-        if batch:
-            return _batch_start(request, template, form.cleaned_data["assets"])
         try:
+            if batch:
+                job = _batch_start(request, template, form.cleaned_data["assets"], form.cleaned_data["model"])
+                return redirect("extraction:batch", department_slug=department_slug, batch_id=job.pk)
             extraction = _run_one(request, template, form.cleaned_data["assets"][0], form.cleaned_data["model"])
         except (
             EngineBusy,
@@ -185,13 +185,18 @@ def _run_one(request: HttpRequest, template: TaskTemplate, asset_id: str, model:
     )
 
 
-def _batch_start(request: HttpRequest, template: TaskTemplate, asset_ids: list[str]) -> HttpResponse:
-    with transaction.atomic():
-        job = batch_create(department=request.department, template=template, asset_ids=asset_ids)
-        # Who started it: the owner of its results for reviews (batch_create knows API keys only).
-        BatchJob.objects.filter(pk=job.pk).update(requested_by=request.user, created_by_name=request.user.username)
-        batch_start_after_commit(job, context=current_request_context())
-    return redirect("extraction:batch", department_slug=request.department.slug, batch_id=job.pk)
+def _batch_start(request: HttpRequest, template: TaskTemplate, asset_ids: list[str], model: str | None) -> BatchJob:
+    """Store the batch (a named model checked first, its refusals recorded) and start it."""
+    job = batch_create(
+        department=request.department,
+        template=template,
+        asset_ids=asset_ids,
+        requested_by=request.user,  # the owner of its results for reviews, and who may stop it
+        model=model or "",
+        where={"path": request.path, "method": request.method},
+    )
+    batch_start_after_commit(job, context=current_request_context())
+    return job
 
 
 # --- one result ------------------------------------------------------------------------------------

@@ -395,6 +395,82 @@ def test_the_portal_extraction_names_its_model(two_loaded, personas, settings, t
         assert Extraction.objects.count() == 2
 
 
+@pytest.mark.django_db
+def test_a_batch_names_its_model_for_every_file(
+    two_loaded, api, personas, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """A batch (API or portal) runs every file on the model it named, checked before anything is
+    stored and again when the runner takes it up: a model disabled meanwhile stops the batch."""
+    from assets.services import asset_upload
+    from inference.extraction.batch_jobs import batch_run
+    from inference.extraction.models import BatchJob, Extraction
+    from tests.api.conftest import png_bytes
+
+    settings.EXTRACTION_MAX_NEW_TOKENS = 8
+    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
+    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    with department_scope(personas.department_a):
+        assets = [
+            asset_upload(
+                department=personas.department_a,
+                uploaded_by=personas.member,
+                stream=iter([png_bytes((64, 48))]),
+                original_name=f"invoice-{n}.png",
+            )
+            for n in range(2)
+        ]
+    ids = [str(asset.pk) for asset in assets]
+    second = two_loaded["second"]
+    api.get("/api/v1/templates")  # the built-in templates
+    with django_capture_on_commit_callbacks(execute=False):
+        created = api.post(
+            "/api/v1/batches", {"assets": ids, "template": "vat-invoice", "model": SECOND}, format="json"
+        )
+    assert created.status_code == 202, created.content
+    assert created.json()["model"] == SECOND
+    job = batch_run(created.json()["id"])  # what the runner thread does, with no engine handed in
+    assert job.status == "done" and job.processed == 2, job.error
+    with department_scope(personas.department_a):
+        shas = set(Extraction.objects.filter(batch_id=job.pk).values_list("model_sha256", flat=True))
+    assert shas == {second.manifest_sha256}
+    # An unknown model: refused and recorded, no job stored.
+    with django_capture_on_commit_callbacks(execute=False):
+        unknown = api.post(
+            "/api/v1/batches", {"assets": ids, "template": "vat-invoice", "model": "gpt-4o"}, format="json"
+        )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "model_not_found"
+    assert denials().first().object_repr == "gpt-4o"
+
+    # The portal's batch names the chosen model and its owner.
+    client = Client()
+    client.force_login(personas.member)
+    url = f"/d/{personas.department_a.slug}/extract/"
+    with django_capture_on_commit_callbacks(execute=False):
+        started = client.post(url, {"template": "vat-invoice", "assets": ids, "model": SECOND, "batch": ""})
+    assert started.status_code == 302, started.content.decode()[-2000:]
+    with department_scope(personas.department_a):
+        portal_job = BatchJob.objects.get(requested_by=personas.member)
+        assert BatchJob.objects.count() == 2
+    assert portal_job.model_name == SECOND and portal_job.created_by_name == personas.member.username
+    # Disabled before the runner takes it up: the batch stops with the reason, recorded, no file run.
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+    )
+    stopped = batch_run(portal_job.pk)
+    assert stopped.status == "failed" and "not enabled" in stopped.error and stopped.processed == 0
+    denial = denials().first()
+    assert (denial.details["action"], denial.object_id) == ("extraction.run", second.manifest_sha256)
+    assert denial.details["batch"] == str(portal_job.pk)
+    # And the portal refuses a new batch on it with the reason, storing nothing.
+    refused = client.post(
+        url, {"template": "vat-invoice", "assets": ids, "model": SECOND, "batch": ""}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert refused.status_code == 200 and "not enabled for this department" in refused.content.decode()
+    with department_scope(personas.department_a):
+        assert BatchJob.objects.count() == 2
+
+
 # --- the websocket chat --------------------------------------------------------------------------------
 
 
