@@ -25,6 +25,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.permissions import Action, allowed, department_object_get, requires
 from assets.content import KINDS, DecodeBusy
 from assets.documents.model_pages import page_png
+from assets.documents.pages import DocumentText, TextSource
+from assets.documents.selectors import document_text
 from assets.reading import AssetUnreadable
 from assets.selectors import asset_get_for_request, asset_list
 from compliance.context import current_request_context
@@ -255,6 +257,35 @@ def _result_extras(extraction: Extraction) -> tuple[dict, list[int]]:
     return grounding, pages
 
 
+# Lines of a page's text shown under its image (a dense scanned page has a few hundred).
+PAGE_TEXT_LINES_SHOWN = 400
+# Below this OCR confidence a line is marked: a reviewer reads it against the image.
+LOW_CONFIDENCE = 0.8
+
+
+def _page_text(text: DocumentText | None, number: int) -> dict:
+    """What the page's text layer read, for the reviewer to compare with the values: its lines
+    (OCR's confidence marked where low) and where the text came from."""
+    page = text.page(number) if text is not None else None
+    if page is None:
+        return {"text_lines": None}
+    sources = {
+        TextSource.PDF: _("the PDF's own text"),
+        TextSource.OCR: _("OCR"),
+        TextSource.OFFICE: _("the document's text"),
+    }
+    lines = [
+        {"text": line.text, "low": page.source == TextSource.OCR and line.confidence < LOW_CONFIDENCE}
+        for line in page.lines[:PAGE_TEXT_LINES_SHOWN]
+    ]
+    return {
+        "text_lines": lines,
+        "text_source": sources.get(page.source, ""),
+        "text_more": max(0, len(page.lines) - PAGE_TEXT_LINES_SHOWN),
+        "text_unusable": not page.usable,
+    }
+
+
 def _top_level(path: str) -> str:
     """The top-level field of a leaf path: ``anomalies[0].type`` → ``anomalies``."""
     return path.split(".", 1)[0].split("[", 1)[0]
@@ -334,8 +365,9 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
             obj=asset,
             details={"view": "extraction", "extraction": str(extraction.pk)},
         )
+        text = document_text(asset)
     else:
-        shown = []
+        shown, text = [], None
     may_review = allowed(
         request.user,
         Action.EXTRACTION_REVIEW,
@@ -352,7 +384,8 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
             "rows": rows,
             "outcomes": extraction.rule_outcomes or [],
             "problems": extraction.problems or [],
-            "pages": [{"number": page, "boxes": boxes.get(page, [])} for page in shown],
+            "pages": [{"number": page, "boxes": boxes.get(page, []), **_page_text(text, page)} for page in shown],
+            "has_text_layer": text is not None,
             "form": form,
             "may_review": may_review,
             "valid": extraction.status == ExtractionStatus.VALID,

@@ -274,6 +274,45 @@ def test_grounded_fields_get_a_box_on_their_page_and_the_others_a_badge(personas
     assert "badge" not in buyer  # not looked for: neither
 
 
+def test_each_page_shows_the_text_its_layer_read_for_the_reviewer(personas, stored_result, system_context):
+    """Under each page image, the lines its text layer read (here the PDF's own text), so a
+    reviewer compares values with the text; a file without a layer says so."""
+    from assets.documents.jobs import text_layer_run
+    from assets.documents.models import TextLayer, TextLayerStatus
+    from assets.services import asset_upload
+    from tests.assets.test_retrieval_pdf import text_pdf
+
+    with department_scope(personas.department_a):
+        pdf = asset_upload(
+            department=personas.department_a,
+            uploaded_by=personas.member,
+            stream=iter([text_pdf(["Invoice total 12800.00", "Seller ACME Trading Ltd"])]),
+            original_name="bundle.pdf",
+        )
+        layer = TextLayer.objects.get(asset=pdf)
+    text_layer_run(layer.pk)  # the upload's background job, run here to its end
+    layer.refresh_from_db()
+    assert layer.status == TextLayerStatus.DONE, (layer.failure, layer.failure_params)
+    extraction = stored_result(requested_by=personas.member, asset=pdf)
+    client = sign_in(personas.member)
+    with translation.override("en"):
+        page = client.get(url("result", extraction.pk), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    texts = dict(re.findall(r'<details class="page-text" data-page="(\d+)">(.*?)</details>', page, re.S))
+    assert set(texts) == {"1", "2"}
+    assert "Invoice total 12800.00" in texts["1"] and "ACME" not in texts["1"]
+    assert "Seller ACME Trading Ltd" in texts["2"] and "the PDF&#x27;s own text" in texts["2"]
+    assert 'id="no-text-layer"' not in page
+    # An image whose layer is not made yet (workers are off in tests): the page says so.
+    image_result = stored_result(requested_by=personas.member)
+    page = client.get(url("result", image_result.pk)).content.decode()
+    assert 'id="no-text-layer"' in page and 'class="page-text"' not in page
+    with translation.override("zh-hans"):
+        said = translation.gettext(
+            "The file's text layer is not ready (or could not be made), so no value could be looked up in its text."
+        )
+    assert said.startswith("文件的文字层") and said in page
+
+
 def test_the_pages_the_model_was_shown_are_the_pages_on_view(personas, stored_result, system_context):
     """usage.pages (a PDF's retrieved pages) are the page images shown; each renders on its own."""
     from assets.services import asset_upload
