@@ -1,7 +1,8 @@
-"""Prometheus metrics of the engine, exposed by whichever view serves ``/metrics``.
+"""Prometheus metrics of the loaded engines, exposed by whichever view serves ``/metrics``.
 
-A custom collector reads the engine's stats at scrape time, so nothing is updated on the hot
-path and nothing is reported (not even zeros) before the model is loaded.
+A custom collector reads each engine's stats at scrape time, so nothing is updated on the hot
+path and nothing is reported (not even zeros) before the default model is loaded. Every engine
+has its own scheduler: its queue, generations and counters carry a ``model`` label.
 """
 
 from __future__ import annotations
@@ -17,43 +18,59 @@ _registered = False
 
 class EngineCollector(Collector):
     def collect(self) -> Iterator:
-        from inference.runtime import current_engine
+        from inference.runtime import engines_loaded
 
-        engine = current_engine()
-        if engine is None:
+        engines = engines_loaded()  # the default one first
+        if not engines:
             return
-        stats = engine.stats()
-        model = stats["model"]
-        yield InfoMetricFamily(
+        every = [(engine, engine.stats()) for engine in engines]
+        info = InfoMetricFamily(
             "platform_model",
-            "The loaded model",
-            value={
-                "name": model["name"],
-                "family": model["family"],
-                "quantization": model["quantization"],
-                "device": model["device"],
-                "demo": str(model["is_demo"]).lower(),
-            },
+            'A loaded model (the default one has default="true")',
+            labels=["name", "family", "quantization", "device", "demo", "default"],
         )
-        gauges = {
-            "platform_inference_queue_depth": ("Requests waiting for the model", stats["queue_depth"]),
-            "platform_inference_active_generations": ("Requests being generated", stats["active_generations"]),
-            "platform_inference_tokens_per_second": (
+        for position, (_engine, stats) in enumerate(every):
+            model = stats["model"]
+            info.add_metric(
+                [
+                    model["name"],
+                    model["family"],
+                    model["quantization"],
+                    model["device"],
+                    str(model["is_demo"]).lower(),
+                    str(position == 0).lower(),
+                ],
+                {},
+            )
+        yield info
+        # Each engine's own scheduler: its queue, generations and counters, labelled by model.
+        for name, documentation, key in (
+            ("platform_inference_queue_depth", "Requests waiting for the model", "queue_depth"),
+            ("platform_inference_active_generations", "Requests being generated", "active_generations"),
+            (
+                "platform_inference_tokens_per_second",
                 "Completion tokens per second over the last minute",
-                stats["tokens_per_second"],
+                "tokens_per_second",
             ),
-        }
-        for name, (documentation, value) in gauges.items():
-            yield GaugeMetricFamily(name, documentation, value=value)
+        ):
+            gauge = GaugeMetricFamily(name, documentation, labels=["model"])
+            for _engine, stats in every:
+                gauge.add_metric([stats["model"]["name"]], stats[key])
+            yield gauge
         for key, documentation in (
             ("requests_total", "Finished model requests"),
             ("errors_total", "Model requests that ended in an error"),
             ("prompt_tokens_total", "Prompt tokens processed"),
             ("completion_tokens_total", "Completion tokens generated"),
         ):
-            yield CounterMetricFamily(
-                f"platform_inference_{key.removesuffix('_total')}", documentation, value=stats[key]
+            counter = CounterMetricFamily(
+                f"platform_inference_{key.removesuffix('_total')}", documentation, labels=["model"]
             )
+            for _engine, stats in every:
+                counter.add_metric([stats["model"]["name"]], stats[key])
+            yield counter
+        # The machine's devices and host are shared by every model: read once.
+        stats = every[0][1]
         device = stats["device"]
         memory_used = GaugeMetricFamily("platform_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
         memory_total = GaugeMetricFamily("platform_gpu_memory_total_bytes", "GPU memory in total", labels=["gpu"])

@@ -92,6 +92,9 @@ def test_stats_and_prometheus_metrics(engine, serve_engine):
     assert stats["device"]["host"]["memory_total_bytes"] > 0
     serve_engine(engine)
     text = generate_latest(REGISTRY).decode()
-    assert 'platform_model_info{demo="true",device="cpu",family="qwen2_5_vl"' in text
-    assert "platform_inference_completion_tokens_total 3.0" in text
-    assert "platform_inference_queue_depth 0.0" in text
+    assert (
+        'platform_model_info{default="true",demo="true",device="cpu",family="qwen2_5_vl",name="demo-qwen2_5_vl",'
+        'quantization="fp32"} 1.0'
+    ) in text
+    assert 'platform_inference_completion_tokens_total{model="demo-qwen2_5_vl"} 3.0' in text
+    assert 'platform_inference_queue_depth{model="demo-qwen2_5_vl"} 0.0' in text

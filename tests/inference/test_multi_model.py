@@ -239,6 +239,25 @@ def test_readyz_lists_every_loaded_model(two_loaded, monkeypatch):
     assert listed[SECOND]["manifest_sha256"] == two_loaded["second"].manifest_sha256 and listed[SECOND]["ok"]
 
 
+@pytest.mark.django_db
+def test_metrics_label_every_loaded_models_scheduler(two_loaded):
+    from prometheus_client import REGISTRY, generate_latest
+
+    from inference.metrics import register_metrics
+
+    register_metrics()
+    text = generate_latest(REGISTRY).decode()
+    infos = [line for line in text.splitlines() if line.startswith("platform_model_info{")]
+    assert len(infos) == 2
+    assert any('name="demo-qwen2_5_vl"' in line and 'default="true"' in line for line in infos)
+    assert any(f'name="{SECOND}"' in line and 'default="false"' in line for line in infos)
+    for name in ("demo-qwen2_5_vl", SECOND):
+        assert f'platform_inference_queue_depth{{model="{name}"}} 0.0' in text
+        assert f'platform_inference_requests_total{{model="{name}"}}' in text
+    assert [line for line in text.splitlines() if line.startswith("platform_host_cpu_percent")] != []
+    assert len([line for line in text.splitlines() if line.startswith("platform_host_cpu_percent")]) == 1
+
+
 @pytest.fixture
 def api(personas, system_context):
     from rest_framework.test import APIClient
