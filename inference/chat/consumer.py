@@ -60,6 +60,7 @@ from inference.engine.inputs import MAX_IMAGES, Message
 from inference.image_budget import ImageBudget, ImageBudgetExceeded
 from inference.model_calls import Channel, ModelCall, PromptMessage, prompt_of
 from inference.models import Conversation, MessageStatus
+from inference.registry.selectors import model_infos_for_department
 from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionNotApproved, model_engine_for
 from inference.runtime import current_engine, require_engine
 
@@ -269,11 +270,14 @@ class ChatConsumer(SessionBoundConsumerMixin, AsyncWebsocketConsumer):
         await self._send_frame(protocol.error_frame(code, message, **fields))
 
     def _hello(self) -> str:
-        engine = current_engine()
+        # The loaded models this department may use, its default (where a turn naming none goes)
+        # first; none while the default model loads, or when the department may use none of them.
+        models = model_infos_for_department(self.department) if current_engine() is not None else []
         return protocol.server_frame(
             "hello",
             department=self.slug,
-            model=engine.info().as_dict() if engine is not None else None,
+            model=models[0].as_dict() if models else None,
+            models=[info.as_dict() for info in models],
             limits={
                 "max_text_chars": protocol.MAX_TEXT_CHARS,
                 "max_assets": protocol.MAX_ASSETS_PER_TURN,

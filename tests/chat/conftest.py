@@ -90,6 +90,7 @@ async def open_chat(username: str, slug: str = "finance"):
     hello = json.loads(await chat.receive_from(timeout=5))
     assert hello["type"] == "hello"
     chat.http_client = client
+    chat.hello = hello
     return chat
 
 

@@ -53,6 +53,8 @@ async def test_a_turn_needs_the_model_enabled_and_its_answer_records_the_version
     version = await install(chat_engine)
     await switch(personas, version, enabled=False)
     chat = await open_chat("bob")
+    # The hello frame names no model the department may not use.
+    assert (chat.hello["model"], chat.hello["models"]) == (None, [])
     await chat.send_to(text_data=frame("turn.start", ref="off", text="hello", params=SHORT_TURN))
     error = await receive(chat)
     assert (error["type"], error["code"], error["fatal"], error["ref"]) == ("error", "model_not_enabled", False, "off")
@@ -65,6 +67,10 @@ async def test_a_turn_needs_the_model_enabled_and_its_answer_records_the_version
     assert done["type"] == "done", done
     assert done["model_sha256"] == version.manifest_sha256  # the live footer names it
     assert await answer_version(personas, done["message_ids"][1]) == version.manifest_sha256
+    again = await open_chat("bob")
+    assert again.hello["model"]["manifest_sha256"] == version.manifest_sha256
+    assert [model["name"] for model in again.hello["models"]] == [version.name]
+    await again.disconnect()
     # After a reload the stored answer's footer names the version too, in either language.
     short = version.manifest_sha256[:12]
     for language, label in (("en", f"model version {short}"), ("zh-hans", f"模型版本 {short}")):
