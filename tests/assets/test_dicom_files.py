@@ -14,9 +14,20 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEGLSLossless,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    SecondaryCaptureImageStorage,
+    UltrasoundImageStorage,
+    VLEndoscopicImageStorage,
+    XRayAngiographicImageStorage,
+    generate_uid,
+)
 
 from assets import content, rejections
+from assets.documents import dicom
 from assets.models import Asset
 from assets.reading import asset_page_images, asset_plaintext_chunks, asset_thumbnail_png
 from assets.rejections import AssetRejected
@@ -31,6 +42,7 @@ PATIENT = "Zhang^Wei"
 PATIENT_ID = "MRN-0042-XYZ"
 INSTITUTION = "Riverside General Hospital"
 PRIVATE_VALUE = "vendor-note-Zhang-private"
+RECOGNIZABLE, UNCONFIRMED = "dicom_recognizable_features", "dicom_burned_in_unconfirmed"
 # Window centre 1000, width 400 (LINEAR): 1000 is mid-grey, 700 below the window, 1300 above.
 CENTRE, BELOW, ABOVE = 1000, 700, 1300
 
@@ -40,18 +52,26 @@ def dicom_bytes(
     study_uid: str | None = None,
     photometric: str = "MONOCHROME2",
     frames: int = 1,
-    burned_in: str | None = None,
+    burned_in: str | None = "NO",
     syntax: str = ExplicitVRLittleEndian,
     window: tuple[int, int] | None = (1000, 400),
+    modality: str = "OT",
+    sop_class: str = SecondaryCaptureImageStorage,
+    recognizable: str | None = None,
+    meta_extra: dict[str, str] | None = None,
 ) -> bytes:
+    """A generated file: by default a Secondary Capture (Modality OT) that says
+    ``BurnedInAnnotation = NO`` (``burned_in=None`` leaves the attribute out)."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = instance = generate_uid()
     meta.TransferSyntaxUID = syntax
     meta.SourceApplicationEntityTitle = "SCANNER01"
+    for keyword, value in (meta_extra or {}).items():
+        setattr(meta, keyword, value)
     dataset = Dataset()
     dataset.file_meta = meta
-    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPClassUID = sop_class
     dataset.SOPInstanceUID = instance
     dataset.StudyInstanceUID = study_uid or generate_uid()
     dataset.SeriesInstanceUID = generate_uid()
@@ -62,11 +82,13 @@ def dicom_bytes(
     dataset.ReferringPhysicianName = "Li^Na"
     dataset.StudyDate = "20240105"
     dataset.AccessionNumber = "ACC123456"
-    dataset.Modality = "OT"
+    dataset.Modality = modality
     dataset.add_new(0x00091010, "LO", PRIVATE_VALUE)
     dataset.private_block(0x0011, "ACME 1.0", create=True).add_new(0x01, "LO", PATIENT_ID + "-private")
     if burned_in is not None:
         dataset.BurnedInAnnotation = burned_in
+    if recognizable is not None:
+        dataset.RecognizableVisualFeatures = recognizable
     dataset.Rows = dataset.Columns = 16
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = photometric
@@ -260,3 +282,97 @@ def test_a_dicom_refusal_is_a_clean_400_through_the_portal_and_the_api(client, p
     response = api.post("/api/v1/assets", {"file": jpegls})
     assert response.status_code == 400 and response.json()["code"] == "dicom_unsupported_compression"
     assert asset_count() == 0 and stored_files(asset_storage) == []
+
+
+# --- what attribute edits cannot de-identify (security review) --------------------------------
+
+
+def assert_dicom_refused(upload, asset_storage, data: bytes, code: str) -> AssetRejected:
+    with pytest.raises(AssetRejected) as refused:
+        upload(data, "refused.dcm")
+    assert (refused.value.code, refused.value.status) == (code, 400), refused.value.message
+    assert asset_count() == 0 and stored_files(asset_storage) == []
+    entry = last_upload_entry()
+    assert (entry.outcome, entry.details["reason"]) == (Outcome.FAILURE, code)
+    assert "Zhang" not in json.dumps(entry.details) and PATIENT_ID not in json.dumps(entry.details)
+    return refused.value
+
+
+def test_recognizable_visual_features_are_refused(upload, asset_storage):
+    refusal = assert_dicom_refused(
+        upload, asset_storage, dicom_bytes(modality="CT", sop_class=CTImageStorage, recognizable="YES"), RECOGNIZABLE
+    )
+    assert refusal.message == str(dicom.DICOM_RECOGNIZABLE)
+    assert upload(dicom_bytes(modality="CT", sop_class=CTImageStorage, recognizable="NO"), "ct.dcm").page_count == 1
+
+
+@pytest.mark.parametrize(
+    ("modality", "sop_class", "kind"),
+    [
+        ("US", UltrasoundImageStorage, "Modality US"),
+        ("SC", SecondaryCaptureImageStorage, "Modality SC"),
+        ("XA", XRayAngiographicImageStorage, "Modality XA"),
+        ("ES", VLEndoscopicImageStorage, "Modality ES"),
+        ("OT", SecondaryCaptureImageStorage, "Modality OT"),
+        ("CT", MultiFrameGrayscaleWordSecondaryCaptureImageStorage, "Secondary Capture"),
+        ("MR", SecondaryCaptureImageStorage, "Secondary Capture"),
+    ],
+)
+def test_images_that_commonly_carry_burned_in_text_need_burned_in_annotation_no(
+    upload, asset_storage, modality, sop_class, kind
+):
+    for burned_in in (None, "", "UNKNOWN"):
+        data = dicom_bytes(modality=modality, sop_class=sop_class, burned_in=burned_in)
+        refusal = assert_dicom_refused(upload, asset_storage, data, UNCONFIRMED)
+        assert refusal.message == str(dicom.DICOM_BURNED_IN_UNCONFIRMED).format(kind=kind)
+        assert "BurnedInAnnotation = NO" in refusal.message
+    assert upload(dicom_bytes(modality=modality, sop_class=sop_class, burned_in="NO"), "ok.dcm").page_count == 1
+
+
+def test_a_ct_image_without_burned_in_annotation_is_still_accepted(upload):
+    assert upload(dicom_bytes(modality="CT", sop_class=CTImageStorage, burned_in=None), "ct.dcm").page_count == 1
+
+
+def test_the_burned_in_refusal_is_translated():
+    from django.utils import translation
+
+    with translation.override("en"):
+        english = str(dicom.DICOM_BURNED_IN_UNCONFIRMED), str(dicom.DICOM_RECOGNIZABLE)
+    with translation.override("zh-hans"):
+        chinese = str(dicom.DICOM_BURNED_IN_UNCONFIRMED), str(dicom.DICOM_RECOGNIZABLE)
+    assert chinese[0] != english[0] and "{kind}" in chinese[0] and "BurnedInAnnotation = NO" in chinese[0]
+    assert chinese[1] != english[1] and "RecognizableVisualFeatures = YES" in chinese[1]
+
+
+def test_identifying_file_meta_elements_are_removed_and_listed_without_values(upload):
+    extra = {
+        "SendingApplicationEntityTitle": "SENDER-ZHANG",
+        "ReceivingApplicationEntityTitle": "RECEIVER-RIVERSIDE",
+        "SourcePresentationAddress": "http://pacs.riverside.example/zhang",
+        "ImplementationVersionName": "TESTWRITER_1",
+    }
+    original = dicom_bytes(meta_extra=extra)
+    asset = upload(original, "meta.dcm")
+    stored = stored_bytes(asset)
+    for secret in (b"SCANNER01", b"SENDER-ZHANG", b"RECEIVER-RIVERSIDE", b"pacs.riverside"):
+        assert secret not in stored, secret
+    meta = dcmread(io.BytesIO(stored)).file_meta
+    for keyword in (
+        "SourceApplicationEntityTitle",
+        "SendingApplicationEntityTitle",
+        "ReceivingApplicationEntityTitle",
+        "SourcePresentationAddress",
+    ):
+        assert keyword not in meta, keyword
+    assert meta.TransferSyntaxUID == ExplicitVRLittleEndian and meta.MediaStorageSOPClassUID
+    removed = last_upload_entry().details["deidentification"]["removed"]
+    for listed in (
+        "(0002,0016) SourceApplicationEntityTitle",
+        "(0002,0017) SendingApplicationEntityTitle",
+        "(0002,0018) ReceivingApplicationEntityTitle",
+        "(0002,0026) SourcePresentationAddress",
+    ):
+        assert listed in removed, listed
+    written = json.dumps(last_upload_entry().details)
+    for secret in ("SENDER", "RECEIVER", "riverside", "SCANNER01"):
+        assert secret not in written, secret

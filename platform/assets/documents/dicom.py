@@ -12,14 +12,19 @@ gets its action, in the data set and in every sequence item —
 - where the table allows a choice the strictest is taken: ``X/Z``, ``X/D``, ``X/Z/D``,
   ``X/Z/U*`` → removed, ``Z/D`` → emptied;
 - plus every private attribute (odd groups), curves (groups 50xx), overlays (groups 60xx, whose
-  bitmaps may carry burned-in text), the GPS attributes (0016,0070–008E) and the file meta
-  information's source AE title and private information; ``MediaStorageSOPInstanceUID`` follows
+  bitmaps may carry burned-in text), the GPS attributes (0016,0070–008E) and every file meta
+  element but ``_META_KEPT`` (source, sending and receiving AE titles, presentation addresses,
+  RTV identifiers, private information are removed); ``MediaStorageSOPInstanceUID`` follows
   the new SOP Instance UID; ``PatientIdentityRemoved`` = YES and ``DeidentificationMethod`` are
   set; the 128-byte preamble is zeroed.
 
 What was done is listed by tag and keyword only (``Deidentification.audit_details``), never with a
-value. Images marked ``BurnedInAnnotation = YES`` are refused: identifiers in the pixels cannot
-be removed by editing attributes.
+value. Identifiers in the pixels cannot be removed by editing attributes, so these are refused:
+``BurnedInAnnotation = YES`` (``dicom_burned_in_annotation``, whenever the file is read);
+``RecognizableVisualFeatures = YES`` (``dicom_recognizable_features``), and an image of a kind
+that commonly has identifiers burned in — Modality US, SC, XA, ES or OT, or a Secondary Capture
+SOP class — unless it says ``BurnedInAnnotation = NO`` (``dicom_burned_in_unconfirmed``), both
+at upload (``_check_identifiable``).
 
 **Decoding**: native (uncompressed) pixel data and the compressed transfer syntaxes pydicom has
 an installed decoder for (``pydicom.pixels.get_decoder(...).is_available``); anything else,
@@ -47,6 +52,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from assets import content, rejections
@@ -137,7 +143,26 @@ BASIC_PROFILE: dict[int, str] = {
     int(tag, 16): action for tag, action in zip(_TABLE.split()[0::2], _TABLE.split()[1::2], strict=True)
 }
 BASIC_PROFILE.update({0x00160070 + offset: "X" for offset in range(0x1F)})  # GPS attributes
-_META_REMOVED = (0x00020016, 0x00020100, 0x00020102)  # source AE title, private information
+# The file meta information kept: group length, version, SOP class and instance (the new UID),
+# transfer syntax, implementation class and version (the writing software). Everything else is
+# removed and listed — source, sending and receiving AE titles (0002,0016/0017/0018), presentation
+# addresses (0002,0026/0027/0028), RTV source and flow identifiers, private information —, any
+# element a later edition adds included.
+_META_KEPT = frozenset({0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
+# Where identifiers are commonly burned into the pixels (ultrasound, screen captures, angiography,
+# endoscopy, "other"): accepted only when the file says BurnedInAnnotation = NO.
+BURNED_IN_LIKELY_MODALITIES = frozenset({"US", "SC", "XA", "ES", "OT"})
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # .7 and its multi-frame .7.1 to .7.4
+DICOM_RECOGNIZABLE = _(
+    "The DICOM image is marked as showing recognizable visual features of the patient "
+    "(RecognizableVisualFeatures = YES, such as a face) and cannot be de-identified: it is refused."
+)
+DICOM_BURNED_IN_UNCONFIRMED = _(
+    "The DICOM image is of a kind that often has patient identifiers burned into its pixels "
+    "({kind}), and it does not say BurnedInAnnotation = NO: it is refused. Check the image for "
+    "names, IDs or dates in the pixels, then export it with BurnedInAnnotation = NO, or remove "
+    "the text from the image before uploading."
+)
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _LISTED = 500  # tags listed per action in the audit entry (the counts are always complete)
 _DUMMY_TEXT = "ANONYMIZED"
@@ -245,6 +270,34 @@ def _read(data: bytes):
     return dataset
 
 
+def dicom_recognizable() -> rejections.AssetRejected:
+    return rejections.AssetRejected("dicom_recognizable_features", DICOM_RECOGNIZABLE)
+
+
+def dicom_burned_in_unconfirmed(kind: str) -> rejections.AssetRejected:
+    return rejections.AssetRejected("dicom_burned_in_unconfirmed", DICOM_BURNED_IN_UNCONFIRMED.format(kind=kind))
+
+
+def _code_string(dataset, keyword: str) -> str:
+    return str(dataset.get(keyword, "") or "").strip().upper()
+
+
+def _check_identifiable(dataset) -> None:
+    """Refuse what attribute edits cannot de-identify (at upload, before anything is stored):
+    a face or other recognizable feature, and an image of a kind that commonly carries burned-in
+    identifiers unless the file says it has none (``BurnedInAnnotation`` = ``NO``)."""
+    if _code_string(dataset, "RecognizableVisualFeatures") == "YES":
+        raise dicom_recognizable()
+    if _code_string(dataset, "BurnedInAnnotation") == "NO":
+        return
+    modality = _code_string(dataset, "Modality")
+    sop_class = str(dataset.get("SOPClassUID", "") or dataset.file_meta.get("MediaStorageSOPClassUID", "")).strip()
+    if modality in BURNED_IN_LIKELY_MODALITIES:
+        raise dicom_burned_in_unconfirmed(f"Modality {modality}")
+    if sop_class == SECONDARY_CAPTURE_PREFIX or sop_class.startswith(SECONDARY_CAPTURE_PREFIX + "."):
+        raise dicom_burned_in_unconfirmed("Secondary Capture")
+
+
 def _new_uid(uid: str, key: bytes, mapping: dict[str, str]) -> str:
     if uid not in mapping:
         digest = hmac.new(key, uid.encode("ascii", "replace"), hashlib.sha256).digest()
@@ -304,15 +357,15 @@ def _apply_profile(dataset, report: Deidentification, key: bytes, mapping: dict[
 def dicom_deidentify(data: bytes, *, uid_key: bytes) -> tuple[bytes, Deidentification]:
     """The de-identified Part 10 file, and what was done (see the module's docstring)."""
     dataset = _read(data)
+    _check_identifiable(dataset)
     report = Deidentification()
     mapping: dict[str, str] = {}
     try:
         _apply_profile(dataset, report, uid_key, mapping)
         meta = dataset.file_meta
-        for tag in _META_REMOVED:
-            if tag in meta:
-                del meta[tag]
-                report.note(report.removed, tag)
+        for tag in [int(element.tag) for element in meta if int(element.tag) not in _META_KEPT]:
+            del meta[tag]
+            report.note(report.private_removed if (tag >> 16) % 2 else report.removed, tag)
         if "SOPInstanceUID" in dataset:
             meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
         elif "MediaStorageSOPInstanceUID" in meta:

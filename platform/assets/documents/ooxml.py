@@ -6,8 +6,18 @@ and refuses, each with its own code (``assets.rejections``):
 
 - a macro-enabled or active document: a ``vbaProject.bin`` (or ``vbaData.xml``) entry anywhere,
   an ``activeX`` folder, an OLE object (a ``.bin`` under ``embeddings/``), an embedded
-  macro-enabled package, or a content type that names macros, VBA, ActiveX or OLE objects
+  macro-enabled package, **any entry whose content is an OLE compound file** (first bytes
+  ``D0 CF 11 E0 A1 B1 1A E1``: an embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
+  its name or content type), an Excel 4.0 macro sheet (a ``macrosheets`` folder, a
+  ``ms-excel.macrosheet`` / ``ms-excel.intlmacrosheet`` content type, an ``xlMacrosheet``
+  relationship), or a content type that names macros, VBA, ActiveX or OLE objects
   (``office_macros``) — nothing in the file is ever executed, we only read XML;
+- a DDE field or link (``office_dde``): a Word field whose instruction is ``DDE`` or ``DDEAUTO``
+  (``w:instrText`` runs of one field joined, ``w:fldSimple/@w:instr``; also a field whose name
+  is itself computed by a nested field), an Excel ``ddeLink`` (``externalLinks``), or a formula
+  or defined name of the ``app|topic!item`` form (``=cmd|' /c calc'!A1``). Decided on the tree
+  the safety parse already built: one pass over its elements, no regular expression on the raw
+  bytes;
 - an encrypted entry (``office_encrypted``; an encrypted OOXML file is a CFB container, which
   ``content.sniff_prefix`` refuses with the same code);
 - more entries, more uncompressed bytes in all, or a higher compression ratio for one entry than
@@ -15,7 +25,9 @@ and refuses, each with its own code (``assets.rejections``):
   while decompressing** — the declared sizes are never trusted alone; entries that overlap or
   leave gaps (the "non-recursive zip bomb" and polyglot tricks) and duplicate names are refused;
 - any XML part with a DOCTYPE or entity declaration (``office_unsafe_xml``, parsed with
-  ``defusedxml``);
+  ``defusedxml``): every ``.xml``, ``.rels`` or ``.vml`` entry, and every part whose content type
+  (its ``Override``, else the ``Default`` of its extension) ends in ``xml`` — a main part
+  registered as ``/word/document.txt`` is parsed like any other;
 - a relationship with ``TargetMode="External"`` other than a hyperlink (``office_external_
   relationship``): remote templates, linked images, linked OLE data. Hyperlinks are text; nothing
   is ever fetched.
@@ -36,6 +48,7 @@ from typing import BinaryIO
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeElementTree
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from assets import content, rejections
 from assets.content import DOCX, PPTX, XLSX, Kind
@@ -47,7 +60,25 @@ MAIN_TYPES = {
 }
 # Content types that mean active content: macros (any *.macroEnabled* type, VBA projects),
 # ActiveX controls and embedded OLE objects.
-_ACTIVE_TYPE_MARKERS = ("macroenabled", "vbaproject", "vbadata", "activex", "oleobject", "ms-office.vba")
+_ACTIVE_TYPE_MARKERS = (
+    "macroenabled",
+    "vbaproject",
+    "vbadata",
+    "activex",
+    "oleobject",
+    "ms-office.vba",
+    "ms-excel.macrosheet",  # Excel 4.0 (XLM) macro sheets
+    "ms-excel.intlmacrosheet",
+)
+_ACTIVE_FOLDERS = {"activex", "macrosheets", "intlmacrosheets"}
+# Relationship types that attach active content (Excel 4.0 macro sheets, VBA, ActiveX, OLE).
+_ACTIVE_RELATIONSHIP_MARKERS = ("macrosheet", "vbaproject", "activex", "oleobject")
+# The OLE compound file (CFB) signature: legacy .doc/.xls/.ppt, OLE objects, VBA storage.
+CFB_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OFFICE_DDE = _(
+    "The Office file contains a DDE field, link or formula (a command that can start another program) "
+    "and is refused: remove the field or link, or save its result as plain text."
+)
 _ACTIVE_NAMES = {"vbaproject.bin", "vbadata.xml", "vbaprojectsignature.bin", "vbaprojectsignatureagile.bin"}
 _ACTIVE_EXTENSIONS = {"docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppsm", "ppam", "bin"}
 _XML_EXTENSIONS = {"xml", "rels", "vml"}
@@ -170,10 +201,120 @@ def _check_names(names: list[str]) -> None:
         folded = name.lower()
         parts = folded.split("/")
         extension = posixpath.splitext(folded)[1].lstrip(".")
-        if parts[-1] in _ACTIVE_NAMES or "activex" in parts:
+        if parts[-1] in _ACTIVE_NAMES or _ACTIVE_FOLDERS.intersection(parts):
             raise rejections.office_macros()
         if "embeddings" in parts and extension in _ACTIVE_EXTENSIONS:
             raise rejections.office_macros()
+
+
+def office_dde() -> rejections.AssetRejected:
+    return rejections.AssetRejected("office_dde", OFFICE_DDE)
+
+
+def _xml_content_type(content_type: str) -> bool:
+    """``…/xml``, ``…+xml`` (and any other type ending in ``xml``): a part the safety parse covers."""
+    return content_type.split(";", 1)[0].strip().lower().endswith("xml")
+
+
+def _xml_parts(content_types, names: list[str]) -> set[str]:
+    """The entries (as named in the archive) that ``[Content_Types].xml`` declares as XML: by
+    their ``Override`` (part names compare case-insensitively), else by the ``Default`` of
+    their extension; plus every ``.xml``, ``.rels`` and ``.vml`` entry whatever it declares."""
+    overrides: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    for element in content_types:
+        content_type = element.get("ContentType") or ""
+        if element.tag == f"{_CT_NS}Override":
+            overrides[(element.get("PartName") or "").lstrip("/").lower()] = content_type
+        elif element.tag == f"{_CT_NS}Default":
+            defaults[(element.get("Extension") or "").lstrip(".").lower()] = content_type
+    parts = set()
+    for name in names:
+        folded = name.lower()
+        extension = posixpath.splitext(folded)[1].lstrip(".")
+        declared = overrides.get(folded, defaults.get(extension, ""))
+        if extension in _XML_EXTENSIONS or _xml_content_type(declared):
+            parts.add(name)
+    return parts
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1]
+
+
+def _attribute(element, local_name: str) -> str:
+    for key, value in element.attrib.items():
+        if _local(key) == local_name:
+            return value
+    return ""
+
+
+def _dde_instruction(instruction: str) -> bool:
+    """A Word field instruction that names DDE (``DDE``, ``DDEAUTO``; field names are not
+    case-sensitive, a leading backslash-free word)."""
+    words = instruction.split(None, 1)
+    return bool(words) and words[0].strip('"').upper() in ("DDE", "DDEAUTO")
+
+
+def _dde_formula(formula: str) -> bool:
+    """An Excel formula (or defined name) with a DDE reference, ``app|topic!item`` (``cmd|' /c
+    calc'!A1``): a ``|`` outside string literals and quoted sheet names. Linear."""
+    if "|" not in formula:
+        return False
+    outside, quote = [], ""
+    for character in formula:
+        if quote:
+            if character == quote:
+                quote = ""  # a doubled quote closes and reopens: still inside, as intended
+            continue
+        if character in "\"'":
+            quote = character
+            continue
+        outside.append(character)
+    return "|" in "".join(outside)
+
+
+def _check_dde(root) -> None:
+    """DDE in one parsed part (see the module's docstring): one pass over the tree. The runs of a
+    Word field (``fldChar`` begin … separate/end) are joined before the instruction is read, so
+    a ``DDEAUTO`` split over several ``w:instrText`` elements is seen whole; nested fields keep
+    their own buffers, and a field whose name would come from a nested field is refused too."""
+    fields: list[tuple[list[str], bool]] = []  # (instruction text, in its result?) of each open field
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue  # a comment or processing instruction
+        name = _local(element.tag)
+        if name == "fldChar":
+            kind = _attribute(element, "fldCharType")
+            if kind == "begin":
+                if fields and not fields[-1][1] and not "".join(fields[-1][0]).strip():
+                    raise office_dde()  # the outer field's name would be this field's result
+                fields.append(([], False))
+            elif kind == "separate" and fields and not fields[-1][1]:
+                instruction, _result = fields.pop()
+                if _dde_instruction("".join(instruction)):
+                    raise office_dde()
+                fields.append(([], True))
+            elif kind == "end" and fields:
+                instruction, result = fields.pop()
+                if not result and _dde_instruction("".join(instruction)):
+                    raise office_dde()
+        elif name == "instrText":
+            if fields and not fields[-1][1]:
+                fields[-1][0].append(element.text or "")
+            elif _dde_instruction(element.text or ""):
+                raise office_dde()
+        elif name == "fldSimple":
+            if _dde_instruction(_attribute(element, "instr")):
+                raise office_dde()
+        elif name in ("ddeLink", "ddeItem", "ddeItems", "ddeValues"):
+            raise office_dde()
+        elif name in ("f", "definedName"):
+            if _dde_formula(element.text or ""):
+                raise office_dde()
+    for instruction, result in fields:
+        if not result and _dde_instruction("".join(instruction)):
+            raise office_dde()
 
 
 def _main_kind(content_types) -> tuple[Kind, str]:
@@ -193,6 +334,8 @@ def _main_kind(content_types) -> tuple[Kind, str]:
 
 def _check_relationships(root) -> None:
     for relationship in root.iter(f"{_RELS_NS}Relationship"):
+        if any(marker in (relationship.get("Type") or "").lower() for marker in _ACTIVE_RELATIONSHIP_MARKERS):
+            raise rejections.office_macros()
         if (relationship.get("TargetMode") or "").lower() == "external":
             if not (relationship.get("Type") or "").endswith(_HYPERLINK):
                 raise rejections.office_external()
@@ -208,20 +351,28 @@ def package_check(reader: BinaryIO, size: int) -> tuple[Kind, PackageReader]:
     _check_names(names)
     if "[Content_Types].xml" not in names:
         raise rejections.unsupported_type()  # a ZIP archive, not an Office document
-    kind, main_part = _main_kind(_parse_xml(package.read("[Content_Types].xml")))
+    content_types = _parse_xml(package.read("[Content_Types].xml"))
+    kind, main_part = _main_kind(content_types)
     reader.seek(0)
     if content.markup_in(reader.read(content.PREFIX_SIZE)):
         raise rejections.ambiguous_content()  # an uncompressed page or script at the head
     if main_part not in names:
         raise rejections.office_unreadable()
+    xml_parts = _xml_parts(content_types, names)
     for info in archive.infolist():
-        if posixpath.splitext(info.filename.lower())[1].lstrip(".") in _XML_EXTENSIONS and info.filename != (
-            "[Content_Types].xml"
-        ):
-            root = _parse_xml(b"".join(package.chunks(info)))
+        if info.filename in xml_parts and info.filename != "[Content_Types].xml":
+            data = b"".join(package.chunks(info))
+            if data.startswith(CFB_SIGNATURE):
+                raise rejections.office_macros()
+            root = _parse_xml(data)
             if info.filename.lower().endswith(".rels"):
                 _check_relationships(root)
+            _check_dde(root)
         else:
-            for _chunk in package.chunks(info):  # every entry decompresses, within the limits, CRC checked
-                pass
+            head = b""
+            for chunk in package.chunks(info):  # every entry decompresses, within the limits, CRC checked
+                if len(head) < len(CFB_SIGNATURE):
+                    head += chunk[: len(CFB_SIGNATURE)]
+                    if head.startswith(CFB_SIGNATURE):
+                        raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
     return kind, package
