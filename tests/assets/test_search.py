@@ -248,3 +248,203 @@ def test_a_chinese_scan_is_found_by_its_segmented_words(client, personas, system
     assert hit.asset.pk == scan.pk
     html = response.content.decode()
     assert "<mark>发票</mark>" in html and "<mark>金额</mark>" in html
+
+
+# --- bounds (security review): snippet work, indexed text, the caches ------------------------------
+
+
+class _Position(int):
+    """A match position that counts the comparisons made with it."""
+
+    compared = 0
+
+    def _count(self, other, method):
+        _Position.compared += 1
+        return getattr(int, method)(self, other)
+
+    def __lt__(self, other):
+        return self._count(other, "__lt__")
+
+    def __le__(self, other):
+        return self._count(other, "__le__")
+
+    def __gt__(self, other):
+        return self._count(other, "__gt__")
+
+    def __ge__(self, other):
+        return self._count(other, "__ge__")
+
+    __hash__ = int.__hash__
+
+
+class _Match:
+    def __init__(self, match):
+        self._start, self._end = _Position(match.start()), _Position(match.end())
+
+    def start(self):
+        return self._start
+
+    def end(self):
+        return self._end
+
+
+class _CountingPattern:
+    """The real pattern, its matches handed out one by one and counted; more than ``most`` fails."""
+
+    def __init__(self, pattern, most=None):
+        self.pattern, self.most, self.pulled = pattern, most, 0
+
+    def finditer(self, text):
+        for match in self.pattern.finditer(text):
+            self.pulled += 1
+            assert self.most is None or self.pulled <= self.most, f"more than {self.most} matches were read"
+            yield _Match(match)
+
+
+def _snippet_reference(text, pattern):
+    """snippet_cut as it was: every window counted from scratch (quadratic; small inputs only)."""
+    import unicodedata
+
+    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    matches = [(match.start(), match.end()) for match in pattern.finditer(text)] if pattern else []
+    if not matches:
+        return text[: search.SNIPPET_CHARS], ()
+    best_start, best_count = matches[0][0], 0
+    for start, _end in matches:
+        count = sum(1 for other, end in matches if start <= other and end <= start + search.SNIPPET_CHARS)
+        if count > best_count:
+            best_start, best_count = start, count
+    begin = max(0, best_start - search.SNIPPET_CHARS // 4)
+    end = min(len(text), begin + search.SNIPPET_CHARS)
+    begin = max(0, min(begin, end - search.SNIPPET_CHARS))
+    spans = tuple((start - begin, stop - begin) for start, stop in matches if begin <= start and stop <= end)
+    prefix, suffix = ("…" if begin > 0 else ""), ("…" if end < len(text) else "")
+    return prefix + text[begin:end] + suffix, tuple((a + len(prefix), b + len(prefix)) for a, b in spans)
+
+
+def test_a_page_of_one_repeated_word_reads_at_most_500_of_its_matches():
+    """One line of 40,000 copies of "aa" took ~44 s per search (every match counted all others)."""
+    text = "aa " * 40_000
+    pattern = _CountingPattern(search._term_pattern("aa"), most=500)
+    snippet, spans = search.snippet_cut(text, pattern)
+    assert 0 < pattern.pulled <= 500 and search.SNIPPET_MAX_MATCHES <= 500
+    assert len(snippet) <= search.SNIPPET_CHARS + 2 and snippet.startswith("aa")
+    assert spans and all(snippet[start:end] == "aa" for start, end in spans)
+
+
+def test_the_densest_window_is_found_with_a_bounded_number_of_comparisons_per_match():
+    """Work counted, not timed: each match position is compared a constant number of times."""
+    matches = 400  # under the cap, so the cap does not hide quadratic work
+    text = "aa " * matches
+    _Position.compared = 0
+    pattern = _CountingPattern(search._term_pattern("aa"))
+    search.snippet_cut(text, pattern)
+    assert pattern.pulled == matches
+    assert _Position.compared <= 8 * matches, _Position.compared  # quadratic: 2 × 400² = 320,000
+
+
+def test_snippets_are_the_same_as_counting_every_window():
+    import random
+
+    generator = random.Random(20)
+    words = ["warranty", "payment", "bank", "the", "of", "filler", "terms", "增值税", "发票", "a" * 200]
+    for _round in range(300):
+        text = " ".join(generator.choice(words) for _word in range(generator.randint(0, 120)))
+        query = " ".join(generator.sample(["warranty", "payments", "bank", "增值税发票", "aaaa"], 2))
+        pattern = search._term_pattern(query)
+        assert search.snippet_cut(text, pattern) == _snippet_reference(text, pattern), (text, query)
+
+
+def test_only_the_first_characters_of_a_page_are_indexed(client, personas, document, settings):
+    settings.DOCUMENT_SEARCH_PAGE_CHARS = 60
+    manual = document(["Warranty terms of the machine, valid for two years from delivery. Zebra"])
+    client.force_login(personas.member)
+    assert search_page(client, "finance", "zebra").context["results"].documents == []  # past the cap
+    (hit,) = search_page(client, "finance", "warranty").context["results"].documents  # the page still is
+    assert hit.asset.pk == manual.pk and "Zebra" not in hit.pages[0].snippet
+
+
+def test_an_index_holds_at_most_its_token_bound_newest_documents_first(client, personas, document, settings):
+    from assets.documents.retrieval import tokenize
+
+    document(["Warranty of the old machine lasts two years"], "old.pdf")
+    newest = document(["Warranty of the new machine"], "new.pdf")
+    settings.DOCUMENT_SEARCH_MAX_TOKENS = len(tokenize("Warranty of the new machine")) + 1
+    client.force_login(personas.member)
+    results = search_page(client, "finance", "warranty").context["results"]
+    assert [hit.asset.pk for hit in results.documents] == [newest.pk]
+    assert (results.documents_searched, results.documents_left_out) == (1, 1)
+    settings.DOCUMENT_SEARCH_MAX_TOKENS = 2  # not even the newest fits: nothing is indexed, all said
+    results = search_page(client, "finance", "warranty").context["results"]
+    assert results.documents == [] and (results.documents_searched, results.documents_left_out) == (0, 2)
+
+
+def test_one_department_never_flushes_anothers_analyses(client, personas, document, settings, monkeypatch):
+    """The token cache is shared fairly: finance's documents, more than the whole cache, keep
+    within finance's share, so quality's rebuild after a new document reads only that document."""
+    from assets.documents import selectors
+
+    settings.DOCUMENT_SEARCH_DEPARTMENTS = 2
+    settings.DOCUMENT_SEARCH_TOKEN_CACHE = 20  # 10 tokens a department
+    words = "alpha bravo charlie delta echo foxtrot golf hotel"  # 8 tokens
+    document([words[:23]], "q1.pdf", personas.department_b, personas.outsider)  # 4 tokens
+    for number in range(3):
+        document([words], f"f{number}.pdf")
+    read = []
+    real = selectors.document_text
+    monkeypatch.setattr(selectors, "document_text", lambda asset: read.append(asset.original_name) or real(asset))
+
+    client.force_login(personas.outsider)
+    search_page(client, "quality", "nothingmatches")
+    assert read == ["q1.pdf"]
+    client.force_login(personas.member)
+    search_page(client, "finance", "nothingmatches")  # 24 tokens: more than the whole cache
+    assert sorted(read[1:]) == ["f0.pdf", "f1.pdf", "f2.pdf"]
+    document(["india juliet"], "q2.pdf", personas.department_b, personas.outsider)
+    del read[:]
+    client.force_login(personas.outsider)
+    results = search_page(client, "quality", "nothingmatches").context["results"]
+    assert results.documents_searched == 2
+    assert read == ["q2.pdf"]  # q1's analysis was still cached
+
+
+def test_a_search_that_waited_for_a_rebuild_uses_it_instead_of_building_again(monkeypatch):
+    """Searches of one department that find its index stale rebuild it once: the one that waited on
+    the department's build lock finds the index the other built."""
+    from types import SimpleNamespace
+
+    department = SimpleNamespace(pk="waiting-department")
+    monkeypatch.setattr(search, "_searchable", lambda _department: [])
+    builds = []
+
+    def build(department_key, chosen, signature, documents):
+        builds.append(department_key)
+        return search._DepartmentIndex(signature=signature, refs=[], retriever=None, left_out=0)
+
+    monkeypatch.setattr(search, "_department_build", build)
+
+    class BuiltWhileWaiting:
+        """The lock, as the first search leaves it: the index is there when the second gets in."""
+
+        def __enter__(self):
+            build(department.pk, [], None, 0)
+            bounds = [
+                ("DOCUMENT_SEARCH_MAX_PAGES", search.DEFAULT_MAX_PAGES),
+                ("DOCUMENT_SEARCH_PAGE_CHARS", search.DEFAULT_PAGE_CHARS),
+                ("DOCUMENT_SEARCH_MAX_TOKENS", search.DEFAULT_MAX_TOKENS),
+            ]
+            signature = (tuple(search._bound(name, default) for name, default in bounds),)  # no documents
+            search._indexes[department.pk] = search._DepartmentIndex(
+                signature=signature, refs=[], retriever=None, left_out=0
+            )
+
+        def __exit__(self, *_exc):
+            return False
+
+    search._build_locks[department.pk] = BuiltWhileWaiting()
+    try:
+        index, _assets = search._department_index(department)
+    finally:
+        del search._build_locks[department.pk]
+    assert builds == [department.pk]  # only the other search's build
+    assert index is search._indexes[department.pk]
