@@ -18,13 +18,25 @@ each line keeps its box, so the text layer of an Office file has exact boxes
 follow the text as pages, at most ``OFFICE_MAX_IMAGES``, each checked like an uploaded image (a
 damaged or ambiguous one refuses the document); vector pictures (EMF, WMF, SVG) are skipped.
 Layout is deterministic: the upload, the model and the text layer see the same pages.
+
+**Cache**: a stored file is re-read for every page view (thumbnail, ``?page=N``, the extraction
+page, chat), so the read and laid-out document (``_laid_out``: text lines with their boxes, the
+checked embedded images) is kept in a small in-process LRU of ``OFFICE_PAGE_CACHE_DOCUMENTS``
+documents (default 8; 0 turns it off), each at most ``OFFICE_PAGE_CACHE_MB`` (default 32) of
+image bytes. The key is the SHA-256 of the stored plaintext the reader gives (hashed on every
+use: far cheaper than parsing) and the limits that shape the layout, so a file is served only
+its own pages, never another's, and a changed file or limit is read again. Thread-safe; the
+upload's check (``office_inspect``) never uses it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -298,6 +310,62 @@ def _page_count(document: OfficeContent) -> tuple[list[list[Line]], int]:
     return pages, total
 
 
+@dataclass(frozen=True)
+class _LaidOut:
+    document: OfficeContent
+    pages: tuple[tuple[Line, ...], ...]
+    total: int
+
+
+_CACHE: OrderedDict[tuple, _LaidOut] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_HASH_READ = 1024 * 1024
+
+
+def cache_documents() -> int:
+    return getattr(settings, "OFFICE_PAGE_CACHE_DOCUMENTS", 8)
+
+
+def cache_clear() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _cache_key(reader: BinaryIO) -> tuple:
+    digest = hashlib.sha256()
+    reader.seek(0)
+    while chunk := reader.read(_HASH_READ):
+        digest.update(chunk)
+    reader.seek(0)
+    return (digest.hexdigest(), settings.MAX_PDF_PAGES, max_cells(), max_images())
+
+
+def _laid_out(reader: BinaryIO) -> _LaidOut:
+    """The stored file read and laid out (``office_read`` + the layout), from the cache when
+    the same bytes were laid out under the same limits; AssetRejected is never cached."""
+    slots = cache_documents()
+    key = _cache_key(reader) if slots > 0 else None
+    if key is not None:
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                _CACHE.move_to_end(key)
+                return hit
+    reader.seek(0)
+    size = reader.seek(0, io.SEEK_END)
+    document = office_read(reader, size)
+    pages, total = _page_count(document)
+    laid = _LaidOut(document=document, pages=tuple(tuple(lines) for lines in pages), total=total)
+    image_bytes = sum(len(data) for _kind, data in document.images)
+    if key is not None and image_bytes <= getattr(settings, "OFFICE_PAGE_CACHE_MB", 32) * 1024 * 1024:
+        with _CACHE_LOCK:
+            _CACHE[key] = laid
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > slots:
+                _CACHE.popitem(last=False)
+    return laid
+
+
 def office_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
     """The upload's complete check: package, document, every embedded image, the layout."""
     document = office_read(reader, size, check_images=True)
@@ -314,13 +382,11 @@ def office_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> li
 def office_pages_at(reader: BinaryIO, numbers, *, max_side: int, clip: bool = False) -> list[Image.Image]:
     """The pages ``numbers`` (1-based, in the order given) rendered; only those are drawn or
     decoded. A number beyond the document raises PageUnreadable (left out with ``clip``)."""
-    reader.seek(0)
-    size = reader.seek(0, io.SEEK_END)
     try:
-        document = office_read(reader, size)
-        pages, total = _page_count(document)
+        laid = _laid_out(reader)
     except rejections.AssetRejected:
         raise content.PageUnreadable(1) from None
+    document, pages, total = laid.document, laid.pages, laid.total
     images: list[Image.Image] = []
     for number in numbers:
         if not 1 <= number <= total:
@@ -328,7 +394,7 @@ def office_pages_at(reader: BinaryIO, numbers, *, max_side: int, clip: bool = Fa
                 continue
             raise content.PageUnreadable(number)
         if number <= len(pages):
-            page = _render(pages[number - 1])
+            page = _render(list(pages[number - 1]))
             if max(page.size) > max_side:
                 page.thumbnail((max_side, max_side))
             images.append(page)
@@ -345,10 +411,8 @@ def office_document_text(reader: BinaryIO) -> DocumentText:
     """The text layer of an Office file: every text page's lines with their boxes in the
     default page image's pixels (``TextSource.OFFICE``), then one page without text per
     embedded image (its size as ``asset_page_images`` returns it by default)."""
-    reader.seek(0)
-    size = reader.seek(0, io.SEEK_END)
-    document = office_read(reader, size)
-    pages, _total = _page_count(document)
+    laid = _laid_out(reader)
+    document, pages = laid.document, laid.pages
     result = [
         PageText(
             number=number,
@@ -385,13 +449,11 @@ def office_text_extractor(reader: BinaryIO, *, asset, limits) -> Iterator[PageTe
     as laid out (no OCR needed), then each embedded image OCR'd within the job's limits."""
     from assets.documents.text_layer import TextLayerRefused
 
-    reader.seek(0)
-    size = reader.seek(0, io.SEEK_END)
     try:
-        document = office_read(reader, size)
-        pages, total = _page_count(document)
+        laid = _laid_out(reader)
     except rejections.AssetRejected:
         raise TextLayerRefused("unreadable") from None
+    document, pages, total = laid.document, laid.pages, laid.total
     if total > limits.max_pages:
         raise TextLayerRefused("too_many_pages", pages=total, limit=limits.max_pages)
     for number, lines in enumerate(pages, start=1):

@@ -1,0 +1,106 @@
+"""Office page views (thumbnail, ?page=N, the extraction page, chat) reuse the read and laid-out
+document instead of parsing the package again; a file is served only its own pages. The
+documents are generated (python-docx)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from assets.documents import office
+from assets.reading import asset_document_pages, asset_open_reader, asset_page_images
+from tests.assets.test_office_files import docx_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    office.cache_clear()
+    yield
+    office.cache_clear()
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[int]:
+    """Every parse of a package by ``office_read`` (the package check and python-docx)."""
+    calls: list[int] = []
+    original = office.office_read
+
+    def counting(reader, size, **kwargs):
+        calls.append(size)
+        return original(reader, size, **kwargs)
+
+    monkeypatch.setattr(office, "office_read", counting)
+    return calls
+
+
+def fresh(reads: list[int]) -> None:
+    """Start counting from an empty cache (the upload may already have rendered a page)."""
+    office.cache_clear()
+    reads.clear()
+
+
+def one_paragraph_docx(text: str) -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(text)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def page_text(asset) -> list[str]:
+    with asset_open_reader(asset) as reader:
+        return [line.text for line in office.office_document_text(reader).page(1).lines]
+
+
+def test_a_second_page_view_does_not_parse_the_package_again(upload, reads):
+    asset = upload(docx_bytes(), "contract.docx")
+    fresh(reads)
+    first = asset_document_pages(asset, [1])[0]
+    assert len(reads) == 1
+    again = asset_document_pages(asset, [1])[0]
+    picture = asset_document_pages(asset, [2])[0]
+    thumbnails = asset_page_images(asset, max_pages=2)
+    assert page_text(asset)[0] == "Service agreement"
+    assert len(reads) == 1  # five views, one parse
+    assert again.tobytes() == first.tobytes() and picture.size == (64, 48) and len(thumbnails) == 2
+
+
+def test_another_file_is_never_served_from_a_files_cache_entry(upload, reads):
+    first = upload(one_paragraph_docx("Alpha agreement"), "a.docx")
+    second = upload(one_paragraph_docx("Beta agreement"), "b.docx")
+    fresh(reads)
+    assert page_text(first) == ["Alpha agreement"]
+    assert page_text(second) == ["Beta agreement"]
+    assert len(reads) == 2
+    rendered = [asset_document_pages(asset, [1])[0].tobytes() for asset in (first, second)]
+    assert rendered[0] != rendered[1]
+    assert page_text(first) == ["Alpha agreement"] and len(reads) == 2
+
+
+def test_the_cache_is_bounded_and_can_be_turned_off(upload, reads, settings):
+    settings.OFFICE_PAGE_CACHE_DOCUMENTS = 2
+    assets = [upload(one_paragraph_docx(f"Document {number}"), f"{number}.docx") for number in range(3)]
+    fresh(reads)
+    for asset in assets:
+        page_text(asset)
+    assert len(reads) == 3
+    page_text(assets[0])  # the least recently used one was dropped
+    assert len(reads) == 4
+    settings.OFFICE_PAGE_CACHE_DOCUMENTS = 0
+    page_text(assets[0])
+    page_text(assets[0])
+    assert len(reads) == 6
+
+
+def test_a_changed_page_limit_lays_the_file_out_again(upload, reads, settings):
+    asset = upload(docx_bytes(image=False), "contract.docx")
+    fresh(reads)
+    page_text(asset)
+    settings.MAX_PDF_PAGES = 49
+    page_text(asset)
+    assert len(reads) == 2
