@@ -566,6 +566,11 @@ def model_readiness() -> tuple[bool, str]:
         loading = [slot.name for slot in list(_others.values()) if slot.engine is None and slot.error is None]
         if loading:
             return False, f"{MODEL_LOADING}: {', '.join(loading)}"
+        # The loading thread publishes the default engine before it reads which models go beside
+        # it: until it is done, "ready" could be answered with the others not yet begun.
+        loader = _loading_thread
+        if loader is not None and loader.is_alive() and loader is not threading.current_thread():
+            return False, MODEL_LOADING
         info = engine.info()
         # A family served one request at a time (no per-step batching) says so here.
         note = f"; {info.scheduling_note}" if getattr(info, "scheduling", "") == "one_at_a_time" else ""

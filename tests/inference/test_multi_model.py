@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -26,7 +27,7 @@ from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from departments.tenancy import department_scope
 from inference.engine.demo_model import DemoModelSpec
-from inference.engine.errors import ModelLoadError, ModelUnavailable
+from inference.engine.errors import MODEL_LOADING, ModelLoadError, ModelUnavailable
 from inference.engine.manifest import manifest_write
 from inference.registry.models import ActivationKind, ModelActivation, ModelVersion
 from inference.registry.selectors import model_version_active, model_versions_additional
@@ -736,12 +737,31 @@ def test_a_version_loaded_beside_that_becomes_active_is_the_active_one_and_retur
 def test_the_background_load_of_the_serving_process_loads_both(second, admins, runtime_reset, system_context):
     """What the ASGI start-up does (start_loading): the default model, then the one beside it, on
     the loading thread; /readyz's model check is ready only once both are."""
+    import threading
+
+    import inference.registry.selectors as selectors
     from inference.runtime import start_loading
     from tests.support.waiting import wait_until
 
+    # Hold the loading thread between publishing the default engine and reading which models go
+    # beside it: /readyz must not say "ready" in that gap.
+    reached, release = threading.Event(), threading.Event()
+    real = selectors.model_versions_additional
+
+    def held(limit):
+        reached.set()
+        release.wait(120)
+        return real(limit)
+
     model_version_load(version=second, acting_user=admins["system"])
-    start_loading()
-    wait_until(lambda: model_readiness()[0], timeout=120, message="both models are still loading")
+    with mock.patch.object(selectors, "model_versions_additional", held):
+        start_loading()
+        wait_until(reached.is_set, timeout=120, message="the default model is still loading")
+        try:
+            assert model_readiness() == (False, MODEL_LOADING)
+        finally:
+            release.set()
+        wait_until(lambda: model_readiness()[0], timeout=120, message="both models are still loading")
     assert {entry["name"]: entry["ok"] for entry in models_report()} == {"demo-qwen2_5_vl": True, SECOND: True}
     assert require_engine(SECOND).info().manifest_sha256 == second.manifest_sha256
 
