@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -18,6 +18,7 @@ from inference.extraction.services import OPERATORS, rules_validate
 NO_FILE_CHOSEN = _("Choose at least one file.")
 ONE_FILE_ONLY = _("An extraction reads one file; choose one, or start a batch for several.")
 VALUE_NOT_NUMBER = _("Enter a number, e.g. 12800.00.")
+VALUE_NOT_WHOLE = _("Enter a whole number, e.g. 3.")
 VALUE_NOT_JSON = _("Enter JSON for this field (a list or an object), e.g. %(example)s.")
 VALUE_NOT_BOOLEAN = _("Enter true or false.")
 RULE_NEEDS_NUMBER = _("This comparison needs a number.")
@@ -28,6 +29,20 @@ RULE_NEEDS_OPERATOR = _("Choose an operator.")
 RULE_PROBLEM = _("This rule is not usable: %(problem)s")
 RULE_ROWS_MAX = 50
 _RULE_INDEX = re.compile(r"^Rule (\d+): ")
+# A number as a person types one: sign, digits (thousands commas allowed), a decimal point. No
+# exponent and no Infinity/NaN: Decimal("1e999999999") parses, and int() of it would not finish.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3}){1,9}|\d{1,30})?(?:\.\d{0,30})?")
+
+
+def plain_number(text: str) -> int | float | None:
+    """``text`` as a number (an int when written without a point), or None when it is not a plain
+    decimal number of at most 30 digits each side of the point."""
+    text = text.strip()
+    if not _PLAIN_NUMBER.fullmatch(text) or not any(ch.isdigit() for ch in text):
+        return None
+    number = Decimal(text.replace(",", ""))
+    return int(number) if "." not in text else float(number)
+
 
 # Operators in the editor's list, with what each means (the list rules_validate accepts).
 OPERATOR_LABELS = {
@@ -109,12 +124,14 @@ class CorrectionForm(forms.Form):
         text = cleaned["value"].strip()
         kind = field_type(self.schema, path)
         if kind in ("number", "integer"):
-            try:
-                number = Decimal(text.replace(",", ""))
-            except InvalidOperation:
+            number = plain_number(text)
+            if number is None:
                 self.add_error("value", VALUE_NOT_NUMBER)
                 return cleaned
-            cleaned["value"] = int(number) if kind == "integer" or number == number.to_integral() else float(number)
+            if kind == "integer" and number != int(number):
+                self.add_error("value", VALUE_NOT_WHOLE)
+                return cleaned
+            cleaned["value"] = int(number) if kind == "integer" or number == int(number) else number
         elif kind in ("array", "object"):
             try:
                 value = json.loads(text or ("[]" if kind == "array" else "{}"))
@@ -150,14 +167,6 @@ class RuleRow:
     @property
     def empty(self) -> bool:
         return not any((self.field.strip(), self.value.strip(), self.outcome.strip(), self.message.strip()))
-
-
-def _number(text: str) -> int | float | None:
-    try:
-        number = Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
-    return int(number) if number == number.to_integral() and "." not in text else float(number)
 
 
 def rule_rows_from_rules(rules: list) -> list[RuleRow]:
@@ -202,12 +211,12 @@ def _rule_of(row: RuleRow) -> dict:
     if row.outcome or row.op != "grounded":  # a grounded rule has an outcome of its own
         rule["outcome"] = row.outcome
     if row.op == "in":
-        rule["value"] = [_number(part) if _number(part) is not None else part for part in _split(row.value)]
+        rule["value"] = [plain_number(part) if plain_number(part) is not None else part for part in _split(row.value)]
     elif row.op in ("gt", "gte", "lt", "lte"):
-        number = _number(row.value)
+        number = plain_number(row.value)
         rule["value"] = number if number is not None else row.value
     elif row.op in ("eq", "ne"):
-        number = _number(row.value)
+        number = plain_number(row.value)
         rule["value"] = number if number is not None else row.value
     elif row.op not in ("missing", "grounded"):
         rule["value"] = row.value

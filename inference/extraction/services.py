@@ -564,16 +564,23 @@ def extraction_owner_id(extraction: Extraction) -> int | None:
     return batch.requested_by_id if batch is not None else None
 
 
-def extraction_field_paths(extraction: Extraction) -> list[str]:
-    """The fields a reviewer may correct: the template's top-level properties, then any other
-    top-level key of the result (a template edited since)."""
+def extraction_correctable_paths(extraction: Extraction) -> list[str]:
+    """The fields a reviewer may correct: the template's top-level properties, its required ones
+    first. Never a key the model invented: a correction's field is stored and audited in the
+    clear, and the model's own keys are content read from the file."""
     template = extraction.template
     schema = template.json_schema if template is not None and isinstance(template.json_schema, dict) else {}
     properties = [name for name in (schema.get("properties") or {}) if isinstance(name, str)]
     # The required fields in their listed order first: a stored schema's properties may come back
     # reordered (PostgreSQL's jsonb keeps no key order), its required list does not.
     required = [name for name in schema.get("required") or [] if name in properties]
-    paths = list(dict.fromkeys([*required, *properties]))
+    return list(dict.fromkeys([*required, *properties]))
+
+
+def extraction_field_paths(extraction: Extraction) -> list[str]:
+    """The fields a result page and an export show: the correctable ones, then any other top-level
+    key of the result (a template edited since, or a key the schema left open), shown only."""
+    paths = extraction_correctable_paths(extraction)
     if isinstance(extraction.result, dict):
         paths += [name for name in extraction.result if name not in paths]
     return paths
@@ -605,7 +612,7 @@ def extraction_correct(*, extraction: Extraction, field_path: str, value: Any, n
         owner_id=extraction_owner_id(extraction),
         obj=extraction,
     )
-    if field_path not in extraction_field_paths(extraction):
+    if field_path not in extraction_correctable_paths(extraction):
         raise ValidationError({"field_path": CORRECTION_FIELD_UNKNOWN.format(field=field_path)})
     with transaction.atomic(durable=True), department_scope(department):
         correction = ExtractionCorrection(
@@ -667,6 +674,7 @@ def task_template_rules_set(*, template: TaskTemplate, rules: list, acting_user:
 __all__ = [
     "InferenceError",
     "extraction_correct",
+    "extraction_correctable_paths",
     "extraction_run",
     "rules_evaluate",
     "rules_validate",

@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.permissions import Action, allowed, department_object_get, requires
+from accounts.permissions import Action, allowed, authorize_request, department_object_get, requires
 from assets.content import KINDS, DecodeBusy
 from assets.documents.model_pages import page_png
 from assets.documents.pages import DocumentText, TextSource
@@ -41,6 +41,7 @@ from inference.extraction.models import BatchJob, Extraction, ExtractionStatus
 from inference.extraction.services import (
     MAX_PAGES,
     extraction_correct,
+    extraction_correctable_paths,
     extraction_corrections_latest,
     extraction_field_paths,
     extraction_owner_id,
@@ -55,8 +56,6 @@ from inference.registry.services import ModelNotEnabled, ModelNotFound, VersionN
 FILES_SHOWN = 200
 RECENT_SHOWN = 20
 PAGE_SIDE = 1200
-# Keys the documents work adds to a result beside the template's fields (docs/extraction.md).
-RESULT_EXTRA_KEYS = ("grounding", "pages")
 
 
 def _templates(department) -> list[TaskTemplate]:
@@ -245,15 +244,11 @@ def _value_html(value: Any) -> SafeString:
 
 
 def _result_extras(extraction: Extraction) -> tuple[dict, list[int]]:
-    """(grounding by field path, the pages the model was shown) where the result records them."""
-    sources = [extraction.result if isinstance(extraction.result, dict) else {}, extraction.usage or {}]
-    grounding: dict = {}
-    pages: list[int] = []
-    for source in sources:
-        if not grounding and isinstance(source.get("grounding"), dict):
-            grounding = source["grounding"]
-        if not pages and isinstance(source.get("pages"), list):
-            pages = [page for page in source["pages"] if isinstance(page, int) and page >= 1]
+    """(grounding by field path, the pages the model was shown), as the platform recorded them in
+    the extraction's usage; never from the result, which is the model's answer."""
+    usage = extraction.usage if isinstance(extraction.usage, dict) else {}
+    grounding = usage.get("grounding") if isinstance(usage.get("grounding"), dict) else {}
+    pages = [page for page in usage.get("pages") or [] if isinstance(page, int) and page >= 1]
     return grounding, pages
 
 
@@ -319,7 +314,8 @@ def _box(grounding: Any) -> dict | None:
 @require_GET
 def extraction_result(request: HttpRequest, department_slug: str, extraction_id: str) -> HttpResponse:
     extraction = _extraction(request, extraction_id)
-    return _result_page(request, extraction, CorrectionForm(paths=extraction_field_paths(extraction), schema=None))
+    form = CorrectionForm(paths=extraction_correctable_paths(extraction), schema=None)
+    return _result_page(request, extraction, form)
 
 
 def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionForm, status: int = 200) -> HttpResponse:
@@ -337,9 +333,8 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
             boxes.setdefault(box["page"], []).append({**box, "field": leaf})
             placed.setdefault(_top_level(leaf), box)
     rows = []
+    correctable = set(extraction_correctable_paths(extraction))
     for path in extraction_field_paths(extraction):
-        if path in RESULT_EXTRA_KEYS and path not in ((schema or {}).get("properties") or {}):
-            continue
         correction = corrections.get(path)
         box = placed.get(path)
         rows.append(
@@ -348,6 +343,7 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
                 "extracted": _value_html(result.get(path)),
                 "kind": field_type(schema, path),
                 "correction": correction,
+                "correctable": path in correctable,
                 "edit_text": value_text(correction.value) if correction is not None else value_text(result.get(path)),
                 "corrected": _value_html(correction.value) if correction is not None else None,
                 "grounded": box,
@@ -398,8 +394,10 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
 @require_POST
 def extraction_correct_view(request: HttpRequest, department_slug: str, extraction_id: str) -> HttpResponse:
     extraction = _extraction(request, extraction_id)
+    # Who may review is decided before anything posted is read (the service decides again).
+    authorize_request(request, Action.EXTRACTION_REVIEW, owner_id=extraction_owner_id(extraction), obj=extraction)
     schema = extraction.template.json_schema if extraction.template is not None else None
-    form = CorrectionForm(request.POST, paths=extraction_field_paths(extraction), schema=schema)
+    form = CorrectionForm(request.POST, paths=extraction_correctable_paths(extraction), schema=schema)
     if form.is_valid():
         try:
             extraction_correct(

@@ -6,13 +6,15 @@ in a 500 or a websocket closed with 1011: nesting deep enough to exhaust the int
 recursion limit (``RecursionError``, not a ``ValueError``), and ``\\ud800``-style escapes that
 decode to lone surrogates — strings that cannot be encoded as UTF-8, so the audit trail, the
 database and the model's tokenizer fail on them later. Both are refused here, at the edge, with
-a message the caller can act on. ``NaN`` and ``Infinity`` are refused too (not JSON).
+a message the caller can act on. ``NaN`` and ``Infinity`` are refused too (not JSON), and so is
+a number too large for a float (``1e999``, which Python reads as infinity).
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import math
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +28,7 @@ MAX_JSON_DEPTH = 64
 JSON_TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted."
 JSON_LONE_SURROGATE = "JSON text holds a \\u escape of a lone surrogate (U+D800 to U+DFFF), which is not a character."
 JSON_CONSTANT = "JSON text holds {constant}, which is not a JSON number."
+JSON_OUT_OF_RANGE = "JSON text holds the number {number}, which is out of range."
 JSON_INVALID = "JSON parse error: {problem}"
 BODY_TOO_LARGE = "The request body is larger than the limit of {limit_mb} MB."
 
@@ -41,6 +44,13 @@ class JsonRejected(ValueError):
 
 def _constant(name: str) -> Any:
     raise JsonRejected(JSON_CONSTANT.format(constant=name), "constant")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise JsonRejected(JSON_OUT_OF_RANGE.format(number=text[:40]), "constant")
+    return number
 
 
 def _check_string(text: str) -> None:
@@ -74,7 +84,7 @@ def json_check(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
 def json_strict_loads(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that raises only ``JsonRejected`` (a ``ValueError``) for anything refused."""
     try:
-        value = json.loads(text, parse_constant=_constant)
+        value = json.loads(text, parse_constant=_constant, parse_float=_finite)
     except RecursionError:
         raise JsonRejected(JSON_TOO_DEEP, "too_deep") from None
     except JsonRejected:

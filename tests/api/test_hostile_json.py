@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.strict_json import JSON_CONSTANT, JSON_LONE_SURROGATE, JSON_TOO_DEEP
+from config.strict_json import JSON_CONSTANT, JSON_LONE_SURROGATE, JSON_OUT_OF_RANGE, JSON_TOO_DEEP
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +28,11 @@ HOSTILE_BODIES = {
     ),
     "lone low surrogate in a key": ('{"model": "m", "\\udfff": 1, "messages": []}', JSON_LONE_SURROGATE),
     "NaN": ('{"model": "m", "messages": [], "temperature": NaN}', JSON_CONSTANT.format(constant="NaN")),
+    # Python reads 1e999 as infinity: stored in a JSON column it would fail (not JSON) as a 500.
+    "a number past a float's range": (
+        '{"model": "m", "messages": [], "temperature": -1e999}',
+        JSON_OUT_OF_RANGE.format(number="-1e999"),
+    ),
 }
 
 

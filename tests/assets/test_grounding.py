@@ -170,6 +170,8 @@ def test_every_leaf_of_an_object_is_grounded_by_path():
                 "items": {"type": "object", "properties": {"qty": {"type": "integer", "description": "数量"}}},
             },
             "seller": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "paid": {"type": "boolean"},
+            "missing_text": {"type": "string"},
         },
     }
     value = {
@@ -179,6 +181,7 @@ def test_every_leaf_of_an_object_is_grounded_by_path():
         "seller": {"name": "Beijing ACME Tech Co., Ltd.", "country": None},
         "paid": True,
         "missing_text": "上海某某机械有限公司",
+        "1,234.56": "a key the schema does not declare",  # left out: keys come from the schema
     }
     found = ground_fields(INVOICE, value, schema=schema)
     assert set(found) == {"total", "tax_rate", "items[0].qty", "items[1].qty", "seller.name", "missing_text"}

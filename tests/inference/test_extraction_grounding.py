@@ -317,3 +317,27 @@ def test_extraction_ground_keeps_coordinates_only():
     assert set(grounding["total"]) == {"page", "box", "source", "width", "height"}
     assert grounding["total"]["page"] == 1 and grounding["total"]["source"] == "ocr"
     assert extraction_ground({"total": 12800}, schema=None, document=None) == {"total": {"ungrounded": True}}
+
+
+def test_with_a_schema_only_the_paths_it_declares_are_grounded():
+    """Grounding is kept in the clear (usage): its paths come from the template, never from a key
+    the model made up, which is content read from the file, at any depth."""
+    from assets.documents.pages import DocumentText, Line, PageText, TextSource
+
+    page = PageText(1, (Line("合计：¥12,800.00 张三", (10, 20, 210, 40)),), TextSource.OCR, 300, 400)
+    schema = {
+        "type": "object",
+        "properties": {
+            "total": {"type": "number"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+            "free": {"type": "object"},
+        },
+    }
+    answer = {
+        "total": 12800,
+        "张三 110101199003074512": "张三",
+        "items": [{"name": "张三", "身份证 110101199003074512": "x"}],
+        "free": {"住址 北京": "x"},
+    }
+    grounding = extraction_ground(answer, schema=schema, document=DocumentText((page,)))
+    assert set(grounding) == {"total", "items[0].name"}

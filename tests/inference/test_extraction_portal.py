@@ -350,6 +350,70 @@ def test_a_bad_value_is_shown_and_nothing_is_stored(personas, stored_result):
         assert not ExtractionCorrection.objects.exists()
 
 
+@pytest.mark.parametrize("value", ["1e999999999", "Infinity", "-NaN", "sNaN", "1" * 31, "1,2345", "12 800"])
+def test_a_number_is_plain_digits_and_anything_else_is_refused_at_once(personas, stored_result, value):
+    """Decimal("1e999999999") parses, and making an int of it never finishes: a reviewer's number
+    is digits, an optional sign, point and thousands commas, or it is refused."""
+    extraction = stored_result(requested_by=personas.member)
+    response = sign_in(personas.member).post(
+        url("correct", extraction.pk), {"field_path": "total_amount", "value": value}
+    )
+    assert response.status_code == 400
+    assert zh(forms.VALUE_NOT_NUMBER) in response.content.decode()
+    with department_scope(personas.department_a):
+        assert not ExtractionCorrection.objects.exists()
+
+
+def test_the_correction_form_reads_numbers_by_the_schema_type():
+    schema = {"properties": {"count": {"type": "integer"}, "amount": {"type": "number"}}}
+
+    def clean(path, value):
+        form = forms.CorrectionForm({"field_path": path, "value": value}, paths=["count", "amount"], schema=schema)
+        return form.cleaned_data["value"] if form.is_valid() else form.errors["value"][0]
+
+    assert clean("amount", "12,900.50") == 12900.5 and clean("amount", "12800.00") == 12800
+    assert clean("amount", "-.5") == -0.5 and clean("count", "+3") == 3
+    assert clean("count", "3.5") == str(forms.VALUE_NOT_WHOLE)
+    assert clean("amount", "1e3") == str(forms.VALUE_NOT_NUMBER)
+    # The rules editor reads its numbers the same way: an exponent stays text, refused as no number.
+    assert forms.plain_number("1e999999999") is None and forms.plain_number("1,000,000") == 1000000
+
+
+def test_a_key_the_model_added_is_shown_but_neither_corrected_nor_its_grounding_read(personas, stored_result):
+    """Correctable fields are the template's: a key the model made up is content read from the
+    file, and a correction's field is stored and audited in the clear. Grounding and pages come
+    from usage only, never from the model's answer."""
+    invented = "张三 110101199003074512"
+    result = {
+        **INVOICE,
+        invented: "x",
+        "grounding": {"total_amount": {"page": 1, "box": [16, 12, 48, 24], "source": "ocr", "width": 64, "height": 48}},
+        "pages": [3],
+    }
+    extraction = stored_result(requested_by=personas.member, result=result)
+    client = sign_in(personas.member)
+    page = client.get(url("result", extraction.pk)).content.decode()
+    row = page.split(f'<tr data-field="{invented}">', 1)[1].split("</tr>", 1)[0]
+    assert "edit-field" not in row  # shown, with no Correct button
+    total = page.split('<tr data-field="total_amount">', 1)[1].split("</tr>", 1)[0]
+    assert "edit-field" in total and "badge grounded" not in total and 'id="page-3"' not in page
+    response = client.post(url("correct", extraction.pk), {"field_path": invented, "value": "y"})
+    assert response.status_code == 400
+    with department_scope(personas.department_a):
+        assert not ExtractionCorrection.objects.exists()
+    assert not AuditEntry.objects.filter(event_type="extraction.correct").exists()
+
+
+def test_who_may_not_review_is_refused_before_the_value_is_read(personas, stored_result):
+    admins_result = stored_result(requested_by=personas.admin)
+    response = sign_in(personas.member).post(
+        url("correct", admins_result.pk), {"field_path": "total_amount", "value": "1e999999999"}
+    )
+    assert response.status_code == 403  # not 400: the value was never parsed
+    denial = AuditEntry.objects.filter(event_type="access.denied").latest("sequence")
+    assert denial.details["action"] == "extraction.review"
+
+
 def test_only_the_owner_or_the_department_administrator_corrects(personas, stored_result):
     admins_result = stored_result(requested_by=personas.admin)
     assert (

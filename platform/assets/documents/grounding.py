@@ -469,16 +469,22 @@ def ground_value(
     return DocumentIndex(document, pages=pages).ground(value, labels=labels)
 
 
-def _leaves(value: Any, schema: dict | None, path: str, name: str) -> Iterator[tuple[str, Any, list[str]]]:
-    schema = schema if isinstance(schema, dict) else {}
+def _leaves(
+    value: Any, schema: dict | None, path: str, name: str, *, declared_only: bool
+) -> Iterator[tuple[str, Any, list[str]]]:
     if isinstance(value, dict):
-        properties = schema.get("properties") or {}
+        properties = (schema.get("properties") if isinstance(schema, dict) else None) or {}
         for key, item in value.items():
-            yield from _leaves(item, properties.get(key), f"{path}.{key}" if path else str(key), str(key))
+            # With a schema, only the keys it declares: a path is kept in the clear beside the
+            # sealed result, and a key the model made up is content read from the file.
+            if declared_only and key not in properties:
+                continue
+            child_path = f"{path}.{key}" if path else str(key)
+            yield from _leaves(item, properties.get(key), child_path, str(key), declared_only=declared_only)
     elif isinstance(value, list):
-        items = schema.get("items")
+        items = schema.get("items") if isinstance(schema, dict) else None
         for index, item in enumerate(value):
-            yield from _leaves(item, items, f"{path}[{index}]", name)
+            yield from _leaves(item, items, f"{path}[{index}]", name, declared_only=declared_only)
     elif value is not None and not isinstance(value, bool) and value != "":
         yield path, value, labels_of(name, schema)
 
@@ -488,9 +494,11 @@ def ground_fields(
 ) -> dict[str, Grounding | None]:
     """``ground_value`` for every leaf of an extracted object, keyed by path (``seller.name``,
     ``anomalies[0].type``); labels come from the schema's property names and descriptions.
-    Nulls, booleans and empty strings are left out (nothing to look for)."""
+    Nulls, booleans and empty strings are left out (nothing to look for). With a schema, only the
+    paths it declares are grounded (an object key it does not name is left out)."""
     index = DocumentIndex(document, pages=pages)
-    return {path: index.ground(leaf, labels=labels) for path, leaf, labels in _leaves(value, schema, "", "")}
+    leaves = _leaves(value, schema, "", "", declared_only=schema is not None)
+    return {path: index.ground(leaf, labels=labels) for path, leaf, labels in leaves}
 
 
 __all__ = ["DocumentIndex", "Grounding", "ground_fields", "ground_value", "labels_of", "normalise"]
