@@ -275,13 +275,22 @@ MODEL_DOES_NOT_FIT = (
 )
 MODEL_NOT_LOADED = "The model '{model}' is not loaded on this server."
 MODEL_STILL_LOADING = "The model '{model}' is still loading."
-MODEL_LOAD_FAILED = "The model '{model}' could not be loaded: {error}"
+# Why the load failed (paths, library messages) is the operators' (the log, /readyz), not a caller's.
+MODEL_LOAD_FAILED = "The model '{model}' could not be loaded on this server."
 
 
 class ModelNotLoaded(ModelUnavailable):
     """A request named a model this process has not loaded (503: not available here now)."""
 
     code = "model_not_loaded"
+
+
+class ModelStillLoading(ModelNotLoaded):
+    """A request named a model beside the default one that is still loading (503). A kind of
+    ModelNotLoaded, so that whether the caller may use that model is decided (and a refusal
+    recorded) before it is told to wait."""
+
+    code = ModelUnavailable.code
 
 
 @dataclass(frozen=True)
@@ -626,8 +635,8 @@ def require_engine(model: str | None = None) -> Engine:
             return slot.engine
         if slot.name == model:
             if slot.error is not None:
-                raise ModelNotLoaded(MODEL_LOAD_FAILED.format(model=model, error=slot.error))
-            raise ModelUnavailable(MODEL_STILL_LOADING.format(model=model))
+                raise ModelNotLoaded(MODEL_LOAD_FAILED.format(model=model))
+            raise ModelStillLoading(MODEL_STILL_LOADING.format(model=model))
     raise ModelNotLoaded(MODEL_NOT_LOADED.format(model=model))
 
 

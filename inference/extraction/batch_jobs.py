@@ -224,16 +224,22 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
         if template is None or not template.is_active:
             _finish(job, BatchStatus.FAILED, "the template was removed or deactivated")
             return job
-        try:
-            # The model it named, or the department's default — only one the department may use
-            # now (a model disabled since the batch began refuses, recorded, and the batch stops).
-            engine = engine or model_engine_for(
+        handed_in = engine
+
+        def engine_now():
+            # The model it named, or the department's default — only one the requester and the
+            # department may use now: asked again before every file, so a model disabled (or a
+            # requester removed) while the batch runs refuses, recorded, and the batch stops.
+            return handed_in or model_engine_for(
                 subject=job.api_key or job.requested_by,
                 department=job.department,
                 requested=job.model_name or None,
                 action=_batch_action(job.api_key),
                 batch=str(job.pk),
             )
+
+        try:
+            engine_now()
         except (InferenceError, Refused) as exc:
             _finish(job, BatchStatus.FAILED, str(exc))
             return job
@@ -245,6 +251,11 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
                 return job
             if asset_id in done:
                 continue
+            try:
+                engine = engine_now()
+            except (InferenceError, Refused) as exc:
+                _finish(job, BatchStatus.FAILED, str(exc))
+                return job
             try:
                 asset = asset_get(department=job.department, asset_id=asset_id, actor=job.api_key, purpose="batch")
             except Exception:  # AssetNotFound (audited): gone or never ours

@@ -42,8 +42,11 @@ from inference.registry.services import (
 )
 from inference.runtime import (
     MODEL_DOES_NOT_FIT,
+    MODEL_LOAD_FAILED,
+    MODEL_STILL_LOADING,
     MemoryFree,
     ModelNotLoaded,
+    ModelStillLoading,
     engine_override,
     engines_load,
     engines_loaded,
@@ -205,7 +208,34 @@ def test_a_model_that_does_not_fit_is_refused_and_the_default_one_serves(
     assert "the host's RAM has 0 MiB free" in failure.details["error"]
     with pytest.raises(ModelNotLoaded) as refused:
         require_engine(SECOND)
-    assert "could not be loaded" in str(refused.value)
+    # Why it failed is the operators' (the log, /readyz, the audit entry), not the caller's.
+    assert str(refused.value) == MODEL_LOAD_FAILED.format(model=SECOND) and "MiB" not in str(refused.value)
+
+
+@pytest.mark.django_db
+def test_naming_a_model_still_loading_is_decided_and_recorded_before_the_wait(
+    second, admins, personas, runtime_reset, monkeypatch, system_context
+):
+    """A model beside the default one that is still loading: a department that may not use it is
+    refused as for any model (recorded); one that may is told to wait (503), recorded too."""
+    import inference.runtime as runtime
+    from accounts.permissions import Action
+    from inference.registry.services import ModelNotEnabled, model_engine_for
+
+    runtime.get_engine()
+    loading = runtime._Slot(SECOND, second.manifest_sha256, progress=runtime.LoadProgress(runtime.LOAD_STAGE_STARTING))
+    monkeypatch.setitem(runtime._others, second.manifest_sha256, loading)
+    asked = {"subject": personas.member, "department": personas.department_a, "requested": SECOND}
+    with pytest.raises(ModelNotEnabled):
+        model_engine_for(**asked, action=Action.CHAT)
+    assert denials().first().details["reason"] == "the model is not enabled for the department"
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=True, acting_user=personas.admin
+    )
+    with pytest.raises(ModelStillLoading) as waiting:
+        model_engine_for(**asked, action=Action.CHAT)
+    assert waiting.value.code == "model_unavailable" and str(waiting.value) == MODEL_STILL_LOADING.format(model=SECOND)
+    assert denials().first().details["reason"] == "the model is not loaded"
 
 
 # --- two models loaded at once, each channel routed by the model it names -----------------------------
@@ -489,6 +519,30 @@ def test_a_batch_names_its_model_for_every_file(
     assert refused.status_code == 200 and "not enabled for this department" in refused.content.decode()
     with department_scope(personas.department_a):
         assert BatchJob.objects.count() == 2
+
+    # Disabled while the batch runs, after its first file: asked again before the next one.
+    import inference.extraction.batch_jobs as batch_jobs
+
+    department_model_access_set(
+        department=personas.department_a, version=second, enabled=True, acting_user=personas.admin
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(url, {"template": "vat-invoice", "assets": ids, "model": SECOND, "batch": ""})
+    with department_scope(personas.department_a):
+        running = BatchJob.objects.filter(requested_by=personas.member).order_by("-created_at").first()
+    real = batch_jobs._extract_with_patience
+
+    def first_then_disable(**kwargs):
+        extraction = real(**kwargs)
+        department_model_access_set(
+            department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+        )
+        return extraction
+
+    with mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable):
+        halted = batch_run(running.pk)
+    assert halted.status == "failed" and "not enabled" in halted.error and halted.processed == 1
+    assert denials().first().details["batch"] == str(running.pk)
 
 
 # --- the websocket chat --------------------------------------------------------------------------------
