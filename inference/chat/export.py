@@ -88,13 +88,32 @@ def conversation_export_data(*, conversation: Conversation, messages: list[Conve
     }
 
 
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>!|~#])")
+_BACKTICK_RUNS = re.compile(r"`+")
+
+
+def _inline(text: Any) -> str:
+    """A name or title as plain text on one Markdown line: what would start a link, an image (a
+    remote fetch when the file is opened), HTML or emphasis is escaped, line breaks become spaces."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _fenced(text: str) -> list[str]:
+    """A message as a code block whose fence is longer than any run of backticks in it: what the
+    model or a person wrote is shown as written, never read as links, images, HTML or headings
+    (a message could otherwise forge another turn of the conversation)."""
+    longest = max((len(run) for run in _BACKTICK_RUNS.findall(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}text", text, fence]
+
+
 def _markdown(data: dict[str, Any]) -> str:
     conversation = data["conversation"]
     lines = [
-        f"# {conversation['title'] or _('Untitled')}",
+        f"# {_inline(conversation['title'] or _('Untitled'))}",
         "",
-        f"- {_('Department')}: {conversation['department']}",
-        f"- {_('Owner')}: {conversation['owner']}",
+        f"- {_('Department')}: {_inline(conversation['department'])}",
+        f"- {_('Owner')}: {_inline(conversation['owner'])}",
         f"- {_('Created')}: {conversation['created_at']}",
         f"- {_('Last activity')}: {conversation['updated_at']}",
         f"- {_('Exported')}: {data['exported_at']}",
@@ -105,10 +124,10 @@ def _markdown(data: dict[str, Any]) -> str:
         lines += ["---", "", f"## {roles.get(message['role'], message['role'])} · {message['created_at']}", ""]
         if message["status"] != "complete":
             lines += [f"*{_('Status')}: {message['status']}*", ""]
-        lines += [message["text"] or "", ""]
+        lines += [*_fenced(message["text"] or ""), ""]
         if message["attachments"]:
             lines.append(f"{_('Attachments')}:")
-            lines += [f"- {name}" for name in message["attachments"]]
+            lines += [f"- {_inline(name)}" for name in message["attachments"]]
             lines.append("")
         if message["role"] == MessageRole.ASSISTANT:
             usage = message["usage"]
