@@ -15,6 +15,10 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 END_BEFORE_START = _("The last day must not come before the first day.")
 RANGE_TOO_LONG = _("Choose at most %(days)s days.")
+DAY_OUT_OF_RANGE = _("Choose a day between %(first)s and %(last)s.")
+# The days a usage page can cover: far from date's limits, so that a range's arithmetic (a default
+# 30 days either side, the day after the last as a bound) never overflows into a 500.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9000, 12, 31)
 
 
 class UsageFilterForm(forms.Form):
@@ -39,6 +43,12 @@ class UsageFilterForm(forms.Form):
         if self.errors:
             return cleaned
         start, end = cleaned.get("start"), cleaned.get("end")
+        for name, day in (("start", start), ("end", end)):
+            if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+                bounds = {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()}
+                self.add_error(name, forms.ValidationError(DAY_OUT_OF_RANGE, params=bounds))
+        if self.errors:
+            return cleaned
         if end is None and start is None:
             end = self.today
         elif end is None:  # from the first day, up to 30 days but not past today

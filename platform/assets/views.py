@@ -7,6 +7,8 @@ helper), so a foreign id is a 404 with an audited denial on every path.
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -18,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.activity import background
-from accounts.permissions import Action, allowed, requires
+from accounts.permissions import Action, allowed, object_not_found, requires
 from assets.content import KINDS, DecodeBusy
 from assets.documents.views import text_layer_context, text_layer_list_attach, text_layer_statuses
 from assets.models import Asset
@@ -35,6 +37,7 @@ from assets.uploads import RequestUpload
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.models import Classification
+from departments.tenancy import all_departments
 
 # Served bytes are never interpreted by the browser: no scripts, no plugins, no framing.
 _LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
@@ -132,8 +135,39 @@ def file_detail(request: HttpRequest, department_slug: str, asset_id: str) -> Ht
 @require_GET
 def file_text_status(request: HttpRequest, department_slug: str) -> HttpResponse:
     """``{"files": {id: status}}`` of the text layers of the files named by ``id`` (at most 100);
-    ids not in the department are left out. Progress only: no text of any file."""
-    return JsonResponse({"files": text_layer_statuses(request.GET.getlist("id")[:100])})
+    ids not in the department are left out, and asking for another department's is recorded as a
+    refusal (one entry a request). Progress only: no text of any file."""
+    ids = request.GET.getlist("id")[:100]
+    statuses = text_layer_statuses(ids)
+    unanswered = {parsed for parsed in map(_uuid_or_none, ids) if parsed is not None and str(parsed) not in statuses}
+    if unanswered:
+        with all_departments(reason="classify refused file ids for the audit entry (never returned)"):
+            foreign = sorted(
+                str(pk)
+                for pk in Asset.objects.filter(pk__in=unanswered)
+                .exclude(department=request.department)
+                .values_list("pk", flat=True)
+            )
+        if foreign:
+            object_not_found(
+                action=Action.ASSET_VIEW,
+                subject=request.user,
+                model=Asset,
+                object_id=foreign[0],
+                reason="file of another department",
+                department=request.department,
+                path=request.path,
+                purpose="text_status",
+                files=len(foreign),
+            )
+    return JsonResponse({"files": statuses})
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 @requires(Action.ASSET_VIEW)

@@ -96,6 +96,12 @@ def test_progress_is_shown_on_the_list_and_by_the_status_poll(client, personas, 
     client.force_login(personas.outsider)
     foreign = client.get(reverse("assets:text-status", args=[personas.department_b.slug]), {"id": str(asset.pk)})
     assert foreign.status_code == 200 and foreign.json() == {"files": {}}
+    denial = AuditEntry.objects.filter(event_type="access.denied").latest("sequence")  # and it is recorded
+    assert (denial.object_id, denial.details["reason"], denial.details["files"]) == (
+        str(asset.pk),
+        "file of another department",
+        1,
+    )
     assert client.get(reverse("assets:text-status", args=[personas.department_a.slug])).status_code == 404
 
 
