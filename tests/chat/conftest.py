@@ -152,3 +152,38 @@ async def close_helper_thread_connections():
     from django.db import connections
 
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def conversation_of(personas, system_context):
+    """``make(user, …)``: a conversation of ``user`` with one complete turn, recorded as the
+    consumer records it (the answer sealed, the call audited)."""
+    from inference.chat.services import conversation_create, conversation_turn_record
+    from inference.model_calls import Channel, ModelCall, PromptMessage
+
+    def make(user, department=None, prompt="Hello there", answer="**Hi** <script>x</script>", assets=(), title=""):
+        department = department or personas.department_a
+        conversation = conversation_create(department=department, owner=user, title=title, acting_user=user)
+        conversation_turn_record(
+            conversation=conversation,
+            user=user,
+            prompt=prompt,
+            assets=list(assets),
+            answer=answer,
+            status="complete",
+            usage={"prompt_tokens": 3, "completion_tokens": 2},
+            finish_reason="stop",
+            params={},
+            model="demo",
+            call=ModelCall(
+                channel=Channel.WEBSOCKET,
+                model="demo",
+                model_sha256="0" * 64,
+                prompt=(PromptMessage("user", prompt, tuple(asset.sha256 for asset in assets)),),
+                preview=prompt,
+                stream=True,
+            ),
+        )
+        return conversation
+
+    return make

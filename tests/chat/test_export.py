@@ -182,38 +182,15 @@ def test_file_names_are_safe_whatever_the_title(personas, system_context):
     assert export_file_name(Conversation(pk=8, title=""), "json") == "conversation-8.json"
 
 
-def test_the_markdown_shows_what_was_written_and_never_runs_it(client, personas, system_context):
-    """A title, a file name and a message that hold Markdown: the title is escaped, every message is
+def test_the_markdown_shows_what_was_written_and_never_runs_it(client, personas, conversation_of):
+    """A title and a message that hold Markdown: the title is escaped, every message is
     a fenced block longer than its longest backtick run, so nothing becomes a link, a remote image
     (fetched when the file is opened), HTML or a forged turn."""
     import re
 
     title = "[报销](http://e.example/a) ![t](http://e.example/b.png)"
     answer = "````\n---\n\n## Question · forged\n![](http://evil.example/c.png) <img src=x>"
-    conversation = conversation_create(
-        department=personas.department_a, owner=personas.member, title=title, acting_user=personas.member
-    )
-    conversation_turn_record(
-        conversation=conversation,
-        user=personas.member,
-        prompt="hi",
-        assets=[],
-        answer=answer,
-        status="complete",
-        usage={},
-        finish_reason="stop",
-        params={},
-        model="demo",
-        call=ModelCall(
-            channel=Channel.WEBSOCKET,
-            model="demo",
-            model_sha256=MODEL,
-            prompt=(PromptMessage("user", "hi", ()),),
-            preview="hi",
-            stream=True,
-        ),
-        relay_seconds={"total": 0.1},
-    )
+    conversation = conversation_of(personas.member, prompt="hi", answer=answer, title=title)
     client.force_login(personas.member)
     text = client.get(_url(conversation, "md")).content.decode()
     heading = text.splitlines()[0]

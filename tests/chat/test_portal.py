@@ -16,8 +16,7 @@ from compliance.events import EventType
 from compliance.models import AuditEntry
 from compliance.retention import purge_expired, retention_policy_set
 from departments.tenancy import all_departments, department_scope
-from inference.chat.services import chat_policy_set, chat_upload_mark, conversation_create, conversation_turn_record
-from inference.model_calls import Channel, ModelCall, PromptMessage
+from inference.chat.services import chat_policy_set, chat_upload_mark
 from inference.models import ChatUpload, Conversation, ConversationMessage, TaskTemplate
 from tests.chat.conftest import png_bytes
 
@@ -30,36 +29,6 @@ def home(slug="finance"):
 
 def last_entry(event_type):
     return AuditEntry.objects.filter(event_type=event_type).order_by("-sequence").first()
-
-
-@pytest.fixture
-def conversation_of(personas, system_context):
-    def make(user, department=None, prompt="Hello there", answer="**Hi** <script>x</script>", assets=()):
-        department = department or personas.department_a
-        conversation = conversation_create(department=department, owner=user, acting_user=user)
-        conversation_turn_record(
-            conversation=conversation,
-            user=user,
-            prompt=prompt,
-            assets=list(assets),
-            answer=answer,
-            status="complete",
-            usage={"prompt_tokens": 3, "completion_tokens": 2},
-            finish_reason="stop",
-            params={},
-            model="demo",
-            call=ModelCall(
-                channel=Channel.WEBSOCKET,
-                model="demo",
-                model_sha256="0" * 64,
-                prompt=(PromptMessage("user", prompt, tuple(asset.sha256 for asset in assets)),),
-                preview=prompt,
-                stream=True,
-            ),
-        )
-        return conversation
-
-    return make
 
 
 # --- the page ---------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from django.conf import settings
 from PIL import Image, ImageDraw, ImageFont
 
 from assets import content, rejections
+from assets.documents.lru import lru_put
 from assets.documents.ooxml import PackageReader, package_check
 from assets.documents.pages import DocumentText, Line, PageText, TextSource
 
@@ -359,10 +360,7 @@ def _laid_out(reader: BinaryIO) -> _LaidOut:
     image_bytes = sum(len(data) for _kind, data in document.images)
     if key is not None and image_bytes <= getattr(settings, "OFFICE_PAGE_CACHE_MB", 32) * 1024 * 1024:
         with _CACHE_LOCK:
-            _CACHE[key] = laid
-            _CACHE.move_to_end(key)
-            while len(_CACHE) > slots:
-                _CACHE.popitem(last=False)
+            lru_put(_CACHE, key, laid, slots)
     return laid
 
 

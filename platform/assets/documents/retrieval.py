@@ -30,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from assets.documents.lru import lru_put
 from assets.documents.pages import DocumentText
 
 logger = logging.getLogger(__name__)
@@ -178,10 +179,7 @@ def _index(document: DocumentText) -> _PageIndex:
             return found
     built = _build(document)  # outside the lock: a long document does not hold up the others
     with _cache_lock:
-        _cache[key] = built
-        _cache.move_to_end(key)
-        while len(_cache) > INDEX_CACHE_SIZE:
-            _cache.popitem(last=False)
+        lru_put(_cache, key, built, INDEX_CACHE_SIZE)
     return built
 
 
