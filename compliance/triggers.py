@@ -452,16 +452,19 @@ def _statements(connection: BaseDatabaseWrapper, *, install: bool) -> list[str]:
     raise UnsupportedDatabase(f"no audit immutability triggers for {connection.vendor}: use PostgreSQL or SQLite")
 
 
-def triggers_install(connection: BaseDatabaseWrapper) -> None:
+def statements_execute(connection: BaseDatabaseWrapper, statements: list[str]) -> None:
+    """Run each statement in order (the trigger modules' install and remove)."""
     with connection.cursor() as cursor:
-        for statement in _statements(connection, install=True):
+        for statement in statements:
             cursor.execute(statement)
+
+
+def triggers_install(connection: BaseDatabaseWrapper) -> None:
+    statements_execute(connection, _statements(connection, install=True))
 
 
 def triggers_remove(connection: BaseDatabaseWrapper) -> None:
-    with connection.cursor() as cursor:
-        for statement in _statements(connection, install=False):
-            cursor.execute(statement)
+    statements_execute(connection, _statements(connection, install=False))
 
 
 def install_migration(apps, schema_editor) -> None:

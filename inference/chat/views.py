@@ -337,31 +337,50 @@ def admin_conversation_export(
 @requires(Action.TASK_TEMPLATE_MANAGE)
 def template_list(request: HttpRequest, department_slug: str) -> HttpResponse:
     templates_builtin_ensure(department=request.department)  # the built-in ones, visible from the start
-    form = TaskTemplateForm()
-    rule_rows = []
+    form = TaskTemplateForm(request.POST if request.method == "POST" else None)
+    rule_rows = rule_rows_from_post(request.POST) if request.method == "POST" else []
     if request.method == "POST":
-        form = TaskTemplateForm(request.POST)
-        rule_rows = rule_rows_from_post(request.POST)
-        rules, rules_usable = rules_from_rows(rule_rows)
-        if form.is_valid() and rules_usable:
-            try:
-                template = task_template_create(
-                    department=request.department, acting_user=request.user, **form.cleaned_data
-                )
-                task_template_rules_set(template=template, rules=rules, acting_user=request.user)
-            except ValidationError as error:
-                form.add_error(None, error)
-            else:
-                messages.success(request, _("Template saved."))
-                return redirect("chat:templates", department_slug=department_slug)
-    return render(
+
+        def create(**fields):
+            return task_template_create(department=request.department, acting_user=request.user, **fields)
+
+        saved = _template_save(request, form, rule_rows, create)
+        if saved is not None:
+            return saved
+    return _template_page(
         request,
         "inference/templates.html",
+        form,
+        rule_rows,
+        templates=task_template_list(department=request.department),
+    )
+
+
+def _template_save(request: HttpRequest, form, rule_rows, save) -> HttpResponse | None:
+    """Save the posted template (``save(**fields)`` creates or updates it) and its rules: the
+    redirect to the list, or None to show the form again with each problem beside its field/row."""
+    rules, rules_usable = rules_from_rows(rule_rows)
+    if not (form.is_valid() and rules_usable):
+        return None
+    try:
+        template = save(**form.cleaned_data)
+        task_template_rules_set(template=template, rules=rules, acting_user=request.user)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return None
+    messages.success(request, _("Template saved."))
+    return redirect("chat:templates", department_slug=request.department.slug)
+
+
+def _template_page(request: HttpRequest, page: str, form, rule_rows, **context) -> HttpResponse:
+    return render(
+        request,
+        page,
         {
             "department": request.department,
-            "templates": task_template_list(department=request.department),
             "form": form,
             "rules_editor": {"rows": rule_rows, "operators": operator_choices()},
+            **context,
         },
     )
 
@@ -384,26 +403,14 @@ def template_edit(request: HttpRequest, department_slug: str, template_id: int) 
     # The extraction rules, edited as rows; each row's problems are shown beside it.
     rule_rows = rule_rows_from_post(request.POST) if request.method == "POST" else rule_rows_from_rules(template.rules)
     if request.method == "POST":
-        rules, rules_usable = rules_from_rows(rule_rows)
-        if form.is_valid() and rules_usable:
-            try:
-                task_template_update(template=template, acting_user=request.user, **form.cleaned_data)
-                task_template_rules_set(template=template, rules=rules, acting_user=request.user)
-            except ValidationError as error:
-                form.add_error(None, error)
-            else:
-                messages.success(request, _("Template saved."))
-                return redirect("chat:templates", department_slug=department_slug)
-    return render(
-        request,
-        "inference/template_edit.html",
-        {
-            "department": request.department,
-            "template": template,
-            "form": form,
-            "rules_editor": {"rows": rule_rows, "operators": operator_choices()},
-        },
-    )
+
+        def update(**fields):
+            return task_template_update(template=template, acting_user=request.user, **fields)
+
+        saved = _template_save(request, form, rule_rows, update)
+        if saved is not None:
+            return saved
+    return _template_page(request, "inference/template_edit.html", form, rule_rows, template=template)
 
 
 @requires(Action.TASK_TEMPLATE_MANAGE)

@@ -80,6 +80,22 @@ def _audit(event_type: EventType, version: ModelVersion, *, actor: Any, **detail
     )
 
 
+def _refusal_of(
+    version: ModelVersion, reason: str, *, action: Action, actor: Any, department: Any, **where: Any
+) -> None:
+    """Record a refusal that names a model version."""
+    refusal_record(
+        action=action,
+        reason=reason,
+        actor=actor,
+        department=department,
+        object_type="inference.modelversion",
+        object_id=version.manifest_sha256,
+        object_repr=version.name,
+        **where,
+    )
+
+
 class VersionNotApproved(RefusedForbidden):
     """An unapproved version was to be activated or enabled (the refusal is recorded)."""
 
@@ -88,15 +104,8 @@ def _refuse_unapproved(
     version: ModelVersion, *, action: Action, actor: Any, department: Any = None, **where: Any
 ) -> Exception:
     """Record the refusal of an unapproved version (the policy layer's one path) and return it."""
-    refusal_record(
-        action=action,
-        reason="the model version is not approved",
-        actor=actor,
-        department=department,
-        object_type="inference.modelversion",
-        object_id=version.manifest_sha256,
-        object_repr=version.name,
-        **where,
+    _refusal_of(
+        version, "the model version is not approved", action=action, actor=actor, department=department, **where
     )
     return VersionNotApproved(VERSION_NOT_APPROVED)
 
@@ -440,13 +449,4 @@ def _refuse_not_loaded(*, subject: Any, department: Any, requested: str, action:
         action=action,
         **where,
     )
-    refusal_record(
-        action=action,
-        reason="the model is not loaded",
-        actor=subject,
-        department=department,
-        object_type="inference.modelversion",
-        object_id=version.manifest_sha256,
-        object_repr=version.name,
-        **where,
-    )
+    _refusal_of(version, "the model is not loaded", action=action, actor=subject, department=department, **where)

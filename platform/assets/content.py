@@ -28,7 +28,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -201,15 +201,8 @@ def probe_cost(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -
         raise rejections.unsupported_type()
     reader.seek(0)
     if kind is PDF:
-        with PDFIUM_LOCK:
-            try:
-                document = pdfium.PdfDocument(reader)
-            except pdfium.PdfiumError:
-                raise rejections.unreadable_pdf() from None
-            try:
-                pages = len(document)
-            finally:
-                document.close()
+        with pdf_opened(reader, rejections.unreadable_pdf) as document:
+            pages = len(document)
         return decode_cost(kind, width=0, height=0, pages=pages, max_pages=max_pages, max_side=max_side)
     try:
         with Image.open(reader, formats=[kind.name]) as image:
@@ -495,11 +488,7 @@ def _inspect_image(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
 
 def _inspect_pdf(reader: BinaryIO) -> ContentInfo:
     limit = settings.MAX_PDF_PAGES
-    with PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(reader)
-        except pdfium.PdfiumError:
-            raise rejections.unreadable_pdf() from None
+    with pdf_opened(reader, rejections.unreadable_pdf) as document:
         try:
             pages = len(document)
             if pages < 1:
@@ -524,8 +513,6 @@ def _inspect_pdf(reader: BinaryIO) -> ContentInfo:
                     width, height = page_width, page_height
         except pdfium.PdfiumError:
             raise rejections.unreadable_pdf() from None
-        finally:
-            document.close()
     return ContentInfo(kind=PDF, width=width, height=height, page_count=pages)
 
 
@@ -551,6 +538,47 @@ def inspect_content(kind: Kind, reader: BinaryIO, size: int) -> ContentInfo:
 
 def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+@contextlib.contextmanager
+def pdf_opened(reader: BinaryIO, unreadable: Callable[[], Exception]) -> Iterator[pdfium.PdfDocument]:
+    """``reader``'s PDF, open under PDFIUM_LOCK for the block (pdfium is not thread-safe) and
+    closed after; ``unreadable()`` is raised when it does not parse."""
+    with PDFIUM_LOCK:
+        try:
+            document = pdfium.PdfDocument(reader)
+        except pdfium.PdfiumError:
+            raise unreadable() from None
+        try:
+            yield document
+        finally:
+            document.close()
+
+
+def pdf_pages_render(reader: BinaryIO, choose: Callable[[int], Iterable[int]], *, max_side: int) -> list[Image.Image]:
+    """RGB images, longest side ``max_side``, of the pages ``choose(page_count)`` names (from 1);
+    PageUnreadable(n) for a page that is damaged or that the file does not have."""
+    images = []
+    with pdf_opened(reader, lambda: PageUnreadable(1)) as document:
+        for number in choose(len(document)):
+            if not 1 <= number <= len(document):
+                raise PageUnreadable(number)
+            try:
+                page = document[number - 1]
+                try:
+                    width, height = page.get_size()
+                    bitmap = page.render(scale=max_side / max(width, height, 1))
+                    try:
+                        images.append(_rgb(bitmap.to_pil()).copy())
+                    finally:
+                        bitmap.close()
+                finally:
+                    page.close()
+            except Exception as error:
+                if not _is_damage(error):  # the one definition of "the file is damaged"
+                    raise
+                raise PageUnreadable(number) from None
+    return images
 
 
 def page_images(kind: Kind, reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
@@ -603,29 +631,4 @@ def page_images_at(kind: Kind, reader: BinaryIO, pages, *, max_side: int) -> lis
 
 
 def _pdf_page_images(reader: BinaryIO, *, max_pages: int, max_side: int) -> list[Image.Image]:
-    images = []
-    with PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(reader)
-        except pdfium.PdfiumError:
-            raise PageUnreadable(1) from None
-        try:
-            for index in range(min(max_pages, len(document))):
-                try:
-                    page = document[index]
-                    try:
-                        width, height = page.get_size()
-                        bitmap = page.render(scale=max_side / max(width, height, 1))
-                        try:
-                            images.append(_rgb(bitmap.to_pil()).copy())
-                        finally:
-                            bitmap.close()
-                    finally:
-                        page.close()
-                except Exception as error:
-                    if not _is_damage(error):
-                        raise
-                    raise PageUnreadable(index + 1) from None
-        finally:
-            document.close()
-    return images
+    return pdf_pages_render(reader, lambda count: range(1, min(max_pages, count) + 1), max_side=max_side)

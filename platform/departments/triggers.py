@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from compliance.triggers import statements_execute
+
 REFUSED = "an administrator account holds no department membership and no department API key (SM-1..3)"
 
 PG_TRIGGERS = {
@@ -147,15 +149,11 @@ def _statements(connection: BaseDatabaseWrapper, *, install: bool) -> list[str]:
 
 
 def triggers_install(connection: BaseDatabaseWrapper) -> None:
-    with connection.cursor() as cursor:
-        for statement in _statements(connection, install=True):
-            cursor.execute(statement)
+    statements_execute(connection, _statements(connection, install=True))
 
 
 def triggers_remove(connection: BaseDatabaseWrapper) -> None:
-    with connection.cursor() as cursor:
-        for statement in _statements(connection, install=False):
-            cursor.execute(statement)
+    statements_execute(connection, _statements(connection, install=False))
 
 
 def triggers_missing(connection: BaseDatabaseWrapper) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pypdfium2 as pdfium
 from PIL import Image
 
 from assets import content
@@ -139,35 +138,7 @@ def pages_images(asset, choice: PageChoice, *, max_side: int = DEFAULT_MODEL_SID
 
 
 def _render(reader, pages: tuple[int, ...], *, max_side: int) -> list[Image.Image]:
-    images = []
-    with content.PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(reader)
-        except pdfium.PdfiumError:
-            raise content.PageUnreadable(1) from None
-        try:
-            for number in pages:
-                if not 1 <= number <= len(document):
-                    raise content.PageUnreadable(number)
-                try:
-                    page = document[number - 1]
-                    try:
-                        width, height = page.get_size()
-                        bitmap = page.render(scale=max_side / max(width, height, 1))
-                        try:
-                            image = bitmap.to_pil()
-                            images.append((image.convert("RGB") if image.mode != "RGB" else image).copy())
-                        finally:
-                            bitmap.close()
-                    finally:
-                        page.close()
-                except Exception as error:
-                    if not content._is_damage(error):  # the one definition of "the file is damaged"
-                        raise
-                    raise content.PageUnreadable(number) from None
-        finally:
-            document.close()
-    return images
+    return content.pdf_pages_render(reader, lambda _count: pages, max_side=max_side)
 
 
 def page_refs(asset, choice: PageChoice) -> list[dict]:

@@ -78,15 +78,8 @@ def _page_text(page, scale: float, page_height: float) -> tuple[Line, ...]:
 
 def pdf_page_count(reader: BinaryIO) -> int:
     reader.seek(0)
-    with content.PDFIUM_LOCK:
-        try:
-            document = pdfium.PdfDocument(reader)
-        except pdfium.PdfiumError:
-            raise PdfUnreadable() from None
-        try:
-            return len(document)
-        finally:
-            document.close()
+    with content.pdf_opened(reader, PdfUnreadable) as document:
+        return len(document)
 
 
 def pdf_pages(reader: BinaryIO, *, max_pages: int, max_side: int) -> Iterator[RenderedPage]:
