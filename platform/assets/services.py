@@ -177,23 +177,12 @@ def _store(
                     unusable_pages=existing.unusable_pages,
                     uploaded_sha256=uploaded_sha256,
                 )
-                asset.full_clean()
-                asset.save()
-                text_layer_create(asset)  # copies the other upload's layer once it is done
-                audit_record(
-                    event_type=EventType.ASSET_UPLOAD,
-                    actor=acting_user,
-                    department=department,
-                    obj=asset,
-                    details={
-                        "deduplicated": True,
-                        "name": name,
-                        "sha256": staged.sha256,
-                        "size": staged.size,
-                        "blob_of": str(existing.pk),
-                        "classification": asset.classification,
-                        **(deidentified or {}),
-                    },
+                # The text layer is copied from the other upload's once that one is done.
+                _asset_record(
+                    asset,
+                    acting_user,
+                    {"deduplicated": True, "name": name, "sha256": staged.sha256, "size": staged.size},
+                    {"blob_of": str(existing.pk), "classification": asset.classification, **(deidentified or {})},
                 )
                 staged.discard()
                 return asset
@@ -214,23 +203,12 @@ def _store(
                 wrapped_key=wrapped,
                 uploaded_sha256=uploaded_sha256,
             )
-            asset.full_clean()
-            asset.save()
-            text_layer_create(asset)  # read in the background once the upload commits
-            audit_record(
-                event_type=EventType.ASSET_UPLOAD,
-                actor=acting_user,
-                department=department,
-                obj=asset,
-                details={
-                    "name": name,
-                    "sha256": staged.sha256,
-                    "size": staged.size,
-                    "type": info.kind.mime,
-                    "pages": info.page_count,
-                    "classification": asset.classification,
-                    **(deidentified or {}),
-                },
+            # The text layer is read in the background once the upload commits.
+            _asset_record(
+                asset,
+                acting_user,
+                {"name": name, "sha256": staged.sha256, "size": staged.size, "type": info.kind.mime},
+                {"pages": info.page_count, "classification": asset.classification, **(deidentified or {})},
             )
             # Last step inside the transaction: if the rename fails, the row rolls back.
             staged.commit()
@@ -240,6 +218,21 @@ def _store(
         staged.uncommit()
         staged.discard()
         raise
+
+
+def _asset_record(asset: Asset, acting_user: Any, *details: dict) -> None:
+    """Store a new upload's row, its text layer's job, and its ``asset.upload`` entry (the details
+    merged in order)."""
+    asset.full_clean()
+    asset.save()
+    text_layer_create(asset)
+    audit_record(
+        event_type=EventType.ASSET_UPLOAD,
+        actor=acting_user,
+        department=asset.department,
+        obj=asset,
+        details={key: value for part in details for key, value in part.items()},
+    )
 
 
 def asset_classification_update(*, asset: Asset, classification: int, acting_user: Any) -> Asset:

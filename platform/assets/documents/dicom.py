@@ -43,10 +43,11 @@ through its LUT).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -255,16 +256,10 @@ def _read(data: bytes):
             available = False
         if not available:
             raise rejections.dicom_unsupported_compression(syntax.name)
-    try:
+    with _damage_as(rejections.dicom_unreadable):
         dataset = pydicom.dcmread(io.BytesIO(data))
         for _element in dataset.iterall():  # every element parsed now, sequences included
             pass
-    except rejections.AssetRejected:
-        raise
-    except Exception as error:
-        if isinstance(error, MemoryError):
-            raise
-        raise rejections.dicom_unreadable() from None
     if str(dataset.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         raise rejections.dicom_burned_in()
     return dataset
@@ -296,6 +291,18 @@ def _check_identifiable(dataset) -> None:
         raise dicom_burned_in_unconfirmed(f"Modality {modality}")
     if sop_class == SECONDARY_CAPTURE_PREFIX or sop_class.startswith(SECONDARY_CAPTURE_PREFIX + "."):
         raise dicom_burned_in_unconfirmed("Secondary Capture")
+
+
+@contextlib.contextmanager
+def _damage_as(refusal: Callable[[], Exception]) -> Iterator[None]:
+    """What pydicom raises on a damaged file becomes ``refusal()``; the platform's own refusals
+    and MemoryError pass through."""
+    try:
+        yield
+    except (rejections.AssetRejected, MemoryError):
+        raise
+    except Exception:
+        raise refusal() from None
 
 
 def _new_uid(uid: str, key: bytes, mapping: dict[str, str]) -> str:
@@ -360,7 +367,7 @@ def dicom_deidentify(data: bytes, *, uid_key: bytes) -> tuple[bytes, Deidentific
     _check_identifiable(dataset)
     report = Deidentification()
     mapping: dict[str, str] = {}
-    try:
+    with _damage_as(rejections.dicom_unreadable):
         _apply_profile(dataset, report, uid_key, mapping)
         meta = dataset.file_meta
         for tag in [int(element.tag) for element in meta if int(element.tag) not in _META_KEPT]:
@@ -376,12 +383,6 @@ def dicom_deidentify(data: bytes, *, uid_key: bytes) -> tuple[bytes, Deidentific
         dataset.preamble = b"\x00" * 128
         output = io.BytesIO()
         dataset.save_as(output, enforce_file_format=True)
-    except rejections.AssetRejected:
-        raise
-    except Exception as error:
-        if isinstance(error, MemoryError):
-            raise
-        raise rejections.dicom_unreadable() from None
     return output.getvalue(), report
 
 
@@ -488,14 +489,8 @@ def render_frame(dataset, frame: np.ndarray) -> Image.Image:
 def _frames_from(dataset, index: int):
     """Frame ``index`` (0-based) decoded alone; PageUnreadable when it does not decode."""
     dataset.pixel_array_options(index=index if _frame_count(dataset) > 1 else None)
-    try:
+    with _damage_as(lambda: content.PageUnreadable(index + 1)):
         yield dataset.pixel_array
-    except rejections.AssetRejected:
-        raise
-    except Exception as error:
-        if isinstance(error, MemoryError):
-            raise
-        raise content.PageUnreadable(index + 1) from None
 
 
 def _frames(dataset, count: int):
@@ -516,17 +511,9 @@ def dicom_inspect(reader: BinaryIO, size: int) -> content.ContentInfo:
     """The upload's complete check of a (de-identified) file: every frame decoded and rendered."""
     dataset = _load(reader)
     rows, columns, frames = _check_geometry(dataset)
-    try:
+    with _damage_as(rejections.dicom_unreadable):  # a frame's PageUnreadable included
         for frame in _frames(dataset, frames):
             render_frame(dataset, frame).close()
-    except content.PageUnreadable:
-        raise rejections.dicom_unreadable() from None
-    except rejections.AssetRejected:
-        raise
-    except Exception as error:
-        if isinstance(error, MemoryError):
-            raise
-        raise rejections.dicom_unreadable() from None
     return content.ContentInfo(kind=content.DICOM, width=columns, height=rows, page_count=frames)
 
 
