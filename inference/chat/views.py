@@ -289,9 +289,10 @@ def admin_conversations(request: HttpRequest, department_slug: str) -> HttpRespo
     )
 
 
-@requires(Action.CONVERSATION_VIEW_ANY)
-@require_GET
-def admin_conversation(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
+def _member_conversation_readable(request: HttpRequest, conversation_id: int):
+    """A member's conversation of the department (404, recorded, otherwise) whose content the
+    department administrator may read: only where the department's chat policy allows it (403,
+    recorded, otherwise)."""
     conversation = department_object_get(
         request,
         conversation_list_for_admin(department=request.department),
@@ -299,8 +300,14 @@ def admin_conversation(request: HttpRequest, department_slug: str, conversation_
         action=Action.CONVERSATION_CONTENT_VIEW,
         noun="conversation",
     )
-    # The content, beyond the metadata: only where the department's chat policy allows it.
     authorize_request(request, Action.CONVERSATION_CONTENT_VIEW, obj=conversation)
+    return conversation
+
+
+@requires(Action.CONVERSATION_VIEW_ANY)
+@require_GET
+def admin_conversation(request: HttpRequest, department_slug: str, conversation_id: int) -> HttpResponse:
+    conversation = _member_conversation_readable(request, conversation_id)
     history = list(conversation_messages(conversation=conversation))
     audit_record(
         event_type=EventType.CONVERSATION_VIEW,
@@ -323,14 +330,7 @@ def admin_conversation_export(
 ) -> HttpResponse:
     """A member's conversation, for the department administrator: only where the department's
     chat policy lets administrators read content (as the conversation's page)."""
-    conversation = department_object_get(
-        request,
-        conversation_list_for_admin(department=request.department),
-        conversation_id,
-        action=Action.CONVERSATION_CONTENT_VIEW,
-        noun="conversation",
-    )
-    authorize_request(request, Action.CONVERSATION_CONTENT_VIEW, obj=conversation)
+    conversation = _member_conversation_readable(request, conversation_id)
     return _export_response(request, conversation, format=format, by="department admin")
 
 

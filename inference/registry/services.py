@@ -137,18 +137,24 @@ def model_version_register(
     if quantization not in QUANTIZATIONS:
         raise ValidationError({"quantization": f"One of: {', '.join(q or '(default)' for q in QUANTIZATIONS)}"})
     with transaction.atomic(durable=True):
-        version = ModelVersion(
+        version = _version_store(
+            path,
             manifest_sha256=sha256,
             name=name,
-            path=str(Path(path).resolve()),
             family=family,
             quantization=quantization,
             note=note,
             registered_by_name=_name_of(acting_user),
         )
-        version.full_clean()
-        version.save()
         _audit(EventType.MODEL_REGISTER, version, actor=acting_user)
+    return version
+
+
+def _version_store(path: Any, **fields: Any) -> ModelVersion:
+    """A new version row for the model directory at ``path`` (stored resolved), validated."""
+    version = ModelVersion(path=str(Path(path).resolve()), **fields)
+    version.full_clean()
+    version.save()
     return version
 
 
@@ -282,17 +288,15 @@ def model_installation_record(*, manifest_sha256: str, name: str, path: str | Pa
         if version is None:
             if ModelVersion.objects.filter(name=name).exists():
                 name = f"{name}-{manifest_sha256[:12]}"
-            version = ModelVersion(
+            version = _version_store(
+                path,
                 manifest_sha256=manifest_sha256,
                 name=name,
-                path=str(Path(path).resolve()),
                 family=family,
                 registered_by_name=SYSTEM,
                 installation=True,
                 note="MODEL_PATH at installation",
             )
-            version.full_clean()
-            version.save()
             _audit(EventType.MODEL_REGISTER, version, actor=SYSTEM, installation=True)
         elif not version.installation:
             version.installation = True
