@@ -50,7 +50,7 @@ _QWEN_TOKENS = [
 ]
 SPECIAL_TOKENS = _QWEN_TOKENS  # kept for callers of the first demo model
 
-_GLM_TOKENS = [
+GLM_TOKENS = [
     "<|endoftext|>",
     "[MASK]",
     "[gMASK]",
@@ -162,7 +162,7 @@ _FAMILY_TOKENS = {
         chat_template=CHAT_TEMPLATE,
     ),
     "glm4v": _Tokens(
-        special=_GLM_TOKENS,
+        special=GLM_TOKENS,
         # GLM ends a turn by starting the next one (<|user|>/<|observation|>) or with <|endoftext|>.
         eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
         pad="<|endoftext|>",
@@ -170,7 +170,7 @@ _FAMILY_TOKENS = {
         chat_template=_glm_chat_template("\n"),
     ),
     "glm46v": _Tokens(
-        special=_GLM_TOKENS,
+        special=GLM_TOKENS,
         eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
         pad="<|endoftext|>",
         extra={"image_token": "<|image|>", "video_token": "<|video|>"},

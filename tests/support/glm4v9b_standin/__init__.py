@@ -20,6 +20,8 @@ import json
 import shutil
 from pathlib import Path
 
+from inference.engine.demo_model import GLM_TOKENS
+
 CODE_FILES = ("configuration_chatglm.py", "modeling_chatglm.py", "visual.py")
 AUTO_MAP = {
     "AutoConfig": "configuration_chatglm.ChatGLMConfig",
@@ -27,22 +29,8 @@ AUTO_MAP = {
     "AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
     "AutoModelForSeq2SeqLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
 }
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "[MASK]",
-    "[gMASK]",
-    "[sMASK]",
-    "<sop>",
-    "<eop>",
-    "<|system|>",
-    "<|user|>",
-    "<|assistant|>",
-    "<|observation|>",
-    "<|begin_of_image|>",
-    "<|end_of_image|>",
-    "<|begin_of_video|>",
-    "<|end_of_video|>",
-]
+# The GLM-4V-9B tokenizer's special tokens: the GLM demo models' list up to the video markers.
+SPECIAL_TOKENS = GLM_TOKENS[: GLM_TOKENS.index("<|end_of_video|>") + 1]
 END_OF_TURN = ("<|endoftext|>", "<|user|>", "<|observation|>")
 # The published model reads 1120-pixel squares; the stand-in 56-pixel ones (4 image tokens + 2).
 IMAGE_SIZE = 56
