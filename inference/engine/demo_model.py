@@ -139,6 +139,18 @@ def _glm_chat_template(answer_prefix: str) -> str:
     )
 
 
+def _glm_tokens(answer_start: str) -> _Tokens:
+    """A GLM-4.xV demo tokenizer's tokens; ``answer_start`` follows <|assistant|> in its template."""
+    return _Tokens(
+        special=GLM_TOKENS,
+        # GLM ends a turn by starting the next one (<|user|>/<|observation|>) or with <|endoftext|>.
+        eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
+        pad="<|endoftext|>",
+        extra={"image_token": "<|image|>", "video_token": "<|video|>"},
+        chat_template=_glm_chat_template(answer_start),
+    )
+
+
 @dataclass(frozen=True)
 class _Tokens:
     special: list[str]
@@ -161,21 +173,8 @@ _FAMILY_TOKENS = {
         },
         chat_template=CHAT_TEMPLATE,
     ),
-    "glm4v": _Tokens(
-        special=GLM_TOKENS,
-        # GLM ends a turn by starting the next one (<|user|>/<|observation|>) or with <|endoftext|>.
-        eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
-        pad="<|endoftext|>",
-        extra={"image_token": "<|image|>", "video_token": "<|video|>"},
-        chat_template=_glm_chat_template("\n"),
-    ),
-    "glm46v": _Tokens(
-        special=GLM_TOKENS,
-        eos=("<|endoftext|>", "<|user|>", "<|observation|>"),
-        pad="<|endoftext|>",
-        extra={"image_token": "<|image|>", "video_token": "<|video|>"},
-        chat_template=_glm_chat_template("\n<think></think>\n"),
-    ),
+    "glm4v": _glm_tokens("\n"),
+    "glm46v": _glm_tokens("\n<think></think>\n"),  # GLM-4.6V opens its answer with an empty think
     "llava": _Tokens(
         special=_LLAVA_TOKENS,
         eos=("</s>",),
