@@ -56,23 +56,7 @@ def chain(system_context, personas):
 def pending_insert(timestamp: datetime, *, version: int | None = None, repr: str = "inserted by hand") -> None:
     """A pending entry written straight into the table, as raw SQL would (no audit_record):
     without ``version`` the column's default (audit-v2, the previous release's format)."""
-    columns = [
-        "timestamp",
-        "actor_type",
-        "actor_id",
-        "actor_name",
-        "department_id",
-        "department_slug",
-        "event_type",
-        "outcome",
-        "object_type",
-        "object_id",
-        "object_repr",
-        "source_ip",
-        "user_agent",
-        "request_id",
-        "details",
-    ]
+    columns = [name for name in V2.fields if name != "sequence"]  # the pending table has no sequence
     values = [
         connection.ops.adapt_datetimefield_value(timestamp),
         "system",
