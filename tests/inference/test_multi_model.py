@@ -356,23 +356,38 @@ def test_v1_routes_by_model_and_refuses_with_the_reason(two_loaded, api, persona
     assert denials().first().object_repr == "gpt-4o"
 
 
-@pytest.mark.django_db
-def test_extraction_names_its_model(two_loaded, api, personas, settings, tmp_path):
+@pytest.fixture
+def invoices(personas, settings, tmp_path, system_context):
+    """``make(by, count=1)``: small invoice images uploaded to finance by ``by``, with short
+    extraction answers (one attempt, 8 tokens) and a storage of the test's own."""
     from assets.services import asset_upload
-    from inference.extraction.models import Extraction
     from tests.api.conftest import png_bytes
 
     settings.EXTRACTION_MAX_NEW_TOKENS = 8
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
     settings.ASSET_STORAGE_DIR = tmp_path / "assets"
     settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.admin,
-            stream=iter([png_bytes((64, 48))]),
-            original_name="invoice.png",
-        )
+
+    def make(by, count=1):
+        with department_scope(personas.department_a):
+            return [
+                asset_upload(
+                    department=personas.department_a,
+                    uploaded_by=by,
+                    stream=iter([png_bytes((64, 48))]),
+                    original_name=f"invoice-{n}.png",
+                )
+                for n in range(count)
+            ]
+
+    return make
+
+
+@pytest.mark.django_db
+def test_extraction_names_its_model(two_loaded, api, personas, invoices):
+    from inference.extraction.models import Extraction
+
+    (asset,) = invoices(personas.admin)
     api.get("/api/v1/templates")  # the built-in templates
     request = {"asset": str(asset.pk), "template": "vat-invoice"}
     second = two_loaded["second"]
@@ -397,24 +412,12 @@ def test_extraction_names_its_model(two_loaded, api, personas, settings, tmp_pat
 
 
 @pytest.mark.django_db
-def test_the_portal_extraction_names_its_model(two_loaded, personas, settings, tmp_path):
+def test_the_portal_extraction_names_its_model(two_loaded, personas, invoices):
     """The extraction page offers the loaded models the department may use and runs the chosen
     one; a model no longer enabled is refused with its reason shown, nothing stored."""
-    from assets.services import asset_upload
     from inference.extraction.models import Extraction
-    from tests.api.conftest import png_bytes
 
-    settings.EXTRACTION_MAX_NEW_TOKENS = 8
-    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
-    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.member,
-            stream=iter([png_bytes((64, 48))]),
-            original_name="invoice.png",
-        )
+    (asset,) = invoices(personas.member)
     client = Client()
     client.force_login(personas.member)
     url = f"/d/{personas.department_a.slug}/extract/"
@@ -447,29 +450,14 @@ def test_the_portal_extraction_names_its_model(two_loaded, personas, settings, t
 
 @pytest.mark.django_db
 def test_a_batch_names_its_model_for_every_file(
-    two_loaded, api, personas, settings, tmp_path, django_capture_on_commit_callbacks
+    two_loaded, api, personas, invoices, django_capture_on_commit_callbacks
 ):
     """A batch (API or portal) runs every file on the model it named, checked before anything is
     stored and again when the runner takes it up: a model disabled meanwhile stops the batch."""
-    from assets.services import asset_upload
     from inference.extraction.batch_jobs import batch_run
     from inference.extraction.models import BatchJob, Extraction
-    from tests.api.conftest import png_bytes
 
-    settings.EXTRACTION_MAX_NEW_TOKENS = 8
-    settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
-    settings.ASSET_STORAGE_DIR = tmp_path / "assets"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
-    with department_scope(personas.department_a):
-        assets = [
-            asset_upload(
-                department=personas.department_a,
-                uploaded_by=personas.member,
-                stream=iter([png_bytes((64, 48))]),
-                original_name=f"invoice-{n}.png",
-            )
-            for n in range(2)
-        ]
+    assets = invoices(personas.member, count=2)
     ids = [str(asset.pk) for asset in assets]
     second = two_loaded["second"]
     api.get("/api/v1/templates")  # the built-in templates
