@@ -415,3 +415,74 @@ def test_every_audit_event_outcome_and_actor_kind_has_its_chinese_name():
             if english_words(chinese) or not chinese_text(chinese):
                 untranslated.append(f"{value}: {chinese}")
     assert untranslated == []
+
+
+# What makes a page too wide: its width, and the innermost elements that reach past the screen.
+WIDEST_ELEMENTS = """() => [document.scrollingElement.scrollWidth, [...document.querySelectorAll("body *")]
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1
+        && ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+    .slice(0, 4).map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${e.className}`)]"""
+
+
+def test_no_page_scrolls_sideways_on_a_phone(site):
+    """Every page of the same walk (URL resolver, every role that may see it, both languages),
+    drawn by Chromium at 390 px wide with the project's own CSS and scripts: none is wider than
+    the screen. The pages are rendered by Django first, then served to the browser from memory
+    (static files from the finders; any other request is refused), so the browser sees exactly
+    the HTML the test client got."""
+    from pathlib import Path
+
+    from django.contrib.staticfiles import finders
+
+    from tests.portal.test_roles_browser import CHROMIUM, CHROMIUM_ARGS, NO_SIDEWAYS_SCROLL, WIDTHS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    pages: dict[str, str] = {}
+    for text, pattern in routes():
+        path = concrete_path(text, pattern, site.values)
+        if path is None:
+            continue
+        for role in roles_for(route_action(pattern.callback)):
+            client = site.clients[role]
+            for language in LANGUAGES:
+                client.cookies["django_language"] = language
+                response = client.get(path)
+                if response.status_code in {301, 302, 405} or "text/html" not in response.get("Content-Type", ""):
+                    continue
+                pages[f"{language} {path} as {role} ({response.status_code})"] = response.content.decode()
+    assert len(pages) > 100, len(pages)
+
+    showing = {"html": ""}
+
+    def serve(route, request) -> None:
+        url = request.url.split("?", 1)[0]
+        if url == "http://testserver/page":
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=showing["html"])
+        elif url.startswith("http://testserver/static/"):
+            found = finders.find(url.removeprefix("http://testserver/static/"))
+            if found is None:
+                route.fulfill(status=404, body="")
+            else:
+                kind = "text/css" if found.endswith(".css") else "text/javascript" if found.endswith(".js") else None
+                route.fulfill(status=200, path=found, **({"content_type": kind} if kind else {}))
+        else:
+            route.abort()  # the page's own polls and posts: nothing to answer here
+
+    too_wide = {}
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport=WIDTHS["phone"], java_script_enabled=True)
+            page = context.new_page()
+            page.route("**/*", serve)
+            for name, html in pages.items():
+                showing["html"] = html
+                page.goto("http://testserver/page", wait_until="load")
+                if not page.evaluate(NO_SIDEWAYS_SCROLL):
+                    too_wide[name] = page.evaluate(WIDEST_ELEMENTS)
+        finally:
+            browser.close()
+    report = "\n".join(f"{name}: {widths}" for name, widths in sorted(too_wide.items()))
+    assert not too_wide, f"{len(too_wide)} of {len(pages)} pages scroll sideways at 390 px:\n{report}"
