@@ -197,6 +197,39 @@ def test_a_document_over_a_limit_fails_with_its_reason_never_stuck(upload, setti
     }
 
 
+def _huge_blank_pdf(pages: int) -> bytes:
+    """Pages of 14 400 pt square (PDF's largest, 5 m a side), nothing on them."""
+    import io
+
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        document.new_page(14400, 14400).close()
+    output = io.BytesIO()
+    document.save(output)
+    document.close()
+    return output.getvalue()
+
+
+def test_huge_blank_pages_cost_no_ocr_and_never_stick(upload, settings):
+    """An OCR bomb of size, not count: PDF pages 5 m square and a 36-megapixel white image are
+    drawn at the model's side, seen to be blank and given no text (no OCR run), well within the
+    deadline."""
+    from PIL import Image
+
+    settings.MAX_IMAGE_PIXELS = 40_000_000
+    white = Image.new("RGB", (6000, 6000), "white")
+    for data, name in ((_huge_blank_pdf(3), "huge.pdf"), (png_of(white), "huge.png")):
+        asset = upload(data, name)
+        layer = finished_layer(asset)
+        assert layer.status == TextLayerStatus.DONE, (name, layer.failure, layer.failure_params)
+        with department_scope(asset.department_id):
+            pages = document_text(asset).pages
+        assert [(page.lines, page.source) for page in pages] == [((), TextSource.NONE)] * asset.page_count
+        assert max(page.width * page.height for page in pages) <= settings.TEXT_LAYER_MAX_PAGE_PIXELS
+
+
 def test_thousands_of_tiny_pages_are_refused_quickly(upload, settings):
     settings.MAX_PDF_PAGES = 5000
     asset = upload(pdf_many_pages(3000), "tiny.pdf")
