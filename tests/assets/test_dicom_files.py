@@ -329,6 +329,23 @@ def test_images_that_commonly_carry_burned_in_text_need_burned_in_annotation_no(
     assert upload(dicom_bytes(modality=modality, sop_class=sop_class, burned_in="NO"), "ok.dcm").page_count == 1
 
 
+def test_multi_valued_flags_and_an_empty_modality_do_not_slip_through(upload, asset_storage):
+    """A code string may hold several values (YES\\YES): each is read, never the list's text; and
+    an ultrasound or visible-light SOP class is known by its class when the Modality is empty."""
+    cases = [
+        (dict(modality="CT", sop_class=CTImageStorage, recognizable="YES\\YES"), RECOGNIZABLE),
+        (dict(modality="CT", sop_class=CTImageStorage, burned_in="NO\\YES"), "dicom_burned_in_annotation"),
+        (dict(modality="US\\US", sop_class=CTImageStorage, burned_in=None), UNCONFIRMED),
+        (dict(modality="", sop_class=UltrasoundImageStorage, burned_in=None), UNCONFIRMED),
+        (dict(modality="", sop_class=VLEndoscopicImageStorage, burned_in=None), UNCONFIRMED),
+        (dict(modality="XC", sop_class=CTImageStorage, burned_in=None), UNCONFIRMED),
+    ]
+    for fields, code in cases:
+        assert_dicom_refused(upload, asset_storage, dicom_bytes(**fields), code)
+    data = dicom_bytes(modality="", sop_class=UltrasoundImageStorage, burned_in="NO\\NO")
+    assert upload(data, "us.dcm").page_count == 1  # every value says NO
+
+
 def test_a_ct_image_without_burned_in_annotation_is_still_accepted(upload):
     assert upload(dicom_bytes(modality="CT", sop_class=CTImageStorage, burned_in=None), "ct.dcm").page_count == 1
 

@@ -22,8 +22,10 @@ What was done is listed by tag and keyword only (``Deidentification.audit_detail
 value. Identifiers in the pixels cannot be removed by editing attributes, so these are refused:
 ``BurnedInAnnotation = YES`` (``dicom_burned_in_annotation``, whenever the file is read);
 ``RecognizableVisualFeatures = YES`` (``dicom_recognizable_features``), and an image of a kind
-that commonly has identifiers burned in — Modality US, SC, XA, ES or OT, or a Secondary Capture
-SOP class — unless it says ``BurnedInAnnotation = NO`` (``dicom_burned_in_unconfirmed``), both
+that commonly has identifiers burned in — Modality US, SC, XA, ES, OT or XC, or a Secondary
+Capture, ultrasound, X-ray angiography or visible-light SOP class — unless it says
+``BurnedInAnnotation = NO`` (``dicom_burned_in_unconfirmed``; multi-valued attributes are read
+value by value: any YES refuses, NO counts only when every value is NO), both
 at upload (``_check_identifiable``).
 
 **Decoding**: native (uncompressed) pixel data and the compressed transfer syntaxes pydicom has
@@ -152,8 +154,16 @@ BASIC_PROFILE.update({0x00160070 + offset: "X" for offset in range(0x1F)})  # GP
 _META_KEPT = frozenset({0x00020000, 0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
 # Where identifiers are commonly burned into the pixels (ultrasound, screen captures, angiography,
 # endoscopy, "other"): accepted only when the file says BurnedInAnnotation = NO.
-BURNED_IN_LIKELY_MODALITIES = frozenset({"US", "SC", "XA", "ES", "OT"})
+BURNED_IN_LIKELY_MODALITIES = frozenset({"US", "SC", "XA", "ES", "OT", "XC"})  # XC: external-camera photos
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # .7 and its multi-frame .7.1 to .7.4
+# The same kinds by SOP class, whatever the Modality says (it may be empty): a UID or its children.
+BURNED_IN_LIKELY_SOP_CLASSES = {
+    SECONDARY_CAPTURE_PREFIX: "Secondary Capture",
+    "1.2.840.10008.5.1.4.1.1.6": "Ultrasound",  # .6.1 image, .6.2 enhanced volume
+    "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame",
+    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiography",  # and .12.1.1 enhanced
+    "1.2.840.10008.5.1.4.1.1.77.1": "Visible Light",  # endoscopy, microscopy, photographs
+}
 DICOM_RECOGNIZABLE = _(
     "The DICOM image is marked as showing recognizable visual features of the patient "
     "(RecognizableVisualFeatures = YES, such as a face) and cannot be de-identified: it is refused."
@@ -260,7 +270,7 @@ def _read(data: bytes):
         dataset = pydicom.dcmread(io.BytesIO(data))
         for _element in dataset.iterall():  # every element parsed now, sequences included
             pass
-    if str(dataset.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+    if "YES" in _code_values(dataset, "BurnedInAnnotation"):
         raise rejections.dicom_burned_in()
     return dataset
 
@@ -273,24 +283,33 @@ def dicom_burned_in_unconfirmed(kind: str) -> rejections.AssetRejected:
     return rejections.AssetRejected("dicom_burned_in_unconfirmed", DICOM_BURNED_IN_UNCONFIRMED.format(kind=kind))
 
 
-def _code_string(dataset, keyword: str) -> str:
-    return str(dataset.get(keyword, "") or "").strip().upper()
+def _code_values(dataset, keyword: str) -> list[str]:
+    """Every value of a code-string attribute, upper-cased: a multi-valued one ("YES\\NO") is
+    read value by value, never as the text of its list."""
+    value = dataset.get(keyword, "")
+    values = list(value) if hasattr(value, "__iter__") and not isinstance(value, str | bytes) else [value]
+    return [str(item or "").strip().upper() for item in values]
 
 
 def _check_identifiable(dataset) -> None:
     """Refuse what attribute edits cannot de-identify (at upload, before anything is stored):
     a face or other recognizable feature, and an image of a kind that commonly carries burned-in
-    identifiers unless the file says it has none (``BurnedInAnnotation`` = ``NO``)."""
-    if _code_string(dataset, "RecognizableVisualFeatures") == "YES":
+    identifiers — by Modality or by SOP class — unless the file says it has none
+    (``BurnedInAnnotation`` = ``NO``, every value of it)."""
+    if "YES" in _code_values(dataset, "RecognizableVisualFeatures"):
         raise dicom_recognizable()
-    if _code_string(dataset, "BurnedInAnnotation") == "NO":
+    burned_in = [value for value in _code_values(dataset, "BurnedInAnnotation") if value]
+    if burned_in and all(value == "NO" for value in burned_in):
         return
-    modality = _code_string(dataset, "Modality")
-    sop_class = str(dataset.get("SOPClassUID", "") or dataset.file_meta.get("MediaStorageSOPClassUID", "")).strip()
-    if modality in BURNED_IN_LIKELY_MODALITIES:
-        raise dicom_burned_in_unconfirmed(f"Modality {modality}")
-    if sop_class == SECONDARY_CAPTURE_PREFIX or sop_class.startswith(SECONDARY_CAPTURE_PREFIX + "."):
-        raise dicom_burned_in_unconfirmed("Secondary Capture")
+    for modality in _code_values(dataset, "Modality"):
+        if modality in BURNED_IN_LIKELY_MODALITIES:
+            raise dicom_burned_in_unconfirmed(f"Modality {modality}")
+    sop_classes = {str(dataset.get("SOPClassUID", "") or "").strip()}
+    sop_classes.add(str(dataset.file_meta.get("MediaStorageSOPClassUID", "") or "").strip())
+    for sop_class in sop_classes:
+        for prefix, kind in BURNED_IN_LIKELY_SOP_CLASSES.items():
+            if sop_class == prefix or sop_class.startswith(prefix + "."):
+                raise dicom_burned_in_unconfirmed(kind)
 
 
 @contextlib.contextmanager
