@@ -4,74 +4,18 @@
 (function () {
   "use strict";
 
-  function csrfToken(form) {
-    var input = form.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
-  function progressRow(list, file) {
-    var item = document.createElement("li");
-    var name = document.createElement("span");
-    name.className = "name";
-    name.textContent = file.name;
-    var bar = document.createElement("progress");
-    bar.max = 100;
-    bar.value = 0;
-    var status = document.createElement("span");
-    status.className = "status";
-    item.appendChild(name);
-    item.appendChild(bar);
-    item.appendChild(status);
-    list.appendChild(item);
-    return { item: item, bar: bar, status: status };
-  }
+  var uploads = window.PortalUploads;
 
   function uploadOne(form, file, row) {
-    return new Promise(function (resolve) {
-      var data = new FormData();
-      data.append("file", file, file.name);
-      var xhr = new XMLHttpRequest();
-      xhr.open("POST", form.action);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
-      xhr.setRequestHeader("Accept", "application/json");
-      row.status.textContent = form.dataset.msgUploading;
-      xhr.upload.addEventListener("progress", function (event) {
-        if (event.lengthComputable) {
-          row.bar.value = Math.round((event.loaded / event.total) * 100);
-        }
-      });
-      xhr.addEventListener("load", function () {
-        var body = {};
-        try {
-          body = JSON.parse(xhr.responseText);
-        } catch (e) {
-          body = {};
-        }
-        var result = body.files && body.files.length ? body.files[0] : body;
-        if (xhr.status === 200 && result.id) {
-          row.bar.value = 100;
-          row.item.className = "ok";
-          row.status.textContent = result.deduplicated ? form.dataset.msgDuplicate : form.dataset.msgDone;
-          resolve(true);
-        } else {
-          row.item.className = "error";
-          row.status.textContent = form.dataset.msgFailed + ": " + (result.detail || body.detail || xhr.status);
-          resolve(false);
-        }
-      });
-      xhr.addEventListener("error", function () {
-        row.item.className = "error";
-        row.status.textContent = form.dataset.msgNetwork;
-        resolve(false);
-      });
-      xhr.send(data);
+    return uploads.sendWithRow(form.action, file, uploads.csrfToken(form), row, form.dataset).then(function (result) {
+      return Boolean(result);
     });
   }
 
   function uploadAll(form, files) {
     var list = document.getElementById("upload-progress");
     var rows = Array.prototype.map.call(files, function (file) {
-      return progressRow(list, file);
+      return uploads.progressRow(list, file);
     });
     var stored = 0;
     var chain = Promise.resolve();
@@ -101,34 +45,8 @@
     }
     var zone = document.getElementById("drop-zone");
     // The file chooser, and on phones the camera: both upload what they were given.
-    ["file-input", "camera-input"].forEach(function (id) {
-      var input = document.getElementById(id);
-      if (!input) {
-        return;
-      }
-      input.addEventListener("change", function () {
-        if (input.files.length) {
-          uploadAll(form, input.files);
-          input.value = "";
-        }
-      });
-    });
-    ["dragenter", "dragover"].forEach(function (type) {
-      zone.addEventListener(type, function (event) {
-        event.preventDefault();
-        zone.classList.add("active");
-      });
-    });
-    ["dragleave", "drop"].forEach(function (type) {
-      zone.addEventListener(type, function (event) {
-        event.preventDefault();
-        zone.classList.remove("active");
-      });
-    });
-    zone.addEventListener("drop", function (event) {
-      if (event.dataTransfer && event.dataTransfer.files.length) {
-        uploadAll(form, event.dataTransfer.files);
-      }
+    uploads.dropZone(zone, ["file-input", "camera-input"], function (files) {
+      uploadAll(form, files);
     });
   }
 

@@ -243,38 +243,20 @@
     renderAttachments();
   }
 
-  function csrfToken() {
-    var input = composer.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
   function upload(file) {
     say(format(texts.uploading, { name: file.name }));
-    var data = new FormData();
-    data.append("file", file, file.name);
-    var xhr = new XMLHttpRequest();
-    xhr.open("POST", root.dataset.uploadUrl);
-    xhr.setRequestHeader("X-CSRFToken", csrfToken());
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.addEventListener("load", function () {
-      var body = {};
-      try {
-        body = JSON.parse(xhr.responseText);
-      } catch (e) {
-        body = {};
-      }
-      var result = body.files && body.files.length ? body.files[0] : body;
-      if (xhr.status === 200 && result.id) {
+    window.PortalUploads.send(root.dataset.uploadUrl, file, window.PortalUploads.csrfToken(composer), {
+      onDone: function (result) {
         attach(result.id, result.name);
         say("");
-      } else {
-        say(format(texts.upload_failed, { detail: result.detail || body.detail || xhr.status }), true);
+      },
+      onFail: function (detail) {
+        say(format(texts.upload_failed, { detail: detail }), true);
+      },
+      onNetwork: function () {
+        say(format(texts.upload_failed, { detail: "network" }), true);
       }
     });
-    xhr.addEventListener("error", function () {
-      say(format(texts.upload_failed, { detail: "network" }), true);
-    });
-    xhr.send(data);
   }
 
   fileInput.addEventListener("change", function () {

@@ -5,29 +5,9 @@
 (function () {
   "use strict";
 
-  function csrfToken() {
-    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
+  var uploads = window.PortalUploads;
 
   // --- the extraction page: uploads ---------------------------------------------------------------
-
-  function progressRow(list, file) {
-    var item = document.createElement("li");
-    var name = document.createElement("span");
-    name.className = "name";
-    name.textContent = file.name;
-    var bar = document.createElement("progress");
-    bar.max = 100;
-    bar.value = 0;
-    var status = document.createElement("span");
-    status.className = "status";
-    item.appendChild(name);
-    item.appendChild(bar);
-    item.appendChild(status);
-    list.appendChild(item);
-    return { item: item, bar: bar, status: status };
-  }
 
   function addToGrid(zone, stored) {
     var grid = document.getElementById("file-grid");
@@ -63,44 +43,11 @@
   }
 
   function uploadOne(zone, file, row) {
-    return new Promise(function (resolve) {
-      var data = new FormData();
-      data.append("file", file, file.name);
-      var xhr = new XMLHttpRequest();
-      xhr.open("POST", zone.dataset.uploadUrl);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
-      xhr.setRequestHeader("Accept", "application/json");
-      row.status.textContent = zone.dataset.msgUploading;
-      xhr.upload.addEventListener("progress", function (event) {
-        if (event.lengthComputable) {
-          row.bar.value = Math.round((event.loaded / event.total) * 100);
-        }
-      });
-      xhr.addEventListener("load", function () {
-        var body = {};
-        try {
-          body = JSON.parse(xhr.responseText);
-        } catch (e) {
-          body = {};
-        }
-        var result = body.files && body.files.length ? body.files[0] : body;
-        if (xhr.status === 200 && result.id) {
-          row.bar.value = 100;
-          row.item.className = "ok";
-          row.status.textContent = result.deduplicated ? zone.dataset.msgDuplicate : zone.dataset.msgDone;
-          addToGrid(zone, { id: result.id, name: result.name || file.name });
-        } else {
-          row.item.className = "error";
-          row.status.textContent = zone.dataset.msgFailed + ": " + (result.detail || body.detail || xhr.status);
-        }
-        resolve();
-      });
-      xhr.addEventListener("error", function () {
-        row.item.className = "error";
-        row.status.textContent = zone.dataset.msgNetwork;
-        resolve();
-      });
-      xhr.send(data);
+    var token = uploads.csrfToken(document);
+    return uploads.sendWithRow(zone.dataset.uploadUrl, file, token, row, zone.dataset).then(function (result) {
+      if (result) {
+        addToGrid(zone, { id: result.id, name: result.name || file.name });
+      }
     });
   }
 
@@ -108,7 +55,7 @@
     var list = document.getElementById("extract-upload-progress");
     var chain = Promise.resolve();
     Array.prototype.forEach.call(files, function (file) {
-      var row = progressRow(list, file);
+      var row = uploads.progressRow(list, file);
       chain = chain.then(function () {
         return uploadOne(zone, file, row);
       });
@@ -123,35 +70,8 @@
     }
     var zone = document.getElementById("extract-upload");
     if (zone) {
-      ["extract-file-input", "extract-camera-input"].forEach(function (id) {
-        var input = document.getElementById(id);
-        if (!input) {
-          return;
-        }
-        input.addEventListener("change", function () {
-          if (input.files.length) {
-            var files = Array.prototype.slice.call(input.files);
-            input.value = "";
-            uploadAll(zone, files);
-          }
-        });
-      });
-      ["dragenter", "dragover"].forEach(function (type) {
-        zone.addEventListener(type, function (event) {
-          event.preventDefault();
-          zone.classList.add("active");
-        });
-      });
-      ["dragleave", "drop"].forEach(function (type) {
-        zone.addEventListener(type, function (event) {
-          event.preventDefault();
-          zone.classList.remove("active");
-        });
-      });
-      zone.addEventListener("drop", function (event) {
-        if (event.dataTransfer && event.dataTransfer.files.length) {
-          uploadAll(zone, event.dataTransfer.files);
-        }
+      uploads.dropZone(zone, ["extract-file-input", "extract-camera-input"], function (files) {
+        uploadAll(zone, files);
       });
     }
     form.addEventListener("submit", function () {
