@@ -6,7 +6,6 @@ these tests are transactional and wait for the run's row with a deadline."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -46,13 +45,13 @@ def signed_chain(system_context, personas):
 
 
 def finished(pk: int) -> AuditVerifyRun:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+    from tests.support.waiting import wait_until
+
+    def done():
         run = AuditVerifyRun.objects.get(pk=pk)
-        if run.finished:
-            return run
-        time.sleep(0.05)
-    pytest.fail(f"verification {pk} did not finish within {DEADLINE_SECONDS}s")
+        return run if run.finished else None
+
+    return wait_until(done, timeout=DEADLINE_SECONDS, message=f"verification {pk} did not finish")
 
 
 def start(client) -> AuditVerifyRun:

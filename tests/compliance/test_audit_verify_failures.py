@@ -35,6 +35,7 @@ from compliance.services import audit_record
 from compliance.triggers import GUARDED_TABLES, triggers_remove
 from compliance.verification import CHECKPOINT_SIGNING_GRACE, BreakKind, audit_chain_verify
 from tests.compliance.conftest import raw_sql, triggers_lifted
+from tests.conftest import require_postgresql
 
 pytestmark = pytest.mark.django_db
 LENGTH = 5
@@ -127,7 +128,7 @@ def test_a_dropped_or_altered_column_is_reported_as_unreadable(
     chain, table, change, column, postgresql_only, capsys, monkeypatch
 ):
     if postgresql_only and connection.vendor != "postgresql":
-        pytest.skip("SQLite cannot change a column's type")
+        require_postgresql("changing a column's type (SQLite cannot)")
     with rolled_back():
         # SQLite refuses to drop or rename a column its triggers name; the table owner drops them first.
         if connection.vendor == "sqlite":

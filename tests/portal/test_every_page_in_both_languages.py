@@ -309,12 +309,13 @@ def _objects(admins, make_user, tmp_path) -> dict[str, str]:
     }
 
 
-def test_every_page_speaks_the_readers_language(site):
-    problems: dict[str, set[str]] = {}
-    checked, shown = 0, set()
+def rendered_pages(site, skip: tuple[str, ...] = ()):
+    """(path, role, language, response) of every HTML page the walk renders: each route of the
+    resolver, for every role that may ask for it, in both languages (redirects, 405s and answers
+    that are not HTML left out)."""
     for text, pattern in routes():
         path = concrete_path(text, pattern, site.values)
-        if path is None or path.startswith(tuple(OWNED_ELSEWHERE)):
+        if path is None or (skip and path.startswith(skip)):
             continue
         for role in roles_for(route_action(pattern.callback)):
             client = site.clients[role]
@@ -323,17 +324,24 @@ def test_every_page_speaks_the_readers_language(site):
                 response = client.get(path)
                 if response.status_code in {301, 302, 405} or "text/html" not in response.get("Content-Type", ""):
                     continue
-                checked += 1
-                if response.status_code == 200:
-                    shown.add(path)
-                page = " ".join(visible_text(response.content.decode()))
-                found = english_words(page) if language == "zh-hans" else chinese_text(page)
-                for prefix, (words, _source) in KNOWN_GAPS.items():
-                    if path.startswith(prefix):
-                        found -= words
-                if found:
-                    key = f"{language} {path} as {role} ({response.status_code})"
-                    problems[key] = found
+                yield path, role, language, response
+
+
+def test_every_page_speaks_the_readers_language(site):
+    problems: dict[str, set[str]] = {}
+    checked, shown = 0, set()
+    for path, role, language, response in rendered_pages(site, skip=tuple(OWNED_ELSEWHERE)):
+        checked += 1
+        if response.status_code == 200:
+            shown.add(path)
+        page = " ".join(visible_text(response.content.decode()))
+        found = english_words(page) if language == "zh-hans" else chinese_text(page)
+        for prefix, (words, _source) in KNOWN_GAPS.items():
+            if path.startswith(prefix):
+                found -= words
+        if found:
+            key = f"{language} {path} as {role} ({response.status_code})"
+            problems[key] = found
     # The walk reached the pages themselves, not only redirects and refusals: every console model's
     # list and the department's pages among them.
     assert checked > 100, checked
@@ -440,18 +448,8 @@ def test_no_page_scrolls_sideways_on_a_phone(site):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
     pages: dict[str, str] = {}
-    for text, pattern in routes():
-        path = concrete_path(text, pattern, site.values)
-        if path is None:
-            continue
-        for role in roles_for(route_action(pattern.callback)):
-            client = site.clients[role]
-            for language in LANGUAGES:
-                client.cookies["django_language"] = language
-                response = client.get(path)
-                if response.status_code in {301, 302, 405} or "text/html" not in response.get("Content-Type", ""):
-                    continue
-                pages[f"{language} {path} as {role} ({response.status_code})"] = response.content.decode()
+    for path, role, language, response in rendered_pages(site):
+        pages[f"{language} {path} as {role} ({response.status_code})"] = response.content.decode()
     assert len(pages) > 100, len(pages)
 
     showing = {"html": ""}
