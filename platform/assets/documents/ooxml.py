@@ -6,18 +6,23 @@ and refuses, each with its own code (``assets.rejections``):
 
 - a macro-enabled or active document: a ``vbaProject.bin`` (or ``vbaData.xml``) entry anywhere,
   an ``activeX`` folder, an OLE object (a ``.bin`` under ``embeddings/``), an embedded
-  macro-enabled package, **any entry whose content is an OLE compound file** (first bytes
-  ``D0 CF 11 E0 A1 B1 1A E1``: an embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
+  macro-enabled package (by name, and **any entry that is itself a ZIP archive is checked as a
+  package of its own**, whatever its name: every rule here applies inside it, within the outer
+  package's byte budget, at most ``MAX_NESTING`` levels deep, else ``office_nesting``), **any
+  entry whose content is an OLE compound file** (first bytes ``D0 CF 11 E0 A1 B1 1A E1``: an
+  embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
   its name or content type), an Excel 4.0 macro sheet (a ``macrosheets`` folder, a
   ``ms-excel.macrosheet`` / ``ms-excel.intlmacrosheet`` content type, an ``xlMacrosheet``
   relationship), or a content type that names macros, VBA, ActiveX or OLE objects
   (``office_macros``) — nothing in the file is ever executed, we only read XML;
 - a DDE field or link (``office_dde``): a Word field whose instruction is ``DDE`` or ``DDEAUTO``
   (``w:instrText`` runs of one field joined, ``w:fldSimple/@w:instr``; also a field whose name
-  is itself computed by a nested field), an Excel ``ddeLink`` (``externalLinks``), or a formula
-  or defined name of the ``app|topic!item`` form (``=cmd|' /c calc'!A1``). Decided on the tree
-  the safety parse already built: one pass over its elements, no regular expression on the raw
-  bytes;
+  has not ended, with white space, when a nested field begins: the nested result would become
+  part of the name), an Excel ``ddeLink`` (``externalLinks``), or a formula of the
+  ``app|topic!item`` form — in a cell or chart (``f``), a defined name, conditional formatting
+  (``formula``), data validation (``formula1``, ``formula2``) or a pivot table's ``formula``
+  attribute (``=cmd|' /c calc'!A1``). Decided on the tree the safety parse already built: one
+  pass over its elements, no regular expression on the raw bytes;
 - an encrypted entry (``office_encrypted``; an encrypted OOXML file is a CFB container, which
   ``content.sniff_prefix`` refuses with the same code);
 - more entries, more uncompressed bytes in all, or a higher compression ratio for one entry than
@@ -38,6 +43,7 @@ Limits (settings, with defaults): ``OFFICE_MAX_ENTRIES`` 2000, ``OFFICE_MAX_UNCO
 
 from __future__ import annotations
 
+import io
 import posixpath
 import struct
 import zipfile
@@ -82,9 +88,20 @@ OFFICE_DDE = _(
 _ACTIVE_NAMES = {"vbaproject.bin", "vbadata.xml", "vbaprojectsignature.bin", "vbaprojectsignatureagile.bin"}
 _ACTIVE_EXTENSIONS = {"docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppsm", "ppam", "bin"}
 _XML_EXTENSIONS = {"xml", "rels", "vml"}
+# Elements whose text is an Excel formula: cells and charts (``f``), defined names, conditional
+# formatting (``formula``) and data validation (``formula1``, ``formula2``).
+_FORMULA_ELEMENTS = {"f", "definedName", "formula", "formula1", "formula2"}
 _HYPERLINK = "/relationships/hyperlink"
 _CT_NS = "{http://schemas.openxmlformats.org/package/2006/content-types}"
 _RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_HEAD_SIZE = len(CFB_SIGNATURE)
+# How deep packages may nest (a document embedding a workbook that embeds a document is 2).
+MAX_NESTING = 2
+OFFICE_NESTING = _(
+    "The Office file embeds documents nested more than {limit} levels deep and is refused: "
+    "save the embedded documents as separate files."
+)
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _READ_SIZE = 64 * 1024
 # The ratio limit applies to entries larger than this (a short, repetitive XML part compresses
@@ -111,10 +128,10 @@ class PackageReader:
     """Entries of a checked package, read within the limits (the byte budget is shared by every
     read through this object: the checks and the document reader together)."""
 
-    def __init__(self, archive: zipfile.ZipFile, limits: Limits) -> None:
+    def __init__(self, archive: zipfile.ZipFile, limits: Limits, read_total: int = 0) -> None:
         self.archive = archive
         self.limits = limits
-        self.read_total = 0
+        self.read_total = read_total
 
     def names(self) -> list[str]:
         return [info.filename for info in self.archive.infolist()]
@@ -147,15 +164,16 @@ def _open_archive(reader: BinaryIO) -> zipfile.ZipFile:
         raise rejections.office_unreadable() from None
 
 
-def _check_layout(reader: BinaryIO, archive: zipfile.ZipFile, limits: Limits) -> None:
-    """Entries from the central directory: within the limits, unique, not encrypted, stored or
-    deflated, and laid out back to back from offset 0 up to the central directory."""
+def _check_layout(reader: BinaryIO, archive: zipfile.ZipFile, limits: Limits, already_read: int = 0) -> None:
+    """Entries from the central directory: within the limits (``already_read``: bytes an outer
+    package has already spent of the budget), unique, not encrypted, stored or deflated, and
+    laid out back to back from offset 0 up to the central directory."""
     infos = archive.infolist()
     if not infos:
         raise rejections.office_unreadable()
     if len(infos) > limits.entries:
         raise rejections.office_too_big(entries=limits.entries)
-    if sum(info.file_size for info in infos) > limits.total_bytes:
+    if already_read + sum(info.file_size for info in infos) > limits.total_bytes:
         raise rejections.office_too_big(size_bytes=limits.total_bytes)
     names = set()
     for info in infos:
@@ -205,6 +223,10 @@ def _check_names(names: list[str]) -> None:
             raise rejections.office_macros()
         if "embeddings" in parts and extension in _ACTIVE_EXTENSIONS:
             raise rejections.office_macros()
+
+
+def office_nesting() -> rejections.AssetRejected:
+    return rejections.AssetRejected("office_nesting", OFFICE_NESTING.format(limit=MAX_NESTING))
 
 
 def office_dde() -> rejections.AssetRejected:
@@ -274,6 +296,13 @@ def _dde_formula(formula: str) -> bool:
     return "|" in "".join(outside)
 
 
+def _name_complete(instruction: str) -> bool:
+    """Whether a field instruction's first word (the field's name) has ended: some text, then
+    white space. Until then a nested field's result would become part of the name."""
+    words = instruction.lstrip()
+    return any(character.isspace() for character in words)
+
+
 def _check_dde(root) -> None:
     """DDE in one parsed part (see the module's docstring): one pass over the tree. The runs of a
     Word field (``fldChar`` begin … separate/end) are joined before the instruction is read, so
@@ -287,8 +316,8 @@ def _check_dde(root) -> None:
         if name == "fldChar":
             kind = _attribute(element, "fldCharType")
             if kind == "begin":
-                if fields and not fields[-1][1] and not "".join(fields[-1][0]).strip():
-                    raise office_dde()  # the outer field's name would be this field's result
+                if fields and not fields[-1][1] and not _name_complete("".join(fields[-1][0])):
+                    raise office_dde()  # the outer field's name would end in this field's result
                 fields.append(([], False))
             elif kind == "separate" and fields and not fields[-1][1]:
                 instruction, _result = fields.pop()
@@ -309,20 +338,26 @@ def _check_dde(root) -> None:
                 raise office_dde()
         elif name in ("ddeLink", "ddeItem", "ddeItems", "ddeValues"):
             raise office_dde()
-        elif name in ("f", "definedName"):
+        elif name in _FORMULA_ELEMENTS:
             if _dde_formula(element.text or ""):
                 raise office_dde()
+        if _dde_formula(_attribute(element, "formula")):
+            raise office_dde()  # a pivot table's calculated field or item
     for instruction, result in fields:
         if not result and _dde_instruction("".join(instruction)):
             raise office_dde()
+
+
+def _check_content_type(content_type: str) -> None:
+    if any(marker in content_type.lower() for marker in _ACTIVE_TYPE_MARKERS):
+        raise rejections.office_macros()
 
 
 def _main_kind(content_types) -> tuple[Kind, str]:
     mains: list[tuple[Kind, str]] = []
     for element in content_types:
         content_type = (element.get("ContentType") or "").strip()
-        if any(marker in content_type.lower() for marker in _ACTIVE_TYPE_MARKERS):
-            raise rejections.office_macros()
+        _check_content_type(content_type)
         if content_type in MAIN_TYPES:
             if element.tag != f"{_CT_NS}Override":
                 raise rejections.unsupported_type()
@@ -339,6 +374,56 @@ def _check_relationships(root) -> None:
         if (relationship.get("TargetMode") or "").lower() == "external":
             if not (relationship.get("Type") or "").endswith(_HYPERLINK):
                 raise rejections.office_external()
+
+
+def _check_entries(package: PackageReader, content_types, depth: int) -> None:
+    """Every entry of a package, decompressed within the limits (CRC checked): XML parts safety
+    parsed and searched for active relationships and DDE; any other entry refused when it is an
+    OLE compound file, and checked as a package of its own, whatever its name, when it is a ZIP
+    archive (an embedded workbook or document: charts embed one)."""
+    xml_parts = _xml_parts(content_types, package.names())
+    for info in package.archive.infolist():
+        if info.filename in xml_parts and info.filename != "[Content_Types].xml":
+            data = b"".join(package.chunks(info))
+            if data.startswith(CFB_SIGNATURE):
+                raise rejections.office_macros()
+            root = _parse_xml(data)
+            if info.filename.lower().endswith(".rels"):
+                _check_relationships(root)
+            _check_dde(root)
+            continue
+        head, kept = b"", []
+        for chunk in package.chunks(info):
+            if len(head) < _HEAD_SIZE:
+                head += chunk[:_HEAD_SIZE]
+                if head.startswith(CFB_SIGNATURE):
+                    raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
+            if head.startswith(_ZIP_SIGNATURE):
+                kept.append(chunk)
+        if kept:
+            _check_embedded(package, b"".join(kept), depth + 1)
+
+
+def _check_embedded(outer: PackageReader, data: bytes, depth: int) -> None:
+    """A ZIP archive inside a package, checked like the package itself (names, layout, content
+    types, every entry) with what is left of the outer package's byte budget."""
+    if depth > MAX_NESTING:
+        raise office_nesting()
+    reader = io.BytesIO(data)
+    archive = _open_archive(reader)
+    _check_layout(reader, archive, outer.limits, already_read=outer.read_total)
+    package = PackageReader(archive, outer.limits, read_total=outer.read_total)
+    names = package.names()
+    _check_names(names)
+    content_types = []
+    if "[Content_Types].xml" in names:
+        content_types = _parse_xml(package.read("[Content_Types].xml"))
+        for element in content_types:
+            _check_content_type(element.get("ContentType") or "")
+    try:
+        _check_entries(package, content_types, depth)
+    finally:
+        outer.read_total = package.read_total
 
 
 def package_check(reader: BinaryIO, size: int) -> tuple[Kind, PackageReader]:
@@ -358,21 +443,5 @@ def package_check(reader: BinaryIO, size: int) -> tuple[Kind, PackageReader]:
         raise rejections.ambiguous_content()  # an uncompressed page or script at the head
     if main_part not in names:
         raise rejections.office_unreadable()
-    xml_parts = _xml_parts(content_types, names)
-    for info in archive.infolist():
-        if info.filename in xml_parts and info.filename != "[Content_Types].xml":
-            data = b"".join(package.chunks(info))
-            if data.startswith(CFB_SIGNATURE):
-                raise rejections.office_macros()
-            root = _parse_xml(data)
-            if info.filename.lower().endswith(".rels"):
-                _check_relationships(root)
-            _check_dde(root)
-        else:
-            head = b""
-            for chunk in package.chunks(info):  # every entry decompresses, within the limits, CRC checked
-                if len(head) < len(CFB_SIGNATURE):
-                    head += chunk[: len(CFB_SIGNATURE)]
-                    if head.startswith(CFB_SIGNATURE):
-                        raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
+    _check_entries(package, content_types, depth=0)
     return kind, package
