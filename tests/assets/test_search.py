@@ -379,6 +379,34 @@ def test_an_index_holds_at_most_its_token_bound_newest_documents_first(client, p
     assert results.documents == [] and (results.documents_searched, results.documents_left_out) == (0, 2)
 
 
+def test_a_document_too_big_for_the_index_is_skipped_and_older_ones_still_searched(
+    client, personas, document, settings
+):
+    from assets.documents.retrieval import tokenize
+
+    old = document(["Warranty of the old machine"], "old.pdf")
+    document(["Warranty of the huge machine, " + "spare part list " * 50], "huge.pdf")
+    settings.DOCUMENT_SEARCH_MAX_TOKENS = len(tokenize("Warranty of the old machine")) + 1
+    client.force_login(personas.member)
+    results = search_page(client, "finance", "warranty").context["results"]
+    assert [hit.asset.pk for hit in results.documents] == [old.pk]
+    assert (results.documents_searched, results.documents_left_out) == (1, 1)
+
+
+def test_a_document_beyond_the_page_bound_is_skipped_and_older_ones_still_searched(
+    client, personas, document, settings
+):
+    old = document(["Warranty of the old machine"], "old.pdf")
+    document(["Warranty, page one", "Warranty, page two", "Warranty, page three"], "long.pdf")
+    settings.DOCUMENT_SEARCH_MAX_PAGES = 2
+    client.force_login(personas.member)
+    page = search_page(client, "finance", "warranty")
+    results = page.context["results"]
+    assert [hit.asset.pk for hit in results.documents] == [old.pk]
+    assert results.documents_left_out == 1
+    assert "1 documents were not searched (they do not fit in the search index)" in page.content.decode()
+
+
 def test_one_department_never_flushes_anothers_analyses(client, personas, document, settings, monkeypatch):
     """The token cache is shared fairly: finance's documents, more than the whole cache, keep
     within finance's share, so quality's rebuild after a new document reads only that document."""

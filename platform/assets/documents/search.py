@@ -10,12 +10,14 @@ Its memory and its work are bounded (each a setting with the default below, docs
 "Retrieval and search"):
 
 - ``DOCUMENT_SEARCH_MAX_PAGES`` pages per department index: the newest documents first, whole
-  documents only; a department with more says so (``SearchResults.documents_left_out``);
+  documents only (one that does not fit in what is left is skipped and the next, older one
+  tried, so one huge document never empties the index); a department with more says so
+  (``SearchResults.documents_left_out``);
 - ``DOCUMENT_SEARCH_PAGE_CHARS`` characters of each page are indexed (and cut snippets): the rest
   of a longer page is not searchable, the page itself still is;
 - ``DOCUMENT_SEARCH_MAX_TOKENS`` tokens per department index: the newest documents first, whole
-  documents only, like the page bound (the first document that does not fit ends the index; it
-  and the older ones are counted in ``documents_left_out``);
+  documents only, skipped like the page bound when they do not fit (counted in
+  ``documents_left_out``);
 - ``DOCUMENT_SEARCH_DEPARTMENTS`` department indexes kept at once (least recently used goes);
 - ``DOCUMENT_SEARCH_TOKEN_CACHE`` tokens of per-document analyses kept to rebuild an index
   cheaply after a document is added or removed: each department keeps at most its share
@@ -230,7 +232,7 @@ def _department_index(department) -> tuple[_DepartmentIndex, dict[str, object]]:
     chosen, pages_total = [], 0
     for asset, version in documents:  # newest first; whole documents within the page bound
         if pages_total + asset.page_count > limit:
-            break
+            continue  # this one does not fit; an older, shorter one may
         chosen.append((asset, version))
         pages_total += asset.page_count
     bounds = (
@@ -268,14 +270,16 @@ def _department_index(department) -> tuple[_DepartmentIndex, dict[str, object]]:
 
 
 def _department_build(department_key, chosen, signature: tuple, documents: int) -> _DepartmentIndex:
-    """The index of ``chosen`` (newest first), within DOCUMENT_SEARCH_MAX_TOKENS tokens: the first
-    document that does not fit ends it."""
+    """The index of ``chosen`` (newest first), within DOCUMENT_SEARCH_MAX_TOKENS tokens: a
+    document that does not fit in what is left is skipped (and counted), the next one tried."""
     _pages, _chars, budget = signature[0]  # the bounds the signature names
     refs, corpus, searched = [], [], 0
     for asset, version in chosen:
+        if budget <= 0:
+            break
         pages = _document_tokens(department_key, asset, version, budget)
         if pages is None:
-            break
+            continue
         budget -= _size(pages)
         searched += 1
         for number, tokens in pages:

@@ -27,7 +27,9 @@ SearchResponseSerializer = inline_serializer(
             "[start, end) character offsets of the matches in snippet.",
         ),
         "documents_searched": serializers.IntegerField(),
-        "documents_left_out": serializers.IntegerField(help_text="Older documents beyond the index's bound."),
+        "documents_left_out": serializers.IntegerField(
+            help_text="Documents that do not fit in the index's bounds (the newest are indexed first)."
+        ),
     },
 )
 
