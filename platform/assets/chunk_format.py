@@ -175,8 +175,11 @@ class DecryptingReader(io.RawIOBase):
     of the last chunk is checked on every access to it, so truncation is still detected.
     """
 
-    def __init__(self, key: bytes, source: BinaryIO) -> None:
+    def __init__(self, key: bytes, source: BinaryIO, *, identity: tuple | None = None) -> None:
         super().__init__()
+        # What the plaintext is, for in-process caches of what is derived from it: (department,
+        # blob name) of a stored file, whose bytes never change; None for anything else.
+        self.identity = identity
         self._aead = AESGCM(key)
         self._source = source
         self._header, self._chunk_size, self._prefix = _read_header(source)

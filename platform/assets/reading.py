@@ -55,7 +55,9 @@ def asset_plaintext_chunks(asset: Asset) -> Iterator[bytes]:
 
 def asset_open_reader(asset: Asset) -> DecryptingReader:
     """A seekable plaintext view of the file (close it when done)."""
-    return DecryptingReader(_data_key(asset), blob_open(asset.storage_name))
+    return DecryptingReader(
+        _data_key(asset), blob_open(asset.storage_name), identity=(asset.department_id, asset.storage_name)
+    )
 
 
 def asset_decode_cost(

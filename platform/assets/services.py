@@ -27,6 +27,7 @@ from django.db.models import Max, Sum
 from accounts.permissions import Action, allowed, authorize
 from assets import content, keyring, rejections, text_crypto
 from assets.documents.jobs import text_layer_create
+from assets.documents.office import cache_forget as office_cache_forget
 from assets.models import Asset
 from assets.names import original_name_clean
 from assets.rejections import AssetRejected
@@ -304,6 +305,7 @@ def _shred(asset: Asset, *, acting_user: Any, reason: str) -> None:
         return  # other uploads of the same bytes keep the blob and their own keys
 
     def remove_blob() -> None:
+        office_cache_forget(storage_name)  # this process's laid-out pages of the file (plaintext in memory)
         try:
             blob_delete(storage_name)
         except OSError:

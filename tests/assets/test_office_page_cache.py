@@ -104,3 +104,45 @@ def test_a_changed_page_limit_lays_the_file_out_again(upload, reads, settings):
     settings.MAX_PDF_PAGES = 49
     page_text(asset)
     assert len(reads) == 2
+
+
+def test_each_department_has_its_own_entry_for_the_same_bytes(upload, reads, personas):
+    """Another department's upload of the same bytes is laid out again: the time a page view
+    takes never tells one department that another holds the same file."""
+    data = one_paragraph_docx("Shared agreement")
+    ours = upload(data, "ours.docx")
+    theirs = upload(data, "theirs.docx", user=personas.outsider, department=personas.department_b)
+    fresh(reads)
+    assert page_text(ours) == page_text(theirs) == ["Shared agreement"]
+    assert len(reads) == 2
+    assert page_text(ours) == page_text(theirs) and len(reads) == 2
+
+
+def test_deleting_a_file_forgets_its_laid_out_pages(upload, reads, personas, django_capture_on_commit_callbacks):
+    from assets.services import asset_delete
+
+    asset = upload(one_paragraph_docx("Confidential agreement"), "gone.docx")
+    kept = upload(one_paragraph_docx("Other agreement"), "kept.docx")
+    fresh(reads)
+    page_text(asset)
+    page_text(kept)
+    assert {key[0][1] for key in office._CACHE} == {asset.storage_name, kept.storage_name}
+    with django_capture_on_commit_callbacks(execute=True):
+        asset_delete(asset=asset, acting_user=personas.member)
+    assert {key[0][1] for key in office._CACHE} == {kept.storage_name}
+
+
+def test_an_entry_lives_at_most_its_time_bound(upload, reads, settings):
+    asset = upload(one_paragraph_docx("Short-lived agreement"), "a.docx")
+    fresh(reads)
+    page_text(asset)
+    page_text(asset)
+    assert len(reads) == 1
+    settings.OFFICE_PAGE_CACHE_SECONDS = 0
+    page_text(asset)
+    assert len(reads) == 2
+
+
+def test_a_reader_without_an_identity_is_never_cached(reads):
+    office.office_document_text(io.BytesIO(one_paragraph_docx("Loose bytes")))
+    assert office._CACHE == {}

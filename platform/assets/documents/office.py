@@ -23,18 +23,22 @@ Layout is deterministic: the upload, the model and the text layer see the same p
 page, chat), so the read and laid-out document (``_laid_out``: text lines with their boxes, the
 checked embedded images) is kept in a small in-process LRU of ``OFFICE_PAGE_CACHE_DOCUMENTS``
 documents (default 8; 0 turns it off), each at most ``OFFICE_PAGE_CACHE_MB`` (default 32) of
-image bytes. The key is the SHA-256 of the stored plaintext the reader gives (hashed on every
-use: far cheaper than parsing) and the limits that shape the layout, so a file is served only
-its own pages, never another's, and a changed file or limit is read again. Thread-safe; the
-upload's check (``office_inspect``) never uses it.
+image bytes, for at most ``OFFICE_PAGE_CACHE_SECONDS`` (default 300). The key is the stored
+file's identity, which its reader carries (``DecryptingReader.identity``: the department and
+the blob's random name; a blob's bytes never change), and the limits that shape the layout, so
+a file is served only its own pages, never another's — not even another department's upload of
+the same bytes —, and a changed limit reads it again. Deleting a file's last reference forgets
+its entry in this process (``cache_forget``, once the deletion committed); other processes
+drop theirs within the time bound. A reader without an identity (the upload's own check,
+``office_inspect``) is never cached. Thread-safe.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -318,9 +322,8 @@ class _LaidOut:
     total: int
 
 
-_CACHE: OrderedDict[tuple, _LaidOut] = OrderedDict()
+_CACHE: OrderedDict[tuple, tuple[float, _LaidOut]] = OrderedDict()  # key: (cached at, laid out)
 _CACHE_LOCK = threading.Lock()
-_HASH_READ = 1024 * 1024
 
 
 def cache_documents() -> int:
@@ -332,26 +335,38 @@ def cache_clear() -> None:
         _CACHE.clear()
 
 
-def _cache_key(reader: BinaryIO) -> tuple:
-    digest = hashlib.sha256()
-    reader.seek(0)
-    while chunk := reader.read(_HASH_READ):
-        digest.update(chunk)
-    reader.seek(0)
-    return (digest.hexdigest(), settings.MAX_PDF_PAGES, max_cells(), max_images())
+def cache_seconds() -> float:
+    return getattr(settings, "OFFICE_PAGE_CACHE_SECONDS", 300)
+
+
+def cache_forget(storage_name: str) -> None:
+    """Drop every entry laid out from the blob ``storage_name`` (its file was deleted)."""
+    with _CACHE_LOCK:
+        for key in [key for key in _CACHE if key[0][1] == storage_name]:
+            del _CACHE[key]
+
+
+def _cache_key(reader: BinaryIO) -> tuple | None:
+    identity = getattr(reader, "identity", None)
+    if identity is None:
+        return None
+    return (identity, settings.MAX_PDF_PAGES, max_cells(), max_images())
 
 
 def _laid_out(reader: BinaryIO) -> _LaidOut:
     """The stored file read and laid out (``office_read`` + the layout), from the cache when
-    the same bytes were laid out under the same limits; AssetRejected is never cached."""
+    the same stored file was laid out under the same limits within the time bound;
+    AssetRejected is never cached."""
     slots = cache_documents()
     key = _cache_key(reader) if slots > 0 else None
+    now = time.monotonic()
     if key is not None:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
-            if hit is not None:
+            if hit is not None and now - hit[0] < cache_seconds():
                 _CACHE.move_to_end(key)
-                return hit
+                return hit[1]
+            _CACHE.pop(key, None)
     reader.seek(0)
     size = reader.seek(0, io.SEEK_END)
     document = office_read(reader, size)
@@ -360,7 +375,7 @@ def _laid_out(reader: BinaryIO) -> _LaidOut:
     image_bytes = sum(len(data) for _kind, data in document.images)
     if key is not None and image_bytes <= getattr(settings, "OFFICE_PAGE_CACHE_MB", 32) * 1024 * 1024:
         with _CACHE_LOCK:
-            lru_put(_CACHE, key, laid, slots)
+            lru_put(_CACHE, key, (now, laid), slots)
     return laid
 
 
