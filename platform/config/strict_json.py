@@ -7,7 +7,8 @@ recursion limit (``RecursionError``, not a ``ValueError``), and ``\\ud800``-styl
 decode to lone surrogates — strings that cannot be encoded as UTF-8, so the audit trail, the
 database and the model's tokenizer fail on them later. Both are refused here, at the edge, with
 a message the caller can act on. ``NaN`` and ``Infinity`` are refused too (not JSON), and so is
-a number too large for a float (``1e999``, which Python reads as infinity).
+a number too large for a float (``1e999``, which Python reads as infinity, or an integer of 400
+digits, which ``float()`` refuses with an OverflowError wherever it is read as a number).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +31,7 @@ JSON_TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepte
 JSON_LONE_SURROGATE = "JSON text holds a \\u escape of a lone surrogate (U+D800 to U+DFFF), which is not a character."
 JSON_CONSTANT = "JSON text holds {constant}, which is not a JSON number."
 JSON_OUT_OF_RANGE = "JSON text holds the number {number}, which is out of range."
+_FLOAT_DIGITS = 308  # an integer of at most this many digits is below a float's largest value
 JSON_INVALID = "JSON parse error: {problem}"
 BODY_TOO_LARGE = "The request body is larger than the limit of {limit_mb} MB."
 
@@ -49,6 +52,15 @@ def _constant(name: str) -> Any:
 def _finite(text: str) -> float:
     number = float(text)
     if math.isinf(number):
+        raise JsonRejected(JSON_OUT_OF_RANGE.format(number=text[:40]), "constant")
+    return number
+
+
+def _integer(text: str) -> int:
+    """An integer a float can still hold (``float()`` of a larger one raises OverflowError in
+    whatever code reads it as a number: a temperature, a price)."""
+    number = int(text)
+    if len(text) > _FLOAT_DIGITS and abs(number) > sys.float_info.max:
         raise JsonRejected(JSON_OUT_OF_RANGE.format(number=text[:40]), "constant")
     return number
 
@@ -84,7 +96,7 @@ def json_check(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
 def json_strict_loads(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that raises only ``JsonRejected`` (a ``ValueError``) for anything refused."""
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_finite)
+        value = json.loads(text, parse_constant=_constant, parse_float=_finite, parse_int=_integer)
     except RecursionError:
         raise JsonRejected(JSON_TOO_DEEP, "too_deep") from None
     except JsonRejected:

@@ -33,6 +33,10 @@ HOSTILE_BODIES = {
         '{"model": "m", "messages": [], "temperature": -1e999}',
         JSON_OUT_OF_RANGE.format(number="-1e999"),
     ),
+    "an integer past a float's range": (
+        '{"model": "m", "messages": [], "temperature": 1' + "0" * 400 + "}",
+        JSON_OUT_OF_RANGE.format(number="1" + "0" * 39),
+    ),
 }
 
 
