@@ -31,6 +31,7 @@ RULE_ROWS_MAX = 50
 _RULE_INDEX = re.compile(r"^Rule (\d+): ")
 # A number as a person types one: sign, digits (thousands commas allowed), a decimal point. No
 # exponent and no Infinity/NaN: Decimal("1e999999999") parses, and int() of it would not finish.
+# Unicode digits on purpose (full-width ones from a Chinese input method): Decimal reads them all.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3}){1,9}|\d{1,30})?(?:\.\d{0,30})?")
 
 

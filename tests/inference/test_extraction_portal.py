@@ -377,6 +377,11 @@ def test_the_correction_form_reads_numbers_by_the_schema_type():
     assert clean("amount", "1e3") == str(forms.VALUE_NOT_NUMBER)
     # The rules editor reads its numbers the same way: an exponent stays text, refused as no number.
     assert forms.plain_number("1e999999999") is None and forms.plain_number("1,000,000") == 1000000
+    # Digits as a Chinese input method types them (full width) are numbers too; every character
+    # the pattern takes for a digit is one Decimal reads (checked over all of Unicode here).
+    assert clean("amount", "１２,９００.５０") == 12900.5 and clean("count", "３") == 3
+    digits = "".join(chr(point) for point in range(0x110000) if re.fullmatch(r"\d", chr(point)))
+    assert all(forms.plain_number(digit * 3) is not None for digit in digits)
 
 
 def test_a_key_the_model_added_is_shown_but_neither_corrected_nor_its_grounding_read(personas, stored_result):
