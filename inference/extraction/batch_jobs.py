@@ -239,10 +239,15 @@ def batch_run(job_id, *, engine=None) -> BatchJob:
             )
 
         try:
-            engine_now()
+            first = engine_now()
         except (InferenceError, Refused) as exc:
             _finish(job, BatchStatus.FAILED, str(exc))
             return job
+        if not job.model_name and handed_in is None:
+            # A batch that named no model runs on the one the department's default resolved to
+            # now, for every file: if that one is disabled meanwhile the batch stops, it never
+            # goes on with another model (its results would not be comparable).
+            _update(job, model_name=first.info().name)
         _update(job, status=BatchStatus.RUNNING, started_at=job.started_at or timezone.now())
         done = set(Extraction.objects.filter(batch=job).values_list("asset_ref", flat=True))
         for asset_id in job.asset_ids:

@@ -533,6 +533,42 @@ def test_a_batch_names_its_model_for_every_file(
     assert denials().first().details["batch"] == str(running.pk)
 
 
+@pytest.mark.django_db
+def test_a_batch_that_named_no_model_keeps_the_one_it_started_on(
+    two_loaded, api, personas, invoices, django_capture_on_commit_callbacks
+):
+    """With no model named, the batch runs on the department's default as it was when the runner
+    took it up: the default disabled after the first file stops the batch, recorded; it never
+    goes on with the other loaded model the department may still use."""
+    import inference.extraction.batch_jobs as batch_jobs
+    from inference.extraction.models import Extraction
+
+    default = two_loaded["default"]
+    ids = [str(asset.pk) for asset in invoices(personas.member, count=2)]
+    api.get("/api/v1/templates")  # the built-in templates
+    with django_capture_on_commit_callbacks(execute=False):
+        created = api.post("/api/v1/batches", {"assets": ids, "template": "vat-invoice"}, format="json")
+    assert created.status_code == 202, created.content
+    real = batch_jobs._extract_with_patience
+
+    def first_then_disable(**kwargs):
+        extraction = real(**kwargs)
+        department_model_access_set(
+            department=personas.department_a, version=default, enabled=False, acting_user=personas.admin
+        )
+        return extraction
+
+    with mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable):
+        halted = batch_jobs.batch_run(created.json()["id"])
+    assert halted.model_name == default.name
+    assert halted.status == "failed" and "not enabled" in halted.error and halted.processed == 1
+    with department_scope(personas.department_a):
+        shas = set(Extraction.objects.filter(batch_id=halted.pk).values_list("model_sha256", flat=True))
+    assert shas == {default.manifest_sha256}
+    assert denials().first().details["batch"] == str(halted.pk)
+    assert api.get(f"/api/v1/batches/{halted.pk}").json()["model"] == default.name
+
+
 # --- the websocket chat --------------------------------------------------------------------------------
 
 
