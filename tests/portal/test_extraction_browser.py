@@ -1,7 +1,8 @@
 """The portal's extraction in a real browser (Debian's Chromium, headless, driven by the playwright
 package) against the platform served on loopback with the demo model: a member uploads an image on
 the extraction page, runs the built-in VAT-invoice template, reads the result at 1440 and 390 px
-(no sideways scroll) in Chinese and English, corrects a field, runs a batch of three files while
+(no sideways scroll) in Chinese and English, corrects a field, sees a field's box over the spot of
+the page it was found at (at both widths) and marked from its row, runs a batch of three files while
 its per-file status updates, and downloads its CSV and XLSX. Screenshots go to the test's temporary
 directory.
 
@@ -56,6 +57,25 @@ from inference.models import TaskTemplate
 with all_departments(reason="test"):
     print(json.dumps(TaskTemplate.objects.get(slug="vat-invoice").rules, sort_keys=True, ensure_ascii=False))
 """
+
+GROUND_LAST_RESULT = """
+from departments.tenancy import all_departments
+from inference.extraction.models import Extraction
+with all_departments(reason="test"):
+    extraction = Extraction.objects.order_by("-created_at").first()
+    box = {"page": 1, "box": [30, 18, 90, 54], "source": "ocr", "width": 121, "height": 90}
+    extraction.usage = {**(extraction.usage or {}), "pages": [1], "grounding": {"total_amount": box}}
+    extraction.save(update_fields=["usage"])
+print(extraction.pk)
+"""
+
+# Where the box is over its page image, as fractions of the image: left, top, width, height.
+BOX_OVER_IMAGE = """() => {
+  const image = document.querySelector('#page-1 .page-frame img').getBoundingClientRect();
+  const box = document.querySelector('#page-1 .field-box[data-field=total_amount]').getBoundingClientRect();
+  return [(box.left - image.left) / image.width, (box.top - image.top) / image.height,
+          box.width / image.width, box.height / image.height];
+}"""
 
 TEXTS = {
     "zh-hans": {"extract": "提取", "invalid": "无效", "done": "已完成", "correct": "更正"},
@@ -143,6 +163,31 @@ def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, 
                 assert f"0441987{len(language)}" in row and "bob" in row
                 assert page.inner_text("#result-fields tr[data-field=invoice_number] td.extracted").strip() == "—"
                 both_widths(page, f"corrected-{language}")
+
+            # A field's box sits over the very spot of the page image it was found at, at both
+            # widths, and the field's "page 1" badge marks it (the demo model grounds nothing, so
+            # the platform's grounding record is written into the last result's usage here).
+            result_id = server.shell(GROUND_LAST_RESULT).splitlines()[-1]
+            assert result_id in page.url
+            page.reload()
+            page.wait_for_selector("#page-1 .field-box[data-field=total_amount]")
+            page.wait_for_function("() => document.querySelector('#page-1 .page-frame img').naturalWidth > 0")
+            expected = [30 / 121, 18 / 90, 60 / 121, 36 / 90]
+            for width_name, viewport in WIDTHS.items():
+                page.set_viewport_size(viewport)
+                placed = page.evaluate(BOX_OVER_IMAGE)
+                assert all(abs(got - want) < 0.02 for got, want in zip(placed, expected, strict=True)), (
+                    width_name,
+                    placed,
+                    expected,
+                )
+                assert page.is_visible("#page-1 .field-box[data-field=total_amount] .field-box-label")
+                page.screenshot(path=str(shots / f"field-box-{width_name}.png"), full_page=True)
+            page.set_viewport_size(WIDTHS["desktop"])
+            box = "#page-1 .field-box[data-field=total_amount]"
+            assert "active" not in page.get_attribute(box, "class")
+            page.click("#result-fields tr[data-field=total_amount] [data-box-field=total_amount]")
+            page.wait_for_function(f"() => document.querySelector('{box}').classList.contains('active')")
 
             # A batch of three new files, uploaded with progress, each followed as it runs.
             page.click("[data-nav=extract]")
