@@ -65,6 +65,7 @@ def chat_home(request: HttpRequest, department_slug: str) -> HttpResponse:
     engine = current_engine()
     models = model_infos_for_department(department)
     files = [a for a in asset_list(department=department)[:PICKER_FILES]]
+    templates_builtin_ensure(department=department)  # the built-in chips, there from the start
     templates = list(task_template_list_active(department=department))
     return render(
         request,

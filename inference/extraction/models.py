@@ -66,8 +66,16 @@ class TaskTemplate(models.Model):
         """What the template does, for the reader (the model is sent the stored instruction)."""
         return str(BUILTIN_DISPLAY[self.slug][1]) if self._builtin_unchanged("instruction") else self.instruction
 
+    @property
+    def display_prompt(self) -> str:
+        """What the chat's template chip writes into the question box, in the reader's language
+        for a built-in template (it is the question the reader sends: the schema goes with it);
+        the stored instruction once the department's administrator edited it."""
+        return str(BUILTIN_DISPLAY[self.slug][2]) if self._builtin_unchanged("instruction") else self.instruction
 
-# The built-in templates (inference.extraction.services.BUILTIN_TEMPLATES) as pages show them.
+
+# The built-in templates (inference.extraction.services.BUILTIN_TEMPLATES) as pages show them:
+# (name, what it does, the question the chat's chip writes), each in the reader's language.
 BUILTIN_DISPLAY = {
     "vat-invoice": (
         _("VAT invoice"),
@@ -75,12 +83,20 @@ BUILTIN_DISPLAY = {
             "Reads Chinese VAT invoices: type, code and number, date, seller and buyer with their tax ids, "
             "amount before tax, tax rate, tax and total."
         ),
+        _(
+            "Extract from this VAT invoice: the invoice type, code and number, the date, the seller and the buyer "
+            "with their tax ids, the amount before tax, the tax rate and tax, and the total."
+        ),
     ),
     "equipment-inspection": (
         _("Equipment inspection report"),
         _(
             "Reads equipment inspection reports: equipment id, each anomaly with its severity, meter readings "
             "and the recommendation."
+        ),
+        _(
+            "Extract from this equipment inspection report: the equipment id, every anomaly (oil leak, rust, "
+            "loose or broken parts, …) with its severity, every meter reading, and the recommendation."
         ),
     ),
 }

@@ -1,7 +1,7 @@
 """A real browser (Debian's Chromium, headless, driven by the playwright package) against the
 platform served by uvicorn on loopback: sign in, upload an image, ask, watch tokens arrive before
 the answer is complete, stop, reload and find the conversation, and find the audit entries.
-Screenshots of the chat page (laptop and tablet widths) go to test-artifacts/."""
+Screenshots of the chat page (laptop and tablet widths) go to the test's temporary directory."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tests.chat.conftest import png_bytes
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -54,7 +53,8 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
     server.wait_for("/readyz", timeout=180)
     image = tmp_path / "red-invoice.png"
     image.write_bytes(png_bytes((210, 40, 40), (120, 90)))
-    ARTIFACTS.mkdir(exist_ok=True)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -95,7 +95,7 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
                 timeout=90000,  # a shared 2-core machine under load can be slow
             )
             assert page.is_visible("#stop")
-            page.screenshot(path=str(ARTIFACTS / "chat-streaming.png"), full_page=True)
+            page.screenshot(path=str(shots / "chat-streaming.png"), full_page=True)
             page.click("#stop")
             page.wait_for_selector(".msg-assistant .msg-usage", timeout=180000)  # slow under a loaded CI machine
             usage_line = page.text_content(".msg-assistant .msg-usage")
@@ -104,7 +104,7 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
             # The user's text was shown as text, never as markup.
             assert page.locator(".msg-user img[src=x]").count() == 0
             assert "<img src=x" in page.text_content(".msg-user .msg-body")
-            page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
+            page.screenshot(path=str(shots / "chat-page.png"), full_page=True)
 
             # Rename, Delete and Export are there for the new conversation without a reload.
             assert "?c=" in page.url
@@ -132,7 +132,7 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
 
             # A tablet.
             page.set_viewport_size({"width": 820, "height": 1180})
-            page.screenshot(path=str(ARTIFACTS / "chat-page-tablet.png"), full_page=True)
+            page.screenshot(path=str(shots / "chat-page-tablet.png"), full_page=True)
             assert not console_errors, console_errors
         finally:
             browser.close()

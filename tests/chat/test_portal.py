@@ -17,6 +17,7 @@ from compliance.models import AuditEntry
 from compliance.retention import purge_expired, retention_policy_set
 from departments.tenancy import all_departments, department_scope
 from inference.chat.services import chat_policy_set, chat_upload_mark
+from inference.extraction.services import BUILTIN_TEMPLATES
 from inference.models import ChatUpload, Conversation, ConversationMessage, TaskTemplate
 from tests.chat.conftest import png_bytes
 
@@ -324,8 +325,8 @@ def test_only_active_templates_of_the_department_appear(client, personas):
         )
         TaskTemplate.objects.create(department=personas.department_b, name="Theirs", slug="t", instruction="c")
     client.force_login(personas.member)
-    templates = [template.name for template in client.get(home()).context["templates"]]
-    assert templates == ["On"]
+    templates = [template.slug for template in client.get(home()).context["templates"]]
+    assert sorted(templates) == sorted(["on", *BUILTIN_TEMPLATES])  # the built-in ones from the start
 
 
 def test_another_departments_task_template_answers_404_and_is_audited(client, personas):
