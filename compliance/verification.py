@@ -51,7 +51,7 @@ import contextlib
 import hashlib
 import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -143,6 +143,7 @@ class _Break(Exception):
 # the address in compressed form), so the database's text output is the hashed text. Built per
 # call from the registry, which tests extend.
 FETCH_SIZE = 5000
+PROGRESS_EVERY = 5000  # entries between two progress reports of the detailed walk
 _COPY_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v", b"\\": b"\\"}
 _COPY_ESCAPE = re.compile(rb"\\(.)")
 
@@ -337,7 +338,18 @@ def _fast_plans() -> tuple[dict[bytes, tuple], int]:
     return plans, names.index("sequence")
 
 
-def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_hash: str, head: int) -> bool:
+def _no_progress(last_checked: int) -> None:
+    pass
+
+
+def _fast_walk(
+    result: VerifyResult,
+    checkpoints: dict[int, str],
+    start: int,
+    start_hash: str,
+    head: int,
+    progress: Callable[[int], None] = _no_progress,
+) -> bool:
     """The happy path on PostgreSQL: one COPY stream, each entry checked in a few C calls.
 
     True if every entry is in sequence, in a registered format, links to the one before and
@@ -415,6 +427,7 @@ def _fast_walk(result: VerifyResult, checkpoints: dict[int, str], start: int, st
                 for _ in chunks:  # a COPY is read to its end before the connection takes another query
                     pass
                 return False
+            progress(expected - 1)
     if rest:
         return False
     if expected > start:
@@ -450,7 +463,14 @@ def _read_checkpoints(result: VerifyResult) -> tuple[dict[int, str], dict[int, s
     return checkpoints, anchors
 
 
-def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_hash: str, head_sequence: int) -> None:
+def _walk(
+    result: VerifyResult,
+    checkpoints: dict[int, str],
+    start: int,
+    start_hash: str,
+    head_sequence: int,
+    progress: Callable[[int], None] = _no_progress,
+) -> None:
     sha256 = hashlib.sha256
     expected = start
     prev_hash = start_hash  # stored hash of the previous entry
@@ -460,6 +480,8 @@ def _walk(result: VerifyResult, checkpoints: dict[int, str], start: int, start_h
     clock_positions = {registered.version: _clock_positions(registered) for registered in formats()}
     for row in entry_rows(start - 1):
         sequence, stored_prev, stored_hash = row.sequence, row.prev_hash, row.hash
+        if (sequence - start) % PROGRESS_EVERY == 0:
+            progress(sequence - 1)
         if sequence != expected:
             if expected == start and result.anchor_sequence is not None:
                 raise _Break(
@@ -567,9 +589,12 @@ def _snapshot() -> Iterator[None]:
         yield
 
 
-def audit_chain_verify() -> VerifyResult:
-    """Verify the whole remaining chain; never raises for a break, reports it."""
+def audit_chain_verify(progress: Callable[[int], None] | None = None) -> VerifyResult:
+    """Verify the whole remaining chain; never raises for a break, reports it. ``progress`` is
+    told the sequence number of the last entry checked so far, now and then (every COPY chunk on
+    PostgreSQL, every ``PROGRESS_EVERY`` entries otherwise): it must be quick."""
     result = VerifyResult(ok=False)
+    report = progress or _no_progress
     try:
         with _snapshot():
             _tables_present()
@@ -602,12 +627,14 @@ def audit_chain_verify() -> VerifyResult:
                         f"the purge anchor at entry {anchor.sequence} is not in the signed checkpoint log",
                     )
             fast = connection.vendor == "postgresql"
-            if not (fast and _fast_walk(result, checkpoints, start, start_hash, head.sequence)):
+            if not (fast and _fast_walk(result, checkpoints, start, start_hash, head.sequence, report)):
                 result.entries = result.checkpoints_matched = result.backdated_count = 0
                 result.first_sequence = result.last_sequence = None
                 result.backdated = []
-                _walk(result, checkpoints, start, start_hash, head.sequence)
+                report(start - 1)
+                _walk(result, checkpoints, start, start_hash, head.sequence, report)
             last = result.last_sequence if result.last_sequence is not None else start - 1
+            report(last)
             if head.sequence > last:
                 raise _Break(
                     BreakKind.TRUNCATED,

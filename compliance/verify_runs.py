@@ -12,8 +12,10 @@ is an operational record, not part of the trail, and its table is created by mig
 without entering the project's migration state (so this module is imported only by the console).
 
 Progress is the run's state (queued, running, finished) with the chain length it set out to
-verify and the time it has taken: ``audit_chain_verify`` is one pass with no progress hook.
-While a run verifies, a ticker thread writes ``heartbeat_at`` every ``HEARTBEAT`` seconds. A run
+verify, the last entry checked so far and the time it has taken: while a run verifies, a
+ticker thread writes ``heartbeat_at`` and the sequence number ``audit_chain_verify`` last
+reported (its ``progress`` hook) into ``last_sequence``, which the outcome then sets to the last
+entry verified, every ``HEARTBEAT`` seconds. A run
 whose process died (killed, stopped, crashed) stops beating: once its last sign of life (the
 heartbeat, else its start, else its request) is older than ``RUN_STALE`` it is shown as
 interrupted and a new run may start — however long a healthy run of a long chain takes.
@@ -169,11 +171,14 @@ def _run_in_thread(pk: int, acting_user, context: RequestContext | None) -> None
         connections.close_all()
 
 
-def _beat(pk: int, stop: threading.Event) -> None:
-    """Write the run's heartbeat until ``stop`` (its own database connection, closed at the end)."""
+def _beat(pk: int, stop: threading.Event, checked: list[int]) -> None:
+    """Write the run's heartbeat, with the last entry checked so far (``checked[0]``, which the
+    verification updates), until ``stop`` (its own database connection, closed at the end)."""
     try:
         while True:
-            AuditVerifyRun.objects.filter(pk=pk, state=RunState.RUNNING).update(heartbeat_at=timezone.now())
+            AuditVerifyRun.objects.filter(pk=pk, state=RunState.RUNNING).update(
+                heartbeat_at=timezone.now(), last_sequence=checked[0]
+            )
             if stop.wait(HEARTBEAT):
                 return
     except Exception:
@@ -192,10 +197,15 @@ def verify_run_execute(pk: int, *, acting_user) -> AuditVerifyRun:
     if not claimed:  # another thread has it already
         return run
     stop = threading.Event()
-    ticker = threading.Thread(target=_beat, args=(pk, stop), name=f"audit-verify-{pk}-heartbeat", daemon=True)
+    checked = [0]  # the last entry checked so far: written by the verification, read by the ticker
+
+    def progress(last_checked: int) -> None:
+        checked[0] = last_checked
+
+    ticker = threading.Thread(target=_beat, args=(pk, stop, checked), name=f"audit-verify-{pk}-heartbeat", daemon=True)
     ticker.start()
     try:
-        result = audit_chain_verify()
+        result = audit_chain_verify(progress)
     except Exception as error:  # audit_chain_verify reports breaks; this is anything else
         run.state, run.ok, run.message = RunState.FAILED, None, f"{type(error).__name__}: {error}"[:2000]
     else:

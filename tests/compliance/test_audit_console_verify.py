@@ -6,6 +6,7 @@ these tests are transactional and wait for the run's row with a deadline."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -156,7 +157,7 @@ def test_other_roles_are_refused_through_the_policy_and_the_refusal_is_audited(c
 
 
 def test_a_verifier_that_crashes_leaves_a_failed_run_recorded(client, auditor, signed_chain, monkeypatch):
-    def crash():
+    def crash(progress):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("compliance.verify_runs.audit_chain_verify", crash)
@@ -224,9 +225,10 @@ def test_a_running_verification_writes_its_heartbeat(client, auditor, signed_cha
     release = threading.Event()
     real_verify = verify_runs.audit_chain_verify
 
-    def slow_verify():
+    def slow_verify(progress):
+        progress(2)  # how far it has come: the ticker writes it with the heartbeat
         release.wait(DEADLINE_SECONDS)
-        return real_verify()
+        return real_verify(progress)
 
     monkeypatch.setattr(verify_runs, "HEARTBEAT", 0.05)
     monkeypatch.setattr(verify_runs, "audit_chain_verify", slow_verify)
@@ -235,7 +237,44 @@ def test_a_running_verification_writes_its_heartbeat(client, auditor, signed_cha
     wait_until(lambda: AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at is not None, timeout=DEADLINE_SECONDS)
     first = AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at
     wait_until(lambda: AuditVerifyRun.objects.get(pk=run.pk).heartbeat_at > first, timeout=DEADLINE_SECONDS)
+    wait_until(lambda: AuditVerifyRun.objects.get(pk=run.pk).last_sequence == 2, timeout=DEADLINE_SECONDS)
     assert not AuditVerifyRun.objects.get(pk=run.pk).finished
     release.set()
     done = finished(run.pk)
     assert done.ok is True and done.heartbeat_at >= first
+
+
+def test_the_verification_reports_how_far_it_has_come(signed_chain):
+    from compliance.verification import audit_chain_verify
+
+    reported: list[int] = []
+    result = audit_chain_verify(reported.append)
+    assert result.ok and reported, result.message
+    assert reported == sorted(reported) and reported[-1] == result.last_sequence >= signed_chain
+
+
+def test_a_running_verification_shows_how_far_it_has_come(client, auditor, signed_chain):
+    """The ticker writes the last entry the verification reported; the page shows it as a count
+    and a determinate progress bar, in both languages."""
+    from compliance.verify_runs import _beat
+
+    client.force_login(auditor)
+    running = AuditVerifyRun.objects.create(
+        requested_by_id=str(auditor.pk),
+        requested_by_name="audrey",
+        requested_at=timezone.now(),
+        started_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        state=RunState.RUNNING,
+        head_sequence=signed_chain,
+    )
+    stop = threading.Event()
+    stop.set()  # one write, then the ticker returns
+    _beat(running.pk, stop, [3])
+    assert AuditVerifyRun.objects.get(pk=running.pk).last_sequence == 3
+    for language, text in (
+        ("en", f"Checked up to entry 3 of {signed_chain}"),
+        ("zh-hans", f"已核验至第 3 条（共 {signed_chain} 条）"),
+    ):
+        body = client.get(f"/audit/verify/{running.pk}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        assert text in body and f'value="3" max="{signed_chain}"' in body
