@@ -36,7 +36,7 @@ class ReadOnlyForAuditorAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyForAuditorAdmin):
-    list_display = ("sequence", "timestamp", "actor_name", "department_slug", "event", "outcome", "object_repr")
+    list_display = ("sequence", "timestamp", "actor_name", "department_slug", "event", "outcome", "object_shown")
     list_filter = ("outcome", "actor_type")
     search_fields = ("=sequence", "actor_name", "=department_slug", "=event_type", "=request_id", "object_repr")
     date_hierarchy = "timestamp"
@@ -54,6 +54,12 @@ class AuditEntryAdmin(ReadOnlyForAuditorAdmin):
         if label is None:
             return format_html("<code>{}</code>", entry.event_type)
         return format_html("{} <code>{}</code>", label, entry.event_type)
+
+    @admin.display(description=_("object"), ordering="object_repr")
+    def object_shown(self, entry: AuditEntry) -> str:
+        """The object's name as the trail froze it when the entry was written (data, in no
+        reader's language: "asset 3f…", "#12 department.create:success a1")."""
+        return format_html("<code>{}</code>", entry.object_repr) if entry.object_repr else "—"
 
     @admin.display(description=_("details"))
     def details_shown(self, entry: AuditEntry) -> str:

@@ -122,7 +122,9 @@ class AuditEntry(AuditFields):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.sequence} {self.event_type} {self.outcome} by {self.actor_name or self.actor_type}"
+        # Codes and names only: the trail freezes this as the object name of an entry looked at
+        # (audit.view), so it is in no reader's language ("#12 department.create:success a1").
+        return f"#{self.sequence} {self.event_type}:{self.outcome} {self.actor_name or self.actor_type}"
 
     def save(self, *args, **kwargs):
         raise PermissionError("Audit entries are written only through compliance.services.audit_record")

@@ -74,6 +74,20 @@ class TaskTemplate(models.Model):
         return str(BUILTIN_DISPLAY[self.slug][2]) if self._builtin_unchanged("instruction") else self.instruction
 
 
+# The built-in rules' messages (stored in both languages in one string, as the rule was written)
+# as a reader sees them, in the reader's language; a message the administrator wrote is shown as
+# written.
+BUILTIN_RULE_MESSAGES = {
+    "价税合计超过 10000 元, 需要第二审批人 (above 10 000 yuan: a second approver signs)": _(
+        "Above 10 000 yuan: a second approver signs."
+    ),
+    "销售方纳税人识别号格式不正确 (the seller's tax id is not a valid 18-character code)": _(
+        "The seller's tax id is not a valid 18-character code."
+    ),
+    "存在严重异常, 需立即检修 (a high-severity anomaly: repair now)": _("A high-severity anomaly: repair now."),
+}
+
+
 # The built-in templates (inference.extraction.services.BUILTIN_TEMPLATES) as pages show them:
 # (name, what it does, the question the chat's chip writes), each in the reader's language.
 BUILTIN_DISPLAY = {

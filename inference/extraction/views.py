@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -37,8 +38,9 @@ from inference.engine.structured import SchemaInvalid
 from inference.extraction.batch_jobs import batch_cancel, batch_create, batch_start_after_commit
 from inference.extraction.exports import FORMATS, batch_export_records, export_csv, export_jsonl, export_xlsx
 from inference.extraction.forms import CorrectionForm, ExtractionRunForm, field_type, value_text
-from inference.extraction.models import BatchJob, Extraction, ExtractionStatus
+from inference.extraction.models import BUILTIN_RULE_MESSAGES, BatchJob, Extraction, ExtractionStatus
 from inference.extraction.services import (
+    GROUNDED_MESSAGE,
     MAX_PAGES,
     extraction_correct,
     extraction_correctable_paths,
@@ -281,6 +283,26 @@ def _page_text(text: DocumentText | None, number: int) -> dict:
     }
 
 
+def _outcome_shown(outcome: Any) -> Any:
+    """A rule's outcome with its message in the reader's language where the platform wrote it (a
+    built-in rule's, the grounding check's, stored in the language of the run); an
+    administrator's own message as written."""
+    if not isinstance(outcome, dict) or not isinstance(outcome.get("message"), str):
+        return outcome
+    message = outcome["message"]
+    if message in BUILTIN_RULE_MESSAGES:
+        return {**outcome, "message": str(BUILTIN_RULE_MESSAGES[message])}
+    if outcome.get("op") == "grounded" and isinstance(outcome.get("field"), str):
+        field = outcome["field"]
+        written = {GROUNDED_MESSAGE.format(field=field)}
+        for language in settings.LANGUAGES:
+            with translation.override(language[0]):
+                written.add(_(GROUNDED_MESSAGE).format(field=field))
+        if message in written:
+            return {**outcome, "message": _(GROUNDED_MESSAGE).format(field=field)}
+    return outcome
+
+
 def _top_level(path: str) -> str:
     """The top-level field of a leaf path: ``anomalies[0].type`` → ``anomalies``."""
     return path.split(".", 1)[0].split("[", 1)[0]
@@ -378,7 +400,7 @@ def _result_page(request: HttpRequest, extraction: Extraction, form: CorrectionF
             "membership": request.membership,
             "extraction": extraction,
             "rows": rows,
-            "outcomes": extraction.rule_outcomes or [],
+            "outcomes": [_outcome_shown(outcome) for outcome in extraction.rule_outcomes or []],
             "problems": extraction.problems or [],
             "pages": [{"number": page, "boxes": boxes.get(page, []), **_page_text(text, page)} for page in shown],
             "has_text_layer": text is not None,

@@ -73,7 +73,9 @@ class Membership(models.Model):
         verbose_name_plural = _("memberships")
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.department.slug} ({self.role})"
+        # Names only: this is also the object name the trail freezes, in no reader's language;
+        # the role has its own (translated) column, and the trail records it in the details.
+        return f"{self.user} @ {self.department.slug}"
 
     def clean(self) -> None:
         # Also refused by the services (recorded) and by the database (departments/triggers.py).

@@ -254,6 +254,48 @@ def test_a_member_corrects_their_own_result_and_the_original_is_kept(personas, s
     assert "12800.0" in page and "12900.5" in page  # original and corrected, side by side
 
 
+def test_rule_messages_the_platform_wrote_are_shown_in_the_readers_language(personas, stored_result):
+    """A built-in rule's message (stored in both languages in one string) and the grounding
+    check's (stored in the language of the run) are shown in the reader's language; a message
+    the department's administrator wrote is shown as written."""
+    extraction = stored_result(requested_by=personas.member)  # 12 800 yuan: the built-in rule flags it
+    with department_scope(personas.department_a):
+        extraction.rule_outcomes = [
+            *extraction.rule_outcomes,
+            {
+                "rule": 8,
+                "field": "seller_name",
+                "op": "grounded",
+                "triggered": True,
+                "outcome": "ungrounded",
+                "message": zh("The value of {field} was not found in the document.").format(field="seller_name"),
+            },
+            {
+                "rule": 9,
+                "field": "tax_amount",
+                "op": "gt",
+                "value": 1,
+                "triggered": True,
+                "outcome": "check",
+                "message": "请财务复核 (own words)",
+            },
+        ]
+        extraction.save()
+    client = sign_in(personas.member)
+    for language, shown, hidden in (
+        ("en", ["Above 10 000 yuan: a second approver signs.", "The value of seller_name was not found"], "价税合计"),
+        (
+            "zh-hans",
+            ["价税合计超过 10000 元，需要第二审批人签字。", "字段 seller_name 的值在文档中未找到"],
+            "a second approver signs",
+        ),
+    ):
+        page = client.get(url("result", extraction.pk), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        table = page.split('id="rule-outcomes"', 1)[1].split("</table>", 1)[0]
+        assert all(text in table for text in shown) and hidden not in table, table
+        assert "请财务复核 (own words)" in table
+
+
 def test_grounded_fields_get_a_box_on_their_page_and_the_others_a_badge(personas, stored_result):
     extraction = stored_result(requested_by=personas.member)
     with department_scope(personas.department_a):
