@@ -404,7 +404,12 @@ def test_a_document_beyond_the_page_bound_is_skipped_and_older_ones_still_search
     results = page.context["results"]
     assert [hit.asset.pk for hit in results.documents] == [old.pk]
     assert results.documents_left_out == 1
-    assert "1 documents were not searched (they do not fit in the search index)" in page.content.decode()
+    for language, said in (
+        ("en", "1 documents were not searched (they do not fit in the search index)"),
+        ("zh-hans", "有 1 个文档未被搜索（搜索索引容纳不下）"),
+    ):
+        shown = client.get("/d/finance/files/search/", {"q": "warranty"}, HTTP_ACCEPT_LANGUAGE=language)
+        assert said in shown.content.decode()
 
 
 def test_one_department_never_flushes_anothers_analyses(client, personas, document, settings, monkeypatch):
