@@ -21,10 +21,11 @@ from departments.tenancy import department_scope
 from inference.extraction import forms
 from inference.extraction.batch_jobs import batch_run
 from inference.extraction.models import BUILTIN_DISPLAY, BatchJob, Extraction, ExtractionCorrection, ExtractionStatus
-from inference.extraction.services import BUILTIN_TEMPLATES, rules_evaluate, templates_builtin_ensure
+from inference.extraction.services import BUILTIN_TEMPLATES, templates_builtin_ensure
 from inference.models import TaskTemplate
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import png_bytes
+from tests.support.extractions import vat_invoice_result
 
 pytestmark = pytest.mark.django_db
 
@@ -84,29 +85,13 @@ def stored_result(personas, upload, system_context):
 
     def make(requested_by=None, department=None, batch=None, asset=None, result=None):
         department = department or personas.department_a
-        templates_builtin_ensure(department=department)
-        asset = asset or upload(department=department)
-        with department_scope(department):
-            template = TaskTemplate.objects.get(department=department, slug="vat-invoice")
-            value = result or INVOICE
-            outcomes = rules_evaluate(template.rules, value)
-            extraction = Extraction(
-                department=department,
-                template=template,
-                template_slug=template.slug,
-                asset=asset,
-                asset_ref=str(asset.pk),
-                asset_sha256=asset.sha256,
-                batch=batch,
-                status=ExtractionStatus.VALID,
-                result=value,
-                rule_outcomes=outcomes,
-                flags=sorted({o["outcome"] for o in outcomes if o["triggered"]}),
-                requested_by=requested_by,
-                created_by_name=getattr(requested_by, "username", "system"),
-            )
-            extraction.save()
-        return extraction
+        return vat_invoice_result(
+            department=department,
+            asset=asset or upload(department=department),
+            result=result or INVOICE,
+            requested_by=requested_by,
+            batch=batch,
+        )
 
     return make
 

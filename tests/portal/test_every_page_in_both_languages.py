@@ -317,15 +317,14 @@ def _extraction_and_batch(department, member, asset):
     """A stored result of the built-in VAT-invoice template (values are numbers: neutral) with a
     grounded field and a rule flag, and a finished batch of it, both the member's."""
     from departments.tenancy import department_scope
-    from inference.extraction.models import BatchJob, BatchStatus, Extraction, ExtractionStatus
-    from inference.extraction.services import rules_evaluate, templates_builtin_ensure
+    from inference.extraction.models import BatchJob, BatchStatus
+    from inference.extraction.services import templates_builtin_ensure
     from inference.models import TaskTemplate
+    from tests.support.extractions import vat_invoice_result
 
     templates_builtin_ensure(department=department)
     with department_scope(department):
         template = TaskTemplate.objects.get(slug="vat-invoice")
-        result = {"invoice_number": "1", "total_amount": 1, "tax_amount": 9, "amount_excluding_tax": 1}
-        outcomes = rules_evaluate(template.rules, result)
         batch = BatchJob.objects.create(
             department=department,
             template=template,
@@ -338,25 +337,14 @@ def _extraction_and_batch(department, member, asset):
             requested_by=member,
             created_by_name="u1",
         )
-        extraction = Extraction.objects.create(
-            department=department,
-            template=template,
-            template_slug=template.slug,
-            asset=asset,
-            asset_ref=str(asset.pk),
-            asset_sha256=asset.sha256,
-            batch=batch,
-            status=ExtractionStatus.VALID,
-            result=result,
-            rule_outcomes=outcomes,
-            flags=sorted({outcome["outcome"] for outcome in outcomes if outcome["triggered"]}),
-            usage={
-                "pages": [1],
-                "grounding": {"total_amount": {"page": 1, "box": [1, 1, 4, 4], "width": 8, "height": 8}},
-            },
-            requested_by=member,
-            created_by_name="u1",
-        )
+    extraction = vat_invoice_result(
+        department=department,
+        asset=asset,
+        result={"invoice_number": "1", "total_amount": 1, "tax_amount": 9, "amount_excluding_tax": 1},
+        requested_by=member,
+        batch=batch,
+        usage={"pages": [1], "grounding": {"total_amount": {"page": 1, "box": [1, 1, 4, 4], "width": 8, "height": 8}}},
+    )
     return extraction, batch
 
 

@@ -1,0 +1,38 @@
+"""A stored extraction result as the model would have left it (the demo model's random weights
+never write valid JSON), for tests that read results rather than make them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def vat_invoice_result(
+    *, department, asset, result: dict, requested_by=None, batch=None, usage: dict | None = None
+) -> Any:
+    """A valid result of the department's built-in VAT-invoice template for ``asset``, its rules
+    evaluated as a run would have evaluated them."""
+    from departments.tenancy import department_scope
+    from inference.extraction.models import Extraction, ExtractionStatus
+    from inference.extraction.services import rules_evaluate, templates_builtin_ensure
+    from inference.models import TaskTemplate
+
+    templates_builtin_ensure(department=department)
+    with department_scope(department):
+        template = TaskTemplate.objects.get(department=department, slug="vat-invoice")
+        outcomes = rules_evaluate(template.rules, result)
+        return Extraction.objects.create(
+            department=department,
+            template=template,
+            template_slug=template.slug,
+            asset=asset,
+            asset_ref=str(asset.pk),
+            asset_sha256=asset.sha256,
+            batch=batch,
+            status=ExtractionStatus.VALID,
+            result=result,
+            rule_outcomes=outcomes,
+            flags=sorted({outcome["outcome"] for outcome in outcomes if outcome["triggered"]}),
+            usage=usage or {},
+            requested_by=requested_by,
+            created_by_name=getattr(requested_by, "username", "system"),
+        )
