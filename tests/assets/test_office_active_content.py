@@ -137,15 +137,26 @@ def test_a_dde_field_in_a_word_document_is_refused(upload, asset_storage, pieces
     assert refusal.message == str(ooxml.OFFICE_DDE)
 
 
+def field_around(nested: bytes, *, before: str = "", after: str = "", result: str | None = None) -> bytes:
+    """A paragraph with one complex field whose instruction is ``before``, the ``nested`` field,
+    then ``after``; with a result when ``result`` is given."""
+    runs = [b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>']
+    for text, field in ((before, b""), ("", nested), (after, b"")):
+        if text:
+            runs.append(f'<w:r><w:instrText xml:space="preserve">{text}</w:instrText></w:r>'.encode())
+        runs.append(field)
+    if result is not None:
+        runs.append(f'<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{result}</w:t></w:r>'.encode())
+    runs.append(b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>')
+    return b"".join(runs)
+
+
+CMD = " c:\\windows\\system32\\cmd.exe"
+
+
 def test_a_dde_field_whose_name_a_nested_field_computes_is_refused(upload, asset_storage):
     nested = instruction_runs(" QUOTE 68 68 69 65 85 84 79 ", result="DDEAUTO")
-    body = (
-        b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
-        + nested
-        + b'<w:r><w:instrText xml:space="preserve"> c:\\\\windows\\\\system32\\\\cmd.exe</w:instrText></w:r>'
-        + b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
-    )
-    data = with_document_body(docx_bytes(image=False), body)
+    data = with_document_body(docx_bytes(image=False), field_around(nested, after=CMD))
     assert_refused(upload, asset_storage, data, "quote.docx", "office_dde")
 
 
@@ -153,28 +164,14 @@ def test_a_dde_field_whose_name_a_nested_field_completes_is_refused(upload, asse
     """``{ DD{ QUOTE 69 65 85 84 79 } c:\\…cmd.exe }``: Word puts the nested result into the
     outer instruction, so the name reads DDEAUTO although no run holds more than ``DD``."""
     nested = instruction_runs(" QUOTE 69 65 85 84 79 ", result="EAUTO")
-    body = (
-        b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
-        b'<w:r><w:instrText xml:space="preserve"> DD</w:instrText></w:r>'
-        + nested
-        + b'<w:r><w:instrText xml:space="preserve"> c:\\windows\\system32\\cmd.exe</w:instrText></w:r>'
-        + b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
-    )
-    data = with_document_body(docx_bytes(image=False), body)
+    data = with_document_body(docx_bytes(image=False), field_around(nested, before=" DD", after=CMD))
     assert_refused(upload, asset_storage, data, "split.docx", "office_dde")
 
 
 def test_a_field_nested_in_an_instruction_after_its_name_is_accepted(upload):
     """``{ IF { MERGEFIELD Amount } > 100 "large" "small" }``: the name IF has ended first."""
     nested = instruction_runs(" MERGEFIELD Amount ", result="250")
-    body = (
-        b'<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>'
-        b'<w:r><w:instrText xml:space="preserve"> IF </w:instrText></w:r>'
-        + nested
-        + b'<w:r><w:instrText xml:space="preserve"> &gt; 100 "large" "small" </w:instrText></w:r>'
-        + b'<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>large</w:t></w:r>'
-        + b'<w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>'
-    )
+    body = field_around(nested, before=" IF ", after=' &gt; 100 "large" "small" ', result="large")
     asset = upload(with_document_body(docx_bytes(image=False), body), "if.docx")
     assert asset.page_count == 1
 
@@ -233,12 +230,24 @@ def test_a_dde_defined_name_is_refused(upload, asset_storage):
     assert_refused(upload, asset_storage, data, "name.xlsx", "office_dde")
 
 
-def test_an_excel_dde_link_is_refused(upload, asset_storage):
-    link = (
+def spreadsheet_part(root: bytes, body: bytes) -> bytes:
+    """An XML part of a workbook: ``body`` inside a SpreadsheetML element named ``root``."""
+    return (
         b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        b'<externalLink xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        b'<ddeLink ddeService="cmd" ddeTopic="/c calc"><ddeItems><ddeItem name="A0" advise="1"/>'
-        b"</ddeItems></ddeLink></externalLink>"
+        + b"<"
+        + root
+        + b' xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        + body
+        + b"</"
+        + root
+        + b">"
+    )
+
+
+def test_an_excel_dde_link_is_refused(upload, asset_storage):
+    link = spreadsheet_part(
+        b"externalLink",
+        b'<ddeLink ddeService="cmd" ddeTopic="/c calc"><ddeItems><ddeItem name="A0" advise="1"/></ddeItems></ddeLink>',
     )
     override = (
         b'<Override PartName="/xl/externalLinks/externalLink1.xml" '
@@ -283,11 +292,9 @@ def test_a_dde_formula_in_a_rule_is_refused(upload, asset_storage, where):
 
 
 def test_a_dde_formula_in_a_pivot_cache_field_is_refused(upload, asset_storage):
-    cache = (
-        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        b'<pivotCacheDefinition xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        b'<cacheFields count="1"><cacheField name="x" formula="cmd|\'/c calc\'!A0"/></cacheFields>'
-        b"</pivotCacheDefinition>"
+    cache = spreadsheet_part(
+        b"pivotCacheDefinition",
+        b'<cacheFields count="1"><cacheField name="x" formula="cmd|\'/c calc\'!A0"/></cacheFields>',
     )
     data = rezip(xlsx_bytes(), add={"xl/pivotCache/pivotCacheDefinition1.xml": cache})
     assert_refused(upload, asset_storage, data, "pivot.xlsx", "office_dde")
