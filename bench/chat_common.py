@@ -143,3 +143,21 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+async def measure_turns(server: LiveServer, cookie: str, turns: int, tokens: int) -> list[TurnResult]:
+    """``turns`` end-to-end turns of ``tokens`` tokens over one socket, after a warm-up: a fresh
+    conversation every other turn, so both paths run (create, continue with history)."""
+    socket = await open_socket(server, cookie)
+    results = []
+    try:
+        await run_turn(socket, "warm-up", max_new_tokens=4)
+        conversation = None
+        for n in range(turns):
+            result = await run_turn(socket, f"Describe item {n}.", max_new_tokens=tokens, conversation=conversation)
+            assert result.done is not None, result.error
+            conversation = None if n % 2 else result.conversation
+            results.append(result)
+    finally:
+        await socket.close()
+    return results

@@ -26,7 +26,7 @@ import asyncio
 import json
 import statistics
 
-from chat_common import chat_server, create_users, open_socket, percentile, run_turn, sign_in
+from chat_common import chat_server, create_users, measure_turns, percentile, sign_in
 
 STORAGE_PATH = r"""
 import json, statistics, time, uuid
@@ -137,22 +137,6 @@ with department_scope(department):
 
 print(json.dumps({{"sealed": times["sealed"], "plain": times["plain"], "crypto": crypto}}))
 """
-
-
-async def measure_turns(server, cookie: str, turns: int, tokens: int):
-    socket = await open_socket(server, cookie)
-    results = []
-    try:
-        await run_turn(socket, "warm-up", max_new_tokens=4)
-        conversation = None
-        for n in range(turns):
-            result = await run_turn(socket, f"Describe item {n}.", max_new_tokens=tokens, conversation=conversation)
-            assert result.done is not None, result.error
-            conversation = None if n % 2 else result.conversation
-            results.append(result)
-    finally:
-        await socket.close()
-    return results
 
 
 def main() -> None:

@@ -17,24 +17,7 @@ import argparse
 import asyncio
 import statistics
 
-from chat_common import chat_server, create_users, open_socket, percentile, run_turn, sign_in
-
-
-async def measure(server, cookie: str, turns: int, tokens: int):
-    socket = await open_socket(server, cookie)
-    results = []
-    try:
-        await run_turn(socket, "warm-up", max_new_tokens=4)
-        conversation = None
-        for n in range(turns):
-            # A fresh conversation every other turn: both paths (create, continue with history).
-            result = await run_turn(socket, f"Describe item {n}.", max_new_tokens=tokens, conversation=conversation)
-            assert result.done is not None, result.error
-            conversation = None if n % 2 else result.conversation
-            results.append(result)
-    finally:
-        await socket.close()
-    return results
+from chat_common import chat_server, create_users, measure_turns, percentile, sign_in
 
 
 def main() -> None:
@@ -53,7 +36,7 @@ def main() -> None:
     env = {"CHAT_TURNS_PER_MINUTE": "10000", "DB_CONN_MAX_AGE": str(args.conn_max_age)}
     with chat_server(args.model, db=args.db, env=env) as server:
         (user,) = create_users(server, 1)
-        results = asyncio.run(measure(server, sign_in(server.base_url, user), args.turns, args.tokens))
+        results = asyncio.run(measure_turns(server, sign_in(server.base_url, user), args.turns, args.tokens))
     extra_ttft = [(r.ttft - r.done["usage"]["time_to_first_token"]) * 1000 for r in results]
     extra_total = [(r.total - r.done["usage"]["latency"]) * 1000 for r in results]
     ratio_total = [r.total / r.done["usage"]["latency"] for r in results]

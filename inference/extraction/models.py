@@ -143,7 +143,8 @@ class BatchJob(models.Model):
     failed = models.PositiveIntegerField(_("invalid or failed"), default=0)
     cancel_requested = models.BooleanField(_("cancellation requested"), default=False)
     error = models.CharField(_("error"), max_length=500, blank=True)
-    # The model the batch asked for by name; blank: the department's default when each file is run.
+    # The model the batch runs on: named by its requester, else (blank until then) the one the
+    # department's default resolved to when the runner took it up, kept for every file.
     model_name = models.CharField(_("model"), max_length=100, blank=True)
     api_key = models.ForeignKey(
         "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
