@@ -11,19 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
+from tests.support.browser import browser_api, chromium
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 SET_UP = """
 from accounts.models import User
@@ -45,9 +35,7 @@ print(json.dumps([[e.event_type, e.outcome, e.details] for e in rows], ensure_as
 
 
 def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     server = live_server_factory(model_path=endless_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP) == "ok"
     server.wait_for("/readyz", timeout=180)
@@ -56,86 +44,82 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
-            page = context.new_page()
-            console_errors = []
-            page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-            page.goto(f"{server.base_url}/accounts/login/")
-            page.fill("#id_username", "bob")
-            page.fill("#id_password", "Correct-Horse-9")
-            page.click("main button[type=submit]")
-            page.wait_for_load_state()
-            assert "/accounts/login/" not in page.url, page.text_content("main")
-            page.goto(f"{server.base_url}/d/finance/")
-            page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open
-            assert page.is_visible("#demo-banner")
+    with chromium(sync_api) as browser:
+        context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        console_errors = []
+        page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+        page.goto(f"{server.base_url}/accounts/login/")
+        page.fill("#id_username", "bob")
+        page.fill("#id_password", "Correct-Horse-9")
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+        assert "/accounts/login/" not in page.url, page.text_content("main")
+        page.goto(f"{server.base_url}/d/finance/")
+        page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open
+        assert page.is_visible("#demo-banner")
 
-            # Upload an image: it comes back as a pending attachment with its thumbnail.
-            page.set_input_files("#file-input", str(image))
-            page.wait_for_selector("#pending-attachments .attachment img", timeout=20000)
+        # Upload an image: it comes back as a pending attachment with its thumbnail.
+        page.set_input_files("#file-input", str(image))
+        page.wait_for_selector("#pending-attachments .attachment img", timeout=20000)
 
-            page.fill("#max-tokens", "1500")
-            page.fill("#prompt", "What is on this invoice? **bold** <img src=x onerror=alert(1)>")
-            page.click("#send")
-            body = page.locator(".msg-assistant.streaming .msg-body")
-            # Tokens arrive while the answer is still streaming (the stop button is showing).
-            page.wait_for_function(
-                "() => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
-                " return b && b.textContent.length > 0; }",
-                timeout=90000,  # a shared 2-core machine under load can be slow
-            )
-            first = body.text_content()
-            page.wait_for_function(
-                "(n) => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
-                " return b && b.textContent.length > n; }",
-                arg=len(first),
-                timeout=90000,  # a shared 2-core machine under load can be slow
-            )
-            assert page.is_visible("#stop")
-            page.screenshot(path=str(shots / "chat-streaming.png"), full_page=True)
-            page.click("#stop")
-            page.wait_for_selector(".msg-assistant .msg-usage", timeout=180000)  # slow under a loaded CI machine
-            usage_line = page.text_content(".msg-assistant .msg-usage")
-            assert usage_line.startswith("Stopped"), usage_line
-            assert not page.is_visible("#stop")
-            # The user's text was shown as text, never as markup.
-            assert page.locator(".msg-user img[src=x]").count() == 0
-            assert "<img src=x" in page.text_content(".msg-user .msg-body")
-            page.screenshot(path=str(shots / "chat-page.png"), full_page=True)
+        page.fill("#max-tokens", "1500")
+        page.fill("#prompt", "What is on this invoice? **bold** <img src=x onerror=alert(1)>")
+        page.click("#send")
+        body = page.locator(".msg-assistant.streaming .msg-body")
+        # Tokens arrive while the answer is still streaming (the stop button is showing).
+        page.wait_for_function(
+            "() => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
+            " return b && b.textContent.length > 0; }",
+            timeout=90000,  # a shared 2-core machine under load can be slow
+        )
+        first = body.text_content()
+        page.wait_for_function(
+            "(n) => { const b = document.querySelector('.msg-assistant.streaming .msg-body');"
+            " return b && b.textContent.length > n; }",
+            arg=len(first),
+            timeout=90000,  # a shared 2-core machine under load can be slow
+        )
+        assert page.is_visible("#stop")
+        page.screenshot(path=str(shots / "chat-streaming.png"), full_page=True)
+        page.click("#stop")
+        page.wait_for_selector(".msg-assistant .msg-usage", timeout=180000)  # slow under a loaded CI machine
+        usage_line = page.text_content(".msg-assistant .msg-usage")
+        assert usage_line.startswith("Stopped"), usage_line
+        assert not page.is_visible("#stop")
+        # The user's text was shown as text, never as markup.
+        assert page.locator(".msg-user img[src=x]").count() == 0
+        assert "<img src=x" in page.text_content(".msg-user .msg-body")
+        page.screenshot(path=str(shots / "chat-page.png"), full_page=True)
 
-            # Rename, Delete and Export are there for the new conversation without a reload.
-            assert "?c=" in page.url
-            conversation_id = page.url.split("?c=", 1)[1]
-            assert page.is_visible("#conversation-tools .rename-form button")
-            rename_action = page.get_attribute("#conversation-tools .rename-form", "action")
-            assert rename_action.endswith(f"/conversations/{conversation_id}/rename/"), rename_action
-            delete_action = page.get_attribute("#conversation-tools .delete-form", "action")
-            assert delete_action.endswith(f"/conversations/{conversation_id}/delete/"), delete_action
-            # Export too: it downloads this conversation as Markdown.
-            export_href = page.get_attribute("#conversation-export a[data-export=md]", "href")
-            assert export_href.endswith(f"/conversations/{conversation_id}/export.md"), export_href
-            with page.expect_download() as download_info:
-                page.click("#conversation-export a[data-export=md]")
-            exported = Path(download_info.value.path()).read_text(encoding="utf-8")
-            assert "What is on this invoice?" in exported
+        # Rename, Delete and Export are there for the new conversation without a reload.
+        assert "?c=" in page.url
+        conversation_id = page.url.split("?c=", 1)[1]
+        assert page.is_visible("#conversation-tools .rename-form button")
+        rename_action = page.get_attribute("#conversation-tools .rename-form", "action")
+        assert rename_action.endswith(f"/conversations/{conversation_id}/rename/"), rename_action
+        delete_action = page.get_attribute("#conversation-tools .delete-form", "action")
+        assert delete_action.endswith(f"/conversations/{conversation_id}/delete/"), delete_action
+        # Export too: it downloads this conversation as Markdown.
+        export_href = page.get_attribute("#conversation-export a[data-export=md]", "href")
+        assert export_href.endswith(f"/conversations/{conversation_id}/export.md"), export_href
+        with page.expect_download() as download_info:
+            page.click("#conversation-export a[data-export=md]")
+        exported = Path(download_info.value.path()).read_text(encoding="utf-8")
+        assert "What is on this invoice?" in exported
 
-            # Reload: the address names the conversation; it is in the list with both messages.
-            page.reload()
-            page.wait_for_selector("#conversation-list li.current a")
-            assert "What is on this invoice?" in page.text_content("#conversation-list li.current a")
-            assert page.locator("#messages .msg-user .attachments img.thumb").count() == 1
-            assert page.text_content("#messages .msg-assistant .msg-status").strip() == "Stopped"
-            assert len(page.text_content("#messages .msg-assistant .msg-body")) > 0
+        # Reload: the address names the conversation; it is in the list with both messages.
+        page.reload()
+        page.wait_for_selector("#conversation-list li.current a")
+        assert "What is on this invoice?" in page.text_content("#conversation-list li.current a")
+        assert page.locator("#messages .msg-user .attachments img.thumb").count() == 1
+        assert page.text_content("#messages .msg-assistant .msg-status").strip() == "Stopped"
+        assert len(page.text_content("#messages .msg-assistant .msg-body")) > 0
 
-            # A tablet.
-            page.set_viewport_size({"width": 820, "height": 1180})
-            page.screenshot(path=str(shots / "chat-page-tablet.png"), full_page=True)
-            assert not console_errors, console_errors
-        finally:
-            browser.close()
+        # A tablet.
+        page.set_viewport_size({"width": 820, "height": 1180})
+        page.screenshot(path=str(shots / "chat-page-tablet.png"), full_page=True)
+        assert not console_errors, console_errors
 
     trail = json.loads(server.shell(AUDIT_QUERY))
     kinds = [(event, outcome) for event, outcome, _details in trail]

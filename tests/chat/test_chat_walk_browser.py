@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.chat.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "Correct-Horse-9"
-WIDTHS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 SET_UP = """
 import io
@@ -60,34 +59,28 @@ NOTHING_GENERATING = """() => {
 
 
 def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, shared_demo_model_dir, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     server = live_server_factory(model_path=shared_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP).splitlines()[-1] == "ok"
     server.wait_for("/readyz", timeout=180)
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            for language, texts in TEXTS.items():
-                context = browser.new_context(locale=texts["locale"], viewport=WIDTHS["desktop"])
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("console", lambda message, seen=errors: message.type == "error" and seen.append(message.text))
-                page.goto(f"{server.base_url}/accounts/login/")
-                page.fill("#id_username", "bob")
-                page.fill("#id_password", PASSWORD)
-                page.click("main button[type=submit]")
-                page.wait_for_url(f"{server.base_url}/d/finance/")
-                for width_name, viewport in WIDTHS.items():
-                    walk(page, language, texts, width_name, viewport, shots)
-                assert not errors, errors
-                context.close()
-        finally:
-            browser.close()
+    with chromium(sync_api) as browser:
+        for language, texts in TEXTS.items():
+            context = browser.new_context(locale=texts["locale"], viewport=WIDTHS["desktop"])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda message, seen=errors: message.type == "error" and seen.append(message.text))
+            page.goto(f"{server.base_url}/accounts/login/")
+            page.fill("#id_username", "bob")
+            page.fill("#id_password", PASSWORD)
+            page.click("main button[type=submit]")
+            page.wait_for_url(f"{server.base_url}/d/finance/")
+            for width_name, viewport in WIDTHS.items():
+                walk(page, language, texts, width_name, viewport, shots)
+            assert not errors, errors
+            context.close()
 
 
 def walk(page, language: str, texts: dict, width_name: str, viewport: dict, shots: Path) -> None:

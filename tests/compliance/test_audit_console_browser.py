@@ -7,12 +7,11 @@ directory."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.chat.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.portal.test_roles_browser import NO_SIDEWAYS_SCROLL, PASSWORD, WIDTHS, totp_code
+from tests.portal.test_roles_browser import PASSWORD, totp_code
+from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
@@ -42,60 +41,54 @@ ROW_MAX_PX = 48  # one line of text and its padding
 
 
 def test_the_console_fits_a_phone_and_verifies_the_chain(live_server_factory, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     server = live_server_factory()
     key = json.loads(server.shell(SET_UP))["key"]
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
-            page = context.new_page()
-            page.goto(f"{server.base_url}/accounts/login/")
-            page.fill("#id_username", "ann")
-            page.fill("#id_password", PASSWORD)
-            page.click("main button[type=submit]")
-            page.wait_for_url("**/accounts/login/verify/")
-            page.fill("input[name=token]", totp_code(key))
-            page.click("main button[type=submit]")
-            page.wait_for_load_state()
-            for language in ("zh-hans", "en"):
-                if language == "en":
-                    page.click("#user-menu > summary")
-                    page.click("#user-menu .lang button[value=en]")
-                    page.wait_for_function("() => document.documentElement.lang === 'en'")
-                for width_name, viewport in WIDTHS.items():
-                    page.set_viewport_size(viewport)
-                    page.goto(f"{server.base_url}/audit/?size=50")
-                    assert page.evaluate("() => document.documentElement.lang") == language
-                    rows = page.eval_on_selector_all(
-                        "table.audit-table tbody tr", "rows => rows.map(r => r.getBoundingClientRect().height)"
-                    )
-                    assert len(rows) == 50 and max(rows) <= ROW_MAX_PX, rows
-                    widths = page.eval_on_selector_all(
-                        "table.audit-table tbody tr:first-child td",
-                        "cells => cells.map(c => c.getBoundingClientRect().width)",
-                    )
-                    assert min(widths[4:6]) >= 60, widths  # event type and outcome stay readable
-                    width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
-                    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"/audit/ scrolls sideways at {width_name}: {width}"
-                    page.screenshot(path=str(shots / f"audit-{language}-{width_name}.png"), full_page=True)
-                    page.click("table.audit-table tbody tr:first-child td.details a")
-                    page.wait_for_selector("pre.details-json")
-                    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"the entry detail scrolls sideways at {width_name}"
-                    page.goto(f"{server.base_url}/audit/")
-                    page.click(".verify-action button[type=submit]")
-                    page.wait_for_url("**/audit/verify/*/")
-                    # The page reloads itself until the run's row says it finished.
-                    page.wait_for_selector(".verify-run[data-state=done]", timeout=60_000)
-                    assert VERIFIED[language] in page.inner_text(".verify-state")
-                    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"the verification scrolls sideways at {width_name}"
-                    page.screenshot(path=str(shots / f"verify-{language}-{width_name}.png"), full_page=True)
-            context.close()
-        finally:
-            browser.close()
+    with chromium(sync_api) as browser:
+        context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
+        page = context.new_page()
+        page.goto(f"{server.base_url}/accounts/login/")
+        page.fill("#id_username", "ann")
+        page.fill("#id_password", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url("**/accounts/login/verify/")
+        page.fill("input[name=token]", totp_code(key))
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
+        for language in ("zh-hans", "en"):
+            if language == "en":
+                page.click("#user-menu > summary")
+                page.click("#user-menu .lang button[value=en]")
+                page.wait_for_function("() => document.documentElement.lang === 'en'")
+            for width_name, viewport in WIDTHS.items():
+                page.set_viewport_size(viewport)
+                page.goto(f"{server.base_url}/audit/?size=50")
+                assert page.evaluate("() => document.documentElement.lang") == language
+                rows = page.eval_on_selector_all(
+                    "table.audit-table tbody tr", "rows => rows.map(r => r.getBoundingClientRect().height)"
+                )
+                assert len(rows) == 50 and max(rows) <= ROW_MAX_PX, rows
+                widths = page.eval_on_selector_all(
+                    "table.audit-table tbody tr:first-child td",
+                    "cells => cells.map(c => c.getBoundingClientRect().width)",
+                )
+                assert min(widths[4:6]) >= 60, widths  # event type and outcome stay readable
+                width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+                assert page.evaluate(NO_SIDEWAYS_SCROLL), f"/audit/ scrolls sideways at {width_name}: {width}"
+                page.screenshot(path=str(shots / f"audit-{language}-{width_name}.png"), full_page=True)
+                page.click("table.audit-table tbody tr:first-child td.details a")
+                page.wait_for_selector("pre.details-json")
+                assert page.evaluate(NO_SIDEWAYS_SCROLL), f"the entry detail scrolls sideways at {width_name}"
+                page.goto(f"{server.base_url}/audit/")
+                page.click(".verify-action button[type=submit]")
+                page.wait_for_url("**/audit/verify/*/")
+                # The page reloads itself until the run's row says it finished.
+                page.wait_for_selector(".verify-run[data-state=done]", timeout=60_000)
+                assert VERIFIED[language] in page.inner_text(".verify-state")
+                assert page.evaluate(NO_SIDEWAYS_SCROLL), f"the verification scrolls sideways at {width_name}"
+                page.screenshot(path=str(shots / f"verify-{language}-{width_name}.png"), full_page=True)
+        context.close()
     assert len(list(shots.glob("*.png"))) == 8
     assert "Traceback" not in server.log()

@@ -477,15 +477,12 @@ def test_no_page_scrolls_sideways_on_a_phone(site):
     the screen. The pages are rendered by Django first, then served to the browser from memory
     (static files from the finders; any other request is refused), so the browser sees exactly
     the HTML the test client got."""
-    from pathlib import Path
 
     from django.contrib.staticfiles import finders
 
-    from tests.portal.test_roles_browser import CHROMIUM, CHROMIUM_ARGS, NO_SIDEWAYS_SCROLL, WIDTHS
+    from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     pages: dict[str, str] = {}
     for path, role, language, response in rendered_pages(site):
         pages[f"{language} {path} as {role} ({response.status_code})"] = response.content.decode()
@@ -508,18 +505,14 @@ def test_no_page_scrolls_sideways_on_a_phone(site):
             route.abort()  # the page's own polls and posts: nothing to answer here
 
     too_wide = {}
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport=WIDTHS["phone"], java_script_enabled=True)
-            page = context.new_page()
-            page.route("**/*", serve)
-            for name, html in pages.items():
-                showing["html"] = html
-                page.goto("http://testserver/page", wait_until="load")
-                if not page.evaluate(NO_SIDEWAYS_SCROLL):
-                    too_wide[name] = page.evaluate(WIDEST_ELEMENTS)
-        finally:
-            browser.close()
+    with chromium(sync_api) as browser:
+        context = browser.new_context(viewport=WIDTHS["phone"], java_script_enabled=True)
+        page = context.new_page()
+        page.route("**/*", serve)
+        for name, html in pages.items():
+            showing["html"] = html
+            page.goto("http://testserver/page", wait_until="load")
+            if not page.evaluate(NO_SIDEWAYS_SCROLL):
+                too_wide[name] = page.evaluate(WIDEST_ELEMENTS)
     report = "\n".join(f"{name}: {widths}" for name, widths in sorted(too_wide.items()))
     assert not too_wide, f"{len(too_wide)} of {len(pages)} pages scroll sideways at 390 px:\n{report}"

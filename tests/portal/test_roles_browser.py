@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.chat.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "Correct-Horse-9"
-WIDTHS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 SET_UP = """
 import json
@@ -58,8 +56,6 @@ MENU_LABELS = {
 }
 REFUSAL = {"zh-hans": "此操作需要部门管理员角色。", "en": "This needs the department administrator role."}
 
-NO_SIDEWAYS_SCROLL = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
-
 
 def totp_code(key_hex: str, *, step_offset: int = 0) -> str:
     from django_otp.oath import TOTP
@@ -70,9 +66,7 @@ def totp_code(key_hex: str, *, step_offset: int = 0) -> str:
 
 
 def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     server = live_server_factory()
     keys = json.loads(server.shell(SET_UP))
     shots = tmp_path / "screenshots"
@@ -147,88 +141,84 @@ def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path
         page.screenshot(path=str(shots / f"api-keys-{language}-{width_name}.png"), full_page=True)
         page.goto(f"{server.base_url}/d/finance/")
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            # Signed out: switching the language on the sign-in page keeps where one was going.
-            context = browser.new_context(locale="zh-CN", viewport=WIDTHS["phone"])
+    with chromium(sync_api) as browser:
+        # Signed out: switching the language on the sign-in page keeps where one was going.
+        context = browser.new_context(locale="zh-CN", viewport=WIDTHS["phone"])
+        page = context.new_page()
+        page.goto(f"{server.base_url}/d/finance/files/")
+        assert page.url.endswith("/accounts/login/?next=/d/finance/files/")
+        check_no_sideways_scroll(page, "the sign-in page at phone width")
+        page.click("form.lang button[value=en]")
+        page.wait_for_function("() => document.documentElement.lang === 'en'")
+        assert page.input_value("main input[name=next]") == "/d/finance/files/"
+        assert parse_qs(urlsplit(page.url).query) == {"next": ["/d/finance/files/"]}
+        context.close()
+
+        for role, (username, landing, consoles, menu) in ROLES.items():
+            context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
             page = context.new_page()
-            page.goto(f"{server.base_url}/d/finance/files/")
-            assert page.url.endswith("/accounts/login/?next=/d/finance/files/")
-            check_no_sideways_scroll(page, "the sign-in page at phone width")
-            page.click("form.lang button[value=en]")
-            page.wait_for_function("() => document.documentElement.lang === 'en'")
-            assert page.input_value("main input[name=next]") == "/d/finance/files/"
-            assert parse_qs(urlsplit(page.url).query) == {"next": ["/d/finance/files/"]}
-            context.close()
-
-            for role, (username, landing, consoles, menu) in ROLES.items():
-                context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
-                context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
-                page = context.new_page()
-                page.goto(f"{server.base_url}/accounts/login/")
-                page.fill("#id_username", username)
-                page.fill("#id_password", PASSWORD)
-                page.click("main button[type=submit]")
-                page.wait_for_load_state()
-                if username in keys:
-                    page.wait_for_url("**/accounts/login/verify/")
-                    page.fill("input[name=token]", totp_code(keys[username]))
-                    page.click("main button[type=submit]")
-                    page.wait_for_load_state()
-                assert page.url == f"{server.base_url}{landing}", (role, page.url)
-
-                for language in ("zh-hans", "en"):
-                    if language == "en":  # through the menu's own language switch
-                        page.click("#user-menu > summary")
-                        page.click("#user-menu .lang button[value=en]")
-                        page.wait_for_function("() => document.documentElement.lang === 'en'")
-                        assert page.url == f"{server.base_url}{landing}"
-                    assert page.evaluate("() => document.documentElement.lang") == language
-                    for width_name, viewport in WIDTHS.items():
-                        page.set_viewport_size(viewport)
-                        if consoles:
-                            shown = page.eval_on_selector_all(
-                                "#console-links [data-nav]", "nodes => nodes.map(n => n.dataset.nav)"
-                            )
-                            assert shown == consoles, (role, shown)
-                            assert page.is_visible("#console-links")
-                        check_no_sideways_scroll(page, f"{role}'s landing at {width_name} in {language}")
-                        assert menu_entries(page) == menu, (role, language, width_name)
-                        labels = MENU_LABELS[language]
-                        assert page.inner_text("#user-menu [data-nav=profile]").strip() == labels["profile"]
-                        assert page.inner_text("#user-menu [data-nav=sign-out]").strip() == labels["sign-out"]
-                        check_no_sideways_scroll(page, f"{role}'s open menu at {width_name} in {language}")
-                        slug = f"{role.replace(' ', '-')}-{language}-{width_name}"
-                        page.screenshot(path=str(shots / f"{slug}-menu.png"), full_page=True)
-                        close_menu(page)
-                        if width_name == "phone":
-                            profile_page(page, language, landing)
-                        if username == "bob":
-                            refusal_page(page, language, width_name)
-                            file_page(page, language, width_name)
-                        if username == "dora":
-                            api_key_page(page, language, width_name)
-                context.close()
-
-            # A phone (touch, coarse pointer): the file page offers the camera besides the one
-            # chooser; a desktop never sees the camera choice (checked for bob above).
-            context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"], is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.goto(f"{server.base_url}/accounts/login/?next=/d/finance/files/")
-            page.fill("#id_username", "bob")
+            page.goto(f"{server.base_url}/accounts/login/")
+            page.fill("#id_username", username)
             page.fill("#id_password", PASSWORD)
             page.click("main button[type=submit]")
-            page.wait_for_url("**/d/finance/files/")
-            assert page.is_visible(".camera-choice")
-            assert page.get_attribute("#camera-input", "capture") == "environment"
-            assert page.get_attribute("#camera-input", "accept") == "image/*"
-            assert page.get_attribute("#file-input", "capture") is None  # the chooser never forces the camera
-            check_no_sideways_scroll(page, "the file page on a phone")
-            page.screenshot(path=str(shots / "files-phone.png"), full_page=True)
+            page.wait_for_load_state()
+            if username in keys:
+                page.wait_for_url("**/accounts/login/verify/")
+                page.fill("input[name=token]", totp_code(keys[username]))
+                page.click("main button[type=submit]")
+                page.wait_for_load_state()
+            assert page.url == f"{server.base_url}{landing}", (role, page.url)
+
+            for language in ("zh-hans", "en"):
+                if language == "en":  # through the menu's own language switch
+                    page.click("#user-menu > summary")
+                    page.click("#user-menu .lang button[value=en]")
+                    page.wait_for_function("() => document.documentElement.lang === 'en'")
+                    assert page.url == f"{server.base_url}{landing}"
+                assert page.evaluate("() => document.documentElement.lang") == language
+                for width_name, viewport in WIDTHS.items():
+                    page.set_viewport_size(viewport)
+                    if consoles:
+                        shown = page.eval_on_selector_all(
+                            "#console-links [data-nav]", "nodes => nodes.map(n => n.dataset.nav)"
+                        )
+                        assert shown == consoles, (role, shown)
+                        assert page.is_visible("#console-links")
+                    check_no_sideways_scroll(page, f"{role}'s landing at {width_name} in {language}")
+                    assert menu_entries(page) == menu, (role, language, width_name)
+                    labels = MENU_LABELS[language]
+                    assert page.inner_text("#user-menu [data-nav=profile]").strip() == labels["profile"]
+                    assert page.inner_text("#user-menu [data-nav=sign-out]").strip() == labels["sign-out"]
+                    check_no_sideways_scroll(page, f"{role}'s open menu at {width_name} in {language}")
+                    slug = f"{role.replace(' ', '-')}-{language}-{width_name}"
+                    page.screenshot(path=str(shots / f"{slug}-menu.png"), full_page=True)
+                    close_menu(page)
+                    if width_name == "phone":
+                        profile_page(page, language, landing)
+                    if username == "bob":
+                        refusal_page(page, language, width_name)
+                        file_page(page, language, width_name)
+                    if username == "dora":
+                        api_key_page(page, language, width_name)
             context.close()
-        finally:
-            browser.close()
+
+        # A phone (touch, coarse pointer): the file page offers the camera besides the one
+        # chooser; a desktop never sees the camera choice (checked for bob above).
+        context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"], is_mobile=True, has_touch=True)
+        page = context.new_page()
+        page.goto(f"{server.base_url}/accounts/login/?next=/d/finance/files/")
+        page.fill("#id_username", "bob")
+        page.fill("#id_password", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url("**/d/finance/files/")
+        assert page.is_visible(".camera-choice")
+        assert page.get_attribute("#camera-input", "capture") == "environment"
+        assert page.get_attribute("#camera-input", "accept") == "image/*"
+        assert page.get_attribute("#file-input", "capture") is None  # the chooser never forces the camera
+        check_no_sideways_scroll(page, "the file page on a phone")
+        page.screenshot(path=str(shots / "files-phone.png"), full_page=True)
+        context.close()
 
     assert len(list(shots.glob("*-menu.png"))) == len(ROLES) * 4
     assert len(list(shots.glob("refusal-*.png"))) == len(list(shots.glob("api-keys-*.png"))) == 4

@@ -6,12 +6,11 @@ temporary directory."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.chat.test_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.portal.test_roles_browser import NO_SIDEWAYS_SCROLL, PASSWORD, totp_code
+from tests.portal.test_roles_browser import PASSWORD, totp_code
+from tests.support.browser import NO_SIDEWAYS_SCROLL, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +48,7 @@ print(json.dumps({{"sam": TOTPDevice.objects.create(user=people["sam"], name="au
 
 
 def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    sync_api = browser_api()
     server = live_server_factory()
     keys = json.loads(server.shell(SET_UP))
     shots = tmp_path / "screenshots"
@@ -73,36 +70,32 @@ def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, tmp_path):
             page.click("main button[type=submit]")
             page.wait_for_load_state()
 
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            for username, path in (("dora", "/d/finance/usage/"), ("sam", "/usage/")):
-                context = browser.new_context(locale="zh-CN", viewport=PHONE)
-                page = context.new_page()
-                sign_in(page, username)
-                for language in ("zh-hans", "en"):
-                    context.add_cookies([{"name": "django_language", "value": language, "url": server.base_url}])
-                    page.goto(f"{server.base_url}{path}")
-                    assert page.evaluate("() => document.documentElement.lang") == language
-                    assert page.inner_text("#total-requests").strip() == "2"
-                    assert page.locator("#usage-chart .bar-prompt").count() == 1  # today's bar
-                    assert page.is_visible("#usage-chart") and page.is_visible("#usage-csv")
-                    assert LONG_NAME in page.inner_text("#usage-people")
-                    fits(page, f"{path} at 390 px in {language}")
-                    page.screenshot(path=str(shots / f"usage-{username}-{language}.png"), full_page=True)
-                if username == "sam":  # the console, with the portal's menu, on a phone
-                    page.goto(f"{server.base_url}/admin/")
-                    page.click("#user-menu > summary")
-                    page.wait_for_selector("#user-menu .user-menu-panel", state="visible")
-                    assert page.is_visible("#user-menu [data-nav=usage]")
-                    fits(page, "the console's index with the menu open at 390 px")
-                    page.screenshot(path=str(shots / "console-menu-phone.png"), full_page=True)
-                    page.set_viewport_size({"width": 1440, "height": 900})  # the menu stays open
-                    page.screenshot(path=str(shots / "console-menu-desktop.png"))
-                    page.click("#user-menu [data-nav=usage]")
-                    page.wait_for_url("**/usage/")
-                context.close()
-        finally:
-            browser.close()
+    with chromium(sync_api) as browser:
+        for username, path in (("dora", "/d/finance/usage/"), ("sam", "/usage/")):
+            context = browser.new_context(locale="zh-CN", viewport=PHONE)
+            page = context.new_page()
+            sign_in(page, username)
+            for language in ("zh-hans", "en"):
+                context.add_cookies([{"name": "django_language", "value": language, "url": server.base_url}])
+                page.goto(f"{server.base_url}{path}")
+                assert page.evaluate("() => document.documentElement.lang") == language
+                assert page.inner_text("#total-requests").strip() == "2"
+                assert page.locator("#usage-chart .bar-prompt").count() == 1  # today's bar
+                assert page.is_visible("#usage-chart") and page.is_visible("#usage-csv")
+                assert LONG_NAME in page.inner_text("#usage-people")
+                fits(page, f"{path} at 390 px in {language}")
+                page.screenshot(path=str(shots / f"usage-{username}-{language}.png"), full_page=True)
+            if username == "sam":  # the console, with the portal's menu, on a phone
+                page.goto(f"{server.base_url}/admin/")
+                page.click("#user-menu > summary")
+                page.wait_for_selector("#user-menu .user-menu-panel", state="visible")
+                assert page.is_visible("#user-menu [data-nav=usage]")
+                fits(page, "the console's index with the menu open at 390 px")
+                page.screenshot(path=str(shots / "console-menu-phone.png"), full_page=True)
+                page.set_viewport_size({"width": 1440, "height": 900})  # the menu stays open
+                page.screenshot(path=str(shots / "console-menu-desktop.png"))
+                page.click("#user-menu [data-nav=usage]")
+                page.wait_for_url("**/usage/")
+            context.close()
     assert len(list(shots.glob("usage-*.png"))) == 4
     assert "Traceback" not in server.log()

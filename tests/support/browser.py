@@ -1,0 +1,43 @@
+"""What the browser tests share: Debian's Chromium, headless, driven by the playwright package,
+and the two widths every page is looked at."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WIDTHS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+NO_SIDEWAYS_SCROLL = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
+
+
+def browser_api():
+    """playwright's sync API: a skip where the package is missing (its reason says so), a
+    failure where Chromium is (it is a declared system package, so that is a broken set-up)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package drives the browser")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (Debian's chromium package, scripts/system-packages)")
+    return sync_api
+
+
+@contextmanager
+def chromium(sync_api) -> Iterator:
+    """A headless Chromium, closed afterwards whatever happens."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
