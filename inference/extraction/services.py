@@ -46,6 +46,7 @@ from inference.engine.errors import EngineBusy, GenerationFailed, InferenceError
 from inference.engine.inputs import Message
 from inference.engine.structured import SchemaInvalid, instruction_for, schema_check, structured_generate
 from inference.extraction.models import Extraction, ExtractionStatus
+from inference.extraction.templates import template_saved
 from inference.image_budget import ImageBudget
 from inference.model_calls import (
     Channel,
@@ -659,14 +660,11 @@ def task_template_rules_set(*, template: TaskTemplate, rules: list, acting_user:
         if before == rules:
             return template
         template.rules = rules
-        template.full_clean()
-        template.save(update_fields=["rules", "updated_at"])
-        audit_record(
-            event_type=EventType.TASK_TEMPLATE_CHANGE,
-            actor=acting_user,
-            department=department,
-            obj=template,
+        template_saved(
+            template,
+            acting_user=acting_user,
             details={"action": "rules", "before": {"rules": len(before)}, "after": {"rules": len(rules)}},
+            update_fields=["rules", "updated_at"],
         )
     return template
 

@@ -60,19 +60,31 @@ def task_template_create(
             is_active=is_active,
             created_by=acting_user,
         )
-        template.full_clean()
-        template.save()
-        audit_record(
-            event_type=EventType.TASK_TEMPLATE_CHANGE,
-            actor=acting_user,
-            department=department,
-            obj=template,
+        template_saved(
+            template,
+            acting_user=acting_user,
             details={
                 "action": "create",
                 "after": {"name": name, "is_active": is_active, "has_schema": bool(json_schema)},
             },
         )
     return template
+
+
+def template_saved(
+    template: TaskTemplate, *, acting_user: Any, details: dict, update_fields: list[str] | None = None
+) -> None:
+    """Validate and save ``template`` (inside the caller's transaction and department scope),
+    audited as ``task_template.change`` with ``details``."""
+    template.full_clean()
+    template.save(update_fields=update_fields)
+    audit_record(
+        event_type=EventType.TASK_TEMPLATE_CHANGE,
+        actor=acting_user,
+        department=template.department,
+        obj=template,
+        details=details,
+    )
 
 
 def task_template_update(*, template: TaskTemplate, acting_user: Any, **changes: Any) -> TaskTemplate:
@@ -86,14 +98,10 @@ def task_template_update(*, template: TaskTemplate, acting_user: Any, **changes:
         before = {name: getattr(template, name) for name in changes}
         for name, value in changes.items():
             setattr(template, name, value)
-        template.full_clean()
-        template.save()
         changed = sorted(name for name in changes if before[name] != changes[name])
-        audit_record(
-            event_type=EventType.TASK_TEMPLATE_CHANGE,
-            actor=acting_user,
-            department=department,
-            obj=template,
+        template_saved(
+            template,
+            acting_user=acting_user,
             details={
                 "action": "update",
                 "changed": changed,
