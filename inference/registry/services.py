@@ -192,13 +192,19 @@ def _activation_write(
     return activation
 
 
-def model_version_activate(*, version: ModelVersion, acting_user: Any) -> ModelActivation:
-    """Make an approved version the one the engine loads at its next start (the system
-    administrator). An unapproved version is refused, and the refusal recorded."""
+def _authorize_approved(version: ModelVersion, acting_user: Any) -> None:
+    """The system administrator's activation or load of ``version``: authorised, then refused
+    (the refusal recorded) unless the version, as stored now, is approved."""
     authorize(acting_user, Action.MODEL_ACTIVATE, obj=version)
     version.refresh_from_db()
     if not version.is_approved:
         raise _refuse_unapproved(version, action=Action.MODEL_ACTIVATE, actor=acting_user)
+
+
+def model_version_activate(*, version: ModelVersion, acting_user: Any) -> ModelActivation:
+    """Make an approved version the one the engine loads at its next start (the system
+    administrator). An unapproved version is refused, and the refusal recorded."""
+    _authorize_approved(version, acting_user)
     with transaction.atomic(durable=True):
         _activations_lock()
         return _activation_write(
@@ -226,10 +232,7 @@ def model_version_load(*, version: ModelVersion, acting_user: Any) -> ModelActiv
     version is refused and the refusal recorded."""
     from django.conf import settings
 
-    authorize(acting_user, Action.MODEL_ACTIVATE, obj=version)
-    version.refresh_from_db()
-    if not version.is_approved:
-        raise _refuse_unapproved(version, action=Action.MODEL_ACTIVATE, actor=acting_user)
+    _authorize_approved(version, acting_user)
     with transaction.atomic(durable=True):
         _activations_lock()
         active = model_version_active()
