@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -116,18 +118,15 @@ print(json.dumps(keys))
 """
 
 
-@pytest.fixture(scope="module")
-def live_api(tmp_path_factory, shared_demo_model_dir):
-    """One loopback server per test module with the demo model loaded and three keys."""
+@contextlib.contextmanager
+def live_api_server(directory, model_path, env: dict[str, str]) -> Iterator:
+    """A loopback server on ``model_path`` with ``env`` and the demo model loaded: its three keys in
+    ``.keys`` (LIVE_PREPARE), its model id in ``.model``; stopped afterwards whatever happens."""
     import json
 
     from tests.support.live_server import LiveServer
 
-    server = LiveServer(
-        tmp_path_factory.mktemp("live-api"),
-        model_path=shared_demo_model_dir,
-        env={"API_KEY_RATE_PER_MINUTE": "100000", "MAX_NEW_TOKENS_CAP": "64", "BATCH_WINDOW_MS": "0"},
-    )
+    server = LiveServer(directory, model_path=model_path, env=env)
     server.start()
     try:
         server.keys = json.loads(server.shell(LIVE_PREPARE).splitlines()[-1])
@@ -139,3 +138,14 @@ def live_api(tmp_path_factory, shared_demo_model_dir):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory, shared_demo_model_dir):
+    """One loopback server per test module with the demo model loaded and three keys."""
+    with live_api_server(
+        tmp_path_factory.mktemp("live-api"),
+        shared_demo_model_dir,
+        {"API_KEY_RATE_PER_MINUTE": "100000", "MAX_NEW_TOKENS_CAP": "64", "BATCH_WINDOW_MS": "0"},
+    ) as server:
+        yield server

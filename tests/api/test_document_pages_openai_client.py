@@ -5,13 +5,11 @@ disturbed by it), plain and streamed."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import openai
 import pytest
 
-from tests.api.conftest import LIVE_PREPARE
+from tests.api.conftest import live_api_server
 from tests.api.test_document_pages import MANUAL, QUESTION
 from tests.assets.test_retrieval_pdf import text_pdf
 from tests.support.waiting import wait_until
@@ -19,23 +17,12 @@ from tests.support.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, shared_demo_model_dir):
-    from tests.support.live_server import LiveServer
-
-    server = LiveServer(
+    with live_api_server(
         tmp_path_factory.mktemp("live-pages"),
-        model_path=shared_demo_model_dir,
-        env={"API_KEY_RATE_PER_MINUTE": "100000", "MAX_NEW_TOKENS_CAP": "64", "TEXT_LAYER_WORKERS": "1"},
-    )
-    server.start()
-    try:
-        server.keys = json.loads(server.shell(LIVE_PREPARE).splitlines()[-1])
-        models = server.wait_for(
-            "/v1/models", headers={"Authorization": f"Bearer {server.keys['finance']}"}, timeout=120
-        )
-        server.model = models["data"][0]["id"]
+        shared_demo_model_dir,
+        {"API_KEY_RATE_PER_MINUTE": "100000", "MAX_NEW_TOKENS_CAP": "64", "TEXT_LAYER_WORKERS": "1"},
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _layer_done(live, asset_id: str) -> bool:
