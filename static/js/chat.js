@@ -259,9 +259,15 @@
     });
   }
 
-  fileInput.addEventListener("change", function () {
-    Array.prototype.forEach.call(fileInput.files, upload);
-    fileInput.value = "";
+  // The file chooser, and on phones the camera (an inspection photo taken on site).
+  [fileInput, document.getElementById("camera-input")].forEach(function (input) {
+    if (!input) {
+      return;
+    }
+    input.addEventListener("change", function () {
+      Array.prototype.forEach.call(input.files, upload);
+      input.value = "";
+    });
   });
   composer.addEventListener("dragover", function (event) {
     event.preventDefault();

@@ -3,7 +3,8 @@ the playwright package), in Chinese and in English, at 1440 and 390 px: the depa
 picker closes after a choice and leaves Send uncovered; a template chip fills in its instruction
 in the reader's language without sending (a file can still be attached) and its schema never shows in the bubble; the
 answer's footer stays after a reload; the status panel says nothing is generating once the turn
-ended and names the machine's CPU as such; no width scrolls sideways. Screenshots go to the
+ended and names the machine's CPU as such; no width scrolls sideways; on a phone the camera is
+offered and its photo attached. Screenshots go to the
 test's temporary directory."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chat.conftest import png_bytes
 from tests.support.browser import WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
@@ -79,8 +81,28 @@ def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, sha
             page.wait_for_url(f"{server.base_url}/d/finance/")
             for width_name, viewport in WIDTHS.items():
                 walk(page, language, texts, width_name, viewport, shots)
+            assert not page.is_visible(".composer-row .camera-choice")  # no camera to offer here
             assert not errors, errors
             context.close()
+
+        # A phone (touch, coarse pointer): the composer offers the camera, and a photo taken with
+        # it is attached like any file.
+        context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"], is_mobile=True, has_touch=True)
+        page = context.new_page()
+        page.goto(f"{server.base_url}/accounts/login/?next=/d/finance/")
+        page.fill("#id_username", "bob")
+        page.fill("#id_password", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+        assert page.is_visible(".composer-row .camera-choice")
+        assert page.get_attribute("#camera-input", "capture") == "environment"
+        assert page.get_attribute("#file-input", "capture") is None  # the chooser never forces the camera
+        photo = tmp_path / "inspection.png"
+        photo.write_bytes(png_bytes((200, 120, 40), (80, 60)))
+        page.set_input_files("#camera-input", str(photo))
+        page.wait_for_selector("#pending-attachments .attachment img", timeout=30_000)
+        page.screenshot(path=str(shots / "chat-camera-phone.png"), full_page=True)
+        context.close()
 
 
 def walk(page, language: str, texts: dict, width_name: str, viewport: dict, shots: Path) -> None:
