@@ -1,9 +1,11 @@
 """Fixtures of the compliance tests: a private key, checkpoint log and export folder per test,
-and a way to lift the audit triggers for the raw-SQL attacks."""
+a way to lift the audit triggers for the raw-SQL attacks, and a TCP syslog sink."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +47,26 @@ def raw_sql(sql: str, params: list | tuple = ()) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+class TcpSink:
+    """A SIEM's TCP syslog port on loopback: reads whatever arrives into ``received``."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.received = bytearray()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                peer, _ = self.server.accept()
+            except OSError:
+                return
+            with peer:
+                while chunk := peer.recv(65536):
+                    self.received.extend(chunk)
+
+    def close(self) -> None:
+        self.server.close()

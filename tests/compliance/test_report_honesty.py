@@ -20,7 +20,6 @@ import http.server
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import threading
 import warnings
@@ -33,9 +32,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.report import PASS, compliance_report_build
+from tests.compliance.conftest import TcpSink
 from tests.compliance.test_report_live import png, standby_running, streaming
-from tests.compliance.test_report_tls import self_signed
 from tests.conftest import require_postgresql, require_service_url
+from tests.deploy.conftest import self_signed
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -61,29 +61,6 @@ def report_lines() -> dict[tuple[str, str, int], tuple[str, str]]:
             seen[evidence.template] += 1
             lines[(result.control, evidence.template, seen[evidence.template])] = (evidence.state, str(evidence))
     return lines
-
-
-class TcpSink:
-    """A SIEM's TCP syslog port: reads whatever arrives."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.received = bytearray()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection_, _ = self.server.accept()
-            except OSError:
-                return
-            with connection_:
-                while chunk := connection_.recv(65536):
-                    self.received.extend(chunk)
-
-    def close(self) -> None:
-        self.server.close()
 
 
 class HttpsHandler(http.server.BaseHTTPRequestHandler):

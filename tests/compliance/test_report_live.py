@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.report import FAIL, MANUAL, NOT_APPLICABLE, PASS, compliance_report_build
 from compliance.services import audit_record
+from tests.compliance.conftest import TcpSink
 from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import tls_pair  # noqa: F401  (the fixture)
 from tests.support.waiting import wait_until
@@ -119,30 +119,12 @@ def test_ip1_loopback_default_passes_and_a_proxy_inside_an_admin_network_fails(s
 
 
 # --- AU-5 -----------------------------------------------------------------------------------------
-class Listener:
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.received = bytearray()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                peer, _ = self.server.accept()
-            except OSError:
-                return
-            with peer:
-                while chunk := peer.recv(65536):
-                    self.received.extend(chunk)
-
-
 def test_au5_passes_only_once_the_target_accepted_an_entry(settings, django_capture_on_commit_callbacks):
     from compliance.models import AuditForwardState
 
     settings.AUDIT_SYSLOG_ADDRESS = ""
     assert "AUDIT_SYSLOG_ADDRESS is empty" in control("AU-5").evidence[-1]
-    listener = Listener()
+    listener = TcpSink()
     settings.AUDIT_SYSLOG_ADDRESS = f"tcp://127.0.0.1:{listener.port}"
     result = control("AU-5")
     assert result.status == FAIL and "last entry accepted never" in result.evidence[-1]  # an address alone
@@ -462,7 +444,7 @@ def test_au5_over_tls_verifies_the_siem_certificate(settings, tls_pair, django_c
     cert, key = tls_pair
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    listener = Listener()
+    listener = TcpSink()
     listener.server = context.wrap_socket(listener.server, server_side=True)
     threading.Thread(target=listener._serve, daemon=True).start()
     settings.AUDIT_SYSLOG_ADDRESS = f"tls://localhost:{listener.port}"
