@@ -8,7 +8,6 @@ plain HTTP and missing settings make them fail, each naming the variable the pro
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import ssl
 import sys
@@ -17,14 +16,10 @@ import warnings
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from compliance.report import FAIL, PASS, compliance_report_build
 from tests.conftest import require_postgresql, require_service_url
-from tests.deploy.conftest import require_binary, tls_pair  # noqa: F401  (the fixture)
+from tests.deploy.conftest import require_binary, self_signed, tls_pair  # noqa: F401  (the fixture)
 from tests.deploy.test_production_smoke import prepare_production, production_env
 from tests.support.live_server import LiveServer
 from tests.support.nginx import NginxServer
@@ -115,30 +110,6 @@ def test_missing_or_wrong_settings_fail_naming_the_variable_read(production, pro
 
 
 # --- servers that get it wrong ----------------------------------------------------------------------
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_path = directory / "server.crt", directory / "server.key"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert, key_path
-
-
 class CarelessHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)

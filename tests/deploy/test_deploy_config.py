@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, require_binary
+from tests.deploy.conftest import DEPLOY, compose_config, require_binary
 from tests.support.nginx import render_nginx
 
 
@@ -50,15 +49,7 @@ def test_render_refuses_malformed_values(tmp_path):
 
 
 def test_compose_file_is_valid_for_docker_compose(tmp_path):
-    compose = require_binary("docker-compose")
-    copy = tmp_path / "deploy"
-    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
-    shutil.copy(DEPLOY / ".env.example", copy / ".env")
-    result = subprocess.run(
-        [compose, "-f", str(copy / "compose.yaml"), "config"], capture_output=True, text=True, cwd=copy
-    )
-    assert result.returncode == 0, result.stderr
-    rendered = result.stdout
+    rendered = compose_config(tmp_path)
     # The app network has no egress, the model is read-only, secrets come from files.
     assert "internal: true" in rendered
     assert ":/models:ro" in rendered

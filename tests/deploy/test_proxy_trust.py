@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import websockets
 from websockets.exceptions import WebSocketException
 
 from tests.conftest import require_postgresql
-from tests.deploy.conftest import DEPLOY, ROOT, require_binary
+from tests.deploy.conftest import DEPLOY, ROOT, compose_config, require_binary
 from tests.support.live_server import LiveServer
 from tests.support.nginx import NginxServer
 
@@ -189,18 +188,11 @@ def test_every_launcher_trusts_alike(tmp_path):
     for text in (dockerfile, unit):
         assert "manage.py serve" in text
         assert "forwarded-allow-ips" not in text and "proxy-headers" not in text
-    compose = require_binary("docker-compose")
-    copy = tmp_path / "deploy"
-    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("secrets"))
-    shutil.copy(DEPLOY / ".env.example", copy / ".env")
-    result = subprocess.run(
-        [compose, "-f", str(copy / "compose.yaml"), "config"], capture_output=True, text=True, cwd=copy
-    )
-    assert result.returncode == 0, result.stderr
-    trusted = re.search(r"TRUSTED_PROXIES: (\S+)", result.stdout).group(1)
-    nginx_address = re.search(r"ipv4_address: (\S+)", result.stdout).group(1)
+    rendered = compose_config(tmp_path)
+    trusted = re.search(r"TRUSTED_PROXIES: (\S+)", rendered).group(1)
+    nginx_address = re.search(r"ipv4_address: (\S+)", rendered).group(1)
     assert trusted == f"{nginx_address}/32"  # nginx alone, not the network (and never 0.0.0.0/0)
-    admin_networks = re.search(r"ADMIN_ALLOWED_NETWORKS: (\S+)", result.stdout).group(1)
+    admin_networks = re.search(r"ADMIN_ALLOWED_NETWORKS: (\S+)", rendered).group(1)
     assert "127.0.0.0/8" not in admin_networks  # the example keeps loopback (nginx, systemd) out
 
 
