@@ -1,17 +1,24 @@
-"""Demo models of two architecture families (built once per session, tests/conftest.py) and
-engines around them."""
+"""Demo models of two architecture families (built once per session, tests/conftest.py),
+engines around them, transformers' own generate as the engine's reference, and a fresh
+interpreter that refuses every network connection."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import inference  # noqa: F401  (sets the offline switches before transformers loads)
 from inference.engine.core import Engine, EngineLimits
 from inference.engine.demo_model import DemoModelSpec
-from inference.engine.loading import load_model
+from inference.engine.loading import load_model, vision_dtype_device
+from inference.engine.prompting import model_inputs, place_inputs
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +69,64 @@ def engine(make_engine) -> Engine:
 @pytest.fixture
 def red_image():
     return Image.new("RGB", (96, 64), (200, 30, 30))
+
+
+def generate_greedy(loaded, batch, *, max_new_tokens: int, min_new_tokens: int, logits: bool):
+    """transformers' generate on ``batch`` (one list of messages per request), greedy, its inputs
+    built and placed the way the engine builds them: (generate's output, the prompt's length)."""
+    inputs = model_inputs(loaded, [tuple(messages) for messages in batch])
+    dtype, device = vision_dtype_device(loaded.model)
+    placed = place_inputs(
+        inputs, input_device=device, vision_dtype=dtype, vision_device=device, image_keys=loaded.profile.image_keys
+    )
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            **placed,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            eos_token_id=list(loaded.eos_token_ids),
+            pad_token_id=loaded.pad_token_id,
+            output_logits=logits,
+            return_dict_in_generate=True,
+        )
+    return out, placed["input_ids"].shape[1]
+
+
+REPO = Path(__file__).resolve().parents[2]
+# The start of every probe run_without_network runs: an audit hook records every connection
+# attempt (and refuses it) from before transformers is imported; the repository is the last
+# argument.
+NETWORK_REFUSED = """
+import json, os, sys
+attempts = []
+
+def hook(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
+        attempts.append([event, repr(args)[:200]])
+        raise OSError("network access is forbidden in this test")
+
+sys.addaudithook(hook)
+sys.path[:0] = [sys.argv[-1], sys.argv[-1] + "/platform"]
+import inference  # sets the offline switches
+"""
+
+
+def run_without_network(probe: str, *args: str, hf_home: Path) -> dict:
+    """``probe`` after NETWORK_REFUSED in a fresh interpreter (nothing imported or cached by this
+    session can hide a network call), its arguments ``args`` then the repository, with an inherited
+    "online" overridden and HF_HOME at ``hf_home`` (empty, so nothing can come from a cache): the
+    JSON the probe printed last, once it has exited 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env["HF_HUB_OFFLINE"] = "0"  # an inherited "online" must be overridden, not obeyed
+    env["HF_HOME"] = str(hf_home)
+    completed = subprocess.run(
+        [sys.executable, "-c", NETWORK_REFUSED + probe, *args, str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

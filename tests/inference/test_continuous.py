@@ -28,9 +28,9 @@ from inference.engine.errors import ENGINE_BUSY, GENERATION_FAILED, OUT_OF_MEMOR
 from inference.engine.generation import Row
 from inference.engine.handles import Done, Error, GenerationHandle, Token, Usage
 from inference.engine.inputs import GenerationRequest, Message, validate_params
-from inference.engine.loading import load_model, vision_dtype_device
-from inference.engine.prompting import model_inputs, place_inputs
+from inference.engine.loading import load_model
 from inference.engine.scheduler import ContinuousScheduler
+from tests.inference.conftest import generate_greedy
 from tests.support.waiting import wait_until
 
 NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "glm46v", "llava", "idefics3")
@@ -109,23 +109,10 @@ def count_prefill_chunks(recorder: Recorder) -> dict[str, int]:
 
 def bare_generate(loaded, messages, *, max_new_tokens: int, min_new_tokens: int = 0, logits: bool = False):
     """transformers' generate on this one request: greedy token ids (and its logits if asked)."""
-    inputs = model_inputs(loaded, [tuple(messages)])
-    dtype, device = vision_dtype_device(loaded.model)
-    placed = place_inputs(
-        inputs, input_device=device, vision_dtype=dtype, vision_device=device, image_keys=loaded.profile.image_keys
+    out, prompt_length = generate_greedy(
+        loaded, [messages], max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, logits=logits
     )
-    with torch.inference_mode():
-        out = loaded.model.generate(
-            **placed,
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            eos_token_id=list(loaded.eos_token_ids),
-            pad_token_id=loaded.pad_token_id,
-            output_logits=logits,
-            return_dict_in_generate=True,
-        )
-    ids = out.sequences[0, placed["input_ids"].shape[1] :].tolist()
+    ids = out.sequences[0, prompt_length:].tolist()
     eos = set(loaded.eos_token_ids)
     answer = []
     for token in ids:  # the engine's answer stops before end-of-turn (it is not a token of the text)

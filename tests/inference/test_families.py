@@ -44,6 +44,7 @@ from inference.engine.inputs import Message
 from inference.engine.loading import load_model, vision_dtype_device
 from inference.engine.manifest import manifest_write
 from inference.engine.prompting import chatglm_prompt, conversation, model_inputs, place_inputs
+from tests.inference.conftest import generate_greedy, run_without_network
 
 STANDIN = "glm4v_9b_standin"
 NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "glm46v", "llava", "idefics3")
@@ -255,17 +256,6 @@ def test_the_standin_needs_trust_and_a_pin_and_a_changed_code_file_refuses_the_l
 
 
 REMOTE_CODE_PROBE = """
-import json, sys
-attempts = []
-
-def hook(event, args):
-    if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
-        attempts.append([event, repr(args)[:200]])
-        raise OSError("network access is forbidden in this test")
-
-sys.addaudithook(hook)
-sys.path[:0] = [sys.argv[3], sys.argv[3] + "/platform"]
-import inference  # sets the offline switches
 from PIL import Image
 from inference.engine.core import Engine, EngineLimits
 from inference.engine.inputs import Message
@@ -284,25 +274,9 @@ print(json.dumps({"attempts": attempts, "kinds": kinds, "module": type(loaded.mo
 def test_the_standins_own_code_loads_and_answers_without_any_network_attempt(standin_dir, tmp_path):
     """A fresh interpreter, an audit hook refusing every connection, an empty HF_HOME: the
     remote-code load (NF4) and a streamed image answer make no network attempt."""
-    import os
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    env["HF_HUB_OFFLINE"] = "0"  # an inherited "online" must be overridden, not obeyed
-    env["HF_HOME"] = str(tmp_path / "hf-home")  # transformers copies the model's code under it
     path, digest = standin_dir
-    completed = subprocess.run(
-        [sys.executable, "-c", REMOTE_CODE_PROBE, str(path), digest, str(repo)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    # transformers copies the model's code under HF_HOME (checked below)
+    report = run_without_network(REMOTE_CODE_PROBE, str(path), digest, hf_home=tmp_path / "hf-home")
     assert report["attempts"] == []
     assert report["kinds"][-1] == "done" and report["kinds"].count("done") == 1
     assert report["module"].startswith("transformers_modules.")
@@ -480,23 +454,8 @@ def test_the_standin_is_served_one_request_at_a_time_and_says_so(engine_for, red
 
 def _greedy(loaded, batch: list[list[Message]], steps: int):
     """Greedy ids and raw logits of one generate call, built the way the engine builds it."""
-    inputs = model_inputs(loaded, [tuple(m) for m in batch])
-    dtype, device = vision_dtype_device(loaded.model)
-    placed = place_inputs(
-        inputs, input_device=device, vision_dtype=dtype, vision_device=device, image_keys=loaded.profile.image_keys
-    )
-    with torch.inference_mode():
-        out = loaded.model.generate(
-            **placed,
-            do_sample=False,
-            max_new_tokens=steps,
-            min_new_tokens=steps,
-            eos_token_id=list(loaded.eos_token_ids),
-            pad_token_id=loaded.pad_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-    ids = out.sequences[:, placed["input_ids"].shape[1] :]
+    out, prompt_length = generate_greedy(loaded, batch, max_new_tokens=steps, min_new_tokens=steps, logits=True)
+    ids = out.sequences[:, prompt_length:]
     return ids, torch.stack(out.logits, dim=1).float()
 
 

@@ -9,27 +9,14 @@ imported until after a streamed generation with an image.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.inference.conftest import run_without_network
 
 PROBE = textwrap.dedent(
     """
-    import json, os, sys
-    attempts = []
-
-    def hook(event, args):
-        if event in ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname"):
-            attempts.append([event, repr(args)[:200]])
-            raise OSError("network access is forbidden in this test")
-
-    sys.addaudithook(hook)
-    sys.path[:0] = [sys.argv[2], sys.argv[2] + "/platform"]
-    import inference  # sets the offline switches
     from PIL import Image
     from inference.engine.core import Engine, EngineLimits
     from inference.engine.loading import load_model
@@ -48,19 +35,7 @@ PROBE = textwrap.dedent(
 
 
 def test_no_socket_is_opened_during_load_and_generation(demo_model_dir, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    env["HF_HUB_OFFLINE"] = "0"  # an inherited "online" must be overridden, not obeyed
-    env["HF_HOME"] = str(tmp_path / "hf-home")  # an empty cache: nothing can come from it
-    completed = subprocess.run(
-        [sys.executable, "-c", PROBE, str(demo_model_dir), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = run_without_network(PROBE, str(demo_model_dir), hf_home=tmp_path / "hf-home")
     assert report["attempts"] == []
     assert report["kinds"][-1] == "done" and report["kinds"].count("token") >= 1
     assert report["flags"] == {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
