@@ -415,3 +415,51 @@ def test_an_embedded_package_counts_against_the_byte_budget(upload, asset_storag
     data = docx_embedding(inner)
     assert len(data) < 64 * 1024
     assert_refused(upload, asset_storage, data, "budget.docx", "office_archive_limit", status=413)
+
+
+def test_an_archive_behind_a_prefix_is_refused_as_ambiguous(upload, asset_storage):
+    """ZIP readers find an archive from its end record, so a macro workbook behind a few bytes is
+    still an archive to them; it is refused, never taken for plain data."""
+    macro_workbook = rezip(xlsx_bytes(), add={"xl/vbaProject.bin": b"\0" * 64})
+    data = docx_embedding(b"JUNK" + macro_workbook)
+    assert_refused(upload, asset_storage, data, "prefixed.docx", "ambiguous")
+
+
+def test_entries_of_nested_packages_count_against_one_entry_budget(upload, asset_storage, settings):
+    outer, inner = docx_embedding(xlsx_bytes()), xlsx_bytes()
+    outer_entries, inner_entries = (len(zipfile.ZipFile(io.BytesIO(data)).infolist()) for data in (outer, inner))
+    settings.OFFICE_MAX_ENTRIES = outer_entries + inner_entries - 1  # each alone fits, not both
+    assert_refused(upload, asset_storage, outer, "many.docx", "office_archive_limit", status=413)
+    settings.OFFICE_MAX_ENTRIES = outer_entries + inner_entries
+    assert upload(outer, "enough.docx").page_count == 1
+
+
+def test_an_expression_field_around_a_nested_field_is_accepted(upload):
+    """``{ ={ PAGE }-1 }``: page numbering arithmetic; "=" cannot name DDE."""
+    body = field_around(instruction_runs(" PAGE ", result="2"), before="=", after="-1 ", result="1")
+    asset = upload(with_document_body(docx_bytes(image=False), body), "formula.docx")
+    assert asset.page_count == 1
+
+
+@pytest.mark.parametrize(
+    "inside",
+    [
+        b'<w:fldSimple w:instr=" QUOTE 69 65 85 84 79 "><w:r><w:t>EAUTO</w:t></w:r></w:fldSimple>',
+        b"<w:r><w:t>EAUTO</w:t></w:r>",
+    ],
+    ids=["simple field", "text run"],
+)
+def test_a_dde_name_completed_by_a_simple_field_or_a_text_run_is_refused(upload, asset_storage, inside):
+    body = field_around(inside, before=" DD", after=CMD)
+    data = with_document_body(docx_bytes(image=False), body)
+    assert_refused(upload, asset_storage, data, "completed.docx", "office_dde")
+
+
+def test_a_dde_formula_in_a_table_column_is_refused(upload, asset_storage):
+    table = spreadsheet_part(
+        b"table",
+        b'<tableColumns count="1"><tableColumn id="1" name="x">'
+        b"<calculatedColumnFormula>cmd|'/c calc'!A0</calculatedColumnFormula></tableColumn></tableColumns>",
+    )
+    data = rezip(xlsx_bytes(), add={"xl/tables/table1.xml": table})
+    assert_refused(upload, asset_storage, data, "table.xlsx", "office_dde")

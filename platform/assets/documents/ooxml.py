@@ -8,7 +8,9 @@ and refuses, each with its own code (``assets.rejections``):
   an ``activeX`` folder, an OLE object (a ``.bin`` under ``embeddings/``), an embedded
   macro-enabled package (by name, and **any entry that is itself a ZIP archive is checked as a
   package of its own**, whatever its name: every rule here applies inside it, within the outer
-  package's byte budget, at most ``MAX_NESTING`` levels deep, else ``office_nesting``), **any
+  package's byte and entry budgets, at most ``MAX_NESTING`` levels deep, else
+  ``office_nesting``; an entry with a ZIP end record at its end that does not start as an
+  archive is ``ambiguous``), **any
   entry whose content is an OLE compound file** (first bytes ``D0 CF 11 E0 A1 B1 1A E1``: an
   embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
   its name or content type), an Excel 4.0 macro sheet (a ``macrosheets`` folder, a
@@ -16,13 +18,15 @@ and refuses, each with its own code (``assets.rejections``):
   relationship), or a content type that names macros, VBA, ActiveX or OLE objects
   (``office_macros``) — nothing in the file is ever executed, we only read XML;
 - a DDE field or link (``office_dde``): a Word field whose instruction is ``DDE`` or ``DDEAUTO``
-  (``w:instrText`` runs of one field joined, ``w:fldSimple/@w:instr``; also a field whose name
-  has not ended, with white space, when a nested field begins: the nested result would become
-  part of the name), an Excel ``ddeLink`` (``externalLinks``), or a formula of the
-  ``app|topic!item`` form — in a cell or chart (``f``), a defined name, conditional formatting
-  (``formula``), data validation (``formula1``, ``formula2``) or a pivot table's ``formula``
-  attribute (``=cmd|' /c calc'!A1``). Decided on the tree the safety parse already built: one
-  pass over its elements, no regular expression on the raw bytes;
+  (the text of one field's instruction joined, whatever element holds it, ``w:instrText`` or
+  ``w:t``; ``w:fldSimple/@w:instr``; also a field whose name has not ended, with white space,
+  when a nested field — complex or simple — begins: the nested result would become part of the
+  name; an expression field, ``=``, cannot be DDE), an Excel ``ddeLink`` (``externalLinks``), or
+  a formula of the ``app|topic!item`` form — in a cell or chart (``f``), a defined name,
+  conditional formatting (``formula``), data validation (``formula1``, ``formula2``), a table
+  (any ``…Formula`` element) or a pivot table's ``formula`` attribute (``=cmd|' /c calc'!A1``).
+  Decided on the tree the safety parse already built: one pass over its elements, no regular
+  expression on the raw bytes;
 - an encrypted entry (``office_encrypted``; an encrypted OOXML file is a CFB container, which
   ``content.sniff_prefix`` refuses with the same code);
 - more entries, more uncompressed bytes in all, or a higher compression ratio for one entry than
@@ -89,13 +93,16 @@ _ACTIVE_NAMES = {"vbaproject.bin", "vbadata.xml", "vbaprojectsignature.bin", "vb
 _ACTIVE_EXTENSIONS = {"docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppsm", "ppam", "bin"}
 _XML_EXTENSIONS = {"xml", "rels", "vml"}
 # Elements whose text is an Excel formula: cells and charts (``f``), defined names, conditional
-# formatting (``formula``) and data validation (``formula1``, ``formula2``).
+# formatting (``formula``) and data validation (``formula1``, ``formula2``); and any element
+# named ``…Formula`` (a table's ``calculatedColumnFormula``, ``totalsRowFormula``).
 _FORMULA_ELEMENTS = {"f", "definedName", "formula", "formula1", "formula2"}
 _HYPERLINK = "/relationships/hyperlink"
 _CT_NS = "{http://schemas.openxmlformats.org/package/2006/content-types}"
 _RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _ZIP_SIGNATURE = b"PK\x03\x04"
 _HEAD_SIZE = len(CFB_SIGNATURE)
+_ZIP_END = b"PK\x05\x06"  # the end-of-central-directory record's signature
+_ZIP_TAIL = 65536 + 22  # a ZIP comment is at most 64 KiB: the record lies within this of the end
 # How deep packages may nest (a document embedding a workbook that embeds a document is 2).
 MAX_NESTING = 2
 OFFICE_NESTING = _(
@@ -128,10 +135,12 @@ class PackageReader:
     """Entries of a checked package, read within the limits (the byte budget is shared by every
     read through this object: the checks and the document reader together)."""
 
-    def __init__(self, archive: zipfile.ZipFile, limits: Limits, read_total: int = 0) -> None:
+    def __init__(self, archive: zipfile.ZipFile, limits: Limits, read_total: int = 0, entries_total: int = 0) -> None:
         self.archive = archive
         self.limits = limits
         self.read_total = read_total
+        # Entries of this package and of every package checked inside it so far.
+        self.entries_total = entries_total or len(archive.infolist())
 
     def names(self) -> list[str]:
         return [info.filename for info in self.archive.infolist()]
@@ -164,14 +173,17 @@ def _open_archive(reader: BinaryIO) -> zipfile.ZipFile:
         raise rejections.office_unreadable() from None
 
 
-def _check_layout(reader: BinaryIO, archive: zipfile.ZipFile, limits: Limits, already_read: int = 0) -> None:
-    """Entries from the central directory: within the limits (``already_read``: bytes an outer
-    package has already spent of the budget), unique, not encrypted, stored or deflated, and
-    laid out back to back from offset 0 up to the central directory."""
+def _check_layout(
+    reader: BinaryIO, archive: zipfile.ZipFile, limits: Limits, already_read: int = 0, already_entries: int = 0
+) -> None:
+    """Entries from the central directory: within the limits (``already_read``,
+    ``already_entries``: what the outer packages have already spent of them), unique, not
+    encrypted, stored or deflated, and laid out back to back from offset 0 up to the central
+    directory."""
     infos = archive.infolist()
     if not infos:
         raise rejections.office_unreadable()
-    if len(infos) > limits.entries:
+    if already_entries + len(infos) > limits.entries:
         raise rejections.office_too_big(entries=limits.entries)
     if already_read + sum(info.file_size for info in infos) > limits.total_bytes:
         raise rejections.office_too_big(size_bytes=limits.total_bytes)
@@ -300,7 +312,8 @@ def _name_complete(instruction: str) -> bool:
     """Whether a field instruction's first word (the field's name) has ended: some text, then
     white space. Until then a nested field's result would become part of the name."""
     words = instruction.lstrip()
-    return any(character.isspace() for character in words)
+    # "=" names an expression field ({ ={ PAGE }-1 }): whatever follows, it is no DDE.
+    return words.startswith("=") or any(character.isspace() for character in words)
 
 
 def _check_dde(root) -> None:
@@ -328,17 +341,20 @@ def _check_dde(root) -> None:
                 instruction, result = fields.pop()
                 if not result and _dde_instruction("".join(instruction)):
                     raise office_dde()
-        elif name == "instrText":
+        elif name in ("instrText", "t"):
+            # Text inside a field's instruction counts as instruction, whatever element holds it.
             if fields and not fields[-1][1]:
                 fields[-1][0].append(element.text or "")
-            elif _dde_instruction(element.text or ""):
+            elif name == "instrText" and _dde_instruction(element.text or ""):
                 raise office_dde()
         elif name == "fldSimple":
+            if fields and not fields[-1][1] and not _name_complete("".join(fields[-1][0])):
+                raise office_dde()  # a simple field's result would end the outer field's name
             if _dde_instruction(_attribute(element, "instr")):
                 raise office_dde()
         elif name in ("ddeLink", "ddeItem", "ddeItems", "ddeValues"):
             raise office_dde()
-        elif name in _FORMULA_ELEMENTS:
+        elif name in _FORMULA_ELEMENTS or name.endswith("Formula"):
             if _dde_formula(element.text or ""):
                 raise office_dde()
         if _dde_formula(_attribute(element, "formula")):
@@ -392,27 +408,44 @@ def _check_entries(package: PackageReader, content_types, depth: int) -> None:
                 _check_relationships(root)
             _check_dde(root)
             continue
-        head, kept = b"", []
-        for chunk in package.chunks(info):
-            if len(head) < _HEAD_SIZE:
-                head += chunk[:_HEAD_SIZE]
-                if head.startswith(CFB_SIGNATURE):
-                    raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
-            if head.startswith(_ZIP_SIGNATURE):
-                kept.append(chunk)
-        if kept:
-            _check_embedded(package, b"".join(kept), depth + 1)
+        _check_binary_entry(package, info, depth)
 
 
-def _check_embedded(outer: PackageReader, data: bytes, depth: int) -> None:
+def _check_binary_entry(package: PackageReader, info: zipfile.ZipInfo, depth: int) -> None:
+    """A part that is not XML (media, embeddings), streamed: refused when it is an OLE compound
+    file; checked as a package of its own when it is a ZIP archive, which is buffered (within the
+    byte budget the reads already count); refused as ambiguous when a ZIP end record sits at its
+    end although it does not start as one (an archive behind a prefix, which ZIP readers find
+    from the end); anything else is only inflated and CRC checked."""
+    head, tail, kept = b"", b"", None
+    for chunk in package.chunks(info):
+        if len(head) < _HEAD_SIZE:
+            head += chunk[: _HEAD_SIZE - len(head)]
+            if head.startswith(CFB_SIGNATURE):
+                raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
+            if len(head) >= len(_ZIP_SIGNATURE) and head.startswith(_ZIP_SIGNATURE):
+                if depth + 1 > MAX_NESTING:
+                    raise office_nesting()
+                kept = io.BytesIO()
+        if kept is not None:
+            kept.write(chunk)
+        else:
+            tail = (tail + chunk)[-_ZIP_TAIL:]
+    if kept is not None:
+        _check_embedded(package, kept, depth + 1)
+    elif _ZIP_END in tail:
+        raise rejections.ambiguous_content()
+
+
+def _check_embedded(outer: PackageReader, reader: io.BytesIO, depth: int) -> None:
     """A ZIP archive inside a package, checked like the package itself (names, layout, content
-    types, every entry) with what is left of the outer package's byte budget."""
-    if depth > MAX_NESTING:
-        raise office_nesting()
-    reader = io.BytesIO(data)
+    types, every entry) with what is left of the outer package's budgets: bytes inflated and
+    entries, counted over every level together."""
     archive = _open_archive(reader)
-    _check_layout(reader, archive, outer.limits, already_read=outer.read_total)
-    package = PackageReader(archive, outer.limits, read_total=outer.read_total)
+    _check_layout(reader, archive, outer.limits, already_read=outer.read_total, already_entries=outer.entries_total)
+    package = PackageReader(
+        archive, outer.limits, read_total=outer.read_total, entries_total=outer.entries_total + len(archive.infolist())
+    )
     names = package.names()
     _check_names(names)
     content_types = []
@@ -423,7 +456,7 @@ def _check_embedded(outer: PackageReader, data: bytes, depth: int) -> None:
     try:
         _check_entries(package, content_types, depth)
     finally:
-        outer.read_total = package.read_total
+        outer.read_total, outer.entries_total = package.read_total, package.entries_total
 
 
 def package_check(reader: BinaryIO, size: int) -> tuple[Kind, PackageReader]:
