@@ -132,15 +132,37 @@ def test_deleting_a_file_forgets_its_laid_out_pages(upload, reads, personas, dja
     assert {key[0][1] for key in office._CACHE} == {kept.storage_name}
 
 
-def test_an_entry_lives_at_most_its_time_bound(upload, reads, settings):
+def test_an_entry_lives_at_most_its_time_bound_used_or_not(upload, reads, settings):
+    """The sweeper drops an entry when its time is up although nobody looks at it again: the
+    plaintext does not outlive the bound on a quiet worker. A bound of 0 keeps nothing."""
+    from tests.support.waiting import wait_until
+
     asset = upload(one_paragraph_docx("Short-lived agreement"), "a.docx")
     fresh(reads)
+    settings.OFFICE_PAGE_CACHE_SECONDS = 0.5
     page_text(asset)
     page_text(asset)
-    assert len(reads) == 1
+    assert len(reads) == 1 and len(office._CACHE) == 1
+    wait_until(lambda: not office._CACHE, timeout=30, message="the expired entry was not swept")
     settings.OFFICE_PAGE_CACHE_SECONDS = 0
     page_text(asset)
-    assert len(reads) == 2
+    page_text(asset)
+    assert len(reads) == 3 and not office._CACHE
+
+
+def test_a_view_reading_a_file_while_it_is_deleted_does_not_store_it(upload, reads, monkeypatch):
+    asset = upload(one_paragraph_docx("Deleted meanwhile"), "gone.docx")
+    fresh(reads)
+    reading = office.office_read
+
+    def deleted_meanwhile(reader, size, **kwargs):
+        document = reading(reader, size, **kwargs)
+        office.cache_forget(asset.storage_name)  # the deletion commits while this view reads
+        return document
+
+    monkeypatch.setattr(office, "office_read", deleted_meanwhile)
+    assert page_text(asset) == ["Deleted meanwhile"]
+    assert not office._CACHE
 
 
 def test_a_reader_without_an_identity_is_never_cached(reads):

@@ -23,14 +23,16 @@ Layout is deterministic: the upload, the model and the text layer see the same p
 page, chat), so the read and laid-out document (``_laid_out``: text lines with their boxes, the
 checked embedded images) is kept in a small in-process LRU of ``OFFICE_PAGE_CACHE_DOCUMENTS``
 documents (default 8; 0 turns it off), each at most ``OFFICE_PAGE_CACHE_MB`` (default 32) of
-image bytes, for at most ``OFFICE_PAGE_CACHE_SECONDS`` (default 300). The key is the stored
+image bytes, for at most ``OFFICE_PAGE_CACHE_SECONDS`` (default 300; 0 keeps nothing): a
+sweeper thread drops each entry when its time is up, used or not. The key is the stored
 file's identity, which its reader carries (``DecryptingReader.identity``: the department and
 the blob's random name; a blob's bytes never change), and the limits that shape the layout, so
 a file is served only its own pages, never another's — not even another department's upload of
 the same bytes —, and a changed limit reads it again. Deleting a file's last reference forgets
-its entry in this process (``cache_forget``, once the deletion committed); other processes
-drop theirs within the time bound. A reader without an identity (the upload's own check,
-``office_inspect``) is never cached. Thread-safe.
+its entry in this process (``cache_forget``, once the deletion committed; a view reading it
+meanwhile does not store it again); other processes drop theirs within the time bound. A
+reader without an identity (the upload's own check, ``office_inspect``) is never cached.
+Thread-safe.
 """
 
 from __future__ import annotations
@@ -324,6 +326,9 @@ class _LaidOut:
 
 _CACHE: OrderedDict[tuple, tuple[float, _LaidOut]] = OrderedDict()  # key: (cached at, laid out)
 _CACHE_LOCK = threading.Lock()
+_FORGOTTEN: dict[str, float] = {}  # blobs whose file was deleted: name → when (kept for the bound)
+_sweeper: threading.Thread | None = None
+_wake = threading.Event()  # set when an entry is stored: the sweeper computes its wait again
 
 
 def cache_documents() -> int:
@@ -333,6 +338,7 @@ def cache_documents() -> int:
 def cache_clear() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _FORGOTTEN.clear()
 
 
 def cache_seconds() -> float:
@@ -340,10 +346,48 @@ def cache_seconds() -> float:
 
 
 def cache_forget(storage_name: str) -> None:
-    """Drop every entry laid out from the blob ``storage_name`` (its file was deleted)."""
+    """Drop every entry laid out from the blob ``storage_name`` (its file was deleted), and keep
+    a view that was reading it meanwhile from storing it again."""
     with _CACHE_LOCK:
         for key in [key for key in _CACHE if key[0][1] == storage_name]:
             del _CACHE[key]
+        _FORGOTTEN[storage_name] = time.monotonic()
+
+
+def _expire(now: float) -> None:
+    """Drop the entries (and forgotten names) older than the time bound. The caller holds the lock."""
+    bound = cache_seconds()
+    for key in [key for key, (cached_at, _laid) in _CACHE.items() if now - cached_at >= bound]:
+        del _CACHE[key]
+    for name in [name for name, forgotten_at in _FORGOTTEN.items() if now - forgotten_at >= bound]:
+        del _FORGOTTEN[name]
+
+
+def _sweep() -> None:
+    """The sweeper thread: wakes when the oldest entry's time is up and drops what expired, used
+    or not, so a document's plaintext does not outlive the bound on a quiet worker; it ends once
+    the cache is empty (the next store starts it again)."""
+    global _sweeper
+    while True:
+        with _CACHE_LOCK:
+            now = time.monotonic()
+            _expire(now)
+            if not _CACHE:
+                _sweeper = None
+                return
+            wait = min(cached_at for cached_at, _laid in _CACHE.values()) + cache_seconds() - now
+        _wake.wait(max(wait, 0.05))
+        _wake.clear()
+
+
+def _sweeper_ensure() -> None:
+    """Start the sweeper if it is not running, else have it look again (the bound may have
+    changed). The caller holds the lock."""
+    global _sweeper
+    _wake.set()
+    if _sweeper is None:
+        _sweeper = threading.Thread(target=_sweep, name="office-page-cache-sweeper", daemon=True)
+        _sweeper.start()
 
 
 def _cache_key(reader: BinaryIO) -> tuple | None:
@@ -362,20 +406,23 @@ def _laid_out(reader: BinaryIO) -> _LaidOut:
     now = time.monotonic()
     if key is not None:
         with _CACHE_LOCK:
+            _expire(now)
             hit = _CACHE.get(key)
-            if hit is not None and now - hit[0] < cache_seconds():
+            if hit is not None:
                 _CACHE.move_to_end(key)
                 return hit[1]
-            _CACHE.pop(key, None)
     reader.seek(0)
     size = reader.seek(0, io.SEEK_END)
     document = office_read(reader, size)
     pages, total = _page_count(document)
     laid = _LaidOut(document=document, pages=tuple(tuple(lines) for lines in pages), total=total)
     image_bytes = sum(len(data) for _kind, data in document.images)
-    if key is not None and image_bytes <= getattr(settings, "OFFICE_PAGE_CACHE_MB", 32) * 1024 * 1024:
+    cacheable = image_bytes <= getattr(settings, "OFFICE_PAGE_CACHE_MB", 32) * 1024 * 1024 and cache_seconds() > 0
+    if key is not None and cacheable:
         with _CACHE_LOCK:
-            lru_put(_CACHE, key, (now, laid), slots)
+            if key[0][1] not in _FORGOTTEN:  # deleted while this view was reading it
+                lru_put(_CACHE, key, (now, laid), slots)
+                _sweeper_ensure()
     return laid
 
 
