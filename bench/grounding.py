@@ -239,6 +239,8 @@ def born_digital(invoice: Invoice) -> bytes:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
+    from tests.assets.samples import pdf_document_bytes
+
     font_measure = _font(FONT_POINTS)
     document = pdfium.PdfDocument.new()
     data = FONT_PATH.read_bytes()
@@ -259,10 +261,7 @@ def born_digital(invoice: Invoice) -> bytes:
                 _record(invoice, number, name, text, x, top, font_measure)
         page.gen_content()
         page.close()
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue()
+    return pdf_document_bytes(document)
 
 
 def _record(invoice: Invoice, page: int, name, text: str, x: float, top: float, font) -> None:

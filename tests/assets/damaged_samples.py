@@ -14,6 +14,8 @@ import zlib
 
 from PIL import Image
 
+from tests.assets.samples import pdf_of_objects
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -93,15 +95,4 @@ def pdf_with_pages(pages: int, *, broken: frozenset[int] = frozenset()) -> bytes
             objects.append(b"(this object is not a page)")
         else:
             objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return pdf_of_objects(objects)

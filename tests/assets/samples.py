@@ -39,6 +39,11 @@ def pdf_bytes(pages: int = 1, size: tuple[float, float] = (200, 100)) -> bytes:
     document = pdfium.PdfDocument.new()
     for _ in range(pages):
         document.new_page(*size).close()
+    return pdf_document_bytes(document)
+
+
+def pdf_document_bytes(document: pdfium.PdfDocument) -> bytes:
+    """The bytes of a pypdfium2 document as it saves them; the document is closed."""
     buffer = io.BytesIO()
     document.save(buffer)
     document.close()
@@ -51,6 +56,12 @@ def pdf_many_pages(pages: int) -> bytes:
     kids = b" ".join(b"%d 0 R" % (3 + index) for index in range(pages))
     objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages)
     objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >>"] * pages
+    return pdf_of_objects(objects)
+
+
+def pdf_of_objects(objects: list[bytes]) -> bytes:
+    """A PDF written by hand: ``objects`` numbered from 1 (the first the catalogue), an xref
+    table and a trailer."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

@@ -6,11 +6,12 @@ text and the widths tell the pages apart."""
 from __future__ import annotations
 
 import ctypes
-import io
 import math
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+
+from tests.assets.samples import pdf_document_bytes
 
 PAGE_HEIGHT = 400.0
 
@@ -43,10 +44,7 @@ def text_pdf(pages: list[str]) -> bytes:
             y -= 14.0
         page.gen_content()
         page.close()
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue()
+    return pdf_document_bytes(document)
 
 
 def test_each_page_carries_its_own_text_and_width():

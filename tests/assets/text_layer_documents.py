@@ -15,6 +15,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.assets.samples import pdf_document_bytes
+
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 A4_POINTS = (595.0, 842.0)
 
@@ -66,10 +68,7 @@ def scanned_pdf(pages: int = 1, *, lines=INVOICE_LINES, dpi: int = 150, broken: 
         page.insert_obj(picture)
         page.gen_content()
         page.close()
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue()
+    return pdf_document_bytes(document)
 
 
 def born_digital_pdf(lines=INVOICE_LINES, *, pages: int = 1, font_points: float = 14) -> tuple[bytes, list]:
@@ -95,10 +94,7 @@ def born_digital_pdf(lines=INVOICE_LINES, *, pages: int = 1, font_points: float 
             y += font_points * 2.2
         page.gen_content()
         page.close()
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue(), positions
+    return pdf_document_bytes(document), positions
 
 
 def png_of(image: Image.Image) -> bytes:

@@ -6,7 +6,6 @@ its worker thread after the upload commits)."""
 from __future__ import annotations
 
 import ctypes
-import io
 import json
 from pathlib import Path
 
@@ -85,6 +84,8 @@ def invoice_bundle_pdf() -> bytes:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
+    from tests.assets.samples import pdf_document_bytes
+
     document = pdfium.PdfDocument.new()
     data = FONT_PATH.read_bytes()
     buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
@@ -99,10 +100,7 @@ def invoice_bundle_pdf() -> bytes:
             pdfium_c.FPDFPage_InsertObject(page.raw, text)
         page.gen_content()
         page.close()
-    out = io.BytesIO()
-    document.save(out)
-    document.close()
-    return out.getvalue()
+    return pdf_document_bytes(document)
 
 
 class ScriptedEngine:
