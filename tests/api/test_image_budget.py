@@ -12,18 +12,17 @@ import json
 
 import pytest
 
-from assets import content
 from assets.models import Asset
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.tenancy import all_departments, department_scope
+from departments.tenancy import all_departments
 from inference.engine.inputs import MAX_IMAGES
 from inference.image_budget import TOO_MANY_PIXELS
 from inference.openai import images as openai_images
 from inference.openai import views as openai_views
 from tests.api.conftest import data_url, png_bytes
 from tests.assets import damaged_samples
-from tests.assets.decode_slots import DecodeSpy, slots_taken
+from tests.assets.decode_slots import DecodeSpy, slots_taken, stored_for_member
 
 pytestmark = pytest.mark.django_db
 
@@ -41,19 +40,9 @@ def spy(monkeypatch) -> DecodeSpy:
 @pytest.fixture
 def store(personas, system_context):
     """Store bytes in department A through the assets service (as bob)."""
-    from assets.services import asset_upload
 
     def do(data: bytes, name: str = "scan.png", *, checked_pages: int | None = None) -> Asset:
-        with pytest.MonkeyPatch.context() as patch:
-            if checked_pages is not None:  # stored as a version that checked fewer pages did
-                patch.setattr(content, "MODEL_PAGES_PER_FILE", checked_pages)
-            with department_scope(personas.department_a):
-                return asset_upload(
-                    department=personas.department_a,
-                    uploaded_by=personas.member,
-                    stream=iter([data]),
-                    original_name=name,
-                )
+        return stored_for_member(personas, data, name, checked_pages=checked_pages)
 
     return do
 

@@ -1,11 +1,20 @@
-"""Every assets test gets its own storage directory and master key ring (never var/)."""
+"""Every assets test gets its own storage directory and master key ring (never var/); uploads
+through each entry point."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
 
+from departments.api_keys.services import api_key_create
 from departments.tenancy import department_scope
 
 
@@ -44,3 +53,33 @@ def upload(personas, system_context):
             )
 
     return do
+
+
+@pytest.fixture
+def post_file(personas, system_context, settings):
+    """``post_file(entry_point, files) -> response``: bob through the portal or the chat pane, an
+    API key of bob's department (created by alice) through the REST API."""
+    settings.API_KEY_RATE_PER_MINUTE = 1000
+    cache.clear()
+    created = api_key_create(
+        department=personas.department_a,
+        name="ERP",
+        scopes=["assets:read", "assets:write"],
+        created_by=personas.admin,
+        expires_at=timezone.now() + timedelta(days=30),
+    )
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    portal = Client()
+    portal.force_login(personas.member)
+    slug = personas.department_a.slug
+
+    def post(entry_point: str, files: list[SimpleUploadedFile]):
+        data = {"file": files} if files else {"note": "no file"}
+        if entry_point == "api":
+            return api.post("/api/v1/assets", data)
+        name = "assets:upload" if entry_point == "portal" else "chat:upload"
+        return portal.post(reverse(name, args=[slug]), data, HTTP_ACCEPT="application/json")
+
+    post.key = created.key
+    return post

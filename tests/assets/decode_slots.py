@@ -3,6 +3,7 @@
 ``DecodeSpy`` proves structurally that nothing was decoded: it counts every decode slot taken
 (every decode of the platform goes through one) and every call of Pillow's pixel loader.
 ``slots_taken`` holds every slot on a helper thread, as a burst of other requests would.
+``stored_for_member`` puts a file in department A as the image budget tests find it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+import pytest
 from django.conf import settings
 from PIL import ImageFile
 
 from assets import content
+from departments.tenancy import department_scope
 
 SLOT_DEADLINE_SECONDS = 10
 # The real one, whatever a DecodeSpy put in its place: the helpers' slots are not the request's.
@@ -73,3 +76,20 @@ def slots_taken() -> Iterator[None]:
         release.set()
         for thread in threads:
             thread.join(SLOT_DEADLINE_SECONDS)
+
+
+def stored_for_member(personas, data: bytes, name: str, *, checked_pages: int | None = None):
+    """Store bytes in department A through the assets service (as bob); with ``checked_pages``,
+    as a version that checked only that many pages of a PDF at upload did."""
+    from assets.services import asset_upload
+
+    with pytest.MonkeyPatch.context() as patch:
+        if checked_pages is not None:  # stored as a version that checked fewer pages did
+            patch.setattr(content, "MODEL_PAGES_PER_FILE", checked_pages)
+        with department_scope(personas.department_a):
+            return asset_upload(
+                department=personas.department_a,
+                uploaded_by=personas.member,
+                stream=iter([data]),
+                original_name=name,
+            )

@@ -5,18 +5,10 @@ the chat pane and the REST API alike — and nothing is kept."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
-from django.urls import reverse
-from django.utils import timezone
-from rest_framework.test import APIClient
 
 from assets import rejections
-from departments.api_keys.services import api_key_create
 from tests.assets import samples
 from tests.assets.conftest import stored_files
 from tests.assets.decode_slots import slots_taken
@@ -24,30 +16,8 @@ from tests.assets.decode_slots import slots_taken
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def post_file(personas, system_context, settings):
-    settings.API_KEY_RATE_PER_MINUTE = 1000
-    cache.clear()
-    created = api_key_create(
-        department=personas.department_a,
-        name="ERP",
-        scopes=["assets:read", "assets:write"],
-        created_by=personas.admin,
-        expires_at=timezone.now() + timedelta(days=30),
-    )
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
-    portal = Client()
-    portal.force_login(personas.member)
-
-    def post(entry_point: str, data: bytes):
-        files = {"file": SimpleUploadedFile("photo.png", data, content_type="image/png")}
-        if entry_point == "api":
-            return api.post("/api/v1/assets", files)
-        name = "assets:upload" if entry_point == "portal" else "chat:upload"
-        return portal.post(reverse(name, args=[personas.department_a.slug]), files, HTTP_ACCEPT="application/json")
-
-    return post
+def png_upload(data: bytes) -> list[SimpleUploadedFile]:
+    return [SimpleUploadedFile("photo.png", data, content_type="image/png")]
 
 
 @pytest.mark.parametrize("entry_point", ["portal", "chat", "api"])
@@ -58,7 +28,7 @@ def test_an_upload_without_a_free_decode_slot_is_refused_busy_with_retry_after(
     settings.IMAGE_DECODE_WAIT_SECONDS = 0.2
     data = samples.image_bytes("PNG")
     with slots_taken():
-        response = post_file(entry_point, data)
+        response = post_file(entry_point, png_upload(data))
     assert response.status_code == 503, response.content
     body = response.json()
     assert (body["code"], body["retry_after"]) == ("busy", 1)
@@ -66,4 +36,4 @@ def test_an_upload_without_a_free_decode_slot_is_refused_busy_with_retry_after(
     assert response["Retry-After"] == "1"
     assert stored_files(asset_storage) == []
     # The slot is free again: the same file is stored.
-    assert post_file(entry_point, data).status_code in (200, 201)
+    assert post_file(entry_point, png_upload(data)).status_code in (200, 201)

@@ -8,17 +8,18 @@ PostgreSQL under ``make test``; "nothing decoded" is shown by ``DecodeSpy``, not
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from asgiref.sync import sync_to_async
 
-from assets import content
 from assets.models import Asset
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.tenancy import all_departments, department_scope
+from departments.tenancy import all_departments
 from inference.image_budget import TOO_MANY_PIXELS
 from tests.assets import damaged_samples
-from tests.assets.decode_slots import DecodeSpy, slots_taken
+from tests.assets.decode_slots import DecodeSpy, slots_taken, stored_for_member
 from tests.chat.conftest import SHORT_TURN, frame, open_chat, receive, receive_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,21 +30,7 @@ HUGE_PNG = damaged_samples.png_declaring(8000, 5000)
 
 @pytest.fixture
 def store(personas, system_context):
-    from assets.services import asset_upload
-
-    def do(data: bytes, name: str, *, checked_pages: int | None = None) -> Asset:
-        with pytest.MonkeyPatch.context() as patch:
-            if checked_pages is not None:  # stored as a version that checked fewer pages did
-                patch.setattr(content, "MODEL_PAGES_PER_FILE", checked_pages)
-            with department_scope(personas.department_a):
-                return asset_upload(
-                    department=personas.department_a,
-                    uploaded_by=personas.member,
-                    stream=iter([data]),
-                    original_name=name,
-                )
-
-    return sync_to_async(do)
+    return sync_to_async(partial(stored_for_member, personas))
 
 
 @sync_to_async
