@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from compliance.admin_audit import AuditedModelAdmin
-from compliance.events import EventType
+from compliance.events import ActorType, EventType
 from compliance.models import AuditAnchor, AuditArchive, AuditEntry, RetentionPolicy
 from departments.tenancy import all_departments
 
@@ -36,7 +36,7 @@ class ReadOnlyForAuditorAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyForAuditorAdmin):
-    list_display = ("sequence", "timestamp", "actor_name", "department_slug", "event", "outcome", "object_shown")
+    list_display = ("sequence", "timestamp", "actor_shown", "department_slug", "event", "outcome", "object_shown")
     list_filter = ("outcome", "actor_type")
     search_fields = ("=sequence", "actor_name", "=department_slug", "=event_type", "=request_id", "object_repr")
     date_hierarchy = "timestamp"
@@ -54,6 +54,14 @@ class AuditEntryAdmin(ReadOnlyForAuditorAdmin):
         if label is None:
             return format_html("<code>{}</code>", entry.event_type)
         return format_html("{} <code>{}</code>", label, entry.event_type)
+
+    @admin.display(description=_("actor"), ordering="actor_name")
+    def actor_shown(self, entry: AuditEntry) -> str:
+        """A person's or a key's name; the system and anonymous callers by their kind, in the
+        reader's language."""
+        if entry.actor_type in (ActorType.USER, ActorType.API_KEY) and entry.actor_name:
+            return entry.actor_name
+        return entry.get_actor_type_display()
 
     @admin.display(description=_("object"), ordering="object_repr")
     def object_shown(self, entry: AuditEntry) -> str:

@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext
 
 from assets.content import MODEL_PAGES_PER_FILE
@@ -341,8 +341,19 @@ def templates_builtin_ensure(*, department: Department) -> int:
             if slug in existing:
                 continue
             template = TaskTemplate(department=department, slug=slug, is_builtin=True, **spec)
-            template.full_clean()
-            template.save()
+            template.full_clean(validate_constraints=False)  # the unique slug: decided by the insert
+            try:
+                with transaction.atomic():
+                    template.save()
+                    audit_record(
+                        event_type=EventType.TASK_TEMPLATE_CHANGE,
+                        actor="system",
+                        department=department,
+                        obj=template,
+                        details={"action": "create", "builtin": True, "after": {"name": template.name}},
+                    )
+            except IntegrityError:
+                continue  # a request beside this one created it first
             created += 1
     return created
 

@@ -637,3 +637,25 @@ def test_the_template_list_shows_the_builtin_templates_from_the_start(personas):
         TaskTemplate.objects.filter(slug="vat-invoice").update(name="Rechnung")
     page = sign_in(personas.admin).get(reverse("chat:templates", args=["finance"])).content.decode()
     assert ">Rechnung</a>" in page and f">{zh(BUILTIN_DISPLAY['vat-invoice'][0])}</a>" not in page
+
+
+def test_the_built_in_templates_are_created_once_audited_and_a_racing_request_is_harmless(personas, monkeypatch):
+    """Two first visits at once: the one that loses the insert carries on (no 500), nothing is
+    created twice, and each creation is recorded once, by the system."""
+    from compliance.events import EventType
+
+    assert templates_builtin_ensure(department=personas.department_a) == len(BUILTIN_TEMPLATES)
+    created = AuditEntry.objects.filter(event_type=EventType.TASK_TEMPLATE_CHANGE, actor_type="system")
+    assert sorted(entry.details["action"] for entry in created) == ["create"] * len(BUILTIN_TEMPLATES)
+    real_filter = TaskTemplate.objects.filter
+
+    def stale(*args, **kwargs):  # what a request that read before the other one's insert sees
+        found = real_filter(*args, **kwargs)
+        return found.none() if "slug__in" in kwargs else found
+
+    monkeypatch.setattr(TaskTemplate.objects, "filter", stale)
+    assert templates_builtin_ensure(department=personas.department_a) == 0
+    monkeypatch.undo()
+    with department_scope(personas.department_a):
+        assert TaskTemplate.objects.filter(slug__in=list(BUILTIN_TEMPLATES)).count() == len(BUILTIN_TEMPLATES)
+    assert created.count() == len(BUILTIN_TEMPLATES)
