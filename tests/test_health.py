@@ -52,3 +52,16 @@ def test_readyz_fails_when_storage_is_unusable(client, db, settings, tmp_path):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["storage"] == {"ok": False, "detail": "NotADirectoryError"}
+
+
+def test_readyz_gives_its_details_to_operators_only(client, db, settings):
+    """Outside the administration networks and without the metrics token a caller (a load
+    balancer) gets the status alone: the details name internals such as a model's load error."""
+    import ipaddress
+
+    settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("192.0.2.0/24")]
+    settings.METRICS_TOKEN = "t" * 32
+    answer = client.get("/readyz")
+    assert answer.status_code == 200 and answer.json() == {"status": "ready"}
+    detailed = client.get("/readyz", HTTP_AUTHORIZATION="Bearer " + "t" * 32).json()
+    assert detailed["status"] == "ready" and detailed["checks"]["database"]["ok"] is True

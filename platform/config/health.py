@@ -2,7 +2,9 @@
 
 ``/healthz`` answers as long as the process serves requests. ``/readyz`` runs every registered
 readiness check (database first; apps add theirs with ``register_readiness_check``) and answers
-503 naming the checks that failed. A check whose function has a ``progress`` attribute (a callable
+503 when one fails; the checks and their details (which name internals: a model's load error,
+the database vendor) only to an operator — the metrics token or an administration network —,
+anyone else (a load balancer) gets the status alone. A check whose function has a ``progress`` attribute (a callable
 returning a dict, or None) reports it while it fails: the model's load says its stage and
 seconds, and the answer's status is "loading" while that is all that is missing. A check with a
 ``models`` attribute (the model check) lists each model loaded at once with its state.
@@ -24,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.permissions import Action, public
+from config.metrics import operator_authorised
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +127,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         ready = ready and ok
         loading_only = loading_only and (ok or bool(progress))
     status = "ready" if ready else (READY_STATUS_LOADING if loading_only else "not ready")
-    return JsonResponse({"status": status, "checks": results}, status=200 if ready else 503)
+    code = 200 if ready else 503
+    if not operator_authorised(request):
+        return JsonResponse({"status": status}, status=code)  # the details name internals
+    return JsonResponse({"status": status, "checks": results}, status=code)
 
 
 READY_STATUS_LOADING = "loading"

@@ -81,7 +81,9 @@ class AuditFiguresCollector:
 _audit_collector = AuditFiguresCollector()
 
 
-def _authorised(request: HttpRequest) -> bool:
+def operator_authorised(request: HttpRequest) -> bool:
+    """An operator's request: the metrics token (``Authorization: Bearer``), or an
+    administration network. What /metrics and /readyz's details need."""
     token = settings.METRICS_TOKEN
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer "):
@@ -92,7 +94,7 @@ def _authorised(request: HttpRequest) -> bool:
 @public(Action.METRICS)
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _authorised(request):
+    if not operator_authorised(request):
         refusal_record(
             action=Action.METRICS,
             reason="neither the metrics token nor an administration network",
