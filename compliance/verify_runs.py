@@ -103,6 +103,12 @@ class AuditVerifyRun(models.Model):
         return not self.finished and timezone.now() - self.last_sign_of_life > RUN_STALE
 
     @property
+    def progress_total(self) -> int:
+        """The chain's length for the progress shown: as when the run started, or further when
+        the walk has gone past it (entries written since, the run's own start among them)."""
+        return max(self.head_sequence, self.last_sequence or 0)
+
+    @property
     def elapsed(self) -> timedelta | None:
         if self.started_at is None:
             return None

@@ -278,3 +278,7 @@ def test_a_running_verification_shows_how_far_it_has_come(client, auditor, signe
     ):
         body = client.get(f"/audit/verify/{running.pk}/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
         assert text in body and f'value="3" max="{signed_chain}"' in body
+    # The walk may pass the length recorded at the start (entries written since): never "N+1 of N".
+    _beat(running.pk, stop, [signed_chain + 2])
+    body = client.get(f"/audit/verify/{running.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"Checked up to entry {signed_chain + 2} of {signed_chain + 2}" in body
