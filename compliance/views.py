@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib import messages
@@ -89,20 +90,25 @@ def entry_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _not_found(request: HttpRequest, reason: str, object_type: str, object_id: object, message: str) -> NoReturn:
+    """An auditor asked for something the console does not have: recorded, then 404."""
+    refusal_record(
+        action=Action.AUDIT_VIEW,
+        reason=reason,
+        actor=request.user,
+        object_type=object_type,
+        object_id=str(object_id),
+        path=request.path,
+    )
+    raise Http404(message)
+
+
 @requires(Action.AUDIT_VIEW)
 @require_http_methods(["GET"])
 def entry_detail(request: HttpRequest, sequence: int) -> HttpResponse:
     entry = audit_entry_get(sequence=sequence)
     if entry is None:
-        refusal_record(
-            action=Action.AUDIT_VIEW,
-            reason="no such audit entry",
-            actor=request.user,
-            object_type="compliance.auditentry",
-            object_id=str(sequence),
-            path=request.path,
-        )
-        raise Http404(ENTRY_NOT_FOUND)
+        _not_found(request, "no such audit entry", "compliance.auditentry", sequence, ENTRY_NOT_FOUND)
     opened = entry_previews_open(entry)
     audit_record(
         event_type=EventType.AUDIT_VIEW,
@@ -137,15 +143,7 @@ def verify_start(request: HttpRequest) -> HttpResponse:
 def verify_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = verify_run_get(pk=pk)
     if run is None:
-        refusal_record(
-            action=Action.AUDIT_VIEW,
-            reason="no such verification run",
-            actor=request.user,
-            object_type="compliance.auditverifyrun",
-            object_id=str(pk),
-            path=request.path,
-        )
-        raise Http404(RUN_NOT_FOUND)
+        _not_found(request, "no such verification run", "compliance.auditverifyrun", pk, RUN_NOT_FOUND)
     # Recorded once per state this session has seen (started, then finished): the page reloads
     # itself every few seconds while the run goes on, and each reload is not a new look.
     seen_key = f"audit_verify_run_seen_{run.pk}"
