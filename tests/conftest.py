@@ -7,8 +7,11 @@ nothing of A.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,23 @@ def require_postgresql(what: str) -> str:
     if url.startswith("postgres"):
         return url
     requirement_missing(f"{what} needs PostgreSQL: it runs under make test (this run uses SQLite)")
+
+
+@contextlib.contextmanager
+def postgresql_database(what: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the throw-away PostgreSQL server (see require_postgresql), named
+    ``prefix`` and a random suffix: its URL; dropped afterwards, connections and all."""
+    server = require_postgresql(what)
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass
@@ -192,3 +212,15 @@ def live_server_factory(tmp_path):
 @pytest.fixture
 def redis_url() -> str:
     return require_service_url("TEST_REDIS_URL", "Redis")
+
+
+def channel_layer_use(request, settings, backend: str) -> None:
+    """CHANNEL_LAYERS set to ``backend``: "redis" (the throw-away Redis, through the redis_url
+    fixture) or "in-memory"."""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+        }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import requirement_missing
+from tests.conftest import channel_layer_use, requirement_missing
 from tests.support.slapd import directory_settings, slapd_missing, slapd_running
 
 
@@ -94,13 +94,7 @@ def channel_layer(request, settings):
     """The configured channel layer; the test runs once per backend."""
     from channels.layers import get_channel_layer
 
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-        }
-    else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layer_use(request, settings, request.param)
     return get_channel_layer()
 
 

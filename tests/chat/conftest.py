@@ -3,8 +3,10 @@ the channel layer in memory and on a real Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,6 +18,7 @@ from PIL import Image
 import inference  # noqa: F401  (offline switches before transformers)
 from inference.engine.core import Engine, EngineLimits
 from inference.runtime import engine_override
+from tests.conftest import channel_layer_use
 
 PASSWORD = "Correct-Horse-9"  # the personas' password (tests/conftest.py make_user)
 # Random demo weights never produce an end-of-turn token, so a long turn really is long.
@@ -26,7 +29,14 @@ SHORT_TURN = {"max_new_tokens": 4}
 @pytest.fixture
 def chat_engine(shared_demo_model):
     """The process's engine for this test (what require_engine() returns), on the tiny model."""
-    engine = Engine(shared_demo_model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
+    with serving_engine(shared_demo_model) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def serving_engine(model) -> Iterator[Engine]:
+    """An engine on ``model`` as the process's engine until the block ends, then shut down."""
+    engine = Engine(model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
     try:
         with engine_override(engine):
             yield engine
@@ -37,13 +47,7 @@ def chat_engine(shared_demo_model):
 @pytest.fixture(params=["in-memory", "redis"])
 def chat_layer(request, settings):
     """Each websocket test runs on both channel layers."""
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-        }
-    else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layer_use(request, settings, request.param)
     return request.param
 
 

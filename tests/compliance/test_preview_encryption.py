@@ -40,11 +40,9 @@ from compliance.sealing import seal_pending
 from compliance.services import audit_record
 from compliance.verification import audit_chain_verify
 from departments.tenancy import department_scope
-from inference.engine.core import Engine, EngineLimits
 from inference.engine.handles import Result, Usage
 from inference.model_calls import Channel, ModelCall, ModelCallResult, PromptMessage, model_call_record
-from inference.runtime import engine_override
-from tests.chat.conftest import SHORT_TURN, frame, open_chat, png_bytes, receive_until
+from tests.chat.conftest import SHORT_TURN, frame, open_chat, png_bytes, receive_until, serving_engine
 from tests.compliance.conftest import raw_sql
 
 PHONE = "13812345678"
@@ -59,12 +57,8 @@ def storage(settings, tmp_path):
 @pytest.fixture
 def demo_engine(shared_demo_model):
     """The process's engine for this test, on the tiny demo model."""
-    engine = Engine(shared_demo_model, EngineLimits(batch_window_seconds=0.005, max_queue=64, max_concurrent=8))
-    try:
-        with engine_override(engine):
-            yield engine
-    finally:
-        engine.shutdown()
+    with serving_engine(shared_demo_model) as engine:
+        yield engine
 
 
 @pytest.fixture
