@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from django.db import migrations, models
 
 from compliance.migration_guard import MIGRATION_REFUSED, migrate_guard, plan_refusals
 from compliance.triggers import GUARDED_TABLES
-from tests.conftest import require_postgresql
+from tests.conftest import postgresql_database
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDITED_COUNT = (
@@ -63,16 +62,9 @@ def production_env(directory: Path) -> dict[str, str]:
 @pytest.fixture
 def production(tmp_path):
     env = production_env(tmp_path / "production")
-    server = require_postgresql("the production migration guard")
-    import psycopg
-
-    name = f"guard_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    env["DATABASE_URL"] = server.rsplit("/", 1)[0] + "/" + name
-    yield env
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgresql_database("the production migration guard", "guard") as url:
+        env["DATABASE_URL"] = url
+        yield env
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_postgresql
+from tests.conftest import postgresql_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,16 +25,9 @@ def platform_env(request, tmp_path):
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'data' / 'db.sqlite3'}"
         yield env
         return
-    server = require_postgresql("the PostgreSQL backup case")
-    import psycopg
-
-    name = f"backup_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    env["DATABASE_URL"] = server.rsplit("/", 1)[0] + "/" + name
-    yield env
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgresql_database("the PostgreSQL backup case", "backup") as url:
+        env["DATABASE_URL"] = url
+        yield env
 
 
 def manage(env, *args: str, check: bool = True) -> subprocess.CompletedProcess:
