@@ -29,6 +29,7 @@ from assets.documents.model_pages import page_png
 from assets.documents.pages import DocumentText, TextSource
 from assets.documents.selectors import document_text
 from assets.reading import AssetUnreadable
+from assets.responses import locked_down
 from assets.selectors import asset_get_for_request, asset_list
 from compliance.context import current_request_context
 from compliance.events import EventType
@@ -456,11 +457,7 @@ def extraction_page_image(request: HttpRequest, department_slug: str, extraction
         obj=asset,
         details={"view": "page", "page": page, "extraction": str(extraction.pk)},
     )
-    response = HttpResponse(png, content_type="image/png")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return locked_down(HttpResponse(png, content_type="image/png"))
 
 
 # --- batches ---------------------------------------------------------------------------------------

@@ -26,14 +26,13 @@ from assets.documents.jobs import text_layer_look
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import asset_plaintext_chunks
+from assets.responses import locked_down
 from assets.selectors import asset_get, asset_list
 from assets.services import asset_delete
 from assets.uploads import RequestUpload
 from compliance.events import EventType
 from compliance.services import audit_record
 from departments.api_keys.authentication import ApiKeyView
-
-_LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
 
 
 async def chunks_async(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -234,7 +233,4 @@ class AssetContentView(ApiKeyView):
         response["Content-Disposition"] = content_disposition(
             download_name(asset.original_name, KINDS[asset.content_type])
         )
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return locked_down(response)

@@ -26,6 +26,7 @@ from assets.documents.views import text_layer_context, text_layer_list_attach, t
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import AssetUnreadable, asset_plaintext_chunks, asset_thumbnail_png
+from assets.responses import locked_down
 from assets.selectors import asset_get_for_request, asset_list
 from assets.services import (
     asset_classification_update,
@@ -38,9 +39,6 @@ from compliance.events import EventType
 from compliance.services import audit_record
 from departments.models import Classification
 from departments.tenancy import all_departments
-
-# Served bytes are never interpreted by the browser: no scripts, no plugins, no framing.
-_LOCKED_DOWN_CSP = "default-src 'none'; sandbox"
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -180,10 +178,7 @@ def file_download(request: HttpRequest, department_slug: str, asset_id: str) -> 
     response = StreamingHttpResponse(asset_plaintext_chunks(asset), content_type=asset.content_type)
     response["Content-Length"] = str(asset.size)
     response["Content-Disposition"] = content_disposition(download_name(asset.original_name, KINDS[asset.content_type]))
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return locked_down(response)
 
 
 @requires(Action.ASSET_VIEW)
@@ -213,10 +208,7 @@ def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) ->
     # A thumbnail is the file's content, decrypted and scaled down: a view like any other (AU-1).
     audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details=details)
     response = HttpResponse(png, content_type="image/png")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = _LOCKED_DOWN_CSP
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return locked_down(response)
 
 
 @requires(Action.ASSET_DELETE)
