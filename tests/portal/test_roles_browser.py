@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
+from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -158,16 +159,8 @@ def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path
             context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
             context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
             page = context.new_page()
-            page.goto(f"{server.base_url}/accounts/login/")
-            page.fill("#id_username", username)
-            page.fill("#id_password", PASSWORD)
-            page.click("main button[type=submit]")
-            page.wait_for_load_state()
-            if username in keys:
-                page.wait_for_url("**/accounts/login/verify/")
-                page.fill("input[name=token]", totp_code(keys[username]))
-                page.click("main button[type=submit]")
-                page.wait_for_load_state()
+            code = partial(totp_code, keys[username]) if username in keys else None
+            sign_in(page, server.base_url, username, PASSWORD, code=code)
             assert page.url == f"{server.base_url}{landing}", (role, page.url)
 
             for language in ("zh-hans", "en"):

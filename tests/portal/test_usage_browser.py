@@ -6,11 +6,12 @@ temporary directory."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 
 from tests.portal.test_roles_browser import PASSWORD, totp_code
-from tests.support.browser import NO_SIDEWAYS_SCROLL, browser_api, chromium
+from tests.support.browser import NO_SIDEWAYS_SCROLL, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -58,23 +59,12 @@ def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, tmp_path):
         width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
         assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{what} scrolls sideways: {width}"
 
-    def sign_in(page, username: str) -> None:
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", PASSWORD)
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
-        if username in keys:
-            page.wait_for_url("**/accounts/login/verify/")
-            page.fill("input[name=token]", totp_code(keys[username]))
-            page.click("main button[type=submit]")
-            page.wait_for_load_state()
-
     with chromium(sync_api) as browser:
         for username, path in (("dora", "/d/finance/usage/"), ("sam", "/usage/")):
             context = browser.new_context(locale="zh-CN", viewport=PHONE)
             page = context.new_page()
-            sign_in(page, username)
+            code = partial(totp_code, keys[username]) if username in keys else None
+            sign_in(page, server.base_url, username, PASSWORD, code=code)
             for language in ("zh-hans", "en"):
                 context.add_cookies([{"name": "django_language", "value": language, "url": server.base_url}])
                 page.goto(f"{server.base_url}{path}")

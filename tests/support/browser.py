@@ -3,7 +3,7 @@ and the two widths every page is looked at."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,3 +41,18 @@ def chromium(sync_api) -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+def sign_in(page, base_url: str, username: str, password: str, *, code: Callable[[], str] | None = None) -> None:
+    """Through the sign-in form; with ``code`` (the authenticator's current code, asked for when
+    the second step is shown), through the two-factor step as well."""
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("main button[type=submit]")
+    page.wait_for_load_state()
+    if code is not None:
+        page.wait_for_url("**/accounts/login/verify/")
+        page.fill("input[name=token]", code())
+        page.click("main button[type=submit]")
+        page.wait_for_load_state()
