@@ -19,21 +19,9 @@ from inference.extraction.services import (
     templates_builtin_ensure,
 )
 from inference.models import TaskTemplate
+from tests.support.extractions import GOOD_INVOICE
 
 VAT = BUILTIN_TEMPLATES["vat-invoice"]
-GOOD_INVOICE = {
-    "invoice_type": "增值税专用发票",
-    "invoice_number": "04419876",
-    "invoice_date": "2025-03-14",
-    "seller_name": "上海某某机械有限公司",
-    "seller_tax_id": "91310115MA1H7GXX3B",
-    "buyer_name": "某某制造股份有限公司",
-    "buyer_tax_id": "91320500134785645K",
-    "amount_excluding_tax": 11327.43,
-    "tax_rate": "13%",
-    "tax_amount": 1472.57,
-    "total_amount": 12800.00,
-}
 
 
 def _flags(outcomes):

@@ -11,20 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
-SET_UP = """
-from accounts.models import User
-from departments.services import department_create, membership_add
-finance = department_create(slug="finance", name="财务部 Finance", acting_user="system")
-bob = User(username="bob")
-bob.set_password("Correct-Horse-9")
-bob.save()
-membership_add(user=bob, department=finance, acting_user="system")
-print("ok")
-"""
+SET_UP = FINANCE_AND_BOB + 'print("ok")\n'
 
 AUDIT_QUERY = """
 import json

@@ -14,30 +14,24 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import WIDTHS, browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, PASSWORD, WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "Correct-Horse-9"
-
-SET_UP = """
+SET_UP = (
+    FINANCE_AND_BOB
+    + """
 import io
 from PIL import Image
-from accounts.models import User
 from assets.services import asset_upload
-from departments.services import department_create, membership_add
 from departments.tenancy import department_scope
-finance = department_create(slug="finance", name="财务部 Finance", acting_user="system")
-bob = User(username="bob")
-bob.set_password("Correct-Horse-9")
-bob.save()
-membership_add(user=bob, department=finance, acting_user="system")
 buffer = io.BytesIO()
 Image.new("RGB", (96, 64), (40, 160, 60)).save(buffer, "PNG")
 with department_scope(finance):
     asset_upload(department=finance, uploaded_by=bob, stream=iter([buffer.getvalue()]), original_name="site-photo.png")
 print("ok")
 """
+)
 
 TEXTS = {
     "zh-hans": {"locale": "zh-CN", "send": "发送", "picker": "部门文件", "prompt": "请从这张增值税发票中提取"},

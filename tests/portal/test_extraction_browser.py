@@ -19,26 +19,20 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, NO_SIDEWAYS_SCROLL, PASSWORD, WIDTHS, browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "Correct-Horse-9"
-
-SET_UP = """
-from accounts.models import User
-from departments.services import department_create, membership_add
-finance = department_create(slug="finance", name="财务部 Finance", acting_user="system")
-bob = User(username="bob")
-bob.set_password("Correct-Horse-9")
-bob.save()
-membership_add(user=bob, department=finance, acting_user="system")
+SET_UP = (
+    FINANCE_AND_BOB
+    + """
 dora = User(username="dora")
 dora.set_password("Correct-Horse-9")
 dora.save()
 membership_add(user=dora, department=finance, role="admin", acting_user="system")
 print("ok")
 """
+)
 
 AUDIT_QUERY = """
 import json

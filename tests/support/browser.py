@@ -56,3 +56,17 @@ def sign_in(page, base_url: str, username: str, password: str, *, code: Callable
         page.fill("input[name=token]", code())
         page.click("main button[type=submit]")
         page.wait_for_load_state()
+
+
+# Run in the served platform's shell (``LiveServer.shell``): the department "finance" and its
+# member bob, whose password is PASSWORD. Tests add what else they need after it.
+FINANCE_AND_BOB = """
+from accounts.models import User
+from departments.services import department_create, membership_add
+finance = department_create(slug="finance", name="财务部 Finance", acting_user="system")
+bob = User(username="bob")
+bob.set_password("Correct-Horse-9")
+bob.save()
+membership_add(user=bob, department=finance, acting_user="system")
+"""
+PASSWORD = "Correct-Horse-9"

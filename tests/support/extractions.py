@@ -5,6 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+# A complete, valid VAT invoice as the model would answer it (every field of the built-in
+# template), for tests of rules, results and grounding.
+GOOD_INVOICE = {
+    "invoice_type": "增值税专用发票",
+    "invoice_number": "04419876",
+    "invoice_date": "2025-03-14",
+    "seller_name": "上海某某机械有限公司",
+    "seller_tax_id": "91310115MA1H7GXX3B",
+    "buyer_name": "某某制造股份有限公司",
+    "buyer_tax_id": "91320500134785645K",
+    "amount_excluding_tax": 11327.43,
+    "tax_rate": "13%",
+    "tax_amount": 1472.57,
+    "total_amount": 12800.00,
+}
+
 
 def vat_invoice_result(
     *, department, asset, result: dict, requested_by=None, batch=None, usage: dict | None = None
