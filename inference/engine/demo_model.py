@@ -265,16 +265,10 @@ def _train_tokenizer(spec: DemoModelSpec):
     )
 
 
-def _text_config(spec: DemoModelSpec, tokenizer, *, rotary_fraction: float = 1.0, **extra) -> dict:
+def _text_sizes(spec: DemoModelSpec, tokenizer) -> dict:
+    """The language model's sizes and special tokens, common to every family's text config."""
     layers, hidden, intermediate, heads, kv_heads, _, _ = _SIZE_SHAPES[spec.size]
     tokens = _family_tokens(spec.family)
-    head_dim = hidden // heads
-    # Multimodal RoPE splits the rotary frequencies (rotary dim / 2) over (time, height, width).
-    half = int(head_dim * rotary_fraction) // 2
-    mrope_section = [half - 2 * (half // 4), half // 4, half // 4]
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section}
-    if rotary_fraction != 1.0:
-        rope["partial_rotary_factor"] = rotary_fraction
     return {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden,
@@ -283,10 +277,24 @@ def _text_config(spec: DemoModelSpec, tokenizer, *, rotary_fraction: float = 1.0
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "max_position_embeddings": 4096,
-        "rope_parameters": rope,
         "eos_token_id": tokenizer.convert_tokens_to_ids(tokens.eos[0]),
         "pad_token_id": tokenizer.convert_tokens_to_ids(tokens.pad),
         "tie_word_embeddings": False,
+    }
+
+
+def _text_config(spec: DemoModelSpec, tokenizer, *, rotary_fraction: float = 1.0, **extra) -> dict:
+    _, hidden, _, heads, _, _, _ = _SIZE_SHAPES[spec.size]
+    head_dim = hidden // heads
+    # Multimodal RoPE splits the rotary frequencies (rotary dim / 2) over (time, height, width).
+    half = int(head_dim * rotary_fraction) // 2
+    mrope_section = [half - 2 * (half // 4), half // 4, half // 4]
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section}
+    if rotary_fraction != 1.0:
+        rope["partial_rotary_factor"] = rotary_fraction
+    return {
+        **_text_sizes(spec, tokenizer),
+        "rope_parameters": rope,
         **extra,
     }
 
@@ -384,21 +392,8 @@ _SQUARE = 56
 def _llama_based_config(spec: DemoModelSpec, tokenizer, ids: dict[str, int]):
     import transformers
 
-    layers, hidden, intermediate, heads, kv_heads, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
-    tokens = _family_tokens(spec.family)
-    text_config = {
-        "model_type": "llama",
-        "vocab_size": len(tokenizer),
-        "hidden_size": hidden,
-        "intermediate_size": intermediate,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads,
-        "max_position_embeddings": 4096,
-        "eos_token_id": ids[tokens.eos[0]],
-        "pad_token_id": ids[tokens.pad],
-        "tie_word_embeddings": False,
-    }
+    _, hidden, _, _, _, vision_depth, vision_hidden = _SIZE_SHAPES[spec.size]
+    text_config = {"model_type": "llama", **_text_sizes(spec, tokenizer)}
     if spec.family == "llava":
         vision_config = {
             "model_type": "clip_vision_model",
