@@ -24,22 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from inference_common import REPO, bench_model_dir
+from inference_common import API_KEY_PREPARE, REPO, bench_model_dir
 
-PREPARE = r"""
-import json
-from datetime import timedelta
-from django.utils import timezone
-from accounts.models import User
-from departments.services import department_create, membership_add
-from departments.api_keys.services import api_key_create
-department = department_create(slug="bench", name="Bench", acting_user="system")
-owner = User.objects.create_user("bench", password="Correct-Horse-9")
-# A key lives by its creator's rights: the creator administers the department.
-membership_add(user=owner, department=department, role="admin", acting_user="system")
-print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
-                     expires_at=timezone.now() + timedelta(days=1)).raw_key)
-"""
+PREPARE = API_KEY_PREPARE
 
 
 def main() -> None:

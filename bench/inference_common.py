@@ -66,3 +66,20 @@ def long_prompt(n: int = 0):
     from inference.engine.inputs import Message
 
     return (Message("user", f"Write a long report number {n} about the quarterly figures."),)
+
+
+# Run in a served platform's shell: a department "bench" administered by "bench", and a chat
+# API key of it, printed (what the API benchmarks call with).
+API_KEY_PREPARE = r"""
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import User
+from departments.services import department_create, membership_add
+from departments.api_keys.services import api_key_create
+department = department_create(slug="bench", name="Bench", acting_user="system")
+owner = User.objects.create_user("bench", password="Correct-Horse-9")
+# A key lives by its creator's rights: the creator administers the department.
+membership_add(user=owner, department=department, role="admin", acting_user="system")
+print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
+                     expires_at=timezone.now() + timedelta(days=1)).raw_key)
+"""
