@@ -55,3 +55,15 @@ def normalise_ip(value: str | None) -> str | None:
         return ipaddress.ip_address(value.strip()).compressed
     except ValueError:
         return None
+
+
+def address_in(value: str | None, networks) -> bool:
+    """Whether the address ``value`` (text) lies in one of ``networks``: False for none, and for
+    anything that is not an address."""
+    if not value:
+        return False
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

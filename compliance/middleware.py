@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import uuid
 
 from django.conf import settings
 
-from compliance.context import RequestContext, normalise_ip, request_context, request_context_update
+from compliance.context import RequestContext, address_in, normalise_ip, request_context, request_context_update
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -29,8 +28,7 @@ def client_address(meta: dict) -> str | None:
 
 
 def _is_trusted_proxy(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip in network for network in settings.TRUSTED_PROXIES)
+    return address_in(address, settings.TRUSTED_PROXIES)
 
 
 def _valid_request_id(value: str) -> str:

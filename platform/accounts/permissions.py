@@ -29,7 +29,6 @@ transaction of its own that a rolled-back action cannot take with it):
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +42,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest
 
 from accounts.roles import AdminRole, MembershipRole
+from compliance.context import address_in
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 
@@ -314,13 +314,7 @@ def _refused(status: int, reason: str, message: str) -> Decision:
 
 def admin_network_allowed(source_ip: str | None) -> bool:
     """IP-1: administration only from ADMIN_ALLOWED_NETWORKS."""
-    if not source_ip:
-        return False
-    try:
-        address = ipaddress.ip_address(source_ip)
-    except ValueError:
-        return False
-    return any(address in network for network in settings.ADMIN_ALLOWED_NETWORKS)
+    return address_in(source_ip, settings.ADMIN_ALLOWED_NETWORKS)
 
 
 def _is_api_key(subject: Any) -> bool:

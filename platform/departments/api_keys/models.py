@@ -19,6 +19,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from compliance.context import address_in
 from departments.tenancy import DepartmentScopedManager
 
 KEY_PREFIX = "mmk_"
@@ -128,13 +129,7 @@ class ApiKey(models.Model):
     def network_allowed(self, source_ip: str | None) -> bool:
         if not self.allowed_networks:
             return True
-        if not source_ip:
-            return False
-        try:
-            address = ipaddress.ip_address(source_ip)
-        except ValueError:
-            return False
-        return any(address in network for network in networks_parse(self.allowed_networks))
+        return address_in(source_ip, networks_parse(self.allowed_networks))
 
     def clean(self) -> None:
         errors: dict[str, list] = {}
