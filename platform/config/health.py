@@ -4,10 +4,11 @@
 readiness check (database first; apps add theirs with ``register_readiness_check``) and answers
 503 when one fails; the checks and their details (which name internals: a model's load error,
 the database vendor) only to an operator — the metrics token or an administration network —,
-anyone else (a load balancer) gets the status alone. A check whose function has a ``progress`` attribute (a callable
-returning a dict, or None) reports it while it fails: the model's load says its stage and
-seconds, and the answer's status is "loading" while that is all that is missing. A check with a
-``models`` attribute (the model check) lists each model loaded at once with its state.
+anyone else (a load balancer) gets the status alone. A check whose function has a ``progress``
+attribute (a callable returning a dict, or None) reports it while it fails: the model's load
+says its stage and seconds, and the answer's status is "loading" while that is all that is
+missing. A check with a ``models`` attribute (the model check) lists each model loaded at once
+with its state.
 """
 
 from __future__ import annotations

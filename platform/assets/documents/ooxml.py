@@ -10,9 +10,8 @@ and refuses, each with its own code (``assets.rejections``):
   package of its own**, whatever its name: every rule here applies inside it, within the outer
   package's byte and entry budgets, at most ``MAX_NESTING`` levels deep, else
   ``office_nesting``; an entry with a ZIP end record at its end that does not start as an
-  archive is ``ambiguous``), **any
-  entry whose content is an OLE compound file** (first bytes ``D0 CF 11 E0 A1 B1 1A E1``: an
-  embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
+  archive is ``ambiguous``), **any entry whose content is an OLE compound file** (first bytes
+  ``D0 CF 11 E0 A1 B1 1A E1``: an embedded legacy ``.doc/.xls/.ppt`` can carry VBA, whatever
   its name or content type), an Excel 4.0 macro sheet (a ``macrosheets`` folder, a
   ``ms-excel.macrosheet`` / ``ms-excel.intlmacrosheet`` content type, an ``xlMacrosheet``
   relationship), or a content type that names macros, VBA, ActiveX or OLE objects
@@ -423,7 +422,7 @@ def _check_binary_entry(package: PackageReader, info: zipfile.ZipInfo, depth: in
             head += chunk[: _HEAD_SIZE - len(head)]
             if head.startswith(CFB_SIGNATURE):
                 raise rejections.office_macros()  # an OLE compound file: a legacy document, VBA
-            if len(head) >= len(_ZIP_SIGNATURE) and head.startswith(_ZIP_SIGNATURE):
+            if kept is None and head.startswith(_ZIP_SIGNATURE):
                 if depth + 1 > MAX_NESTING:
                     raise office_nesting()
                 kept = io.BytesIO()
