@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import FINANCE_AND_BOB, browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, PASSWORD, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +40,7 @@ def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp
         page = context.new_page()
         console_errors = []
         page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", "Correct-Horse-9")
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
+        sign_in(page, server.base_url, "bob", PASSWORD)
         assert "/accounts/login/" not in page.url, page.text_content("main")
         page.goto(f"{server.base_url}/d/finance/")
         page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import FINANCE_AND_BOB, PASSWORD, WIDTHS, browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, PASSWORD, WIDTHS, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -68,10 +68,7 @@ def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, sha
             page = context.new_page()
             errors: list[str] = []
             page.on("console", lambda message, seen=errors: message.type == "error" and seen.append(message.text))
-            page.goto(f"{server.base_url}/accounts/login/")
-            page.fill("#id_username", "bob")
-            page.fill("#id_password", PASSWORD)
-            page.click("main button[type=submit]")
+            sign_in(page, server.base_url, "bob", PASSWORD)
             page.wait_for_url(f"{server.base_url}/d/finance/")
             for width_name, viewport in WIDTHS.items():
                 walk(page, language, texts, width_name, viewport, shots)
@@ -83,10 +80,8 @@ def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, sha
         # it is attached like any file.
         context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"], is_mobile=True, has_touch=True)
         page = context.new_page()
-        page.goto(f"{server.base_url}/accounts/login/?next=/d/finance/")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", PASSWORD)
-        page.click("main button[type=submit]")
+        sign_in(page, server.base_url, "bob", PASSWORD)
+        page.wait_for_url(f"{server.base_url}/d/finance/")
         page.wait_for_selector("#send:not([disabled])", timeout=30_000)
         assert page.is_visible(".composer-row .camera-choice")
         assert page.get_attribute("#camera-input", "capture") == "environment"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.assets.test_retrieval_pdf import rendered_width, text_pdf
 from tests.chat.test_browser import SET_UP
-from tests.support.browser import browser_api, chromium
+from tests.support.browser import PASSWORD, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,7 @@ def test_page_thumbnails_under_the_answer_live_and_after_a_reload(live_server_fa
         page = context.new_page()
         errors = []
         page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", "Correct-Horse-9")
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
+        sign_in(page, server.base_url, "bob", PASSWORD)
         page.goto(f"{server.base_url}/d/finance/")
         page.wait_for_selector("#send:not([disabled])", timeout=15000)
         page.set_input_files("#file-input", str(manual))
