@@ -49,15 +49,9 @@ def build_glm4v9b_standin(output: Path, *, seed: int = 0) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(1024, SPECIAL_TOKENS, eos_token=END_OF_TURN[0], pad_token="<|endoftext|>")
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    # The text model's sizes are the config's own (tiny) defaults; the vocabulary is the tokenizer's.
     config = ChatGLMConfig(
-        num_layers=2,
         padded_vocab_size=len(tokenizer),
-        hidden_size=128,
-        ffn_hidden_size=256,
-        kv_channels=32,
-        num_attention_heads=4,
-        multi_query_group_num=2,
-        seq_length=2048,
         vision_config={
             "hidden_size": 128,
             "image_size": IMAGE_SIZE,
