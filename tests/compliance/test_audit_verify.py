@@ -98,6 +98,19 @@ def entry_as_row(sequence: int) -> SimpleNamespace:
     return SimpleNamespace(**{name: getattr(entry, name) for name in (*formats_fields(), "format_version")})
 
 
+def insert_copy(of_sequence: int, *, sequence: int, actor_name: str, prev_hash: str, hash: str) -> None:
+    """Insert a copy of entry ``of_sequence`` at ``sequence``, with the given actor name and links."""
+    raw_sql(
+        "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
+        "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
+        "request_id, details, format_version, sealed_at, prev_hash, hash) SELECT %s, timestamp, actor_type, "
+        "actor_id, %s, department_id, department_slug, event_type, outcome, object_type, object_id, "
+        "object_repr, source_ip, user_agent, request_id, details, format_version, sealed_at, %s, %s "
+        "FROM compliance_auditentry WHERE sequence = %s",
+        (sequence, actor_name, prev_hash, hash, of_sequence),
+    )
+
+
 def test_intact_chain_verifies_and_prints_its_range(chain, capsys):
     result = audit_chain_verify()
     assert result.ok, result.message
@@ -120,12 +133,6 @@ def test_verifier_rows_encode_exactly_like_audit_record(chain):
         assert row.hash == AuditEntry.objects.get(sequence=row.sequence).hash
 
 
-def test_modified_field(chain):
-    with triggers_lifted():
-        raw_sql("UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 4")
-    expect_break(BreakKind.HASH_MISMATCH, 4)
-
-
 def test_modified_row_with_its_hash_recomputed(chain):
     row = entry_as_row(4)
     row.actor_name = "mallory"
@@ -135,33 +142,41 @@ def test_modified_row_with_its_hash_recomputed(chain):
     expect_break(BreakKind.REHASHED, 4)
 
 
-def test_deleted_middle_row(chain):
+RENUMBERED_AFTER_DELETE = (
+    "DELETE FROM compliance_auditentry WHERE sequence = 5",
+    "UPDATE compliance_auditentry SET sequence = sequence + 1000000 WHERE sequence > 5",
+    "UPDATE compliance_auditentry SET sequence = sequence - 1000001 WHERE sequence > 1000000",
+    "UPDATE compliance_auditchainhead SET sequence = sequence - 1",
+)
+SWAPPED_ROWS = (
+    "UPDATE compliance_auditentry SET sequence = 1000003 WHERE sequence = 3",
+    "UPDATE compliance_auditentry SET sequence = 3 WHERE sequence = 4",
+    "UPDATE compliance_auditentry SET sequence = 4 WHERE sequence = 1000003",
+)
+
+
+@pytest.mark.parametrize(
+    ("statements", "kind", "sequence"),
+    [
+        (["UPDATE compliance_auditentry SET outcome = 'failure' WHERE sequence = 4"], BreakKind.HASH_MISMATCH, 4),
+        (["DELETE FROM compliance_auditentry WHERE sequence = 5"], BreakKind.MISSING, 5),
+        (RENUMBERED_AFTER_DELETE, BreakKind.REORDERED, 5),
+        (["DELETE FROM compliance_auditentry WHERE sequence >= 6"], BreakKind.TRUNCATED, 6),
+        (SWAPPED_ROWS, BreakKind.REORDERED, 3),
+    ],
+    ids=[
+        "modified_field",
+        "deleted_middle_row",
+        "deleted_middle_row_with_the_rest_renumbered",
+        "truncation_of_the_newest_rows",
+        "swapped_rows",
+    ],
+)
+def test_attack_in_plain_sql(chain, statements, kind, sequence):
     with triggers_lifted():
-        raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 5")
-    expect_break(BreakKind.MISSING, 5)
-
-
-def test_deleted_middle_row_with_the_rest_renumbered(chain):
-    with triggers_lifted():
-        raw_sql("DELETE FROM compliance_auditentry WHERE sequence = 5")
-        raw_sql("UPDATE compliance_auditentry SET sequence = sequence + 1000000 WHERE sequence > 5")
-        raw_sql("UPDATE compliance_auditentry SET sequence = sequence - 1000001 WHERE sequence > 1000000")
-        raw_sql("UPDATE compliance_auditchainhead SET sequence = sequence - 1")
-    expect_break(BreakKind.REORDERED, 5)
-
-
-def test_truncation_of_the_newest_rows(chain):
-    with triggers_lifted():
-        raw_sql("DELETE FROM compliance_auditentry WHERE sequence >= 6")
-    expect_break(BreakKind.TRUNCATED, 6)
-
-
-def test_swapped_rows(chain):
-    with triggers_lifted():
-        raw_sql("UPDATE compliance_auditentry SET sequence = 1000003 WHERE sequence = 3")
-        raw_sql("UPDATE compliance_auditentry SET sequence = 3 WHERE sequence = 4")
-        raw_sql("UPDATE compliance_auditentry SET sequence = 4 WHERE sequence = 1000003")
-    expect_break(BreakKind.REORDERED, 3)
+        for statement in statements:
+            raw_sql(statement)
+    expect_break(kind, sequence)
 
 
 def test_swapped_contents(chain):
@@ -186,15 +201,7 @@ def test_inserted_row(chain):
         raw_sql("UPDATE compliance_auditentry SET sequence = sequence - 999999 WHERE sequence >= 1000000")
         # The displaced entry must now link to the forged one (prev_hash is unique).
         raw_sql("UPDATE compliance_auditentry SET prev_hash = %s WHERE sequence = 6", (forged_hash,))
-        raw_sql(
-            "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
-            "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
-            "request_id, details, format_version, sealed_at, prev_hash, hash) SELECT 5, timestamp, actor_type, "
-            "actor_id, 'mallory', department_id, department_slug, event_type, outcome, object_type, object_id, "
-            "object_repr, source_ip, user_agent, request_id, details, format_version, sealed_at, %s, %s "
-            "FROM compliance_auditentry WHERE sequence = 6",
-            (prev_hash, forged_hash),
-        )
+        insert_copy(6, sequence=5, actor_name="mallory", prev_hash=prev_hash, hash=forged_hash)
     expect_break(BreakKind.INSERTED, 5)
 
 
@@ -267,14 +274,8 @@ def test_entry_appended_around_audit_record(chain):
     row.sequence = head.sequence + 1
     forged_hash = chain_hash(head.hash, row)
     with triggers_lifted():
-        raw_sql(
-            "INSERT INTO compliance_auditentry (sequence, timestamp, actor_type, actor_id, actor_name, department_id, "
-            "department_slug, event_type, outcome, object_type, object_id, object_repr, source_ip, user_agent, "
-            "request_id, details, format_version, sealed_at, prev_hash, hash) SELECT %s, timestamp, actor_type, "
-            "actor_id, actor_name, department_id, department_slug, event_type, outcome, object_type, object_id, "
-            "object_repr, source_ip, user_agent, request_id, details, format_version, sealed_at, %s, %s "
-            "FROM compliance_auditentry WHERE sequence = %s",
-            (head.sequence + 1, head.hash, forged_hash, head.sequence),
+        insert_copy(
+            head.sequence, sequence=row.sequence, actor_name=row.actor_name, prev_hash=head.hash, hash=forged_hash
         )
     expect_break(BreakKind.BEYOND_HEAD, head.sequence + 1)
 
