@@ -92,8 +92,8 @@ def account_links(request: HttpRequest) -> list[Link]:
     return links
 
 
-def model_links(request: HttpRequest) -> list[Link]:
-    """The model-choice pages of the departments whose approved models the user may enable."""
+def _membership_links(request: HttpRequest, *, action: Action, key_prefix: str, url_name: str) -> list[Link]:
+    """A link to ``url_name`` for each department of the user's memberships where ``action`` is allowed."""
     from departments.selectors import membership_list_for_user
 
     user = _user(request)
@@ -101,31 +101,27 @@ def model_links(request: HttpRequest) -> list[Link]:
         return []
     return [
         Link(
-            f"models-{membership.department.slug}",
+            f"{key_prefix}-{membership.department.slug}",
             membership.department.name,
-            reverse("department_models:page", args=[membership.department.slug]),
+            reverse(url_name, args=[membership.department.slug]),
         )
         for membership in membership_list_for_user(user=user)
-        if _allowed(request, Action.DEPARTMENT_MODEL_MANAGE, department=membership.department, membership=membership)
+        if _allowed(request, action, department=membership.department, membership=membership)
     ]
+
+
+def model_links(request: HttpRequest) -> list[Link]:
+    """The model-choice pages of the departments whose approved models the user may enable."""
+    return _membership_links(
+        request, action=Action.DEPARTMENT_MODEL_MANAGE, key_prefix="models", url_name="department_models:page"
+    )
 
 
 def api_key_links(request: HttpRequest) -> list[Link]:
     """The API-key pages of the departments whose keys the user may manage."""
-    from departments.selectors import membership_list_for_user
-
-    user = _user(request)
-    if user is None:
-        return []
-    return [
-        Link(
-            f"api-keys-{membership.department.slug}",
-            membership.department.name,
-            reverse("departments:api_keys", args=[membership.department.slug]),
-        )
-        for membership in membership_list_for_user(user=user)
-        if _allowed(request, Action.DEPARTMENT_API_KEY_MANAGE, department=membership.department, membership=membership)
-    ]
+    return _membership_links(
+        request, action=Action.DEPARTMENT_API_KEY_MANAGE, key_prefix="api-keys", url_name="departments:api_keys"
+    )
 
 
 def department_links(request: HttpRequest, department, membership=None) -> list[Link]:
