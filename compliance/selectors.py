@@ -10,27 +10,27 @@ from django.db.models import Q, QuerySet
 from compliance.checkpoints import Checkpoint, checkpoint_latest
 from compliance.models import AuditArchive, AuditChainHead, AuditEntry
 
+# The console's filter keys that compare one column, and the look-up each is.
+_FILTER_LOOKUPS = {
+    "since": "timestamp__gte",
+    "until": "timestamp__lt",
+    "user": "actor_name",
+    "department": "department_slug",
+    "event_type": "event_type",
+    "outcome": "outcome",
+    "request_id": "request_id",
+}
+
 
 def audit_entry_list(*, filters: dict[str, Any]) -> QuerySet[AuditEntry]:
     """Entries matching the console's filters, newest first (all keys optional)."""
     queryset = AuditEntry.objects.order_by("-sequence")
-    if filters.get("since"):
-        queryset = queryset.filter(timestamp__gte=filters["since"])
-    if filters.get("until"):
-        queryset = queryset.filter(timestamp__lt=filters["until"])
-    if filters.get("user"):
-        queryset = queryset.filter(actor_name=filters["user"])
-    if filters.get("department"):
-        queryset = queryset.filter(department_slug=filters["department"])
-    if filters.get("event_type"):
-        queryset = queryset.filter(event_type=filters["event_type"])
-    if filters.get("outcome"):
-        queryset = queryset.filter(outcome=filters["outcome"])
+    for key, lookup in _FILTER_LOOKUPS.items():
+        if filters.get(key):
+            queryset = queryset.filter(**{lookup: filters[key]})
     if filters.get("object"):
         term = filters["object"]
         queryset = queryset.filter(Q(object_type=term) | Q(object_id=term) | Q(object_repr__icontains=term))
-    if filters.get("request_id"):
-        queryset = queryset.filter(request_id=filters["request_id"])
     return queryset
 
 
