@@ -40,6 +40,15 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise ServiceError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ask ``process`` to end (SIGTERM); kill it if it has not within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def _pg_bin(name: str) -> str:
     for directory in PG_BIN_CANDIDATES:
         if (directory / name).exists():
@@ -149,9 +158,5 @@ def redis_server() -> Iterator[str]:
         wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         shutil.rmtree(root, ignore_errors=True)

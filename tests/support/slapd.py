@@ -32,7 +32,7 @@ from tests.support.waiting import WaitTimeout, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from throwaway_services import free_port
+from throwaway_services import free_port, stop_process
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -312,11 +312,7 @@ def slapd_running(*, timeout: float = 20) -> Iterator[Slapd]:
         _load_directory(uri)
         yield Slapd(uri=uri, port=port, ca_file=ca, other_ca_file=other_ca)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
 
