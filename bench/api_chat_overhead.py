@@ -24,9 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inference_common import API_KEY_PREPARE, REPO, bench_model_dir
-
-PREPARE = API_KEY_PREPARE
+from inference_common import REPO, api_client, bench_model_dir
 
 
 def main() -> None:
@@ -40,7 +38,6 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(REPO))
-    import httpx
     import torch
     from PIL import Image
 
@@ -71,13 +68,7 @@ def main() -> None:
     )
     server.start()
     try:
-        key = server.shell(PREPARE).splitlines()[-1]
-        client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
-        while (response := client.get("/v1/models")).status_code == 503:  # the first call starts the load
-            time.sleep(0.5)
-        if response.status_code != 200:
-            raise SystemExit(f"/v1/models answered {response.status_code}: {response.text[:500]}")
-        model = response.json()["data"][0]["id"]
+        client, model = api_client(server, timeout=300)
         inline = "data:image/png;base64," + base64.b64encode(png).decode()
         body = {
             "model": model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,3 +84,17 @@ membership_add(user=owner, department=department, role="admin", acting_user="sys
 print(api_key_create(department=department, name="bench", scopes=["chat"], created_by=owner,
                      expires_at=timezone.now() + timedelta(days=1)).raw_key)
 """
+
+
+def api_client(server, *, timeout: float):
+    """An HTTP client of a served platform (tests/support/live_server.py) that calls with the bench
+    department's chat API key (``API_KEY_PREPARE``), and the name of the model it serves, once loaded."""
+    import httpx
+
+    key = server.shell(API_KEY_PREPARE).splitlines()[-1]
+    client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+    while (response := client.get("/v1/models")).status_code == 503:  # the first call starts the load
+        time.sleep(0.5)
+    if response.status_code != 200:
+        raise SystemExit(f"/v1/models answered {response.status_code}: {response.text[:500]}")
+    return client, response.json()["data"][0]["id"]

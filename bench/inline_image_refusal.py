@@ -28,9 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inference_common import API_KEY_PREPARE, REPO, bench_model_dir
-
-PREPARE = API_KEY_PREPARE
+from inference_common import REPO, api_client, bench_model_dir
 
 
 def _data_url(data: bytes) -> str:
@@ -70,12 +68,7 @@ def main() -> None:
     )
     server.start()
     try:
-        key = server.shell(PREPARE).splitlines()[-1]
-        client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
-        while (response := client.get("/v1/models")).status_code == 503:  # the first call starts the load
-            time.sleep(0.5)
-        response.raise_for_status()
-        model = response.json()["data"][0]["id"]
+        client, model = api_client(server, timeout=600)
         forty = _body(model, [_data_url(huge)] * 40)
         six = _body(model, [_data_url(huge)] * 6)
         small = _body(model, [_data_url(tiny)])

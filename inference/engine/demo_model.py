@@ -322,18 +322,18 @@ def _config(spec: DemoModelSpec, tokenizer):
             "video_end_token_id": ids["<|end_of_video|>"],
             "tie_word_embeddings": False,
         }
+    # The vision-tower sizes Qwen2.5-VL, Qwen3-VL and GLM-4V name alike (Qwen2-VL names its own).
+    tower = {
+        "depth": vision_depth,
+        "hidden_size": vision_hidden,
+        "intermediate_size": vision_hidden * 2,
+        "num_heads": 4,
+        "out_hidden_size": hidden,
+    }
     if spec.family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
-        vision_config = {
-            "depth": vision_depth,
-            "hidden_size": vision_hidden,
-            "intermediate_size": vision_hidden * 2,
-            "num_heads": 4,
-            "out_hidden_size": hidden,
-            "fullatt_block_indexes": [vision_depth - 1],
-            "window_size": 112,
-        }
+        vision_config = {**tower, "fullatt_block_indexes": [vision_depth - 1], "window_size": 112}
         text = _text_config(spec, tokenizer, bos_token_id=ids["<|endoftext|>"])
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision_config, **common)
     if spec.family == "qwen2_vl":
@@ -353,11 +353,7 @@ def _config(spec: DemoModelSpec, tokenizer):
 
         _, _, _, heads, _, _, _ = _SIZE_SHAPES[spec.size]
         vision_config = {
-            "depth": vision_depth,
-            "hidden_size": vision_hidden,
-            "intermediate_size": vision_hidden * 2,
-            "num_heads": 4,
-            "out_hidden_size": hidden,
+            **tower,
             "patch_size": 16,
             # A learnt 8x8 grid of position embeddings, interpolated to each image's grid.
             "num_position_embeddings": 64,
@@ -369,15 +365,7 @@ def _config(spec: DemoModelSpec, tokenizer):
     if spec.family in ("glm4v", "glm46v"):
         from transformers import Glm4vConfig, Glm46VConfig
 
-        vision_config = {
-            "depth": vision_depth,
-            "hidden_size": vision_hidden,
-            "intermediate_size": vision_hidden * 2,
-            "num_heads": 4,
-            "out_hidden_size": hidden,
-            "image_size": 112,
-            "patch_size": 14,
-        }
+        vision_config = {**tower, "image_size": 112, "patch_size": 14}
         # GLM rotates half of each head (partial rotary), hence the smaller mrope sections.
         text = _text_config(spec, tokenizer, rotary_fraction=0.5)
         config_class = Glm4vConfig if spec.family == "glm4v" else Glm46VConfig

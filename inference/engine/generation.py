@@ -283,20 +283,16 @@ def run_batch(loaded: LoadedModel, rows: list[Row]) -> int:
             if not row.finished:
                 tracker.finish(row, "length", now)
         return tracker.steps
-    except torch.OutOfMemoryError:
-        logger.warning("out of memory in a batch of %d", len(rows))
-        for row in rows:
-            if not row.finished:
-                row.handle.fail(OUT_OF_MEMORY, "out_of_memory")
-                tracker.finish(row, None)
-        _free_memory(torch)
-        return tracker.steps
     except Exception as exc:  # one bad batch must not take the engine down
-        logger.exception("generation failed for a batch of %d", len(rows))
-        message = GENERATION_FAILED.format(error=type(exc).__name__)
+        if isinstance(exc, torch.OutOfMemoryError):
+            logger.warning("out of memory in a batch of %d", len(rows))
+            message, code = OUT_OF_MEMORY, "out_of_memory"
+        else:
+            logger.exception("generation failed for a batch of %d", len(rows))
+            message, code = GENERATION_FAILED.format(error=type(exc).__name__), "generation_failed"
         for row in rows:
             if not row.finished:
-                row.handle.fail(message, "generation_failed")
+                row.handle.fail(message, code)
                 tracker.finish(row, None)
         _free_memory(torch)
         return tracker.steps

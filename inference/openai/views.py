@@ -96,20 +96,12 @@ def openai_error_from(exc: Exception) -> OpenAIError | None:
         return OpenAIError(str(exc), status=exc.status, param="messages", code=exc.code)
     if isinstance(exc, AssetUnreadable):
         return OpenAIError(str(exc), status=400, param="messages", code=exc.code)
-    if isinstance(exc, DecodeBusy):
+    if isinstance(exc, DecodeBusy | EngineBusy):
         return OpenAIError(
             str(exc),
             status=429,
             type="rate_limit_error",
-            code="decode_busy",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    if isinstance(exc, EngineBusy):
-        return OpenAIError(
-            str(exc),
-            status=429,
-            type="rate_limit_error",
-            code="engine_busy",
+            code="decode_busy" if isinstance(exc, DecodeBusy) else "engine_busy",
             headers={"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, InvalidRequest):
