@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -104,21 +106,31 @@ def _login_url_with_next(next_url: str) -> str:
     return f"{login_url}?{urlencode({'next': next_url})}" if next_url else login_url
 
 
-def _pending_or_restart(request: HttpRequest):
-    user, pending = pipeline.pending_login(request)
-    if user is None:
-        messages.error(request, PENDING_LOGIN_EXPIRED)
-    return user, pending
+def _pending_sign_in_step(*sensitive_parameters: str) -> Callable:
+    """A step after the password (public, CSRF-protected, never cached, ``sensitive_parameters``
+    kept out of error reports): the view gets the pending sign-in's user and state, and an expired
+    one starts again at the login page."""
+
+    def decorator(view: Callable) -> Callable:
+        @public(Action.SIGN_IN)
+        @sensitive_post_parameters(*sensitive_parameters)
+        @csrf_protect
+        @never_cache
+        @wraps(view)
+        def step(request: HttpRequest) -> HttpResponse:
+            user, pending = pipeline.pending_login(request)
+            if user is None:
+                messages.error(request, PENDING_LOGIN_EXPIRED)
+                return redirect("login")
+            return view(request, user, pending)
+
+        return step
+
+    return decorator
 
 
-@public(Action.SIGN_IN)
-@sensitive_post_parameters("token")
-@csrf_protect
-@never_cache
-def login_verify(request: HttpRequest) -> HttpResponse:
-    user, pending = _pending_or_restart(request)
-    if user is None:
-        return redirect("login")
+@_pending_sign_in_step("token")
+def login_verify(request: HttpRequest, user, pending: dict) -> HttpResponse:
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -134,15 +146,9 @@ def login_verify(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/login_verify.html", {"form": form})
 
 
-@public(Action.SIGN_IN)
-@sensitive_post_parameters("token")
-@csrf_protect
-@never_cache
-def login_enrol(request: HttpRequest) -> HttpResponse:
+@_pending_sign_in_step("token")
+def login_enrol(request: HttpRequest, user, pending: dict) -> HttpResponse:
     """An administrator's first sign-in: set up the authenticator before anything else."""
-    user, pending = _pending_or_restart(request)
-    if user is None:
-        return redirect("login")
     device = totp_device_pending(user)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -166,15 +172,9 @@ def login_enrol(request: HttpRequest) -> HttpResponse:
     )
 
 
-@public(Action.SIGN_IN)
-@sensitive_post_parameters("new_password1", "new_password2")
-@csrf_protect
-@never_cache
-def login_password(request: HttpRequest) -> HttpResponse:
+@_pending_sign_in_step("new_password1", "new_password2")
+def login_password(request: HttpRequest, user, pending: dict) -> HttpResponse:
     """A password that expired or that an administrator set must be replaced before signing in."""
-    user, pending = _pending_or_restart(request)
-    if user is None:
-        return redirect("login")
     form = PasswordRenewForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()
