@@ -173,7 +173,7 @@ def forward_entry(payload: dict) -> None:
     address = settings.AUDIT_SYSLOG_ADDRESS
     if not address:
         return
-    # Hashes and ciphertext only: a preview is shipped sealed, never readable (issue 16).
+    # Hashes and ciphertext only: a preview is shipped sealed, never readable.
     payload = {**payload, "details": forwarding_details(payload.get("details") or {})}
     text = json.dumps(payload, ensure_ascii=False)
     try:

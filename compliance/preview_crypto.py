@@ -1,4 +1,4 @@
-"""Business text in audit entries, sealed under the key of the object it belongs to (issue 16).
+"""Business text in audit entries, sealed under the key of the object it belongs to.
 
 An entry keeps its hashes, ids, sizes and outcomes in clear. Its *previews* are business text:
 the masked prompt preview (``prompt_preview``), and, for entries about an object whose own text

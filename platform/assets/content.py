@@ -68,7 +68,7 @@ WEBP = Kind("WEBP", "image/webp", "webp")
 TIFF = Kind("TIFF", "image/tiff", "tiff")
 GIF = Kind("GIF", "image/gif", "gif")
 PDF = Kind("PDF", "application/pdf", "pdf")
-# Documents departments have (issue 20; assets.documents): Office Open XML and DICOM Part 10.
+# Documents departments have (read by assets.documents): Office Open XML and DICOM Part 10.
 DOCX = Kind("DOCX", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx")
 XLSX = Kind("XLSX", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx")
 PPTX = Kind("PPTX", "application/vnd.openxmlformats-officedocument.presentationml.presentation", "pptx")
