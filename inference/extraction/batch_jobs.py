@@ -286,11 +286,7 @@ def _record_unusable(job: BatchJob, template, asset, problem: str) -> Extraction
     with transaction.atomic():
         return Extraction.objects.create(
             department=job.department,
-            template=template,
-            template_slug=template.slug,
-            asset=asset,
-            asset_ref=str(asset.pk),
-            asset_sha256=asset.sha256,
+            **Extraction.source_fields(template, asset),
             batch=job,
             status=ExtractionStatus.FAILED,
             problems=[problem],

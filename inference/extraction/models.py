@@ -227,6 +227,18 @@ class Extraction(TextKeyOwner):
     def __str__(self) -> str:
         return f"{self.template_slug} on {self.asset_ref} ({self.status})"
 
+    @staticmethod
+    def source_fields(template: TaskTemplate, asset) -> dict:
+        """The fields that say what a result is of: its template, referenced and frozen by slug, and
+        its file, referenced and frozen by id and SHA-256."""
+        return {
+            "template": template,
+            "template_slug": template.slug,
+            "asset": asset,
+            "asset_ref": str(asset.pk),
+            "asset_sha256": asset.sha256,
+        }
+
     @property
     def status_label(self) -> str:
         """The status in a word, for badges (``get_status_display`` says why)."""

@@ -486,11 +486,7 @@ def extraction_run(
 
     extraction = Extraction(
         department=department,
-        template=template,
-        template_slug=template.slug,
-        asset=asset,
-        asset_ref=str(asset.pk),
-        asset_sha256=asset.sha256,
+        **Extraction.source_fields(template, asset),
         batch=batch,
         api_key=api_key,
         # acting_user: the person who asked in the portal (the owner of the result for reviews).

@@ -38,11 +38,7 @@ def vat_invoice_result(
         outcomes = rules_evaluate(template.rules, result)
         return Extraction.objects.create(
             department=department,
-            template=template,
-            template_slug=template.slug,
-            asset=asset,
-            asset_ref=str(asset.pk),
-            asset_sha256=asset.sha256,
+            **Extraction.source_fields(template, asset),
             batch=batch,
             status=ExtractionStatus.VALID,
             result=result,
