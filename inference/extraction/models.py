@@ -130,11 +130,36 @@ class BatchStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
-class BatchJob(models.Model):
+class TemplateRun(models.Model):
+    """What a batch job and an extraction both keep: the department, the template (referenced and
+    frozen by slug), who asked (an API key, or a person in the portal) and when."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
     template = models.ForeignKey("inference.TaskTemplate", on_delete=models.SET_NULL, null=True, related_name="+")
     template_slug = models.CharField(_("template"), max_length=50)
+    api_key = models.ForeignKey(
+        "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The person who asked in the portal (NULL: an API key, or stored before the portal had it)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = DepartmentScopedManager()
+
+    class Meta:
+        abstract = True
+
+
+class BatchJob(TemplateRun):
     asset_ids = models.JSONField(_("files"), default=list)
     status = models.CharField(_("status"), max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
     total = models.PositiveIntegerField(_("total"), default=0)
@@ -146,24 +171,8 @@ class BatchJob(models.Model):
     # The model the batch runs on: named by its requester, else (blank until then) the one the
     # department's default resolved to when the runner took it up, kept for every file.
     model_name = models.CharField(_("model"), max_length=100, blank=True)
-    api_key = models.ForeignKey(
-        "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    # The person who started it in the portal (NULL: an API key, or before the portal had batches)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("requested by"),
-    )
-    created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
-
-    objects = DepartmentScopedManager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -179,11 +188,10 @@ class BatchJob(models.Model):
         return self.status in (BatchStatus.DONE, BatchStatus.CANCELLED, BatchStatus.FAILED)
 
 
-class Extraction(TextKeyOwner):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    department = models.ForeignKey("departments.Department", on_delete=models.CASCADE, related_name="+")
-    template = models.ForeignKey("inference.TaskTemplate", on_delete=models.SET_NULL, null=True, related_name="+")
-    template_slug = models.CharField(_("template"), max_length=50)
+class Extraction(TextKeyOwner, TemplateRun):
+    """A template's structured result for one file. Its ``requested_by`` is the owner a member's
+    correction needs."""
+
     # CASCADE: the result goes with its file. NULL only for a batch entry whose file never existed.
     asset = models.ForeignKey("assets.Asset", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     asset_ref = models.CharField(_("file id"), max_length=64)
@@ -200,23 +208,6 @@ class Extraction(TextKeyOwner):
     # The model version (manifest SHA-256) that produced it; NULL: not recorded (no model call,
     # or stored before model versions were recorded)
     model_sha256 = models.CharField(_("model version"), max_length=64, null=True, blank=True)  # noqa: DJ001
-    api_key = models.ForeignKey(
-        "departments.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    # The person who asked for it in the portal: the owner a member's correction needs (NULL: an
-    # API key's, or stored before the portal ran extractions)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("requested by"),
-    )
-    created_by_name = models.CharField(_("created by"), max_length=150, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-
-    objects = DepartmentScopedManager()
 
     class Meta:
         ordering = ["-created_at"]
