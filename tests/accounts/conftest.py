@@ -26,14 +26,19 @@ def slapd():
 @pytest.fixture
 def directory(slapd, settings, monkeypatch):
     """Django configured against the test slapd (plain LDAP on loopback: allowed outside production)."""
-    values = directory_settings(slapd, monkeypatch)
+    directory_use(slapd, settings, monkeypatch)
+    return slapd
+
+
+def directory_use(slapd, settings, monkeypatch, **overrides: str) -> None:
+    """Sign-in through ``slapd`` first, then local accounts; ``overrides`` change directory settings."""
+    values = directory_settings(slapd, monkeypatch, **overrides)
     for name, value in values.items():
         setattr(settings, name, value)
     settings.AUTHENTICATION_BACKENDS = [
         "accounts.directory.backends.DirectoryBackend",
         "accounts.directory.backends.LocalAccountBackend",
     ]
-    return slapd
 
 
 # --- sign-in helpers ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from accounts.roles import MembershipRole
 from compliance.events import EventType
 from compliance.models import AuditEntry
 from departments.models import Membership, MembershipSource
+from tests.accounts.conftest import directory_use
 from tests.support.slapd import USER_PASSWORD, directory_settings, group_dn
 
 pytestmark = pytest.mark.django_db
@@ -125,25 +126,13 @@ def test_directory_entry_cannot_take_over_a_local_account(client, directory, map
 
 
 def test_starttls_with_the_right_ca(client, slapd, settings, monkeypatch, mappings):
-    values = directory_settings(slapd, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.ca_file))
-    for name, value in values.items():
-        setattr(settings, name, value)
-    settings.AUTHENTICATION_BACKENDS = [
-        "accounts.directory.backends.DirectoryBackend",
-        "accounts.directory.backends.LocalAccountBackend",
-    ]
+    directory_use(slapd, settings, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.ca_file))
     assert sign_in(client, "dora").status_code == 302
     assert User.objects.filter(username="dora", source=AccountSource.DIRECTORY).exists()
 
 
 def test_starttls_refuses_a_server_certificate_from_another_ca(client, slapd, settings, monkeypatch, mappings):
-    values = directory_settings(slapd, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.other_ca_file))
-    for name, value in values.items():
-        setattr(settings, name, value)
-    settings.AUTHENTICATION_BACKENDS = [
-        "accounts.directory.backends.DirectoryBackend",
-        "accounts.directory.backends.LocalAccountBackend",
-    ]
+    directory_use(slapd, settings, monkeypatch, LDAP_START_TLS="true", LDAP_CA_FILE=str(slapd.other_ca_file))
     assert sign_in(client, "dora").status_code == 200
     assert not User.objects.filter(username="dora").exists()
 

@@ -12,7 +12,6 @@ import uuid
 import pytest
 from django.contrib import admin
 from django.test import Client
-from django.urls import URLResolver, get_resolver
 
 from accounts.permissions import CONSOLE, POLICY, Action
 from accounts.roles import AdminRole
@@ -21,19 +20,11 @@ from compliance.models import AuditEntry
 from config.websocket import websocket_urlpatterns
 from departments.api_keys.services import api_key_create
 from tests.accounts.conftest import sign_in_with_totp
+from tests.support.routes import routes
 
 pytestmark = pytest.mark.django_db
 
 FOREIGN_ADDRESS = "203.0.113.9"  # outside every administration network
-
-
-def _routes(patterns=None, prefix: str = ""):
-    """(path pattern text, the URLPattern) for every route the resolver knows."""
-    for pattern in get_resolver().url_patterns if patterns is None else patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _routes(pattern.url_patterns, prefix + str(pattern.pattern))
-        else:
-            yield prefix + str(pattern.pattern), pattern
 
 
 def _view_class(callback):
@@ -54,13 +45,13 @@ def bound_actions(callback) -> set[Action]:
 
 
 def test_every_route_is_bound_to_an_action_of_the_table():
-    unbound = [text for text, pattern in _routes() if not bound_actions(pattern.callback) <= set(POLICY)]
-    unbound += [text for text, pattern in _routes() if not bound_actions(pattern.callback)]
+    unbound = [text for text, pattern in routes() if not bound_actions(pattern.callback) <= set(POLICY)]
+    unbound += [text for text, pattern in routes() if not bound_actions(pattern.callback)]
     assert unbound == []
 
 
 def test_every_rest_method_is_bound():
-    for text, pattern in _routes():
+    for text, pattern in routes():
         cls = _view_class(pattern.callback)
         required = getattr(cls, "required_action", None)
         if isinstance(required, dict):
@@ -177,7 +168,7 @@ def loopback_is_an_admin_network(settings):
 
 def test_every_route_refuses_its_outsiders_and_records_it(outsiders):
     checked, problems = 0, []
-    for text, pattern in _routes():
+    for text, pattern in routes():
         path = _concrete(text)
         if path is None:
             continue

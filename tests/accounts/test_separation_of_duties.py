@@ -59,6 +59,17 @@ def last_denial():
     return denials().last()
 
 
+def assert_last_denial(**expected) -> None:
+    """The latest denial holds the ``expected`` values: entry fields by name, ``details__<key>``
+    for its details."""
+    entry = last_denial()
+    found = {}
+    for name in expected:
+        key = name.removeprefix("details__")
+        found[name] = entry.details.get(key) if key != name else getattr(entry, name)
+    assert found == expected
+
+
 def legacy_access(*, membership_of=None, key_of=None, department):
     """Rows as an installation from before this release may hold them: the database's guard is
     lifted while they are written, then put back (it does not look at rows already there)."""
@@ -104,12 +115,11 @@ def test_console_system_admin_cannot_add_himself_to_a_department(admins, persona
     assert response.status_code == 403
     assert not Membership.objects.filter(user=sysadmin).exists()
     assert denials().count() == before + 3
-    entry = last_denial()
-    assert (entry.actor_name, entry.object_type, entry.details["action"], entry.details["method"]) == (
-        "systemadmin",
-        "departments.membership",
-        Action.MEMBERSHIP_MANAGE.value,
-        "POST",
+    assert_last_denial(
+        actor_name="systemadmin",
+        object_type="departments.membership",
+        details__action=Action.MEMBERSHIP_MANAGE.value,
+        details__method="POST",
     )
 
 
@@ -124,14 +134,13 @@ def test_console_security_admin_gives_no_administrator_a_membership(admins, pers
     assert response.status_code == 200  # the form again, with the policy's answer
     assert str(ADMINISTRATOR_MEMBERSHIP_REFUSED) in response.content.decode()
     assert not Membership.objects.filter(user=administrator).exists()
-    entry = last_denial()
-    assert (entry.actor_name, entry.object_type, entry.object_repr, entry.details["action"]) == (
-        "securityadmin",
-        "accounts.user",
-        administrator.username,
-        Action.DEPARTMENT_ACCESS_HOLD.value,
+    assert_last_denial(
+        actor_name="securityadmin",
+        object_type="accounts.user",
+        object_repr=administrator.username,
+        details__action=Action.DEPARTMENT_ACCESS_HOLD.value,
+        details__path="/admin/departments/membership/add/",
     )
-    assert entry.details["path"] == "/admin/departments/membership/add/"
 
 
 def test_console_security_admin_grants_memberships_to_people(admins, personas, make_user):
@@ -163,12 +172,11 @@ def test_console_role_is_not_given_to_an_account_holding_department_access(admin
     assert response.status_code == 200
     bob.refresh_from_db()
     assert bob.admin_role == ""
-    entry = last_denial()
-    assert (entry.actor_name, entry.object_repr, entry.details["action"], entry.details["role"]) == (
-        "securityadmin",
-        "bob",
-        Action.ROLE_ASSIGN.value,
-        "system",
+    assert_last_denial(
+        actor_name="securityadmin",
+        object_repr="bob",
+        details__action=Action.ROLE_ASSIGN.value,
+        details__role="system",
     )
 
 
@@ -201,12 +209,11 @@ def test_api_key_for_an_administrator_is_refused_and_recorded(admins, personas, 
         )
     with all_departments(reason="test"):
         assert not ApiKey.objects.filter(created_by=administrator).exists()
-    entry = last_denial()
-    assert (entry.actor_name, entry.object_repr, entry.department_slug, entry.details["action"]) == (
-        administrator.username,
-        administrator.username,
-        "finance",
-        Action.DEPARTMENT_ACCESS_HOLD.value,
+    assert_last_denial(
+        actor_name=administrator.username,
+        object_repr=administrator.username,
+        department_slug="finance",
+        details__action=Action.DEPARTMENT_ACCESS_HOLD.value,
     )
 
 
@@ -242,12 +249,11 @@ def test_directory_mapping_gives_an_administrator_nothing(
     sysadmin, _ = make_admin("system", username="dora")
     with pytest.raises(RefusedForbidden):
         memberships_apply(user=sysadmin, group_dns=[group_dn("finance-staff")])
-    entry = last_denial()
-    assert (entry.actor_name, entry.object_repr, entry.details["action"], entry.details["source"]) == (
-        "system",
-        "dora",
-        Action.DEPARTMENT_ACCESS_HOLD.value,
-        "directory",
+    assert_last_denial(
+        actor_name="system",
+        object_repr="dora",
+        details__action=Action.DEPARTMENT_ACCESS_HOLD.value,
+        details__source="directory",
     )
     # Signing in with the directory's password, and the directory synchronisation, give nothing either.
     client.post("/accounts/login/", {"username": "dora", "password": USER_PASSWORD})

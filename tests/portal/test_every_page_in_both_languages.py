@@ -35,12 +35,13 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib import admin
 from django.test import Client
-from django.urls import URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from accounts.permissions import POLICY, Action
 from accounts.roles import AdminRole, MembershipRole
 from tests.accounts.conftest import sign_in_with_totp
 from tests.assets.samples import image_bytes
+from tests.support.routes import routes
 
 pytestmark = pytest.mark.django_db
 
@@ -144,15 +145,6 @@ def chinese_text(text: str) -> set[str]:
 
 
 # --- the routes ---------------------------------------------------------------------------------
-
-
-def routes(patterns=None, prefix: str = ""):
-    """(path pattern text, URLPattern) for every route the resolver knows."""
-    for pattern in get_resolver().url_patterns if patterns is None else patterns:
-        if isinstance(pattern, URLResolver):
-            yield from routes(pattern.url_patterns, prefix + str(pattern.pattern))
-        else:
-            yield prefix + str(pattern.pattern), pattern
 
 
 def route_action(callback) -> Action | None:
