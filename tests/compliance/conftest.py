@@ -23,6 +23,12 @@ def audit_files(settings, tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def auditor(make_user):
+    """audrey, the audit administrator."""
+    return make_user("audrey", admin_role="audit")
+
+
 @contextlib.contextmanager
 def triggers_lifted() -> Iterator[None]:
     """What an attacker with the table owner's rights does first (inside the test's transaction)."""

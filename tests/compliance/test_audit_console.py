@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def auditor(make_user):
-    return make_user("audrey", admin_role="audit")
-
-
-@pytest.fixture
 def entries(system_context, personas):
     """Thirty more entries after the personas' own."""
     for index in range(30):

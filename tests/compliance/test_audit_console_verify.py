@@ -32,11 +32,6 @@ def runs_removed():
 
 
 @pytest.fixture
-def auditor(make_user):
-    return make_user("audrey", admin_role="audit")
-
-
-@pytest.fixture
 def signed_chain(system_context, personas):
     for index in range(6):
         audit_record(event_type=EventType.ASSET_VIEW, department=personas.department_a, details={"index": index})

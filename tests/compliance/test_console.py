@@ -17,11 +17,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def auditor(make_user):
-    return make_user("audrey", admin_role="audit")
-
-
-@pytest.fixture
 def security(make_user):
     return make_user("sam", admin_role="security")
 

@@ -16,13 +16,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import migrations, models
 
 from compliance.migration_guard import MIGRATION_REFUSED, migrate_guard, plan_refusals
 from compliance.triggers import GUARDED_TABLES
 from tests.conftest import postgresql_database
+from tests.support.production_keys import production_keys_write
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDITED_COUNT = (
@@ -34,17 +33,7 @@ AUDITED_COUNT = (
 def production_env(directory: Path) -> dict[str, str]:
     """What the production profile requires to start, and nothing more."""
     directory.mkdir(parents=True)
-    signing_key = directory / "audit_signing_key.pem"
-    signing_key.write_bytes(
-        Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    master_keys = directory / "asset_master_keys"
-    import base64
-
-    master_keys.write_text(f"k-guard:{base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}\n")
-    master_keys.chmod(0o600)
+    signing_key, master_keys = production_keys_write(directory, "k-guard")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DATA_DIR", "PLATFORM_"))}
     env.update(
         PLATFORM_PROFILE="production",

@@ -70,11 +70,6 @@ async def helper_connections_closed():
     await sync_to_async(connections.close_all)()
 
 
-@pytest.fixture
-def auditor(make_user):
-    return make_user("audrey", admin_role="audit")
-
-
 def stored_row(sequence: int) -> str:
     """The entry's row exactly as the database holds it, every column as text."""
     row = raw_sql("SELECT * FROM compliance_auditentry WHERE sequence = %s", [sequence])[0]

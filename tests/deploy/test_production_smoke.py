@@ -7,8 +7,6 @@ plain HTTP, TLS 1.2 refused, administration hidden outside the admin networks.
 
 from __future__ import annotations
 
-import base64
-import re
 import secrets
 import ssl
 import sys
@@ -16,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
+from tests.support.form_sign_in import form_sign_in
 from tests.support.live_server import LiveServer
 from tests.support.nginx import NginxServer
+from tests.support.production_keys import production_keys_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from throwaway_services import free_port
@@ -32,16 +30,7 @@ MEMBER_PASSWORD = "Prod-Smoke-Passw0rd!"
 
 def production_env(directory: Path, *, redis_url: str, https_port: int) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
-    signing_key = directory / "audit_signing_key.pem"
-    signing_key.write_bytes(
-        Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    # The asset key ring format of platform/assets/keyring.py: "<key id>:<urlsafe base64 key>".
-    master_keys = directory / "asset_master_keys"
-    master_keys.write_text(f"k-smoke:{base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}\n")
-    master_keys.chmod(0o600)
+    signing_key, master_keys = production_keys_write(directory, "k-smoke")
     secret_key = directory / "secret_key"
     secret_key.write_text(secrets.token_urlsafe(64))
     return {
@@ -108,12 +97,7 @@ def test_login_over_https_with_security_headers(production_stack):
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"].split("script-src")[1].split(";")[0]
     assert "server" not in headers or "nginx/" not in headers["server"]
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post(
-        "/accounts/login/",
-        data={"csrfmiddlewaretoken": token, "username": "smoke-member", "password": MEMBER_PASSWORD},
-        headers={"Referer": f"{client.base_url}/accounts/login/"},
-    )
+    response = form_sign_in(client, "smoke-member", MEMBER_PASSWORD, page=page)
     assert response.status_code == 302, response.text[:2000]
     cookies = response.headers.get_list("set-cookie")
     session_cookie = next(c for c in cookies if c.startswith("__Host-sessionid="))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import ssl
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import websockets
 
 from tests.conftest import require_postgresql, require_service_url
 from tests.deploy.conftest import require_binary
+from tests.support.form_sign_in import csrf_token, signed_in_client
 from tests.support.live_server import LiveServer
 from tests.support.nginx import NginxServer
 
@@ -78,19 +78,6 @@ def cluster(tmp_path_factory, tls_pair, shared_demo_model_dir):
         first.stop()
 
 
-def login(base_url: str, verify) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, verify=verify, timeout=30)
-    page = client.get("/accounts/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post(
-        "/accounts/login/",
-        data={"csrfmiddlewaretoken": token, "username": "scale-user", "password": PASSWORD},
-        headers={"Referer": f"{base_url}/accounts/login/"},
-    )
-    assert response.status_code == 302, response.text[:1000]
-    return client
-
-
 async def chat_turn(url: str, *, cookie: str, origin: str, text: str, ssl_context=None) -> dict:
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie, "Origin": origin}, ssl=ssl_context, open_timeout=30
@@ -126,7 +113,8 @@ def test_chats_through_both_processes_share_one_audit_chain(cluster):
     first, second, nginx, cert = cluster
     context = ssl.create_default_context(cafile=str(cert))
     edge = f"https://localhost:{nginx.https_port}"
-    client = login(edge, context)  # the session lives in PostgreSQL: every process accepts it
+    # The session lives in PostgreSQL: every process accepts it.
+    client = signed_in_client(edge, "scale-user", PASSWORD, verify=context)
     cookie = session_cookie(client)
     results = asyncio.run(_three_turns(first, second, nginx, cookie, context))
     for result in results:
@@ -163,7 +151,7 @@ async def _three_turns(first, second, nginx, cookie, context):
 
 def test_logout_on_one_process_closes_a_websocket_on_the_other(cluster):
     first, second, nginx, cert = cluster
-    direct_first = login(first.base_url, None)
+    direct_first = signed_in_client(first.base_url, "scale-user", PASSWORD, verify=None)
     cookie = session_cookie(direct_first)
 
     async def scenario() -> int | None:
@@ -173,9 +161,10 @@ def test_logout_on_one_process_closes_a_websocket_on_the_other(cluster):
             hello = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
             assert hello["type"] == "hello"
             page = direct_first.get("/d/")
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
             response = direct_first.post(
-                "/accounts/logout/", data={"csrfmiddlewaretoken": token}, headers={"Referer": f"{first.base_url}/d/"}
+                "/accounts/logout/",
+                data={"csrfmiddlewaretoken": csrf_token(page)},
+                headers={"Referer": f"{first.base_url}/d/"},
             )
             assert response.status_code in (200, 302)
             try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import time
 import urllib.error
@@ -23,6 +22,7 @@ from inference.engine.errors import MODEL_LOADING
 from inference.runtime import LOAD_STAGE_WEIGHTS, TEST_LOAD_DELAY_VARIABLE
 from inference.shutdown import RELAY_SECONDS, SEAL_SECONDS, STREAM_ENDED
 from inference.shutdown import SHUTTING_DOWN as SHUTTING_DOWN_MESSAGE
+from tests.support.form_sign_in import signed_in_client
 from tests.support.waiting import wait_until, wait_until_async
 
 PASSWORD = "Never-Stalls-Passw0rd!"
@@ -53,16 +53,7 @@ def _stopping(base_url: str) -> bool:
 
 
 def login(base_url: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    page = client.get("/accounts/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post(
-        "/accounts/login/",
-        data={"csrfmiddlewaretoken": token, "username": "stall-user", "password": PASSWORD},
-        headers={"Referer": f"{base_url}/accounts/login/"},
-    )
-    assert response.status_code == 302, response.text[:1000]
-    return client
+    return signed_in_client(base_url, "stall-user", PASSWORD)
 
 
 @pytest.mark.slow
