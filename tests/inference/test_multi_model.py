@@ -509,8 +509,6 @@ def test_a_batch_names_its_model_for_every_file(
         assert BatchJob.objects.count() == 2
 
     # Disabled while the batch runs, after its first file: asked again before the next one.
-    import inference.extraction.batch_jobs as batch_jobs
-
     department_model_access_set(
         department=personas.department_a, version=second, enabled=True, acting_user=personas.admin
     )
@@ -518,19 +516,26 @@ def test_a_batch_names_its_model_for_every_file(
         client.post(url, {"template": "vat-invoice", "assets": ids, "model": SECOND, "batch": ""})
     with department_scope(personas.department_a):
         running = BatchJob.objects.filter(requested_by=personas.member).order_by("-created_at").first()
+    with disabled_after_the_first_file(personas, second):
+        halted = batch_run(running.pk)
+    assert halted.status == "failed" and "not enabled" in halted.error and halted.processed == 1
+    assert denials().first().details["batch"] == str(running.pk)
+
+
+def disabled_after_the_first_file(personas, version):
+    """While in effect, a batch's first extracted file disables ``version`` for department A."""
+    import inference.extraction.batch_jobs as batch_jobs
+
     real = batch_jobs._extract_with_patience
 
     def first_then_disable(**kwargs):
         extraction = real(**kwargs)
         department_model_access_set(
-            department=personas.department_a, version=second, enabled=False, acting_user=personas.admin
+            department=personas.department_a, version=version, enabled=False, acting_user=personas.admin
         )
         return extraction
 
-    with mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable):
-        halted = batch_run(running.pk)
-    assert halted.status == "failed" and "not enabled" in halted.error and halted.processed == 1
-    assert denials().first().details["batch"] == str(running.pk)
+    return mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable)
 
 
 @pytest.mark.django_db
@@ -549,16 +554,7 @@ def test_a_batch_that_named_no_model_keeps_the_one_it_started_on(
     with django_capture_on_commit_callbacks(execute=False):
         created = api.post("/api/v1/batches", {"assets": ids, "template": "vat-invoice"}, format="json")
     assert created.status_code == 202, created.content
-    real = batch_jobs._extract_with_patience
-
-    def first_then_disable(**kwargs):
-        extraction = real(**kwargs)
-        department_model_access_set(
-            department=personas.department_a, version=default, enabled=False, acting_user=personas.admin
-        )
-        return extraction
-
-    with mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable):
+    with disabled_after_the_first_file(personas, default):
         halted = batch_jobs.batch_run(created.json()["id"])
     assert halted.model_name == default.name
     assert halted.status == "failed" and "not enabled" in halted.error and halted.processed == 1
