@@ -112,6 +112,73 @@ def system_context():
         yield
 
 
+@pytest.fixture
+def tmp_asset_storage(settings, tmp_path) -> Path:
+    """The asset storage directory and master key ring under the test's tmp_path (never var/)."""
+    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
+    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+    return settings.ASSET_STORAGE_DIR
+
+
+ALL_DEPARTMENT_SCOPES = ["chat", "assets:read", "assets:write", "extract"]
+
+
+@pytest.fixture
+def make_key(personas, system_context):
+    """``make_key(department=None, scopes=..., **fields) -> (raw key, ApiKey)``; A's admin creates it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from departments.api_keys.services import api_key_create
+
+    def make(department=None, scopes=None, *, created_by=None, **fields):
+        created = api_key_create(
+            department=department if department is not None else personas.department_a,
+            name=fields.pop("name", "ERP"),
+            scopes=scopes if scopes is not None else ALL_DEPARTMENT_SCOPES,
+            created_by=created_by or personas.admin,
+            expires_at=fields.pop("expires_at", timezone.now() + timedelta(days=30)),
+            **fields,
+        )
+        return created.raw_key, created.key
+
+    return make
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(raw_key, **extra)``: a DRF client sending that key as its bearer token."""
+    from rest_framework.test import APIClient
+
+    def make(raw_key: str | None, **extra) -> APIClient:
+        client = APIClient(**extra)
+        if raw_key:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def record_submits(monkeypatch):
+    """``record_submits(engine) -> calls``: the messages of every request ``engine`` receives from
+    then on, in ``calls`` (the real submit still runs)."""
+
+    def record(engine) -> list[list]:
+        calls = []
+        real = engine.submit
+
+        def submit(messages, **kwargs):
+            calls.append(list(messages))
+            return real(messages, **kwargs)
+
+        monkeypatch.setattr(engine, "submit", submit)
+        return calls
+
+    return record
+
+
 @pytest.fixture(scope="session")
 def demo_model_factory(tmp_path_factory):
     """``build(spec)``: the demo model for a ``DemoModelSpec``, with its manifest, built at most once
@@ -173,6 +240,26 @@ def shared_demo_model(shared_demo_model_dir):
     return load_model(shared_demo_model_dir, quantization="fp32")
 
 
+@pytest.fixture(scope="session")
+def model_loaded_once(shared_demo_model, shared_demo_model_dir):
+    """``model_loaded_once(path, quantization="fp32", **options)``: the model at ``path`` loaded once per
+    session and shared (the demo model's fp32 load is ``shared_demo_model`` itself)."""
+    from inference.engine.loading import load_model
+
+    loaded: dict[tuple[Path, str], object] = {}
+
+    def load(path: Path, quantization: str = "fp32", **options):
+        key = (path, quantization)
+        if key not in loaded:
+            if path == shared_demo_model_dir and quantization == "fp32":
+                loaded[key] = shared_demo_model
+            else:
+                loaded[key] = load_model(path, quantization=quantization, **options)
+        return loaded[key]
+
+    return load
+
+
 @pytest.fixture
 def serve_engine():
     """``serve_engine(engine)``: ``engine`` is the process's engine (what require_engine() returns)
@@ -188,6 +275,14 @@ def serve_engine():
             return stack.enter_context(engine_override(engine))
 
         yield serve
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """The folder a browser test saves its screenshots in, in the test's temporary directory."""
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture

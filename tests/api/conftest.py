@@ -6,57 +6,18 @@ import base64
 import contextlib
 import io
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 from PIL import Image
-from rest_framework.test import APIClient
-
-from departments.api_keys.services import api_key_create
 
 
 @pytest.fixture(autouse=True)
-def api_storage(settings, tmp_path):
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+def api_storage(tmp_asset_storage, settings):
     settings.MAX_UPLOAD_MB = 5
     settings.API_KEY_RATE_PER_MINUTE = 1000
     from django.core.cache import cache
 
     cache.clear()
-
-
-ALL_DEPARTMENT_SCOPES = ["chat", "assets:read", "assets:write", "extract"]
-
-
-@pytest.fixture
-def make_key(personas, system_context):
-    """``make_key(department=None, scopes=..., **fields) -> (raw key, ApiKey)``; A's admin creates it."""
-
-    def make(department=None, scopes=None, *, created_by=None, **fields):
-        created = api_key_create(
-            department=department if department is not None else personas.department_a,
-            name=fields.pop("name", "ERP"),
-            scopes=scopes if scopes is not None else ALL_DEPARTMENT_SCOPES,
-            created_by=created_by or personas.admin,
-            expires_at=fields.pop("expires_at", timezone.now() + timedelta(days=30)),
-            **fields,
-        )
-        return created.raw_key, created.key
-
-    return make
-
-
-@pytest.fixture
-def client_for():
-    def make(raw_key: str | None, **extra) -> APIClient:
-        client = APIClient(**extra)
-        if raw_key:
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-        return client
-
-    return make
 
 
 @pytest.fixture

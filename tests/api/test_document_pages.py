@@ -42,16 +42,8 @@ QUESTION = "How often does the filter of the air intake have to be swapped?"
 
 
 @pytest.fixture
-def submitted(api_engine, monkeypatch):
-    calls = []
-    real = api_engine.submit
-
-    def submit(messages, **kwargs):
-        calls.append(list(messages))
-        return real(messages, **kwargs)
-
-    monkeypatch.setattr(api_engine, "submit", submit)
-    return calls
+def submitted(api_engine, record_submits):
+    return record_submits(api_engine)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ through each entry point."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,32 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
-from rest_framework.test import APIClient
 
-from departments.api_keys.services import api_key_create
 from departments.tenancy import department_scope
+from tests.conftest import require_postgresql, requirement_missing
 
 
 @pytest.fixture(autouse=True)
-def asset_storage(settings, tmp_path) -> Path:
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+def asset_storage(tmp_asset_storage, settings) -> Path:
     settings.MAX_UPLOAD_MB = 5
     settings.MAX_IMAGE_PIXELS = 4_000_000
     settings.MAX_PDF_PAGES = 50
     settings.DEPARTMENT_QUOTA_MB = 0
-    return settings.ASSET_STORAGE_DIR
+    return tmp_asset_storage
+
+
+@pytest.fixture
+def text_layer_worker(settings):
+    """A text-layer worker thread beside the test, and the CJK font the test documents use."""
+    from tests.assets.text_layer_documents import font_missing
+
+    if font_missing():
+        requirement_missing(font_missing())
+    # A worker thread writes while the test reads: SQLite's shared in-memory test database
+    # answers that with "table is locked" at once (no busy wait), PostgreSQL as in production.
+    require_postgresql("the text-layer jobs (a worker thread beside the test)")
+    settings.TEXT_LAYER_WORKERS = 1
+    settings.MAX_UPLOAD_MB = 20  # the born-digital PDF embeds the whole CJK font (~9.5 MB)
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -56,20 +65,13 @@ def upload(personas, system_context):
 
 
 @pytest.fixture
-def post_file(personas, system_context, settings):
+def post_file(personas, settings, make_key, client_for):
     """``post_file(entry_point, files) -> response``: bob through the portal or the chat pane, an
     API key of bob's department (created by alice) through the REST API."""
     settings.API_KEY_RATE_PER_MINUTE = 1000
     cache.clear()
-    created = api_key_create(
-        department=personas.department_a,
-        name="ERP",
-        scopes=["assets:read", "assets:write"],
-        created_by=personas.admin,
-        expires_at=timezone.now() + timedelta(days=30),
-    )
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    raw_key, key = make_key(scopes=["assets:read", "assets:write"])
+    api = client_for(raw_key)
     portal = Client()
     portal.force_login(personas.member)
     slug = personas.department_a.slug
@@ -81,5 +83,5 @@ def post_file(personas, system_context, settings):
         name = "assets:upload" if entry_point == "portal" else "chat:upload"
         return portal.post(reverse(name, args=[slug]), data, HTTP_ACCEPT="application/json")
 
-    post.key = created.key
+    post.key = key
     return post

@@ -251,15 +251,11 @@ def test_a_dicom_is_never_taken_inline_by_the_model_api(personas):
     assert refused.value.code == "invalid_image" and "unsupported_type" in str(refused.value)
 
 
-def test_a_dicom_refusal_is_a_clean_400_through_the_portal_and_the_api(client, personas, asset_storage, settings):
-    from datetime import timedelta
-
+def test_a_dicom_refusal_is_a_clean_400_through_the_portal_and_the_api(
+    client, personas, asset_storage, settings, make_key, client_for
+):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.urls import reverse
-    from django.utils import timezone
-    from rest_framework.test import APIClient
-
-    from departments.api_keys.services import api_key_create
 
     settings.API_KEY_RATE_PER_MINUTE = 1000
     client.force_login(personas.member)
@@ -269,15 +265,8 @@ def test_a_dicom_refusal_is_a_clean_400_through_the_portal_and_the_api(client, p
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 400 and response.json()["code"] == "dicom_burned_in_annotation"
-    created = api_key_create(
-        department=personas.department_a,
-        name="PACS",
-        scopes=["assets:read", "assets:write"],
-        created_by=personas.admin,
-        expires_at=timezone.now() + timedelta(days=30),
-    )
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    raw_key, _ = make_key(scopes=["assets:read", "assets:write"], name="PACS")
+    api = client_for(raw_key)
     jpegls = SimpleUploadedFile("ls.dcm", dicom_bytes(syntax=JPEGLSLossless), "application/dicom")
     response = api.post("/api/v1/assets", {"file": jpegls})
     assert response.status_code == 400 and response.json()["code"] == "dicom_unsupported_compression"

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from assets.documents.grounding import ground_fields
-from assets.documents.models import TextLayer, TextLayerStatus
+from assets.documents.models import TextLayerStatus
 from assets.documents.selectors import document_text
 from departments.tenancy import department_scope
 from inference.extraction.services import VAT_INVOICE_SCHEMA
+from tests.assets.test_text_layer import finished_layer
 from tests.conftest import requirement_missing
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,13 +58,7 @@ def test_values_ground_on_their_boxes_in_an_ocr_text_layer(upload, settings):
     settings.OCR_DOCUMENT_SECONDS = 600
     data, drawn = scanned_invoice()
     asset = upload(data, "scan.jpg")
-
-    def finished():
-        with department_scope(asset.department_id):
-            layer = TextLayer.objects.get(asset=asset)
-        return layer if layer.is_finished else None
-
-    layer = wait_until(finished, timeout=DEADLINE, interval=0.2, message="the OCR text layer did not finish")
+    layer = finished_layer(asset, timeout=DEADLINE)
     assert layer.status == TextLayerStatus.DONE, layer.failure
     with department_scope(asset.department_id):
         document = document_text(asset)

@@ -14,13 +14,13 @@ from django.urls import reverse
 
 from assets.keyring import keyring_load
 from assets.models import Asset
-from assets.services import asset_upload
 from compliance.events import EventType, Outcome
 from compliance.models import AuditEntry
 from compliance.preview_crypto import entry_previews_open
 from departments.tenancy import all_departments, department_scope
 from tests.assets import samples
 from tests.assets.conftest import stored_files
+from tests.support.assets import asset_upload_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -43,13 +43,9 @@ def stored(personas, system_context):
         ("member_file", personas.member, personas.department_a, (31, 20)),
         ("b_file", personas.outsider, personas.department_b, (32, 20)),
     ):
-        with department_scope(department):
-            result[key] = asset_upload(
-                department=department,
-                uploaded_by=user,
-                stream=iter([samples.image_bytes("PNG", size)]),
-                original_name=f"{key}.png",
-            )
+        result[key] = asset_upload_bytes(
+            samples.image_bytes("PNG", size), f"{key}.png", department=department, uploaded_by=user
+        )
     return result
 
 
@@ -151,13 +147,7 @@ def test_anonymous_is_sent_to_login(client, personas, stored):
 @pytest.mark.parametrize("who", ["admin", "member"])
 def test_download_streams_decrypted_bytes_as_an_attachment(client, personas, who):
     data = samples.png_with_marker()
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.admin,
-            stream=iter([data]),
-            original_name="发票 <script>.html",
-        )
+    asset = asset_upload_bytes(data, "发票 <script>.html", department=personas.department_a, uploaded_by=personas.admin)
     client.force_login(getattr(personas, who))
     response = client.get(url("download", personas.department_a, asset))
     assert response.status_code == 200 and response.streaming
@@ -192,13 +182,9 @@ def test_thumbnail_is_made_on_the_fly_and_never_stored(client, personas, stored,
 
 
 def test_pdf_thumbnail_renders_the_first_page(client, personas, system_context):
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.member,
-            stream=iter([samples.pdf_bytes(2)]),
-            original_name="x.pdf",
-        )
+    asset = asset_upload_bytes(
+        samples.pdf_bytes(2), "x.pdf", department=personas.department_a, uploaded_by=personas.member
+    )
     client.force_login(personas.member)
     response = client.get(url("thumbnail", personas.department_a, asset))
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
@@ -298,24 +284,20 @@ def test_upload_several_files_in_one_request(client, personas, asset_storage):
     assert len(stored_files(asset_storage)) == 2
 
 
-def test_outsider_cannot_upload_into_another_department(client, personas, asset_storage):
-    client.force_login(personas.outsider)
-    response = client.post(
-        url("upload", personas.department_a), {"file": SimpleUploadedFile("a.png", samples.image_bytes("PNG"))}
-    )
-    assert response.status_code == 404
-    assert stored_files(asset_storage) == []
-
-
-def test_upload_requires_csrf(personas, asset_storage):
+@pytest.mark.parametrize(
+    ("who", "enforce_csrf_checks", "status"),
+    [("outsider", False, 404), ("member", True, 403)],
+    ids=["outsider_of_the_department", "without_the_csrf_token"],
+)
+def test_a_refused_upload_stores_nothing(personas, asset_storage, who, enforce_csrf_checks, status):
     from django.test import Client
 
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(personas.member)
+    client = Client(enforce_csrf_checks=enforce_csrf_checks)
+    client.force_login(getattr(personas, who))
     response = client.post(
         url("upload", personas.department_a), {"file": SimpleUploadedFile("a.png", samples.image_bytes("PNG"))}
     )
-    assert response.status_code == 403
+    assert response.status_code == status
     assert stored_files(asset_storage) == []
 
 

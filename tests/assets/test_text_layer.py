@@ -26,12 +26,10 @@ from tests.assets.samples import pdf_many_pages
 from tests.assets.text_layer_documents import (
     INVOICE_LINES,
     born_digital_pdf,
-    font_missing,
     page_image,
     png_of,
     scanned_pdf,
 )
-from tests.conftest import require_postgresql, requirement_missing
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,14 +38,7 @@ DEADLINE = 90.0  # seconds for one small document on a loaded 2-core machine
 
 
 @pytest.fixture(autouse=True)
-def text_workers(settings):
-    if font_missing():
-        requirement_missing(font_missing())
-    # A worker thread writes while the test reads: SQLite's shared in-memory test database
-    # answers that with "table is locked" at once (no busy wait), PostgreSQL as in production.
-    require_postgresql("the text-layer jobs (a worker thread beside the test)")
-    settings.TEXT_LAYER_WORKERS = 1
-    settings.MAX_UPLOAD_MB = 20  # the born-digital PDF embeds the whole CJK font (~9.5 MB)
+def text_workers(text_layer_worker, settings):
     settings.TEXT_LAYER_MAX_PAGES = 50
     settings.OCR_PAGE_SECONDS = 120
     settings.OCR_DOCUMENT_SECONDS = 600

@@ -18,8 +18,7 @@ from compliance.models import AuditEntry
 from departments.api_keys.services import api_key_create
 from departments.tenancy import all_departments, department_scope
 from tests.assets.test_text_layer import finished_layer
-from tests.assets.text_layer_documents import born_digital_pdf, font_missing
-from tests.conftest import require_postgresql, requirement_missing
+from tests.assets.text_layer_documents import born_digital_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,14 +26,7 @@ HOSTILE_LINE = "<script>alert(1)</script> R&D 合同编号 HT-2024-007"
 
 
 @pytest.fixture(autouse=True)
-def text_workers(settings):
-    if font_missing():
-        requirement_missing(font_missing())
-    # A worker thread writes while the test reads: SQLite's shared in-memory test database
-    # answers that with "table is locked" at once (no busy wait), PostgreSQL as in production.
-    require_postgresql("the text-layer jobs (a worker thread beside the test)")
-    settings.TEXT_LAYER_WORKERS = 1
-    settings.MAX_UPLOAD_MB = 20
+def text_workers(text_layer_worker, settings):
     settings.API_KEY_RATE_PER_MINUTE = 1000
 
 

@@ -123,10 +123,8 @@ def png_bytes(color=(200, 30, 30), size=(64, 48)) -> bytes:
 
 
 @pytest.fixture(autouse=True)
-def chat_asset_storage(settings, tmp_path):
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
-    return settings.ASSET_STORAGE_DIR
+def chat_asset_storage(tmp_asset_storage):
+    return tmp_asset_storage
 
 
 @pytest.fixture

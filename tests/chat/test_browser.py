@@ -25,25 +25,35 @@ print(json.dumps([[e.event_type, e.outcome, e.details] for e in rows], ensure_as
 """
 
 
-def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path):
-    sync_api = browser_api()
-    server = live_server_factory(model_path=endless_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
+def served_with_bob(live_server_factory, model_path: Path):
+    """The platform with the model at ``model_path`` loaded, and finance with its member bob."""
+    server = live_server_factory(model_path=model_path, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP) == "ok"
     server.wait_for("/readyz", timeout=180)
+    return server
+
+
+def bobs_chat_page(browser, server) -> tuple[object, list[str]]:
+    """bob signed in, on finance's chat page (laptop-wide, in English) with its websocket open;
+    returns the page and the list its console errors are collected in."""
+    page = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900}).new_page()
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    sign_in(page, server.base_url, "bob", PASSWORD)
+    assert "/accounts/login/" not in page.url, page.text_content("main")
+    page.goto(f"{server.base_url}/d/finance/")
+    page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open
+    return page, console_errors
+
+
+def test_chat_in_a_real_browser(live_server_factory, endless_demo_model_dir, tmp_path, shots):
+    sync_api = browser_api()
+    server = served_with_bob(live_server_factory, endless_demo_model_dir)
     image = tmp_path / "red-invoice.png"
     image.write_bytes(png_bytes((210, 40, 40), (120, 90)))
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
 
     with chromium(sync_api) as browser:
-        context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        console_errors = []
-        page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
-        sign_in(page, server.base_url, "bob", PASSWORD)
-        assert "/accounts/login/" not in page.url, page.text_content("main")
-        page.goto(f"{server.base_url}/d/finance/")
-        page.wait_for_selector("#send:not([disabled])", timeout=15000)  # the websocket is open
+        page, console_errors = bobs_chat_page(browser, server)
         assert page.is_visible("#demo-banner")
 
         # Upload an image: it comes back as a pending attachment with its thumbnail.

@@ -54,13 +54,11 @@ NOTHING_GENERATING = """() => {
 }"""
 
 
-def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, shared_demo_model_dir, tmp_path):
+def test_the_chat_page_in_both_languages_at_both_widths(live_server_factory, shared_demo_model_dir, tmp_path, shots):
     sync_api = browser_api()
     server = live_server_factory(model_path=shared_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
     assert server.shell(SET_UP).splitlines()[-1] == "ok"
     server.wait_for("/readyz", timeout=180)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
 
     with chromium(sync_api) as browser:
         for language, texts in TEXTS.items():

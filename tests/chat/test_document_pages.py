@@ -40,17 +40,8 @@ def store_pdf(personas, system_context):
 
 
 @pytest.fixture
-def submitted(chat_engine, monkeypatch):
-    """The messages of every request the engine receives (the real submit still runs)."""
-    calls = []
-    real = chat_engine.submit
-
-    def submit(messages, **kwargs):
-        calls.append(list(messages))
-        return real(messages, **kwargs)
-
-    monkeypatch.setattr(chat_engine, "submit", submit)
-    return calls
+def submitted(chat_engine, record_submits):
+    return record_submits(chat_engine)
 
 
 def widths(message) -> list[int]:

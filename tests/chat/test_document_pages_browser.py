@@ -8,28 +8,20 @@ from __future__ import annotations
 import pytest
 
 from tests.assets.test_retrieval_pdf import rendered_width, text_pdf
-from tests.chat.test_browser import SET_UP
-from tests.support.browser import PASSWORD, browser_api, chromium, sign_in
+from tests.chat.test_browser import bobs_chat_page, served_with_bob
+from tests.support.browser import browser_api, chromium
 
 pytestmark = pytest.mark.slow
 
 
 def test_page_thumbnails_under_the_answer_live_and_after_a_reload(live_server_factory, shared_demo_model_dir, tmp_path):
     sync_api = browser_api()
-    server = live_server_factory(model_path=shared_demo_model_dir, env={"MODEL_READINESS_CHECK": "true"})
-    assert server.shell(SET_UP) == "ok"
-    server.wait_for("/readyz", timeout=180)
+    server = served_with_bob(live_server_factory, shared_demo_model_dir)
     manual = tmp_path / "manual.pdf"
     manual.write_bytes(text_pdf([f"Section {number}" for number in range(1, 9)]))
 
     with chromium(sync_api) as browser:
-        context = browser.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        errors = []
-        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        sign_in(page, server.base_url, "bob", PASSWORD)
-        page.goto(f"{server.base_url}/d/finance/")
-        page.wait_for_selector("#send:not([disabled])", timeout=15000)
+        page, errors = bobs_chat_page(browser, server)
         page.set_input_files("#file-input", str(manual))
         page.wait_for_selector("#pending-attachments .attachment", timeout=20000)
         page.fill("#max-tokens", "3")
@@ -54,7 +46,7 @@ def test_page_thumbnails_under_the_answer_live_and_after_a_reload(live_server_fa
         width = page.evaluate("() => document.querySelector('.msg-assistant .msg-pages img').naturalWidth")
         assert width == rendered_width(6, 320)  # the thumbnail of page 6, not of page 1
 
-        with context.expect_page() as opened:
+        with page.context.expect_page() as opened:
             page.click(".msg-assistant .msg-pages a >> nth=1")
         larger = opened.value
         larger.wait_for_load_state()

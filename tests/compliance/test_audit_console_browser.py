@@ -40,12 +40,10 @@ VERIFIED = {"zh-hans": "完好", "en": "intact"}
 ROW_MAX_PX = 48  # one line of text and its padding
 
 
-def test_the_console_fits_a_phone_and_verifies_the_chain(live_server_factory, tmp_path):
+def test_the_console_fits_a_phone_and_verifies_the_chain(live_server_factory, shots):
     sync_api = browser_api()
     server = live_server_factory()
     key = json.loads(server.shell(SET_UP))["key"]
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
     with chromium(sync_api) as browser:
         context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
         page = context.new_page()

@@ -41,19 +41,11 @@ GREEN = Image.new("RGB", (72, 72), (20, 180, 60))
 
 
 @pytest.fixture(scope="session")
-def continuous_model(demo_model_factory, shared_demo_model, shared_demo_model_dir):
+def continuous_model(demo_model_factory, model_loaded_once):
     """``continuous_model(family, quantization)``: each tiny demo model loaded once per session."""
-    loaded: dict[tuple[str, str], object] = {}
 
     def load(family: str, quantization: str = "fp32"):
-        key = (family, quantization)
-        if key not in loaded:
-            path = demo_model_factory(DemoModelSpec(family=family))
-            if path == shared_demo_model_dir and quantization == "fp32":
-                loaded[key] = shared_demo_model
-            else:
-                loaded[key] = load_model(path, quantization=quantization)
-        return loaded[key]
+        return model_loaded_once(demo_model_factory(DemoModelSpec(family=family)), quantization)
 
     return load
 

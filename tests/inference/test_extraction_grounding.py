@@ -24,14 +24,12 @@ from inference.extraction.services import (
 )
 from tests.api import conftest as api_fixtures
 from tests.conftest import requirement_missing
+from tests.support.assets import asset_upload_bytes
 from tests.support.extractions import GOOD_INVOICE
-from tests.support.waiting import wait_until
 
 api_engine = api_fixtures.api_engine  # the demo model as the process's engine
 api_storage = api_fixtures.api_storage  # storage and key ring of this test's own
-make_key = api_fixtures.make_key
 key_a = api_fixtures.key_a
-client_for = api_fixtures.client_for
 
 FONT_PATH = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 A4 = (595.0, 842.0)
@@ -116,28 +114,18 @@ def _upload_bundle(personas, settings, *, text_layer: bool):
     (the PDF's own text: no OCR needed), or with none (no text-layer worker in this process)."""
     if not FONT_PATH.exists():
         requirement_missing(f"{FONT_PATH} is missing (install fonts-wqy-zenhei)")
-    from assets.documents.models import TextLayer, TextLayerStatus
-    from assets.services import asset_upload
+    from assets.documents.models import TextLayerStatus
+    from tests.assets.test_text_layer import finished_layer
 
     settings.MAX_PDF_PAGES = 50
     settings.MAX_UPLOAD_MB = 20  # pdfium embeds the whole CJK font (~10 MB)
     settings.TEXT_LAYER_WORKERS = 1 if text_layer else 0
     settings.TEXT_LAYER_MAX_PAGES = 50
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.admin,
-            stream=iter([invoice_bundle_pdf()]),
-            original_name="bundle.pdf",
-        )
+    asset = asset_upload_bytes(
+        invoice_bundle_pdf(), "bundle.pdf", department=personas.department_a, uploaded_by=personas.admin
+    )
     if text_layer:
-
-        def finished():
-            with department_scope(personas.department_a):
-                layer = TextLayer.objects.get(asset=asset)
-            return layer if layer.is_finished else None
-
-        layer = wait_until(finished, timeout=DEADLINE, interval=0.2, message="the text layer did not finish")
+        layer = finished_layer(asset, timeout=DEADLINE)
         assert layer.status == TextLayerStatus.DONE, layer.status
     return asset
 

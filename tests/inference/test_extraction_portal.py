@@ -31,7 +31,6 @@ pytestmark = pytest.mark.django_db
 
 PASSWORD = "Correct-Horse-9"
 api_engine = api_fixtures.api_engine  # the demo model as the process's engine
-make_key = api_fixtures.make_key
 INVOICE = {
     "invoice_type": "增值税专用发票",
     "invoice_number": "04419876",
@@ -46,9 +45,7 @@ INVOICE = {
 
 
 @pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+def storage(tmp_asset_storage, settings):
     settings.MAX_UPLOAD_MB = 5
     settings.EXTRACTION_MAX_NEW_TOKENS = 16
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1

@@ -94,23 +94,15 @@ def family_dir(demo_model_factory, standin_dir):
 
 
 @pytest.fixture(scope="session")
-def family_model(family_dir, standin_dir, shared_demo_model, shared_demo_model_dir):
+def family_model(family_dir, standin_dir, model_loaded_once):
     """``family_model(name, quantization)``: loaded once per session and shared."""
-    loaded: dict[tuple[str, str], object] = {}
 
     def load(name: str, quantization: str = "fp32"):
-        key = (name, quantization)
-        if key not in loaded:
-            path = family_dir(name)
-            if name == STANDIN:
-                loaded[key] = load_model(
-                    path, quantization=quantization, trust_remote_code=True, pinned_manifest_sha256=standin_dir[1]
-                )
-            elif path == shared_demo_model_dir and quantization == "fp32":
-                loaded[key] = shared_demo_model
-            else:
-                loaded[key] = load_model(path, quantization=quantization)
-        return loaded[key]
+        if name == STANDIN:
+            return model_loaded_once(
+                family_dir(name), quantization, trust_remote_code=True, pinned_manifest_sha256=standin_dir[1]
+            )
+        return model_loaded_once(family_dir(name), quantization)
 
     return load
 
@@ -487,12 +479,10 @@ def test_batched_greedy_answers_equal_solo_in_nf4_up_to_the_first_near_tie(famil
 
 
 @pytest.fixture
-def served_family(family, engine_for, settings, tmp_path):
+def served_family(family, engine_for, settings, tmp_asset_storage):
     """The family's fp32 model as the process's engine, files stored under tmp_path."""
     from inference.runtime import engine_override
 
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     engine = engine_for(family, max_new_tokens_cap=64)
     with engine_override(engine):
@@ -503,20 +493,12 @@ def served_family(family, engine_for, settings, tmp_path):
 async def test_an_image_turn_over_the_websocket(personas, system_context, served_family):
     from asgiref.sync import sync_to_async
 
-    from assets.services import asset_upload
-    from departments.tenancy import department_scope
     from tests.chat.conftest import frame, open_chat, png_bytes, receive_until
+    from tests.support.assets import asset_upload_bytes
 
-    def upload():
-        with department_scope(personas.department_a):
-            return asset_upload(
-                department=personas.department_a,
-                uploaded_by=personas.member,
-                stream=iter([png_bytes()]),
-                original_name="photo.png",
-            )
-
-    asset = await sync_to_async(upload)()
+    asset = await sync_to_async(asset_upload_bytes)(
+        png_bytes(), "photo.png", department=personas.department_a, uploaded_by=personas.member
+    )
     chat = await open_chat("bob")
     try:
         params = {"max_new_tokens": 6}
@@ -535,25 +517,18 @@ async def test_an_image_turn_over_the_websocket(personas, system_context, served
 
 
 @pytest.mark.django_db
-def test_an_image_completion_over_v1_and_an_extraction_over_the_api(personas, system_context, served_family, settings):
+def test_an_image_completion_over_v1_and_an_extraction_over_the_api(
+    personas, system_context, served_family, settings, make_key, client_for
+):
     import base64
     from datetime import timedelta
 
     from django.utils import timezone
-    from rest_framework.test import APIClient
 
-    from departments.api_keys.services import api_key_create
     from tests.api.conftest import png_bytes
 
-    created = api_key_create(
-        department=personas.department_a,
-        name="ERP",
-        scopes=["chat", "extract"],
-        created_by=personas.admin,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
+    raw_key, _ = make_key(scopes=["chat", "extract"], expires_at=timezone.now() + timedelta(days=1))
+    client = client_for(raw_key)
     image = f"data:image/png;base64,{base64.b64encode(png_bytes()).decode()}"
     body = {
         "model": served_family.info().name,
@@ -584,19 +559,12 @@ def test_an_image_completion_over_v1_and_an_extraction_over_the_api(personas, sy
     assert answer["usage"]["prompt_tokens"] == expected.usage.prompt_tokens
 
     # A stored invoice image through the extraction API (the platform's own retry loop).
-    from assets.services import asset_upload
     from compliance.models import AuditEntry
-    from departments.tenancy import department_scope
+    from tests.support.assets import asset_upload_bytes
 
     settings.EXTRACTION_MAX_NEW_TOKENS = 8
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 2
-    with department_scope(personas.department_a):
-        asset = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.admin,
-            stream=iter([png_bytes()]),
-            original_name="invoice.png",
-        )
+    asset = asset_upload_bytes(png_bytes(), "invoice.png", department=personas.department_a, uploaded_by=personas.admin)
     response = client.post("/api/v1/extractions", {"asset": str(asset.pk), "template": "vat-invoice"}, format="json")
     assert response.status_code == 201, response.content
     extraction = response.json()

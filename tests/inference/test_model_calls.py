@@ -49,9 +49,7 @@ def engine(shared_demo_model):
 
 
 @pytest.fixture
-def storage(settings, tmp_path):
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
+def storage(tmp_asset_storage, settings):
     settings.API_KEY_RATE_PER_MINUTE = 1000
     settings.EXTRACTION_MAX_NEW_TOKENS = 8
     settings.STRUCTURED_OUTPUT_ATTEMPTS = 1
@@ -71,18 +69,12 @@ async def close_helper_thread_connections():
 
 def _set_up(personas):
     """The invoice image uploaded by bob in finance, and an API key of finance."""
-    from assets.services import asset_upload
     from compliance.context import RequestContext, request_context
     from departments.api_keys.services import api_key_create
+    from tests.support.assets import asset_upload_bytes
 
     with request_context(RequestContext(request_id="set-up", source_ip="127.0.0.1", user_agent="pytest")):
-        with department_scope(personas.department_a):
-            asset = asset_upload(
-                department=personas.department_a,
-                uploaded_by=personas.member,
-                stream=iter([IMAGE]),
-                original_name="invoice.png",
-            )
+        asset = asset_upload_bytes(IMAGE, "invoice.png", department=personas.department_a, uploaded_by=personas.member)
         key = api_key_create(
             department=personas.department_a,
             name="ERP",

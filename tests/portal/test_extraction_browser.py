@@ -75,7 +75,7 @@ TEXTS = {
 }
 
 
-def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, shared_demo_model_dir, tmp_path):
+def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, shared_demo_model_dir, tmp_path, shots):
     sync_api = browser_api()
     server = live_server_factory(
         model_path=shared_demo_model_dir,
@@ -88,8 +88,6 @@ def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, 
         path = tmp_path / f"invoice-{index}.png"
         path.write_bytes(png_bytes(color, (120 + index, 90)))
         files.append(path)
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
 
     def no_sideways_scroll(page, what: str) -> None:
         widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium, sign_in
+from tests.support.browser import WIDTHS, assert_no_sideways_scroll, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -66,16 +66,13 @@ def totp_code(key_hex: str, *, step_offset: int = 0) -> str:
     return f"{totp.token():06d}"
 
 
-def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, tmp_path):
+def test_each_role_lands_on_its_work_with_its_menu(live_server_factory, shots):
     sync_api = browser_api()
     server = live_server_factory()
     keys = json.loads(server.shell(SET_UP))
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
 
     def check_no_sideways_scroll(page, what: str) -> None:
-        width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
-        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{what} scrolls sideways: {width}"
+        assert_no_sideways_scroll(page, what)
         assert "{#" not in page.inner_text("body"), f"template text shown on {what}"
 
     def menu_entries(page) -> list[str]:

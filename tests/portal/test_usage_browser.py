@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 
 from tests.portal.test_roles_browser import PASSWORD, totp_code
-from tests.support.browser import NO_SIDEWAYS_SCROLL, browser_api, chromium, sign_in
+from tests.support.browser import assert_no_sideways_scroll, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +48,10 @@ print(json.dumps({{"sam": TOTPDevice.objects.create(user=people["sam"], name="au
 """
 
 
-def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, tmp_path):
+def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, shots):
     sync_api = browser_api()
     server = live_server_factory()
     keys = json.loads(server.shell(SET_UP))
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-
-    def fits(page, what: str) -> None:
-        width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
-        assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{what} scrolls sideways: {width}"
 
     with chromium(sync_api) as browser:
         for username, path in (("dora", "/d/finance/usage/"), ("sam", "/usage/")):
@@ -73,14 +67,14 @@ def test_usage_pages_and_the_console_fit_a_phone(live_server_factory, tmp_path):
                 assert page.locator("#usage-chart .bar-prompt").count() == 1  # today's bar
                 assert page.is_visible("#usage-chart") and page.is_visible("#usage-csv")
                 assert LONG_NAME in page.inner_text("#usage-people")
-                fits(page, f"{path} at 390 px in {language}")
+                assert_no_sideways_scroll(page, f"{path} at 390 px in {language}")
                 page.screenshot(path=str(shots / f"usage-{username}-{language}.png"), full_page=True)
             if username == "sam":  # the console, with the portal's menu, on a phone
                 page.goto(f"{server.base_url}/admin/")
                 page.click("#user-menu > summary")
                 page.wait_for_selector("#user-menu .user-menu-panel", state="visible")
                 assert page.is_visible("#user-menu [data-nav=usage]")
-                fits(page, "the console's index with the menu open at 390 px")
+                assert_no_sideways_scroll(page, "the console's index with the menu open at 390 px")
                 page.screenshot(path=str(shots / "console-menu-phone.png"), full_page=True)
                 page.set_viewport_size({"width": 1440, "height": 900})  # the menu stays open
                 page.screenshot(path=str(shots / "console-menu-desktop.png"))

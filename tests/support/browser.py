@@ -23,6 +23,12 @@ WIDTHS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "he
 NO_SIDEWAYS_SCROLL = "() => document.scrollingElement.scrollWidth <= window.innerWidth"
 
 
+def assert_no_sideways_scroll(page, what: str) -> None:
+    """``page`` is no wider than its window (``what`` names it in the failure)."""
+    widths = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{what} scrolls sideways: {widths}"
+
+
 def browser_api():
     """playwright's sync API: a skip where the package is missing (its reason says so), a
     failure where Chromium is (it is a declared system package, so that is a broken set-up)."""
