@@ -15,10 +15,11 @@ from asgiref.sync import sync_to_async
 from assets.reading import DEFAULT_MODEL_SIDE, THUMBNAIL_SIDE
 from compliance.events import EventType
 from compliance.models import AuditEntry
-from departments.tenancy import all_departments, department_scope
+from departments.tenancy import all_departments
 from inference.models import ConversationMessage
 from tests.assets.test_retrieval_pdf import rendered_width, text_pdf
 from tests.chat.conftest import SHORT_TURN, frame, open_chat, receive_until, sign_in
+from tests.support.assets import asset_upload_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,14 +28,9 @@ PAGES = 12
 
 @pytest.fixture
 def store_pdf(personas, system_context):
-    from assets.services import asset_upload
-
     def do(pages: list[str], name: str = "manual.pdf", department=None):
         department = department or personas.department_a
-        with department_scope(department):
-            return asset_upload(
-                department=department, uploaded_by=personas.member, stream=iter([text_pdf(pages)]), original_name=name
-            )
+        return asset_upload_bytes(text_pdf(pages), name, department=department, uploaded_by=personas.member)
 
     return sync_to_async(do)
 
@@ -149,15 +145,9 @@ async def test_an_image_records_no_pages_and_a_page_out_of_range_is_not_pinned(
 
 @pytest.mark.parametrize("query", ["?page=3", "?page=0", "?page=x", "?page=-1", "?page=%D9%A3", "?page=" + "9" * 5000])
 def test_a_page_the_file_does_not_have_is_404(personas, system_context, query):
-    from assets.services import asset_upload
-
-    with department_scope(personas.department_a):
-        manual = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.member,
-            stream=iter([text_pdf(["one", "two"])]),
-            original_name="two.pdf",
-        )
+    manual = asset_upload_bytes(
+        text_pdf(["one", "two"]), "two.pdf", department=personas.department_a, uploaded_by=personas.member
+    )
     client = sign_in("bob")
     assert client.get(f"/d/finance/files/{manual.pk}/thumbnail/{query}").status_code == 404
     assert client.get(f"/d/finance/files/{manual.pk}/thumbnail/?page=2").status_code == 200

@@ -25,6 +25,7 @@ from inference.extraction.services import BUILTIN_TEMPLATES, templates_builtin_e
 from inference.models import TaskTemplate
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import png_bytes
+from tests.support.assets import asset_upload_bytes
 from tests.support.extractions import vat_invoice_result
 
 pytestmark = pytest.mark.django_db
@@ -60,17 +61,13 @@ def sign_in(user) -> Client:
 
 @pytest.fixture
 def upload(personas, system_context):
-    from assets.services import asset_upload
-
     def make(department=None, name="invoice.png", color=(200, 30, 60), by=None):
-        department = department or personas.department_a
-        with department_scope(department):
-            return asset_upload(
-                department=department,
-                uploaded_by=by or personas.admin,
-                stream=iter([png_bytes((64, 48), color)]),
-                original_name=name,
-            )
+        return asset_upload_bytes(
+            png_bytes((64, 48), color),
+            name,
+            department=department or personas.department_a,
+            uploaded_by=by or personas.admin,
+        )
 
     return make
 
@@ -303,16 +300,15 @@ def test_each_page_shows_the_text_its_layer_read_for_the_reviewer(personas, stor
     reviewer compares values with the text; a file without a layer says so."""
     from assets.documents.jobs import text_layer_run
     from assets.documents.models import TextLayer, TextLayerStatus
-    from assets.services import asset_upload
     from tests.assets.test_retrieval_pdf import text_pdf
 
+    pdf = asset_upload_bytes(
+        text_pdf(["Invoice total 12800.00", "Seller ACME Trading Ltd"]),
+        "bundle.pdf",
+        department=personas.department_a,
+        uploaded_by=personas.member,
+    )
     with department_scope(personas.department_a):
-        pdf = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.member,
-            stream=iter([text_pdf(["Invoice total 12800.00", "Seller ACME Trading Ltd"])]),
-            original_name="bundle.pdf",
-        )
         layer = TextLayer.objects.get(asset=pdf)
     text_layer_run(layer.pk)  # the upload's background job, run here to its end
     layer.refresh_from_db()
@@ -339,16 +335,11 @@ def test_each_page_shows_the_text_its_layer_read_for_the_reviewer(personas, stor
 
 def test_the_pages_the_model_was_shown_are_the_pages_on_view(personas, stored_result, system_context):
     """usage.pages (a PDF's retrieved pages) are the page images shown; each renders on its own."""
-    from assets.services import asset_upload
     from tests.assets.samples import pdf_bytes
 
-    with department_scope(personas.department_a):
-        pdf = asset_upload(
-            department=personas.department_a,
-            uploaded_by=personas.member,
-            stream=iter([pdf_bytes(pages=5)]),
-            original_name="bundle.pdf",
-        )
+    pdf = asset_upload_bytes(
+        pdf_bytes(pages=5), "bundle.pdf", department=personas.department_a, uploaded_by=personas.member
+    )
     extraction = stored_result(requested_by=personas.member, asset=pdf)
     with department_scope(personas.department_a):
         extraction.usage = {"pages": [2, 4]}
