@@ -30,11 +30,10 @@ from inference.engine.handles import Done, Error, GenerationHandle, Token, Usage
 from inference.engine.inputs import GenerationRequest, Message, validate_params
 from inference.engine.loading import load_model
 from inference.engine.scheduler import ContinuousScheduler
-from tests.inference.conftest import generate_greedy
+from tests.inference.conftest import generate_greedy, steps_before_a_near_tie
 from tests.support.waiting import wait_until
 
 NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "glm46v", "llava", "idefics3")
-NEAR_TIE = 0.02  # as tests/inference/test_families.py: bf16 spacing on the tiny models' logits
 RED = Image.new("RGB", (96, 64), (200, 30, 30))
 BLUE = Image.new("RGB", (64, 80), (20, 40, 210))
 GREEN = Image.new("RGB", (72, 72), (20, 180, 60))
@@ -181,16 +180,7 @@ def test_each_familys_nf4_answers_equal_bare_generate_up_to_the_first_near_tie(f
     compared = 0
     for handle, messages in zip([first, *handles], requests, strict=True):
         solo, logits = bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps, logits=True)
-        batched = engine.ids(handle)[:steps]
-        top2 = logits.topk(2, dim=-1).values
-        margins = (top2[:, 0] - top2[:, 1]).tolist()
-        parted = next((step for step in range(steps) if solo[step] != batched[step]), steps)
-        if parted < steps:
-            assert margins[parted] < NEAR_TIE, (
-                f"parted at step {parted} where the solo run's best two logits were {margins[parted]:.4f} apart "
-                f"(not a near-tie): {solo} vs {batched}"
-            )
-        compared += parted
+        compared += steps_before_a_near_tie(solo, engine.ids(handle)[:steps], logits, steps)
     assert compared >= 2 * steps, f"only {compared} tokens were compared: the comparison proved little"
 
 

@@ -44,7 +44,7 @@ from inference.engine.inputs import Message
 from inference.engine.loading import load_model, vision_dtype_device
 from inference.engine.manifest import manifest_write
 from inference.engine.prompting import chatglm_prompt, conversation, model_inputs, place_inputs
-from tests.inference.conftest import generate_greedy, run_without_network
+from tests.inference.conftest import generate_greedy, run_without_network, steps_before_a_near_tie
 
 STANDIN = "glm4v_9b_standin"
 NATIVE = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v", "glm46v", "llava", "idefics3")
@@ -69,11 +69,6 @@ IMAGE_START = {
     "idefics3": "<image>",
     STANDIN: "<|begin_of_image|>",
 }
-# The tiny random models' logits are small (standard deviation about 0.2, top logits below 1),
-# where bf16 values are spaced 2**-9 to 2**-8 apart. A batch sums in another order, so where the
-# solo run's best two logits are closer than this (a few such spacings), it may pick the other
-# token; the divergences seen were all at gaps of 0.004 or less.
-NEAR_TIE = 0.02
 
 
 @pytest.fixture(scope="session")
@@ -461,17 +456,9 @@ def test_batched_greedy_answers_equal_solo_in_nf4_up_to_the_first_near_tie(famil
     compared = 0
     for row, messages in enumerate(requests):
         solo, logits = _greedy(loaded, [messages], steps)
-        top2 = logits[0].topk(2, dim=-1).values
-        margins = (top2[:, 0] - top2[:, 1]).tolist()
-        solo_ids, batch_ids = solo[0].tolist(), batched[row].tolist()
-        # The first step where the answers part; from there on they continue different texts.
-        parted = next((step for step in range(steps) if solo_ids[step] != batch_ids[step]), steps)
-        if parted < steps:
-            assert margins[parted] < NEAR_TIE, (
-                f"row {row} parted at step {parted} where the solo run's best two logits were "
-                f"{margins[parted]:.4f} apart (not a near-tie): {solo_ids} vs {batch_ids}"
-            )
-        compared += parted
+        compared += steps_before_a_near_tie(
+            solo[0].tolist(), batched[row].tolist(), logits[0], steps, label=f"row {row} "
+        )
     assert compared >= steps, f"only {compared} tokens were compared: the comparison proved little"
 
 
