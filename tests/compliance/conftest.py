@@ -55,6 +55,15 @@ def raw_sql(sql: str, params: list | tuple = ()) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
+@pytest.fixture
+def udp_listener():
+    """A SIEM's UDP syslog port on loopback (a socket with a 5 s read timeout)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        yield sock
+
+
 class TcpSink:
     """A SIEM's TCP syslog port on loopback: reads whatever arrives into ``received``."""
 

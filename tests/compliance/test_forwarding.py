@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from django.db import transaction
@@ -14,14 +13,6 @@ from compliance.services import audit_record
 from scripts.throwaway_services import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def udp_listener():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(5)
-        yield sock
 
 
 def test_committed_entry_is_forwarded_as_json(settings, udp_listener, django_capture_on_commit_callbacks):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -412,19 +411,11 @@ def test_retention_shreds_the_month_keys_of_previews_tied_to_no_object(personas,
 # --- syslog --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def syslog_socket():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(5)
-        yield sock
-
-
 @pytest.mark.django_db
 def test_syslog_receives_hashes_and_ciphertext_never_a_readable_preview(
-    personas, settings, syslog_socket, system_context, django_capture_on_commit_callbacks
+    personas, settings, udp_listener, system_context, django_capture_on_commit_callbacks
 ):
-    settings.AUDIT_SYSLOG_ADDRESS = f"udp://127.0.0.1:{syslog_socket.getsockname()[1]}"
+    settings.AUDIT_SYSLOG_ADDRESS = f"udp://127.0.0.1:{udp_listener.getsockname()[1]}"
     marker = f"SYSLOG{secrets.token_hex(4)}"
     with django_capture_on_commit_callbacks(execute=True):
         model_call_record(
@@ -432,7 +423,7 @@ def test_syslog_receives_hashes_and_ciphertext_never_a_readable_preview(
             ModelCallResult(outcome="success", latency_ms=1.0),
             department=personas.department_a,
         )
-    message = syslog_socket.recv(65535).decode()
+    message = udp_listener.recv(65535).decode()
     payload = json.loads(message.split("platform-audit: ", 1)[1])
     entry = AuditEntry.objects.get(sequence=payload["sequence"])
     assert marker not in message and "5678" not in message
@@ -443,19 +434,19 @@ def test_syslog_receives_hashes_and_ciphertext_never_a_readable_preview(
     name = f"{marker}.png"
     with django_capture_on_commit_callbacks(execute=True):
         upload(personas.department_a, personas.member, name)
-    message = syslog_socket.recv(65535).decode()
+    message = udp_listener.recv(65535).decode()
     payload = json.loads(message.split("platform-audit: ", 1)[1])
     assert payload["event_type"] == EventType.ASSET_UPLOAD and marker not in message
     assert payload["details"]["sha256"] and payload["details"][SEALED]["owner"] == "assets.asset"
 
 
 @pytest.mark.django_db
-def test_a_preview_in_clear_is_withheld_from_syslog(settings, syslog_socket):
+def test_a_preview_in_clear_is_withheld_from_syslog(settings, udp_listener):
     """An entry that reached the chain without being sealed (written by a release before this
     one and forwarded by hand, say) still never ships its preview readable."""
     from compliance.forwarding import forward_entry
 
-    settings.AUDIT_SYSLOG_ADDRESS = f"udp://127.0.0.1:{syslog_socket.getsockname()[1]}"
+    settings.AUDIT_SYSLOG_ADDRESS = f"udp://127.0.0.1:{udp_listener.getsockname()[1]}"
     forward_entry({"sequence": 7, "hash": "c" * 64, "details": {"prompt_preview": "CLEARTEXT", "prompt_sha256": "d"}})
-    payload = json.loads(syslog_socket.recv(65535).decode().split("platform-audit: ", 1)[1])
+    payload = json.loads(udp_listener.recv(65535).decode().split("platform-audit: ", 1)[1])
     assert "CLEARTEXT" not in json.dumps(payload) and set(payload["details"]["prompt_preview"]) == {"withheld_sha256"}
