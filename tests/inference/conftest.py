@@ -68,6 +68,16 @@ def loaded_model(loaded_models):
 
 
 @pytest.fixture
+def configured(settings, shared_demo_model_dir):
+    """The shared demo model (fp32, no name or manifest pinned) as the platform's model."""
+    settings.MODEL_PATH = shared_demo_model_dir
+    settings.MODEL_QUANTIZATION = "fp32"
+    settings.MODEL_NAME = ""
+    settings.MODEL_MANIFEST_SHA256 = ""
+    return settings
+
+
+@pytest.fixture
 def make_engine(loaded_model):
     engines = []
 

@@ -62,13 +62,9 @@ SECOND = "qwen2-vl-small"
 
 
 @pytest.fixture
-def configured(settings, shared_demo_model_dir):
-    settings.MODEL_PATH = shared_demo_model_dir
-    settings.MODEL_QUANTIZATION = "fp32"
-    settings.MODEL_NAME = ""
-    settings.MODEL_MANIFEST_SHA256 = ""
-    settings.MODEL_MAX_LOADED = 2
-    return settings
+def configured(configured):
+    configured.MODEL_MAX_LOADED = 2
+    return configured
 
 
 @pytest.fixture

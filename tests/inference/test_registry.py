@@ -43,15 +43,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def configured(settings, shared_demo_model_dir):
-    settings.MODEL_PATH = shared_demo_model_dir
-    settings.MODEL_QUANTIZATION = "fp32"
-    settings.MODEL_NAME = ""
-    settings.MODEL_MANIFEST_SHA256 = ""
-    return settings
-
-
-@pytest.fixture
 def second_model_dir(demo_model_factory):
     return demo_model_factory(DemoModelSpec(family="qwen2_vl"))
 
