@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 from compliance.report import FAIL, PASS, compliance_report_build
-from tests.conftest import require_postgresql, require_service_url
-from tests.deploy.conftest import require_binary, self_signed, tls_pair  # noqa: F401  (the fixture)
-from tests.deploy.test_production_smoke import prepare_production, production_env
-from tests.support.live_server import LiveServer
+from tests.deploy.conftest import self_signed, tls_pair  # noqa: F401  (the fixture)
+from tests.deploy.test_production_smoke import production_server
 from tests.support.nginx import NginxServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -37,14 +35,9 @@ def controls(*ids: str) -> dict:
 @pytest.fixture(scope="module")
 def production(tmp_path_factory, tls_pair):  # noqa: F811
     """The production profile served by uvicorn, behind nginx with TLS 1.3 only and with 1.2 too."""
-    require_postgresql("the production stack")
-    require_binary("nginx")
-    redis_url = require_service_url("TEST_REDIS_URL", "Redis")
     root = tmp_path_factory.mktemp("report-tls")
     strict, lenient = free_port(), free_port()
-    env = production_env(root / "secrets", redis_url=redis_url, https_port=strict)
-    server = LiveServer(root / "app", profile="production", env=env)
-    server.start(prepare=prepare_production, behind_proxy=True)
+    server = production_server(root, https_port=strict, what="the production stack")
     cert, key = tls_pair
     common = {"cert": cert, "key": key, "upstreams": f"127.0.0.1:{server.port}", "admin_networks": "10.0.0.0/8"}
     try:

@@ -58,18 +58,25 @@ def prepare_production(server) -> None:
     )
 
 
+def production_server(root: Path, *, https_port: int, what: str) -> LiveServer:
+    """The production profile served on loopback for an nginx in front of it (``https_port``),
+    prepared by prepare_production; ``what`` names the test where a requirement is missing."""
+    require_postgresql(what)
+    require_binary("nginx")
+    redis_url = require_service_url("TEST_REDIS_URL", "Redis")
+    env = production_env(root / "secrets", redis_url=redis_url, https_port=https_port)
+    server = LiveServer(root / "app", profile="production", env=env)
+    server.start(prepare=prepare_production, behind_proxy=True)
+    return server
+
+
 @pytest.fixture(scope="module")
 def production_stack(tmp_path_factory, tls_pair):
     """One production stack for the module: starting it is the expensive part."""
-    require_postgresql("the production smoke test")
-    require_binary("nginx")
-    redis_url = require_service_url("TEST_REDIS_URL", "Redis")
     root = tmp_path_factory.mktemp("production")
     http_port, https_port = free_port(), free_port()
-    env = production_env(root / "secrets", redis_url=redis_url, https_port=https_port)
+    server = production_server(root, https_port=https_port, what="the production smoke test")
     cert, key = tls_pair
-    server = LiveServer(root / "app", profile="production", env=env)
-    server.start(prepare=prepare_production, behind_proxy=True)
     try:
         with NginxServer(
             root / "nginx",
