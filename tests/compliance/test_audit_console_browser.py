@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.portal.test_roles_browser import PASSWORD, totp_code
-from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium
+from tests.support.browser import NO_SIDEWAYS_SCROLL, WIDTHS, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +47,7 @@ def test_the_console_fits_a_phone_and_verifies_the_chain(live_server_factory, sh
     with chromium(sync_api) as browser:
         context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"])
         page = context.new_page()
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", "ann")
-        page.fill("#id_password", PASSWORD)
-        page.click("main button[type=submit]")
-        page.wait_for_url("**/accounts/login/verify/")
-        page.fill("input[name=token]", totp_code(key))
-        page.click("main button[type=submit]")
-        page.wait_for_load_state()
+        sign_in(page, server.base_url, "ann", PASSWORD, code=lambda: totp_code(key))
         for language in ("zh-hans", "en"):
             if language == "en":
                 page.click("#user-menu > summary")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.chat.conftest import png_bytes
-from tests.support.browser import FINANCE_AND_BOB, NO_SIDEWAYS_SCROLL, PASSWORD, WIDTHS, browser_api, chromium
+from tests.support.browser import FINANCE_AND_BOB, NO_SIDEWAYS_SCROLL, PASSWORD, WIDTHS, browser_api, chromium, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -103,10 +103,7 @@ def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, 
     with chromium(sync_api) as browser:
         context = browser.new_context(locale="zh-CN", viewport=WIDTHS["desktop"], accept_downloads=True)
         page = context.new_page()
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", PASSWORD)
-        page.click("main button[type=submit]")
+        sign_in(page, server.base_url, "bob", PASSWORD)
         page.wait_for_url(f"{server.base_url}/d/finance/")
 
         for language in ("zh-hans", "en"):
@@ -213,10 +210,7 @@ def test_extraction_correction_and_batch_in_a_real_browser(live_server_factory, 
         # refused with its reason beside it, nothing lost; then corrected and saved.
         context = browser.new_context(locale="en-US", viewport=WIDTHS["phone"])
         page = context.new_page()
-        page.goto(f"{server.base_url}/accounts/login/")
-        page.fill("#id_username", "dora")
-        page.fill("#id_password", PASSWORD)
-        page.click("main button[type=submit]")
+        sign_in(page, server.base_url, "dora", PASSWORD)
         page.wait_for_url(f"{server.base_url}/d/finance/")
         page.goto(f"{server.base_url}/d/finance/chat/templates/")
         page.click("#template-table a:has-text('VAT invoice')")  # built in, in the reader's language
