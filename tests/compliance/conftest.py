@@ -32,21 +32,23 @@ def auditor(make_user):
 @contextlib.contextmanager
 def triggers_lifted() -> Iterator[None]:
     """What an attacker with the table owner's rights does first (inside the test's transaction)."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            for table in GUARDED_TABLES:
-                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        else:
-            triggers_remove(connection)
+    _guard_triggers(enabled=False)
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                for table in GUARDED_TABLES:
-                    cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-            else:
-                triggers_install(connection)
+        _guard_triggers(enabled=True)
+
+
+def _guard_triggers(*, enabled: bool) -> None:
+    if connection.vendor != "postgresql":
+        if enabled:
+            triggers_install(connection)
+        else:
+            triggers_remove(connection)
+        return
+    with connection.cursor() as cursor:
+        for table in GUARDED_TABLES:
+            cursor.execute(f"ALTER TABLE {table} {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER")
 
 
 def raw_sql(sql: str, params: list | tuple = ()) -> list[tuple]:
