@@ -1,4 +1,4 @@
-"""Cost of sealing chat text at rest (issue 16): extra time per turn vs plaintext, same run.
+"""Cost of sealing chat text at rest: extra time per turn vs plaintext, same run.
 
 Two measurements against one server and one PostgreSQL database:
 

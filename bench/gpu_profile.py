@@ -1,4 +1,4 @@
-"""For the record on a GPU (issue 18): tokens/s single and 8-concurrent, NF4 vs bf16, peak memory,
+"""For the record on a GPU: tokens/s single and 8-concurrent, NF4 vs bf16, peak memory,
 time to first token — through the engine (continuous batching), on the newcomer prompt of
 bench/inference_continuous.py (one 672×672 image, a long instruction). Not part of CI.
 

@@ -1,4 +1,4 @@
-"""Continuous batching (issue 18): the figures, each a ratio against a baseline of the same run.
+"""Continuous batching: the figures, each a ratio against a baseline of the same run.
 
 Every newcomer carries one 672×672 image and at least 300 prompt tokens (the count is printed).
 The baseline is the engine's former per-request batching (``EngineLimits(scheduling=

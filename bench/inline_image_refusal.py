@@ -1,5 +1,5 @@
 """The time to refuse 40 oversized inline images on /v1/chat/completions, against baselines of the
-same run (issue 15, IP-2: before the image budget, 40 inline 40-megapixel images ran for 70 s).
+same run (IP-2: before the image budget, 40 inline 40-megapixel images ran for 70 s).
 
 The platform is served by uvicorn on loopback (tests/support/live_server.py: own database, the
 bench-size demo model). Each image is a well-formed PNG whose header declares 8000 x 5000 grey

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""OCR throughput of the text layer, and the time from upload to searchable (issue 20).
+"""OCR throughput of the text layer, and the time from upload to searchable.
 
     .venv/bin/python bench/ocr_throughput.py [--rounds 5] [--pages 50]
 

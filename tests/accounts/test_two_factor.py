@@ -106,7 +106,7 @@ def test_pending_sign_in_expires(client, make_admin):
 
 
 def test_member_may_sign_in_without_then_enrol_and_then_needs_it(client, personas):
-    # Signed in at once, straight into bob's one department (issue 19: no picker to click through).
+    # Signed in at once, straight into bob's one department (no picker to click through).
     assert password_step(client, "bob")["Location"] == reverse("chat:home", args=["finance"])
     page = client.get(reverse("two-factor"))
     assert page.status_code == 200 and not page.context["enrolled"]

@@ -1,4 +1,4 @@
-"""Extraction results and batch outputs follow their file (issue 16): deleting an upload — by its
+"""Extraction results and batch outputs follow their file: deleting an upload — by its
 uploader, or by retention — deletes the extractions read from it, batch outputs included, listed
 in the upload's ``asset.delete`` entry; another upload of the same bytes keeps its own results."""
 

@@ -1,4 +1,4 @@
-"""Hostile JSON on the REST API (issue 15, IP-2): deep nesting and lone surrogates get a 400
+"""Hostile JSON on the REST API (IP-2): deep nesting and lone surrogates get a 400
 with a message the caller can act on, never a 500, on ``/v1/chat/completions`` (OpenAI's error
 shape) and on the extraction API. The JSON sign-in's own tests are in
 ``tests/accounts/test_api_login.py``; the websocket's in ``tests/chat/test_hostile_frames.py``."""

@@ -1,4 +1,4 @@
-"""The image budget on the REST API (issue 15, IP-2): ``/v1/chat/completions`` and
+"""The image budget on the REST API (IP-2): ``/v1/chat/completions`` and
 ``/api/v1/extractions`` count a request's images and total pixels before decoding any (from
 inline images' headers and stored files' sizes), bound concurrent decoding (busy: 429 +
 Retry-After) and answer a damaged file with a clean 400 that marks it unusable.

@@ -1,5 +1,5 @@
 """The image budget and strict JSON through the official ``openai`` client, unchanged, against the
-platform served on loopback (issue 15, IP-2): the refusals a real caller gets, OpenAI-shaped. (The
+platform served on loopback (IP-2): the refusals a real caller gets, OpenAI-shaped. (The
 client cannot send a lone surrogate at all — it refuses to encode one —; hostile JSON is tested
 with raw bodies in test_hostile_json.py.)"""
 

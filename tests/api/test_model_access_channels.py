@@ -1,5 +1,5 @@
-"""Every channel that calls the model uses only what the department's administrator enabled
-(issue 17): the extraction API is refused and recorded when the served model is switched off for
+"""Every channel that calls the model uses only what the department's administrator enabled:
+the extraction API is refused and recorded when the served model is switched off for
 the department, and a result records the model version (manifest SHA-256) that produced it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A body declaring more than its endpoint accepts is refused (413) without being read (issue 15,
-IP-2; ``config.request_body.UnreadOversizedBody``).
+"""A body declaring more than its endpoint accepts is refused (413) without being read (IP-2;
+``config.request_body.UnreadOversizedBody``).
 
 Two levels: the project's ASGI application driven directly with a ``receive`` that counts every
 read (not one happens), and the platform served for real (``manage.py serve``) with a raw socket

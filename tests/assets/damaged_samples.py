@@ -1,4 +1,4 @@
-"""Damaged and oversized files for the hostile-input tests (issue 15, IP-2), made in memory.
+"""Damaged and oversized files for the hostile-input tests (IP-2), made in memory.
 
 Each builder also has an intact twin (the same generator, nothing cut) so that a test can show
 the refusal is about the damage and not about the file.

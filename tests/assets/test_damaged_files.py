@@ -1,4 +1,4 @@
-"""Damaged files (issue 15, IP-2): refused at upload when the pages the model uses do not decode
+"""Damaged files (IP-2): refused at upload when the pages the model uses do not decode
 completely, and, when a page fails only once it is used, marked unusable so that every later
 use refuses it before decoding anything. On PostgreSQL under ``make test``."""
 

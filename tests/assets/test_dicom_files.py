@@ -1,4 +1,4 @@
-"""DICOM files (issue 20): identifiers removed per the basic confidentiality profile before the
+"""DICOM files: identifiers removed per the basic confidentiality profile before the
 file is stored (the stored blob is decrypted and parsed here), the removed tags audited without
 values, both hashes recorded, burned-in annotations and undecodable compression refused cleanly,
 and the file's own window applied when the frames are rendered for the model. The files are

@@ -1,4 +1,4 @@
-"""Office files (issue 20): DOCX, XLSX and PPTX accepted by content and read for real (text
+"""Office files: DOCX, XLSX and PPTX accepted by content and read for real (text
 with boxes, embedded images as pages); macro-enabled, encrypted, bomb-like, entity-laden,
 externally linked and polyglot packages refused with their own code, audited, nothing stored.
 Every document here is generated (python-docx, openpyxl, python-pptx, zipfile)."""

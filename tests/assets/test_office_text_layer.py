@@ -1,4 +1,4 @@
-"""The text layer of Office and DICOM files (issue 20): made by the real background job, an
+"""The text layer of Office and DICOM files: made by the real background job, an
 Office file's text pages carry exactly the lines and boxes it was rendered with
 (``TextSource.OFFICE``), its embedded pictures and a DICOM file's frames go through OCR (blank
 ones cost none). Runs on the real worker pool, committed, waiting with a deadline."""

@@ -1,4 +1,4 @@
-"""The text layer of every page (issue 20): made at upload in the background, from the PDF's own
+"""The text layer of every page: made at upload in the background, from the PDF's own
 text or by OCR (PP-OCRv4, the real model), sealed at rest, shredded with the file, within limits.
 
 Documents are generated (tests/assets/text_layer_documents.py) with the WenQuanYi font. The jobs

@@ -1,4 +1,4 @@
-"""An upload that finds every decode slot taken (issue 15, IP-2: ``IMAGE_DECODE_CONCURRENCY``
+"""An upload that finds every decode slot taken (IP-2: ``IMAGE_DECODE_CONCURRENCY``
 bounds the decodes of a process, uploads' checks included) waits at most
 ``IMAGE_DECODE_WAIT_SECONDS``, then is refused ``busy`` (503) with when to retry — on the portal,
 the chat pane and the REST API alike — and nothing is kept."""

@@ -1,4 +1,4 @@
-"""Business text at rest (issue 16, the data): a chat turn with a file uploaded from the chat
+"""Business text at rest: a chat turn with a file uploaded from the chat
 pane and an extraction of that file leave none of their text in a ``pg_dump`` of the database —
 messages, title, file name, the model's raw answer, the extracted fields, nor the audit trail's
 previews of them — and deleting the conversation (which takes its chat-only file, and the file

@@ -1,4 +1,4 @@
-"""Hostile frames on the chat websocket (issue 15, IP-2): each answers an error frame and the socket
+"""Hostile frames on the chat websocket (IP-2): each answers an error frame and the socket
 stays open — deep nesting, lone surrogates, NaN. The real consumer through Channels'
 WebsocketCommunicator, the real login and session, on the in-memory layer and on Redis."""
 

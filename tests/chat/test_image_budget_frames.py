@@ -1,4 +1,4 @@
-"""The image budget on the chat websocket (issue 15, IP-2): a turn whose files exceed the pixel
+"""The image budget on the chat websocket (IP-2): a turn whose files exceed the pixel
 budget (from their stored sizes), that finds no free decode slot, or whose file fails to decode
 when used, answers an error frame — ``too_many_pixels``, ``busy`` (+ retry_after),
 ``unreadable_file`` — and the socket stays open for the next turn (never closed with 1011).

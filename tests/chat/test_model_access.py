@@ -1,4 +1,4 @@
-"""The chat uses only a model the department's administrator enabled (issue 17): switched off,
+"""The chat uses only a model the department's administrator enabled: switched off,
 a turn answers a ``model_not_enabled`` error frame (recorded, the socket stays open); enabled,
 the stored answer records the model version (manifest SHA-256) that produced it, and the
 conversation shows it (the ``done`` frame's footer, and the stored answer's after a reload)."""

@@ -1,4 +1,4 @@
-"""A task template chosen in the chat (issue 19): the chip fills in the instruction, and the turn
+"""A task template chosen in the chat: the chip fills in the instruction, and the turn
 names the template; the model gets the text with the template's JSON schema, while the
 conversation stores and shows what the person sent. An unknown template is refused."""
 

@@ -1,4 +1,4 @@
-"""The auditor console as a working tool (issue 19): times and their zone, keyset pages and
+"""The auditor console as a working tool: times and their zone, keyset pages and
 their size, filter errors in both languages, pretty-printed details."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verifying the chain from the auditor console (issue 19): a background run recorded in its
+"""Verifying the chain from the auditor console: a background run recorded in its
 own row, its progress and result page, audited, refused to every other role.
 
 The runs start a thread with its own database connection, which sees only committed rows:

@@ -1,4 +1,4 @@
-"""Rotating the checkpoint signing key (issue 16): a new key signs from a point on, checkpoints
+"""Rotating the checkpoint signing key: a new key signs from a point on, checkpoints
 signed before still verify, a retired key signs nothing after its rotation, and a line signed by a
 key no rotation leads to is a ``bad_signature`` break."""
 

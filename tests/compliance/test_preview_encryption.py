@@ -1,4 +1,4 @@
-"""Previews in audit entries are sealed under their object's key (issue 16, "the audit trail too").
+"""Previews in audit entries are sealed under their object's key.
 
 A chat turn's, an extraction's and a file's entries hold no readable preview in the database
 (the raw row is searched), the auditor console shows them decrypted to the audit administrator,

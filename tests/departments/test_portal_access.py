@@ -76,7 +76,7 @@ def test_login_page_then_portal(client, personas):
     response = client.get(reverse("login"))
     assert response.status_code == 200
     response = client.post(reverse("login"), {"username": "bob", "password": "Correct-Horse-9"}, follow=True)
-    # bob has one department: he lands in it, with no picker to click through (issue 19).
+    # bob has one department: he lands in it, with no picker to click through.
     assert response.redirect_chain[-1][0] == reverse("chat:home", args=["finance"])
     assert AuditEntry.objects.filter(event_type=EventType.LOGIN, actor_name="bob").exists()
 

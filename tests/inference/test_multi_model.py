@@ -1,4 +1,4 @@
-"""Several approved models loaded at once (issue 17): the system administrator marks approved
+"""Several approved models loaded at once: the system administrator marks approved
 versions to be loaded beside the active one (within MODEL_MAX_LOADED, audited as model.activate),
 the runtime loads each into its own engine after a memory check, /readyz lists them, and every
 channel routes a request by the model it names — the websocket chat, /v1/chat/completions and

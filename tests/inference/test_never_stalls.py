@@ -1,4 +1,4 @@
-"""A server that never stalls (issue 18): it answers while the model loads, and a SIGTERM drains it.
+"""A server that never stalls: it answers while the model loads, and a SIGTERM drains it.
 
 Both against the platform served for real (``manage.py serve``, tests/support/live_server.py).
 """
