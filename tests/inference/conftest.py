@@ -78,18 +78,30 @@ def configured(settings, shared_demo_model_dir):
 
 
 @pytest.fixture
-def make_engine(loaded_model):
+def engine_around():
+    """``engine_around(loaded, **limits)``: an engine around a loaded model, shut down after the test."""
     engines = []
 
-    def make(loaded=None, **limits) -> Engine:
-        limits.setdefault("batch_window_seconds", 0.05)
-        engine = Engine(loaded or loaded_model, EngineLimits(**limits))
+    def make(loaded, **limits) -> Engine:
+        engine = Engine(loaded, EngineLimits(**limits))
         engines.append(engine)
         return engine
 
     yield make
     for engine in engines:
         engine.shutdown()
+
+
+@pytest.fixture
+def make_engine(engine_around, loaded_model):
+    """``make_engine(loaded=None, **limits)``: an engine around ``loaded`` (the shared demo model
+    by default), collecting requests for 50 ms unless ``limits`` say otherwise."""
+
+    def make(loaded=None, **limits) -> Engine:
+        limits.setdefault("batch_window_seconds", 0.05)
+        return engine_around(loaded or loaded_model, **limits)
+
+    return make
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import inference  # noqa: F401  (sets the offline switches before transformers loads)
-from inference.engine.core import Engine, EngineLimits
+from inference.engine.core import Engine
 from inference.engine.demo_model import DemoModelSpec
 from inference.engine.errors import (
     FAMILY_NOT_VISION,
@@ -108,18 +108,14 @@ def family(request) -> str:
 
 
 @pytest.fixture
-def engine_for(family_model):
-    engines = []
+def engine_for(engine_around, family_model):
+    """``engine_for(name, quantization="fp32", **limits)``: an engine around that family's model."""
 
     def make(name: str, quantization: str = "fp32", **limits) -> Engine:
         limits.setdefault("batch_window_seconds", 0.0)
-        engine = Engine(family_model(name, quantization), EngineLimits(**limits))
-        engines.append(engine)
-        return engine
+        return engine_around(family_model(name, quantization), **limits)
 
-    yield make
-    for engine in engines:
-        engine.shutdown()
+    return make
 
 
 @pytest.fixture
