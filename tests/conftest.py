@@ -246,12 +246,12 @@ def model_loaded_once(shared_demo_model, shared_demo_model_dir):
     session and shared (the demo model's fp32 load is ``shared_demo_model`` itself)."""
     from inference.engine.loading import load_model
 
-    loaded: dict[tuple[Path, str], object] = {}
+    loaded: dict[tuple, object] = {}
 
     def load(path: Path, quantization: str = "fp32", **options):
-        key = (path, quantization)
+        key = (path, quantization, tuple(sorted(options.items())))
         if key not in loaded:
-            if path == shared_demo_model_dir and quantization == "fp32":
+            if path == shared_demo_model_dir and quantization == "fp32" and not options:
                 loaded[key] = shared_demo_model
             else:
                 loaded[key] = load_model(path, quantization=quantization, **options)

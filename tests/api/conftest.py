@@ -1,4 +1,5 @@
-"""API tests: keys for the personas' departments, a DRF client, an in-process demo engine."""
+"""API tests: keys for the personas' departments (made with the root ``make_key``), image helpers,
+an in-process demo engine and a live API server."""
 
 from __future__ import annotations
 
