@@ -1,5 +1,6 @@
 """Fixtures of the compliance tests: a private key, checkpoint log and export folder per test, the
-audit administrator, a way to lift the audit triggers for the raw-SQL attacks, a UDP listener and a TCP syslog sink."""
+audit administrator, a way to lift the audit triggers for the raw-SQL attacks, a UDP listener
+and a TCP syslog sink."""
 
 from __future__ import annotations
 
