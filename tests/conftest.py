@@ -112,6 +112,17 @@ def system_context():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _asset_storage_outside_the_checkout(tmp_path_factory) -> None:
+    """A test that names no storage of its own stores in a folder of this session, never in the
+    checkout's var/ (a developer's ``make run`` data, and what the next run's residue checks see)."""
+    from django.conf import settings
+
+    folder = tmp_path_factory.mktemp("session-assets")
+    settings.ASSET_STORAGE_DIR = folder / "asset-storage"
+    settings.ASSET_MASTER_KEY_FILE = folder / "asset-keys"
+
+
 @pytest.fixture
 def tmp_asset_storage(settings, tmp_path) -> Path:
     """The asset storage directory and master key ring under the test's tmp_path (never var/)."""

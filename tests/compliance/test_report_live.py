@@ -335,13 +335,6 @@ def test_each_serving_process_writes_its_heartbeat(tmp_path):
 
 
 # --- RI-2, DI-1 -------------------------------------------------------------------------------------
-@pytest.fixture
-def storage(settings, tmp_path):
-    settings.ASSET_STORAGE_DIR = tmp_path / "asset-storage"
-    settings.ASSET_MASTER_KEY_FILE = tmp_path / "asset-keys"
-    return settings.ASSET_STORAGE_DIR
-
-
 def png(red: int = 200) -> bytes:
     import io
 
@@ -352,7 +345,9 @@ def png(red: int = 200) -> bytes:
     return buffer.getvalue()
 
 
-def test_ri2_and_di1_sample_what_deletion_left(personas, storage, system_context, django_capture_on_commit_callbacks):
+def test_ri2_and_di1_sample_what_deletion_left(
+    personas, tmp_asset_storage, system_context, django_capture_on_commit_callbacks
+):
     from assets.services import asset_delete, asset_upload
     from assets.storage import blob_path
     from departments.tenancy import department_scope
@@ -394,7 +389,7 @@ def test_ri2_and_di1_sample_what_deletion_left(personas, storage, system_context
 
 
 @pytest.mark.django_db(transaction=True)  # the chat services own their (durable) transactions
-def test_ri2_a_deleted_conversation_leaves_no_row_or_message(personas):
+def test_ri2_a_deleted_conversation_leaves_no_row_or_message(personas, tmp_asset_storage):
     from inference.chat.models import Conversation
     from inference.chat.services import conversation_create, conversation_delete
 
