@@ -3,7 +3,8 @@
 Used by ``response_format`` in ``/v1/chat/completions`` and by structured extraction. A small
 model does not always answer with valid JSON; instead of constrained decoding (which the engine
 does not offer) the answer is checked with ``jsonschema`` and, when it fails, the model is shown
-its answer and the error and asked again, at most ``STRUCTURED_OUTPUT_ATTEMPTS`` times. The
+its answer and the error and asked again, at most ``attempts`` times
+(the callers pass the ``STRUCTURED_OUTPUT_ATTEMPTS`` setting). The
 follow-up turn changes the prompt, so even greedy decoding gets a genuinely new try.
 """
 
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
@@ -95,13 +95,13 @@ def structured_generate(
     *,
     generate: Callable[[list[Message]], Result],
     schema: dict | None,
+    attempts: int,
     require_object: bool = True,
-    attempts: int | None = None,
 ) -> StructuredOutcome:
     """Call ``generate`` (which submits ``messages`` to the engine and waits) until the answer
-    validates or the attempts are used up. The schema must have been checked by the caller."""
+    validates or ``attempts`` answers were rejected (callers pass ``STRUCTURED_OUTPUT_ATTEMPTS``).
+    The schema must have been checked by the caller."""
     validator = Draft202012Validator(schema) if schema is not None else None
-    attempts = attempts or settings.STRUCTURED_OUTPUT_ATTEMPTS
     outcome = StructuredOutcome()
     conversation = list(messages)
     for _attempt in range(attempts):

@@ -497,7 +497,9 @@ def extraction_run(
     failure: GenerationFailed | None = None
     outcome = None
     try:
-        outcome = structured_generate(messages, generate=generate, schema=template.json_schema)
+        outcome = structured_generate(
+            messages, generate=generate, schema=template.json_schema, attempts=settings.STRUCTURED_OUTPUT_ATTEMPTS
+        )
     except EngineBusy:
         raise
     except GenerationFailed as exc:

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
@@ -554,7 +555,11 @@ class ChatCompletionsView(OpenAIView):
             return engine.submit(messages, **submit).result()
 
         outcome = structured_generate(
-            chat.messages, generate=generate, schema=chat.schema, require_object=chat.response_format == "json_object"
+            chat.messages,
+            generate=generate,
+            schema=chat.schema,
+            attempts=settings.STRUCTURED_OUTPUT_ATTEMPTS,
+            require_object=chat.response_format == "json_object",
         )
         audit.structured = outcome  # counted in the entry even when the answer is refused
         if not outcome.valid:
