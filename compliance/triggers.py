@@ -34,6 +34,15 @@ DELETE_REFUSED = (
     f"audit entries are append-only: DELETE refused (younger than {FLOOR_DAYS} days, "
     "or not exported and anchored by the retention purge)"
 )
+# What the other refusals say (the tests match these). ``{operation}`` is the refused statement
+# (PostgreSQL: ``%``, its TG_OP), ``{table}`` the table (PostgreSQL: ``%``, its TG_TABLE_NAME).
+ENTRY_APPEND_ONLY = "audit entries are append-only: {operation} refused"
+# ``{sequence}``: PostgreSQL names the entry ("% "), SQLite's RAISE takes no arguments ("").
+CHAIN_NOT_EXTENDED = "audit chain: entry {sequence}does not extend the chain"
+HEAD_MOVES_FORWARD_ONLY = "audit chain head only moves forward to the newest entry"  # SQLite's UPDATE refusal
+HEAD_REFUSED = HEAD_MOVES_FORWARD_ONLY + ": {operation} refused"  # PostgreSQL's, UPDATE and DELETE
+HEAD_NOT_DELETED = "audit chain head cannot be deleted"  # SQLite's DELETE refusal
+APPEND_ONLY = "{table} is append-only: {operation} refused"
 GUARDED_TABLES = (
     "compliance_auditentry",
     "compliance_auditpending",
@@ -109,7 +118,7 @@ BEGIN
     )
     LIMIT 1;
     IF broken IS NOT NULL THEN
-        RAISE EXCEPTION 'audit chain: entry % does not extend the chain', broken;
+        RAISE EXCEPTION '{CHAIN_NOT_EXTENDED.format(sequence="% ")}', broken;
     END IF;
     -- The sealing clock is the database's, read during this very statement (give or take a
     -- clock step), in a format that hashes it: whoever inserts cannot choose it, nor leave it out.
@@ -137,7 +146,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'entry %: {DELETE_REFUSED}', OLD.sequence;
     END IF;
-    RAISE EXCEPTION 'audit entries are append-only: % refused', TG_OP;
+    RAISE EXCEPTION '{ENTRY_APPEND_ONLY.format(operation="%")}', TG_OP;
 END
 $body$;
 
@@ -147,7 +156,7 @@ BEGIN
        AND NEW.hash = (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence) THEN
         RETURN NEW;
     END IF;
-    RAISE EXCEPTION 'audit chain head only moves forward to the newest entry: % refused', TG_OP;
+    RAISE EXCEPTION '{HEAD_REFUSED.format(operation="%")}', TG_OP;
 END
 $body$;
 
@@ -184,7 +193,7 @@ $body$;
 
 CREATE OR REPLACE FUNCTION compliance_append_only_refuse() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
+    RAISE EXCEPTION '{APPEND_ONLY.format(table="%", operation="%")}', TG_TABLE_NAME, TG_OP;
 END
 $body$;
 
@@ -379,8 +388,8 @@ DROP SEQUENCE IF EXISTS compliance_audit_sealed_mark;
 # PostgreSQL functions: the versions named come from compliance.chain's registry.
 def _sqlite_statements() -> list[str]:
     return [
-        """CREATE TRIGGER compliance_auditentry_no_update BEFORE UPDATE ON compliance_auditentry
-    BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END""",
+        f"""CREATE TRIGGER compliance_auditentry_no_update BEFORE UPDATE ON compliance_auditentry
+    BEGIN SELECT RAISE(ABORT, '{ENTRY_APPEND_ONLY.format(operation="UPDATE")}'); END""",
         f"""CREATE TRIGGER compliance_auditentry_delete BEFORE DELETE ON compliance_auditentry
     WHEN NOT (
         OLD."timestamp" < datetime('now', '-{FLOOR_DAYS} days')
@@ -389,7 +398,7 @@ def _sqlite_statements() -> list[str]:
                     WHERE x.complete = 1 AND x.first_sequence <= OLD.sequence AND x.last_sequence >= OLD.sequence)
     )
     BEGIN SELECT RAISE(ABORT, '{DELETE_REFUSED}'); END""",  # noqa: S608  (constants only, no input)
-        """CREATE TRIGGER compliance_auditentry_insert BEFORE INSERT ON compliance_auditentry
+        f"""CREATE TRIGGER compliance_auditentry_insert BEFORE INSERT ON compliance_auditentry
     WHEN NOT COALESCE(
         (NEW.sequence IS (SELECT h.sequence + 1 FROM compliance_auditchainhead h WHERE h.id = 1)
          AND NEW.prev_hash IS (SELECT h.hash FROM compliance_auditchainhead h WHERE h.id = 1))
@@ -397,7 +406,7 @@ def _sqlite_statements() -> list[str]:
             AND NEW.prev_hash IS (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence - 1)),
         0
     )
-    BEGIN SELECT RAISE(ABORT, 'audit chain: entry does not extend the chain'); END""",
+    BEGIN SELECT RAISE(ABORT, '{CHAIN_NOT_EXTENDED.format(sequence="")}'); END""",  # noqa: S608  (constants only, no input)
         # After the chain check (AFTER triggers run once every BEFORE trigger let the row in). SQLite
         # has no statement clock: the Python sealer reads 'now' just before it inserts.
         f"""CREATE TRIGGER compliance_auditentry_clock AFTER INSERT ON compliance_auditentry
@@ -418,20 +427,20 @@ def _sqlite_statements() -> list[str]:
           AND e.format_version = {_sealed_version_sql("OLD.format_version")}
     )
     BEGIN SELECT RAISE(ABORT, 'pending audit entry: DELETE refused (only the sealer removes it, once chained)'); END""",  # noqa: S608  (the registry's numbers only, no input)
-        """CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
+        f"""CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
     WHEN NOT (NEW.id = OLD.id AND NEW.sequence > OLD.sequence
               AND NEW.hash IS (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence))
-    BEGIN SELECT RAISE(ABORT, 'audit chain head only moves forward to the newest entry'); END""",
-        """CREATE TRIGGER compliance_auditchainhead_delete BEFORE DELETE ON compliance_auditchainhead
-    BEGIN SELECT RAISE(ABORT, 'audit chain head cannot be deleted'); END""",
-        """CREATE TRIGGER compliance_auditarchive_update BEFORE UPDATE ON compliance_auditarchive
-    BEGIN SELECT RAISE(ABORT, 'compliance_auditarchive is append-only: UPDATE refused'); END""",
-        """CREATE TRIGGER compliance_auditarchive_delete BEFORE DELETE ON compliance_auditarchive
-    BEGIN SELECT RAISE(ABORT, 'compliance_auditarchive is append-only: DELETE refused'); END""",
-        """CREATE TRIGGER compliance_auditanchor_update BEFORE UPDATE ON compliance_auditanchor
-    BEGIN SELECT RAISE(ABORT, 'compliance_auditanchor is append-only: UPDATE refused'); END""",
-        """CREATE TRIGGER compliance_auditanchor_delete BEFORE DELETE ON compliance_auditanchor
-    BEGIN SELECT RAISE(ABORT, 'compliance_auditanchor is append-only: DELETE refused'); END""",
+    BEGIN SELECT RAISE(ABORT, '{HEAD_MOVES_FORWARD_ONLY}'); END""",  # noqa: S608  (constants only, no input)
+        f"""CREATE TRIGGER compliance_auditchainhead_delete BEFORE DELETE ON compliance_auditchainhead
+    BEGIN SELECT RAISE(ABORT, '{HEAD_NOT_DELETED}'); END""",
+        f"""CREATE TRIGGER compliance_auditarchive_update BEFORE UPDATE ON compliance_auditarchive
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY.format(table="compliance_auditarchive", operation="UPDATE")}'); END""",
+        f"""CREATE TRIGGER compliance_auditarchive_delete BEFORE DELETE ON compliance_auditarchive
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY.format(table="compliance_auditarchive", operation="DELETE")}'); END""",
+        f"""CREATE TRIGGER compliance_auditanchor_update BEFORE UPDATE ON compliance_auditanchor
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY.format(table="compliance_auditanchor", operation="UPDATE")}'); END""",
+        f"""CREATE TRIGGER compliance_auditanchor_delete BEFORE DELETE ON compliance_auditanchor
+    BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY.format(table="compliance_auditanchor", operation="DELETE")}'); END""",
     ]
 
 

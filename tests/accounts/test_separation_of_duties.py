@@ -10,6 +10,7 @@ in the console, then downloaded its files, read its conversations and minted a 1
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -308,13 +309,13 @@ def test_only_the_security_administrator_grants_memberships(admins, personas, ma
 
 def test_the_database_refuses_whatever_the_path(admins, personas):
     sysadmin, auditor = admins["system"][0], admins["audit"][0]
-    with pytest.raises(DatabaseError, match=r"administrator account holds no department"), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(REFUSED)), transaction.atomic():
         Membership.objects.bulk_create([Membership(user=sysadmin, department=personas.department_a)])
     membership = Membership.objects.get(user=personas.member)
-    with pytest.raises(DatabaseError, match=r"administrator account holds no department"), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(REFUSED)), transaction.atomic():
         Membership.objects.filter(pk=membership.pk).update(user=auditor)
     # A member becomes an administrator only without department access (here: bob's membership).
-    with pytest.raises(DatabaseError, match=r"administrator account holds no department"), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(REFUSED)), transaction.atomic():
         User.objects.filter(pk=personas.member.pk).update(admin_role=AdminRole.AUDIT)
     raw = key_generate()
     key = ApiKey(
@@ -326,10 +327,9 @@ def test_the_database_refuses_whatever_the_path(admins, personas):
         expires_at=timezone.now() + timedelta(days=1),
         created_by=sysadmin,
     )
-    with pytest.raises(DatabaseError, match=r"administrator account holds no department"), transaction.atomic():
+    with pytest.raises(DatabaseError, match=re.escape(REFUSED)), transaction.atomic():
         with all_departments(reason="test"):
             key.save()
-    assert REFUSED.startswith("an administrator account holds no department")
 
 
 def test_model_validation_names_the_field(admins, personas):

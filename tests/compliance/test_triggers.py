@@ -15,17 +15,32 @@ from tests.compliance.conftest import raw_sql
 
 pytestmark = pytest.mark.django_db
 
-# What the triggers say (compliance/triggers.py). Only DELETE_REFUSED is a constant there; the
-# others are its literal texts, as patterns that match the PL/pgSQL and the SQLite wording.
-ENTRY_UPDATE_REFUSED = "audit entries are append-only: UPDATE refused"
+# What the triggers say, from compliance/triggers.py (the same constants write the trigger SQL).
+POSTGRESQL = connection.vendor == "postgresql"
+
+
+def said(template: str, **fields: str) -> str:
+    """A trigger's message as a pattern: its text exactly, each ``{field}`` the pattern given."""
+    pattern = re.escape(template)
+    for name, field_pattern in fields.items():
+        pattern = pattern.replace(re.escape(f"{{{name}}}"), field_pattern)
+    return pattern
+
+
+ENTRY_UPDATE_REFUSED = re.escape(triggers.ENTRY_APPEND_ONLY.format(operation="UPDATE"))
 ENTRY_DELETE_REFUSED = re.escape(triggers.DELETE_REFUSED)
-CHAIN_NOT_EXTENDED = r"audit chain: entry (\d+ )?does not extend the chain"
-HEAD_MOVES_FORWARD_ONLY = "audit chain head only moves forward to the newest entry"
-HEAD_NOT_DELETED = "audit chain head (only moves forward to the newest entry: DELETE refused|cannot be deleted)"
+# PostgreSQL names the entry, SQLite cannot.
+CHAIN_NOT_EXTENDED = said(triggers.CHAIN_NOT_EXTENDED, sequence=r"\d+ " if POSTGRESQL else "")
+HEAD_MOVES_FORWARD_ONLY = re.escape(
+    triggers.HEAD_REFUSED.format(operation="UPDATE") if POSTGRESQL else triggers.HEAD_MOVES_FORWARD_ONLY
+)
+HEAD_NOT_DELETED = re.escape(
+    triggers.HEAD_REFUSED.format(operation="DELETE") if POSTGRESQL else triggers.HEAD_NOT_DELETED
+)
 
 
 def append_only(table: str, operation: str) -> str:
-    return f"{table} is append-only: {operation} refused"
+    return re.escape(triggers.APPEND_ONLY.format(table=table, operation=operation))
 
 
 @pytest.fixture
