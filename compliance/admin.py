@@ -97,8 +97,7 @@ class RetentionPolicyAdmin(AuditedModelAdmin):
     list_display = ("department_shown", "conversation_days", "file_days", "legal_hold", "updated_at")
     list_filter = ("legal_hold",)
 
-    # The model's department field has no translated name, and this app's migrations are being
-    # changed by other work: the console names it here instead.
+    # The model's department field has no translated verbose name: the console names it here.
     @admin.display(description=_("department"), ordering="department")
     def department_shown(self, policy: RetentionPolicy):
         return policy.department

@@ -60,20 +60,6 @@ def asset_open_reader(asset: Asset) -> DecryptingReader:
     )
 
 
-def asset_decode_cost(
-    asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE, max_side: int = DEFAULT_MODEL_SIDE
-) -> content.DecodeCost:
-    """What ``asset_page_images`` will decode, from the stored dimensions and page count alone."""
-    return content.decode_cost(
-        content.KINDS[asset.content_type],
-        width=asset.width,
-        height=asset.height,
-        pages=asset.page_count,
-        max_pages=max_pages,
-        max_side=max_side,
-    )
-
-
 def asset_unusable_page(asset: Asset, *, max_pages: int = content.MODEL_PAGES_PER_FILE) -> int | None:
     """The first page among the first ``max_pages`` already known not to decode, if any."""
     used = [page for page in asset.unusable_pages or () if isinstance(page, int) and 1 <= page <= max_pages]

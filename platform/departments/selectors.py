@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from departments.models import Department, Membership
+from departments.models import Membership
 
 
 def membership_list_for_user(*, user) -> QuerySet[Membership]:
@@ -31,10 +31,6 @@ def membership_get_for_entry(*, user, slug: str) -> Membership | None:
         .select_related("department")
         .first()
     )
-
-
-def department_list_active() -> QuerySet[Department]:
-    return Department.objects.filter(is_active=True)
 
 
 def department_access_held(*, user) -> list[str]:

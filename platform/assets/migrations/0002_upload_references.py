@@ -1,4 +1,4 @@
-"""Each upload is its uploader's own reference (issue 15): identical bytes no longer collapse into
+"""Each upload is its uploader's own reference: identical bytes no longer collapse into
 one row, so ``(department, sha256)`` and ``storage_name`` stop being unique (several rows may
 name one blob); pages found unusable at use are remembered. Existing rows stay as they are: each
 is the one reference to its blob."""
