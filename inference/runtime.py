@@ -4,7 +4,8 @@ The engine itself (``inference.engine``) knows nothing of Django; this module is
 settings, the model registry (which versions to load: docs/inference.md, "Model versions"),
 the audit trail and the readiness check meet it. Request handlers call
 ``require_engine()`` (503 while loading), commands ``get_engine()`` (blocking). Tests and
-benchmarks that bring their own engine install it with ``engine_override``.
+benchmarks that bring their own engine install it with ``engine_override`` (all engines) or
+``model_beside_override`` (one model beside the default engine, loaded or still loading).
 
 The **default** engine serves the registry's active version. Where ``MODEL_MAX_LOADED`` > 1, the
 versions the system administrator marked "load beside the active one" get an engine each (own
@@ -701,3 +702,35 @@ def engine_override(engine: Engine | None, others: tuple[Engine, ...] = ()) -> I
         for engine_left in stray:
             if engine_left is not None:
                 engine_left.shutdown()
+
+
+@contextmanager
+def model_beside_override(name: str, manifest_sha256: str, engine: Engine | None = None) -> Iterator[Engine | None]:
+    """Inside the block, the model ``name`` (manifest ``manifest_sha256``) is one loaded beside the
+    default engine: served by ``engine``, or, with ``None``, still loading (``require_engine(name)``
+    answers ModelStillLoading, /readyz says it loads).
+
+    For tests that need one model's state beside the default engine (``engine_override`` sets them
+    all). The default engine and the other models stay as they are; whatever stood for that
+    manifest before comes back after, and the caller keeps owning (and shuts down) ``engine``,
+    which must be that model (ValueError otherwise). Nests with ``engine_override``.
+    """
+    if engine is not None and (engine.info().name, engine.info().manifest_sha256) != (name, manifest_sha256):
+        raise ValueError(f"the engine serves {engine.info().name} ({engine.info().manifest_sha256}), not {name}")
+    slot = _Slot(
+        name, manifest_sha256, engine=engine, progress=LoadProgress(LOAD_STAGE_STARTING) if engine is None else None
+    )
+    with _state_lock:
+        others = _others
+        previous = others.get(manifest_sha256)
+        others[manifest_sha256] = slot
+    try:
+        yield engine
+    finally:
+        with _state_lock:
+            # Only our own entry is put back: a reset_engine() inside the block has forgotten it.
+            if others.get(manifest_sha256) is slot:
+                if previous is None:
+                    del others[manifest_sha256]
+                else:
+                    others[manifest_sha256] = previous

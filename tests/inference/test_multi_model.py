@@ -43,6 +43,7 @@ from inference.registry.services import (
 from inference.runtime import (
     MODEL_DOES_NOT_FIT,
     MODEL_LOAD_FAILED,
+    MODEL_NOT_LOADED,
     MODEL_STILL_LOADING,
     MemoryFree,
     ModelNotLoaded,
@@ -50,8 +51,10 @@ from inference.runtime import (
     engine_override,
     engines_load,
     engines_loaded,
+    get_engine,
     load_engine_from_settings,
     memory_fit_check,
+    model_beside_override,
     model_readiness,
     models_report,
     require_engine,
@@ -210,28 +213,60 @@ def test_a_model_that_does_not_fit_is_refused_and_the_default_one_serves(
 
 @pytest.mark.django_db
 def test_naming_a_model_still_loading_is_decided_and_recorded_before_the_wait(
-    second, admins, personas, runtime_reset, monkeypatch, system_context
+    second, admins, personas, runtime_reset, system_context
 ):
     """A model beside the default one that is still loading: a department that may not use it is
     refused as for any model (recorded); one that may is told to wait (503), recorded too."""
-    import inference.runtime as runtime
     from accounts.permissions import Action
     from inference.registry.services import ModelNotEnabled, model_engine_for
 
-    runtime.get_engine()
-    loading = runtime._Slot(SECOND, second.manifest_sha256, progress=runtime.LoadProgress(runtime.LOAD_STAGE_STARTING))
-    monkeypatch.setitem(runtime._others, second.manifest_sha256, loading)
+    get_engine()
     asked = {"subject": personas.member, "department": personas.department_a, "requested": SECOND}
-    with pytest.raises(ModelNotEnabled):
-        model_engine_for(**asked, action=Action.CHAT)
-    assert denials().first().details["reason"] == "the model is not enabled for the department"
-    department_model_access_set(
-        department=personas.department_a, version=second, enabled=True, acting_user=personas.admin
-    )
-    with pytest.raises(ModelStillLoading) as waiting:
-        model_engine_for(**asked, action=Action.CHAT)
-    assert waiting.value.code == "model_unavailable" and str(waiting.value) == MODEL_STILL_LOADING.format(model=SECOND)
-    assert denials().first().details["reason"] == "the model is not loaded"
+    with model_beside_override(SECOND, second.manifest_sha256):
+        with pytest.raises(ModelNotEnabled):
+            model_engine_for(**asked, action=Action.CHAT)
+        assert denials().first().details["reason"] == "the model is not enabled for the department"
+        department_model_access_set(
+            department=personas.department_a, version=second, enabled=True, acting_user=personas.admin
+        )
+        with pytest.raises(ModelStillLoading) as waiting:
+            model_engine_for(**asked, action=Action.CHAT)
+        assert waiting.value.code == "model_unavailable"
+        assert str(waiting.value) == MODEL_STILL_LOADING.format(model=SECOND)
+        assert denials().first().details["reason"] == "the model is not loaded"
+
+
+def test_one_model_beside_the_default_is_overridden_and_put_back(loaded_models):
+    """``model_beside_override``: one model beside the default engine, served or still loading,
+    nested in ``engine_override``; what stood for its manifest before comes back after."""
+    from inference.engine.core import Engine, EngineLimits
+
+    first = Engine(loaded_models["qwen2_5_vl"], EngineLimits())
+    other = Engine(loaded_models["qwen2_vl"], EngineLimits())
+    name, sha256 = other.info().name, other.info().manifest_sha256
+    assert name != first.info().name  # else require_engine(name) would answer the default engine
+    try:
+        with engine_override(first):
+            with model_beside_override(name, sha256, other):
+                assert engines_loaded() == [first, other] and require_engine(name) is other
+                with model_beside_override(name, sha256):  # the same model, still loading
+                    with pytest.raises(ModelStillLoading):
+                        require_engine(name)
+                    ready, detail = model_readiness()
+                    assert not ready and name in detail
+                    assert engines_loaded() == [first]
+                assert require_engine(name) is other  # what stood before is back
+            assert engines_loaded() == [first]
+            with pytest.raises(ModelNotLoaded) as gone:
+                require_engine(name)
+            assert str(gone.value) == MODEL_NOT_LOADED.format(model=name)
+            with pytest.raises(ValueError, match="not another$"):  # the engine must be the model it serves as
+                with model_beside_override("another", sha256, other):
+                    pass
+            assert engines_loaded() == [first]
+    finally:
+        first.shutdown()
+        other.shutdown()
 
 
 # --- two models loaded at once, each channel routed by the model it names -----------------------------
