@@ -28,7 +28,6 @@ from inference.engine.errors import ENGINE_BUSY, GENERATION_FAILED, OUT_OF_MEMOR
 from inference.engine.generation import Row
 from inference.engine.handles import Done, Error, GenerationHandle, Token, Usage
 from inference.engine.inputs import GenerationRequest, Message, validate_params
-from inference.engine.loading import load_model
 from inference.engine.scheduler import ContinuousScheduler
 from tests.inference.conftest import generate_greedy, steps_before_a_near_tie
 from tests.support.waiting import wait_until
@@ -280,11 +279,12 @@ def test_a_newcomer_answers_while_a_long_answer_is_still_running(continuous_mode
     wait_until(lambda: long.finished, timeout=10)
 
 
-def test_the_models_own_repetition_penalty_applies_as_in_generate(demo_model_factory, recorder):
-    # A private load: the penalty is set on this model's generation config only (Qwen-VL
-    # checkpoints ship one in generation_config.json; generate applies it unless told otherwise).
-    loaded = load_model(demo_model_factory(DemoModelSpec(family="qwen2_vl")), quantization="fp32")
-    loaded.model.generation_config.repetition_penalty = 1.5
+def test_the_models_own_repetition_penalty_applies_as_in_generate(continuous_model, recorder, monkeypatch):
+    # Qwen-VL checkpoints ship a penalty in generation_config.json; generate applies it unless told
+    # otherwise. Set on the session's shared model for this test only: an engine reads it when it
+    # is built, and monkeypatch puts the shared config back after, whether the test passed or not.
+    loaded = continuous_model("qwen2_vl")
+    monkeypatch.setattr(loaded.model.generation_config, "repetition_penalty", 1.5)
     messages, steps = [Message("user", "Say it again and again.", images=(RED,))], 40
     solo = bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps)
     engine = recorder(loaded, prefill_chunk_tokens=8)
@@ -294,17 +294,19 @@ def test_the_models_own_repetition_penalty_applies_as_in_generate(demo_model_fac
     handle.result()
     long.cancel()
     assert engine.ids(handle) == solo
-    loaded.model.generation_config.repetition_penalty = 1.0
+    monkeypatch.setattr(loaded.model.generation_config, "repetition_penalty", 1.0)
     assert bare_generate(loaded, messages, max_new_tokens=steps, min_new_tokens=steps) != solo  # it mattered
 
 
-def test_the_models_suppressed_tokens_are_never_chosen_as_in_generate(demo_model_factory, recorder):
+def test_the_models_suppressed_tokens_are_never_chosen_as_in_generate(continuous_model, recorder, monkeypatch):
     # generation_config.json's suppress_tokens: generate never picks them; neither does a row here,
-    # greedy or sampled hot, nor does a suppressed end-of-turn token end an answer early.
-    loaded = load_model(demo_model_factory(DemoModelSpec(family="qwen2_vl")), quantization="fp32")
+    # greedy or sampled hot, nor does a suppressed end-of-turn token end an answer early. Set on
+    # the session's shared model for this test only (monkeypatch puts its config back after).
+    loaded = continuous_model("qwen2_vl")
     vocabulary = loaded.model.get_output_embeddings().weight.shape[0]
     allowed = {40, 41, 42}
-    loaded.model.generation_config.suppress_tokens = [t for t in range(vocabulary) if t not in allowed]
+    suppressed = [t for t in range(vocabulary) if t not in allowed]
+    monkeypatch.setattr(loaded.model.generation_config, "suppress_tokens", suppressed)
     engine = recorder(loaded)
     greedy = engine.submit([Message("user", "Colour?", images=(RED,))], max_new_tokens=24)
     hot = engine.submit([Message("user", "Tell a story.")], max_new_tokens=24, temperature=2.0, seed=3)
@@ -312,7 +314,7 @@ def test_the_models_suppressed_tokens_are_never_chosen_as_in_generate(demo_model
         result = handle.result()
         assert result.usage.completion_tokens == 24, result.finish_reason
         assert set(engine.ids(handle)) <= allowed, engine.ids(handle)
-    loaded.model.generation_config.suppress_tokens = None
+    monkeypatch.setattr(loaded.model.generation_config, "suppress_tokens", None)
     free = recorder(loaded).submit([Message("user", "Tell a story.")], max_new_tokens=24, temperature=2.0, seed=3)
     assert not set(free.result().text) <= set(loaded.processor.tokenizer.decode(sorted(allowed)))  # it mattered
 
