@@ -554,10 +554,11 @@ def test_a_batch_names_its_model_for_every_file(
 
 
 def disabled_after_the_first_file(personas, version):
-    """While in effect, a batch's first extracted file disables ``version`` for department A."""
+    """While in effect, a batch's first extracted file disables ``version`` for department A (the
+    batch runner's call of the public ``extraction_run``, observed)."""
     import inference.extraction.batch_jobs as batch_jobs
 
-    real = batch_jobs._extract_with_patience
+    real = batch_jobs.extraction_run
 
     def first_then_disable(**kwargs):
         extraction = real(**kwargs)
@@ -566,7 +567,7 @@ def disabled_after_the_first_file(personas, version):
         )
         return extraction
 
-    return mock.patch.object(batch_jobs, "_extract_with_patience", first_then_disable)
+    return mock.patch.object(batch_jobs, "extraction_run", first_then_disable)
 
 
 @pytest.mark.django_db
