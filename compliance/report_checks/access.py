@@ -26,8 +26,12 @@ def check_ac1() -> list[Evidence]:
     active = users().filter(is_active=True).count()
     if not active:
         return [not_applicable(_("no active accounts yet"))]
+    from accounts.permissions import non_administrators_filter
+
     no_grant = list(
-        users().filter(is_active=True, admin_role="", memberships__isnull=True).values_list("username", flat=True)[:20]
+        non_administrators_filter(users().filter(is_active=True, memberships__isnull=True)).values_list(
+            "username", flat=True
+        )[:20]
     )
     return [
         line(
@@ -149,10 +153,9 @@ def check_ac5() -> list[Evidence]:
     actions = [permissions.Action[name] for name in ACCESS_POLICY_ACTION_NAMES]
     deviating = []
     for action in actions:
-        grant = permissions.POLICY[action]
-        others = grant.public or grant.signed_in or grant.department_roles or grant.owner_roles or grant.api_scope
-        if grant.admin_roles != frozenset({AdminRole.SECURITY}) or others or grant.non_administrators:
-            deviating.append(f"{action.value} → {'/'.join(sorted(grant.admin_roles)) or '?'}")
+        if not permissions.administrator_role_alone_granted(action, AdminRole.SECURITY):
+            granted = permissions.POLICY[action].admin_roles
+            deviating.append(f"{action.value} → {'/'.join(sorted(granted)) or '?'}")
     console = sorted(
         model
         for model, operations in permissions.CONSOLE.items()
@@ -183,11 +186,11 @@ def check_ac5() -> list[Evidence]:
     if not by_user:
         evidence.append(not_applicable(_("no access-policy change by a person in the audit trail yet")))
     else:
-        roles = dict(users().filter(pk__in=[int(pk) for pk in by_user if pk.isdigit()]).values_list("pk", "admin_role"))
+        actors = users().filter(pk__in=[int(pk) for pk in by_user if pk.isdigit()])
+        roles = dict(actors.values_list("pk", "admin_role"))
+        security = set(permissions.administrator_role_holders(actors, AdminRole.SECURITY).values_list("pk", flat=True))
         wrong = sorted(
-            f"{pk} ({roles.get(int(pk)) or '-'})"
-            for pk in by_user
-            if not pk.isdigit() or roles.get(int(pk)) != AdminRole.SECURITY
+            f"{pk} ({roles.get(int(pk)) or '-'})" for pk in by_user if not pk.isdigit() or int(pk) not in security
         )
         evidence.append(
             line(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_noop as _
 
+from accounts.roles import AdminRole
 from compliance.report import Evidence, control, line, not_applicable
 from compliance.report_checks.live import (
     NONE,
@@ -12,19 +13,21 @@ from compliance.report_checks.live import (
 )
 
 
-def _role_holders(role: str) -> list[str]:
-    return list(users().filter(is_active=True, admin_role=role).values_list("username", flat=True))
+def _role_holders(role: AdminRole) -> list[str]:
+    from accounts.permissions import administrator_role_holders
+
+    return list(administrator_role_holders(users().filter(is_active=True), role).values_list("username", flat=True))
 
 
-def _role_actions(role: str) -> list[str]:
-    from accounts import permissions
+def _role_actions(role: AdminRole) -> list[str]:
+    from accounts.permissions import administrator_role_grants
 
-    return sorted(action.value for action, grant in permissions.POLICY.items() if role in grant.admin_roles)
+    return sorted(action.value for action in administrator_role_grants(role))
 
 
 @control("SM-1", _("System administrator"))
 def check_sm1() -> list[Evidence]:
-    holders = _role_holders("system")
+    holders = _role_holders(AdminRole.SYSTEM)
     return [line(bool(holders), _("system administrators: {names}"), names=listing(holders) or NONE)]
 
 
@@ -32,7 +35,7 @@ def check_sm1() -> list[Evidence]:
 def check_sm2() -> list[Evidence]:
     from inference.registry.selectors import model_registry_state
 
-    holders = _role_holders("security")
+    holders = _role_holders(AdminRole.SECURITY)
     evidence = [line(bool(holders), _("security administrators: {names}"), names=listing(holders) or NONE)]
     # The security administrator approves model versions; the services refuse to activate one
     # that is not approved, so an activation of an unapproved version is a finding.
@@ -60,8 +63,8 @@ def check_sm2() -> list[Evidence]:
 
 @control("SM-3", _("Audit administrator; no account holds two roles"))
 def check_sm3() -> list[Evidence]:
-    holders = _role_holders("audit")
-    actions = _role_actions("audit")
+    holders = _role_holders(AdminRole.AUDIT)
+    actions = _role_actions(AdminRole.AUDIT)
     beyond = [a for a in actions if not a.startswith(("audit.", "compliance_report.", "console."))]
     return [
         line(bool(holders), _("audit administrators: {names}"), names=listing(holders) or NONE),

@@ -162,7 +162,9 @@ def check_ia3() -> list[Evidence]:
 def check_ia4() -> list[Evidence]:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    admins = list(users().filter(is_active=True).exclude(admin_role="").values_list("pk", "username"))
+    from accounts.permissions import administrators_filter
+
+    admins = list(administrators_filter(users().filter(is_active=True)).values_list("pk", "username"))
     enrolled = set(
         TOTPDevice.objects.filter(user_id__in=[pk for pk, _name in admins], confirmed=True).values_list(
             "user_id", flat=True

@@ -13,11 +13,11 @@ def check_administrator_accounts(app_configs, databases=None, **kwargs):
     if not databases:
         return []
     from accounts.models import User
-    from accounts.roles import AdminRole
+    from accounts.permissions import administrator_roles, administrators_filter
 
     try:
         superusers = User.objects.filter(is_superuser=True).count()
-        roles = set(User.objects.exclude(admin_role="").values_list("admin_role", flat=True))
+        roles = set(administrators_filter(User.objects).values_list("admin_role", flat=True))
     except DatabaseError:
         return []
     problems = []
@@ -29,7 +29,7 @@ def check_administrator_accounts(app_configs, databases=None, **kwargs):
                 id="accounts.E001",
             )
         )
-    missing = {AdminRole.SYSTEM, AdminRole.SECURITY, AdminRole.AUDIT} - roles
+    missing = administrator_roles() - roles
     if missing:
         problems.append(
             Warning(

@@ -12,9 +12,14 @@ compares a role. Read it in this order:
   from it through ``POLICY``, so the console follows the same table; a model not listed is
   invisible to everyone (deny by default), and the audit trail has no write operation at all.
 
+Operators (monitoring) are not accounts: ``Grant.operator`` lets a request through from
+``ADMIN_ALLOWED_NETWORKS`` or with the operator token (``METRICS_TOKEN``), whoever is signed in.
+
 How refusals look (each one recorded as ``access.denied`` by ``refusal_record``, in a
 transaction of its own that a rolled-back action cannot take with it):
 - anyone not signed in → the login page (HTML) or 401 (REST);
+- an operator's action (``/metrics``) neither from ``ADMIN_ALLOWED_NETWORKS`` nor with the operator
+  token → 404;
 - an administration action from outside ``ADMIN_ALLOWED_NETWORKS`` → 404 (the route "does not
   exist"), before anything else;
 - an administration action by a user without the role → 403;
@@ -29,6 +34,7 @@ transaction of its own that a rolled-back action cannot take with it):
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +45,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
 from accounts.roles import AdminRole, MembershipRole
@@ -67,13 +74,14 @@ ROLE_FOR_DEPARTMENT_ACCESS_HOLDER_REFUSED = (
 
 class Action(StrEnum):
     # --- public: anyone, signed in or not
-    HEALTH = "public.health"  # /healthz, /readyz
-    METRICS = "public.metrics"  # /metrics (the view also asks for its token or an admin network)
+    HEALTH = "public.health"  # /healthz, /readyz (its details: an operator's, as METRICS)
     SIGN_IN = "public.sign_in"  # the sign-in steps, the JSON sign-in, signing out
     LANGUAGE = "public.language"  # /i18n/setlang/
     API_SCHEMA = "public.api_schema"  # /api/schema/, /api/docs/
     STATIC = "public.static"  # STATIC_URL, served by WhiteNoise before any route
     ENTRY = "public.entry"  # "/" redirects to the department picker
+    # --- no account needed, but only an operator's request (Grant.operator)
+    METRICS = "public.metrics"  # /metrics, and the details of /readyz
     # --- any signed-in person, about themselves
     OWN_ACCOUNT = "account.own"  # password, two-factor, recovery codes
     DEPARTMENT_PICK = "department.pick"  # the list of one's own departments
@@ -82,13 +90,11 @@ class Action(StrEnum):
     USER_MANAGE = "user.manage"
     DEPARTMENT_MANAGE = "department.manage"
     ASSET_METADATA_VIEW = "asset.metadata_view"
-    MODEL_SETTINGS = "model.settings"
     # The model registry: the system administrator registers, activates and rolls back versions;
     # only a version the security administrator approved can be activated (SM-1, SM-2)
     MODEL_REGISTRY_VIEW = "model.registry_view"
     MODEL_REGISTER = "model.register"
     MODEL_ACTIVATE = "model.activate"
-    BACKUP_RUN = "backup.run"
     TWO_FACTOR_RESET = "two_factor.reset"
     # An administrator's second factor is reset by the security administrator, never by the
     # system administrator (who could then take the account over) and never by its owner.
@@ -123,7 +129,6 @@ class Action(StrEnum):
     CONVERSATION_VIEW_ANY = "conversation.view_any"  # who chatted when, never what was said
     CONVERSATION_CONTENT_VIEW = "conversation.content_view"  # only where the chat policy allows it
     TASK_TEMPLATE_MANAGE = "task_template.manage"
-    DEPARTMENT_MEMBERS_VIEW = "department.members_view"
     DEPARTMENT_API_KEY_MANAGE = "department.api_key_manage"
     DEPARTMENT_MODEL_MANAGE = "department.model_manage"  # which approved models the department uses
     CONVERSATION_EXPORT = "conversation.export"  # Markdown/JSON of one's own conversation
@@ -144,9 +149,10 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Grant:
-    """Who may take an action. Empty means nobody; every field that is set grants on its own."""
+    """Who may take an action. Empty means nobody; every field that is set grants on its own, but
+    ``admin_network`` and ``operator``, which narrow where a request may come from."""
 
-    public: bool = False
+    public: bool = False  # no account needed: anyone, signed in or not
     signed_in: bool = False
     admin_roles: frozenset[AdminRole] = frozenset()
     department_roles: frozenset[MembershipRole] = frozenset()  # on anything of the department
@@ -158,6 +164,10 @@ class Grant:
     department_switch: str = ""
     # Any account that holds none of the three administrator roles (whether it is signed in or not)
     non_administrators: bool = False
+    # Only an operator's request: from ADMIN_ALLOWED_NETWORKS, or with the operator token
+    # (``Authorization: Bearer $METRICS_TOKEN``; a wrong token is refused from anywhere). Checked
+    # where the network is (requests), before anything else; the answer otherwise is 404.
+    operator: bool = False
 
     @property
     def administration(self) -> bool:
@@ -167,6 +177,7 @@ class Grant:
 _S, _X, _A = AdminRole.SYSTEM, AdminRole.SECURITY, AdminRole.AUDIT
 _M, _D = MembershipRole.MEMBER, MembershipRole.ADMIN
 _PUBLIC = Grant(public=True)
+_OPERATORS = Grant(public=True, operator=True)
 _SIGNED_IN = Grant(signed_in=True)
 
 
@@ -196,7 +207,7 @@ CHAT_CONTENT_SWITCH = "chat.admin_may_read_content"
 # THE table.
 POLICY: Mapping[Action, Grant] = {
     Action.HEALTH: _PUBLIC,
-    Action.METRICS: _PUBLIC,
+    Action.METRICS: _OPERATORS,
     Action.SIGN_IN: _PUBLIC,
     Action.LANGUAGE: _PUBLIC,
     Action.API_SCHEMA: _PUBLIC,
@@ -208,11 +219,9 @@ POLICY: Mapping[Action, Grant] = {
     Action.USER_MANAGE: _admins(_S),
     Action.DEPARTMENT_MANAGE: _admins(_S),
     Action.ASSET_METADATA_VIEW: _admins(_S, _X),
-    Action.MODEL_SETTINGS: _admins(_S),
     Action.MODEL_REGISTRY_VIEW: _admins(_S, _X),
     Action.MODEL_REGISTER: _admins(_S),
     Action.MODEL_ACTIVATE: _admins(_S),
-    Action.BACKUP_RUN: _admins(_S),
     Action.TWO_FACTOR_RESET: _admins(_S),
     Action.ADMIN_TWO_FACTOR_RESET: _admins(_X),
     Action.ROLE_ASSIGN: _admins(_X),
@@ -240,7 +249,6 @@ POLICY: Mapping[Action, Grant] = {
     Action.CONVERSATION_VIEW_ANY: _department(_D),
     Action.CONVERSATION_CONTENT_VIEW: _department(_D, switch=CHAT_CONTENT_SWITCH),
     Action.TASK_TEMPLATE_MANAGE: _department(_D),
-    Action.DEPARTMENT_MEMBERS_VIEW: _department(_D),
     Action.DEPARTMENT_API_KEY_MANAGE: _department(_D),
     Action.DEPARTMENT_MODEL_MANAGE: _department(_D),
     Action.CONVERSATION_EXPORT: _department(owners=(_M, _D), hides=True),
@@ -317,6 +325,24 @@ def admin_network_allowed(source_ip: str | None) -> bool:
     return address_in(source_ip, settings.ADMIN_ALLOWED_NETWORKS)
 
 
+_NOT_AN_OPERATOR_REASON = "neither the metrics token nor an administration network"
+
+
+def operator_request_allowed(source_ip: str | None, operator_token: str | None) -> bool:
+    """An operator's request: with the operator token (``operator_token``, the request's bearer
+    token, or None), or else from an administration network. A wrong token is refused from
+    anywhere; without ``METRICS_TOKEN`` set, only the network counts."""
+    token = settings.METRICS_TOKEN
+    if token and operator_token is not None:
+        return hmac.compare_digest(operator_token.encode(), token.encode())
+    return admin_network_allowed(source_ip)
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+
+
 def _is_api_key(subject: Any) -> bool:
     return bool(getattr(subject, "is_api_key", False))
 
@@ -351,14 +377,18 @@ def decide(
     membership: Any = None,
     source_ip: str | None = None,
     check_network: bool = False,
+    operator_token: str | None = None,
 ) -> Decision:
     """May ``subject`` (a user, an API key, anonymous or None) take ``action``?
 
     ``department`` is the department the action is in (an object's department, or the portal's);
     ``owner_id`` the owner of the object, for actions granted to owners. With ``check_network``
-    the administration network is checked against ``source_ip`` first, as every request is.
+    the administration network is checked against ``source_ip`` first, as every request is, and
+    an operator's action against ``source_ip`` and ``operator_token``.
     """
     grant = POLICY[action]
+    if check_network and grant.operator and not operator_request_allowed(source_ip, operator_token):
+        return _refused(404, _NOT_AN_OPERATOR_REASON, OBJECT_REFUSED)
     if grant.public:
         return ALLOWED
     if grant.non_administrators:
@@ -437,6 +467,36 @@ def is_administrator(user: Any) -> bool:
 def administrator_roles() -> frozenset[str]:
     """The three administrator roles, for queries that look for their holders."""
     return frozenset(str(role) for role in POLICY[Action.CONSOLE_ENTER].admin_roles)
+
+
+def administrators_filter(accounts: QuerySet) -> QuerySet:
+    """The accounts of ``accounts`` holding one of the three administrator roles (active or not)."""
+    return accounts.filter(admin_role__in=administrator_roles())
+
+
+def non_administrators_filter(accounts: QuerySet) -> QuerySet:
+    """The accounts of ``accounts`` holding none of the three administrator roles."""
+    return accounts.exclude(admin_role__in=administrator_roles())
+
+
+def administrator_role_holders(accounts: QuerySet, role: AdminRole) -> QuerySet:
+    """The accounts of ``accounts`` holding administrator role ``role``."""
+    if role not in administrator_roles():
+        raise ValueError(f"{role!r} is not an administrator role")
+    return accounts.filter(admin_role=role)
+
+
+def administrator_role_grants(role: AdminRole) -> frozenset[Action]:
+    """The actions the table grants administrator role ``role``."""
+    return frozenset(action for action, grant in POLICY.items() if role in grant.admin_roles)
+
+
+def administrator_role_alone_granted(action: Action, role: AdminRole) -> bool:
+    """Does the table grant ``action`` to administrator role ``role`` and to nobody else (no other
+    role, no department role, no API key, no anonymous or merely signed-in visitor)?"""
+    grant = POLICY[action]
+    others = grant.public or grant.signed_in or grant.department_roles or grant.owner_roles or grant.api_scope
+    return grant.admin_roles == frozenset({role}) and not others and not grant.non_administrators
 
 
 def _holds_administrator_role(account: Any) -> bool:
@@ -631,14 +691,11 @@ def authorize(
     )
 
 
-def authorize_request(
-    request: HttpRequest, action: Action, *, department: Any = None, owner_id: Any = None, obj: Any = None
-) -> None:
-    """``authorize`` for a request: its user (or API key), address, path and portal department."""
+def _request_decide(request: HttpRequest, action: Action, department: Any, owner_id: Any) -> Decision:
     portal_department = getattr(request, "department", None)
     department = department if department is not None else portal_department
     membership = getattr(request, "membership", None) if department is portal_department else None
-    decision = decide(
+    return decide(
         getattr(request, "user", None),
         action,
         department=department,
@@ -646,7 +703,23 @@ def authorize_request(
         membership=membership,
         source_ip=getattr(request, "source_ip", None),
         check_network=True,
+        operator_token=_bearer_token(request),
     )
+
+
+def request_allowed(request: HttpRequest, action: Action) -> bool:
+    """``decide`` for a request, as a yes/no for what a response shows (nothing is recorded)."""
+    return _request_decide(request, action, None, ANY_OWNER).allowed
+
+
+def authorize_request(
+    request: HttpRequest, action: Action, *, department: Any = None, owner_id: Any = None, obj: Any = None
+) -> None:
+    """``authorize`` for a request: its user (or API key), address, bearer token, path and portal
+    department."""
+    portal_department = getattr(request, "department", None)
+    department = department if department is not None else portal_department
+    decision = _request_decide(request, action, department, owner_id)
     if decision.allowed:
         return
     where: dict[str, Any] = {"path": request.path, "method": request.method}
@@ -684,13 +757,23 @@ def requires(action: Action) -> Callable:
 
 
 def public(action: Action) -> Callable:
-    """Bind a view to a public action of the table (nothing to enforce, but nothing unbound)."""
+    """Bind a view to a public action of the table: nothing to enforce (but nothing unbound),
+    except an operator's action, refused (404, recorded) to a request that is not an operator's."""
     if not POLICY[action].public:
         raise ValueError(f"{action} is not public")
 
     def decorator(view: Callable) -> Callable:
-        view.policy_action = action
-        return view
+        if not POLICY[action].operator:
+            view.policy_action = action
+            return view
+
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            authorize_request(request, action)
+            return view(request, *args, **kwargs)
+
+        wrapped.policy_action = action
+        return wrapped
 
     return decorator
 

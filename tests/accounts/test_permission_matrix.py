@@ -54,12 +54,10 @@ ADMIN_EXPECTED = {
     Action.DEPARTMENT_MANAGE: {"system"},
     Action.MEMBERSHIP_MANAGE: {"security"},  # department data access is a permission (SM-2)
     Action.ASSET_METADATA_VIEW: {"system", "security"},
-    Action.MODEL_SETTINGS: {"system"},
     Action.MODEL_REGISTRY_VIEW: {"system", "security"},
     Action.MODEL_REGISTER: {"system"},
     Action.MODEL_ACTIVATE: {"system"},  # activation and rollback, of approved versions only
     Action.MODEL_APPROVE: {"security"},
-    Action.BACKUP_RUN: {"system"},
     Action.TWO_FACTOR_RESET: {"system"},
     Action.ROLE_ASSIGN: {"security"},
     Action.ADMIN_TWO_FACTOR_RESET: {"security"},
@@ -86,7 +84,6 @@ DEPARTMENT_EXPECTED = {
     Action.ASSET_LABEL_RAISE: ADMIN_ONLY,
     Action.CONVERSATION_VIEW_ANY: ADMIN_ONLY,
     Action.TASK_TEMPLATE_MANAGE: ADMIN_ONLY,
-    Action.DEPARTMENT_MEMBERS_VIEW: ADMIN_ONLY,
     Action.DEPARTMENT_API_KEY_MANAGE: ADMIN_ONLY,
     Action.DEPARTMENT_MODEL_MANAGE: ADMIN_ONLY,
     Action.EXTRACTION_RUN: MEMBER_AND_ADMIN,

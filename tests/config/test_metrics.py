@@ -1,8 +1,10 @@
 import pytest
 from django.test import override_settings
 
+from accounts.permissions import Action
 from compliance.events import EventType
 from compliance.models import AuditEntry
+from config.metrics import metrics_view
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +33,64 @@ def test_metrics_with_bearer_token_from_anywhere(client, db):
     assert ok.status_code == 200
     wrong = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer nope")
     assert wrong.status_code == 404
+
+
+def _denials():
+    return AuditEntry.objects.filter(event_type=EventType.ACCESS_DENIED)
+
+
+def test_metrics_refusal_is_recorded_once(client, db):
+    before = _denials().count()
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
+    assert _denials().count() == before + 1
+    denial = _denials().latest("sequence")
+    assert denial.details["action"] == str(Action.METRICS)
+    assert denial.details["reason"] == "neither the metrics token nor an administration network"
+    assert denial.details["path"] == "/metrics"
+
+
+@override_settings(METRICS_TOKEN="scrape-token-123")
+def test_a_wrong_token_is_refused_even_from_an_admin_network(client, db):
+    wrong = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.status_code == 404
+
+
+def test_a_signed_in_person_is_no_operator_outside_the_admin_networks(client, personas):
+    client.force_login(personas.admin)
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
+    assert _denials().latest("sequence").actor_id == str(personas.admin.pk)
+
+
+def test_metrics_is_the_policy_layers_operator_decision(settings):
+    """The table grants /metrics to operators; ``decide`` answers it for a request."""
+    from accounts.permissions import POLICY, decide
+
+    settings.METRICS_TOKEN = "scrape-token-123"
+    assert POLICY[Action.METRICS].operator
+    assert metrics_view.policy_action == Action.METRICS
+
+    def status(source_ip, token):
+        decision = decide(None, Action.METRICS, source_ip=source_ip, check_network=True, operator_token=token)
+        return decision.status
+
+    assert status("127.0.0.1", None) == 200
+    assert status("203.0.113.9", "scrape-token-123") == 200
+    assert status("203.0.113.9", None) == 404
+    assert status("127.0.0.1", "nope") == 404
+    settings.METRICS_TOKEN = ""
+    assert status("127.0.0.1", "anything") == 200  # no token configured: the network alone
+    assert status("203.0.113.9", "anything") == 404
+
+
+def test_readyz_details_follow_the_same_decision_and_record_nothing(client, db, settings):
+    settings.METRICS_TOKEN = "scrape-token-123"
+    before = _denials().count()
+    outside = client.get("/readyz", REMOTE_ADDR="203.0.113.9")
+    assert outside.status_code == 200 and outside.json() == {"status": "ready"}
+    wrong = client.get("/readyz", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.json() == {"status": "ready"}
+    assert "checks" in client.get("/readyz", REMOTE_ADDR="127.0.0.1").json()
+    assert _denials().count() == before  # a load balancer's polling is no refusal
 
 
 def test_json_log_lines_carry_the_request_id():

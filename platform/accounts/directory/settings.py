@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.roles import MembershipRole
 from config.env import env_bool, env_choice, env_int, env_secret, env_str
 
 GROUP_TYPES = ("groupofnames", "nested_groupofnames", "active_directory", "nested_active_directory")
@@ -54,8 +55,8 @@ def _group_mappings(path_value: str | None) -> list[dict[str, str]]:
     for index, item in enumerate(data):
         if not isinstance(item, dict) or not {"group", "department"} <= set(item):
             raise ImproperlyConfigured(f"LDAP_GROUP_MAPPINGS_FILE item {index} needs 'group' and 'department'")
-        role = item.get("role", "member")
-        if role not in ("member", "admin"):
+        role = item.get("role", MembershipRole.MEMBER.value)
+        if role not in MembershipRole.values:
             raise ImproperlyConfigured(f"LDAP_GROUP_MAPPINGS_FILE item {index}: role must be 'member' or 'admin'")
         mappings.append({"group": str(item["group"]), "department": str(item["department"]), "role": role})
     return mappings

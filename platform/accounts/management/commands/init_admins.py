@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AccountSource, User
+from accounts.permissions import administrators_filter
 from accounts.roles import AdminRole
 from compliance.events import EventType
 from compliance.services import audit_record
@@ -62,7 +63,7 @@ class Command(BaseCommand):
             self.stderr.write("The two entries differ; try again.")
 
     def handle(self, *args, **options):
-        if User.objects.exclude(admin_role="").exists():
+        if administrators_filter(User.objects).exists():
             raise CommandError(ADMINS_EXIST)
         planned = []
         for role, _, variable in ROLES:
@@ -78,7 +79,7 @@ class Command(BaseCommand):
         if len({password for _, _, password in planned}) != len(planned):
             raise CommandError(PASSWORDS_MUST_DIFFER)
         with transaction.atomic():
-            if User.objects.select_for_update().exclude(admin_role="").exists():  # a concurrent run
+            if administrators_filter(User.objects.select_for_update()).exists():  # a concurrent run
                 raise CommandError(ADMINS_EXIST)
             for role, username, password in planned:
                 user = User(username=username, admin_role=role, source=AccountSource.LOCAL)
