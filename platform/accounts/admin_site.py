@@ -56,6 +56,7 @@ _PAGE_OPERATIONS = {
     "add_view": "add",
     "change_view": "change",
     "delete_view": "delete",
+    "user_change_password": "change",  # the user page's "change password" form
 }
 
 

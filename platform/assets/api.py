@@ -200,7 +200,13 @@ class AssetDetailView(ApiKeyView):
 
     @extend_schema(summary="A file's metadata and its text layer's status", responses={200: AssetDetailSerializer})
     def get(self, request, asset_id):
-        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.view")
+        asset = asset_get(
+            department=self.department,
+            asset_id=asset_id,
+            actor=self.api_key,
+            purpose="api.view",
+            action=self.action_for(request),
+        )
         audit_record(event_type=EventType.ASSET_VIEW, department=asset.department, obj=asset, details={"view": "api"})
         data = _asset_response_data(asset)
         data["text_layer"] = text_layer_status(text_layer_look(asset, pages=False))
@@ -208,7 +214,13 @@ class AssetDetailView(ApiKeyView):
 
     @extend_schema(summary="Delete a file (crypto-shredding)", responses={204: None})
     def delete(self, request, asset_id):
-        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.delete")
+        asset = asset_get(
+            department=self.department,
+            asset_id=asset_id,
+            actor=self.api_key,
+            purpose="api.delete",
+            action=self.action_for(request),
+        )
         asset_delete(asset=asset, acting_user=self.api_key)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -221,7 +233,13 @@ class AssetContentView(ApiKeyView):
         responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")},
     )
     def get(self, request, asset_id):
-        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.download")
+        asset = asset_get(
+            department=self.department,
+            asset_id=asset_id,
+            actor=self.api_key,
+            purpose="api.download",
+            action=self.action_for(request),
+        )
         audit_record(
             event_type=EventType.ASSET_DOWNLOAD,
             department=asset.department,

@@ -40,12 +40,15 @@ def _parse_id(asset_id: Any) -> uuid.UUID | None:
         return None
 
 
-def asset_get(*, department: Department, asset_id: Any, actor: Any = None, purpose: str = "view") -> Asset:
+def asset_get(
+    *, department: Department, asset_id: Any, actor: Any = None, purpose: str = "view", action: str = Action.ASSET_VIEW
+) -> Asset:
     """The asset ``asset_id`` of ``department``, or AssetNotFound (404) with the denial audited.
 
     The department scoped manager adds the open scope's filter on top of the explicit
     ``department`` filter, so both must agree. ``purpose`` (view, download, delete, chat, api…)
-    goes into the denial's audit entry.
+    goes into the denial's audit entry, and ``action`` names the action refused (a REST view's
+    own, for a key).
     """
     parsed = _parse_id(asset_id)
     asset = None
@@ -61,7 +64,7 @@ def asset_get(*, department: Department, asset_id: Any, actor: Any = None, purpo
     else:
         reason = "malformed file id"
     raise object_not_found(
-        action=Action.ASSET_VIEW,
+        action=action,
         subject=actor,
         model=Asset,
         object_id=str(asset_id)[:64],

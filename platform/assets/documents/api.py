@@ -96,7 +96,13 @@ class AssetTextView(ApiKeyView):
         summary="A file's text layer: each page's lines with their boxes", responses={200: AssetTextSerializer}
     )
     def get(self, request, asset_id):
-        asset = asset_get(department=self.department, asset_id=asset_id, actor=self.api_key, purpose="api.text")
+        asset = asset_get(
+            department=self.department,
+            asset_id=asset_id,
+            actor=self.api_key,
+            purpose="api.text",
+            action=self.action_for(request),
+        )
         layer = text_layer_look(asset)
         pages = text_pages_json(layer)
         audit_record(
