@@ -17,7 +17,7 @@ from PIL import Image
 import inference  # noqa: F401  (sets the offline switches before transformers loads)
 from inference.engine.core import Engine, EngineLimits
 from inference.engine.demo_model import DemoModelSpec
-from inference.engine.loading import load_model, vision_dtype_device
+from inference.engine.loading import vision_dtype_device
 from inference.engine.prompting import model_inputs, place_inputs
 
 # The tiny random models' logits are small (standard deviation about 0.2, top logits below 1),
@@ -54,12 +54,9 @@ def demo_model_dir(shared_demo_model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def loaded_models(demo_model_dirs, shared_demo_model_dir, shared_demo_model) -> dict:
-    """Each family loaded once per session (the shared model is the one the other suites use)."""
-    return {
-        family: shared_demo_model if path == shared_demo_model_dir else load_model(path, quantization="fp32")
-        for family, path in demo_model_dirs.items()
-    }
+def loaded_models(demo_model_dirs, model_loaded_once) -> dict:
+    """Each family loaded once per session, the same loads the other suites share."""
+    return {family: model_loaded_once(path) for family, path in demo_model_dirs.items()}
 
 
 @pytest.fixture(scope="session")
