@@ -9,10 +9,11 @@ demoted since the handshake is disconnected); only ``turn.start`` counts as acti
 ping or a stop frame. A watchdog repeats both checks while the socket is quiet, so an idle socket
 closes when the session's idle time runs out, even while it is pinged.
 
-One turn at a time per socket: validated (``chat_protocol``), rate limited per user, the
+One turn at a time per socket: validated (``inference.chat.protocol``), rate limited per user, the
 conversation's history and images gathered, submitted to the engine, tokens relayed as they come.
 ``turn.stop`` cancels generation, and so does the client going away. The turn — complete, stopped
-or failed — is stored and audited in one transaction (``conversations.conversation_turn_record``).
+or failed — is stored and audited in one transaction
+(``inference.chat.services.conversation_turn_record``).
 """
 
 from __future__ import annotations
