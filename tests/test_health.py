@@ -12,14 +12,14 @@ def test_readyz_checks_the_database(client, db):
     assert body["checks"]["database"]["ok"] is True
 
 
-def test_readyz_answers_503_when_a_check_fails(client, db, monkeypatch):
+def test_readyz_answers_503_when_a_check_fails(client, db):
     from config import health
 
     def broken() -> tuple[bool, str]:
         raise ConnectionError("down")
 
-    monkeypatch.setitem(health._readiness_checks, "broken", broken)
-    response = client.get("/readyz")
+    with health.readiness_check_registered("broken", broken):
+        response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broken"] == {"ok": False, "detail": "ConnectionError"}
 
@@ -65,3 +65,16 @@ def test_readyz_gives_its_details_to_operators_only(client, db, settings):
     assert answer.status_code == 200 and answer.json() == {"status": "ready"}
     detailed = client.get("/readyz", HTTP_AUTHORIZATION="Bearer " + "t" * 32).json()
     assert detailed["status"] == "ready" and detailed["checks"]["database"]["ok"] is True
+
+
+def test_a_check_registered_for_a_block_is_put_back_after_it(client, db):
+    from config import health
+
+    def stand_in() -> tuple[bool, str]:
+        return True, "stand-in"
+
+    with health.readiness_check_registered("database", stand_in), health.readiness_check_registered("extra", stand_in):
+        checks = client.get("/readyz").json()["checks"]
+        assert checks["database"] == checks["extra"] == {"ok": True, "detail": "stand-in"}
+    checks = client.get("/readyz").json()["checks"]
+    assert "extra" not in checks and checks["database"]["detail"] != "stand-in"

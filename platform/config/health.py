@@ -14,10 +14,11 @@ with its state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -37,6 +38,21 @@ _readiness_checks: dict[str, ReadinessCheck] = {}
 def register_readiness_check(name: str, check: ReadinessCheck) -> None:
     """Add a check to /readyz; it returns (ok, detail) and must be quick."""
     _readiness_checks[name] = check
+
+
+@contextlib.contextmanager
+def readiness_check_registered(name: str, check: ReadinessCheck) -> Iterator[None]:
+    """Inside the block, /readyz runs ``check`` under ``name``; afterwards whatever check stood
+    under that name before (or none) stands again. For tests and short-lived components."""
+    before = _readiness_checks.get(name)
+    _readiness_checks[name] = check
+    try:
+        yield
+    finally:
+        if before is None:
+            _readiness_checks.pop(name, None)
+        else:
+            _readiness_checks[name] = before
 
 
 def database_ready() -> tuple[bool, str]:

@@ -50,20 +50,25 @@ def test_the_engine_is_loaded_once_shared_and_audited(configured, demo_model_dir
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readiness_reports_loading_then_the_model(configured, rf, monkeypatch):
+def test_readiness_reports_loading_then_the_model(configured, rf):
     import json
 
     from config import health
 
-    monkeypatch.setitem(health._readiness_checks, "model", model_readiness)
-    ok, detail = model_readiness()  # the first poll starts the background load
-    assert (ok, detail) == (False, MODEL_LOADING)
-    wait_until(lambda: model_readiness() != (False, MODEL_LOADING), timeout=120, message="the model is still loading")
-    request = rf.get("/readyz")
-    request.source_ip = "127.0.0.1"  # an operator on the machine (an administration network): the details
-    response = health.readyz(request)
-    assert response.status_code == 200
-    assert json.loads(response.content)["checks"]["model"] == {"ok": True, "detail": "demo-qwen2_5_vl (fp32 on cpu)"}
+    with health.readiness_check_registered("model", model_readiness):
+        ok, detail = model_readiness()  # the first poll starts the background load
+        assert (ok, detail) == (False, MODEL_LOADING)
+        wait_until(
+            lambda: model_readiness() != (False, MODEL_LOADING), timeout=120, message="the model is still loading"
+        )
+        request = rf.get("/readyz")
+        request.source_ip = "127.0.0.1"  # an operator on the machine (an administration network): the details
+        response = health.readyz(request)
+        assert response.status_code == 200
+        assert json.loads(response.content)["checks"]["model"] == {
+            "ok": True,
+            "detail": "demo-qwen2_5_vl (fp32 on cpu)",
+        }
 
 
 @pytest.mark.django_db(transaction=True)

@@ -288,17 +288,17 @@ def two_loaded(second, admins, personas, runtime_reset, system_context):
 
 
 @pytest.mark.django_db
-def test_readyz_lists_every_loaded_model(two_loaded, monkeypatch):
+def test_readyz_lists_every_loaded_model(two_loaded):
     from config import health
 
-    monkeypatch.setitem(health._readiness_checks, "model", model_readiness)
-    answer = Client().get("/readyz").json()
-    model = answer["checks"]["model"]
-    assert model["ok"] and answer["status"] == "ready"
-    listed = {entry["name"]: entry for entry in model["models"]}
-    assert set(listed) == {"demo-qwen2_5_vl", SECOND}
-    assert listed["demo-qwen2_5_vl"]["default"] and not listed[SECOND]["default"]
-    assert listed[SECOND]["manifest_sha256"] == two_loaded["second"].manifest_sha256 and listed[SECOND]["ok"]
+    with health.readiness_check_registered("model", model_readiness):
+        answer = Client().get("/readyz").json()
+        model = answer["checks"]["model"]
+        assert model["ok"] and answer["status"] == "ready"
+        listed = {entry["name"]: entry for entry in model["models"]}
+        assert set(listed) == {"demo-qwen2_5_vl", SECOND}
+        assert listed["demo-qwen2_5_vl"]["default"] and not listed[SECOND]["default"]
+        assert listed[SECOND]["manifest_sha256"] == two_loaded["second"].manifest_sha256 and listed[SECOND]["ok"]
 
 
 @pytest.mark.django_db
