@@ -9,6 +9,7 @@ another role, an action the role may not take — is recorded by the policy laye
 
 from __future__ import annotations
 
+import copy
 from functools import wraps
 
 from django.contrib import admin
@@ -121,6 +122,34 @@ def _record_deferred(request) -> None:
     for refusal in getattr(request, "_console_refusals", None) or ():
         refusal_record(actor=request.user, path=request.path, method=request.method, **refusal)
     request._console_refusals = []
+
+
+class ServiceWritesAdmin(admin.ModelAdmin):
+    """A model's pages whose writes are services (``save_model``, ``delete_model``): each service
+    authorizes before it opens a transaction of its own, and records its refusal in one more,
+    which cannot run inside another. Django's admin saves a form inside one page-wide
+    transaction; here the page runs without it, so a service's refusal (the form's check passed,
+    and the policy's answer changed before the write) is recorded and answered 403, not a server
+    error with no entry. What a page writes is the service's transaction, audited there; the
+    console's own history of a deletion is written once the deletion is made (Django writes it
+    first, in the transaction it shares with the deletion)."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        request._console_deleted = []
+        response = self._delete_view(request, object_id, extra_context)
+        if request._console_deleted:  # made: now in the console's history
+            super().log_deletions(request, request._console_deleted)
+        return response
+
+    def log_deletions(self, request, queryset):
+        deleting = getattr(request, "_console_deleted", None)
+        if deleting is None:  # the changelist's "delete selected": Django's order
+            return super().log_deletions(request, queryset)
+        deleting.extend(copy.copy(obj) for obj in queryset)  # copies keep the ids the deletion clears
+        return None
 
 
 def _mark_console_routes(patterns) -> None:

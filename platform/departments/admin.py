@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from accounts.admin_site import console_decide
+from accounts.admin_site import ServiceWritesAdmin, console_decide
 from accounts.permissions import Action
 from compliance.admin_audit import AuditedModelAdmin
 from departments.models import ADMINISTRATOR_MEMBERSHIP_REFUSED, Department, Membership
@@ -44,9 +44,10 @@ class MembershipForm(forms.ModelForm):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ServiceWritesAdmin):
     """The security administrator's page of department access. Writes go through the membership
-    services, which audit them (``membership.add`` / ``.change`` / ``.remove``)."""
+    services, which audit them (``membership.add`` / ``.change`` / ``.remove``) and refuse on
+    their own (recorded) when the answer changed after the form's check."""
 
     form = MembershipForm
     list_display = ("user", "department", "role", "source", "created_at")
