@@ -286,7 +286,8 @@ def _console_cases(text: str, callback, method: str) -> list[tuple[str, int, str
             for role in _roles(operations.get("view")) | _roles(operations.get("change"))
         )
         refused_as, status = enter, 404
-    else:  # the console's own pages (index, sign-out…): any administrator
+    else:  # the console's own pages (index, sign-out…), and a model's bare object URL, which only
+        # redirects to its change page (walked itself): any administrator
         return cases
     return cases + [(str(role), status, refused_as) for role in ADMIN_ROLES if role not in granted]
 
