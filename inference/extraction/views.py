@@ -176,7 +176,7 @@ def extraction_home(request: HttpRequest, department_slug: str) -> HttpResponse:
 def _run_one(request: HttpRequest, template: TaskTemplate, asset_id: str, model: str | None) -> Extraction:
     """One extraction on the model the form named (None: the department's default); the service
     picks and checks the model and records each refusal before anything is read."""
-    asset = asset_get_for_request(request, asset_id, purpose="extraction")
+    asset = asset_get_for_request(request, asset_id, purpose="extraction", action=Action.EXTRACTION_RUN)
     return extraction_run(
         department=request.department,
         template=template,

@@ -75,6 +75,9 @@ def asset_get(
     )
 
 
-def asset_get_for_request(request, asset_id: Any, *, purpose: str = "view") -> Asset:
-    """``asset_get`` for a ``/d/<slug>/`` request (the middleware set ``request.department``)."""
-    return asset_get(department=request.department, asset_id=asset_id, actor=request.user, purpose=purpose)
+def asset_get_for_request(request, asset_id: Any, *, purpose: str = "view", action: str = Action.ASSET_VIEW) -> Asset:
+    """``asset_get`` for a ``/d/<slug>/`` request (the middleware set ``request.department``);
+    ``action`` is the one the view is bound to, recorded when the file is not found."""
+    return asset_get(
+        department=request.department, asset_id=asset_id, actor=request.user, purpose=purpose, action=action
+    )

@@ -214,7 +214,7 @@ def file_thumbnail(request: HttpRequest, department_slug: str, asset_id: str) ->
 @requires(Action.ASSET_DELETE)
 @require_POST
 def file_delete(request: HttpRequest, department_slug: str, asset_id: str) -> HttpResponse:
-    asset = asset_get_for_request(request, asset_id, purpose="delete")
+    asset = asset_get_for_request(request, asset_id, purpose="delete", action=Action.ASSET_DELETE)
     name = asset.original_name
     try:
         asset_delete(asset=asset, acting_user=request.user)

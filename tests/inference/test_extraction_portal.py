@@ -189,6 +189,28 @@ def test_another_departments_result_and_batch_answer_404(personas, stored_result
     assert len(denials) >= 12
 
 
+def test_a_file_not_found_at_run_time_is_refused_under_the_extraction_action(personas, upload, rf, system_context):
+    """The form offers the department's own files; one gone (or another department's) by the time
+    the run looks it up is refused as the action the page is bound to, and recorded."""
+    from assets.selectors import AssetNotFound
+    from inference.extraction import views
+
+    theirs = upload(department=personas.department_b)
+    templates_builtin_ensure(department=personas.department_a)
+    with department_scope(personas.department_a):
+        template = TaskTemplate.objects.get(department=personas.department_a, slug="vat-invoice")
+    request = rf.post(url("home"))
+    request.user, request.department = personas.member, personas.department_a
+    with department_scope(personas.department_a), pytest.raises(AssetNotFound):
+        views._run_one(request, template, str(theirs.pk), None)
+    denial = AuditEntry.objects.filter(event_type="access.denied").latest("sequence")
+    assert denial.actor_name == "bob" and denial.details == {
+        "action": "extraction.run",
+        "purpose": "extraction",
+        "reason": "file of another department",
+    }
+
+
 def test_api_keys_never_reach_the_portal_pages(personas, stored_result, make_key):
     raw, key = make_key()
     for action in (Action.EXTRACTION_RUN, Action.EXTRACTION_REVIEW):
