@@ -146,10 +146,19 @@ class ServiceWritesAdmin(admin.ModelAdmin):
 
     def log_deletions(self, request, queryset):
         deleting = getattr(request, "_console_deleted", None)
-        if deleting is None:  # the changelist's "delete selected": Django's order
-            return super().log_deletions(request, queryset)
+        if deleting is None:  # the changelist's "delete selected": delete_queryset logs each one made
+            return None
         deleting.extend(copy.copy(obj) for obj in queryset)  # copies keep the ids the deletion clears
         return None
+
+    def delete_queryset(self, request, queryset):
+        """The changelist's "delete selected": one service call per object, each deletion in the
+        console's history once made. A refusal stops there; what was deleted before it stays
+        deleted and logged, the rest stays."""
+        for obj in queryset:
+            kept = copy.copy(obj)
+            self.delete_model(request, obj)
+            super().log_deletions(request, [kept])
 
 
 def _mark_console_routes(patterns) -> None:

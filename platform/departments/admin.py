@@ -79,9 +79,5 @@ class MembershipAdmin(ServiceWritesAdmin):
     def delete_model(self, request, obj):
         membership_remove(membership=obj, acting_user=request.user)
 
-    def delete_queryset(self, request, queryset):
-        for membership in queryset.select_related("user", "department"):
-            membership_remove(membership=membership, acting_user=request.user)
-
 
 from departments.api_keys import admin as api_key_admin  # noqa: E402, F401  (API keys for the security administrator)

@@ -186,3 +186,39 @@ def test_a_console_deletion_refused_by_its_service_is_recorded_and_deletes_nothi
     assert console.post(path, {"post": "yes"}).status_code == 302
     assert not Membership.objects.filter(pk=membership.pk).exists()
     assert deletions.get().user_id == security.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_selected_logs_only_what_it_deleted_and_stops_at_a_refusal(personas, make_admin, settings, monkeypatch):
+    """The changelist's "delete selected": the administrator is demoted after one deletion (in
+    between): the other is refused and recorded, the one made stays deleted and is the only
+    deletion in the console's history."""
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    from departments import admin as departments_admin
+
+    settings.ADMIN_ALLOWED_NETWORKS = [ipaddress.ip_network("127.0.0.1/32")]
+    security, device = make_admin(AdminRole.SECURITY)
+    console = Client()
+    sign_in_with_totp(console, security, device)
+    first, second = Membership.objects.filter(department=personas.department_a).order_by("pk")[:2]
+    removing = departments_admin.membership_remove
+
+    def removed_then_demoted(*, membership, acting_user):
+        removing(membership=membership, acting_user=acting_user)
+        acting_user.admin_role = AdminRole.AUDIT
+
+    monkeypatch.setattr(departments_admin, "membership_remove", removed_then_demoted)
+    before = _denials().count()
+    response = console.post(
+        "/admin/departments/membership/",
+        {"action": "delete_selected", "_selected_action": [first.pk, second.pk], "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert _denials().count() == before + 1
+    assert _denials().latest("sequence").details["action"] == Action.MEMBERSHIP_MANAGE.value
+    left = set(Membership.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", flat=True))
+    assert len(left) == 1, left  # one deleted (the changelist's order), one refused
+    (deleted,) = {first.pk, second.pk} - left
+    logged = set(LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True))
+    assert logged == {str(deleted)}
