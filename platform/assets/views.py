@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.activity import background
 from accounts.permissions import Action, allowed, object_not_found, requires
 from assets.content import KINDS, DecodeBusy
-from assets.documents.views import text_layer_context, text_layer_list_attach, text_layer_statuses
+from assets.documents.portal_display import text_layer_context, text_layer_list_attach, text_layer_statuses
 from assets.models import Asset
 from assets.names import content_disposition, download_name
 from assets.reading import AssetUnreadable, asset_plaintext_chunks, asset_thumbnail_png
