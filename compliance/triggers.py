@@ -43,6 +43,12 @@ HEAD_MOVES_FORWARD_ONLY = "audit chain head only moves forward to the newest ent
 HEAD_REFUSED = HEAD_MOVES_FORWARD_ONLY + ": {operation} refused"  # PostgreSQL's, UPDATE and DELETE
 HEAD_NOT_DELETED = "audit chain head cannot be deleted"  # SQLite's DELETE refusal
 APPEND_ONLY = "{table} is append-only: {operation} refused"
+# ``{sequence}`` as for CHAIN_NOT_EXTENDED. The message holds a quote: the SQL doubles it (_sql_text).
+NOT_THE_DATABASE_CLOCK = "audit chain: entry {sequence}does not carry the database's clock at sealing"
+PENDING_NOT_CHANGED = "pending audit entries cannot be changed: UPDATE refused"  # SQLite's (PostgreSQL's: APPEND_ONLY)
+# A pending row deleted before it is chained. PostgreSQL's names the row (``{entry}``: ``%``, its id).
+PENDING_NOT_CHAINED = "pending audit entry {entry}: DELETE refused (only the sealer removes it, once it is chained)"
+PENDING_NOT_CHAINED_SQLITE = "pending audit entry: DELETE refused (only the sealer removes it, once chained)"
 GUARDED_TABLES = (
     "compliance_auditentry",
     "compliance_auditpending",
@@ -53,6 +59,11 @@ GUARDED_TABLES = (
 
 _TEXT_TIMESTAMP = """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 CLOCK_SLACK_SECONDS = 60  # a system clock stepped back (NTP) while a statement runs must not fail a seal
+
+
+def _sql_text(message: str) -> str:
+    """``message`` as the inside of an SQL string literal (each quote doubled)."""
+    return message.replace("'", "''")
 
 
 def _sealed_version_sql(column: str) -> str:
@@ -128,7 +139,7 @@ BEGIN
        OR a.sealed_at > clock_timestamp()
     LIMIT 1;
     IF broken IS NOT NULL THEN
-        RAISE EXCEPTION 'audit chain: entry % does not carry the database''s clock at sealing', broken;
+        RAISE EXCEPTION '{_sql_text(NOT_THE_DATABASE_CLOCK.format(sequence="% "))}', broken;
     END IF;
     RETURN NULL;
 END
@@ -184,7 +195,7 @@ BEGIN
     )
     LIMIT 1;
     IF unchained IS NOT NULL THEN
-        RAISE EXCEPTION 'pending audit entry %: DELETE refused (only the sealer removes it, once it is chained)',
+        RAISE EXCEPTION '{PENDING_NOT_CHAINED.format(entry="%")}',
             unchained;
     END IF;
     RETURN NULL;
@@ -412,9 +423,9 @@ def _sqlite_statements() -> list[str]:
         f"""CREATE TRIGGER compliance_auditentry_clock AFTER INSERT ON compliance_auditentry
     WHEN NEW.format_version NOT IN ({_clock_versions_sql()}) OR NEW.sealed_at IS NULL
         OR abs(julianday(NEW.sealed_at) - julianday('now')) * 86400 > {CLOCK_SLACK_SECONDS}
-    BEGIN SELECT RAISE(ABORT, 'audit chain: entry does not carry the database''s clock at sealing'); END""",
-        """CREATE TRIGGER compliance_auditpending_update BEFORE UPDATE ON compliance_auditpending
-    BEGIN SELECT RAISE(ABORT, 'pending audit entries cannot be changed: UPDATE refused'); END""",
+    BEGIN SELECT RAISE(ABORT, '{_sql_text(NOT_THE_DATABASE_CLOCK.format(sequence=""))}'); END""",
+        f"""CREATE TRIGGER compliance_auditpending_update BEFORE UPDATE ON compliance_auditpending
+    BEGIN SELECT RAISE(ABORT, '{PENDING_NOT_CHANGED}'); END""",
         f"""CREATE TRIGGER compliance_auditpending_delete BEFORE DELETE ON compliance_auditpending
     WHEN NOT EXISTS (
         SELECT 1 FROM compliance_auditentry e
@@ -426,7 +437,7 @@ def _sqlite_statements() -> list[str]:
           AND e.user_agent = OLD.user_agent AND e.request_id = OLD.request_id AND e.details = OLD.details
           AND e.format_version = {_sealed_version_sql("OLD.format_version")}
     )
-    BEGIN SELECT RAISE(ABORT, 'pending audit entry: DELETE refused (only the sealer removes it, once chained)'); END""",  # noqa: S608  (the registry's numbers only, no input)
+    BEGIN SELECT RAISE(ABORT, '{PENDING_NOT_CHAINED_SQLITE}'); END""",  # noqa: S608  (the registry's numbers only, no input)
         f"""CREATE TRIGGER compliance_auditchainhead_update BEFORE UPDATE ON compliance_auditchainhead
     WHEN NOT (NEW.id = OLD.id AND NEW.sequence > OLD.sequence
               AND NEW.hash IS (SELECT e.hash FROM compliance_auditentry e WHERE e.sequence = NEW.sequence))

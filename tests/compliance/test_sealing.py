@@ -3,6 +3,7 @@ chained twice, the chain never forks, and a pending entry is as protected as a c
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
+from compliance import triggers
 from compliance.chain import chain_hash
 from compliance.events import EventType
 from compliance.models import GENESIS_HASH, AuditChainHead, AuditEntry, AuditPending
@@ -19,11 +21,20 @@ from compliance.verification import _fast_walk, audit_chain_verify
 from tests.compliance.conftest import raw_sql
 from tests.support.waiting import wait_until
 
-# What the pending table's triggers say (compliance/triggers.py), in the PL/pgSQL and SQLite wordings.
-PENDING_UPDATE_REFUSED = (
-    "(compliance_auditpending is append-only|pending audit entries cannot be changed): UPDATE refused"
+# What the pending table's triggers say (compliance/triggers.py), in the database's own wording.
+POSTGRESQL = connection.vendor == "postgresql"
+PENDING_UPDATE_REFUSED = re.escape(
+    triggers.APPEND_ONLY.format(table="compliance_auditpending", operation="UPDATE")
+    if POSTGRESQL
+    else triggers.PENDING_NOT_CHANGED
 )
-PENDING_DELETE_REFUSED = r"pending audit entry( \d+)?: DELETE refused \(only the sealer removes it"
+PENDING_TRUNCATE_REFUSED = re.escape(triggers.APPEND_ONLY.format(table="compliance_auditpending", operation="TRUNCATE"))
+# PostgreSQL names the pending row (its id), SQLite cannot.
+PENDING_DELETE_REFUSED = (
+    re.escape(triggers.PENDING_NOT_CHAINED).replace(re.escape("{entry}"), r"\d+")
+    if POSTGRESQL
+    else re.escape(triggers.PENDING_NOT_CHAINED_SQLITE)
+)
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="SQLite serialises writers: the head is never busy there"
@@ -310,7 +321,7 @@ def test_pending_entries_cannot_be_changed_or_removed_unchained(system_context):
             with pytest.raises(DatabaseError, match=message), transaction.atomic():
                 raw_sql(sql)
         if connection.vendor == "postgresql":
-            with pytest.raises(DatabaseError, match="compliance_auditpending is append-only: TRUNCATE refused"):
+            with pytest.raises(DatabaseError, match=PENDING_TRUNCATE_REFUSED):
                 with transaction.atomic():
                     raw_sql("TRUNCATE compliance_auditpending")
         with pytest.raises(PermissionError):
