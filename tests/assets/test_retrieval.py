@@ -118,21 +118,22 @@ def test_no_match_no_terms_no_text():
     assert rank_pages(document(*PAGES), "warranty", limit=0) == []
 
 
-def test_the_index_is_cached_per_text_and_bounded(monkeypatch):
+def test_the_index_is_cached_per_text_and_bounded():
     retrieval.index_cache_clear()
-    built = []
-    real_build = retrieval._build
-    monkeypatch.setattr(retrieval, "_build", lambda doc: built.append(doc) or real_build(doc))
+    assert retrieval.index_cache_info() == retrieval.IndexCacheInfo(hits=0, builds=0, size=0)
     pages = document(*PAGES)
     rank_pages(pages, "warranty", limit=2)
     rank_pages(pages, "payment", limit=2)
-    assert len(built) == 1  # the second question reuses the index
+    # The second question reuses the index.
+    assert retrieval.index_cache_info() == retrieval.IndexCacheInfo(hits=1, builds=1, size=1)
     changed = document(*PAGES[:-1], "Warranty\nThree years.")  # a new text layer: a new index
     assert rank_pages(changed, "three years warranty", limit=1)[0][0] == 6
-    assert len(built) == 2
+    assert retrieval.index_cache_info() == retrieval.IndexCacheInfo(hits=1, builds=2, size=2)
     for number in range(retrieval.INDEX_CACHE_SIZE + 5):
         rank_pages(document(f"page {number} warranty"), "warranty", limit=1)
-    assert len(retrieval._cache) == retrieval.INDEX_CACHE_SIZE
+    assert retrieval.index_cache_info().size == retrieval.INDEX_CACHE_SIZE
+    retrieval.index_cache_clear()
+    assert retrieval.index_cache_info() == retrieval.IndexCacheInfo(hits=0, builds=0, size=0)
 
 
 # --- pinning ------------------------------------------------------------------------------------

@@ -107,8 +107,11 @@ def test_a_deleted_document_is_never_found(client, personas, document):
     finance = document(FINANCE_MANUAL)
     client.force_login(personas.member)
     assert search_page(client, "finance", "warranty").context["results"].documents
+    assert search_page(client, "finance", "seller").context["results"].documents
+    assert search.index_builds() == 1  # the same documents: the same index
     asset_delete(asset=finance, acting_user=personas.admin)
     assert search_page(client, "finance", "warranty").context["results"].documents == []
+    assert search.index_builds() == 2  # the deletion made the next search rebuild it
 
 
 def test_empty_and_too_long_queries(client, personas, document):
@@ -441,26 +444,15 @@ def test_one_department_never_flushes_anothers_analyses(client, personas, docume
     assert read == ["q2.pdf"]  # q1's analysis was still cached
 
 
-def test_a_search_that_waited_for_a_rebuild_uses_it_instead_of_building_again(monkeypatch):
+def test_a_search_that_waited_for_a_rebuild_uses_it_instead_of_building_again(personas):
     """Searches of one department that find its index stale rebuild it once: the one that waited on
     the department's build lock finds the index the other built."""
-    from types import SimpleNamespace
-
-    department = SimpleNamespace(pk="waiting-department")
-    monkeypatch.setattr(search, "_searchable", lambda _department: [])
-    builds = []
-
-    def build(department_key, chosen, signature, documents):
-        builds.append(department_key)
-        return search._DepartmentIndex(signature=signature, refs=[], retriever=None, left_out=0)
-
-    monkeypatch.setattr(search, "_department_build", build)
+    department = personas.department_b  # no documents
 
     class BuiltWhileWaiting:
         """The lock, as the first search leaves it: the index is there when the second gets in."""
 
         def __enter__(self):
-            build(department.pk, [], None, 0)
             bounds = [
                 ("DOCUMENT_SEARCH_MAX_PAGES", search.DEFAULT_MAX_PAGES),
                 ("DOCUMENT_SEARCH_PAGE_CHARS", search.DEFAULT_PAGE_CHARS),
@@ -476,8 +468,9 @@ def test_a_search_that_waited_for_a_rebuild_uses_it_instead_of_building_again(mo
 
     search._build_locks[department.pk] = BuiltWhileWaiting()
     try:
-        index, _assets = search._department_index(department)
+        with department_scope(department):
+            index, _assets = search._department_index(department)
     finally:
         del search._build_locks[department.pk]
-    assert builds == [department.pk]  # only the other search's build
+    assert search.index_builds() == 0  # only the other search built it
     assert index is search._indexes[department.pk]

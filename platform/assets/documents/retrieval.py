@@ -10,7 +10,8 @@ words is left out.
 ``rank_pages`` scores the usable pages of a ``DocumentText`` against a query with BM25
 (``bm25s``). The index of a document is built in memory on first use and kept in a small LRU
 cache keyed by the document's content (a digest of its pages' text: a new text layer is a new
-key); it is never written anywhere — it holds business text.
+key); it is never written anywhere — it holds business text. ``index_cache_info`` says how the
+cache has fared since it was last cleared (``index_cache_clear``): hits, indexes built, size.
 
 ``pinned_pages`` reads the pages a person names in a question ("p. 23–25", "pages 7 and 9",
 "第23-25页", "第7页"), so that they are sent to the model whatever BM25 thinks.
@@ -29,6 +30,7 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from assets.documents.lru import lru_put
 from assets.documents.pages import DocumentText
@@ -142,8 +144,16 @@ class _PageIndex:
     retriever: object | None  # bm25s.BM25, or None when no page has a token
 
 
+class IndexCacheInfo(NamedTuple):
+    hits: int  # questions answered with a cached index
+    builds: int  # indexes built: one per question that found no cached index
+    size: int  # indexes held now, at most INDEX_CACHE_SIZE
+
+
 _cache: OrderedDict[str, _PageIndex] = OrderedDict()
 _cache_lock = threading.Lock()
+_hits = 0
+_builds = 0
 
 
 def _digest(document: DocumentText) -> str:
@@ -171,21 +181,33 @@ def _build(document: DocumentText) -> _PageIndex:
 
 
 def _index(document: DocumentText) -> _PageIndex:
+    global _hits, _builds
     key = _digest(document)
     with _cache_lock:
         found = _cache.get(key)
         if found is not None:
             _cache.move_to_end(key)
+            _hits += 1
             return found
     built = _build(document)  # outside the lock: a long document does not hold up the others
     with _cache_lock:
+        _builds += 1
         lru_put(_cache, key, built, INDEX_CACHE_SIZE)
     return built
 
 
 def index_cache_clear() -> None:
+    """Empty the cache and start its counts (``index_cache_info``) again."""
+    global _hits, _builds
     with _cache_lock:
         _cache.clear()
+        _hits = _builds = 0
+
+
+def index_cache_info() -> IndexCacheInfo:
+    """The cache's hits and index builds since ``index_cache_clear``, and its size now."""
+    with _cache_lock:
+        return IndexCacheInfo(hits=_hits, builds=_builds, size=len(_cache))
 
 
 def rank_pages(document: DocumentText, query: str, *, limit: int) -> list[tuple[int, float]]:

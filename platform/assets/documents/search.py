@@ -28,7 +28,8 @@ Its memory and its work are bounded (each a setting with the default below, docs
 A snippet considers at most ``SNIPPET_MAX_MATCHES`` matches of its page (the first ones) and
 finds their densest window in one pass (two pointers), so a page made of one repeated word costs
 linear time, not quadratic. Searches of the same department that find its index stale wait for
-one rebuild instead of each building their own.
+one rebuild instead of each building their own; ``index_builds`` counts the department indexes
+built since the caches were last cleared (``search_cache_clear``).
 
 An index is keyed by its documents and their text layers' versions (when each was finished):
 a new, changed or deleted document makes the next search rebuild it, so a deleted file is
@@ -136,15 +137,24 @@ _token_counts: dict[object, int] = {}  # tokens cached per department
 _token_count = 0  # tokens cached in all
 _lock = threading.Lock()
 _build_locks: dict[object, threading.Lock] = {}  # one rebuild of a department at a time
+_builds = 0  # department indexes built since search_cache_clear
 
 
 def search_cache_clear() -> None:
-    global _token_count
+    """Drop every index and analysis, and start the count of builds (``index_builds``) again."""
+    global _token_count, _builds
     with _lock:
         _indexes.clear()
         _tokens.clear()
         _token_counts.clear()
         _token_count = 0
+        _builds = 0
+
+
+def index_builds() -> int:
+    """Department indexes built since ``search_cache_clear``."""
+    with _lock:
+        return _builds
 
 
 def _size(pages: _Pages) -> int:
@@ -227,6 +237,7 @@ def _searchable(department) -> list[tuple[object, str]]:
 
 
 def _department_index(department) -> tuple[_DepartmentIndex, dict[str, object]]:
+    global _builds
     documents = _searchable(department)
     limit = _bound("DOCUMENT_SEARCH_MAX_PAGES", DEFAULT_MAX_PAGES)
     chosen, pages_total = [], 0
@@ -262,6 +273,7 @@ def _department_index(department) -> tuple[_DepartmentIndex, dict[str, object]]:
             return found, assets
         built = _department_build(department.pk, chosen, signature, len(documents))
         with _lock:  # stored before the build lock is let go, for the searches waiting on it
+            _builds += 1
             _indexes[department.pk] = built
             _indexes.move_to_end(department.pk)
             while len(_indexes) > _bound("DOCUMENT_SEARCH_DEPARTMENTS", DEFAULT_DEPARTMENTS):
