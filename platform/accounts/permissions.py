@@ -387,7 +387,8 @@ def decide(
     an operator's action against ``source_ip`` and ``operator_token``.
     """
     grant = POLICY[action]
-    if check_network and grant.operator and not operator_request_allowed(source_ip, operator_token):
+    # An operator's action is a request's, from where it comes: without one, nobody's.
+    if grant.operator and not (check_network and operator_request_allowed(source_ip, operator_token)):
         return _refused(404, _NOT_AN_OPERATOR_REASON, OBJECT_REFUSED)
     if grant.public:
         return ALLOWED
@@ -586,9 +587,7 @@ def console_module_permission(user: Any, app_label: str) -> bool:
 
 
 class Refused(Exception):
-    """Mixed into the exceptions a refusal raises; ``recorded`` once its audit entry exists."""
-
-    recorded = True
+    """Mixed into the exceptions a refusal raises: its audit entry exists already."""
 
 
 class RefusedNotFound(Refused, Http404):

@@ -20,6 +20,7 @@ from accounts.permissions import (
     SignInRequired,
     authorize,
     console_permission,
+    decide,
     department_role_loses_grants,
     department_role_strongest,
     is_administrator,
@@ -38,7 +39,6 @@ OK, NOT_FOUND, FORBIDDEN, SIGN_IN = "allowed", 404, 403, 401
 
 PUBLIC = {
     Action.HEALTH,
-    Action.METRICS,
     Action.SIGN_IN,
     Action.LANGUAGE,
     Action.API_SCHEMA,
@@ -46,6 +46,7 @@ PUBLIC = {
     Action.ENTRY,
 }
 SIGNED_IN = {Action.OWN_ACCOUNT, Action.DEPARTMENT_PICK}
+OPERATORS = {Action.METRICS}  # no account, but an operator's request
 
 # Administration actions from an allowed network: only the owning roles; everyone else 403.
 ADMIN_EXPECTED = {
@@ -113,7 +114,7 @@ HOLDER_EXPECTED = {Action.DEPARTMENT_ACCESS_HOLD: {"department_admin", "member",
 
 
 def test_every_action_has_an_expectation():
-    covered = PUBLIC | SIGNED_IN | set(ADMIN_EXPECTED) | set(DEPARTMENT_EXPECTED) | set(OWNED_EXPECTED)
+    covered = PUBLIC | OPERATORS | SIGNED_IN | set(ADMIN_EXPECTED) | set(DEPARTMENT_EXPECTED) | set(OWNED_EXPECTED)
     covered |= set(HOLDER_EXPECTED)
     assert covered | SWITCHED_EXPECTED | set(API_SCOPES) == set(Action) == set(POLICY)
 
@@ -156,6 +157,15 @@ def last_denial():
 def test_public_actions_need_nobody(action, system_context):
     assert outcome(AnonymousUser(), action) == OK
     assert outcome(None, action) == OK
+
+
+def test_an_operators_action_is_nobodys_without_a_request_that_qualifies(people, system_context):
+    """``/metrics`` needs no account, but an operator's request: decided without one (no address,
+    no token), it is refused to everyone, administrators included."""
+    for action in OPERATORS:
+        for subject in (None, AnonymousUser(), *people.values()):
+            assert outcome(subject, action) == NOT_FOUND
+        assert decide(None, action, source_ip="127.0.0.1", check_network=True).allowed
 
 
 @pytest.mark.parametrize("action", sorted(SIGNED_IN), ids=str)
