@@ -14,7 +14,7 @@ from functools import wraps
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, PermissionDenied
 from django.http import Http404
 from django.urls import URLPattern, URLResolver, reverse
 from django.utils.translation import gettext_lazy as _
@@ -77,7 +77,7 @@ def _console_target(view, request, kwargs) -> dict:
     return {
         "action": action,
         "object_type": label,
-        "object_id": str(kwargs.get("object_id", ""))[:64],
+        "object_id": str(kwargs.get("object_id", kwargs.get("id", "")))[:64],  # the password page's is "id"
         "console_page": page,
     }
 
@@ -132,14 +132,30 @@ class ServiceWritesAdmin(admin.ModelAdmin):
     and the policy's answer changed before the write) is recorded and answered 403, not a server
     error with no entry. What a page writes is the service's transaction, audited there; the
     console's own history of a deletion is written once the deletion is made (Django writes it
-    first, in the transaction it shares with the deletion)."""
+    first, in the transaction it shares with the deletion). A service that finds its object gone
+    (another request deleted it) raises ObjectDoesNotExist: nothing is logged for it.
+
+    Only for pages whose whole write is the service: without the page's transaction, inline
+    formsets, many-to-many fields or list_editable would be saved apart from it, so a model
+    admin with any of them is refused when it is registered."""
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        if self.inlines or self.list_editable or model._meta.many_to_many:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: a service-written page has no inlines, list_editable or "
+                "many-to-many fields (they would be saved outside the service's transaction)"
+            )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return self._changeform_view(request, object_id, form_url, extra_context)
 
     def delete_view(self, request, object_id, extra_context=None):
         request._console_deleted = []
-        response = self._delete_view(request, object_id, extra_context)
+        try:
+            response = self._delete_view(request, object_id, extra_context)
+        except ObjectDoesNotExist:  # deleted by another request since the confirmation page
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if request._console_deleted:  # made: now in the console's history
             super().log_deletions(request, request._console_deleted)
         return response
@@ -157,7 +173,10 @@ class ServiceWritesAdmin(admin.ModelAdmin):
         deleted and logged, the rest stays."""
         for obj in queryset:
             kept = copy.copy(obj)
-            self.delete_model(request, obj)
+            try:
+                self.delete_model(request, obj)
+            except ObjectDoesNotExist:  # deleted by another request meanwhile: not this one's
+                continue
             super().log_deletions(request, [kept])
 
 

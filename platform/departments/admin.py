@@ -51,6 +51,7 @@ class MembershipAdmin(ServiceWritesAdmin):
 
     form = MembershipForm
     list_display = ("user", "department", "role", "source", "created_at")
+    list_select_related = ("user", "department")  # the list, and each row "delete selected" removes
     list_filter = ("role", "source", "department")
     search_fields = ("user__username", "department__slug")
     readonly_fields = ("source",)  # added here = manual; directory ones come from group mappings

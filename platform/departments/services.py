@@ -62,9 +62,13 @@ def _grantor_authorize(acting_user, *, department: Department) -> None:
 
 
 def membership_remove(*, membership: Membership, acting_user=None) -> None:
+    """Remove ``membership``, audited; Membership.DoesNotExist (nothing recorded) when another
+    request removed it first."""
     department = membership.department
     _grantor_authorize(acting_user, department=department)
     with transaction.atomic():
+        if not Membership.objects.select_for_update().filter(pk=membership.pk).exists():
+            raise Membership.DoesNotExist(f"membership {membership.pk} was removed already")
         details = {"user": membership.user.get_username(), "role": membership.role, "source": membership.source}
         audit_record(
             event_type=EventType.MEMBERSHIP_REMOVE,

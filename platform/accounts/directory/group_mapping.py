@@ -76,7 +76,10 @@ def _memberships_apply(*, user, desired: dict[int, str], acting_user) -> Members
             continue  # manual memberships are kept, whatever the directory says
         role = desired.get(department_id)
         if role is None:
-            membership_remove(membership=membership, acting_user=acting_user)
+            try:
+                membership_remove(membership=membership, acting_user=acting_user)
+            except Membership.DoesNotExist:
+                continue  # another sign-in of the same person removed it first
             changes.removed.append(membership.department.slug)
         elif role != membership.role:
             membership_change_role(membership=membership, role=role, acting_user=acting_user)
