@@ -52,7 +52,7 @@ class User(AbstractUser):
                 name="user_admin_role_local_only",
             ),
             models.CheckConstraint(
-                condition=models.Q(admin_role__in=["", "system", "security", "audit"]),
+                condition=models.Q(admin_role__in=AdminRole.values),  # the roles, or none
                 name="user_admin_role_valid",
             ),
         ]
