@@ -31,8 +31,8 @@ from accounts.permissions import (
     Action,
     RefusedForbidden,
     administrator_role_decide,
+    allowed,
     authorize_request,
-    is_administrator,
 )
 from accounts.two_factor import two_factor_remove
 from compliance.admin_audit import AuditedModelAdmin
@@ -94,7 +94,9 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     filter_horizontal = ()
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and (is_administrator(obj) or obj.pk == request.user.pk):
+        # Not an administrator's account, the system administrator's own included (the table's
+        # USER_MANAGE): read-only here, and a change or its password page is refused.
+        if obj is not None and not allowed(request.user, Action.USER_MANAGE, account=obj):
             return False
         return super().has_change_permission(request, obj)
 
@@ -146,6 +148,8 @@ class AdministratorRoleForm(forms.ModelForm):
 
     def clean_admin_role(self):
         role = self.cleaned_data["admin_role"]
+        # What the account can hold at all (the database's user_admin_role_local_only constraint:
+        # no role, or a local account), answered before the save with a message.
         if role and self.instance.source != AccountSource.LOCAL:
             raise forms.ValidationError(DIRECTORY_ACCOUNT_NO_ROLE)
         # Administrators hold no department data (SM-1..3): a member becomes one only without it.
@@ -184,8 +188,9 @@ class AdministratorRoleAdmin(AuditedModelAdmin):
         return form
 
     def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.pk == request.user.pk:
-            return False  # nobody moves themselves between the three roles
+        # Nobody moves themselves between the three roles (the table's ROLE_ASSIGN).
+        if obj is not None and not allowed(request.user, Action.ROLE_ASSIGN, account=obj):
+            return False
         return super().has_change_permission(request, obj)
 
     def has_add_permission(self, request):

@@ -70,6 +70,12 @@ ADMINISTRATOR_HOLDS_NO_DEPARTMENT_ACCESS = (
 ROLE_FOR_DEPARTMENT_ACCESS_HOLDER_REFUSED = (
     "This account holds department memberships or API keys: remove them before giving it an administrator role."
 )
+ADMIN_ACCOUNT_REFUSED = "Administrator accounts are not managed here."
+OWN_ROLE_REFUSED = "You cannot change your own administrator role."
+TWO_FACTOR_REQUIRED_FOR_ADMINS = "Administrators cannot switch two-factor authentication off."
+ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY = (
+    "An administrator's two-factor authentication is reset only by the security administrator."
+)
 
 
 class Action(StrEnum):
@@ -168,6 +174,12 @@ class Grant:
     # (``Authorization: Bearer $METRICS_TOKEN``; a wrong token is refused from anywhere). Checked
     # where the network is (requests), before anything else; the answer otherwise is 404.
     operator: bool = False
+    # Refused on some accounts even to whoever the grant lets take the action (``decide``'s
+    # ``account``, the account acted on), each with the message the person refused reads: their
+    # own account, or an administrator's (one holding any of the three roles, active or not: a
+    # disabled administrator's account may be enabled again).
+    own_account_refused: str = ""
+    administrator_account_refused: str = ""
 
     @property
     def administration(self) -> bool:
@@ -181,8 +193,13 @@ _OPERATORS = Grant(public=True, operator=True)
 _SIGNED_IN = Grant(signed_in=True)
 
 
-def _admins(*roles: AdminRole) -> Grant:
-    return Grant(admin_roles=frozenset(roles), admin_network=True)
+def _admins(*roles: AdminRole, not_own_account: str = "", not_administrator_accounts: str = "") -> Grant:
+    return Grant(
+        admin_roles=frozenset(roles),
+        admin_network=True,
+        own_account_refused=not_own_account,
+        administrator_account_refused=not_administrator_accounts,
+    )
 
 
 def _department(
@@ -216,7 +233,9 @@ POLICY: Mapping[Action, Grant] = {
     Action.OWN_ACCOUNT: _SIGNED_IN,
     Action.DEPARTMENT_PICK: _SIGNED_IN,
     Action.CONSOLE_ENTER: _admins(_S, _X, _A),
-    Action.USER_MANAGE: _admins(_S),
+    # People's accounts, never an administrator's (the system administrator's own included):
+    # otherwise they could reset the security or audit administrator's password and sign in as them.
+    Action.USER_MANAGE: _admins(_S, not_administrator_accounts=ADMIN_ACCOUNT_REFUSED),
     Action.DEPARTMENT_MANAGE: _admins(_S),
     Action.ASSET_METADATA_VIEW: _admins(_S, _X),
     Action.MODEL_REGISTRY_VIEW: _admins(_S, _X),
@@ -224,7 +243,8 @@ POLICY: Mapping[Action, Grant] = {
     Action.MODEL_ACTIVATE: _admins(_S),
     Action.TWO_FACTOR_RESET: _admins(_S),
     Action.ADMIN_TWO_FACTOR_RESET: _admins(_X),
-    Action.ROLE_ASSIGN: _admins(_X),
+    # Nobody moves themselves between the three roles.
+    Action.ROLE_ASSIGN: _admins(_X, not_own_account=OWN_ROLE_REFUSED),
     Action.MEMBERSHIP_MANAGE: _admins(_X),
     Action.GROUP_MAPPING_MANAGE: _admins(_X),
     Action.LABEL_MANAGE: _admins(_X),
@@ -375,6 +395,7 @@ def decide(
     department: Any = None,
     owner_id: Any = None,
     membership: Any = None,
+    account: Any = None,
     source_ip: str | None = None,
     check_network: bool = False,
     operator_token: str | None = None,
@@ -382,10 +403,51 @@ def decide(
     """May ``subject`` (a user, an API key, anonymous or None) take ``action``?
 
     ``department`` is the department the action is in (an object's department, or the portal's);
-    ``owner_id`` the owner of the object, for actions granted to owners. With ``check_network``
-    the administration network is checked against ``source_ip`` first, as every request is, and
-    an operator's action against ``source_ip`` and ``operator_token``.
+    ``owner_id`` the owner of the object, for actions granted to owners; ``account`` the account
+    the action is on, for the grants refused on some accounts (None: a page's check, before the
+    account is known). With ``check_network`` the administration network is checked against
+    ``source_ip`` first, as every request is, and an operator's action against ``source_ip`` and
+    ``operator_token``.
     """
+    decision = _grant_decide(
+        subject,
+        action,
+        department=department,
+        owner_id=owner_id,
+        membership=membership,
+        source_ip=source_ip,
+        check_network=check_network,
+        operator_token=operator_token,
+    )
+    if not decision or account is None:
+        return decision
+    grant = POLICY[action]
+    if grant.own_account_refused and _same_account(subject, account):
+        return _refused(403, "not on one's own account", grant.own_account_refused)
+    if grant.administrator_account_refused and _holds_administrator_role(account):
+        return _refused(403, "not on an administrator's account", grant.administrator_account_refused)
+    return decision
+
+
+def _same_account(subject: Any, account: Any) -> bool:
+    """``subject`` is the person whose account ``account`` is (a proxy model's row included)."""
+    if subject is None or _is_api_key(subject) or getattr(subject, "pk", None) is None:
+        return False
+    return subject.pk == account.pk
+
+
+def _grant_decide(
+    subject: Any,
+    action: Action,
+    *,
+    department: Any,
+    owner_id: Any,
+    membership: Any,
+    source_ip: str | None,
+    check_network: bool,
+    operator_token: str | None,
+) -> Decision:
+    """``decide`` on the table's grant alone, before the accounts it is refused on."""
     grant = POLICY[action]
     # An operator's action is a request's, from where it comes: without one, nobody's.
     if grant.operator and not (check_network and operator_request_allowed(source_ip, operator_token)):
@@ -545,6 +607,36 @@ def administrator_role_decide(account: Any, role: str) -> Decision:
     if department_access_held(user=account):
         return _refused(403, "the account holds department access", ROLE_FOR_DEPARTMENT_ACCESS_HOLDER_REFUSED)
     return ALLOWED
+
+
+def two_factor_reset_decide(subject: Any, account: Any) -> tuple[Action, Decision]:
+    """Removing ``account``'s second factor (its owner enrols again): the action it is for
+    ``subject``, and may they take it?
+
+    - their own: ``OWN_ACCOUNT``, never an administrator's (two factors are mandatory for them);
+    - an administrator's (active or not): ``ADMIN_TWO_FACTOR_RESET``, the security
+      administrator's alone: were the system administrator able to reset the audit
+      administrator's factor, they could enrol one of their own;
+    - anyone else's: ``TWO_FACTOR_RESET``, decided here no further: the console page offering
+      the reset authorized its own action first (the users page ``TWO_FACTOR_RESET``; the
+      administrator roles page, which lists every account, ``ADMIN_TWO_FACTOR_RESET``).
+    """
+    if _same_account(subject, account):
+        if _holds_administrator_role(account):
+            return Action.OWN_ACCOUNT, _refused(
+                403, "an administrator cannot switch two-factor authentication off", TWO_FACTOR_REQUIRED_FOR_ADMINS
+            )
+        return Action.OWN_ACCOUNT, decide(subject, Action.OWN_ACCOUNT)
+    if _holds_administrator_role(account):
+        decision = decide(subject, Action.ADMIN_TWO_FACTOR_RESET)
+        if decision.status == 403:
+            return Action.ADMIN_TWO_FACTOR_RESET, _refused(
+                403,
+                "an administrator's second factor is reset only by the security administrator",
+                ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY,
+            )
+        return Action.ADMIN_TWO_FACTOR_RESET, decision
+    return Action.TWO_FACTOR_RESET, ALLOWED
 
 
 def department_role_grants(role: str) -> frozenset[Action]:

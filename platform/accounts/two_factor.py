@@ -8,17 +8,15 @@ from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.permissions import Action, RefusedForbidden, allowed, is_administrator, refusal_record
+# The message of a refused ``two_factor_remove`` of one's own (the policy layer words it).
+from accounts.permissions import TWO_FACTOR_REQUIRED_FOR_ADMINS as TWO_FACTOR_REQUIRED_FOR_ADMINS
+from accounts.permissions import is_administrator, refuse, two_factor_reset_decide
 from compliance.events import EventType, Outcome
 from compliance.services import audit_record
 
 TOTP_DEVICE_NAME = "authenticator"
 RECOVERY_DEVICE_NAME = "recovery codes"
 RECOVERY_CODE_COUNT = 10
-TWO_FACTOR_REQUIRED_FOR_ADMINS = "Administrators cannot switch two-factor authentication off."
-ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY = (
-    "An administrator's two-factor authentication is reset only by the security administrator."
-)
 
 
 def two_factor_enrolled(user) -> bool:
@@ -94,37 +92,20 @@ def two_factor_verify(*, user, token: str):
     return device
 
 
-def two_factor_remove_refusal(*, user, acting_user) -> str | None:
-    """Why ``acting_user`` may not remove ``user``'s second factor, or None.
-
-    Members may switch theirs off, and the system administrator resets anyone's but an
-    administrator's; an administrator's is reset only by the security administrator, never by
-    its owner (separation of the three administrators: otherwise the system administrator could
-    reset the audit administrator's factor and enrol one of their own).
-    """
-    if not is_administrator(user):
-        return None
-    if acting_user == user:
-        return TWO_FACTOR_REQUIRED_FOR_ADMINS
-    if not allowed(acting_user, Action.ADMIN_TWO_FACTOR_RESET):
-        return ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY
-    return None
-
-
 def two_factor_remove(*, user, acting_user) -> None:
-    """Remove ``user``'s devices (they enrol again). A refusal is recorded before anything
-    changes and raised as RefusedForbidden, with the reason as its message."""
-    refusal = two_factor_remove_refusal(user=user, acting_user=acting_user)
-    if refusal is not None:
-        refusal_record(
-            action=Action.OWN_ACCOUNT if acting_user == user else Action.TWO_FACTOR_RESET,
-            reason=refusal,
+    """Remove ``user``'s devices (they enrol again), if the policy layer lets ``acting_user``
+    (``two_factor_reset_decide``). A refusal is recorded, naming the action refused, before
+    anything changes, and raised as RefusedForbidden with the message the person reads."""
+    action, decision = two_factor_reset_decide(acting_user, user)
+    if not decision:
+        raise refuse(
+            decision,
+            action=action,
             actor=acting_user,
             object_type="accounts.user",
             object_id=user.pk,
             object_repr=user.get_username(),
         )
-        raise RefusedForbidden(refusal)
     with transaction.atomic():
         _devices_remove(user=user, acting_user=acting_user)
 
