@@ -2,11 +2,17 @@
 compares roles: no other module compares a role, filters accounts or memberships by a role value,
 or names one of the roles (an enum member or its string) in a comparison. Elsewhere the code asks
 the policy layer (``administrators_filter``, ``administrator_role_holders``, ``decide``…).
+
+Nor does any other module decide whose account an action may be on: no console page refuses an
+object (``has_<op>_permission(request, obj)``) but through the policy layer, and no code compares
+the person acting with the account acted on ("not on oneself"): ``decide``'s ``account`` and the
+table's grants do.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -126,6 +132,68 @@ def role_decisions(source: str, filename: str = "<source>") -> list[str]:
     return found
 
 
+# The policy layer's answers a console page may pass its object to.
+POLICY_CALLS = {"allowed", "decide", "authorize", "authorize_request", "console_decide"}
+CONSOLE_PERMISSION_METHOD = re.compile(r"^has_[a-z_]*permission$")
+# Who acts: the request's person, or a service's ``acting_user``.
+ACTING = {"request.user", "request.user.pk", "request.user.id", "acting_user", "acting_user.pk", "acting_user.id"}
+
+
+def _console_object_uses(function: ast.FunctionDef) -> list[ast.Name]:
+    """The uses of a console permission method's ``obj`` other than handing it to ``super()`` or
+    to the policy layer, or asking whether there is one (``obj is None``)."""
+    if "obj" not in {arg.arg for arg in function.args.args}:
+        return []
+    handed = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            to_super = isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value) == "super()"
+            if to_super or _called_name(node) in POLICY_CALLS:
+                handed.update(id(a) for a in (*node.args, *(k.value for k in node.keywords)))
+        elif isinstance(node, ast.Compare) and all(isinstance(op, ast.Is | ast.IsNot) for op in node.ops):
+            if all(isinstance(c, ast.Constant) and c.value is None for c in node.comparators):
+                handed.add(id(node.left))
+    return [
+        n
+        for n in ast.walk(function)
+        if isinstance(n, ast.Name) and n.id == "obj" and isinstance(n.ctx, ast.Load) and id(n) not in handed
+    ]
+
+
+def _acting_compared(node: ast.AST) -> list[ast.Compare]:
+    """Comparisons of the person acting with anything but a constant (``acting_user != "system"``
+    is the system actor, not an account)."""
+    return [
+        c
+        for c in ast.walk(node)
+        if isinstance(c, ast.Compare)
+        and any(ast.unparse(part) in ACTING for part in (c.left, *c.comparators))
+        and not any(isinstance(part, ast.Constant) for part in (c.left, *c.comparators))
+    ]
+
+
+def account_decisions(source: str, filename: str = "<source>") -> list[str]:
+    """Where ``source`` decides itself whose account an action may be on: a console permission
+    method deciding on its object other than through the policy layer, or a condition (or an
+    answer returned) comparing the person acting with another account. A comparison recorded as
+    a detail decides nothing and is left alone."""
+    tree = ast.parse(source, filename=filename)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and CONSOLE_PERMISSION_METHOD.match(node.name):
+            found += [f"{filename}:{n.lineno}: {node.name} decides on obj" for n in _console_object_uses(node)]
+        tested = (
+            node.test
+            if isinstance(node, ast.If | ast.IfExp | ast.While | ast.Assert)
+            else node.value
+            if isinstance(node, ast.Return) and node.value is not None
+            else None
+        )
+        if tested is not None:
+            found += [f"{filename}:{c.lineno}: {ast.unparse(c)}" for c in _acting_compared(tested)]
+    return sorted(set(found))
+
+
 def _sources() -> list[Path]:
     paths = [path for top in ("platform", "inference", "compliance") for path in ROOT.joinpath(top).rglob("*.py")]
     return [path for path in paths if "migrations" not in path.parts and path not in POLICY_LAYER]
@@ -179,3 +247,54 @@ def test_each_kind_of_role_decision_is_found(source):
 )
 def test_what_is_not_a_role_decision_is_left_alone(source):
     assert role_decisions(source) == []
+
+
+def test_no_module_but_the_policy_layer_decides_whose_account_an_action_is_on():
+    found = [hit for path in _sources() for hit in account_decisions(path.read_text(), str(path.relative_to(ROOT)))]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the console's rules before they moved into the policy layer
+        """
+def has_change_permission(self, request, obj=None):
+    if obj is not None and (is_administrator(obj) or obj.pk == request.user.pk):
+        return False
+    return super().has_change_permission(request, obj)
+""",
+        """
+def has_change_permission(self, request, obj=None):
+    if obj is not None and obj.pk == request.user.pk:
+        return False
+    return super().has_change_permission(request, obj)
+""",
+        "def has_delete_permission(self, request, obj=None):\n    return obj is None or obj.is_active",
+        "if acting_user == user:\n    refusal = 'own'",
+        "action = Action.OWN_ACCOUNT if acting_user == user else Action.TWO_FACTOR_RESET",
+        "def mine(obj, request):\n    return obj.owner_id == request.user.pk",
+    ],
+)
+def test_each_kind_of_account_decision_is_found(source):
+    assert account_decisions(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        """
+def has_change_permission(self, request, obj=None):
+    if obj is not None and not allowed(request.user, Action.USER_MANAGE, account=obj):
+        return False
+    return super().has_change_permission(request, obj)
+""",
+        "def has_add_permission(self, request):\n    return super().has_add_permission(request) and not rows.exists()",
+        "def has_delete_permission(self, request, obj=None):\n    return False",
+        "audit_record(details={'by_administrator': acting_user != user})",  # recorded, not decided
+        "if acting_user != 'system':\n    authorize(acting_user, action)",  # the system actor
+        "if acting_user is None:\n    pass",
+    ],
+)
+def test_what_is_not_an_account_decision_is_left_alone(source):
+    assert account_decisions(source) == []
