@@ -38,9 +38,7 @@ from accounts.two_factor import two_factor_remove
 from compliance.admin_audit import AuditedModelAdmin
 from compliance.events import EventType
 
-ADMIN_ACCOUNT_READ_ONLY = _("Administrator accounts are not managed here.")
 DIRECTORY_ACCOUNT_NO_ROLE = _("Administrator roles are for local accounts only.")
-OWN_ROLE_REFUSED = _("You cannot change your own administrator role.")
 ROLE_FOR_ACCESS_HOLDER_REFUSED = _(
     "This account holds department memberships or API keys: remove them before giving it an administrator role."
 )

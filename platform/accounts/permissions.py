@@ -617,9 +617,8 @@ def two_factor_reset_decide(subject: Any, account: Any) -> tuple[Action, Decisio
     - an administrator's (active or not): ``ADMIN_TWO_FACTOR_RESET``, the security
       administrator's alone: were the system administrator able to reset the audit
       administrator's factor, they could enrol one of their own;
-    - anyone else's: ``TWO_FACTOR_RESET``, decided here no further: the console page offering
-      the reset authorized its own action first (the users page ``TWO_FACTOR_RESET``; the
-      administrator roles page, which lists every account, ``ADMIN_TWO_FACTOR_RESET``).
+    - anyone else's: ``TWO_FACTOR_RESET``, the system administrator's (the administrator roles
+      page lists every account, but its reset is for administrators' factors alone).
     """
     if _same_account(subject, account):
         if _holds_administrator_role(account):
@@ -636,7 +635,7 @@ def two_factor_reset_decide(subject: Any, account: Any) -> tuple[Action, Decisio
                 ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY,
             )
         return Action.ADMIN_TWO_FACTOR_RESET, decision
-    return Action.TWO_FACTOR_RESET, ALLOWED
+    return Action.TWO_FACTOR_RESET, decide(subject, Action.TWO_FACTOR_RESET)
 
 
 def department_role_grants(role: str) -> frozenset[Action]:

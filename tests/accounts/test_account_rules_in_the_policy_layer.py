@@ -144,6 +144,8 @@ def test_the_policy_names_the_reset_and_decides_it(admins, personas):
         (auditor, system, Action.ADMIN_TWO_FACTOR_RESET, False, permissions.ADMIN_TWO_FACTOR_RESET_SECURITY_ONLY),
         (security, auditor, Action.ADMIN_TWO_FACTOR_RESET, True, ""),
         (security, disabled, Action.ADMIN_TWO_FACTOR_RESET, True, ""),
+        (security, member, Action.TWO_FACTOR_RESET, False, permissions.ADMIN_ROLE_REFUSED),
+        (auditor, member, Action.TWO_FACTOR_RESET, False, permissions.ADMIN_ROLE_REFUSED),
     ]
     for who, whose, action, allowed, message in cases:
         got_action, decision = two_factor_reset_decide(who, whose)
@@ -186,3 +188,16 @@ def test_the_security_administrator_resets_an_administrators_factor_but_not_thei
     assert f"{console.user.username}: {permissions.TWO_FACTOR_REQUIRED_FOR_ADMINS}" in shown
     (entry,) = _denials(object_type="accounts.user", object_id=str(console.user.pk))
     assert entry.details["action"] == Action.OWN_ACCOUNT
+
+
+def test_the_roles_page_resets_administrators_factors_never_a_members(admins, personas):
+    """The security administrator's roles page lists every account; its reset is for
+    administrators' factors alone: a member's is the system administrator's to reset."""
+    member_device = TOTPDevice.objects.create(user=personas.member, name="authenticator", confirmed=True)
+    shown = _console_reset(
+        admins["security"], "/admin/accounts/administratorrole/", "reset_administrator_two_factor", personas.member
+    )
+    assert TOTPDevice.objects.filter(pk=member_device.pk).exists()
+    assert shown == [f"{personas.member.username}: {permissions.ADMIN_ROLE_REFUSED}"]
+    (entry,) = _denials(object_type="accounts.user", object_id=str(personas.member.pk))
+    assert entry.details["action"] == Action.TWO_FACTOR_RESET
